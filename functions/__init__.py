@@ -1,0 +1,1 @@
+"""The ``pack391_*`` functions, one package per spec area (see ../shared/DESIGN.md)."""

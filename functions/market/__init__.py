@@ -1,0 +1,89 @@
+"""Market soft-launch controls: the ``pack391_*`` edges.
+
+Each edge parses, authorizes (the role is in its decorator) and calls the service.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from functions.market.adapters import Change, MarketEnforcementStore, MarketRepository
+from functions.market.service import MarketService
+from shared.auth import Role
+from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.firestore import get_db
+from shared.models.market import (
+    CheckMarketAccessRequest,
+    EmergencyPauseRequest,
+    EmergencyPauseResult,
+    GetMarketControlsRequest,
+    MarketAccess,
+    MarketControlsView,
+    UpdateMarketControlRequest,
+    UpdateMarketControlResult,
+)
+from shared.redis import get_redis
+
+log = logging.getLogger("pack391.market")
+
+SYNC_SCHEDULE = "* * * * *"
+"""``pack391_syncMarkets`` runs every minute."""
+
+
+@functools.cache
+def _service_for(db_id: int, redis_id: int) -> MarketService:
+    del db_id, redis_id  # cache key: a new client (tests, reconfiguration) gets a new service
+    return MarketService(MarketRepository(get_db()), MarketEnforcementStore(get_redis()))
+
+
+def market_service() -> MarketService:
+    """The service wired to the configured Firestore and Redis."""
+    return _service_for(id(get_db()), id(get_redis()))
+
+
+def _change(ctx: CallContext, action: str, reason: str | None) -> Change:
+    return Change(ctx.caller.uid, action, reason, ctx.request_id, ctx.now)
+
+
+@callable_function(role=Role.ADMIN, request=UpdateMarketControlRequest)
+def pack391_updateMarketControl(
+    ctx: CallContext, req: UpdateMarketControlRequest
+) -> UpdateMarketControlResult:
+    """Change a market's launch controls (partial update, versioned, audited)."""
+    return market_service().update_market(req, _change(ctx, "market.update", req.reason))
+
+
+@callable_function(role=Role.OPS, request=GetMarketControlsRequest)
+def pack391_getMarketControls(
+    ctx: CallContext, req: GetMarketControlsRequest
+) -> MarketControlsView:
+    """Every configured market (or one) with its version and current user count."""
+    return market_service().controls(req.country)
+
+
+@callable_function(role=Role.ADMIN, request=EmergencyPauseRequest)
+def pack391_emergencyPauseMarkets(
+    ctx: CallContext, req: EmergencyPauseRequest
+) -> EmergencyPauseResult:
+    """Pause (or resume) one market, or every market at once, from the next enforcement call."""
+    action = "market.emergency_pause" if req.paused else "market.emergency_resume"
+    return market_service().emergency_pause(
+        req.country, req.paused, _change(ctx, action, req.reason)
+    )
+
+
+@callable_function(role=Role.USER, request=CheckMarketAccessRequest)
+def pack391_checkMarketAccess(ctx: CallContext, req: CheckMarketAccessRequest) -> MarketAccess:
+    """For the caller: is signup admitted in ``country`` (counted when ``signup``), and
+    are payments, payouts and marketing enabled there."""
+    return market_service().check_access(
+        req.country, ctx.caller.uid, ctx.caller.is_influencer, req.signup, ctx.now
+    )
+
+
+@scheduled_function(schedule=SYNC_SCHEDULE)
+def pack391_syncMarkets(ctx: ScheduledContext) -> None:
+    """Re-apply stored market changes to Redis and restore lost admissions."""
+    report = market_service().sync()
+    log.info("market sync %s: %s", ctx.request_id, report)

@@ -1,0 +1,289 @@
+"""Market I/O: the Firestore repository (the record) and the Redis store (enforcement).
+
+Firestore holds the truth: each market's versioned config, its previous
+versions, the audit log and one admission document per admitted user. Redis
+holds what enforcement reads on every call, in one round trip: a mirror of each
+market's config, a mirror of the all-markets switch, and the set of admitted
+users (whose size is the market's user count, changed atomically by a script).
+All market keys share the hash tag ``{pack391:markets}`` so the admission script
+also runs on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import redis
+from google.cloud import firestore
+
+from shared import collections
+from shared.audit import write_audit
+from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
+from shared.redis import LUA_DIR, lua_script
+
+_ADMIT = LUA_DIR / "admit_member.lua"
+_MIRROR = LUA_DIR / "mirror_versioned.lua"
+_HYDRATE_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who is changing something, for the version record and the audit log."""
+
+    actor_uid: str
+    action: str
+    reason: str | None
+    request_id: str
+    now: datetime
+
+
+class MarketRepository:
+    """Firestore: market documents, their versions, admissions, the global switch."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def _market_ref(self, country: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.MARKETS).document(country)
+
+    def _global_ref(self) -> firestore.DocumentReference:
+        return self._db.collection(collections.CONFIG).document(collections.CONFIG_MARKETS_DOC)
+
+    def get(self, country: str) -> MarketDoc | None:
+        snap = self._market_ref(country).get()
+        return MarketDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+    def list_markets(self) -> list[MarketDoc]:
+        docs = self._db.collection(collections.MARKETS).order_by("__name__").stream()
+        return [MarketDoc.model_validate(snap.to_dict()) for snap in docs]
+
+    def get_global(self) -> GlobalMarketsDoc:
+        snap = self._global_ref().get()
+        return (
+            GlobalMarketsDoc.model_validate(snap.to_dict()) if snap.exists else GlobalMarketsDoc()
+        )
+
+    def update(
+        self,
+        country: str,
+        mutate: Callable[[MarketDoc], dict[str, Any] | None],
+        change: Change,
+    ) -> tuple[MarketDoc, MarketDoc | None]:
+        """Apply ``mutate`` (current doc -> fields to change, or None for no change)
+        in one transaction with the version record and the audit entry.
+        Returns (before, after); after is None when nothing changed."""
+        ref = self._market_ref(country)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> tuple[MarketDoc, MarketDoc | None]:
+            snap = ref.get(transaction=tx)
+            before = (
+                MarketDoc.model_validate(snap.to_dict())
+                if snap.exists
+                else MarketDoc(country=country)
+            )
+            fields = mutate(before)
+            if fields is None:
+                return before, None
+            after = before.model_copy(
+                update={
+                    **fields,
+                    "version": before.version + 1,
+                    "updated_at": change.now,
+                    "updated_by": change.actor_uid,
+                    "reason": change.reason,
+                }
+            )
+            after = MarketDoc.model_validate(after.model_dump())
+            if snap.exists:
+                versions = ref.collection(collections.MARKET_VERSIONS)
+                tx.set(versions.document(str(before.version)), before.to_doc())
+            tx.set(ref, after.to_doc())
+            write_audit(
+                self._db,
+                tx,
+                actor_uid=change.actor_uid,
+                action=change.action,
+                target=f"{collections.MARKETS}/{country}",
+                before=before.model_dump(mode="json", by_alias=True) if snap.exists else None,
+                after=after.model_dump(mode="json", by_alias=True),
+                reason=change.reason,
+                request_id=change.request_id,
+                now=change.now,
+            )
+            return before, after
+
+        return cast(tuple[MarketDoc, MarketDoc | None], run(self._db.transaction()))
+
+    def set_all_paused(self, paused: bool, change: Change) -> tuple[GlobalMarketsDoc, bool]:
+        """Set the all-markets switch; returns (the switch after, whether it changed)."""
+        ref = self._global_ref()
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> tuple[GlobalMarketsDoc, bool]:
+            snap = ref.get(transaction=tx)
+            before = (
+                GlobalMarketsDoc.model_validate(snap.to_dict())
+                if snap.exists
+                else GlobalMarketsDoc()
+            )
+            if before.all_paused == paused:
+                return before, False
+            after = GlobalMarketsDoc(
+                all_paused=paused,
+                version=before.version + 1,
+                reason=change.reason,
+                updated_at=change.now,
+                updated_by=change.actor_uid,
+            )
+            tx.set(ref, after.to_doc())
+            write_audit(
+                self._db,
+                tx,
+                actor_uid=change.actor_uid,
+                action=change.action,
+                target=f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
+                before=before.model_dump(mode="json", by_alias=True),
+                after=after.model_dump(mode="json", by_alias=True),
+                reason=change.reason,
+                request_id=change.request_id,
+                now=change.now,
+            )
+            return after, True
+
+        return cast(tuple[GlobalMarketsDoc, bool], run(self._db.transaction()))
+
+    def versions(self, country: str) -> list[MarketDoc]:
+        """Previous versions of a market, oldest first."""
+        query = (
+            self._market_ref(country).collection(collections.MARKET_VERSIONS).order_by("version")
+        )
+        return [MarketDoc.model_validate(snap.to_dict()) for snap in query.stream()]
+
+    def record_admission(self, admission: AdmissionDoc) -> None:
+        ref = self._market_ref(admission.country).collection(collections.MARKET_ADMISSIONS)
+        ref.document(admission.uid).set(admission.to_doc())
+
+    def delete_admission(self, country: str, uid: str) -> None:
+        self._market_ref(country).collection(collections.MARKET_ADMISSIONS).document(uid).delete()
+
+    def count_admissions(self, country: str) -> int:
+        """The market's user count: one aggregation RPC, whatever the count."""
+        admissions = self._market_ref(country).collection(collections.MARKET_ADMISSIONS)
+        result = admissions.count(alias="n").get()
+        return int(result[0][0].value)
+
+    def admitted_uids(self, country: str) -> Iterator[str]:
+        admissions = self._market_ref(country).collection(collections.MARKET_ADMISSIONS)
+        for snap in admissions.select([]).stream():
+            yield snap.id
+
+
+@dataclass(frozen=True)
+class EnforcementSnapshot:
+    """One round trip's worth of enforcement state; None where Redis has no mirror yet."""
+
+    market: MarketDoc | None
+    global_switch: GlobalMarketsDoc | None
+    is_member: bool
+    member_count: int
+
+
+class AdmitOutcome:
+    """Answers of ``admit_member.lua``."""
+
+    ADMITTED = 1
+    ALREADY_MEMBER = 2
+    AT_CAPACITY = 0
+    STALE = -1
+
+
+class MarketEnforcementStore:
+    """Redis: the mirrors and member sets that enforcement reads and updates."""
+
+    PREFIX = "{pack391:markets}"
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def _market_key(self, country: str) -> str:
+        return f"{self.PREFIX}:{country}"
+
+    def _members_key(self, country: str) -> str:
+        return f"{self.PREFIX}:{country}:users"
+
+    @property
+    def _global_key(self) -> str:
+        return f"{self.PREFIX}:global"
+
+    def read(self, country: str, uid: str) -> EnforcementSnapshot:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self._market_key(country), "doc")
+        pipe.hget(self._global_key, "doc")
+        pipe.sismember(self._members_key(country), uid)
+        pipe.scard(self._members_key(country))
+        market_json, global_json, is_member, count = pipe.execute()
+        return EnforcementSnapshot(
+            market=MarketDoc.model_validate_json(market_json) if market_json else None,
+            global_switch=(
+                GlobalMarketsDoc.model_validate_json(global_json) if global_json else None
+            ),
+            is_member=bool(is_member),
+            member_count=int(count),
+        )
+
+    def mirror_market(self, doc: MarketDoc) -> bool:
+        payload = doc.model_dump_json(by_alias=True)
+        stored = lua_script(_MIRROR)(
+            keys=[self._market_key(doc.country)], args=[doc.version, payload]
+        )
+        return bool(stored)
+
+    def mirror_global(self, doc: GlobalMarketsDoc) -> bool:
+        payload = doc.model_dump_json(by_alias=True)
+        stored = lua_script(_MIRROR)(keys=[self._global_key], args=[doc.version, payload])
+        return bool(stored)
+
+    def invalidate_market(self, country: str) -> None:
+        """Drop a market's config mirror so the next call re-reads Firestore."""
+        self._redis.delete(self._market_key(country))
+
+    def invalidate_global(self) -> None:
+        self._redis.delete(self._global_key)
+
+    def add_members(self, country: str, uids: Iterable[str]) -> int:
+        added = 0
+        chunk: list[str] = []
+        for uid in uids:
+            chunk.append(uid)
+            if len(chunk) >= _HYDRATE_CHUNK:
+                added += int(self._redis.sadd(self._members_key(country), *chunk))
+                chunk = []
+        if chunk:
+            added += int(self._redis.sadd(self._members_key(country), *chunk))
+        return added
+
+    def member_count(self, country: str) -> int:
+        return int(self._redis.scard(self._members_key(country)))
+
+    def admit(
+        self, country: str, uid: str, capacity: int | None, market_version: int, global_version: int
+    ) -> int:
+        """Run the admission script; returns an :class:`AdmitOutcome` value."""
+        outcome = lua_script(_ADMIT)(
+            keys=[self._members_key(country), self._market_key(country), self._global_key],
+            args=[uid, -1 if capacity is None else capacity, market_version, global_version],
+        )
+        return int(outcome)
+
+    def remove_member(self, country: str, uid: str) -> None:
+        self._redis.srem(self._members_key(country), uid)
+
+
+def market_json(doc: MarketDoc) -> str:
+    """A market document as compact JSON (for logs)."""
+    return json.dumps(doc.model_dump(mode="json", by_alias=True), sort_keys=True)

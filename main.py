@@ -1,0 +1,37 @@
+"""What Firebase loads: every ``pack391_*`` function under its deployed name.
+
+firebase-admin is initialised here, at import time: callable tokens are verified
+before any ``@init`` hook runs, so an app created later would reject every
+signed-in call. Nothing here connects to a backend; clients are created on the
+first call.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import firebase_admin
+
+from shared.config import project_id
+
+if not firebase_admin._apps:
+    firebase_admin.initialize_app(options={"projectId": project_id()})
+
+logging.basicConfig(level=logging.INFO)
+
+# Imported by their exact names: Firebase keys functions by __name__.
+from functions.market import (
+    pack391_checkMarketAccess,
+    pack391_emergencyPauseMarkets,
+    pack391_getMarketControls,
+    pack391_syncMarkets,
+    pack391_updateMarketControl,
+)
+
+__all__ = [
+    "pack391_checkMarketAccess",
+    "pack391_emergencyPauseMarkets",
+    "pack391_getMarketControls",
+    "pack391_syncMarkets",
+    "pack391_updateMarketControl",
+]

@@ -1,0 +1,33 @@
+"""Every Firestore collection the bundle reads or writes, with its document shape.
+
+Names are the contract with ``firestore.rules``, ``firestore.indexes.json`` and
+the app's other bundles: change them here and nowhere else. The shapes are the
+pydantic models named beside each collection (``shared.models``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MARKETS: Final = "pack391_markets"
+"""One document per country (id: ISO 3166-1 alpha-2 code), :class:`shared.models.market.MarketDoc`.
+The current config and version of a market's soft-launch controls."""
+
+MARKET_VERSIONS: Final = "versions"
+"""Subcollection of a market: ``pack391_markets/{country}/versions/{version}``, one
+:class:`shared.models.market.MarketDoc` per previous version (id: the version number)."""
+
+MARKET_ADMISSIONS: Final = "admissions"
+"""Subcollection of a market: ``pack391_markets/{country}/admissions/{uid}``,
+:class:`shared.models.market.AdmissionDoc`, one per user admitted at signup. The
+durable record behind the market's user count (Redis holds the live set)."""
+
+CONFIG: Final = "pack391_config"
+"""Bundle-wide switches, one document each (e.g. ``markets``:
+:class:`shared.models.market.GlobalMarketsDoc`, the all-markets emergency pause)."""
+
+CONFIG_MARKETS_DOC: Final = "markets"
+"""Id of the all-markets switch document in :data:`CONFIG`."""
+
+AUDIT_LOG: Final = "pack391_audit_log"
+"""One document per admin mutation, :class:`shared.models.audit.AuditEntry`."""

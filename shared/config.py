@@ -1,0 +1,51 @@
+"""Deploy-time settings: Firebase params read from the environment.
+
+Each setting is a ``firebase_functions.params`` object, so ``firebase deploy``
+lists it in the manifest and asks for a value (or takes it from ``.env``); at run
+time ``.value`` reads the environment and falls back to the local default.
+Spec numbers are not settings: they live in :mod:`shared.thresholds`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from firebase_functions import params
+
+DEFAULT_PROJECT = "demo-avalo"
+"""Project id used when none is configured (a ``demo-`` project never reaches Google)."""
+
+REDIS_URL = params.StringParam(
+    "REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    label="Redis URL",
+    description=("Memorystore/Redis for rate limits, counters and flags (redis:// or rediss://)."),
+)
+
+REDIS_TIMEOUT_MS = params.IntParam(
+    "PACK391_REDIS_TIMEOUT_MS",
+    default=50,
+    label="Redis timeout (ms)",
+    description="Socket connect and read timeout for Redis calls; a slower Redis counts as down.",
+)
+
+FUNCTIONS_REGION = params.StringParam(
+    "PACK391_REGION",
+    default="us-central1",
+    label="Functions region",
+    description="Region the pack391 functions are deployed to.",
+)
+
+
+def project_id() -> str:
+    """The project: ``GCLOUD_PROJECT``, else ``GOOGLE_CLOUD_PROJECT``, else the demo project."""
+    return (
+        os.environ.get("GCLOUD_PROJECT")
+        or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        or DEFAULT_PROJECT
+    )
+
+
+def is_emulated() -> bool:
+    """True under the local stack, the Firebase emulators or the tests."""
+    return bool(os.environ.get("FUNCTIONS_EMULATOR") or os.environ.get("FIRESTORE_EMULATOR_HOST"))

@@ -1,0 +1,78 @@
+"""The domain's errors. Services raise these; the edge translates them once.
+
+Each class carries the callable error code it maps to, so the translation in
+:mod:`shared.edge` is one table lookup and a new error cannot be forgotten there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from firebase_functions.https_fn import FunctionsErrorCode
+
+
+class Pack391Error(Exception):
+    """Base of every error the bundle raises on purpose."""
+
+    code: FunctionsErrorCode = FunctionsErrorCode.INTERNAL
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+
+class InvalidInput(Pack391Error):
+    """The request is malformed; ``field`` names the offending field (dotted path)."""
+
+    code = FunctionsErrorCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, problem: str, **details: Any) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem, field=field, **details)
+        self.field = field
+
+
+class Unauthenticated(Pack391Error):
+    """No (valid) Firebase ID token came with the call."""
+
+    code = FunctionsErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(Pack391Error):
+    """The caller is signed in but lacks the role the function declares."""
+
+    code = FunctionsErrorCode.PERMISSION_DENIED
+
+
+class NotFound(Pack391Error):
+    """The named thing does not exist."""
+
+    code = FunctionsErrorCode.NOT_FOUND
+
+
+class AlreadyExists(Pack391Error):
+    """The thing to create exists already."""
+
+    code = FunctionsErrorCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(Pack391Error):
+    """The system is not in a state where the operation is allowed."""
+
+    code = FunctionsErrorCode.FAILED_PRECONDITION
+
+
+class RateLimited(Pack391Error):
+    """A limit was hit; ``retryAfterSec`` says when to try again."""
+
+    code = FunctionsErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_sec: float, **details: Any) -> None:
+        super().__init__(message, retryAfterSec=retry_after_sec, **details)
+        self.retry_after_sec = retry_after_sec
+
+
+class BackendUnavailable(Pack391Error):
+    """A backend (Redis, Firestore, a Google API) did not answer in time."""
+
+    code = FunctionsErrorCode.UNAVAILABLE

@@ -1,0 +1,39 @@
+"""One Firestore client factory, for production and for the emulator.
+
+Under the emulator (``FIRESTORE_EMULATOR_HOST``) the client is built with
+anonymous credentials: ``firebase_admin.firestore.client()`` would look for
+application-default credentials and fail. In production the firebase-admin app's
+credentials are used.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import firebase_admin
+from firebase_admin import firestore as admin_firestore
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
+
+from shared.config import project_id
+
+
+@functools.cache
+def _client(project: str, emulator_host: str | None) -> firestore.Client:
+    if emulator_host:
+        return firestore.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    if not firebase_admin._apps:
+        firebase_admin.initialize_app(options={"projectId": project})
+    client: firestore.Client = admin_firestore.client()
+    return client
+
+
+def get_db() -> firestore.Client:
+    """The Firestore client for the configured project (cached per project/emulator)."""
+    return _client(project_id(), os.environ.get("FIRESTORE_EMULATOR_HOST") or None)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that change the environment)."""
+    _client.cache_clear()

@@ -1,0 +1,55 @@
+"""One Redis client factory and the Lua scripts, loaded once per client.
+
+Clients are pooled per URL, with short socket timeouts (``PACK391_REDIS_TIMEOUT_MS``)
+so that a slow or dead Redis is an error in tens of milliseconds, never a hang.
+Scripts live in ``shared/lua/*.lua`` (and ``functions/<area>/lua``) and run
+through redis-py's ``Script``: EVALSHA, reloaded by itself on NOSCRIPT.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import redis
+from redis.commands.core import Script
+
+from shared.config import REDIS_TIMEOUT_MS, REDIS_URL
+
+LUA_DIR = Path(__file__).with_name("lua")
+
+
+@functools.cache
+def _client(url: str, timeout_ms: int) -> redis.Redis:
+    timeout = timeout_ms / 1000
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        health_check_interval=30,
+        max_connections=64,
+    )
+
+
+def get_redis() -> redis.Redis:
+    """The pooled client for ``REDIS_URL``."""
+    return _client(REDIS_URL.value, REDIS_TIMEOUT_MS.value)
+
+
+def reset_clients() -> None:
+    """Forget cached clients and scripts (tests that change the environment)."""
+    _client.cache_clear()
+    _script.cache_clear()
+
+
+@functools.cache
+def _script(client_id: int, path: str) -> Script:
+    del client_id  # part of the cache key only: a script object belongs to one client
+    client = get_redis()
+    return client.register_script(Path(path).read_text(encoding="utf-8"))
+
+
+def lua_script(path: Path) -> Script:
+    """The script at ``path`` registered on the current client (read once)."""
+    return _script(id(get_redis()), str(path))

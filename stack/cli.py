@@ -1,0 +1,285 @@
+"""The ``pack391`` command: run the local stack and talk to it.
+
+    pack391 serve                       the local stack (what `make run` runs)
+    pack391 token --role admin          an ID token the local stack accepts
+    pack391 call NAME '{"json": 1}'     call a callable, print its result
+    pack391 trigger NAME                run a scheduled function now
+
+Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
+(us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
+FIRESTORE_EMULATOR_JAR (where the emulator jar is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis as redis_lib
+import requests
+
+from shared.config import FUNCTIONS_REGION, project_id
+from stack import procs
+from stack.scheduler import fire, start_scheduler
+from stack.tokens import ROLE_CLAIMS, role_token
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent
+"""The functions source directory (where main.py and firebase.json are)."""
+
+AUTH_EMULATOR_HOST = "127.0.0.1:9099"
+"""Set as FIREBASE_AUTH_EMULATOR_HOST so firebase-admin accepts emulator tokens.
+Token verification needs no running Auth emulator; nothing listens there."""
+
+
+def _port() -> int:
+    return int(os.environ.get("PACK391_PORT", "5001"))
+
+
+def _base_url() -> str:
+    return f"http://127.0.0.1:{_port()}"
+
+
+def _function_url(name: str) -> str:
+    return f"{_base_url()}/{project_id()}/{FUNCTIONS_REGION.value}/{name}"
+
+
+# ----------------------------------------------------------------- serve
+
+
+class Stack:
+    """The supervisor: starts the children, stops them all on exit."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[procs.Child] = []
+        self.scheduler: Any = None
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+    def start(self) -> dict[str, str]:
+        project = project_id()
+        env = dict(os.environ)
+        port = _port()
+        if not _port_free(port):
+            raise procs.StackError(f"port {port} is in use: set PACK391_PORT to a free port")
+
+        firestore_host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if not firestore_host:
+            child, firestore_host = procs.start_firestore_emulator(
+                project, self.log_dir, rules=SOURCE_DIR / "firestore.rules"
+            )
+            self.children.append(child)
+        redis_url = os.environ.get("REDIS_URL")
+        if redis_url:
+            redis_lib.Redis.from_url(redis_url, socket_timeout=2).ping()
+        else:
+            child, redis_url = procs.start_redis(self.log_dir)
+            self.children.append(child)
+
+        env.update(
+            FIRESTORE_EMULATOR_HOST=firestore_host,
+            REDIS_URL=redis_url,
+            GCLOUD_PROJECT=project,
+            FUNCTIONS_EMULATOR="true",
+            FIREBASE_AUTH_EMULATOR_HOST=env.get("FIREBASE_AUTH_EMULATOR_HOST", AUTH_EMULATOR_HOST),
+            PACK391_PORT=str(port),
+            PYTHONUNBUFFERED="1",
+        )
+        server = procs.spawn(
+            "functions",
+            [sys.executable, "-m", "stack.server", "--port", str(port)],
+            self.log_dir,
+            env={**env, "PYTHONPATH": str(SOURCE_DIR)},
+            cwd=SOURCE_DIR,
+        )
+        self.children.append(server)
+        listing = _wait_for_server(server, _base_url())
+        self.scheduler = start_scheduler(
+            _base_url(), project, FUNCTIONS_REGION.value, listing["functions"]
+        )
+        return {
+            "firestore": firestore_host,
+            "redis": redis_url,
+            "functions": f"{_base_url()}/{project}/{FUNCTIONS_REGION.value}/<name>",
+            "count": str(len(listing["functions"])),
+        }
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _wait_for_server(child: procs.Child, base_url: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise procs.StackError(f"the functions server exited:\n{child.log_tail()}")
+        try:
+            listing: dict[str, Any] = requests.get(f"{base_url}/__/functions", timeout=1).json()
+            return listing
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise procs.StackError(f"the functions server did not start:\n{child.log_tail()}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stack = Stack(Path(args.log_dir))
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        urls = stack.start()
+    except procs.StackError as exc:
+        stack.stop()
+        print(f"pack391 serve: {exc}", file=sys.stderr)
+        return 1
+    except BaseException:
+        stack.stop()
+        raise
+    name = "pack391_getMarketControls"
+    print(f"Firestore emulator   {urls['firestore']}")
+    print(f"Redis                {urls['redis']}")
+    print(f"Functions ({urls['count']})       {urls['functions']}")
+    print(f"Logs                 {args.log_dir}/")
+    print("pack391 local stack ready")
+    print("Example:")
+    print(f"  ./venv/bin/pack391 call {name} '{{}}' --role ops")
+    print(
+        f"  curl -s -X POST {_function_url(name)} -H 'Content-Type: application/json' "
+        f'-H "Authorization: Bearer $(./venv/bin/pack391 token --role ops)" -d \'{{"data":{{}}}}\''
+    )
+    sys.stdout.flush()
+    try:
+        while not stopping.wait(0.5):
+            for child in stack.children:
+                if child.process.poll() is not None:
+                    print(
+                        f"pack391 serve: {child.name} exited:\n{child.log_tail()}", file=sys.stderr
+                    )
+                    stopping.set()
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+    return 0
+
+
+# ------------------------------------------------------- token/call/trigger
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    print(role_token(project_id(), args.role, args.uid))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        print(f"pack391 call: DATA is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    headers = {"Content-Type": "application/json"}
+    if args.role != "none":
+        headers["Authorization"] = f"Bearer {role_token(project_id(), args.role, args.uid)}"
+    try:
+        response = requests.post(
+            _function_url(args.name), json={"data": data}, headers=headers, timeout=args.timeout
+        )
+    except requests.RequestException as exc:
+        print(
+            f"pack391 call: cannot reach the local stack at {_base_url()}: {exc}", file=sys.stderr
+        )
+        return 3
+    try:
+        body = response.json()
+    except ValueError:
+        print(f"pack391 call: HTTP {response.status_code}: {response.text[:500]}", file=sys.stderr)
+        return 1
+    if "result" in body:
+        print(json.dumps(body["result"], indent=2, sort_keys=True))
+        return 0
+    print(json.dumps(body.get("error", body), indent=2, sort_keys=True), file=sys.stderr)
+    return 1
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    try:
+        status = fire(
+            _base_url(), project_id(), FUNCTIONS_REGION.value, args.name, datetime.now(UTC)
+        )
+    except requests.RequestException as exc:
+        print(
+            f"pack391 trigger: cannot reach the local stack at {_base_url()}: {exc}",
+            file=sys.stderr,
+        )
+        return 3
+    if status == 200:
+        print(f"{args.name}: ok")
+        return 0
+    print(f"{args.name}: failed with HTTP {status} (see the functions log)", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pack391",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the local stack in the foreground (Ctrl-C stops it)")
+    serve.add_argument("--log-dir", default=str(SOURCE_DIR / ".local" / "logs"), help="child logs")
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print an ID token the local stack accepts")
+    token.add_argument("--role", choices=sorted(ROLE_CLAIMS), default="admin")
+    token.add_argument("--uid", help="user id (default: <role>-1)")
+    token.set_defaults(func=cmd_token)
+
+    call = sub.add_parser("call", help="call a callable function on the local stack")
+    call.add_argument("name", help="function name, e.g. pack391_getMarketControls")
+    call.add_argument("data", nargs="?", default="{}", help="the request data as JSON (default {})")
+    call.add_argument("--role", choices=[*sorted(ROLE_CLAIMS), "none"], default="admin")
+    call.add_argument("--uid", help="user id (default: <role>-1)")
+    call.add_argument("--timeout", type=float, default=60.0, help="seconds")
+    call.set_defaults(func=cmd_call)
+
+    trigger = sub.add_parser(
+        "trigger", help="run a scheduled function now, as Cloud Scheduler would"
+    )
+    trigger.add_argument("name", help="function name, e.g. pack391_syncMarkets")
+    trigger.set_defaults(func=cmd_trigger)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Start and stop the local backends: Google's Firestore emulator and redis-server.
+
+Shared by ``pack391 serve`` and the pytest fixtures, so both run exactly the
+same servers. Every child runs in its own process group and receives SIGTERM
+when its parent dies (Linux ``PR_SET_PDEATHSIG``), so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+JAR_CANDIDATES = (
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
+    "/usr/share/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
+    "~/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
+    "~/.cache/firebase/emulators/cloud-firestore-emulator-v*.jar",
+)
+"""Where the emulator jar usually is: the Debian/RPM package, a gcloud install,
+the Firebase CLI cache."""
+
+JAR_HELP = """No Firestore emulator jar found.
+Set FIRESTORE_EMULATOR_JAR to the jar, or install Google's emulator:
+  Debian/Ubuntu: apt-get install google-cloud-cli-firestore-emulator
+                 (from the Google Cloud CLI apt repository)
+  any gcloud:    gcloud components install cloud-firestore-emulator
+  Firebase CLI:  firebase setup:emulators:firestore   (caches it under ~/.cache/firebase/emulators)
+It needs Java 11 or newer on PATH."""
+
+REDIS_HELP = """No redis-server on PATH.
+Install it (Debian/Ubuntu: apt-get install redis-server), or point REDIS_URL at a running Redis."""
+
+
+class StackError(RuntimeError):
+    """A backend could not be found or started; the message says what to do."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_emulator_jar() -> str:
+    configured = os.environ.get("FIRESTORE_EMULATOR_JAR")
+    if configured:
+        if not Path(configured).is_file():
+            raise StackError(f"FIRESTORE_EMULATOR_JAR={configured} is not a file.\n{JAR_HELP}")
+        return configured
+    for pattern in JAR_CANDIDATES:
+        matches = sorted(glob.glob(os.path.expanduser(pattern)))
+        if matches:
+            return matches[-1]
+    raise StackError(JAR_HELP)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: own process group, SIGTERM when the parent dies."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    """A started child process and what is needed to stop it."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    cleanup: list[Path] = field(default_factory=list)
+
+    def stop(self, timeout_sec: float = 5.0) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout_sec)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout_sec)
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Child:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_die_with_parent,
+        )
+    return Child(name, process, log_path)
+
+
+def _wait_until(child: Child, ready: object, timeout_sec: float) -> None:
+    deadline = time.monotonic() + timeout_sec
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise StackError(
+                f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}"
+            )
+        try:
+            if callable(ready) and ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    child.stop()
+    raise StackError(
+        f"{child.name} did not become ready in {timeout_sec:.0f}s:\n{child.log_tail()}"
+    )
+
+
+def start_firestore_emulator(
+    project: str, log_dir: Path, rules: Path | None = None, port: int | None = None
+) -> tuple[Child, str]:
+    """Start the emulator; returns the child and its ``host:port``."""
+    jar = find_emulator_jar()
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("java is not on PATH: the Firestore emulator needs Java 11 or newer.")
+    port = port or free_port()
+    argv = [
+        java,
+        "-Duser.language=en",
+        "-Xmx1g",
+        "-cp",
+        jar,
+        "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--project_id={project}",
+    ]
+    if rules is not None:
+        argv.append(f"--rules={rules}")
+    child = spawn("firestore-emulator", argv, log_dir)
+    host = f"127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://{host}/", timeout=1) as response:
+            return bool(response.status == 200)
+
+    _wait_until(child, ready, 60)
+    return child, host
+
+
+def start_redis(log_dir: Path, port: int | None = None) -> tuple[Child, str]:
+    """Start a private redis-server (no persistence); returns the child and its URL."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise StackError(REDIS_HELP)
+    port = port or free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="pack391-redis-"))
+    argv = [
+        server,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir),
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+    child = spawn("redis", argv, log_dir)
+    child.cleanup.append(data_dir)
+
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    _wait_until(child, ready, 15)
+    return child, f"redis://127.0.0.1:{port}/0"
+
+
+def wipe_firestore(host: str, project: str) -> None:
+    """Delete every document in the emulator (its own endpoint; fast)."""
+    request = urllib.request.Request(
+        f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents",
+        method="DELETE",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()

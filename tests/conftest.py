@@ -1,0 +1,175 @@
+"""Fixtures: a real Firestore emulator and a real redis-server for the whole run.
+
+Both are started on free ports by the same code as ``pack391 serve``
+(:mod:`stack.procs`), never the machine's shared servers; every test starts on
+empty data. Functions are called through the real callable wire protocol: a
+Flask test client on the local server's app, or HTTP against it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROJECT = "demo-pack391-test"
+
+# Static settings, before anything imports main (which initialises firebase-admin).
+os.environ["GCLOUD_PROJECT"] = PROJECT
+os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = "127.0.0.1:9099"
+os.environ["FUNCTIONS_EMULATOR"] = "true"
+os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+os.environ.pop("REDIS_URL", None)
+
+import flask  # noqa: E402
+import redis  # noqa: E402
+import requests  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+from shared import firestore as shared_firestore  # noqa: E402
+from shared import redis as shared_redis  # noqa: E402
+from stack import procs  # noqa: E402
+from stack.tokens import emulator_id_token, role_token  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Backends:
+    firestore_host: str
+    redis_url: str
+    project: str = PROJECT
+
+
+@pytest.fixture(scope="session")
+def backends() -> Iterator[Backends]:
+    log_dir = Path(tempfile.mkdtemp(prefix="pack391-test-logs-"))
+    children: list[procs.Child] = []
+    try:
+        try:
+            emulator, host = procs.start_firestore_emulator(
+                PROJECT, log_dir, rules=ROOT / "firestore.rules"
+            )
+            children.append(emulator)
+            redis_child, url = procs.start_redis(log_dir)
+            children.append(redis_child)
+        except procs.StackError as exc:
+            pytest.exit(f"cannot start the test backends:\n{exc}", returncode=3)
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        os.environ["REDIS_URL"] = url
+        shared_firestore.reset_clients()
+        shared_redis.reset_clients()
+        yield Backends(host, url)
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty Firestore and Redis before each test that uses the backends."""
+    if "backends" in request.fixturenames or "functions" in request.fixturenames:
+        be: Backends = request.getfixturevalue("backends")
+        procs.wipe_firestore(be.firestore_host, be.project)
+        redis.Redis.from_url(be.redis_url).flushall()
+    yield
+
+
+@pytest.fixture(scope="session")
+def functions(backends: Backends) -> dict[str, Any]:
+    """Every deployed function of main.py, by name."""
+    import main
+
+    return {
+        name: fn for name, fn in vars(main).items() if hasattr(fn, "__firebase_endpoint__")
+    }
+
+
+@dataclass
+class CallResult:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def result(self) -> Any:
+        assert "result" in self.body, f"expected a result, got HTTP {self.status}: {self.body}"
+        return self.body["result"]
+
+    @property
+    def error(self) -> dict[str, Any]:
+        assert "error" in self.body, f"expected an error, got HTTP {self.status}: {self.body}"
+        error: dict[str, Any] = self.body["error"]
+        return error
+
+
+class Caller:
+    """Calls functions through the callable protocol on the local server's Flask app."""
+
+    def __init__(self, app: flask.Flask, project: str) -> None:
+        self.app = app
+        self.project = project
+
+    def url(self, name: str) -> str:
+        return f"/{self.project}/us-central1/{name}"
+
+    def token(self, role: str, uid: str | None = None, **claims: Any) -> str:
+        if claims:
+            return emulator_id_token(self.project, uid or f"{role}-1", claims)
+        return role_token(self.project, role, uid)
+
+    def call(
+        self, name: str, data: Any = None, role: str | None = "admin", uid: str | None = None
+    ) -> CallResult:
+        headers = {}
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.token(role, uid)}"
+        response = self.app.test_client().post(
+            self.url(name), json={"data": data if data is not None else {}}, headers=headers
+        )
+        return CallResult(response.status_code, response.get_json())
+
+    def raw(
+        self, name: str, body: bytes, content_type: str = "application/json", role: str = "admin"
+    ) -> CallResult:
+        response = self.app.test_client().post(
+            self.url(name),
+            data=body,
+            headers={
+                "Content-Type": content_type,
+                "Authorization": f"Bearer {self.token(role)}",
+            },
+        )
+        return CallResult(response.status_code, response.get_json())
+
+
+@pytest.fixture(scope="session")
+def app(functions: dict[str, Any], backends: Backends) -> flask.Flask:
+    from stack.server import create_app
+
+    return create_app(functions, backends.project)
+
+
+@pytest.fixture
+def caller(app: flask.Flask, backends: Backends) -> Caller:
+    return Caller(app, backends.project)
+
+
+@pytest.fixture(scope="session")
+def live_server(app: flask.Flask) -> Iterator[str]:
+    """The local functions server over real HTTP (threaded), on a free port."""
+    port = procs.free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    requests.get(f"{base}/__/health", timeout=5).raise_for_status()
+    yield base
+    server.shutdown()
