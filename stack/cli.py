@@ -163,14 +163,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Redis                {urls['redis']}")
     print(f"Functions ({urls['count']})       {urls['functions']}")
     print(f"Logs                 {args.log_dir}/")
-    print("pack391 local stack ready")
     print("Example:")
     print(f"  ./venv/bin/pack391 call {name} '{{}}' --role ops")
     print(
         f"  curl -s -X POST {_function_url(name)} -H 'Content-Type: application/json' "
         f'-H "Authorization: Bearer $(./venv/bin/pack391 token --role ops)" -d \'{{"data":{{}}}}\''
     )
-    sys.stdout.flush()
+    print("pack391 local stack ready (Ctrl-C stops it)", flush=True)
     try:
         while not stopping.wait(0.5):
             for child in stack.children:

@@ -88,9 +88,7 @@ def functions(backends: Backends) -> dict[str, Any]:
     """Every deployed function of main.py, by name."""
     import main
 
-    return {
-        name: fn for name, fn in vars(main).items() if hasattr(fn, "__firebase_endpoint__")
-    }
+    return {name: fn for name, fn in vars(main).items() if hasattr(fn, "__firebase_endpoint__")}
 
 
 @dataclass

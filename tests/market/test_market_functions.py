@@ -35,7 +35,7 @@ def signup(caller: Caller, country: str, uid: str, role: str = "user") -> Any:
 
 def audit_entries(db: firestore.Client) -> list[dict[str, Any]]:
     docs = db.collection(collections.AUDIT_LOG).order_by("at").stream()
-    return [d.to_dict() for d in docs]
+    return [d.to_dict() or {} for d in docs]
 
 
 # ----------------------------------------------------------------- roles
@@ -60,7 +60,9 @@ def test_roles_no_token_user_admin(caller: Caller, name: str, data: Any, user_co
 
 def test_ops_may_read_but_not_change(caller: Caller) -> None:
     assert caller.call(GET, {}, role="ops").status == 200
-    denied = caller.call(UPDATE, {"country": "PL", "config": {"launchStatus": "public"}}, role="ops")
+    denied = caller.call(
+        UPDATE, {"country": "PL", "config": {"launchStatus": "public"}}, role="ops"
+    )
     assert denied.error["status"] == "PERMISSION_DENIED"
 
 
@@ -252,7 +254,8 @@ def test_emergency_pause_one_market_takes_effect_next_call(caller: Caller) -> No
     assert (after["paymentsEnabled"], after["payoutsEnabled"]) == (False, False)
     assert signup(caller, "DE", "u2")["signupAdmitted"] is True  # other markets unaffected
 
-    caller.call(PAUSE, {"country": "PL", "paused": False, "reason": "resolved"}).result
+    resumed_pause = caller.call(PAUSE, {"country": "PL", "paused": False, "reason": "resolved"})
+    assert resumed_pause.result["paused"] is False
     resumed = signup(caller, "PL", "u2")
     assert (resumed["signupAdmitted"], resumed["paymentsEnabled"]) == (True, True)
     actions = [e["action"] for e in audit_entries(get_db())]
@@ -329,7 +332,9 @@ def test_same_user_counted_once_under_concurrency(caller: Caller) -> None:
     service = market_service()
     now = datetime.now(UTC)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: service.check_access("NL", "same", False, True, now), range(16)))
+        results = list(
+            pool.map(lambda _: service.check_access("NL", "same", False, True, now), range(16))
+        )
     assert all(r.signup_admitted for r in results)
     assert sum(r.reason == "admitted" for r in results) == 1
     assert service._repo.count_admissions("NL") == 1
@@ -362,7 +367,9 @@ def test_sync_restores_members_and_mirrors(caller: Caller, backends: Backends) -
     assert client.scard("{pack391:markets}:PL:users") == 2
 
 
-def test_sync_runs_as_a_scheduled_function(caller: Caller, backends: Backends, functions: Any) -> None:
+def test_sync_runs_as_a_scheduled_function(
+    caller: Caller, backends: Backends, functions: Any
+) -> None:
     configure(caller, "PL", launchStatus="public")
     signup(caller, "PL", "a")
     client = redis.Redis.from_url(backends.redis_url)

@@ -51,8 +51,18 @@ TABLE = [
 
 
 @pytest.mark.parametrize(
-    ("status", "limit", "emergency", "all_paused", "member", "users", "influencer",
-     "admit", "reason", "capacity"),
+    (
+        "status",
+        "limit",
+        "emergency",
+        "all_paused",
+        "member",
+        "users",
+        "influencer",
+        "admit",
+        "reason",
+        "capacity",
+    ),
     TABLE,
 )
 def test_decide_signup(
@@ -103,7 +113,9 @@ def test_apply_patch_keeps_untouched_fields() -> None:
 
 
 def test_apply_patch_can_clear_the_limit() -> None:
-    after = apply_patch(MarketConfig(launch_status=S.PUBLIC, traffic_limit=7), {"traffic_limit": None})
+    after = apply_patch(
+        MarketConfig(launch_status=S.PUBLIC, traffic_limit=7), {"traffic_limit": None}
+    )
     assert after.traffic_limit is None
 
 

@@ -1,0 +1,193 @@
+"""`pack391 serve` end to end, as `make run` runs it, and the CLI against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from stack.procs import free_port
+from stack.scheduler import scheduler_headers
+from tests.conftest import ROOT
+
+PACK391 = Path(sys.executable).with_name("pack391")
+PROJECT = "demo-avalo"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+    port: int
+    output: list[str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(PACK391), *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    assert PACK391.exists(), "the pack391 CLI is not installed in the venv (make setup)"
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FIRESTORE_EMULATOR_HOST", "REDIS_URL", "GCLOUD_PROJECT")
+    }
+    env["PACK391_PORT"] = str(port)
+    logs = tmp_path_factory.mktemp("stack-logs")
+    process = subprocess.Popen(
+        [str(PACK391), "serve", "--log-dir", str(logs)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 120
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "ready" in line:
+            break
+    if not any("ready" in line for line in output):
+        process.kill()
+        pytest.fail("pack391 serve did not become ready:\n" + "".join(output))
+    yield Stack(process, env, port, output)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    process.stdout.close()
+
+
+def test_serve_prints_urls_and_an_example(stack: Stack) -> None:
+    text = "".join(stack.output)
+    assert f"http://127.0.0.1:{stack.port}/{PROJECT}/us-central1/<name>" in text
+    assert "pack391 call pack391_getMarketControls" in text
+
+
+def test_cli_calls_with_each_role(stack: Stack) -> None:
+    denied = stack.cli("call", "pack391_updateMarketControl", '{"country":"PL"}', "--role", "user")
+    assert denied.returncode == 1
+    assert json.loads(denied.stderr)["status"] == "PERMISSION_DENIED"
+
+    anonymous = stack.cli("call", "pack391_getMarketControls", "--role", "none")
+    assert json.loads(anonymous.stderr)["status"] == "UNAUTHENTICATED"
+
+    update = stack.cli(
+        "call",
+        "pack391_updateMarketControl",
+        '{"country":"PL","config":{"launchStatus":"public","paymentsEnabled":true}}',
+    )
+    assert update.returncode == 0, update.stderr
+    assert json.loads(update.stdout)["market"]["version"] == 1
+
+    access = stack.cli(
+        "call", "pack391_checkMarketAccess", '{"country":"PL","signup":true}', "--role", "user"
+    )
+    assert json.loads(access.stdout)["signupAdmitted"] is True
+
+    listing = stack.cli("call", "pack391_getMarketControls", "--role", "ops")
+    markets = json.loads(listing.stdout)["markets"]
+    assert [(m["country"], m["currentUsers"]) for m in markets] == [("PL", 1)]
+
+    bad = stack.cli("call", "pack391_updateMarketControl", '{"country":"ZZ","config":{}}')
+    assert json.loads(bad.stderr)["details"]["field"] == "country"
+
+    not_json = stack.cli("call", "pack391_getMarketControls", "{oops")
+    assert not_json.returncode == 2
+
+
+def test_token_is_accepted_over_plain_http(stack: Stack) -> None:
+    token = stack.cli("token", "--role", "ops", "--uid", "watcher").stdout.strip()
+    response = requests.post(
+        f"http://127.0.0.1:{stack.port}/{PROJECT}/us-central1/pack391_getMarketControls",
+        json={"data": {}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert "markets" in response.json()["result"]
+
+
+def test_trigger_runs_a_scheduled_function(stack: Stack) -> None:
+    result = stack.cli("trigger", "pack391_syncMarkets")
+    assert (result.returncode, result.stdout.strip()) == (0, "pack391_syncMarkets: ok")
+    missing = stack.cli("trigger", "pack391_noSuchJob")
+    assert missing.returncode == 1
+
+
+def test_scheduler_headers_match_cloud_scheduler() -> None:
+    from datetime import UTC, datetime
+
+    headers = scheduler_headers(
+        "pack391_syncMarkets", "us-central1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
+    assert (
+        headers["X-CloudScheduler-JobName"] == "firebase-schedule-pack391_syncMarkets-us-central1"
+    )
+    assert headers["X-CloudScheduler-ScheduleTime"] == "2026-01-02T03:04:05Z"
+
+
+def test_help_on_every_command() -> None:
+    for command in ([], ["serve"], ["token"], ["call"], ["trigger"]):
+        result = subprocess.run(
+            [str(PACK391), *command, "--help"], capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 0
+        assert "usage: pack391" in result.stdout
+
+
+def test_sigint_stops_everything(stack: Stack) -> None:
+    children = descendants(stack.process.pid)
+    assert len(children) >= 3  # emulator (java), redis-server, functions server
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in children if alive(pid)] == []

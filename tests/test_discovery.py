@@ -1,0 +1,107 @@
+"""Deploy discovery, done the way `firebase deploy` does it.
+
+The Firebase CLI runs the SDK's own manifest server
+(``firebase_functions.private.serving``) in the source directory with
+``ADMIN_PORT`` set and reads ``GET /__/functions.yaml``. Every later issue adds
+its functions to EXPECTED.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from stack.procs import free_port
+from stack.scheduler import trigger_for
+from tests.conftest import ROOT
+
+CALLABLE = "callable"
+EXPECTED: dict[str, str] = {
+    # market soft-launch controls (issue: foundation)
+    "pack391_updateMarketControl": CALLABLE,
+    "pack391_getMarketControls": CALLABLE,
+    "pack391_emergencyPauseMarkets": CALLABLE,
+    "pack391_checkMarketAccess": CALLABLE,
+    "pack391_syncMarkets": "* * * * *",
+}
+"""Function name -> "callable", or the unix-cron schedule of a scheduled function."""
+
+
+@pytest.fixture(scope="module")
+def manifest() -> Iterator[dict[str, Any]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("FIRESTORE_EMULATOR_HOST", "REDIS_URL")}
+    env["ADMIN_PORT"] = str(port)
+    with tempfile.TemporaryFile() as log:
+        yield from _serve_manifest(env, port, log)
+
+
+def _serve_manifest(env: dict[str, str], port: int, log: Any) -> Iterator[dict[str, Any]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firebase_functions.private.serving"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/__/functions.yaml", timeout=2)
+                break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"manifest server did not start:\n{log.read().decode()}")
+                time.sleep(0.2)
+        assert response.status_code == 200, response.text
+        yield yaml.safe_load(response.text)
+        requests.get(f"http://127.0.0.1:{port}/__/quitquitquit", timeout=5)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_every_function_is_discovered_with_its_trigger(manifest: dict[str, Any]) -> None:
+    endpoints = manifest["endpoints"]
+    found = {}
+    for name, endpoint in endpoints.items():
+        if "callableTrigger" in endpoint:
+            found[name] = CALLABLE
+        elif "scheduleTrigger" in endpoint:
+            found[name] = endpoint["scheduleTrigger"]["schedule"]
+        else:
+            found[name] = f"unexpected trigger: {sorted(endpoint)}"
+    assert found == EXPECTED
+
+
+def test_entry_points_and_platform(manifest: dict[str, Any]) -> None:
+    for name, endpoint in manifest["endpoints"].items():
+        assert endpoint["entryPoint"] == name
+        assert endpoint["platform"] == "gcfv2"
+
+
+def test_schedules_are_valid_cron_in_utc(manifest: dict[str, Any]) -> None:
+    for endpoint in manifest["endpoints"].values():
+        trigger = endpoint.get("scheduleTrigger")
+        if trigger:
+            assert trigger["timeZone"] == "Etc/UTC"
+            trigger_for(trigger["schedule"], trigger["timeZone"])  # raises when invalid
+
+
+def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in manifest.get("params", [])}
+    assert {"REDIS_URL", "PACK391_REDIS_TIMEOUT_MS", "PACK391_REGION"} <= set(params)
+    assert all("default" in p for p in params.values())
