@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import logging
 
-from functions.market.adapters import Change, MarketEnforcementStore, MarketRepository
+from functions.market.adapters import MarketEnforcementStore, MarketRepository
 from functions.market.service import MarketService
+from shared.audit import Change
 from shared.auth import Role
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.firestore import get_db

@@ -11,34 +11,21 @@ also runs on Redis Cluster.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 import redis
 from google.cloud import firestore
 
 from shared import collections
-from shared.audit import write_audit
+from shared.audit import Change, write_audit
 from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
 from shared.redis import LUA_DIR, lua_script
 
 _ADMIT = LUA_DIR / "admit_member.lua"
 _MIRROR = LUA_DIR / "mirror_versioned.lua"
 _HYDRATE_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class Change:
-    """Who is changing something, for the version record and the audit log."""
-
-    actor_uid: str
-    action: str
-    reason: str | None
-    request_id: str
-    now: datetime
 
 
 class MarketRepository:
@@ -106,14 +93,10 @@ class MarketRepository:
             write_audit(
                 self._db,
                 tx,
-                actor_uid=change.actor_uid,
-                action=change.action,
+                change,
                 target=f"{collections.MARKETS}/{country}",
                 before=before.model_dump(mode="json", by_alias=True) if snap.exists else None,
                 after=after.model_dump(mode="json", by_alias=True),
-                reason=change.reason,
-                request_id=change.request_id,
-                now=change.now,
             )
             return before, after
 
@@ -144,14 +127,10 @@ class MarketRepository:
             write_audit(
                 self._db,
                 tx,
-                actor_uid=change.actor_uid,
-                action=change.action,
+                change,
                 target=f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
                 before=before.model_dump(mode="json", by_alias=True),
                 after=after.model_dump(mode="json", by_alias=True),
-                reason=change.reason,
-                request_id=change.request_id,
-                now=change.now,
             )
             return after, True
 
@@ -282,8 +261,3 @@ class MarketEnforcementStore:
 
     def remove_member(self, country: str, uid: str) -> None:
         self._redis.srem(self._members_key(country), uid)
-
-
-def market_json(doc: MarketDoc) -> str:
-    """A market document as compact JSON (for logs)."""
-    return json.dumps(doc.model_dump(mode="json", by_alias=True), sort_keys=True)

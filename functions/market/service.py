@@ -17,7 +17,6 @@ from google.api_core import exceptions as gexc
 
 from functions.market.adapters import (
     AdmitOutcome,
-    Change,
     EnforcementSnapshot,
     MarketEnforcementStore,
     MarketRepository,
@@ -29,6 +28,7 @@ from functions.market.policy import (
     decide_signup,
     features_enabled,
 )
+from shared.audit import Change
 from shared.errors import BackendUnavailable, FailedPrecondition
 from shared.models.market import (
     AdmissionDoc,
