@@ -20,6 +20,15 @@ if not firebase_admin._apps:
 logging.basicConfig(level=logging.INFO)
 
 # Imported by their exact names: Firebase keys functions by __name__.
+from functions.ddos import (
+    pack391_checkRateLimit,
+    pack391_cleanupExpiredBlocks,
+    pack391_detectDDoS,
+    pack391_getDDoSStats,
+    pack391_panicEscalation,
+    pack391_setGeoThrottle,
+    pack391_walletBruteForceShield,
+)
 from functions.market import (
     pack391_checkMarketAccess,
     pack391_emergencyPauseMarkets,
@@ -30,8 +39,15 @@ from functions.market import (
 
 __all__ = [
     "pack391_checkMarketAccess",
+    "pack391_checkRateLimit",
+    "pack391_cleanupExpiredBlocks",
+    "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
+    "pack391_getDDoSStats",
     "pack391_getMarketControls",
+    "pack391_panicEscalation",
+    "pack391_setGeoThrottle",
     "pack391_syncMarkets",
     "pack391_updateMarketControl",
+    "pack391_walletBruteForceShield",
 ]

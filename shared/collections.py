@@ -31,3 +31,25 @@ CONFIG_MARKETS_DOC: Final = "markets"
 
 AUDIT_LOG: Final = "pack391_audit_log"
 """One document per admin mutation, :class:`shared.models.audit.AuditEntry`."""
+
+# --------------------------------------------------------------------------
+# Traffic protection (pack391-ddos)
+# --------------------------------------------------------------------------
+
+GEO_THROTTLES: Final = "pack391_geo_throttles"
+"""One document per throttled country (id: alpha-2 code),
+:class:`shared.models.ddos.GeoThrottleDoc`: the limit multiplier and region-wide cap."""
+
+BLOCKS: Final = "pack391_blocks"
+"""Mirror of the blocks held in Redis (brute-force and DDoS), for audit and stats,
+:class:`shared.models.ddos.BlockDoc`. Removed by ``pack391_cleanupExpiredBlocks`` once expired."""
+
+PANIC_PASSES: Final = "pack391_panic_passes"
+"""One document per panic-pass activation, :class:`shared.models.ddos.PanicPassDoc`."""
+
+DDOS_DETECTIONS: Final = "pack391_ddos_detections"
+"""One document per detection (id: ``{minute}_{kind}``, so a re-run never duplicates),
+:class:`shared.models.ddos.DetectionDoc`."""
+
+ALERTS: Final = "pack391_alerts"
+"""Alerts for the ops team from every area, :class:`shared.models.alerts.AlertDoc`."""

@@ -49,3 +49,21 @@ def project_id() -> str:
 def is_emulated() -> bool:
     """True under the local stack, the Firebase emulators or the tests."""
     return bool(os.environ.get("FUNCTIONS_EMULATOR") or os.environ.get("FIRESTORE_EMULATOR_HOST"))
+
+
+TRUSTED_PROXIES = params.ListParam(
+    "PACK391_TRUSTED_PROXIES",
+    default=[],
+    label="Trusted proxies",
+    description=(
+        "CIDRs of the proxies in front of the functions (Google's front end, Cloudflare). "
+        "Client IP/country headers are believed only from these peers."
+    ),
+)
+
+RATE_LIMIT_SHADOW_CLASSES = params.ListParam(
+    "PACK391_RATE_LIMIT_SHADOW_CLASSES",
+    default=[],
+    label="Shadow-mode classes",
+    description="Endpoint classes whose limits count and report but never deny (for tuning).",
+)

@@ -6,7 +6,8 @@ Firebase callable (``https_fn.on_call``) that
 1. answers a malformed body (not JSON, not an object, keys other than ``data``)
    with ``400 INVALID_ARGUMENT`` in the callable error format: the SDK itself
    would answer ``500 INTERNAL`` for some of these;
-2. authenticates and authorizes the caller against the one declared role;
+2. authenticates and authorizes the caller against the one declared role, then
+   counts the call against its rate-limit class (``RESOURCE_EXHAUSTED`` when over);
 3. parses ``data`` with the request model: a problem is ``INVALID_ARGUMENT``
    naming the field;
 4. calls the handler with the clock read once (``ctx.now``) and a request id;
@@ -29,28 +30,19 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import flask
-import redis
 from firebase_functions import https_fn, scheduler_fn
 from firebase_functions.options import Timezone
-from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ValidationError
 
 from shared.auth import Caller, Role, authorize, caller_from_token
 from shared.clock import utc_now
-from shared.errors import BackendUnavailable, InvalidInput, Pack391Error
+from shared.errors import InvalidInput, to_https_error
+from shared.ratelimit.middleware import enforce
+from shared.ratelimit.policy import EndpointClass
 
 log = logging.getLogger("pack391")
 
 M = TypeVar("M", bound=BaseModel)
-
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.RetryError,
-)
-"""Driver errors that mean "a backend is down", answered as ``UNAVAILABLE``."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +101,6 @@ def to_wire(result: Any) -> Any:
     return result
 
 
-def to_https_error(exc: BaseException, request_id: str) -> https_fn.HttpsError:
-    """The one translation from exceptions to callable errors."""
-    if isinstance(exc, https_fn.HttpsError):
-        return exc
-    if isinstance(exc, Pack391Error):
-        return https_fn.HttpsError(exc.code, exc.message, {**exc.details, "requestId": request_id})
-    if isinstance(exc, _UNAVAILABLE_ERRORS):
-        log.warning("backend unavailable (request %s): %r", request_id, exc)
-        unavailable = BackendUnavailable("a backend is unavailable, try again shortly")
-        return https_fn.HttpsError(unavailable.code, unavailable.message, {"requestId": request_id})
-    log.error("unhandled error (request %s)", request_id, exc_info=exc)
-    return https_fn.HttpsError(
-        https_fn.FunctionsErrorCode.INTERNAL, "internal error", {"requestId": request_id}
-    )
-
-
 def _error_response(code: https_fn.FunctionsErrorCode, message: str) -> flask.Response:
     err = https_fn.HttpsError(code, message)
     body = json.dumps(
@@ -160,9 +136,15 @@ Endpoint = Callable[[flask.Request], flask.Response]
 
 
 def callable_function(
-    *, role: Role, request: type[M], **options: Any
+    *,
+    role: Role,
+    request: type[M],
+    rate_limit: EndpointClass | None = EndpointClass.GENERAL,
+    **options: Any,
 ) -> Callable[[Handler[M]], Endpoint]:
-    """Declare a ``pack391_*`` callable: ``role`` is the one role it needs."""
+    """Declare a ``pack391_*`` callable: ``role`` is the one role it needs;
+    ``rate_limit`` the endpoint class its calls count against (None: not limited,
+    for functions that count requests themselves)."""
 
     def decorator(handler: Handler[M]) -> Endpoint:
         @functools.wraps(handler)
@@ -172,8 +154,11 @@ def callable_function(
                 auth = req.auth
                 caller = caller_from_token(auth.uid if auth else None, auth.token if auth else None)
                 authorize(caller, role)
+                now = utc_now()
+                if rate_limit is not None:
+                    enforce(rate_limit, req.raw_request, caller.uid, now)
                 parsed = parse_request(request, req.data)
-                ctx = CallContext(caller, request_id, utc_now(), req.raw_request)
+                ctx = CallContext(caller, request_id, now, req.raw_request)
                 return to_wire(handler(ctx, parsed))
             except Exception as exc:  # the one catch-all: see to_https_error
                 raise to_https_error(exc, request_id) from exc
@@ -190,6 +175,7 @@ def callable_function(
             return response
 
         endpoint.__pack391_role__ = role  # type: ignore[attr-defined]
+        endpoint.__pack391_rate_limit__ = rate_limit  # type: ignore[attr-defined]
         return endpoint
 
     return decorator

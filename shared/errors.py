@@ -6,9 +6,14 @@ Each class carries the callable error code it maps to, so the translation in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from firebase_functions.https_fn import FunctionsErrorCode
+import redis
+from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
+from google.api_core import exceptions as gexc
+
+log = logging.getLogger("pack391")
 
 
 class Pack391Error(Exception):
@@ -76,3 +81,27 @@ class BackendUnavailable(Pack391Error):
     """A backend (Redis, Firestore, a Google API) did not answer in time."""
 
     code = FunctionsErrorCode.UNAVAILABLE
+
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.RetryError,
+)
+"""Driver errors that mean "a backend is down", answered as ``UNAVAILABLE``."""
+
+
+def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
+    """The one translation from exceptions to callable errors."""
+    if isinstance(exc, HttpsError):
+        return exc
+    if isinstance(exc, Pack391Error):
+        return HttpsError(exc.code, exc.message, {**exc.details, "requestId": request_id})
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.warning("backend unavailable (request %s): %r", request_id, exc)
+        unavailable = BackendUnavailable("a backend is unavailable, try again shortly")
+        return HttpsError(unavailable.code, unavailable.message, {"requestId": request_id})
+    log.error("unhandled error (request %s)", request_id, exc_info=exc)
+    return HttpsError(FunctionsErrorCode.INTERNAL, "internal error", {"requestId": request_id})

@@ -12,7 +12,9 @@ import functools
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
 from redis.commands.core import Script
+from redis.retry import Retry
 
 from shared.config import REDIS_TIMEOUT_MS, REDIS_URL
 
@@ -29,6 +31,9 @@ def _client(url: str, timeout_ms: int) -> redis.Redis:
         decode_responses=True,
         health_check_interval=30,
         max_connections=64,
+        # No retries: a decision that waits for Redis to come back is worse than
+        # the caller's declared failure policy (fail open or closed) applied now.
+        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -53,8 +53,77 @@ PANIC_PASS_DURATION_SEC: Final[int] = 5 * 60
 PANIC_PASSES_PER_DAY_COUNT: Final[int] = 3
 """Passes one user may take per UTC day."""
 
+RATE_LIMIT_PERIOD_SEC: Final[int] = 60
+"""The period the per-class limits are counted over (they are per minute)."""
+
+RATE_LIMIT_FAIL_CLOSED_CLASSES: Final[frozenset[str]] = frozenset({"auth", "wallet", "payment"})
+"""Classes denied (UNAVAILABLE) while Redis is down; the others are allowed (fail open)."""
+
+BRUTE_FORCE_GUARDED_CLASSES: Final[frozenset[str]] = frozenset({"auth", "wallet", "payment"})
+"""Classes a brute-force block (of the user or the IP) denies."""
+
+BRUTE_FORCE_OFFENCE_MEMORY_SEC: Final[int] = 30 * 24 * 60 * 60
+"""How long earlier offences count towards a longer block."""
+
+GEO_CACHE_TTL_SEC: Final[int] = 30
+"""How long an instance trusts its in-process copy of the geo throttle rules: a
+change applies everywhere within this time."""
+
+GEO_MULTIPLIER_MAX: Final[float] = 10.0
+"""Largest per-country multiplier an admin may set (0 < multiplier <= this)."""
+
 DDOS_DETECTION_INTERVAL_SEC: Final[int] = 60
 """The detector runs every minute; detection must happen within this time."""
+
+DDOS_BASELINE_WINDOW_MIN: Final[int] = 30
+"""Minutes of history the traffic baseline is the median of (a median, so the
+minutes of an ongoing attack do not raise it)."""
+
+DDOS_MIN_REQUESTS_PER_MIN: Final[int] = 600
+"""Floor of the baseline: below this total nothing is a spike (quiet hours, fresh deploys)."""
+
+DDOS_MIN_DISTINCT_IPS_PER_MIN: Final[int] = 50
+"""Floor of the distinct-IP baseline."""
+
+DDOS_PARTIAL_MINUTE_MIN_SEC: Final[int] = 10
+"""The detector also judges the current minute once this much of it has passed,
+extrapolating its counts, so an attack is seen within a minute of its start."""
+
+DDOS_SPIKE_FACTOR: Final[float] = 5.0
+"""Total requests above this multiple of the baseline is a traffic spike (high)."""
+
+DDOS_SPIKE_CRITICAL_FACTOR: Final[float] = 10.0
+"""... and above this multiple, critical (auto-mitigated)."""
+
+DDOS_DISTRIBUTED_IPS_FACTOR: Final[float] = 5.0
+"""Distinct IPs above this multiple of their baseline, with a spike, is a distributed attack."""
+
+DDOS_DISTRIBUTED_MAX_TOP_IP_SHARE_PCT: Final[float] = 5.0
+"""... when no single IP carries more than this share of the traffic (each source modest)."""
+
+DDOS_BOT_SWARM_MIN_IPS: Final[int] = 50
+"""One user-agent fingerprint seen from at least this many IPs in a minute ..."""
+
+DDOS_BOT_SWARM_MIN_SHARE_PCT: Final[float] = 30.0
+"""... carrying at least this share of the traffic is a bot swarm."""
+
+DDOS_SINGLE_SOURCE_PER_MIN: Final[int] = 600
+"""One IP sending more than this per minute is a single-source flood (critical)."""
+
+DDOS_MODE_DURATION_SEC: Final[int] = 15 * 60
+"""How long auto-mitigation keeps DDoS mode on (extended while attacks go on)."""
+
+DDOS_MODE_LIMIT_FACTOR: Final[float] = 0.5
+"""Limits are multiplied by this in DDoS mode (panic-pass holders excepted)."""
+
+DDOS_SOURCE_BLOCK_SEC: Final[int] = 60 * 60
+"""How long auto-mitigation blocks a flooding source."""
+
+DDOS_BLOCK_TOP_SOURCES_COUNT: Final[int] = 10
+"""At most this many sources are blocked per detection."""
+
+DDOS_STATS_TTL_SEC: Final[int] = 2 * 60 * 60
+"""Per-minute counters are kept this long (baseline window plus the last hour)."""
 
 # --------------------------------------------------------------------------
 # Auto-scaling (pack391-scaling)

@@ -32,6 +32,14 @@ EXPECTED: dict[str, str] = {
     "pack391_emergencyPauseMarkets": CALLABLE,
     "pack391_checkMarketAccess": CALLABLE,
     "pack391_syncMarkets": "* * * * *",
+    # traffic protection (pack391-ddos)
+    "pack391_checkRateLimit": CALLABLE,
+    "pack391_walletBruteForceShield": CALLABLE,
+    "pack391_panicEscalation": CALLABLE,
+    "pack391_setGeoThrottle": CALLABLE,
+    "pack391_getDDoSStats": CALLABLE,
+    "pack391_detectDDoS": "* * * * *",
+    "pack391_cleanupExpiredBlocks": "0 * * * *",
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -103,5 +111,11 @@ def test_schedules_are_valid_cron_in_utc(manifest: dict[str, Any]) -> None:
 
 def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
     params = {p["name"]: p for p in manifest.get("params", [])}
-    assert {"REDIS_URL", "PACK391_REDIS_TIMEOUT_MS", "PACK391_REGION"} <= set(params)
+    assert {
+        "REDIS_URL",
+        "PACK391_REDIS_TIMEOUT_MS",
+        "PACK391_REGION",
+        "PACK391_TRUSTED_PROXIES",
+        "PACK391_RATE_LIMIT_SHADOW_CLASSES",
+    } <= set(params)
     assert all("default" in p for p in params.values())

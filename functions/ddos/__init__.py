@@ -1,0 +1,123 @@
+"""Traffic protection (the spec's pack391-ddos): the ``pack391_*`` edges."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+
+from functions.ddos.adapters import ProtectionRepository, TrafficStore
+from functions.ddos.service import SHIELD_KIND_WALLET, ProtectionService
+from shared.audit import Change
+from shared.auth import Role
+from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.errors import InvalidInput, PermissionDenied
+from shared.firestore import get_db
+from shared.models.ddos import (
+    CheckRateLimitRequest,
+    CleanupReport,
+    DDoSStatsView,
+    GeoThrottleDoc,
+    GetDDoSStatsRequest,
+    PanicRequest,
+    PanicView,
+    RateDecisionView,
+    SetGeoThrottleRequest,
+    ShieldView,
+    WalletAttemptRequest,
+)
+from shared.ratelimit.client import ClientInfo, fingerprint
+from shared.ratelimit.limiter import Subject
+from shared.ratelimit.middleware import default_limiter, geo_rules, subject_of
+from shared.ratelimit.policy import EndpointClass
+from shared.redis import get_redis
+
+log = logging.getLogger("pack391.ddos")
+
+DETECT_SCHEDULE = "* * * * *"
+CLEANUP_SCHEDULE = "0 * * * *"
+
+
+@functools.cache
+def _service_for(db_id: int, redis_id: int) -> ProtectionService:
+    del db_id, redis_id  # cache key only
+    return ProtectionService(TrafficStore(get_redis()), ProtectionRepository(get_db()), geo_rules())
+
+
+def protection_service() -> ProtectionService:
+    return _service_for(id(get_db()), id(get_redis()))
+
+
+def _subject(ctx: CallContext, req: CheckRateLimitRequest) -> Subject:
+    if req.subject is None:
+        return subject_of(ctx.raw_request, ctx.caller.uid)
+    if ctx.caller.claims.get("service") is not True:
+        raise PermissionDenied(
+            "only a trusted service (service: true) may ask about another subject"
+        )
+    try:
+        ip = str(ipaddress.ip_address(req.subject.ip))
+    except ValueError:
+        raise InvalidInput("subject.ip", "must be an IPv4 or IPv6 address") from None
+    client = ClientInfo(
+        ip, req.subject.country, fingerprint({"user-agent": req.subject.user_agent})
+    )
+    return Subject(req.subject.uid, client)
+
+
+@callable_function(role=Role.USER, request=CheckRateLimitRequest, rate_limit=None)
+def pack391_checkRateLimit(ctx: CallContext, req: CheckRateLimitRequest) -> RateDecisionView:
+    """Count one request of ``endpointClass`` for the caller (or, for a trusted service,
+    for ``subject``) and say whether it may proceed."""
+    decision = default_limiter().decide(req.endpoint_class, _subject(ctx, req), ctx.now)
+    return RateDecisionView(
+        allowed=decision.allowed,
+        remaining=decision.remaining,
+        retry_after_sec=decision.retry_after_sec,
+        reset_sec=decision.reset_sec,
+        reason=decision.reason.value,
+        limit=decision.limit,
+        endpoint_class=decision.endpoint_class,
+    )
+
+
+@callable_function(role=Role.USER, request=WalletAttemptRequest, rate_limit=EndpointClass.GENERAL)
+def pack391_walletBruteForceShield(ctx: CallContext, req: WalletAttemptRequest) -> ShieldView:
+    """Record a wallet PIN/auth attempt of the caller; 5 failures block user and IP."""
+    subject = subject_of(ctx.raw_request, ctx.caller.uid)
+    return protection_service().record_attempt(
+        SHIELD_KIND_WALLET, ctx.caller.uid, subject.client.ip, req.attempt == "failure", ctx.now
+    )
+
+
+@callable_function(role=Role.USER, request=PanicRequest)
+def pack391_panicEscalation(ctx: CallContext, req: PanicRequest) -> PanicView:
+    """A 5-minute priority-lane pass for the caller (a few per day)."""
+    return protection_service().panic_pass(ctx.caller.uid, ctx.now)
+
+
+@callable_function(role=Role.ADMIN, request=SetGeoThrottleRequest)
+def pack391_setGeoThrottle(ctx: CallContext, req: SetGeoThrottleRequest) -> GeoThrottleDoc:
+    """Set a country's limit multiplier and region-wide cap (applies within the cache TTL)."""
+    change = Change(ctx.caller.uid, "ddos.geo_throttle", req.reason, ctx.request_id, ctx.now)
+    return protection_service().set_geo(req, change)
+
+
+@callable_function(role=Role.OPS, request=GetDDoSStatsRequest)
+def pack391_getDDoSStats(ctx: CallContext, req: GetDDoSStatsRequest) -> DDoSStatsView:
+    """Current mode, blocks, top offenders, denials, detections, geo rules."""
+    return protection_service().stats(ctx.now)
+
+
+@scheduled_function(schedule=DETECT_SCHEDULE)
+def pack391_detectDDoS(ctx: ScheduledContext) -> None:
+    """Judge the last minute's traffic; auto-mitigate critical attacks."""
+    report = protection_service().detect(ctx.now)
+    log.info("detectDDoS %s: %s", ctx.request_id, report)
+
+
+@scheduled_function(schedule=CLEANUP_SCHEDULE)
+def pack391_cleanupExpiredBlocks(ctx: ScheduledContext) -> None:
+    """Remove the Firestore mirrors of blocks that have expired."""
+    report = CleanupReport(removed=protection_service().cleanup(ctx.now))
+    log.info("cleanupExpiredBlocks %s: %s", ctx.request_id, report)

@@ -1,0 +1,311 @@
+"""Traffic-protection I/O: Redis (blocks, passes, counters, DDoS mode) and Firestore mirrors."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import redis
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from functions.ddos.policy import MinuteTraffic
+from shared import collections
+from shared.audit import Change, write_audit
+from shared.models.ddos import (
+    BlockDoc,
+    BlockKind,
+    BlockScope,
+    DetectionDoc,
+    GeoThrottleDoc,
+    PanicPassDoc,
+)
+from shared.ratelimit import keys
+from shared.redis import LUA_DIR, lua_script
+
+_SHIELD = LUA_DIR / "bf_attempt.lua"
+_PANIC = LUA_DIR / "panic_pass.lua"
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+@dataclass(frozen=True)
+class ShieldOutcome:
+    blocked: bool
+    attempts_left: int
+    blocked_until_ms: int
+    user_blocked_until_ms: int
+    ip_blocked_until_ms: int
+    user_offence: int
+    ip_offence: int
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    granted: bool
+    expires_at_ms: int
+    passes_left: int
+    newly_granted: bool
+
+
+@dataclass(frozen=True)
+class DDoSMode:
+    until_ms: int
+    reason: str
+
+
+class TrafficStore:
+    """Redis side of traffic protection."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    # --- brute-force shield and panic passes
+
+    def shield_attempt(
+        self,
+        kind: str,
+        uid: str | None,
+        ip: str,
+        failure: bool,
+        now: datetime,
+        window_ms: int,
+        max_failures: int,
+        block_ms: Iterable[int],
+        offence_memory_ms: int,
+    ) -> ShieldOutcome:
+        subject = uid or ""
+        out = lua_script(_SHIELD)(
+            keys=[
+                keys.failures(kind, "user", subject),
+                keys.failures(kind, "ip", ip),
+                keys.offences("user", subject),
+                keys.offences("ip", ip),
+                keys.block("bf", "user", subject),
+                keys.block("bf", "ip", ip),
+            ],
+            args=[
+                ms(now),
+                "failure" if failure else "success",
+                window_ms,
+                max_failures,
+                ",".join(str(d) for d in block_ms),
+                offence_memory_ms,
+                uuid.uuid4().hex,
+                1 if uid else 0,
+            ],
+        )
+        return ShieldOutcome(*(int(v) for v in out[:3]), *(int(v) for v in out[3:]))  # type: ignore[arg-type]
+
+    def grant_pass(self, uid: str, now: datetime, duration_ms: int, per_day: int) -> PassOutcome:
+        day = now.astimezone(UTC).strftime("%Y%m%d")
+        out = lua_script(_PANIC)(
+            keys=[keys.panic_pass(uid), keys.panic_count(uid, day)],
+            args=[ms(now), duration_ms, per_day, 2 * 24 * 3600 * 1000],
+        )
+        granted, expires, left, newly = (int(v) for v in out)
+        return PassOutcome(bool(granted), expires, left, bool(newly))
+
+    # --- DDoS mode and source blocks
+
+    def ddos_mode(self) -> DDoSMode | None:
+        raw = self._redis.get(keys.DDOS_MODE)
+        if not raw:
+            return None
+        data = json.loads(cast(str, raw))
+        return DDoSMode(int(data["untilMs"]), str(data["reason"]))
+
+    def extend_ddos_mode(self, until_ms: int, reason: str, now: datetime) -> DDoSMode:
+        """Turn DDoS mode on until ``until_ms`` (never shortens an existing period)."""
+        current = self.ddos_mode()
+        if current is not None and current.until_ms >= until_ms:
+            return current
+        ttl = max(1, until_ms - ms(now))
+        payload = json.dumps({"untilMs": until_ms, "reason": reason})
+        self._redis.set(keys.DDOS_MODE, payload, px=ttl)
+        return DDoSMode(until_ms, reason)
+
+    def block_source(self, ip: str, until_ms: int, now: datetime) -> None:
+        self._redis.set(keys.block("ddos", "ip", ip), str(until_ms), px=max(1, until_ms - ms(now)))
+
+    # --- counters
+
+    def minute(self, minute: int, elapsed_fraction: float = 1.0, top: int = 10) -> MinuteTraffic:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(keys.stats(minute), "req")
+        pipe.pfcount(keys.stats_hll(minute))
+        pipe.zrevrange(keys.stats_ips(minute), 0, top - 1, withscores=True)
+        pipe.zrevrange(keys.stats_fingerprints(minute), 0, 4, withscores=True)
+        requests, distinct, ips, fps = pipe.execute()
+        counts = self._redis.pipeline(transaction=False)
+        for fp, _ in fps:
+            counts.pfcount(keys.stats_fingerprint_ips(minute, fp))
+        fp_ips = counts.execute() if fps else []
+        return MinuteTraffic(
+            minute=minute,
+            requests=int(requests or 0),
+            distinct_ips=int(distinct),
+            top_ips=[(ip, int(n)) for ip, n in ips],
+            top_fingerprints=[
+                (fp, int(n), int(count)) for (fp, n), count in zip(fps, fp_ips, strict=True)
+            ],
+            elapsed_fraction=elapsed_fraction,
+        )
+
+    def history(self, minutes: Iterable[int]) -> list[tuple[int, int]]:
+        """(requests, distinct IPs) of each minute that has any counts."""
+        wanted = list(minutes)
+        pipe = self._redis.pipeline(transaction=False)
+        for m in wanted:
+            pipe.hget(keys.stats(m), "req")
+            pipe.pfcount(keys.stats_hll(m))
+        values = pipe.execute()
+        out = []
+        for i in range(len(wanted)):
+            requests, distinct = values[2 * i], values[2 * i + 1]
+            if requests is not None:
+                out.append((int(requests), int(distinct)))
+        return out
+
+    def counters(self, minutes: Iterable[int]) -> dict[str, int]:
+        """The per-minute stats hashes of ``minutes``, summed field by field."""
+        pipe = self._redis.pipeline(transaction=False)
+        for m in minutes:
+            pipe.hgetall(keys.stats(m))
+        total: dict[str, int] = {}
+        for fields in pipe.execute():
+            for name, value in fields.items():
+                total[name] = total.get(name, 0) + int(value)
+        return total
+
+
+class ProtectionRepository:
+    """Firestore side: geo rules, block mirrors, pass records, detections, alerts."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def set_geo(self, doc: GeoThrottleDoc, change: Change) -> GeoThrottleDoc:
+        ref = self._db.collection(collections.GEO_THROTTLES).document(doc.country)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> GeoThrottleDoc:
+            snap = ref.get(transaction=tx)
+            before = GeoThrottleDoc.model_validate(snap.to_dict()) if snap.exists else None
+            after = doc.model_copy(
+                update={
+                    "version": (before.version if before else 0) + 1,
+                    "updated_at": change.now,
+                    "updated_by": change.actor_uid,
+                    "reason": change.reason,
+                }
+            )
+            tx.set(ref, after.to_doc())
+            write_audit(
+                self._db,
+                tx,
+                change,
+                target=f"{collections.GEO_THROTTLES}/{doc.country}",
+                before=before.model_dump(mode="json", by_alias=True) if before else None,
+                after=after.model_dump(mode="json", by_alias=True),
+            )
+            return after
+
+        return cast(GeoThrottleDoc, run(self._db.transaction()))
+
+    def geo_rules(self) -> list[GeoThrottleDoc]:
+        docs = self._db.collection(collections.GEO_THROTTLES).stream()
+        return [GeoThrottleDoc.model_validate(s.to_dict()) for s in docs]
+
+    def mirror_block(self, block: BlockDoc) -> None:
+        doc_id = f"{block.kind.value}_{block.scope.value}_{block.subject}_{ms(block.expires_at)}"
+        self._db.collection(collections.BLOCKS).document(doc_id.replace("/", "_")).set(
+            block.to_doc()
+        )
+
+    def active_blocks(self, now: datetime, limit: int = 100) -> list[BlockDoc]:
+        query = (
+            self._db.collection(collections.BLOCKS)
+            .where(filter=FieldFilter("expiresAt", ">", now))
+            .order_by("expiresAt", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [BlockDoc.model_validate(s.to_dict()) for s in query.stream()]
+
+    def delete_expired_blocks(self, now: datetime, page: int = 400) -> int:
+        removed = 0
+        blocks = self._db.collection(collections.BLOCKS)
+        while True:
+            query = blocks.where(filter=FieldFilter("expiresAt", "<=", now)).limit(page)
+            snaps = list(query.stream())
+            if not snaps:
+                return removed
+            batch = self._db.batch()
+            for snap in snaps:
+                batch.delete(snap.reference)
+            batch.commit()
+            removed += len(snaps)
+
+    def record_pass(self, doc: PanicPassDoc) -> None:
+        self._db.collection(collections.PANIC_PASSES).document().set(doc.to_doc())
+
+    def passes_since(self, since: datetime) -> int:
+        query: Any = self._db.collection(collections.PANIC_PASSES).where(
+            filter=FieldFilter("grantedAt", ">=", since)
+        )
+        return int(query.count(alias="n").get()[0][0].value)
+
+    def record_detection(
+        self, doc_id: str, detection: DetectionDoc, alert: dict[str, Any] | None
+    ) -> None:
+        batch = self._db.batch()
+        batch.set(
+            self._db.collection(collections.DDOS_DETECTIONS).document(doc_id), detection.to_doc()
+        )
+        if alert is not None:
+            batch.set(self._db.collection(collections.ALERTS).document(f"ddos_{doc_id}"), alert)
+        batch.commit()
+
+    def recent_detections(self, limit: int = 20) -> list[DetectionDoc]:
+        query = (
+            self._db.collection(collections.DDOS_DETECTIONS)
+            .order_by("detectedAt", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [DetectionDoc.model_validate(s.to_dict()) for s in query.stream()]
+
+
+def block_doc(
+    scope: BlockScope,
+    subject: str,
+    kind: BlockKind,
+    reason: str,
+    offence: int,
+    now: datetime,
+    until_ms: int,
+) -> BlockDoc:
+    return BlockDoc(
+        scope=scope,
+        subject=subject,
+        kind=kind,
+        reason=reason,
+        offence=offence,
+        blocked_at=now,
+        expires_at=from_ms(until_ms),
+    )
+
+
+def minutes_back(now: datetime, count: int, skip: int = 0) -> list[int]:
+    """The ids of the ``count`` minutes before ``now``'s minute, after skipping ``skip``."""
+    current = keys.minute_of(now)
+    return [current - skip - i for i in range(1, count + 1)]

@@ -1,0 +1,143 @@
+"""DDoS detection: pure functions of per-minute traffic counts and a baseline."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import thresholds as t
+from shared.models.alerts import Severity
+from shared.models.ddos import DetectionKind
+
+
+@dataclass(frozen=True)
+class MinuteTraffic:
+    """What the middleware counted in one minute (or the elapsed part of it)."""
+
+    minute: int
+    requests: int
+    distinct_ips: int
+    top_ips: Sequence[tuple[str, int]] = ()
+    """Heaviest sources first: (ip, requests)."""
+    top_fingerprints: Sequence[tuple[str, int, int]] = ()
+    """Heaviest client fingerprints first: (fingerprint, requests, distinct IPs)."""
+    elapsed_fraction: float = 1.0
+    """1 for a complete minute; the share that has passed for the current one."""
+
+    def per_min(self, count: int) -> float:
+        return count / self.elapsed_fraction
+
+
+@dataclass(frozen=True)
+class Baseline:
+    requests_per_min: float
+    distinct_ips_per_min: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    kind: DetectionKind
+    severity: Severity
+    evidence: dict[str, Any]
+    block_sources: tuple[str, ...] = field(default=())
+
+    @property
+    def critical(self) -> bool:
+        return self.severity is Severity.CRITICAL
+
+
+def baseline_of(history: Sequence[tuple[int, int]]) -> Baseline:
+    """The median of past minutes' (requests, distinct IPs), never below the floors."""
+    requests = statistics.median([r for r, _ in history]) if history else 0.0
+    ips = statistics.median([i for _, i in history]) if history else 0.0
+    return Baseline(
+        requests_per_min=max(float(requests), float(t.DDOS_MIN_REQUESTS_PER_MIN)),
+        distinct_ips_per_min=max(float(ips), float(t.DDOS_MIN_DISTINCT_IPS_PER_MIN)),
+    )
+
+
+def detect(traffic: MinuteTraffic, baseline: Baseline) -> list[Detection]:
+    """Every attack pattern this minute's traffic shows, with its severity."""
+    found: list[Detection] = []
+    rate = traffic.per_min(traffic.requests)
+    spike = rate / baseline.requests_per_min
+
+    flooders = [
+        (ip, traffic.per_min(n))
+        for ip, n in traffic.top_ips
+        if traffic.per_min(n) > t.DDOS_SINGLE_SOURCE_PER_MIN
+    ][: t.DDOS_BLOCK_TOP_SOURCES_COUNT]
+    if flooders:
+        found.append(
+            Detection(
+                DetectionKind.SINGLE_SOURCE_FLOOD,
+                Severity.CRITICAL,
+                {
+                    "sources": [{"ip": ip, "requestsPerMin": round(r, 1)} for ip, r in flooders],
+                    "thresholdPerMin": t.DDOS_SINGLE_SOURCE_PER_MIN,
+                },
+                tuple(ip for ip, _ in flooders),
+            )
+        )
+
+    if spike >= t.DDOS_SPIKE_FACTOR:
+        severity = Severity.CRITICAL if spike >= t.DDOS_SPIKE_CRITICAL_FACTOR else Severity.HIGH
+        found.append(
+            Detection(
+                DetectionKind.TRAFFIC_SPIKE,
+                severity,
+                {
+                    "requestsPerMin": round(rate, 1),
+                    "baselinePerMin": round(baseline.requests_per_min, 1),
+                    "factor": round(spike, 2),
+                },
+            )
+        )
+        top_share = (
+            traffic.top_ips[0][1] / traffic.requests * 100
+            if traffic.top_ips and traffic.requests
+            else 0.0
+        )
+        ip_factor = traffic.distinct_ips / baseline.distinct_ips_per_min
+        if (
+            ip_factor >= t.DDOS_DISTRIBUTED_IPS_FACTOR
+            and top_share <= t.DDOS_DISTRIBUTED_MAX_TOP_IP_SHARE_PCT
+        ):
+            found.append(
+                Detection(
+                    DetectionKind.DISTRIBUTED_ATTACK,
+                    Severity.CRITICAL,
+                    {
+                        "distinctIps": traffic.distinct_ips,
+                        "baselineDistinctIps": round(baseline.distinct_ips_per_min, 1),
+                        "topIpSharePct": round(top_share, 2),
+                        "factor": round(spike, 2),
+                    },
+                )
+            )
+
+    for fp, n, ips in traffic.top_fingerprints:
+        share = n / traffic.requests * 100 if traffic.requests else 0.0
+        if ips >= t.DDOS_BOT_SWARM_MIN_IPS and share >= t.DDOS_BOT_SWARM_MIN_SHARE_PCT:
+            severity = Severity.CRITICAL if spike >= t.DDOS_SPIKE_FACTOR else Severity.HIGH
+            found.append(
+                Detection(
+                    DetectionKind.BOT_SWARM,
+                    severity,
+                    {"fingerprint": fp, "distinctIps": ips, "sharePct": round(share, 2)},
+                )
+            )
+            break
+    return found
+
+
+def merge(detections: Sequence[Detection]) -> list[Detection]:
+    """One detection per kind: the most severe (ties: the first)."""
+    best: dict[DetectionKind, Detection] = {}
+    for d in detections:
+        kept = best.get(d.kind)
+        if kept is None or d.severity.rank > kept.severity.rank:
+            best[d.kind] = d
+    return list(best.values())

@@ -1,0 +1,165 @@
+"""Traffic protection: requests, documents and answers."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictFloat, StrictInt, StrictStr
+
+from shared.models import RequestModel, WireModel
+from shared.models.alerts import Severity
+from shared.models.market import CountryCode, Reason
+from shared.ratelimit.policy import EndpointClass
+from shared.thresholds import GEO_MULTIPLIER_MAX
+
+
+class SubjectOverride(RequestModel):
+    """Whom a trusted service asks about (only callers with the ``service: true`` claim)."""
+
+    uid: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    ip: Annotated[StrictStr, Field(min_length=2, max_length=45)]
+    country: CountryCode | None = None
+    user_agent: Annotated[StrictStr, Field(max_length=512)] = ""
+
+
+class CheckRateLimitRequest(RequestModel):
+    endpoint_class: EndpointClass
+    subject: SubjectOverride | None = None
+
+
+class RateDecisionView(WireModel):
+    allowed: bool
+    remaining: int
+    retry_after_sec: float
+    reset_sec: float
+    reason: str
+    limit: int
+    endpoint_class: EndpointClass
+
+
+class WalletAttemptRequest(RequestModel):
+    attempt: Literal["failure", "success"]
+
+
+class ShieldView(WireModel):
+    blocked: bool
+    attempts_left: int
+    blocked_until: datetime | None
+
+
+class PanicRequest(RequestModel):
+    pass
+
+
+class PanicView(WireModel):
+    granted: bool
+    expires_at: datetime | None
+    passes_left_today: int
+
+
+class SetGeoThrottleRequest(RequestModel):
+    country: CountryCode
+    multiplier: Annotated[StrictInt | StrictFloat, Field(gt=0, le=GEO_MULTIPLIER_MAX)] = 1.0
+    region_cap_per_min: Annotated[StrictInt, Field(gt=0)] | None = None
+    reason: Reason
+
+
+class GeoThrottleDoc(WireModel):
+    """``pack391_geo_throttles/{country}``."""
+
+    country: str
+    multiplier: float = 1.0
+    region_cap_per_min: int | None = None
+    version: int = 0
+    reason: str | None = None
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class BlockScope(enum.StrEnum):
+    USER = "user"
+    IP = "ip"
+
+
+class BlockKind(enum.StrEnum):
+    BRUTE_FORCE = "brute_force"
+    """Too many failed wallet/auth attempts; blocks the auth, wallet and payment classes."""
+    DDOS = "ddos"
+    """A flooding source blocked by auto-mitigation; blocks every class."""
+
+
+class BlockDoc(WireModel):
+    """``pack391_blocks/{id}``: a block held in Redis, mirrored for audit and stats."""
+
+    scope: BlockScope
+    subject: str
+    kind: BlockKind
+    reason: str
+    offence: int = 1
+    blocked_at: datetime
+    expires_at: datetime
+
+
+class PanicPassDoc(WireModel):
+    """``pack391_panic_passes/{id}``: one activation."""
+
+    uid: str
+    granted_at: datetime
+    expires_at: datetime
+
+
+class DetectionKind(enum.StrEnum):
+    TRAFFIC_SPIKE = "traffic_spike"
+    DISTRIBUTED_ATTACK = "distributed_attack"
+    BOT_SWARM = "bot_swarm"
+    SINGLE_SOURCE_FLOOD = "single_source_flood"
+
+
+class DetectionDoc(WireModel):
+    """``pack391_ddos_detections/{minute}_{kind}``."""
+
+    minute: datetime
+    kind: DetectionKind
+    severity: Severity
+    evidence: dict[str, Any]
+    mitigated: bool
+    blocked_sources: list[str] = Field(default_factory=list)
+    detected_at: datetime
+
+
+class DDoSModeView(WireModel):
+    active: bool
+    until: datetime | None = None
+    reason: str | None = None
+    limit_factor: float
+
+
+class OffenderView(WireModel):
+    ip: str
+    requests: int
+
+
+class GetDDoSStatsRequest(RequestModel):
+    pass
+
+
+class DDoSStatsView(WireModel):
+    mode: DDoSModeView
+    blocks: list[BlockDoc]
+    top_offenders: list[OffenderView]
+    requests_last_hour: dict[str, int]
+    denied_last_hour: dict[str, int]
+    denied_by_reason_last_hour: dict[str, int]
+    shadow_denied_last_hour: dict[str, int]
+    near_limit_last_hour: dict[str, int]
+    panic_passes_used_last_hour: int
+    redis_failures_last_hour: int
+    panic_activations_last_24h: int
+    recent_detections: list[DetectionDoc]
+    geo_throttles: list[GeoThrottleDoc]
+
+
+class CleanupReport(WireModel):
+    removed: int

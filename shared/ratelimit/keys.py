@@ -1,0 +1,68 @@
+"""Redis key names of traffic protection, in one place.
+
+All keys of one decision must live on one Redis node (the decision is one
+script): use a standalone or primary/replica Redis (Memorystore Basic/Standard),
+not Redis Cluster, for these keys.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+PREFIX = "pack391"
+
+
+def minute_of(now: datetime) -> int:
+    """Minutes since the epoch: the id of a per-minute counter."""
+    return int(now.timestamp()) // 60
+
+
+def bucket(endpoint_class: str, scope: str, subject: str) -> str:
+    return f"{PREFIX}:rl:{endpoint_class}:{scope}:{subject}"
+
+
+def country_bucket(country: str) -> str:
+    return f"{PREFIX}:rl:cc:{country}"
+
+
+def block(kind: str, scope: str, subject: str) -> str:
+    return f"{PREFIX}:block:{kind}:{scope}:{subject}"
+
+
+def failures(kind: str, scope: str, subject: str) -> str:
+    return f"{PREFIX}:bf:fail:{kind}:{scope}:{subject}"
+
+
+def offences(scope: str, subject: str) -> str:
+    return f"{PREFIX}:bf:offences:{scope}:{subject}"
+
+
+def panic_pass(uid: str) -> str:
+    return f"{PREFIX}:pass:{uid}"
+
+
+def panic_count(uid: str, day: str) -> str:
+    return f"{PREFIX}:pass:count:{uid}:{day}"
+
+
+DDOS_MODE = f"{PREFIX}:ddos:mode"
+
+
+def stats(minute: int) -> str:
+    return f"{PREFIX}:st:{minute}"
+
+
+def stats_ips(minute: int) -> str:
+    return f"{PREFIX}:st:{minute}:ip"
+
+
+def stats_hll(minute: int) -> str:
+    return f"{PREFIX}:st:{minute}:hll"
+
+
+def stats_fingerprints(minute: int) -> str:
+    return f"{PREFIX}:st:{minute}:ua"
+
+
+def stats_fingerprint_ips(minute: int, fingerprint: str) -> str:
+    return f"{PREFIX}:st:{minute}:ua:{fingerprint}"

@@ -1,0 +1,181 @@
+"""The rate limiter: one Redis round trip per decision, a declared failure mode per class."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from shared.errors import BackendUnavailable
+from shared.ratelimit import keys
+from shared.ratelimit.client import ClientInfo
+from shared.ratelimit.gcra import US_PER_MS
+from shared.ratelimit.geo import GeoRules
+from shared.ratelimit.policy import (
+    ClassPolicy,
+    EndpointClass,
+    FailMode,
+    Reason,
+    class_policy,
+    limits_for,
+)
+from shared.redis import LUA_DIR, lua_script
+from shared.thresholds import (
+    DDOS_STATS_TTL_SEC,
+    RATE_LIMIT_NEAR_LIMIT_PCT,
+    RATE_LIMIT_PERIOD_SEC,
+)
+
+log = logging.getLogger("pack391.ratelimit")
+
+_DECIDE = LUA_DIR / "rate_decide.lua"
+_TOP_LISTS_TTL_SEC = 5 * 60
+_LOG_EVERY_SEC = 10.0
+US_PER_SEC = 1_000_000
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a decision is about."""
+
+    uid: str | None
+    client: ClientInfo
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    remaining: int
+    retry_after_sec: float
+    reset_sec: float
+    reason: Reason
+    limit: int
+    endpoint_class: EndpointClass
+
+
+def _sec(us: int) -> float:
+    """Microseconds as seconds, rounded up to the millisecond (never early)."""
+    return math.ceil(us / US_PER_MS) / 1000
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        client: redis.Redis,
+        geo: GeoRules,
+        shadow_classes: frozenset[str] = frozenset(),
+    ) -> None:
+        self._redis = client
+        self._geo = geo
+        self._shadow = shadow_classes
+        self._lock = threading.Lock()
+        self._unreported_failures = 0
+        self._failures_total = 0
+        self._last_log = 0.0
+
+    @property
+    def failures_total(self) -> int:
+        """Redis failures this instance has seen (for its logs and tests)."""
+        return self._failures_total
+
+    def decide(
+        self, endpoint_class: EndpointClass, subject: Subject, now: datetime
+    ) -> RateDecision:
+        """Count one request of ``endpoint_class`` by ``subject`` and decide it."""
+        policy = class_policy(endpoint_class)
+        limits = limits_for(policy, self._geo.get(subject.client.country))
+        minute = keys.minute_of(now)
+        uid = subject.uid or ""
+        ip = subject.client.ip
+        fp = subject.client.fingerprint
+        cls = endpoint_class.value
+        with self._lock:
+            unreported = self._unreported_failures
+        try:
+            result = lua_script(_DECIDE)(
+                keys=[
+                    keys.bucket(cls, "u", uid),
+                    keys.bucket(cls, "ip", ip),
+                    keys.country_bucket(subject.client.country or "unknown"),
+                    keys.block("bf", "user", uid),
+                    keys.block("bf", "ip", ip),
+                    keys.block("ddos", "ip", ip),
+                    keys.panic_pass(uid),
+                    keys.DDOS_MODE,
+                    keys.stats(minute),
+                    keys.stats_ips(minute),
+                    keys.stats_hll(minute),
+                    keys.stats_fingerprints(minute),
+                    keys.stats_fingerprint_ips(minute, fp),
+                ],
+                args=[
+                    int(now.timestamp() * US_PER_SEC),
+                    RATE_LIMIT_PERIOD_SEC * US_PER_SEC,
+                    limits.limit,
+                    limits.ddos_limit,
+                    limits.country_cap or 0,
+                    1 if uid else 0,
+                    1 if policy.brute_force_guarded else 0,
+                    1 if cls in self._shadow else 0,
+                    cls,
+                    subject.client.country or "",
+                    ip,
+                    fp,
+                    DDOS_STATS_TTL_SEC,
+                    _TOP_LISTS_TTL_SEC,
+                    RATE_LIMIT_NEAR_LIMIT_PCT,
+                    unreported,
+                ],
+            )
+        except redis.RedisError as exc:
+            return self._redis_failed(policy, limits.limit, exc)
+        if unreported:
+            with self._lock:
+                self._unreported_failures -= unreported
+        allowed, remaining, retry_us, reset_us, reason, limit = result
+        return RateDecision(
+            allowed=bool(allowed),
+            remaining=int(remaining),
+            retry_after_sec=_sec(int(retry_us)),
+            reset_sec=_sec(int(reset_us)),
+            reason=Reason(reason),
+            limit=int(limit),
+            endpoint_class=endpoint_class,
+        )
+
+    def _redis_failed(self, policy: ClassPolicy, limit: int, exc: redis.RedisError) -> RateDecision:
+        with self._lock:
+            self._unreported_failures += 1
+            self._failures_total += 1
+            now = time.monotonic()
+            should_log = now - self._last_log >= _LOG_EVERY_SEC
+            if should_log:
+                self._last_log = now
+        if should_log:
+            log.error(
+                "Redis unavailable for rate limiting (%d failures so far); %s fails %s: %r",
+                self._failures_total,
+                policy.endpoint_class.value,
+                policy.fail_mode.value,
+                exc,
+            )
+        if policy.fail_mode is FailMode.CLOSED:
+            raise BackendUnavailable(
+                f"{policy.endpoint_class.value} requests are refused while rate limiting is "
+                "unavailable; try again shortly",
+                endpointClass=policy.endpoint_class.value,
+            ) from exc
+        return RateDecision(
+            allowed=True,
+            remaining=limit,
+            retry_after_sec=0.0,
+            reset_sec=0.0,
+            reason=Reason.REDIS_UNAVAILABLE,
+            limit=limit,
+            endpoint_class=policy.endpoint_class,
+        )

@@ -1,0 +1,110 @@
+"""Rate-limit policy: endpoint classes, their limits and failure modes, geo scaling.
+
+Pure: numbers come from :mod:`shared.thresholds`, rules from the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from shared import thresholds
+
+
+class EndpointClass(enum.StrEnum):
+    """The classes of endpoint a request is counted under, each with its own limit."""
+
+    AUTH = "auth"
+    WALLET = "wallet"
+    PAYMENT = "payment"
+    AI = "ai"
+    SWIPE = "swipe"
+    GENERAL = "general"
+
+
+class FailMode(enum.StrEnum):
+    """What a class does when Redis cannot answer."""
+
+    OPEN = "open"
+    """Allow the request (the failure is counted and logged)."""
+    CLOSED = "closed"
+    """Deny it with UNAVAILABLE: money and credentials are never unguarded."""
+
+
+class Reason(enum.StrEnum):
+    """Why a decision came out as it did."""
+
+    OK = "ok"
+    USER_LIMIT = "user_limit"
+    IP_LIMIT = "ip_limit"
+    COUNTRY_CAP = "country_cap"
+    BRUTE_FORCE_BLOCK = "brute_force_block"
+    IP_BLOCK = "ip_block"
+    SHADOW_LIMITED = "shadow_limited"
+    """Would have been denied; the class is in shadow mode, so it was allowed."""
+    PANIC_PASS = "panic_pass"
+    """DDoS mode is on and the caller holds a panic pass: throttles were bypassed."""
+    REDIS_UNAVAILABLE = "redis_unavailable"
+    """Redis did not answer; the class fails open."""
+
+
+@dataclass(frozen=True)
+class ClassPolicy:
+    endpoint_class: EndpointClass
+    limit_per_min: int
+    fail_mode: FailMode
+    brute_force_guarded: bool
+
+
+def class_policy(endpoint_class: EndpointClass) -> ClassPolicy:
+    name = endpoint_class.value
+    return ClassPolicy(
+        endpoint_class=endpoint_class,
+        limit_per_min=thresholds.RATE_LIMIT_PER_MIN[name],
+        fail_mode=(
+            FailMode.CLOSED if name in thresholds.RATE_LIMIT_FAIL_CLOSED_CLASSES else FailMode.OPEN
+        ),
+        brute_force_guarded=name in thresholds.BRUTE_FORCE_GUARDED_CLASSES,
+    )
+
+
+@dataclass(frozen=True)
+class GeoRule:
+    """An admin's throttle for one country."""
+
+    country: str
+    multiplier: float = 1.0
+    """Scales every class's per-user and per-IP limit for users in the country."""
+    region_cap_per_min: int | None = None
+    """Total requests per minute from the whole country (all classes), or no cap."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The numbers one decision runs with."""
+
+    limit: int
+    ddos_limit: int
+    country_cap: int | None
+
+
+def scaled(limit: int, factor: float) -> int:
+    """``limit`` times ``factor``, rounded down, never below one request."""
+    return max(1, math.floor(limit * factor + 1e-9))
+
+
+def limits_for(policy: ClassPolicy, rule: GeoRule | None) -> Limits:
+    multiplier = rule.multiplier if rule is not None else 1.0
+    limit = scaled(policy.limit_per_min, multiplier)
+    return Limits(
+        limit=limit,
+        ddos_limit=scaled(limit, thresholds.DDOS_MODE_LIMIT_FACTOR),
+        country_cap=rule.region_cap_per_min if rule is not None else None,
+    )
+
+
+def near_limit(remaining: int, limit: int) -> bool:
+    """True when this request used more than the near-limit share of the limit."""
+    used = limit - remaining
+    return used * 100 >= limit * thresholds.RATE_LIMIT_NEAR_LIMIT_PCT
