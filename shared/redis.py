@@ -45,16 +45,17 @@ def get_redis() -> redis.Redis:
 def reset_clients() -> None:
     """Forget cached clients and scripts (tests that change the environment)."""
     _client.cache_clear()
-    _script.cache_clear()
+    _scripts.clear()
 
 
-@functools.cache
-def _script(client_id: int, path: str) -> Script:
-    del client_id  # part of the cache key only: a script object belongs to one client
-    client = get_redis()
-    return client.register_script(Path(path).read_text(encoding="utf-8"))
+_scripts: dict[tuple[int, str], Script] = {}
 
 
-def lua_script(path: Path) -> Script:
-    """The script at ``path`` registered on the current client (read once)."""
-    return _script(id(get_redis()), str(path))
+def lua_script(path: Path, client: redis.Redis) -> Script:
+    """The script at ``path`` registered on ``client`` (the file is read once per client)."""
+    key = (id(client), str(path))
+    script = _scripts.get(key)
+    if script is None:
+        script = client.register_script(path.read_text(encoding="utf-8"))
+        _scripts[key] = script
+    return script

@@ -85,7 +85,7 @@ class TrafficStore:
         offence_memory_ms: int,
     ) -> ShieldOutcome:
         subject = uid or ""
-        out = lua_script(_SHIELD)(
+        out = lua_script(_SHIELD, self._redis)(
             keys=[
                 keys.failures(kind, "user", subject),
                 keys.failures(kind, "ip", ip),
@@ -109,7 +109,7 @@ class TrafficStore:
 
     def grant_pass(self, uid: str, now: datetime, duration_ms: int, per_day: int) -> PassOutcome:
         day = now.astimezone(UTC).strftime("%Y%m%d")
-        out = lua_script(_PANIC)(
+        out = lua_script(_PANIC, self._redis)(
             keys=[keys.panic_pass(uid), keys.panic_count(uid, day)],
             args=[ms(now), duration_ms, per_day, 2 * 24 * 3600 * 1000],
         )

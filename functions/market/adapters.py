@@ -217,14 +217,16 @@ class MarketEnforcementStore:
 
     def mirror_market(self, doc: MarketDoc) -> bool:
         payload = doc.model_dump_json(by_alias=True)
-        stored = lua_script(_MIRROR)(
+        stored = lua_script(_MIRROR, self._redis)(
             keys=[self._market_key(doc.country)], args=[doc.version, payload]
         )
         return bool(stored)
 
     def mirror_global(self, doc: GlobalMarketsDoc) -> bool:
         payload = doc.model_dump_json(by_alias=True)
-        stored = lua_script(_MIRROR)(keys=[self._global_key], args=[doc.version, payload])
+        stored = lua_script(_MIRROR, self._redis)(
+            keys=[self._global_key], args=[doc.version, payload]
+        )
         return bool(stored)
 
     def invalidate_market(self, country: str) -> None:
@@ -253,7 +255,7 @@ class MarketEnforcementStore:
         self, country: str, uid: str, capacity: int | None, market_version: int, global_version: int
     ) -> int:
         """Run the admission script; returns an :class:`AdmitOutcome` value."""
-        outcome = lua_script(_ADMIT)(
+        outcome = lua_script(_ADMIT, self._redis)(
             keys=[self._members_key(country), self._market_key(country), self._global_key],
             args=[uid, -1 if capacity is None else capacity, market_version, global_version],
         )

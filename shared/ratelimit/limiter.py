@@ -97,7 +97,7 @@ class RateLimiter:
         with self._lock:
             unreported = self._unreported_failures
         try:
-            result = lua_script(_DECIDE)(
+            result = lua_script(_DECIDE, self._redis)(
                 keys=[
                     keys.bucket(cls, "u", uid),
                     keys.bucket(cls, "ip", ip),

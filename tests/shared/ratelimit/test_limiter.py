@@ -1,0 +1,266 @@
+"""The limiter against a real redis-server: exactness, buckets, modes, failures."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from shared import thresholds
+from shared.firestore import get_db
+from shared.ratelimit import keys
+from shared.ratelimit.client import ClientInfo
+from shared.ratelimit.geo import GeoRules
+from shared.ratelimit.limiter import RateLimiter, Subject
+from shared.ratelimit.policy import EndpointClass, Reason
+from shared.redis import get_redis
+from tests.conftest import Backends
+
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+def who(uid: str | None = "alice", ip: str = "198.51.100.1", country: str | None = None) -> Subject:
+    return Subject(uid, ClientInfo(ip, country, "fp-1"))
+
+
+@pytest.fixture
+def limiter(backends: Backends) -> RateLimiter:
+    return RateLimiter(get_redis(), GeoRules(get_db))
+
+
+@pytest.mark.parametrize(("cls", "limit"), list(thresholds.RATE_LIMIT_PER_MIN.items()))
+def test_concurrent_requests_pass_exactly_the_limit(
+    limiter: RateLimiter, cls: str, limit: int
+) -> None:
+    n = limit * 2 + 7
+
+    def one(_: int) -> bool:
+        return limiter.decide(EndpointClass(cls), who(), NOW).allowed
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        passed = sum(pool.map(one, range(n)))
+    assert passed == limit
+
+
+def test_user_and_ip_are_separate_buckets(limiter: RateLimiter) -> None:
+    cls = EndpointClass.PAYMENT  # 3 per minute
+    assert [limiter.decide(cls, who("a", "1.1.1.1"), NOW).allowed for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    # same user from another IP: the user bucket is empty
+    denied = limiter.decide(cls, who("a", "2.2.2.2"), NOW)
+    assert (denied.allowed, denied.reason) == (False, Reason.USER_LIMIT)
+    # other users behind the first IP: the IP bucket is empty
+    other = limiter.decide(cls, who("b", "1.1.1.1"), NOW)
+    assert (other.allowed, other.reason) == (False, Reason.IP_LIMIT)
+    # a fresh user on a fresh IP passes
+    assert limiter.decide(cls, who("c", "3.3.3.3"), NOW).allowed
+
+
+def test_denial_does_not_consume(limiter: RateLimiter) -> None:
+    cls = EndpointClass.AUTH  # 5 per minute, one every 12 s
+    for _ in range(5):
+        assert limiter.decide(cls, who(), NOW).allowed
+    for _ in range(50):  # hammering while denied does not push the reset further
+        assert not limiter.decide(cls, who(), NOW + timedelta(seconds=1)).allowed
+    assert limiter.decide(cls, who(), NOW + timedelta(seconds=12)).allowed
+
+
+def test_retry_after_is_exact(limiter: RateLimiter) -> None:
+    cls = EndpointClass.AUTH
+    first = limiter.decide(cls, who(), NOW)
+    assert (first.remaining, first.reset_sec, first.limit) == (4, 12.0, 5)
+    for _ in range(4):
+        last = limiter.decide(cls, who(), NOW)
+    assert last.remaining == 0
+    denied = limiter.decide(cls, who(), NOW + timedelta(seconds=2.5))
+    assert (denied.allowed, denied.retry_after_sec) == (False, 9.5)
+    assert not limiter.decide(cls, who(), NOW + timedelta(seconds=11.999)).allowed
+    assert limiter.decide(cls, who(), NOW + timedelta(seconds=12)).allowed
+
+
+def test_keys_expire_by_themselves(limiter: RateLimiter, backends: Backends) -> None:
+    limiter.decide(EndpointClass.SWIPE, who(), NOW)
+    client = redis.Redis.from_url(backends.redis_url)
+    ttl_ms = client.pttl(keys.bucket("swipe", "u", "alice"))
+    assert 0 < ttl_ms <= 600  # 100/min: one request refills in 0.6 s
+    assert client.pttl(keys.stats(keys.minute_of(NOW))) > 3600 * 1000
+
+
+def test_anonymous_subject_counts_only_the_ip(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        assert limiter.decide(EndpointClass.PAYMENT, who(None, "4.4.4.4"), NOW).allowed
+    denied = limiter.decide(EndpointClass.PAYMENT, who(None, "4.4.4.4"), NOW)
+    assert (denied.allowed, denied.reason) == (False, Reason.IP_LIMIT)
+
+
+def test_shadow_mode_counts_but_never_denies(backends: Backends) -> None:
+    limiter = RateLimiter(get_redis(), GeoRules(get_db), frozenset({"payment"}))
+    results = [limiter.decide(EndpointClass.PAYMENT, who(), NOW) for _ in range(5)]
+    assert all(r.allowed for r in results)
+    assert [r.reason for r in results] == [Reason.OK] * 3 + [Reason.SHADOW_LIMITED] * 2
+    counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
+        keys.stats(keys.minute_of(NOW))
+    )
+    assert counters["shadow:payment"] == "2"
+    assert "den" not in counters
+
+
+def test_near_limit_counter(limiter: RateLimiter, backends: Backends) -> None:
+    for _ in range(5):
+        limiter.decide(EndpointClass.AUTH, who(), NOW)
+    counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
+        keys.stats(keys.minute_of(NOW))
+    )
+    assert counters["near:auth"] == "2"  # the 4th and 5th of 5 used >= 80%
+
+
+def test_geo_multiplier_and_country_cap(limiter: RateLimiter) -> None:
+    geo = GeoRules(get_db)
+    get_db().collection("pack391_geo_throttles").document("BR").set(
+        {"country": "BR", "multiplier": 0.4, "regionCapPerMin": 12}
+    )
+    limited = RateLimiter(get_redis(), geo)
+    auth = [limited.decide(EndpointClass.AUTH, who("u", "5.5.5.5", "BR"), NOW) for _ in range(3)]
+    assert [r.allowed for r in auth] == [True, True, False]  # 5 x 0.4 = 2
+    assert auth[0].limit == 2
+    # the country cap is over every class and everyone in the country
+    passed = sum(
+        limited.decide(EndpointClass.SWIPE, who(f"u{i}", f"6.6.6.{i}", "BR"), NOW).allowed
+        for i in range(20)
+    )
+    assert passed == 12 - 2  # the two admitted auth requests counted against the cap too
+    capped = limited.decide(EndpointClass.SWIPE, who("z", "7.7.7.7", "BR"), NOW)
+    assert capped.reason == Reason.COUNTRY_CAP
+    # other countries are untouched
+    assert limited.decide(EndpointClass.SWIPE, who("z", "7.7.7.7", "PL"), NOW).allowed
+
+
+def test_geo_rules_are_cached_for_their_ttl(backends: Backends) -> None:
+    clock = [100.0]
+    geo = GeoRules(get_db, ttl_sec=30, monotonic=lambda: clock[0])
+    assert geo.get("DE") is None
+    get_db().collection("pack391_geo_throttles").document("DE").set(
+        {"country": "DE", "multiplier": 2.0}
+    )
+    clock[0] += 29
+    assert geo.get("DE") is None  # still the cached (empty) rules
+    clock[0] += 1
+    rule = geo.get("DE")
+    assert rule is not None and rule.multiplier == 2.0
+
+
+def test_ddos_mode_tightens_and_panic_pass_bypasses(
+    limiter: RateLimiter, backends: Backends
+) -> None:
+    client = redis.Redis.from_url(backends.redis_url)
+    client.set(keys.DDOS_MODE, '{"untilMs": 0, "reason": "test"}', px=60_000)
+    tight = [limiter.decide(EndpointClass.AUTH, who("a", "8.8.8.1"), NOW) for _ in range(3)]
+    assert [r.allowed for r in tight] == [True, True, False]  # 5 x 0.5 = 2
+    client.set(keys.panic_pass("vip"), "1", px=60_000)
+    lane = [limiter.decide(EndpointClass.AUTH, who("vip", "8.8.8.2"), NOW) for _ in range(20)]
+    assert all(r.allowed for r in lane)
+    assert lane[0].reason == Reason.PANIC_PASS
+    # a pass does not lift a brute-force block
+    client.set(keys.block("bf", "user", "vip"), "1", px=60_000)
+    blocked = limiter.decide(EndpointClass.WALLET, who("vip", "8.8.8.2"), NOW)
+    assert (blocked.allowed, blocked.reason) == (False, Reason.BRUTE_FORCE_BLOCK)
+    # without DDoS mode a pass changes nothing
+    client.delete(keys.DDOS_MODE, keys.block("bf", "user", "vip"))
+    normal = [limiter.decide(EndpointClass.PAYMENT, who("vip", "8.8.8.3"), NOW) for _ in range(4)]
+    assert [r.reason for r in normal] == [Reason.OK] * 3 + [Reason.USER_LIMIT]
+
+
+def test_blocks(limiter: RateLimiter, backends: Backends) -> None:
+    client = redis.Redis.from_url(backends.redis_url)
+    client.set(keys.block("bf", "ip", "9.9.9.9"), "1", px=30_000)
+    wallet = limiter.decide(EndpointClass.WALLET, who("x", "9.9.9.9"), NOW)
+    assert (wallet.allowed, wallet.reason) == (False, Reason.BRUTE_FORCE_BLOCK)
+    assert 29 < wallet.retry_after_sec <= 30
+    # brute-force blocks guard auth, wallet, payment only
+    assert limiter.decide(EndpointClass.SWIPE, who("x", "9.9.9.9"), NOW).allowed
+    client.set(keys.block("ddos", "ip", "9.9.9.9"), "1", px=30_000)
+    swipe = limiter.decide(EndpointClass.SWIPE, who("x", "9.9.9.9"), NOW)
+    assert (swipe.allowed, swipe.reason) == (False, Reason.IP_BLOCK)
+
+
+# ------------------------------------------------------------ Redis failures
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a hung Redis."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("url_kind", ["refused", "hung"])
+def test_redis_down_follows_each_class_policy(
+    backends: Backends, black_hole: str, url_kind: str
+) -> None:
+    from shared.errors import BackendUnavailable
+
+    url = "redis://127.0.0.1:1/0" if url_kind == "refused" else black_hole
+    broken = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
+    limiter = RateLimiter(broken, GeoRules(get_db))
+    for cls in EndpointClass:
+        started = time.perf_counter()
+        if cls.value in thresholds.RATE_LIMIT_FAIL_CLOSED_CLASSES:
+            with pytest.raises(BackendUnavailable):
+                limiter.decide(cls, who(), NOW)
+        else:
+            decision = limiter.decide(cls, who(), NOW)
+            assert (decision.allowed, decision.reason) == (True, Reason.REDIS_UNAVAILABLE)
+        assert time.perf_counter() - started < 0.5  # tens of milliseconds, never a hang
+    assert limiter.failures_total == len(EndpointClass)
+
+
+def test_recovery_is_automatic_and_failures_are_reported(backends: Backends) -> None:
+    good = get_redis()
+    limiter = RateLimiter(good, GeoRules(get_db))
+    limiter._redis = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis goes away
+    for _ in range(3):
+        assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.REDIS_UNAVAILABLE
+    limiter._redis = good  # and comes back
+    assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
+    counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
+        keys.stats(keys.minute_of(NOW))
+    )
+    assert counters["redis_fail"] == "3"
+    limiter.decide(EndpointClass.SWIPE, who(), NOW)
+    assert (
+        redis.Redis.from_url(backends.redis_url, decode_responses=True).hget(
+            keys.stats(keys.minute_of(NOW)), "redis_fail"
+        )
+        == "3"
+    )

@@ -1,0 +1,134 @@
+"""The middleware on real callables: other bundles' functions and this bundle's own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from firebase_functions import https_fn
+
+from shared import redis as shared_redis
+from shared.ratelimit import middleware
+from shared.ratelimit.middleware import rate_limited
+from shared.ratelimit.policy import EndpointClass
+from stack.server import create_app
+from tests.conftest import Backends, Caller
+
+
+@https_fn.on_call()
+@rate_limited("payment")
+def transfer(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    """What another bundle of the app writes: a plain SDK callable wrapped in the limiter."""
+    return {"ok": True, "uid": req.auth.uid if req.auth else None}
+
+
+@https_fn.on_call()
+@rate_limited(EndpointClass.SWIPE)
+def swipe(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return {"ok": True}
+
+
+@pytest.fixture
+def other_bundle(backends: Backends, functions: dict[str, Any]) -> Caller:
+    """A second bundle's functions (``functions`` initialises firebase-admin, as main.py does)."""
+    app = create_app({"transfer": transfer, "swipe": swipe}, backends.project)
+    return Caller(app, backends.project)
+
+
+def post(caller: Caller, name: str, uid: str, headers: dict[str, str] | None = None) -> Any:
+    response = caller.app.test_client().post(
+        caller.url(name),
+        json={"data": {}},
+        headers={"Authorization": f"Bearer {caller.token('user', uid)}", **(headers or {})},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    return response.status_code, response.get_json()
+
+
+def test_decorator_denies_with_resource_exhausted(other_bundle: Caller) -> None:
+    results = [post(other_bundle, "transfer", "payer") for _ in range(4)]
+    assert [status for status, _ in results] == [200, 200, 200, 429]
+    error = results[3][1]["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    details = error["details"]
+    assert (details["limit"], details["endpointClass"], details["reason"]) == (
+        3,
+        "payment",
+        "user_limit",
+    )
+    assert 0 < details["retryAfterSec"] <= 20
+
+
+def test_spoofed_forwarding_headers_from_untrusted_peers_are_ignored(other_bundle: Caller) -> None:
+    statuses = [
+        post(other_bundle, "transfer", f"user-{i}", {"X-Forwarded-For": f"203.0.113.{i}"})[0]
+        for i in range(5)
+    ]
+    # five users, five claimed IPs, one real peer: its IP bucket (3/min) is what counts
+    assert statuses == [200, 200, 200, 429, 429]
+
+
+def test_forwarding_headers_from_a_trusted_proxy_are_used(
+    other_bundle: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACK391_TRUSTED_PROXIES", "127.0.0.0/8")
+    statuses = [
+        post(other_bundle, "transfer", f"user-{i}", {"X-Forwarded-For": f"203.0.113.{i}"})[0]
+        for i in range(5)
+    ]
+    assert statuses == [200] * 5
+
+
+@pytest.fixture
+def redis_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    shared_redis.reset_clients()
+    yield
+    monkeypatch.undo()
+    shared_redis.reset_clients()
+
+
+def test_redis_down_fails_closed_for_money_and_open_for_swipes(
+    other_bundle: Caller, redis_down: None
+) -> None:
+    status, body = post(other_bundle, "transfer", "payer")
+    assert (status, body["error"]["status"]) == (503, "UNAVAILABLE")
+    assert body["error"]["details"]["endpointClass"] == "payment"
+    status, body = post(other_bundle, "swipe", "swiper")
+    assert (status, body) == (200, {"result": {"ok": True}})
+
+
+def test_this_bundles_callables_are_limited(caller: Caller) -> None:
+    started = time.monotonic()
+    passed = 0
+    while True:
+        result = caller.call("pack391_getMarketControls", {}, role="ops")
+        if result.status != 200:
+            break
+        passed += 1
+    elapsed = time.monotonic() - started
+    assert (result.status, result.error["details"]["endpointClass"]) == (429, "general")
+    # a burst of 200, plus what the bucket refilled (one per 0.3 s) while we were calling
+    assert 200 <= passed <= 200 + int(elapsed / 0.3) + 1
+
+
+def test_every_callable_declares_its_class(functions: dict[str, Any]) -> None:
+    declared = {
+        name: getattr(fn, "__pack391_rate_limit__", "missing")
+        for name, fn in functions.items()
+        if fn.__firebase_endpoint__.callableTrigger is not None
+    }
+    assert "missing" not in declared.values()
+    # only the function that counts requests itself is exempt
+    assert [name for name, cls in declared.items() if cls is None] == ["pack391_checkRateLimit"]
+
+
+def test_limiter_is_shared_per_client() -> None:
+    assert middleware.default_limiter() is middleware.default_limiter()
+
+
+def test_rate_limited_keeps_the_handler_name() -> None:
+    assert swipe.__name__ == "swipe"
+    assert transfer.__firebase_endpoint__.callableTrigger is not None  # type: ignore[attr-defined]
