@@ -105,7 +105,14 @@ DDOS_BOT_SWARM_MIN_IPS: Final[int] = 50
 """One user-agent fingerprint seen from at least this many IPs in a minute ..."""
 
 DDOS_BOT_SWARM_MIN_SHARE_PCT: Final[float] = 30.0
-"""... carrying at least this share of the traffic is a bot swarm."""
+"""... carrying at least this share of the traffic ..."""
+
+DDOS_BOT_SWARM_MAX_USUAL_SHARE_PCT: Final[float] = 10.0
+"""... when its usual share (median of the last minutes) is below this, is a bot swarm.
+A fingerprint that always carries most traffic is the app itself, not a swarm."""
+
+DDOS_FINGERPRINT_HISTORY_MIN: Final[int] = 4
+"""Minutes of fingerprint history kept and compared against (top lists live 5 minutes)."""
 
 DDOS_SINGLE_SOURCE_PER_MIN: Final[int] = 600
 """One IP sending more than this per minute is a single-source flood (critical)."""

@@ -162,6 +162,29 @@ class TrafficStore:
             elapsed_fraction=elapsed_fraction,
         )
 
+    def fingerprint_history(
+        self, fingerprints: Iterable[str], minutes: Iterable[int]
+    ) -> dict[str, list[float]]:
+        """Each fingerprint's share (percent) of every earlier minute that had traffic."""
+        fps = list(fingerprints)
+        wanted = list(minutes)
+        pipe = self._redis.pipeline(transaction=False)
+        for m in wanted:
+            pipe.hget(keys.stats(m), "req")
+            for fp in fps:
+                pipe.zscore(keys.stats_fingerprints(m), fp)
+        values = pipe.execute()
+        shares: dict[str, list[float]] = {fp: [] for fp in fps}
+        stride = 1 + len(fps)
+        for i in range(len(wanted)):
+            total = values[i * stride]
+            if not total:
+                continue
+            for j, fp in enumerate(fps):
+                count = values[i * stride + 1 + j] or 0
+                shares[fp].append(float(count) * 100 / int(total))
+        return shares
+
     def history(self, minutes: Iterable[int]) -> list[tuple[int, int]]:
         """(requests, distinct IPs) of each minute that has any counts."""
         wanted = list(minutes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +58,15 @@ def baseline_of(history: Sequence[tuple[int, int]]) -> Baseline:
     )
 
 
-def detect(traffic: MinuteTraffic, baseline: Baseline) -> list[Detection]:
-    """Every attack pattern this minute's traffic shows, with its severity."""
+def detect(
+    traffic: MinuteTraffic,
+    baseline: Baseline,
+    usual_share_pct: Mapping[str, float] | None = None,
+) -> list[Detection]:
+    """Every attack pattern this minute's traffic shows, with its severity.
+
+    ``usual_share_pct`` is each top fingerprint's usual share of traffic (0 when
+    it was not seen before)."""
     found: list[Detection] = []
     rate = traffic.per_min(traffic.requests)
     spike = rate / baseline.requests_per_min
@@ -118,19 +125,36 @@ def detect(traffic: MinuteTraffic, baseline: Baseline) -> list[Detection]:
                 )
             )
 
+    usual = usual_share_pct or {}
     for fp, n, ips in traffic.top_fingerprints:
         share = n / traffic.requests * 100 if traffic.requests else 0.0
-        if ips >= t.DDOS_BOT_SWARM_MIN_IPS and share >= t.DDOS_BOT_SWARM_MIN_SHARE_PCT:
+        if (
+            ips >= t.DDOS_BOT_SWARM_MIN_IPS
+            and share >= t.DDOS_BOT_SWARM_MIN_SHARE_PCT
+            and usual.get(fp, 0.0) < t.DDOS_BOT_SWARM_MAX_USUAL_SHARE_PCT
+        ):
             severity = Severity.CRITICAL if spike >= t.DDOS_SPIKE_FACTOR else Severity.HIGH
             found.append(
                 Detection(
                     DetectionKind.BOT_SWARM,
                     severity,
-                    {"fingerprint": fp, "distinctIps": ips, "sharePct": round(share, 2)},
+                    {
+                        "fingerprint": fp,
+                        "distinctIps": ips,
+                        "sharePct": round(share, 2),
+                        "usualSharePct": round(usual.get(fp, 0.0), 2),
+                    },
                 )
             )
             break
     return found
+
+
+def usual_shares(history: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Each fingerprint's median share (percent) over the minutes it is given for."""
+    return {
+        fp: float(statistics.median(shares)) if shares else 0.0 for fp, shares in history.items()
+    }
 
 
 def merge(detections: Sequence[Detection]) -> list[Detection]:

@@ -133,7 +133,10 @@ class ProtectionService:
             judged.append((current, self._store.minute(current, elapsed_fraction=elapsed / 60)))
         found: list[tuple[int, policy.Detection]] = []
         for minute, traffic in judged:
-            for detection in policy.merge(policy.detect(traffic, baseline)):
+            fps = [fp for fp, _, _ in traffic.top_fingerprints]
+            earlier = range(minute - t.DDOS_FINGERPRINT_HISTORY_MIN, minute)
+            usual = policy.usual_shares(self._store.fingerprint_history(fps, earlier))
+            for detection in policy.merge(policy.detect(traffic, baseline, usual)):
                 found.append((minute, detection))
 
         critical = [d for _, d in found if d.critical]

@@ -7,9 +7,9 @@
 local now = tonumber(ARGV[1])
 local per_day = tonumber(ARGV[3])
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-local active = redis.call('PTTL', KEYS[1])
-if active > 0 then
-  return {1, now + active, math.max(0, per_day - used), 0}
+local active = redis.call('GET', KEYS[1])
+if active then
+  return {1, tonumber(active), math.max(0, per_day - used), 0}
 end
 if used >= per_day then
   return {0, 0, 0, 0}

@@ -61,7 +61,7 @@ class PanicView(WireModel):
 
 class SetGeoThrottleRequest(RequestModel):
     country: CountryCode
-    multiplier: Annotated[StrictInt | StrictFloat, Field(gt=0, le=GEO_MULTIPLIER_MAX)] = 1.0
+    multiplier: Annotated[StrictFloat, Field(gt=0, le=GEO_MULTIPLIER_MAX)] = 1.0
     region_cap_per_min: Annotated[StrictInt, Field(gt=0)] | None = None
     reason: Reason
 

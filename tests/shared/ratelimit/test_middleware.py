@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from firebase_functions import https_fn
@@ -33,7 +33,7 @@ def swipe(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 @pytest.fixture
 def other_bundle(backends: Backends, functions: dict[str, Any]) -> Caller:
     """A second bundle's functions (``functions`` initialises firebase-admin, as main.py does)."""
-    app = create_app({"transfer": transfer, "swipe": swipe}, backends.project)
+    app = create_app(cast(Any, {"transfer": transfer, "swipe": swipe}), backends.project)
     return Caller(app, backends.project)
 
 
