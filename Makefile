@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench-ratelimit clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -25,6 +25,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Benchmarks: each prints its figures and the ratios against its peer (docs/benchmarks.md).
+bench-ratelimit: setup
+	$(BIN)/python -m bench.ratelimit
 
 format: setup
 	$(BIN)/ruff check --fix .

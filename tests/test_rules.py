@@ -32,6 +32,11 @@ DOCS = {
     "config": f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
     "audit": f"{collections.AUDIT_LOG}/e1",
     "unknown": "somewhere_else/doc",
+    "geo": f"{collections.GEO_THROTTLES}/BR",
+    "block": f"{collections.BLOCKS}/b1",
+    "detection": f"{collections.DDOS_DETECTIONS}/d1",
+    "alert": f"{collections.ALERTS}/a1",
+    "own_pass": f"{collections.PANIC_PASSES}/p1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -42,14 +47,22 @@ READERS = {
     "config": {"ops", "admin"},
     "audit": {"admin"},
     "unknown": set(),
+    "geo": {"ops", "admin"},
+    "block": {"ops", "admin"},
+    "detection": {"ops", "admin"},
+    "alert": {"ops", "admin"},
+    "own_pass": {"user", "ops", "admin"},
 }
+
+SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}
+"""Documents whose rules read their data (the rest get {"seeded": True})."""
 
 
 @pytest.fixture
 def seeded(backends: Backends) -> Backends:
     db = get_db()
-    for path in DOCS.values():
-        db.document(path).set({"seeded": True})
+    for name, path in DOCS.items():
+        db.document(path).set({"seeded": True, **SEED.get(name, {})})
     return backends
 
 
@@ -88,7 +101,7 @@ def test_no_client_writes(seeded: Backends, doc: str, role: str) -> None:
         _url(seeded, DOCS[doc]), headers=_headers(role, seeded.project), timeout=10
     )
     assert delete.status_code == 403, delete.text
-    assert get_db().document(DOCS[doc]).get().to_dict() == {"seeded": True}
+    assert get_db().document(DOCS[doc]).get().to_dict() == {"seeded": True, **SEED.get(doc, {})}
 
 
 def test_market_list_for_ops_only(seeded: Backends) -> None:

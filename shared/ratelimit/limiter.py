@@ -71,6 +71,7 @@ class RateLimiter:
         shadow_classes: frozenset[str] = frozenset(),
     ) -> None:
         self._redis = client
+        self._script = lua_script(_DECIDE, client)
         self._geo = geo
         self._shadow = shadow_classes
         self._lock = threading.Lock()
@@ -97,7 +98,7 @@ class RateLimiter:
         with self._lock:
             unreported = self._unreported_failures
         try:
-            result = lua_script(_DECIDE, self._redis)(
+            result = self._script(
                 keys=[
                     keys.bucket(cls, "u", uid),
                     keys.bucket(cls, "ip", ip),

@@ -6,6 +6,7 @@ Pure: numbers come from :mod:`shared.thresholds`, rules from the caller.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -57,6 +58,7 @@ class ClassPolicy:
     brute_force_guarded: bool
 
 
+@functools.cache
 def class_policy(endpoint_class: EndpointClass) -> ClassPolicy:
     name = endpoint_class.value
     return ClassPolicy(

@@ -1,0 +1,222 @@
+"""Benchmark: this limiter's full decision against the `limits` library, in one run.
+
+    ./venv/bin/python -m bench.ratelimit [--seconds 5] [--memory-subjects 50000]
+
+Starts its own redis-server (never the machine's shared one). For each
+implementation, one decision is the same work: a user bucket and an IP bucket
+both consulted, plus the block check.
+
+- pack391: ``RateLimiter.decide`` (one Lua round trip: block lists, panic pass,
+  DDoS mode, both GCRA buckets, country cap, and the detector's counters).
+- limits moving window: two ``MovingWindowRateLimiter.hit`` calls (user, IP)
+  and a ``GET`` of a block key.
+- limits sliding window counter: the same with ``SlidingWindowCounterRateLimiter``.
+
+Reports decisions per second and p50/p99 latency single-threaded and with 8
+threads at 200/min (nobody is denied), then Redis memory of the rate-limit keys:
+subjects x (a user key + an IP key), 3 requests each at
+10/min (and 10 requests each: a full bucket), every key weighed with MEMORY
+USAGE and scaled to 100,000 keys (pack391's detector counters are reported
+apart, as ``usedMemoryDelta``), and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from limits import parse, storage, strategies
+
+from shared.ratelimit.client import ClientInfo
+from shared.ratelimit.geo import GeoRules
+from shared.ratelimit.limiter import RateLimiter, Subject
+from shared.ratelimit.policy import EndpointClass, GeoRule
+from stack import procs
+
+Decide = Callable[[int], bool]
+
+
+class NoGeo(GeoRules):
+    """No country rules, without touching Firestore."""
+
+    def __init__(self) -> None:
+        pass
+
+    def get(self, country: str | None) -> GeoRule | None:
+        return None
+
+
+def ip_of(i: int) -> str:
+    return f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+
+
+def ours(client: redis.Redis, cls: EndpointClass = EndpointClass.GENERAL) -> Decide:
+    limiter = RateLimiter(client, NoGeo())
+
+    def decide(i: int) -> bool:
+        subject = Subject(f"user-{i}", ClientInfo(ip_of(i), None, "fp"))
+        return limiter.decide(cls, subject, datetime.now(UTC)).allowed
+
+    return decide
+
+
+def theirs(url: str, strategy: type[strategies.RateLimiter], limit: str = "200/minute") -> Decide:
+    store = storage.RedisStorage(url)
+    limiter = strategy(store)
+    item = parse(limit)
+    blocks = redis.Redis.from_url(url)
+
+    def decide(i: int) -> bool:
+        ip = ip_of(i)
+        blocked = blocks.get(f"block:{ip}") is not None
+        user_ok = limiter.hit(item, "general", "u", f"user-{i}")
+        ip_ok = limiter.hit(item, "general", "ip", ip)
+        return not blocked and user_ok and ip_ok
+
+    return decide
+
+
+def throughput(decide: Decide, threads: int, seconds: float) -> dict[str, float]:
+    """Decisions per second and latency percentiles over ``seconds`` with ``threads``."""
+    counter = itertools.count()
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    stop = time.perf_counter() + seconds
+
+    def worker(k: int) -> None:
+        mine = latencies[k]
+        while True:
+            started = time.perf_counter()
+            if started >= stop:
+                return
+            decide(next(counter) % 100_000)
+            mine.append(time.perf_counter() - started)
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    began = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - began
+    merged = sorted(x for part in latencies for x in part)
+    return {
+        "decisionsPerSec": round(len(merged) / elapsed, 1),
+        "p50Ms": round(statistics.quantiles(merged, n=100)[49] * 1000, 3),
+        "p99Ms": round(statistics.quantiles(merged, n=100)[98] * 1000, 3),
+    }
+
+
+def memory(
+    client: redis.Redis, decide: Decide, subjects: int, hits: int, limit_keys: str
+) -> dict[str, float]:
+    """Fill ``subjects`` x ``hits`` decisions, then weigh the rate-limit keys
+    (``MEMORY USAGE`` of every key matching ``limit_keys``) and everything else."""
+    client.flushall()
+    before = int(client.info("memory")["used_memory"])
+    for i in range(subjects):
+        for _ in range(hits):
+            decide(i)
+    after = int(client.info("memory")["used_memory"])
+    limit_bytes = 0
+    count = 0
+    for key in client.scan_iter(match=limit_keys, count=1000):
+        limit_bytes += int(client.memory_usage(key, samples=0) or 0)
+        count += 1
+    return {
+        "limitKeys": count,
+        "limitKeyBytes": limit_bytes,
+        "bytesPer100kKeys": round(limit_bytes / max(count, 1) * 100_000),
+        "usedMemoryDelta": after - before,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput measurement")
+    parser.add_argument(
+        "--memory-subjects",
+        type=int,
+        default=5_000,
+        help="subjects filled for the memory figure (each key is weighed, then scaled to 100,000)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    child, url = procs.start_redis(Path(tempfile.mkdtemp(prefix="bench-redis-")))
+    try:
+        client = redis.Redis.from_url(url)
+        os.environ["REDIS_URL"] = url
+
+        def our_client() -> redis.Redis:
+            return redis.Redis.from_url(url, decode_responses=True, max_connections=64)
+
+        # name -> (the decision at 200/min, the same at 5/min for the memory fill, its keys)
+        impls: dict[str, tuple[Callable[[], Decide], Callable[[], Decide], str]] = {
+            "pack391": (
+                lambda: ours(our_client()),
+                lambda: ours(our_client(), EndpointClass.WALLET),
+                "pack391:rl:*",
+            ),
+            "limits_moving_window": (
+                lambda: theirs(url, strategies.MovingWindowRateLimiter),
+                lambda: theirs(url, strategies.MovingWindowRateLimiter, "10/minute"),
+                "LIMITS*",
+            ),
+            "limits_sliding_window_counter": (
+                lambda: theirs(url, strategies.SlidingWindowCounterRateLimiter),
+                lambda: theirs(url, strategies.SlidingWindowCounterRateLimiter, "10/minute"),
+                "LIMITS*",
+            ),
+        }
+        results: dict[str, dict[str, object]] = {}
+        for name, (make, make_slow, limit_keys) in impls.items():
+            decide = make()
+            client.flushall()
+            single = throughput(decide, 1, args.seconds)
+            client.flushall()
+            eight = throughput(decide, 8, args.seconds)
+            mem = {
+                f"hits{hits}": memory(client, make_slow(), args.memory_subjects, hits, limit_keys)
+                for hits in (3, 10)
+            }
+            results[name] = {"threads1": single, "threads8": eight, "memory": mem}
+            print(f"{name:32s} 1 thread {single}  8 threads {eight}  memory {mem}", flush=True)
+
+        def ratio(a: str, b: str, path: tuple[str, ...]) -> float:
+            x: object = results[a]
+            y: object = results[b]
+            for part in path:
+                x = x[part]  # type: ignore[index]
+                y = y[part]  # type: ignore[index]
+            return round(float(x) / float(y), 2)  # type: ignore[arg-type]
+
+        ratios = {}
+        for peer in ("limits_moving_window", "limits_sliding_window_counter"):
+            ratios[peer] = {
+                "throughput1x": ratio("pack391", peer, ("threads1", "decisionsPerSec")),
+                "throughput8x": ratio("pack391", peer, ("threads8", "decisionsPerSec")),
+                "p99_1x": ratio("pack391", peer, ("threads1", "p99Ms")),
+                "memoryShare3hits": ratio("pack391", peer, ("memory", "hits3", "bytesPer100kKeys")),
+                "memoryShare10hits": ratio(
+                    "pack391", peer, ("memory", "hits10", "bytesPer100kKeys")
+                ),
+            }
+        print(json.dumps({"ratiosVsPeer": ratios}, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+    finally:
+        child.stop()
+
+
+if __name__ == "__main__":
+    main()
