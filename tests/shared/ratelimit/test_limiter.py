@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -20,6 +21,7 @@ from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.limiter import RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass, Reason
 from shared.redis import get_redis
+from stack import procs
 from tests.conftest import Backends
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
@@ -245,22 +247,26 @@ def test_redis_down_follows_each_class_policy(
     assert limiter.failures_total == len(EndpointClass)
 
 
-def test_recovery_is_automatic_and_failures_are_reported(backends: Backends) -> None:
-    good = get_redis()
-    limiter = RateLimiter(good, GeoRules(get_db))
-    limiter._redis = redis.Redis.from_url("redis://127.0.0.1:1/0")  # Redis goes away
-    for _ in range(3):
-        assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.REDIS_UNAVAILABLE
-    limiter._redis = good  # and comes back
-    assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
-    counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
-        keys.stats(keys.minute_of(NOW))
-    )
-    assert counters["redis_fail"] == "3"
-    limiter.decide(EndpointClass.SWIPE, who(), NOW)
-    assert (
-        redis.Redis.from_url(backends.redis_url, decode_responses=True).hget(
-            keys.stats(keys.minute_of(NOW)), "redis_fail"
-        )
-        == "3"
-    )
+def test_recovery_is_automatic_and_failures_are_reported(
+    backends: Backends, tmp_path: Path
+) -> None:
+    """A real outage: the Redis process stops, then comes back empty on the same port
+    (so the script must be loaded again: NOSCRIPT is handled)."""
+    child, url = procs.start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=0.5)
+    limiter = RateLimiter(client, GeoRules(get_db))
+    try:
+        assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
+        child.stop()
+        for _ in range(3):
+            decision = limiter.decide(EndpointClass.SWIPE, who(), NOW)
+            assert decision.reason == Reason.REDIS_UNAVAILABLE
+        child, url = procs.start_redis(tmp_path, port=port)
+        assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
+        stats = keys.stats(keys.minute_of(NOW))
+        assert client.hget(stats, "redis_fail") == "3"
+        limiter.decide(EndpointClass.SWIPE, who(), NOW)
+        assert client.hget(stats, "redis_fail") == "3"  # reported once
+    finally:
+        child.stop()
