@@ -142,18 +142,18 @@ class TrafficStore:
 
     def minute(self, minute: int, elapsed_fraction: float = 1.0, top: int = 10) -> MinuteTraffic:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hget(keys.stats(minute), "req")
+        pipe.hgetall(keys.stats(minute))
         pipe.pfcount(keys.stats_hll(minute))
         pipe.zrevrange(keys.stats_ips(minute), 0, top - 1, withscores=True)
         pipe.zrevrange(keys.stats_fingerprints(minute), 0, 4, withscores=True)
-        requests, distinct, ips, fps = pipe.execute()
+        counters, distinct, ips, fps = pipe.execute()
         counts = self._redis.pipeline(transaction=False)
         for fp, _ in fps:
             counts.pfcount(keys.stats_fingerprint_ips(minute, fp))
         fp_ips = counts.execute() if fps else []
         return MinuteTraffic(
             minute=minute,
-            requests=int(requests or 0),
+            requests=total_requests(counters),
             distinct_ips=int(distinct),
             top_ips=[(ip, int(n)) for ip, n in ips],
             top_fingerprints=[
@@ -170,19 +170,19 @@ class TrafficStore:
         wanted = list(minutes)
         pipe = self._redis.pipeline(transaction=False)
         for m in wanted:
-            pipe.hget(keys.stats(m), "req")
+            pipe.hgetall(keys.stats(m))
             for fp in fps:
                 pipe.zscore(keys.stats_fingerprints(m), fp)
         values = pipe.execute()
         shares: dict[str, list[float]] = {fp: [] for fp in fps}
         stride = 1 + len(fps)
         for i in range(len(wanted)):
-            total = values[i * stride]
+            total = total_requests(values[i * stride])
             if not total:
                 continue
             for j, fp in enumerate(fps):
                 count = values[i * stride + 1 + j] or 0
-                shares[fp].append(float(count) * 100 / int(total))
+                shares[fp].append(float(count) * 100 / total)
         return shares
 
     def history(self, minutes: Iterable[int]) -> list[tuple[int, int]]:
@@ -190,14 +190,14 @@ class TrafficStore:
         wanted = list(minutes)
         pipe = self._redis.pipeline(transaction=False)
         for m in wanted:
-            pipe.hget(keys.stats(m), "req")
+            pipe.hgetall(keys.stats(m))
             pipe.pfcount(keys.stats_hll(m))
         values = pipe.execute()
         out = []
         for i in range(len(wanted)):
-            requests, distinct = values[2 * i], values[2 * i + 1]
-            if requests is not None:
-                out.append((int(requests), int(distinct)))
+            counters, distinct = values[2 * i], values[2 * i + 1]
+            if counters:
+                out.append((total_requests(counters), int(distinct)))
         return out
 
     def counters(self, minutes: Iterable[int]) -> dict[str, int]:
@@ -306,6 +306,11 @@ class ProtectionRepository:
             .limit(limit)
         )
         return [DetectionDoc.model_validate(s.to_dict()) for s in query.stream()]
+
+
+def total_requests(counters: dict[str, str]) -> int:
+    """A minute's requests: the sum of its per-class counters (``req:<class>``)."""
+    return sum(int(v) for name, v in counters.items() if name.startswith("req:"))
 
 
 def block_doc(

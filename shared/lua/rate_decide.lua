@@ -22,21 +22,7 @@
 local now = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local has_user = ARGV[6] == '1'
-
-local function gcra(key, limit)
-  local interval = math.max(1, math.floor(period / limit))
-  local stored = redis.call('GET', key)
-  local tat = now
-  if stored then
-    tat = math.max(tonumber(stored), now)
-  end
-  local new_tat = tat + interval
-  local allow_at = new_tat - period
-  if now < allow_at then
-    return false, tat, 0, allow_at - now, tat - now
-  end
-  return true, new_tat, math.floor((now - allow_at) / interval), 0, new_tat - now
-end
+local guarded = ARGV[7] == '1'
 
 -- remaining time of a block in microseconds, or nil when there is no block
 local function block_us(key)
@@ -54,47 +40,68 @@ local reason = nil
 local retry = 0
 local remaining = -1
 local reset = 0
-local updates = {}
 
-local ip_block = block_us(KEYS[6])
-if ip_block then
-  reason, retry = 'ip_block', ip_block
+-- blocks: one EXISTS in the common case, the TTLs only when something is blocked
+local any_block
+if guarded then
+  any_block = redis.call('EXISTS', KEYS[6], KEYS[5], KEYS[4])
+else
+  any_block = redis.call('EXISTS', KEYS[6])
 end
-if not reason and ARGV[7] == '1' then
-  local user_block = has_user and block_us(KEYS[4]) or nil
-  local addr_block = block_us(KEYS[5])
-  if user_block or addr_block then
-    reason, retry = 'brute_force_block', math.max(user_block or 0, addr_block or 0)
+if any_block > 0 then
+  local ip_block = block_us(KEYS[6])
+  if ip_block then
+    reason, retry = 'ip_block', ip_block
+  elseif guarded then
+    local user_block = has_user and block_us(KEYS[4]) or nil
+    local addr_block = block_us(KEYS[5])
+    if user_block or addr_block then
+      reason, retry = 'brute_force_block', math.max(user_block or 0, addr_block or 0)
+    end
   end
 end
 
 local ddos = redis.call('EXISTS', KEYS[8]) == 1
 local pass = has_user and ddos and redis.call('EXISTS', KEYS[7]) == 1
 local limit = tonumber(ddos and ARGV[4] or ARGV[3])
+local cap = tonumber(ARGV[5])
 
+local updates = {}
 if not reason and not pass then
+  -- {key, limit, reason when denied}; the buckets' TATs in one MGET
   local buckets = {}
   if has_user then
-    table.insert(buckets, {KEYS[1], limit, 'user_limit'})
+    buckets[#buckets + 1] = {KEYS[1], limit, 'user_limit'}
   end
-  table.insert(buckets, {KEYS[2], limit, 'ip_limit'})
-  local cap = tonumber(ARGV[5])
+  buckets[#buckets + 1] = {KEYS[2], limit, 'ip_limit'}
   if cap > 0 then
-    table.insert(buckets, {KEYS[3], cap, 'country_cap'})
+    buckets[#buckets + 1] = {KEYS[3], cap, 'country_cap'}
   end
-  for _, bucket in ipairs(buckets) do
-    local ok, tat, rem, retry_after, reset_after = gcra(bucket[1], bucket[2])
-    if not ok then
-      reason, retry = bucket[3], retry_after
+  local names = {}
+  for i, bucket in ipairs(buckets) do
+    names[i] = bucket[1]
+  end
+  local stored = redis.call('MGET', unpack(names))
+  for i, bucket in ipairs(buckets) do
+    local interval = math.max(1, math.floor(period / bucket[2]))
+    local tat = now
+    if stored[i] then
+      tat = math.max(tonumber(stored[i]), now)
+    end
+    local new_tat = tat + interval
+    local allow_at = new_tat - period
+    if now < allow_at then
+      reason, retry = bucket[3], allow_at - now
       break
     end
     if bucket[3] ~= 'country_cap' then
+      local rem = math.floor((now - allow_at) / interval)
       if remaining < 0 or rem < remaining then
         remaining = rem
       end
-      reset = math.max(reset, reset_after)
+      reset = math.max(reset, new_tat - now)
     end
-    table.insert(updates, {bucket[1], tat, reset_after})
+    updates[#updates + 1] = {bucket[1], new_tat, new_tat - now}
   end
 end
 
@@ -121,16 +128,14 @@ if remaining < 0 then
   remaining = limit
 end
 
--- counters for the detector and the stats
+-- counters for the detector and the stats (a minute's total is the sum of req:<class>)
 local class = ARGV[9]
 local stats = KEYS[9]
-local first = redis.call('HINCRBY', stats, 'req', 1) == 1
-redis.call('HINCRBY', stats, 'req:' .. class, 1)
+local first = redis.call('HINCRBY', stats, 'req:' .. class, 1) == 1
 if ARGV[10] ~= '' then
   redis.call('HINCRBY', stats, 'cc:' .. ARGV[10], 1)
 end
 if allowed == 0 then
-  redis.call('HINCRBY', stats, 'den', 1)
   redis.call('HINCRBY', stats, 'den:' .. class, 1)
   redis.call('HINCRBY', stats, 'why:' .. reason, 1)
 elseif reason == 'shadow_limited' then

@@ -114,7 +114,7 @@ def test_shadow_mode_counts_but_never_denies(backends: Backends) -> None:
         keys.stats(keys.minute_of(NOW))
     )
     assert counters["shadow:payment"] == "2"
-    assert "den" not in counters
+    assert "den:payment" not in counters
 
 
 def test_near_limit_counter(limiter: RateLimiter, backends: Backends) -> None:
