@@ -87,6 +87,65 @@ SCALE_UP_MAX_STEP_PCT: Final[float] = 100.0
 SCALE_UP_MAX_STEP_INSTANCES_COUNT: Final[int] = 4
 """Scale-up limit per step in instances; the larger of the two limits applies."""
 
+# Auto-scaling, added with the scaling engine (issue 4) -------------------
+
+SCALE_UP_REQUESTS_PER_INSTANCE_TARGET_RATIO: Final[float] = 0.65
+"""Share of a service's per-instance request capacity (``requestsPerInstancePerMin``
+in its registry entry) targeted by the request-rate recommendation, like the CPU target."""
+
+SCALE_METRICS_MAX_AGE_SEC: Final[int] = 3 * 60
+"""A metrics sample older than this is stale: reported as ``no_data``, never acted on."""
+
+SCALE_GUARD_INTERVAL_SEC: Final[int] = 60
+"""``pack391_scaleGuard`` runs every minute (unix-cron ``* * * * *``)."""
+
+SCALE_GUARD_LOCK_SEC: Final[int] = 55
+"""Lifetime of the Redis lock one scale-guard run holds (shorter than the interval)."""
+
+MANUAL_SCALE_HOLD_SEC: Final[int] = 30 * 60
+"""After a manual scale, automatic scale-down of the service is held off this long."""
+
+INSTANCES_HARD_MAX_COUNT: Final[int] = 1000
+"""No instance count (even a forced manual one) may exceed this (Cloud Run's ceiling)."""
+
+ISOLATION_OPEN_SEC: Final[int] = 2 * 60
+"""An isolated service fails every caller fast for this long, then turns half-open."""
+
+ISOLATION_HALF_OPEN_ADMIT_PCT: Final[float] = 10.0
+"""Share of calls a half-open service lets through, so its error rate can be measured."""
+
+ISOLATION_RECOVERY_SEC: Final[int] = 3 * 60
+"""A half-open service recovers once its error rate stayed at or under the threshold
+for this long."""
+
+ISOLATION_MIN_REQUESTS_PER_MIN: Final[int] = 20
+"""The error-rate trigger needs at least this many requests in the minute (when the
+request count is known): 1 failure out of 3 requests is noise, not an outage."""
+
+ISOLATION_FLAG_TTL_SEC: Final[int] = 10 * 60
+"""The Redis isolation flag expires unless the scale guard refreshes it (fail open)."""
+
+BURST_BACKLOG_PER_INSTANCE_COUNT: Final[int] = 1000
+"""Queue burst: one worker instance per this many jobs of backlog (bounded by max)."""
+
+BURST_DRAINED_BACKLOG_COUNT: Final[int] = 100
+"""A burst is over (its extra instances are given back) at or below this backlog."""
+
+PUSHED_METRICS_RETENTION_SEC: Final[int] = 60 * 60
+"""Per-minute pushed metric buckets are kept this long in Redis."""
+
+HEALTH_PROBE_TIMEOUT_SEC: Final[float] = 2.0
+"""Timeout of the HTTP probe of a service's health URL."""
+
+SCALE_OPERATION_TIMEOUT_SEC: Final[float] = 120.0
+"""How long the Cloud Run scaler waits for its update operation."""
+
+RESIZE_HOOK_TIMEOUT_SEC: Final[float] = 2.0
+"""Timeout of the local scaler's call to a service's resize hook."""
+
+SCALING_REASON_MAX_CHARS: Final[int] = 500
+"""Longest ``reason`` of a manual scale."""
+
 # --------------------------------------------------------------------------
 # Load testing (pack391-load)
 # --------------------------------------------------------------------------
