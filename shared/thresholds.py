@@ -89,6 +89,21 @@ SCALE_UP_MAX_STEP_INSTANCES_COUNT: Final[int] = 4
 
 # Auto-scaling, added with the scaling engine (issue 4) -------------------
 
+SCALING_SERVICE_INSTANCES: Final[MappingProxyType[str, tuple[int, int, int]]] = MappingProxyType(
+    {
+        "api-gateway": (3, 2, 50),
+        "matching-engine": (5, 3, 40),
+        "chat-service": (4, 2, 40),
+        "payment-processor": (2, 2, 20),
+        "ai-companion": (10, 5, 100),
+        "media-processing": (3, 1, 50),
+        "notification-service": (2, 1, 30),
+    }
+)
+"""The registry ``pack391_initScaling`` creates: service -> (initial, min, max) instances.
+Initial counts are the spec's; the bounds are ours (min keeps the spec's floor for
+payments, max leaves room for a 10x spike)."""
+
 SCALE_UP_REQUESTS_PER_INSTANCE_TARGET_RATIO: Final[float] = 0.65
 """Share of a service's per-instance request capacity (``requestsPerInstancePerMin``
 in its registry entry) targeted by the request-rate recommendation, like the CPU target."""

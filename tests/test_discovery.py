@@ -32,6 +32,12 @@ EXPECTED: dict[str, str] = {
     "pack391_emergencyPauseMarkets": CALLABLE,
     "pack391_checkMarketAccess": CALLABLE,
     "pack391_syncMarkets": "* * * * *",
+    # auto-scaling engine (issue 4)
+    "pack391_initScaling": CALLABLE,
+    "pack391_serviceHealthCheck": CALLABLE,
+    "pack391_manualScale": CALLABLE,
+    "pack391_reportServiceMetrics": CALLABLE,
+    "pack391_scaleGuard": "* * * * *",
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 

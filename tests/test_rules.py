@@ -32,6 +32,10 @@ DOCS = {
     "config": f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
     "audit": f"{collections.AUDIT_LOG}/e1",
     "unknown": "somewhere_else/doc",
+    # auto-scaling engine (issue 4)
+    "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
+    "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
+    "scaling_alert": f"{collections.SCALING_ALERTS}/a1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -42,6 +46,10 @@ READERS = {
     "config": {"ops", "admin"},
     "audit": {"admin"},
     "unknown": set(),
+    # auto-scaling engine (issue 4)
+    "scaling_service": {"ops", "admin"},
+    "scaling_decision": {"ops", "admin"},
+    "scaling_alert": {"ops", "admin"},
 }
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
+from shared.errors import InvalidInput
 from shared.models import RequestModel, WireModel
 from shared.thresholds import INSTANCES_HARD_MAX_COUNT, SCALING_REASON_MAX_CHARS
 
@@ -194,8 +195,8 @@ class AlertDoc(WireModel):
 ServiceId = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=SCALING_REASON_MAX_CHARS)]
 InstanceCount = Annotated[StrictInt, Field(ge=0, le=INSTANCES_HARD_MAX_COUNT)]
-Pct = Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)]
-NonNegative = Annotated[StrictFloat | StrictInt, Field(ge=0)]
+Pct = Annotated[StrictFloat, Field(ge=0, le=100)]
+NonNegative = Annotated[StrictFloat, Field(ge=0)]
 Count = Annotated[StrictInt, Field(ge=0)]
 HttpUrl = Annotated[StrictStr, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
 
@@ -208,7 +209,7 @@ class ServiceOverride(RequestModel):
     region: Annotated[StrictStr, Field(min_length=1, max_length=40)] | None = None
     min_instances: InstanceCount | None = None
     max_instances: Annotated[StrictInt, Field(ge=1, le=INSTANCES_HARD_MAX_COUNT)] | None = None
-    requests_per_instance_per_min: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
+    requests_per_instance_per_min: Annotated[StrictFloat, Field(gt=0)] | None = None
 
 
 class InitScalingRequest(RequestModel):
@@ -233,7 +234,8 @@ class ManualScaleRequest(RequestModel):
     @model_validator(mode="after")
     def _count_for_scale_to(self) -> ManualScaleRequest:
         if self.action is ManualAction.SCALE_TO and self.instance_count is None:
-            raise ValueError("instanceCount is required for scale_to")
+            # raised as is (not a ValueError) so the error names its field
+            raise InvalidInput("instanceCount", "required for scale_to")
         return self
 
 
@@ -254,7 +256,7 @@ class ReportMetricsRequest(RequestModel):
     @model_validator(mode="after")
     def _errors_within_requests(self) -> ReportMetricsRequest:
         if self.errors is not None and (self.requests is None or self.errors > self.requests):
-            raise ValueError("errors needs requests, and cannot exceed it")
+            raise InvalidInput("errors", "needs requests, and cannot exceed it")
         return self
 
 
