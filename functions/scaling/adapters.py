@@ -314,6 +314,12 @@ class LocalScaler:
         )
 
 
+KEEP_EXTERNAL_SCALING: dict[str, Any] = {"preserve_external_changes": True}
+"""Decorator options for a Firebase function this engine scales (``@https_fn.on_request(
+**KEEP_EXTERNAL_SCALING)``): without them ``firebase deploy`` writes the unset
+min/max-instance options as resets and undoes the engine's scaling."""
+
+
 class CloudRunScaler:
     """Cloud Run Admin API v2: service-level manual scaling.
 

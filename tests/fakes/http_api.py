@@ -115,7 +115,9 @@ class FakeHttpApi:
 
     def __enter__(self) -> FakeHttpApi:
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

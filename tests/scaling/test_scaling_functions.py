@@ -10,7 +10,10 @@ from typing import Any
 import flask
 import pytest
 import redis
+import requests
 from google.cloud import firestore
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from functions.scaling import scaling_service
 from shared import collections
@@ -322,7 +325,9 @@ def test_isolation_fails_callers_fast_and_recovers_half_open(
 
 
 def test_isolation_check_fails_open_when_redis_is_down() -> None:
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.05)
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.05, retry=Retry(NoBackoff(), 0)
+    )
     assert isolation_state("payment-processor", dead) is IsolationState.NONE
     ensure_available("payment-processor", dead)
 
@@ -413,3 +418,39 @@ def test_health_check_statuses(caller: Caller, hook: FakeHttpApi) -> None:
     assert later.services[0].metrics is not None and later.services[0].metrics.cpu_pct == 50
     busy = scaling_service().health("ai-companion", next_minute())
     assert busy.services[0].status.value == "degraded"
+
+
+def test_over_real_http_on_the_local_server(
+    live_server: str, backends: Backends, hook: FakeHttpApi
+) -> None:
+    from stack.scheduler import fire
+    from stack.tokens import role_token
+
+    def call(name: str, data: Any, role: str) -> Any:
+        response = requests.post(
+            f"{live_server}/{backends.project}/us-central1/{name}",
+            json={"data": data},
+            headers={"Authorization": f"Bearer {role_token(backends.project, role)}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["result"]
+
+    call(INIT, {}, "admin")
+    call(
+        REPORT,
+        {
+            "serviceId": "notification-service",
+            "cpuPct": 30.0,
+            "p95LatencyMs": 90.0,
+            "queueDepth": 12000,
+            "resizeHookUrl": f"{hook.url}/resize",
+        },
+        "ops",
+    )
+    assert fire(live_server, backends.project, "us-central1", GUARD, next_minute()) == 200
+    [resize] = hook.received("POST", "/resize")
+    assert resize.body == {"serviceId": "notification-service", "instances": 12}
+    health = call(HEALTH, {"serviceId": "notification-service"}, "ops")
+    assert health["services"][0]["currentInstances"] == 12
+    assert health["services"][0]["lastDecision"]["action"] == "scale_up"
