@@ -158,6 +158,10 @@ SCALE_OPERATION_TIMEOUT_SEC: Final[float] = 120.0
 RESIZE_HOOK_TIMEOUT_SEC: Final[float] = 2.0
 """Timeout of the local scaler's call to a service's resize hook."""
 
+SCALING_HISTORY_RETENTION_DAYS: Final[int] = 30
+"""Decision and alert documents carry ``expireAt`` this far ahead (a Firestore TTL policy
+on that field deletes them)."""
+
 SCALING_REASON_MAX_CHARS: Final[int] = 500
 """Longest ``reason`` of a manual scale."""
 

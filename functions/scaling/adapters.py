@@ -49,6 +49,7 @@ from shared.redis import lua_script
 LUA = Path(__file__).with_name("lua")
 _RECORD = LUA / "record_sample.lua"
 _RELEASE = LUA / "release_lock.lua"
+_RENEW = LUA / "renew_lock.lua"
 
 
 def minute_of(moment: datetime) -> datetime:
@@ -255,6 +256,10 @@ class GuardLock:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)
+
+    def renew(self, token: str, ttl_sec: int) -> bool:
+        """Extend the lock if ``token`` still holds it; False means another run may act."""
+        return bool(lua_script(_RENEW)(keys=[self._key], args=[token, ttl_sec]))
 
     def release(self, token: str) -> bool:
         return bool(lua_script(_RELEASE)(keys=[self._key], args=[token]))

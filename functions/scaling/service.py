@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -184,6 +185,7 @@ class ScalingService:
             platform=answer,
             actor_uid=change.actor_uid,
             run_id=change.request_id,
+            expire_at=_expiry(change.now),
         )
         self._p.registry.save_manual(doc, state, decision, change)
         return ManualScaleResult(
@@ -199,7 +201,9 @@ class ScalingService:
 
     def health(self, service_id: str | None, now: datetime) -> HealthReport:
         docs = [self._service(service_id)] if service_id else self._p.registry.all_services()
-        return HealthReport(services=[self._health_of(doc, now) for doc in docs])
+        with ThreadPoolExecutor(max_workers=max(1, len(docs))) as pool:  # probes in parallel
+            services = list(pool.map(lambda doc: self._health_of(doc, now), docs))
+        return HealthReport(services=services)
 
     def _health_of(self, doc: ServiceDoc, now: datetime) -> ServiceHealth:
         cfg, state = doc.config, doc.state
@@ -258,6 +262,10 @@ class ScalingService:
         try:
             decisions = []
             for doc in self._p.registry.all_services():
+                # a slow platform may have outlived the lock: never act without holding it
+                if not self._lock.renew(token, t.SCALE_GUARD_LOCK_SEC):
+                    log.error("scale guard %s lost its lock: stopping", run_id)
+                    break
                 try:
                     decisions.append(self._guard_one(doc, now, run_id))
                 except (redis.RedisError, gexc.GoogleAPIError):
@@ -352,6 +360,7 @@ class ScalingService:
             acted=answer is not None and answer.ok,
             platform=answer,
             run_id=run_id,
+            expire_at=_expiry(now),
         )
 
     def _alert(
@@ -378,6 +387,7 @@ class ScalingService:
             error_rate_pct=None if metrics is None else metrics.error_rate_pct,
             threshold_pct=self._policy.error_rate_threshold_pct,
             message=f"{prefix}{cfg.service_id}: {messages[kind]}",
+            expire_at=_expiry(now),
         )
 
 
@@ -389,6 +399,10 @@ def _over_trigger(m: MetricsSnapshot, pc: PolicyConfig) -> bool:
         (m.queue_backlog, pc.burst_backlog_count),
     ]
     return any(value is not None and value > limit for value, limit in checks)
+
+
+def _expiry(now: datetime) -> datetime:
+    return now + timedelta(days=t.SCALING_HISTORY_RETENTION_DAYS)
 
 
 def guard_minute(schedule_time: datetime) -> datetime:

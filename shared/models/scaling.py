@@ -177,6 +177,8 @@ class DecisionDoc(WireModel):
     platform: PlatformAnswer | None = None
     actor_uid: str | None = None
     run_id: str
+    expire_at: datetime | None = None
+    """When a Firestore TTL policy may delete it."""
 
 
 class AlertDoc(WireModel):
@@ -188,6 +190,7 @@ class AlertDoc(WireModel):
     error_rate_pct: float | None
     threshold_pct: float
     message: str
+    expire_at: datetime | None = None
 
 
 # ------------------------------------------------------------------ requests

@@ -454,3 +454,28 @@ def test_over_real_http_on_the_local_server(
     health = call(HEALTH, {"serviceId": "notification-service"}, "ops")
     assert health["services"][0]["currentInstances"] == 12
     assert health["services"][0]["lastDecision"]["action"] == "scale_up"
+
+
+def test_guard_lock_is_only_renewed_and_released_by_its_holder(backends: Backends) -> None:
+    from functions.scaling.adapters import GuardLock
+
+    client = redis.Redis.from_url(backends.redis_url, decode_responses=True)
+    lock = GuardLock(client, "test")
+    token = lock.acquire(30)
+    assert token is not None
+    assert lock.acquire(30) is None  # held
+    assert lock.renew(token, 30)
+    client.set("{pack391:scaling}:lock:test", "a-later-run")  # ours expired, another took it
+    assert not lock.renew(token, 30)
+    assert not lock.release(token)
+    assert client.get("{pack391:scaling}:lock:test") == "a-later-run"
+
+
+def test_decisions_carry_an_expiry_for_the_ttl_policy(
+    caller: Caller, app: flask.Flask, backends: Backends
+) -> None:
+    init(caller)
+    at = next_minute()
+    assert run_guard(app, backends.project, at) == 200
+    decision = decisions(get_db(), "api-gateway")[0]
+    assert decision["expireAt"] - decision["at"] == timedelta(days=30)
