@@ -110,4 +110,10 @@ def test_schedules_are_valid_cron_in_utc(manifest: dict[str, Any]) -> None:
 def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
     params = {p["name"]: p for p in manifest.get("params", [])}
     assert {"REDIS_URL", "PACK391_REDIS_TIMEOUT_MS", "PACK391_REGION"} <= set(params)
+    # auto-scaling engine (issue 4)
+    assert {
+        "PACK391_SCALING_BACKEND",
+        "PACK391_SCALING_DRY_RUN",
+        "PACK391_SCALING_HEALTH_URL_TEMPLATE",
+    } <= set(params)
     assert all("default" in p for p in params.values())

@@ -24,6 +24,7 @@ from shared.models.scaling import ServiceConfig
 from tests.fakes.cloud_run import FakeCloudRun
 from tests.fakes.grpc_api import FakeGrpcApi
 from tests.fakes.http_api import FakeHttpApi
+from tests.scaling.helpers import service_config
 
 PROJECT = "demo-pack391-test"
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -31,15 +32,7 @@ NAME = f"projects/{PROJECT}/locations/europe-west1/services/api-gateway"
 
 
 def cfg(**over: Any) -> ServiceConfig:
-    base: dict[str, Any] = {
-        "service_id": "api-gateway",
-        "initial_instances": 3,
-        "min_instances": 2,
-        "max_instances": 50,
-        "cloud_run_service": "api-gateway",
-        "region": "europe-west1",
-    }
-    return ServiceConfig(**{**base, **over})
+    return service_config(**{"region": "europe-west1", "max_instances": 50, **over})
 
 
 # ---------------------------------------------------------------- Cloud Run

@@ -27,20 +27,13 @@ from shared.models.scaling import (
     ServiceConfig,
     ServiceState,
 )
+from tests.scaling.helpers import service_config
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def cfg(**over: Any) -> ServiceConfig:
-    base: dict[str, Any] = {
-        "service_id": "api-gateway",
-        "initial_instances": 3,
-        "min_instances": 2,
-        "max_instances": 40,
-        "cloud_run_service": "api-gateway",
-        "region": "us-central1",
-    }
-    return ServiceConfig(**{**base, **over})
+    return service_config(**over)
 
 
 def worker(**over: Any) -> ServiceConfig:
