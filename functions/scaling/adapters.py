@@ -29,6 +29,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore, monitoring_v3, run_v2
 from google.protobuf import field_mask_pb2
 
+from functions.scaling.policy import merge_config
 from shared import collections
 from shared import thresholds as t
 from shared.audit import Change, write_audit
@@ -94,20 +95,28 @@ class ServiceRegistry:
         snap = self._ref(service_id).get()
         return ServiceDoc.model_validate(snap.to_dict()) if snap.exists else None
 
-    def init(self, configs: list[ServiceConfig], change: Change) -> InitScalingResult:
-        """Create missing services; update the config of existing ones when it differs;
-        never touch their state. Audited, in one transaction."""
-        refs = [self._ref(c.service_id) for c in configs]
+    def init(
+        self,
+        defaults: list[ServiceConfig],
+        updates: dict[str, dict[str, Any]],
+        change: Change,
+    ) -> InitScalingResult:
+        """Create missing services (default + update); apply ``updates`` to the config of
+        existing ones when it changes something; never touch state. Audited, in one
+        transaction."""
+        refs = [self._ref(c.service_id) for c in defaults]
 
         @firestore.transactional
         def run(tx: firestore.Transaction) -> InitScalingResult:
             snaps = {snap.id: snap for snap in self._db.get_all(refs, transaction=tx)}
             result = InitScalingResult(created=[], updated=[], unchanged=[])
-            for cfg, ref in zip(configs, refs, strict=True):
-                snap = snaps.get(cfg.service_id)
-                target = f"{collections.SCALING_SERVICES}/{cfg.service_id}"
-                after = cfg.model_dump(mode="json", by_alias=True)
+            for default, ref in zip(defaults, refs, strict=True):
+                sid = default.service_id
+                snap = snaps.get(sid)
+                target = f"{collections.SCALING_SERVICES}/{sid}"
+                field = f"overrides.{sid}"
                 if snap is None or not snap.exists:
+                    cfg = merge_config(default, updates.get(sid, {}), field)
                     doc = ServiceDoc(
                         config=cfg,
                         state=ServiceState(current_instances=cfg.initial_instances),
@@ -115,17 +124,25 @@ class ServiceRegistry:
                         updated_at=change.now,
                     )
                     tx.set(ref, doc.to_doc())
+                    after = cfg.model_dump(mode="json", by_alias=True)
                     write_audit(self._db, tx, change, target=target, before=None, after=after)
-                    result.created.append(cfg.service_id)
+                    result.created.append(sid)
                     continue
                 current = ServiceDoc.model_validate(snap.to_dict())
-                if current.config == cfg:
-                    result.unchanged.append(cfg.service_id)
+                cfg = merge_config(current.config, updates.get(sid, {}), field)
+                if cfg == current.config:
+                    result.unchanged.append(sid)
                     continue
                 tx.update(ref, {"config": cfg.to_doc(), "updatedAt": change.now})
-                before = current.config.model_dump(mode="json", by_alias=True)
-                write_audit(self._db, tx, change, target=target, before=before, after=after)
-                result.updated.append(cfg.service_id)
+                write_audit(
+                    self._db,
+                    tx,
+                    change,
+                    target=target,
+                    before=current.config.model_dump(mode="json", by_alias=True),
+                    after=cfg.model_dump(mode="json", by_alias=True),
+                )
+                result.updated.append(sid)
             return result
 
         return cast(InitScalingResult, run(self._db.transaction()))
@@ -157,7 +174,7 @@ class ServiceRegistry:
             before={"instances": before.state.current_instances},
             after={
                 "instances": state.current_instances,
-                "pinnedUntil": decision.at.isoformat() if state.pinned_until else None,
+                "pinnedUntil": state.pinned_until.isoformat() if state.pinned_until else None,
                 "platform": decision.platform.model_dump(mode="json", by_alias=True)
                 if decision.platform
                 else None,

@@ -12,6 +12,7 @@ over the burst trigger sizes a worker service to its backlog in one step.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -404,3 +405,14 @@ def manual_target(
             f"{cfg.min_instances}..{cfg.max_instances}: set force (with a reason) to override",
         )
     return target
+
+
+def merge_config(base: ServiceConfig, fields: Mapping[str, object], field: str) -> ServiceConfig:
+    """``base`` with ``fields`` set; min must not exceed max (``field`` names the culprit)."""
+    merged = base.model_copy(update=dict(fields))
+    if merged.min_instances > merged.max_instances:
+        raise InvalidInput(
+            field,
+            f"minInstances {merged.min_instances} is over maxInstances {merged.max_instances}",
+        )
+    return merged

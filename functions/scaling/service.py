@@ -27,6 +27,7 @@ from functions.scaling.policy import (
     decide,
     is_stale,
     manual_target,
+    merge_config,
     state_after,
 )
 from shared import thresholds as t
@@ -112,25 +113,23 @@ class ScalingService:
     def init(
         self, req: InitScalingRequest, region: str, template: str, project: str, change: Change
     ) -> InitScalingResult:
-        configs = default_services(req.region or region, template, project)
+        """Create the services that are missing (defaults + overrides); for existing ones
+        apply only what this request gives (``region``, overrides), keeping earlier
+        overrides and never touching live state."""
+        defaults = default_services(req.region or region, template, project)
         overrides = req.overrides or {}
-        unknown = sorted(set(overrides) - {c.service_id for c in configs})
+        unknown = sorted(set(overrides) - {c.service_id for c in defaults})
         if unknown:
             raise NotFound(f"no such service: {', '.join(unknown)}", field="overrides")
-        final = []
-        for cfg in configs:
+        updates: dict[str, dict[str, Any]] = {}
+        for cfg in defaults:
+            fields = {"region": req.region} if req.region else {}
             over = overrides.get(cfg.service_id)
             if over is not None:
-                fields = over.model_dump(exclude_none=True)
-                cfg = cfg.model_copy(update=fields)
-                if cfg.min_instances > cfg.max_instances:
-                    raise FailedPrecondition(
-                        f"{cfg.service_id}: minInstances {cfg.min_instances} is over "
-                        f"maxInstances {cfg.max_instances}",
-                        field=f"overrides.{cfg.service_id}",
-                    )
-            final.append(cfg)
-        return self._p.registry.init(final, change)
+                fields.update(over.model_dump(exclude_none=True))
+            merge_config(cfg, fields, f"overrides.{cfg.service_id}")  # fail before writing
+            updates[cfg.service_id] = fields
+        return self._p.registry.init(defaults, updates, change)
 
     def manual_scale(self, req: ManualScaleRequest, change: Change) -> ManualScaleResult:
         token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC, wait_sec=5.0)

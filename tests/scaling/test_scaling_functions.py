@@ -131,6 +131,7 @@ def test_roles(caller: Caller, name: str, data: Any, role_ok: str, role_denied: 
         ),
         (INIT, {"overrides": {"api-gateway": {"healthUrl": 5}}}, "overrides.api-gateway.healthUrl"),
         (HEALTH, {"serviceId": 7}, "serviceId"),
+        (INIT, {"overrides": {"api-gateway": {"minInstances": 60}}}, "overrides.api-gateway"),
     ],
 )
 def test_bad_input_names_the_field(caller: Caller, name: str, data: Any, field: str) -> None:
@@ -181,9 +182,17 @@ def test_init_is_idempotent_and_never_resets_live_state(caller: Caller, hook: Fa
     assert len(again["unchanged"]) == 6
     assert service_doc("api-gateway")["state"]["currentInstances"] == 9
     assert service_doc("chat-service")["config"]["healthUrl"] == f"{hook.url}/health"
+    # a plain re-run keeps earlier overrides (and state): nothing changes
+    third = init(caller)
+    assert (third["created"], third["updated"], len(third["unchanged"])) == ([], [], 7)
+    assert service_doc("chat-service")["config"]["healthUrl"] == f"{hook.url}/health"
+    moved = init(caller, region="europe-west1")
+    assert len(moved["updated"]) == 7
+    assert service_doc("chat-service")["config"]["region"] == "europe-west1"
+    assert service_doc("api-gateway")["state"]["currentInstances"] == 9
     audit = [d.to_dict() or {} for d in get_db().collection(collections.AUDIT_LOG).stream()]
     actions = sorted(a["action"] for a in audit)
-    assert actions.count("scaling.init") == 8  # 7 created + 1 updated
+    assert actions.count("scaling.init") == 15  # 7 created + 1 updated + 7 moved
     assert actions.count("scaling.manual.scale_to") == 1
 
 
@@ -376,6 +385,7 @@ def test_manual_scale_bounds_force_audit_and_pin(
         .stream()
     ]
     assert entry["before"] == {"instances": 4} and entry["after"]["instances"] == 45
+    assert entry["after"]["pinnedUntil"] == res["pinnedUntil"].replace("Z", "+00:00")
     assert entry["reason"] == "concert" and entry["actorUid"] == "admin-1"
 
     # low load (10% CPU) does not scale it down while pinned
