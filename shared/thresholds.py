@@ -108,8 +108,10 @@ SCALE_UP_REQUESTS_PER_INSTANCE_TARGET_RATIO: Final[float] = 0.65
 """Share of a service's per-instance request capacity (``requestsPerInstancePerMin``
 in its registry entry) targeted by the request-rate recommendation, like the CPU target."""
 
-SCALE_METRICS_MAX_AGE_SEC: Final[int] = 3 * 60
-"""A metrics sample older than this is stale: reported as ``no_data``, never acted on."""
+SCALE_METRICS_MAX_AGE_SEC: Final[int] = 5 * 60
+"""A metrics sample whose minute started longer ago than this is stale: ``no_data``,
+never acted on. Cloud Run metrics are sampled every 60 s and may take up to 180 s to
+become visible in Cloud Monitoring, so a healthy newest point can be ~4 minutes old."""
 
 SCALE_GUARD_INTERVAL_SEC: Final[int] = 60
 """``pack391_scaleGuard`` runs every minute (unix-cron ``* * * * *``)."""

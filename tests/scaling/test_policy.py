@@ -233,7 +233,7 @@ def test_over_max_after_a_forced_scale_comes_back_after_the_pin() -> None:
     ("sample", "why"),
     [
         (None, "no_data: no metrics"),
-        (snap(age_sec=181, cpu_pct=1.0, p95_latency_ms=1.0), "no_data: metrics are 181 s old"),
+        (snap(age_sec=301, cpu_pct=1.0, p95_latency_ms=1.0), "no_data: metrics are 301 s old"),
         (snap(error_rate_pct=0.0), "no_data: the sample has no scaling metric"),
     ],
 )
