@@ -303,37 +303,35 @@ class LocalScaler:
         return int(raw) if raw is not None else None
 
     def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
-        self._redis.hset(
-            self._key(cfg.service_id),
-            mapping={"instances": instances, "at": datetime.now(UTC).isoformat()},
-        )
+        """Call the hook (if one is registered); record the count only once it is taken."""
         url = self._store.hook_url(cfg.service_id)
-        if url is None:
-            return PlatformAnswer(
-                platform=self.platform, ok=True, instances=instances, detail={"hook": None}
+        detail: dict[str, Any] = {"hook": url}
+        if url is not None:
+            detail.update(_post_json(url, {"serviceId": cfg.service_id, "instances": instances}))
+        ok = url is None or 200 <= int(detail.get("status") or 0) < 300
+        if ok:
+            self._redis.hset(
+                self._key(cfg.service_id),
+                mapping={"instances": instances, "at": datetime.now(UTC).isoformat()},
             )
-        body = json.dumps({"serviceId": cfg.service_id, "instances": instances}).encode()
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=t.RESIZE_HOOK_TIMEOUT_SEC) as response:
-                status = int(response.status)
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            return PlatformAnswer(
-                platform=self.platform,
-                ok=False,
-                instances=instances,
-                detail={"hook": url, "error": str(exc)},
-            )
-        return PlatformAnswer(
-            platform=self.platform,
-            ok=200 <= status < 300,
-            instances=instances,
-            detail={"hook": url, "status": status},
-        )
+        return PlatformAnswer(platform=self.platform, ok=ok, instances=instances, detail=detail)
+
+
+def _post_json(url: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """POST ``payload``; ``{"status": code}`` or ``{"error": why}``."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=t.RESIZE_HOOK_TIMEOUT_SEC) as response:
+            return {"status": int(response.status)}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code}
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return {"error": str(exc)}
 
 
 KEEP_EXTERNAL_SCALING: dict[str, Any] = {"preserve_external_changes": True}

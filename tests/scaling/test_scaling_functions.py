@@ -489,3 +489,29 @@ def test_decisions_carry_an_expiry_for_the_ttl_policy(
     assert run_guard(app, backends.project, at) == 200
     decision = decisions(get_db(), "api-gateway")[0]
     assert decision["expireAt"] - decision["at"] == timedelta(days=30)
+
+
+def test_a_failing_resize_hook_is_recorded_and_retried(
+    caller: Caller, app: flask.Flask, backends: Backends, hook: FakeHttpApi
+) -> None:
+    init(caller)
+    hook.reply("POST", "/resize", 500, {"error": "cannot grow"})
+    report(
+        caller,
+        serviceId="api-gateway",
+        cpuPct=97.5,
+        p95LatencyMs=380,
+        resizeHookUrl=f"{hook.url}/resize",
+    )
+    assert run_guard(app, backends.project, next_minute()) == 200
+    [decision] = decisions(get_db(), "api-gateway")
+    assert decision["action"] == "scale_up" and decision["acted"] is False
+    assert decision["platform"]["detail"]["status"] == 500
+    assert any("local did not apply it" in r for r in decision["reasons"])
+    assert service_doc("api-gateway")["state"]["currentInstances"] == 3  # not taken
+    assert (
+        scaling_service()._p.scaler.observed(
+            scaling_service()._p.registry.get("api-gateway").config  # type: ignore[union-attr]
+        )
+        is None
+    )

@@ -167,3 +167,14 @@ def test_keep_external_scaling_stops_deploys_resetting_instances() -> None:
     assert reset is not None  # the SDK's RESET sentinel: a deploy would clear the scaling
     assert kept.__firebase_endpoint__.minInstances is None  # type: ignore[attr-defined]
     assert kept.__firebase_endpoint__.maxInstances is None  # type: ignore[attr-defined]
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.scaling import _backend
+
+    assert _backend() == "local"  # auto under the emulator
+    monkeypatch.setenv("PACK391_SCALING_BACKEND", "gcp")
+    assert _backend() == "gcp"
+    monkeypatch.setenv("PACK391_SCALING_BACKEND", "kubernetes")
+    with pytest.raises(FailedPrecondition):
+        _backend()
