@@ -114,13 +114,18 @@ never acted on. Cloud Run metrics are sampled every 60 s and may take up to 180 
 become visible in Cloud Monitoring, so a healthy newest point can be ~4 minutes old."""
 
 SCALE_GUARD_INTERVAL_SEC: Final[int] = 60
-"""``pack391_scaleGuard`` runs every minute (unix-cron ``* * * * *``)."""
+"""``pack391_scaleGuard`` runs every minute (unix-cron ``* * * * *``); metrics are
+aligned and pushed samples bucketed on the same minute."""
 
 SCALE_GUARD_LOCK_SEC: Final[int] = 55
 """Lifetime of the Redis lock one scale-guard run holds (shorter than the interval)."""
 
 MANUAL_SCALE_HOLD_SEC: Final[int] = 30 * 60
 """After a manual scale, automatic scale-down of the service is held off this long."""
+
+MANUAL_SCALE_LOCK_WAIT_SEC: Final[float] = 5.0
+"""A manual scale waits this long for a running scale guard to release its lock
+(then answers ``UNAVAILABLE``)."""
 
 INSTANCES_HARD_MAX_COUNT: Final[int] = 1000
 """No instance count (even a forced manual one) may exceed this (Cloud Run's ceiling)."""

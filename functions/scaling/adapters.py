@@ -224,7 +224,7 @@ class PushedMetricsStore:
     def read(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
         """The latest complete minute with samples (older ones come back stale)."""
         minute = minute_of(now)
-        look_back = math.ceil(t.SCALE_METRICS_MAX_AGE_SEC / 60) + 1
+        look_back = math.ceil(t.SCALE_METRICS_MAX_AGE_SEC / t.SCALE_GUARD_INTERVAL_SEC) + 1
         minutes = [minute - timedelta(minutes=k) for k in range(1, look_back + 1)]
         pipe = self._redis.pipeline(transaction=False)
         for m in minutes:
@@ -457,13 +457,13 @@ class CloudMonitoringSource:
     def _series(
         self, cfg: ServiceConfig, query: _Query, now: datetime
     ) -> list[monitoring_v3.TimeSeries]:
-        start = now - timedelta(seconds=t.SCALE_METRICS_MAX_AGE_SEC + 60)
+        start = now - timedelta(seconds=t.SCALE_METRICS_MAX_AGE_SEC + t.SCALE_GUARD_INTERVAL_SEC)
         request = monitoring_v3.ListTimeSeriesRequest(
             name=f"projects/{self._project}",
             filter=self._filter(cfg, query.metric),
             interval=monitoring_v3.TimeInterval(start_time=start, end_time=now),
             aggregation=monitoring_v3.Aggregation(
-                alignment_period=timedelta(seconds=60),
+                alignment_period=timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
                 per_series_aligner=query.aligner,
                 cross_series_reducer=query.reducer,
                 group_by_fields=list(query.group_by),
@@ -498,7 +498,7 @@ class CloudMonitoringSource:
         cpu = value("cpu")
         queue = value("queue")
         return MetricsSnapshot(
-            at=newest - timedelta(seconds=60),
+            at=newest - timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
             source="cloud_monitoring",
             cpu_pct=None if cpu is None else 100.0 * cpu,
             p95_latency_ms=value("latency"),

@@ -132,7 +132,7 @@ class ScalingService:
         return self._p.registry.init(defaults, updates, change)
 
     def manual_scale(self, req: ManualScaleRequest, change: Change) -> ManualScaleResult:
-        token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC, wait_sec=5.0)
+        token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC, wait_sec=t.MANUAL_SCALE_LOCK_WAIT_SEC)
         if token is None:
             raise BackendUnavailable("a scale-guard run is in progress: try again in a minute")
         try:
