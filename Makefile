@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -36,3 +36,7 @@ format: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local *.egg-info
+
+# Scaling simulation (issue 4): figures in docs/benchmarks.md
+bench-scaling: setup
+	$(BIN)/python -m bench.scaling_sim

@@ -37,6 +37,15 @@ from functions.market import (
     pack391_updateMarketControl,
 )
 
+# auto-scaling engine (issue 4)
+from functions.scaling import (
+    pack391_initScaling,
+    pack391_manualScale,
+    pack391_reportServiceMetrics,
+    pack391_scaleGuard,
+    pack391_serviceHealthCheck,
+)
+
 __all__ = [
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
@@ -45,7 +54,12 @@ __all__ = [
     "pack391_emergencyPauseMarkets",
     "pack391_getDDoSStats",
     "pack391_getMarketControls",
+    "pack391_initScaling",
+    "pack391_manualScale",
     "pack391_panicEscalation",
+    "pack391_reportServiceMetrics",
+    "pack391_scaleGuard",
+    "pack391_serviceHealthCheck",
     "pack391_setGeoThrottle",
     "pack391_syncMarkets",
     "pack391_updateMarketControl",

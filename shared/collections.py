@@ -53,3 +53,18 @@ DDOS_DETECTIONS: Final = "pack391_ddos_detections"
 
 ALERTS: Final = "pack391_alerts"
 """Alerts for the ops team from every area, :class:`shared.models.alerts.AlertDoc`."""
+# Auto-scaling (issue 4) ---------------------------------------------------
+
+SCALING_SERVICES: Final = "pack391_scaling_services"
+"""One document per registered service (id: the service id such as ``api-gateway``),
+:class:`shared.models.scaling.ServiceDoc`: its config (bounds, Cloud Run service, region,
+health URL, queue source) and live scaling state."""
+
+SCALING_DECISIONS: Final = "pack391_scaling_decisions"
+"""One document per service per scale-guard run, and per manual scale,
+:class:`shared.models.scaling.DecisionDoc`: inputs, each metric's recommendation, the
+action and why, and what the platform answered."""
+
+SCALING_ALERTS: Final = "pack391_scaling_alerts"
+"""One document per isolation change (isolated, half-open, re-isolated, recovered),
+:class:`shared.models.scaling.AlertDoc`."""

@@ -40,6 +40,12 @@ EXPECTED: dict[str, str] = {
     "pack391_getDDoSStats": CALLABLE,
     "pack391_detectDDoS": "* * * * *",
     "pack391_cleanupExpiredBlocks": "0 * * * *",
+    # auto-scaling engine (issue 4)
+    "pack391_initScaling": CALLABLE,
+    "pack391_serviceHealthCheck": CALLABLE,
+    "pack391_manualScale": CALLABLE,
+    "pack391_reportServiceMetrics": CALLABLE,
+    "pack391_scaleGuard": "* * * * *",
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -117,5 +123,8 @@ def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
         "PACK391_REGION",
         "PACK391_TRUSTED_PROXIES",
         "PACK391_RATE_LIMIT_SHADOW_CLASSES",
+        "PACK391_SCALING_BACKEND",
+        "PACK391_SCALING_DRY_RUN",
+        "PACK391_SCALING_HEALTH_URL_TEMPLATE",
     } <= set(params)
     assert all("default" in p for p in params.values())

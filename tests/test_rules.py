@@ -37,6 +37,10 @@ DOCS = {
     "detection": f"{collections.DDOS_DETECTIONS}/d1",
     "alert": f"{collections.ALERTS}/a1",
     "own_pass": f"{collections.PANIC_PASSES}/p1",
+    # auto-scaling engine (issue 4)
+    "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
+    "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
+    "scaling_alert": f"{collections.SCALING_ALERTS}/a1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -52,6 +56,10 @@ READERS = {
     "detection": {"ops", "admin"},
     "alert": {"ops", "admin"},
     "own_pass": {"user", "ops", "admin"},
+    # auto-scaling engine (issue 4)
+    "scaling_service": {"ops", "admin"},
+    "scaling_decision": {"ops", "admin"},
+    "scaling_alert": {"ops", "admin"},
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}

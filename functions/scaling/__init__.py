@@ -1,0 +1,138 @@
+"""Auto-scaling engine: the ``pack391_*`` edges.
+
+Each edge parses, authorizes (the role is in its decorator) and calls the service. The
+ports are chosen by ``PACK391_SCALING_BACKEND``: Cloud Monitoring + Cloud Run when
+deployed, pushed metrics + the local scaler under the local stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from google.cloud import monitoring_v3, run_v2
+
+from functions.scaling.adapters import (
+    CloudMonitoringSource,
+    CloudRunScaler,
+    LocalScaler,
+    MetricsSource,
+    PushedMetricsStore,
+    Scaler,
+    ServiceRegistry,
+)
+from functions.scaling.service import ScalingPorts, ScalingService, guard_minute
+from shared.audit import Change
+from shared.auth import Role
+from shared.config import (
+    FUNCTIONS_REGION,
+    SCALING_BACKEND,
+    SCALING_DRY_RUN,
+    SCALING_HEALTH_URL_TEMPLATE,
+    is_emulated,
+    project_id,
+)
+from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.errors import FailedPrecondition
+from shared.firestore import get_db
+from shared.models.scaling import (
+    HealthReport,
+    InitScalingRequest,
+    InitScalingResult,
+    ManualScaleRequest,
+    ManualScaleResult,
+    ReportMetricsRequest,
+    ReportMetricsResult,
+    ServiceHealthRequest,
+)
+from shared.redis import get_redis
+
+log = logging.getLogger("pack391.scaling")
+
+GUARD_SCHEDULE = "* * * * *"
+"""``pack391_scaleGuard`` runs every minute."""
+
+
+def _backend() -> str:
+    configured = SCALING_BACKEND.value.strip().lower()
+    if configured == "auto":
+        return "local" if is_emulated() else "gcp"
+    if configured not in ("gcp", "local"):
+        raise FailedPrecondition(
+            f"PACK391_SCALING_BACKEND must be auto, gcp or local: {configured}"
+        )
+    return configured
+
+
+@functools.cache
+def _service_for(
+    db_id: int, redis_id: int, backend: str, dry_run: bool, project: str
+) -> ScalingService:
+    del db_id, redis_id  # cache key: a new client (tests, reconfiguration) gets a new service
+    client = get_redis()
+    pushed = PushedMetricsStore(client)
+    metrics: MetricsSource
+    scaler: Scaler
+    if backend == "gcp":
+        metrics = CloudMonitoringSource(monitoring_v3.MetricServiceClient(), project)
+        scaler = CloudRunScaler(run_v2.ServicesClient(), project)
+    else:
+        metrics, scaler = pushed, LocalScaler(client, pushed)
+    ports = ScalingPorts(
+        registry=ServiceRegistry(get_db()),
+        metrics=metrics,
+        pushed=pushed,
+        scaler=scaler,
+        redis=client,
+        dry_run=dry_run,
+        allow_hooks=backend == "local",
+    )
+    return ScalingService(ports)
+
+
+def scaling_service() -> ScalingService:
+    """The service wired to the configured Firestore, Redis and scaling backend."""
+    return _service_for(
+        id(get_db()), id(get_redis()), _backend(), SCALING_DRY_RUN.value, project_id()
+    )
+
+
+@callable_function(role=Role.ADMIN, request=InitScalingRequest)
+def pack391_initScaling(ctx: CallContext, req: InitScalingRequest) -> InitScalingResult:
+    """Create the service registry (idempotent; live state is never reset). Audited."""
+    change = Change(ctx.caller.uid, "scaling.init", "initScaling", ctx.request_id, ctx.now)
+    return scaling_service().init(
+        req, FUNCTIONS_REGION.value, SCALING_HEALTH_URL_TEMPLATE.value, project_id(), change
+    )
+
+
+@callable_function(role=Role.OPS, request=ServiceHealthRequest)
+def pack391_serviceHealthCheck(ctx: CallContext, req: ServiceHealthRequest) -> HealthReport:
+    """Real-time health of one service or all: probe, metrics, status, last decision."""
+    return scaling_service().health(req.service_id, ctx.now)
+
+
+@callable_function(role=Role.ADMIN, request=ManualScaleRequest)
+def pack391_manualScale(ctx: CallContext, req: ManualScaleRequest) -> ManualScaleResult:
+    """Scale a service by hand (bounded unless forced), audited, pinned against scale-down."""
+    change = Change(
+        ctx.caller.uid, f"scaling.manual.{req.action.value}", req.reason, ctx.request_id, ctx.now
+    )
+    return scaling_service().manual_scale(req, change)
+
+
+@callable_function(role=Role.OPS, request=ReportMetricsRequest)
+def pack391_reportServiceMetrics(
+    ctx: CallContext, req: ReportMetricsRequest
+) -> ReportMetricsResult:
+    """The push path: a service (or its sidecar, signed in with the ``ops`` claim) reports
+    one sample; kept per minute in Redis for the scale guard."""
+    return scaling_service().report(req, ctx.now)
+
+
+@scheduled_function(schedule=GUARD_SCHEDULE)
+def pack391_scaleGuard(ctx: ScheduledContext) -> None:
+    """Every minute: read each service's metrics, decide, act, record."""
+    report = scaling_service().guard(guard_minute(ctx.schedule_time), ctx.request_id)
+    summary = {d.service_id: (d.action.value, d.desired_instances) for d in report.decisions}
+    log.info("scale guard %s (locked=%s): %s", ctx.request_id, report.locked, summary)

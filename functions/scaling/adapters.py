@@ -1,0 +1,544 @@
+"""Scaling I/O: the ports and their implementations.
+
+- :class:`ServiceRegistry`: Firestore, the registry (config + live state), decisions, alerts.
+- Metrics sources (:class:`MetricsSource`): :class:`CloudMonitoringSource` (Google Cloud
+  Monitoring through ``google-cloud-monitoring``) and :class:`PushedMetricsStore` (samples
+  services push, kept per minute in Redis).
+- Scalers (:class:`Scaler`): :class:`CloudRunScaler` (Cloud Run Admin API through
+  ``google-cloud-run``) and :class:`LocalScaler` (records the desired count in Redis and
+  calls the resize hook a local service registered).
+- :class:`GuardLock`: the Redis lock that keeps two scale-guard runs from acting twice.
+- :func:`probe`: the HTTP health probe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, cast
+
+import redis
+from google.api_core import exceptions as gexc
+from google.cloud import firestore, monitoring_v3, run_v2
+from google.protobuf import field_mask_pb2
+
+from functions.scaling.policy import merge_config
+from shared import collections
+from shared import thresholds as t
+from shared.audit import Change, write_audit
+from shared.isolation import PREFIX
+from shared.models.scaling import (
+    AlertDoc,
+    DecisionDoc,
+    InitScalingResult,
+    MetricsSnapshot,
+    PlatformAnswer,
+    ReportMetricsRequest,
+    ServiceConfig,
+    ServiceDoc,
+    ServiceState,
+)
+from shared.redis import lua_script
+
+LUA = Path(__file__).with_name("lua")
+_RECORD = LUA / "record_sample.lua"
+_RELEASE = LUA / "release_lock.lua"
+_RENEW = LUA / "renew_lock.lua"
+
+
+def minute_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+# ----------------------------------------------------------------- ports
+
+
+class MetricsSource(Protocol):
+    def read(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
+        """The most recent complete minute of the service's load, or None."""
+
+
+class Scaler(Protocol):
+    platform: str
+
+    def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
+        """Set the service's instance count; the answer says whether the platform took it."""
+
+    def observed(self, cfg: ServiceConfig) -> int | None:
+        """The instance count the platform holds now (None: unknown)."""
+
+
+# ------------------------------------------------------------- Firestore
+
+
+class ServiceRegistry:
+    """Firestore: ``pack391_scaling_services`` (+ decisions and alerts)."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def _ref(self, service_id: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.SCALING_SERVICES).document(service_id)
+
+    def all_services(self) -> list[ServiceDoc]:
+        docs = self._db.collection(collections.SCALING_SERVICES).order_by("__name__").stream()
+        return [ServiceDoc.model_validate(snap.to_dict()) for snap in docs]
+
+    def get(self, service_id: str) -> ServiceDoc | None:
+        snap = self._ref(service_id).get()
+        return ServiceDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+    def init(
+        self,
+        defaults: list[ServiceConfig],
+        updates: dict[str, dict[str, Any]],
+        change: Change,
+    ) -> InitScalingResult:
+        """Create missing services (default + update); apply ``updates`` to the config of
+        existing ones when it changes something; never touch state. Audited, in one
+        transaction."""
+        refs = [self._ref(c.service_id) for c in defaults]
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> InitScalingResult:
+            snaps = {snap.id: snap for snap in self._db.get_all(refs, transaction=tx)}
+            result = InitScalingResult(created=[], updated=[], unchanged=[])
+            for default, ref in zip(defaults, refs, strict=True):
+                sid = default.service_id
+                snap = snaps.get(sid)
+                target = f"{collections.SCALING_SERVICES}/{sid}"
+                field = f"overrides.{sid}"
+                if snap is None or not snap.exists:
+                    cfg = merge_config(default, updates.get(sid, {}), field)
+                    doc = ServiceDoc(
+                        config=cfg,
+                        state=ServiceState(current_instances=cfg.initial_instances),
+                        created_at=change.now,
+                        updated_at=change.now,
+                    )
+                    tx.set(ref, doc.to_doc())
+                    after = cfg.model_dump(mode="json", by_alias=True)
+                    write_audit(self._db, tx, change, target=target, before=None, after=after)
+                    result.created.append(sid)
+                    continue
+                current = ServiceDoc.model_validate(snap.to_dict())
+                cfg = merge_config(current.config, updates.get(sid, {}), field)
+                if cfg == current.config:
+                    result.unchanged.append(sid)
+                    continue
+                tx.update(ref, {"config": cfg.to_doc(), "updatedAt": change.now})
+                write_audit(
+                    self._db,
+                    tx,
+                    change,
+                    target=target,
+                    before=current.config.model_dump(mode="json", by_alias=True),
+                    after=cfg.model_dump(mode="json", by_alias=True),
+                )
+                result.updated.append(sid)
+            return result
+
+        return cast(InitScalingResult, run(self._db.transaction()))
+
+    def save_run(
+        self, service_id: str, state: ServiceState, decision: DecisionDoc, alert: AlertDoc | None
+    ) -> None:
+        """A guard run's outcome for one service: state, decision and alert in one batch."""
+        batch = self._db.batch()
+        batch.update(self._ref(service_id), {"state": state.to_doc(), "updatedAt": decision.at})
+        batch.set(self._db.collection(collections.SCALING_DECISIONS).document(), decision.to_doc())
+        if alert is not None:
+            batch.set(self._db.collection(collections.SCALING_ALERTS).document(), alert.to_doc())
+        batch.commit()
+
+    def save_manual(
+        self, before: ServiceDoc, state: ServiceState, decision: DecisionDoc, change: Change
+    ) -> None:
+        """A manual scale: state, decision and the audit entry in one batch."""
+        sid = before.config.service_id
+        batch = self._db.batch()
+        batch.update(self._ref(sid), {"state": state.to_doc(), "updatedAt": change.now})
+        batch.set(self._db.collection(collections.SCALING_DECISIONS).document(), decision.to_doc())
+        write_audit(
+            self._db,
+            batch,
+            change,
+            target=f"{collections.SCALING_SERVICES}/{sid}",
+            before={"instances": before.state.current_instances},
+            after={
+                "instances": state.current_instances,
+                "pinnedUntil": state.pinned_until.isoformat() if state.pinned_until else None,
+                "platform": decision.platform.model_dump(mode="json", by_alias=True)
+                if decision.platform
+                else None,
+            },
+        )
+        batch.commit()
+
+
+# ----------------------------------------------------------------- Redis
+
+
+class PushedMetricsStore:
+    """Samples pushed by services (or sidecars), summed per minute in Redis.
+
+    One hash per service and minute: request and error counts (summed), CPU (mean of the
+    samples), p95 latency (the largest reported: conservative), queue depth (the latest).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def _bucket(self, service_id: str, minute: datetime) -> str:
+        return f"{PREFIX}:m:{service_id}:{int(minute.timestamp())}"
+
+    def _hook_key(self, service_id: str) -> str:
+        return f"{PREFIX}:hook:{service_id}"
+
+    def record(self, req: ReportMetricsRequest, now: datetime) -> datetime:
+        minute = minute_of(now)
+
+        def arg(value: float | int | None) -> str:
+            return "" if value is None else repr(value)
+
+        lua_script(_RECORD, self._redis)(
+            keys=[self._bucket(req.service_id, minute)],
+            args=[
+                arg(req.requests),
+                arg(req.errors),
+                arg(req.cpu_pct),
+                arg(req.p95_latency_ms),
+                arg(req.queue_depth),
+                t.PUSHED_METRICS_RETENTION_SEC,
+            ],
+        )
+        return minute
+
+    def read(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
+        """The latest complete minute with samples (older ones come back stale)."""
+        minute = minute_of(now)
+        look_back = math.ceil(t.SCALE_METRICS_MAX_AGE_SEC / t.SCALE_GUARD_INTERVAL_SEC) + 1
+        minutes = [minute - timedelta(minutes=k) for k in range(1, look_back + 1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for m in minutes:
+            pipe.hgetall(self._bucket(cfg.service_id, m))
+        for m, raw in zip(minutes, pipe.execute(), strict=True):
+            if raw:
+                return _snapshot_of(m, raw)
+        return None
+
+    def register_hook(self, service_id: str, url: str) -> None:
+        self._redis.set(self._hook_key(service_id), url)
+
+    def hook_url(self, service_id: str) -> str | None:
+        url = self._redis.get(self._hook_key(service_id))
+        return str(url) if url else None
+
+
+def _snapshot_of(minute: datetime, raw: dict[str, str]) -> MetricsSnapshot:
+    requests = int(raw["requests"]) if "requests" in raw else None
+    errors = int(raw.get("errors", "0"))
+    cpu_n = int(raw.get("cpu_n", "0"))
+    return MetricsSnapshot(
+        at=minute,
+        source="pushed",
+        cpu_pct=float(raw["cpu_sum"]) / cpu_n if cpu_n else None,
+        p95_latency_ms=float(raw["p95_max"]) if "p95_max" in raw else None,
+        error_rate_pct=100.0 * errors / requests if requests else None,
+        requests_per_min=float(requests) if requests is not None else None,
+        queue_backlog=int(raw["queue"]) if "queue" in raw else None,
+    )
+
+
+class GuardLock:
+    """``SET NX PX`` with a random token, released only by its holder."""
+
+    def __init__(self, client: redis.Redis, name: str = "guard") -> None:
+        self._redis = client
+        self._key = f"{PREFIX}:lock:{name}"
+
+    def acquire(self, ttl_sec: int, wait_sec: float = 0.0) -> str | None:
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + wait_sec
+        while True:
+            if self._redis.set(self._key, token, nx=True, ex=ttl_sec):
+                return token
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    def renew(self, token: str, ttl_sec: int) -> bool:
+        """Extend the lock if ``token`` still holds it; False means another run may act."""
+        return bool(lua_script(_RENEW, self._redis)(keys=[self._key], args=[token, ttl_sec]))
+
+    def release(self, token: str) -> bool:
+        return bool(lua_script(_RELEASE, self._redis)(keys=[self._key], args=[token]))
+
+
+# ------------------------------------------------------------ scalers
+
+
+class LocalScaler:
+    """The local stack's scaler: records the desired count in Redis and POSTs
+    ``{"serviceId", "instances"}`` to the resize hook the service registered."""
+
+    platform = "local"
+
+    def __init__(self, client: redis.Redis, store: PushedMetricsStore) -> None:
+        self._redis = client
+        self._store = store
+
+    def _key(self, service_id: str) -> str:
+        return f"{PREFIX}:desired:{service_id}"
+
+    def observed(self, cfg: ServiceConfig) -> int | None:
+        raw = self._redis.hget(self._key(cfg.service_id), "instances")
+        return int(raw) if raw is not None else None
+
+    def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
+        """Call the hook (if one is registered); record the count only once it is taken."""
+        url = self._store.hook_url(cfg.service_id)
+        detail: dict[str, Any] = {"hook": url}
+        if url is not None:
+            detail.update(_post_json(url, {"serviceId": cfg.service_id, "instances": instances}))
+        ok = url is None or 200 <= int(detail.get("status") or 0) < 300
+        if ok:
+            self._redis.hset(
+                self._key(cfg.service_id),
+                mapping={"instances": instances, "at": datetime.now(UTC).isoformat()},
+            )
+        return PlatformAnswer(platform=self.platform, ok=ok, instances=instances, detail=detail)
+
+
+def _post_json(url: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """POST ``payload``; ``{"status": code}`` or ``{"error": why}``."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=t.RESIZE_HOOK_TIMEOUT_SEC) as response:
+            return {"status": int(response.status)}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code}
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return {"error": str(exc)}
+
+
+KEEP_EXTERNAL_SCALING: dict[str, Any] = {"preserve_external_changes": True}
+"""Decorator options for a Firebase function this engine scales (``@https_fn.on_request(
+**KEEP_EXTERNAL_SCALING)``): without them ``firebase deploy`` writes the unset
+min/max-instance options as resets and undoes the engine's scaling."""
+
+
+class CloudRunScaler:
+    """Cloud Run Admin API v2: service-level manual scaling.
+
+    Sets ``Service.scaling`` to ``MANUAL`` with ``manual_instance_count`` (the update mask
+    names only those fields, so nothing else of the service changes) and waits for the
+    operation. A ``firebase deploy`` of a function that does not set
+    ``preserve_external_changes=True`` resets scaling: :meth:`observed` reads what Cloud
+    Run holds so the guard notices and re-applies (see the README).
+    """
+
+    platform = "cloud_run"
+    MASK = ("scaling.scaling_mode", "scaling.manual_instance_count")
+
+    def __init__(self, client: run_v2.ServicesClient, project: str) -> None:
+        self._client = client
+        self._project = project
+
+    def name(self, cfg: ServiceConfig) -> str:
+        return f"projects/{self._project}/locations/{cfg.region}/services/{cfg.cloud_run_service}"
+
+    def observed(self, cfg: ServiceConfig) -> int | None:
+        service = self._client.get_service(name=self.name(cfg))
+        scaling = service.scaling
+        if scaling.scaling_mode == run_v2.ServiceScaling.ScalingMode.MANUAL:
+            return int(scaling.manual_instance_count)
+        return None
+
+    def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
+        request = run_v2.UpdateServiceRequest(
+            service=run_v2.Service(
+                name=self.name(cfg),
+                scaling=run_v2.ServiceScaling(
+                    scaling_mode=run_v2.ServiceScaling.ScalingMode.MANUAL,
+                    manual_instance_count=instances,
+                ),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=list(self.MASK)),
+        )
+        try:
+            operation = self._client.update_service(request=request)
+            service = cast(
+                run_v2.Service,
+                operation.result(timeout=t.SCALE_OPERATION_TIMEOUT_SEC),  # type: ignore[no-untyped-call]
+            )
+        except (gexc.GoogleAPIError, TimeoutError) as exc:
+            return PlatformAnswer(
+                platform=self.platform,
+                ok=False,
+                instances=instances,
+                detail={"service": self.name(cfg), "error": f"{type(exc).__name__}: {exc}"},
+            )
+        held = int(service.scaling.manual_instance_count)
+        return PlatformAnswer(
+            platform=self.platform,
+            ok=held == instances,
+            instances=held,
+            detail={
+                "service": self.name(cfg),
+                "operation": operation.operation.name,
+                "generation": int(service.generation),
+            },
+        )
+
+
+# ------------------------------------------------------ Cloud Monitoring
+
+_A = monitoring_v3.Aggregation
+_CPU = "run.googleapis.com/container/cpu/utilizations"
+_LATENCY = "run.googleapis.com/request_latencies"
+_REQUESTS = "run.googleapis.com/request_count"
+_QUEUE = "cloudtasks.googleapis.com/queue/depth"
+
+
+@dataclass(frozen=True)
+class _Query:
+    metric: str
+    aligner: Any
+    reducer: Any
+    group_by: tuple[str, ...] = ()
+
+
+class CloudMonitoringSource:
+    """Cloud Run's built-in metrics (and a Cloud Tasks queue's depth for workers),
+    aligned per minute: CPU utilisation (mean), p95 request latency (worst revision),
+    request count by response class (5xx share is the error rate)."""
+
+    QUERIES: ClassVar[dict[str, _Query]] = {
+        "cpu": _Query(_CPU, _A.Aligner.ALIGN_MEAN, _A.Reducer.REDUCE_MEAN),
+        "latency": _Query(_LATENCY, _A.Aligner.ALIGN_PERCENTILE_95, _A.Reducer.REDUCE_MAX),
+        "requests": _Query(
+            _REQUESTS,
+            _A.Aligner.ALIGN_DELTA,
+            _A.Reducer.REDUCE_SUM,
+            ("metric.labels.response_code_class",),
+        ),
+        "queue": _Query(_QUEUE, _A.Aligner.ALIGN_MAX, _A.Reducer.REDUCE_SUM),
+    }
+
+    def __init__(self, client: monitoring_v3.MetricServiceClient, project: str) -> None:
+        self._client = client
+        self._project = project
+
+    def _filter(self, cfg: ServiceConfig, metric: str) -> str:
+        if metric == _QUEUE:
+            return (
+                f'metric.type = "{metric}" AND resource.type = "cloud_tasks_queue" '
+                f'AND resource.labels.queue_id = "{cfg.queue_source}"'
+            )
+        return (
+            f'metric.type = "{metric}" AND resource.type = "cloud_run_revision" '
+            f'AND resource.labels.service_name = "{cfg.cloud_run_service}" '
+            f'AND resource.labels.location = "{cfg.region}"'
+        )
+
+    def _series(
+        self, cfg: ServiceConfig, query: _Query, now: datetime
+    ) -> list[monitoring_v3.TimeSeries]:
+        start = now - timedelta(seconds=t.SCALE_METRICS_MAX_AGE_SEC + t.SCALE_GUARD_INTERVAL_SEC)
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{self._project}",
+            filter=self._filter(cfg, query.metric),
+            interval=monitoring_v3.TimeInterval(start_time=start, end_time=now),
+            aggregation=monitoring_v3.Aggregation(
+                alignment_period=timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
+                per_series_aligner=query.aligner,
+                cross_series_reducer=query.reducer,
+                group_by_fields=list(query.group_by),
+            ),
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        )
+        return list(self._client.list_time_series(request=request))
+
+    def read(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
+        latest: dict[str, tuple[datetime, float]] = {}
+        for key, query in self.QUERIES.items():
+            if key == "queue" and not cfg.is_worker:
+                continue
+            for series in self._series(cfg, query, now):
+                label = series.metric.labels.get("response_code_class", "")
+                if not series.points:
+                    continue
+                point = series.points[0]  # newest first
+                name = f"{key}:{label}" if key == "requests" else key
+                latest[name] = (point.interval.end_time, _number(point.value))
+        if not latest:
+            return None
+        newest = max(end for end, _ in latest.values())
+
+        def value(name: str) -> float | None:
+            found = latest.get(name)
+            return found[1] if found else None
+
+        request_counts = {k: v for k, (_, v) in latest.items() if k.startswith("requests:")}
+        total = sum(request_counts.values()) if request_counts else None
+        errors = request_counts.get("requests:5xx", 0.0)
+        cpu = value("cpu")
+        queue = value("queue")
+        return MetricsSnapshot(
+            at=newest - timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
+            source="cloud_monitoring",
+            cpu_pct=None if cpu is None else 100.0 * cpu,
+            p95_latency_ms=value("latency"),
+            error_rate_pct=(100.0 * errors / total) if total else None,
+            requests_per_min=total,
+            queue_backlog=None if queue is None else int(queue),
+        )
+
+
+def _number(value: monitoring_v3.TypedValue) -> float:
+    kind = monitoring_v3.TypedValue.pb(value).WhichOneof("value")
+    if kind == "int64_value":
+        return float(value.int64_value)
+    if kind == "distribution_value":
+        return float(value.distribution_value.mean)
+    return float(value.double_value)
+
+
+# ------------------------------------------------------------------ probe
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    status: int | None
+    ms: float
+    error: str | None = None
+
+
+def probe(url: str, timeout_sec: float = t.HEALTH_PROBE_TIMEOUT_SEC) -> ProbeResult:
+    """GET ``url``: healthy on a 2xx within the timeout."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_sec) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        ms = (time.monotonic() - started) * 1000
+        reason = getattr(exc, "reason", exc)
+        return ProbeResult(False, None, ms, f"{type(exc).__name__}: {reason}")
+    ms = (time.monotonic() - started) * 1000
+    return ProbeResult(200 <= status < 300, status, ms)

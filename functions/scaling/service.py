@@ -1,0 +1,409 @@
+"""Scaling orchestration: read through the ports, decide with the policy, act, record."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from google.api_core import exceptions as gexc
+
+from functions.scaling.adapters import (
+    GuardLock,
+    MetricsSource,
+    PushedMetricsStore,
+    Scaler,
+    ServiceRegistry,
+    minute_of,
+    probe,
+)
+from functions.scaling.policy import (
+    DEFAULT_POLICY,
+    Decision,
+    PolicyConfig,
+    decide,
+    is_stale,
+    manual_target,
+    merge_config,
+    state_after,
+)
+from shared import thresholds as t
+from shared.audit import Change
+from shared.errors import BackendUnavailable, FailedPrecondition, NotFound
+from shared.isolation import set_isolation
+from shared.models.scaling import (
+    AlertDoc,
+    AlertKind,
+    DecisionDoc,
+    DecisionSummary,
+    HealthReport,
+    HealthStatus,
+    InitScalingRequest,
+    InitScalingResult,
+    IsolationState,
+    ManualScaleRequest,
+    ManualScaleResult,
+    MetricsSnapshot,
+    PlatformAnswer,
+    ReportMetricsRequest,
+    ReportMetricsResult,
+    ScaleAction,
+    ScaleGuardReport,
+    ServiceConfig,
+    ServiceDoc,
+    ServiceHealth,
+)
+
+log = logging.getLogger("pack391.scaling")
+
+WORKER_QUEUES = {
+    "media-processing": "media-processing-jobs",
+    "notification-service": "notification-jobs",
+}
+"""Worker services and the Cloud Tasks queue whose backlog bursts them."""
+
+
+def default_services(region: str, health_url_template: str, project: str) -> list[ServiceConfig]:
+    """The registry of the spec (:data:`shared.thresholds.SCALING_SERVICE_INSTANCES`)."""
+    configs = []
+    for service_id, (initial, low, high) in t.SCALING_SERVICE_INSTANCES.items():
+        url = (
+            health_url_template.format(service=service_id, region=region, project=project)
+            if health_url_template
+            else None
+        )
+        configs.append(
+            ServiceConfig(
+                service_id=service_id,
+                initial_instances=initial,
+                min_instances=low,
+                max_instances=high,
+                cloud_run_service=service_id,
+                region=region,
+                health_url=url,
+                queue_source=WORKER_QUEUES.get(service_id),
+            )
+        )
+    return configs
+
+
+@dataclass(frozen=True)
+class ScalingPorts:
+    registry: ServiceRegistry
+    metrics: MetricsSource
+    pushed: PushedMetricsStore
+    scaler: Scaler
+    redis: redis.Redis
+    dry_run: bool = False
+    allow_hooks: bool = False
+    """Resize hooks are a local-stack feature: refused when deployed."""
+
+
+class ScalingService:
+    def __init__(self, ports: ScalingPorts, policy: PolicyConfig = DEFAULT_POLICY) -> None:
+        self._p = ports
+        self._policy = policy
+        self._lock = GuardLock(ports.redis)
+
+    # ------------------------------------------------------------- admin
+
+    def init(
+        self, req: InitScalingRequest, region: str, template: str, project: str, change: Change
+    ) -> InitScalingResult:
+        """Create the services that are missing (defaults + overrides); for existing ones
+        apply only what this request gives (``region``, overrides), keeping earlier
+        overrides and never touching live state."""
+        defaults = default_services(req.region or region, template, project)
+        overrides = req.overrides or {}
+        unknown = sorted(set(overrides) - {c.service_id for c in defaults})
+        if unknown:
+            raise NotFound(f"no such service: {', '.join(unknown)}", field="overrides")
+        updates: dict[str, dict[str, Any]] = {}
+        for cfg in defaults:
+            fields = {"region": req.region} if req.region else {}
+            over = overrides.get(cfg.service_id)
+            if over is not None:
+                fields.update(over.model_dump(exclude_none=True))
+            merge_config(cfg, fields, f"overrides.{cfg.service_id}")  # fail before writing
+            updates[cfg.service_id] = fields
+        return self._p.registry.init(defaults, updates, change)
+
+    def manual_scale(self, req: ManualScaleRequest, change: Change) -> ManualScaleResult:
+        token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC, wait_sec=t.MANUAL_SCALE_LOCK_WAIT_SEC)
+        if token is None:
+            raise BackendUnavailable("a scale-guard run is in progress: try again in a minute")
+        try:
+            return self._manual_scale(req, change)
+        finally:
+            self._lock.release(token)
+
+    def _manual_scale(self, req: ManualScaleRequest, change: Change) -> ManualScaleResult:
+        doc = self._service(req.service_id)
+        cfg, current = doc.config, doc.state.current_instances
+        target = manual_target(cfg, current, req.action, req.instance_count, req.force)
+        answer = self._p.scaler.apply(cfg, target)
+        if not answer.ok:
+            raise BackendUnavailable(
+                f"{self._p.scaler.platform} did not take {target} instances for {cfg.service_id}",
+                platform=answer.model_dump(mode="json", by_alias=True),
+            )
+        pinned = change.now + timedelta(seconds=t.MANUAL_SCALE_HOLD_SEC)
+        action = (
+            ScaleAction.SCALE_UP
+            if target > current
+            else (ScaleAction.SCALE_DOWN if target < current else ScaleAction.NONE)
+        )
+        reasons = [f"manual {req.action.value} by {change.actor_uid}: {req.reason}"]
+        if req.force:
+            reasons.append("forced past the service's bounds")
+        state = doc.state.model_copy(
+            update={
+                "current_instances": answer.instances,
+                "last_action_at": change.now,
+                "pinned_until": pinned,
+                "last_decision": DecisionSummary(
+                    at=change.now, action=action, desired_instances=target, reasons=reasons
+                ),
+            }
+        )
+        decision = DecisionDoc(
+            service_id=cfg.service_id,
+            at=change.now,
+            source="manual",
+            dry_run=False,
+            current_instances=current,
+            desired_instances=target,
+            action=action,
+            reasons=reasons,
+            isolation_before=doc.state.isolation,
+            isolation_after=doc.state.isolation,
+            acted=True,
+            platform=answer,
+            actor_uid=change.actor_uid,
+            run_id=change.request_id,
+            expire_at=_expiry(change.now),
+        )
+        self._p.registry.save_manual(doc, state, decision, change)
+        return ManualScaleResult(
+            service_id=cfg.service_id,
+            previous_instances=current,
+            instances=answer.instances,
+            forced=req.force,
+            pinned_until=pinned,
+            platform=answer,
+        )
+
+    # -------------------------------------------------------------- reads
+
+    def health(self, service_id: str | None, now: datetime) -> HealthReport:
+        docs = [self._service(service_id)] if service_id else self._p.registry.all_services()
+        with ThreadPoolExecutor(max_workers=max(1, len(docs))) as pool:  # probes in parallel
+            services = list(pool.map(lambda doc: self._health_of(doc, now), docs))
+        return HealthReport(services=services)
+
+    def _health_of(self, doc: ServiceDoc, now: datetime) -> ServiceHealth:
+        cfg, state = doc.config, doc.state
+        result = probe(cfg.health_url) if cfg.health_url else None
+        metrics = self._read_metrics(cfg, now)
+        fresh = None if is_stale(metrics, now, self._policy) else metrics
+        if result is not None and not result.ok:
+            status = HealthStatus.DOWN
+        elif state.isolation is not IsolationState.NONE:
+            status = HealthStatus.ISOLATED
+        elif fresh is None or _over_trigger(fresh, self._policy):
+            status = HealthStatus.DEGRADED
+        else:
+            status = HealthStatus.HEALTHY
+        return ServiceHealth(
+            service_id=cfg.service_id,
+            status=status,
+            probe_ok=None if result is None else result.ok,
+            probe_status=None if result is None else result.status,
+            probe_ms=None if result is None else round(result.ms, 1),
+            probe_error=None if result is None else result.error,
+            metrics=metrics,
+            current_instances=state.current_instances,
+            isolation=state.isolation,
+            last_decision=state.last_decision,
+        )
+
+    # -------------------------------------------------------------- push
+
+    def report(self, req: ReportMetricsRequest, now: datetime) -> ReportMetricsResult:
+        self._service(req.service_id)
+        if req.resize_hook_url is not None and not self._p.allow_hooks:
+            raise FailedPrecondition(
+                "resizeHookUrl is a local-stack feature; deployed services are scaled "
+                "through Cloud Run",
+                field="resizeHookUrl",
+            )
+        minute = self._p.pushed.record(req, now)
+        if req.resize_hook_url is not None:
+            self._p.pushed.register_hook(req.service_id, req.resize_hook_url)
+        return ReportMetricsResult(
+            service_id=req.service_id,
+            minute=minute,
+            hook_registered=req.resize_hook_url is not None,
+        )
+
+    # ------------------------------------------------------------- guard
+
+    def guard(self, now: datetime, run_id: str) -> ScaleGuardReport:
+        """One scale-guard run: every service, under the Redis lock. ``now`` is the run's
+        minute (Cloud Scheduler's schedule time), so the cooldown is exact."""
+        token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC)
+        if token is None:
+            log.info("scale guard %s: another run holds the lock, skipping", run_id)
+            return ScaleGuardReport(run_id=run_id, locked=False)
+        try:
+            decisions = []
+            for doc in self._p.registry.all_services():
+                # a slow platform may have outlived the lock: never act without holding it
+                if not self._lock.renew(token, t.SCALE_GUARD_LOCK_SEC):
+                    log.error("scale guard %s lost its lock: stopping", run_id)
+                    break
+                try:
+                    decisions.append(self._guard_one(doc, now, run_id))
+                except (redis.RedisError, gexc.GoogleAPIError):
+                    log.exception("scale guard %s: %s failed", run_id, doc.config.service_id)
+            return ScaleGuardReport(run_id=run_id, locked=True, decisions=decisions)
+        finally:
+            self._lock.release(token)
+
+    def _guard_one(self, doc: ServiceDoc, now: datetime, run_id: str) -> DecisionDoc:
+        cfg, state = doc.config, doc.state
+        notes: list[str] = []
+        observed = self._observed(cfg)
+        if observed is not None and observed != state.current_instances:
+            notes.append(
+                f"platform holds {observed} instances, not the {state.current_instances} "
+                "recorded (a deploy reset or a change outside pack391): deciding from "
+                f"{observed}"
+            )
+            state = state.model_copy(update={"current_instances": observed})
+        metrics = self._read_metrics(cfg, now)
+        decision = decide(cfg, state, metrics, now, self._policy)
+        answer: PlatformAnswer | None = None
+        applied: int | None = None
+        if decision.changes_instances and not self._p.dry_run:
+            answer = self._p.scaler.apply(cfg, decision.desired_instances)
+            applied = answer.instances if answer.ok else None
+        iso = decision.isolation
+        isolation_after = iso.state if iso else state.isolation
+        if not self._p.dry_run:
+            set_isolation(self._p.redis, cfg.service_id, isolation_after)
+        new_state = state_after(state, decision, now, applied)
+        record = self._decision_doc(cfg, decision, metrics, now, run_id, notes, answer)
+        record = record.model_copy(
+            update={"isolation_before": state.isolation, "isolation_after": isolation_after}
+        )
+        alert = self._alert(cfg, decision, metrics, now)
+        self._p.registry.save_run(cfg.service_id, new_state, record, alert)
+        return record
+
+    # ------------------------------------------------------------ helpers
+
+    def _service(self, service_id: str) -> ServiceDoc:
+        doc = self._p.registry.get(service_id)
+        if doc is None:
+            raise NotFound(
+                f"no service {service_id}: run pack391_initScaling first", field="serviceId"
+            )
+        return doc
+
+    def _read_metrics(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
+        try:
+            return self._p.metrics.read(cfg, now)
+        except gexc.GoogleAPIError:
+            log.warning("metrics of %s unavailable", cfg.service_id, exc_info=True)
+            return None
+
+    def _observed(self, cfg: ServiceConfig) -> int | None:
+        try:
+            return self._p.scaler.observed(cfg)
+        except gexc.GoogleAPIError:
+            log.warning("could not read %s from the platform", cfg.service_id, exc_info=True)
+            return None
+
+    def _decision_doc(
+        self,
+        cfg: ServiceConfig,
+        decision: Decision,
+        metrics: MetricsSnapshot | None,
+        now: datetime,
+        run_id: str,
+        notes: list[str],
+        answer: PlatformAnswer | None,
+    ) -> DecisionDoc:
+        reasons = [*notes, *decision.reasons]
+        if self._p.dry_run and decision.changes_instances:
+            reasons.append("dry run: not applied")
+        if answer is not None and not answer.ok:
+            reasons.append(f"{answer.platform} did not apply it: {answer.detail}")
+        return DecisionDoc(
+            service_id=cfg.service_id,
+            at=now,
+            source="guard",
+            dry_run=self._p.dry_run,
+            current_instances=decision.current_instances,
+            desired_instances=decision.desired_instances,
+            action=decision.action,
+            reasons=reasons,
+            metrics=metrics,
+            recommendations=decision.recommendations,
+            raw_desired=decision.raw_desired,
+            stabilised_desired=decision.stabilised_desired,
+            acted=answer is not None and answer.ok,
+            platform=answer,
+            run_id=run_id,
+            expire_at=_expiry(now),
+        )
+
+    def _alert(
+        self,
+        cfg: ServiceConfig,
+        decision: Decision,
+        metrics: MetricsSnapshot | None,
+        now: datetime,
+    ) -> AlertDoc | None:
+        kind = decision.isolation.alert if decision.isolation else None
+        if kind is None:
+            return None
+        messages: dict[AlertKind, str] = {
+            AlertKind.ISOLATED: "error rate over the threshold: callers fail fast",
+            AlertKind.HALF_OPEN: "half-open: a share of calls goes through to test recovery",
+            AlertKind.REISOLATED: "still failing while half-open: isolated again",
+            AlertKind.RECOVERED: "error rate stayed under the threshold: isolation lifted",
+        }
+        prefix = "[dry run] " if self._p.dry_run else ""
+        return AlertDoc(
+            service_id=cfg.service_id,
+            kind=kind,
+            at=now,
+            error_rate_pct=None if metrics is None else metrics.error_rate_pct,
+            threshold_pct=self._policy.error_rate_threshold_pct,
+            message=f"{prefix}{cfg.service_id}: {messages[kind]}",
+            expire_at=_expiry(now),
+        )
+
+
+def _over_trigger(m: MetricsSnapshot, pc: PolicyConfig) -> bool:
+    checks: list[tuple[Any, float]] = [
+        (m.cpu_pct, pc.cpu_target_pct),
+        (m.p95_latency_ms, pc.latency_target_ms),
+        (m.error_rate_pct, pc.error_rate_threshold_pct),
+        (m.queue_backlog, pc.burst_backlog_count),
+    ]
+    return any(value is not None and value > limit for value, limit in checks)
+
+
+def _expiry(now: datetime) -> datetime:
+    return now + timedelta(days=t.SCALING_HISTORY_RETENTION_DAYS)
+
+
+def guard_minute(schedule_time: datetime) -> datetime:
+    """The decision clock of a run: its schedule time, to the minute."""
+    return minute_of(schedule_time)

@@ -1,0 +1,180 @@
+"""The scale guard wired to the GCP adapters (real client libraries against the local
+Cloud Run and Cloud Monitoring fakes), with the registry in the Firestore emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+import redis
+from firebase_functions import https_fn
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import monitoring_v3, run_v2
+from google.cloud.monitoring_v3.services.metric_service.transports import (
+    MetricServiceGrpcTransport,
+)
+
+from functions.scaling.adapters import (
+    KEEP_EXTERNAL_SCALING,
+    CloudMonitoringSource,
+    CloudRunScaler,
+    PushedMetricsStore,
+    ServiceRegistry,
+)
+from functions.scaling.service import ScalingPorts, ScalingService
+from shared.audit import Change
+from shared.errors import FailedPrecondition
+from shared.firestore import get_db
+from shared.models.scaling import InitScalingRequest, ReportMetricsRequest
+from tests.conftest import Backends
+from tests.fakes.cloud_run import FakeCloudRun
+from tests.fakes.grpc_api import FakeGrpcApi
+from tests.fakes.http_api import FakeHttpApi
+
+PROJECT = "demo-pack391-test"
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+GATEWAY = f"projects/{PROJECT}/locations/us-central1/services/api-gateway"
+
+
+def cpu_answer(cpu_ratio: float) -> Any:
+    def answer(request: monitoring_v3.ListTimeSeriesRequest) -> Any:
+        if 'service_name = "api-gateway"' not in request.filter or "cpu" not in request.filter:
+            return monitoring_v3.ListTimeSeriesResponse()
+        end = NOW - timedelta(seconds=20)
+        point = monitoring_v3.Point(
+            interval=monitoring_v3.TimeInterval(end_time=end),
+            value=monitoring_v3.TypedValue(double_value=cpu_ratio),
+        )
+        return monitoring_v3.ListTimeSeriesResponse(
+            time_series=[monitoring_v3.TimeSeries(points=[point])]
+        )
+
+    return answer
+
+
+class Gcp:
+    def __init__(self, run: FakeCloudRun, monitoring: FakeGrpcApi, backends: Backends) -> None:
+        self.run = run
+        self.monitoring = monitoring
+        self.backends = backends
+
+    def service(self, dry_run: bool = False) -> ScalingService:
+        client = redis.Redis.from_url(self.backends.redis_url, decode_responses=True)
+        run_client = run_v2.ServicesClient(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            transport="rest",
+            client_options={"api_endpoint": self.run.api.url},
+        )
+        channel = grpc.insecure_channel(self.monitoring.target)
+        metrics_client = monitoring_v3.MetricServiceClient(
+            transport=MetricServiceGrpcTransport(channel=channel)
+        )
+        ports = ScalingPorts(
+            registry=ServiceRegistry(get_db()),
+            metrics=CloudMonitoringSource(metrics_client, PROJECT),
+            pushed=PushedMetricsStore(client),
+            scaler=CloudRunScaler(run_client, PROJECT),
+            redis=client,
+            dry_run=dry_run,
+        )
+        service = ScalingService(ports)
+        change = Change("admin-1", "scaling.init", None, "req-1", NOW)
+        service.init(InitScalingRequest(), "us-central1", "", PROJECT, change)
+        return service
+
+
+@pytest.fixture
+def gcp(backends: Backends) -> Iterator[Gcp]:
+    with FakeHttpApi() as api, FakeGrpcApi("google.monitoring.v3.MetricService") as mon:
+        run = FakeCloudRun(api)
+        mon.on(
+            "ListTimeSeries",
+            monitoring_v3.ListTimeSeriesRequest,
+            monitoring_v3.ListTimeSeriesResponse,
+            cpu_answer(0.975),
+        )
+        run.add_service(GATEWAY, scaling={"scalingMode": "MANUAL", "manualInstanceCount": 3})
+        yield Gcp(run, mon, backends)
+
+
+def test_guard_scales_cloud_run_from_cloud_monitoring(gcp: Gcp) -> None:
+    report = gcp.service().guard(NOW, "run-1")
+    by_id = {d.service_id: d for d in report.decisions}
+    gateway = by_id["api-gateway"]
+    assert (gateway.action.value, gateway.desired_instances) == ("scale_up", 5)
+    assert gateway.acted and gateway.platform is not None
+    assert gateway.platform.platform == "cloud_run" and gateway.platform.instances == 5
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 5
+    [patch] = gcp.run.api.received("PATCH")
+    assert patch.path == f"/v2/{GATEWAY}"
+    # every other service had no metrics: no_data, and Cloud Run was not asked to change
+    assert all(d.action.value == "no_data" for k, d in by_id.items() if k != "api-gateway")
+    assert (
+        ServiceRegistry(get_db()).get("api-gateway") or pytest.fail()
+    ).state.current_instances == 5
+
+
+def test_guard_notices_a_deploy_reset(gcp: Gcp) -> None:
+    service = gcp.service()
+    service.guard(NOW, "run-1")
+    # a `firebase deploy` without preserve_external_changes puts the service back to 1
+    gcp.run.services[GATEWAY]["scaling"] = {"scalingMode": "MANUAL", "manualInstanceCount": 1}
+    gcp.monitoring.on(
+        "ListTimeSeries",
+        monitoring_v3.ListTimeSeriesRequest,
+        monitoring_v3.ListTimeSeriesResponse,
+        cpu_answer(0.65),
+    )
+    later = NOW + timedelta(minutes=1)
+    report = service.guard(later, "run-2")
+    gateway = next(d for d in report.decisions if d.service_id == "api-gateway")
+    assert gateway.reasons[0].startswith("platform holds 1 instances, not the 5 recorded")
+    assert gateway.current_instances == 1
+    # back to min (2): the bound is re-applied on Cloud Run
+    assert gateway.desired_instances == 2 and gateway.acted
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 2
+
+
+def test_dry_run_records_without_acting(gcp: Gcp) -> None:
+    report = gcp.service(dry_run=True).guard(NOW, "run-1")
+    gateway = next(d for d in report.decisions if d.service_id == "api-gateway")
+    assert (gateway.action.value, gateway.desired_instances) == ("scale_up", 5)
+    assert gateway.dry_run and not gateway.acted and gateway.platform is None
+    assert "dry run: not applied" in gateway.reasons
+    assert gcp.run.api.received("PATCH") == []
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 3
+
+
+def test_resize_hooks_are_refused_when_deployed(gcp: Gcp) -> None:
+    request = ReportMetricsRequest.model_validate(
+        {"serviceId": "api-gateway", "cpuPct": 10.0, "resizeHookUrl": "http://10.0.0.1/x"}
+    )
+    with pytest.raises(FailedPrecondition) as exc:
+        gcp.service().report(request, NOW)
+    assert exc.value.details["field"] == "resizeHookUrl"
+
+
+def test_keep_external_scaling_stops_deploys_resetting_instances() -> None:
+    def handler(_req: Any) -> Any:
+        return "ok"
+
+    plain = https_fn.on_request()(handler)
+    kept = https_fn.on_request(**KEEP_EXTERNAL_SCALING)(handler)
+    reset = plain.__firebase_endpoint__.minInstances  # type: ignore[attr-defined]
+    assert reset is not None  # the SDK's RESET sentinel: a deploy would clear the scaling
+    assert kept.__firebase_endpoint__.minInstances is None  # type: ignore[attr-defined]
+    assert kept.__firebase_endpoint__.maxInstances is None  # type: ignore[attr-defined]
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions.scaling import _backend
+
+    assert _backend() == "local"  # auto under the emulator
+    monkeypatch.setenv("PACK391_SCALING_BACKEND", "gcp")
+    assert _backend() == "gcp"
+    monkeypatch.setenv("PACK391_SCALING_BACKEND", "kubernetes")
+    with pytest.raises(FailedPrecondition):
+        _backend()
