@@ -163,6 +163,11 @@ SCALE_UP_MAX_STEP_PCT: Final[float] = 100.0
 SCALE_UP_MAX_STEP_INSTANCES_COUNT: Final[int] = 4
 """Scale-up limit per step in instances; the larger of the two limits applies."""
 
+SCALE_UP_POLICY_PERIOD_SEC: Final[int] = 15
+"""The length of one scale-up step, as in Kubernetes' HPA (``periodSeconds: 15`` on its
+default +100%/+4 policies). The guard runs once a minute, so one run may compound
+four steps: 5 instances may become 80, which covers a 10x spike in one minute."""
+
 # Auto-scaling, added with the scaling engine (issue 4) -------------------
 
 SCALING_SERVICE_INSTANCES: Final[MappingProxyType[str, tuple[int, int, int]]] = MappingProxyType(

@@ -49,6 +49,7 @@ class PolicyConfig:
     cooldown_sec: int = t.SCALE_COOLDOWN_SEC
     up_max_step_pct: float = t.SCALE_UP_MAX_STEP_PCT
     up_max_step_instances: int = t.SCALE_UP_MAX_STEP_INSTANCES_COUNT
+    up_steps_per_run: int = max(1, t.SCALE_GUARD_INTERVAL_SEC // t.SCALE_UP_POLICY_PERIOD_SEC)
     metrics_max_age_sec: int = t.SCALE_METRICS_MAX_AGE_SEC
     isolation_open_sec: int = t.ISOLATION_OPEN_SEC
     isolation_recovery_sec: int = t.ISOLATION_RECOVERY_SEC
@@ -98,10 +99,14 @@ def hpa_desired(current: int, value: float, target: float, tolerance: float) -> 
 
 
 def scale_up_limit(current: int, pc: PolicyConfig = DEFAULT_POLICY) -> int:
-    """Most instances one step may reach: +``up_max_step_pct`` or +``up_max_step_instances``,
-    whichever is larger."""
-    by_pct = math.floor(current * (1 + pc.up_max_step_pct / 100))
-    return max(by_pct, current + pc.up_max_step_instances)
+    """Most instances one guard run may reach: each of its ``up_steps_per_run`` HPA
+    periods allows +``up_max_step_pct`` or +``up_max_step_instances``, whichever is
+    larger, compounded (HPA evaluates every 15 s; the guard every 60 s)."""
+    limit = current
+    for _ in range(pc.up_steps_per_run):
+        by_pct = math.floor(limit * (1 + pc.up_max_step_pct / 100))
+        limit = max(by_pct, limit + pc.up_max_step_instances)
+    return limit
 
 
 def burst_instances(backlog: int, pc: PolicyConfig = DEFAULT_POLICY) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,7 +87,17 @@ def test_hpa_desired(current: int, value: float, target: float, expected: tuple[
     ("current", "limit"),
     [(1, 5), (3, 7), (4, 8), (5, 10), (10, 20), (0, 4)],
 )
-def test_scale_up_limit_is_larger_of_double_and_plus_four(current: int, limit: int) -> None:
+def test_one_step_is_larger_of_double_and_plus_four(current: int, limit: int) -> None:
+    assert scale_up_limit(current, replace(DEFAULT_POLICY, up_steps_per_run=1)) == limit
+
+
+@pytest.mark.parametrize(
+    ("current", "limit"),
+    # four 15 s steps per one-minute run: 1 -> 5 -> 10 -> 20 -> 40
+    [(1, 40), (3, 56), (4, 64), (5, 80), (10, 160), (0, 32)],
+)
+def test_a_run_compounds_four_hpa_steps(current: int, limit: int) -> None:
+    assert DEFAULT_POLICY.up_steps_per_run == 4
     assert scale_up_limit(current) == limit
 
 
@@ -104,10 +115,6 @@ def test_scale_up_limit_is_larger_of_double_and_plus_four(current: int, limit: i
         (ok(cpu_pct=80.0, p95_latency_ms=600.0), 10, ScaleAction.SCALE_UP, 15),
         # inside the tolerance band nothing changes
         (ok(cpu_pct=70.0, p95_latency_ms=430.0), 10, ScaleAction.NONE, 10),
-        # rate limit: +100% (10 -> 20) although 40 is asked for
-        (ok(p95_latency_ms=1600.0), 10, ScaleAction.SCALE_UP, 20),
-        # rate limit: +4 beats +100% for small services (2 -> 6)
-        (ok(p95_latency_ms=4000.0), 2, ScaleAction.SCALE_UP, 6),
         # max bound
         (ok(p95_latency_ms=1600.0), 30, ScaleAction.SCALE_UP, 40),
         # already at max: nothing to do
@@ -121,12 +128,34 @@ def test_scale_up_rules(
     assert (d.action, d.desired_instances) == (action, desired), d.reasons
 
 
+@pytest.mark.parametrize(
+    ("current", "p95_ms", "steps", "desired"),
+    [
+        # asks for 400; four 15 s steps per run: 10 -> 20 -> 40 -> 80 -> 160
+        (10, 16000.0, 4, 160),
+        # asks for 200; +4 beats +100% while small: 2 -> 6 -> 12 -> 24 -> 48
+        (2, 40000.0, 4, 48),
+        # asks for 40: within the limit
+        (10, 1600.0, 4, 40),
+        # one step per run: +100% (10 -> 20) although 40 is asked for
+        (10, 1600.0, 1, 20),
+        # one step per run: +4 beats +100% for small services (2 -> 6)
+        (2, 4000.0, 1, 6),
+    ],
+)
+def test_scale_up_rate_limit(current: int, p95_ms: float, steps: int, desired: int) -> None:
+    policy = replace(DEFAULT_POLICY, up_steps_per_run=steps)
+    d = decide(cfg(max_instances=1000), state(current), ok(p95_latency_ms=p95_ms), NOW, policy)
+    assert (d.action, d.desired_instances) == (ScaleAction.SCALE_UP, desired), d.reasons
+
+
 def test_request_rate_metric_sizes_to_demand() -> None:
-    # 100 rpm capacity per instance, target 65%: 1950 rpm -> 30 instances, limited to 3+4
+    # 100 rpm capacity per instance, target 65%: 1950 rpm -> 30 instances (CPU alone,
+    # saturated at 100%, would ask for ceil(3 * 100 / 65) = 5)
     service = cfg(requests_per_instance_per_min=100.0)
     d = decide(service, state(3), ok(cpu_pct=100.0, requests_per_min=1950.0), NOW)
     assert d.raw_desired == 30
-    assert (d.action, d.desired_instances) == (ScaleAction.SCALE_UP, 7)
+    assert (d.action, d.desired_instances) == (ScaleAction.SCALE_UP, 30)
     assert {r.metric for r in d.recommendations} == {
         "cpu_pct",
         "p95_latency_ms",
