@@ -41,6 +41,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from shared import firestore as shared_firestore  # noqa: E402
 from shared import redis as shared_redis  # noqa: E402
+from shared.ratelimit import middleware as ratelimit_middleware  # noqa: E402
 from stack import procs  # noqa: E402
 from stack.tokens import emulator_id_token, role_token  # noqa: E402
 
@@ -83,6 +84,7 @@ def clean(request: pytest.FixtureRequest) -> Iterator[None]:
         be: Backends = request.getfixturevalue("backends")
         procs.wipe_firestore(be.firestore_host, be.project)
         redis.Redis.from_url(be.redis_url).flushall()
+        ratelimit_middleware.reset()  # no traffic counters buffered by an earlier test
     yield
 
 

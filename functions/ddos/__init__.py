@@ -41,7 +41,7 @@ CLEANUP_SCHEDULE = "0 * * * *"
 @functools.cache
 def _service_for(db_id: int, redis_id: int) -> ProtectionService:
     del db_id, redis_id  # cache key only
-    return ProtectionService(TrafficStore(get_redis()), ProtectionRepository(get_db()), geo_rules())
+    return ProtectionService(TrafficStore(get_redis()), ProtectionRepository(get_db()), geo_rules)
 
 
 def protection_service() -> ProtectionService:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,7 +51,10 @@ class DetectionReport:
 
 class ProtectionService:
     def __init__(
-        self, store: TrafficStore, repo: ProtectionRepository, geo: GeoRules | None = None
+        self,
+        store: TrafficStore,
+        repo: ProtectionRepository,
+        geo: Callable[[], GeoRules] | None = None,
     ) -> None:
         self._store = store
         self._repo = repo
@@ -210,7 +214,7 @@ class ProtectionService:
             change,
         )
         if self._geo is not None:
-            self._geo.invalidate()  # this instance at once; the others within the cache TTL
+            self._geo().invalidate()  # this instance at once; the others within the cache TTL
         return doc
 
     # --------------------------------------------------------------- stats

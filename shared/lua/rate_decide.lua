@@ -1,21 +1,15 @@
 -- One complete rate-limit decision, atomically, in one round trip:
 -- block lists, DDoS mode and panic pass, the user's and the IP's GCRA buckets,
--- the country cap, and the per-minute counters the DDoS detector reads.
--- The GCRA arithmetic is shared/ratelimit/gcra.py's (integer microseconds).
+-- and the country cap. The GCRA arithmetic is shared/ratelimit/gcra.py's
+-- (integer microseconds). The detector's counters are batched by the caller
+-- (shared/ratelimit/counters.py), not written here.
 --
--- KEYS[1]  user bucket              KEYS[8]  DDoS mode flag
--- KEYS[2]  IP bucket                KEYS[9]  stats hash of this minute
--- KEYS[3]  country bucket           KEYS[10] requests per IP this minute (zset)
--- KEYS[4]  brute-force block, user  KEYS[11] distinct IPs this minute (HyperLogLog)
--- KEYS[5]  brute-force block, IP    KEYS[12] requests per fingerprint this minute (zset)
--- KEYS[6]  DDoS block, IP           KEYS[13] distinct IPs of this fingerprint (HyperLogLog)
--- KEYS[7]  the user's panic pass
+-- KEYS[1] user bucket   KEYS[4] brute-force block, user   KEYS[7] the user's panic pass
+-- KEYS[2] IP bucket     KEYS[5] brute-force block, IP     KEYS[8] DDoS mode flag
+-- KEYS[3] country bucket KEYS[6] DDoS block, IP
 --
 -- ARGV: 1 now_us, 2 period_us, 3 limit, 4 limit in DDoS mode, 5 country cap (0: none),
---       6 has user (0/1), 7 brute-force guarded class (0/1), 8 shadow mode (0/1),
---       9 class, 10 country ('' unknown), 11 ip, 12 fingerprint,
---       13 stats ttl (s), 14 top-lists ttl (s), 15 near-limit percent,
---       16 Redis failures this instance has not reported yet
+--       6 has user (0/1), 7 brute-force guarded class (0/1), 8 shadow mode (0/1)
 --
 -- Returns {allowed 0/1, remaining, retry_after_us, reset_after_us, reason, limit}.
 
@@ -40,15 +34,16 @@ local reason = nil
 local retry = 0
 local remaining = -1
 local reset = 0
+local ddos = false
 
--- blocks: one EXISTS in the common case, the TTLs only when something is blocked
-local any_block
+-- blocks and DDoS mode: one EXISTS in the common case (none of them set)
+local flagged
 if guarded then
-  any_block = redis.call('EXISTS', KEYS[6], KEYS[5], KEYS[4])
+  flagged = redis.call('EXISTS', KEYS[6], KEYS[8], KEYS[5], KEYS[4])
 else
-  any_block = redis.call('EXISTS', KEYS[6])
+  flagged = redis.call('EXISTS', KEYS[6], KEYS[8])
 end
-if any_block > 0 then
+if flagged > 0 then
   local ip_block = block_us(KEYS[6])
   if ip_block then
     reason, retry = 'ip_block', ip_block
@@ -59,9 +54,8 @@ if any_block > 0 then
       reason, retry = 'brute_force_block', math.max(user_block or 0, addr_block or 0)
     end
   end
+  ddos = redis.call('EXISTS', KEYS[8]) == 1
 end
-
-local ddos = redis.call('EXISTS', KEYS[8]) == 1
 local pass = has_user and ddos and redis.call('EXISTS', KEYS[7]) == 1
 local limit = tonumber(ddos and ARGV[4] or ARGV[3])
 local cap = tonumber(ARGV[5])
@@ -127,40 +121,4 @@ end
 if remaining < 0 then
   remaining = limit
 end
-
--- counters for the detector and the stats (a minute's total is the sum of req:<class>)
-local class = ARGV[9]
-local stats = KEYS[9]
-local first = redis.call('HINCRBY', stats, 'req:' .. class, 1) == 1
-if ARGV[10] ~= '' then
-  redis.call('HINCRBY', stats, 'cc:' .. ARGV[10], 1)
-end
-if allowed == 0 then
-  redis.call('HINCRBY', stats, 'den:' .. class, 1)
-  redis.call('HINCRBY', stats, 'why:' .. reason, 1)
-elseif reason == 'shadow_limited' then
-  redis.call('HINCRBY', stats, 'shadow:' .. class, 1)
-elseif reason == 'panic_pass' then
-  redis.call('HINCRBY', stats, 'pass', 1)
-elseif (limit - remaining) * 100 >= limit * tonumber(ARGV[15]) then
-  redis.call('HINCRBY', stats, 'near:' .. class, 1)
-end
-local unreported = tonumber(ARGV[16])
-if unreported > 0 then
-  redis.call('HINCRBY', stats, 'redis_fail', unreported)
-end
-redis.call('ZINCRBY', KEYS[10], 1, ARGV[11])
-redis.call('PFADD', KEYS[11], ARGV[11])
-local fp_count = tonumber(redis.call('ZINCRBY', KEYS[12], 1, ARGV[12]))
-redis.call('PFADD', KEYS[13], ARGV[11])
-if first then
-  redis.call('EXPIRE', stats, ARGV[13])
-  redis.call('EXPIRE', KEYS[10], ARGV[14])
-  redis.call('EXPIRE', KEYS[11], ARGV[13])
-  redis.call('EXPIRE', KEYS[12], ARGV[14])
-end
-if fp_count == 1 then
-  redis.call('EXPIRE', KEYS[13], ARGV[14])
-end
-
 return {allowed, remaining, retry, reset, reason, limit}

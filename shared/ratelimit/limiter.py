@@ -1,4 +1,5 @@
-"""The rate limiter: one Redis round trip per decision, a declared failure mode per class."""
+"""The rate limiter: one Redis round trip per decision, a declared failure mode per class,
+and the detector's counters batched per instance (:mod:`shared.ratelimit.counters`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import redis
 from shared.errors import BackendUnavailable
 from shared.ratelimit import keys
 from shared.ratelimit.client import ClientInfo
+from shared.ratelimit.counters import CounterBuffer
 from shared.ratelimit.gcra import US_PER_MS
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.policy import (
@@ -23,18 +25,14 @@ from shared.ratelimit.policy import (
     Reason,
     class_policy,
     limits_for,
+    near_limit,
 )
 from shared.redis import LUA_DIR, lua_script
-from shared.thresholds import (
-    DDOS_STATS_TTL_SEC,
-    RATE_LIMIT_NEAR_LIMIT_PCT,
-    RATE_LIMIT_PERIOD_SEC,
-)
+from shared.thresholds import RATE_LIMIT_PERIOD_SEC
 
 log = logging.getLogger("pack391.ratelimit")
 
 _DECIDE = LUA_DIR / "rate_decide.lua"
-_TOP_LISTS_TTL_SEC = 5 * 60
 _LOG_EVERY_SEC = 10.0
 US_PER_SEC = 1_000_000
 
@@ -69,13 +67,14 @@ class RateLimiter:
         client: redis.Redis,
         geo: GeoRules,
         shadow_classes: frozenset[str] = frozenset(),
+        counters: CounterBuffer | None = None,
     ) -> None:
         self._redis = client
         self._script = lua_script(_DECIDE, client)
         self._geo = geo
         self._shadow = shadow_classes
+        self._counters = counters if counters is not None else CounterBuffer()
         self._lock = threading.Lock()
-        self._unreported_failures = 0
         self._failures_total = 0
         self._last_log = 0.0
 
@@ -90,13 +89,9 @@ class RateLimiter:
         """Count one request of ``endpoint_class`` by ``subject`` and decide it."""
         policy = class_policy(endpoint_class)
         limits = limits_for(policy, self._geo.get(subject.client.country))
-        minute = keys.minute_of(now)
         uid = subject.uid or ""
         ip = subject.client.ip
-        fp = subject.client.fingerprint
         cls = endpoint_class.value
-        with self._lock:
-            unreported = self._unreported_failures
         try:
             result = self._script(
                 keys=[
@@ -108,11 +103,6 @@ class RateLimiter:
                     keys.block("ddos", "ip", ip),
                     keys.panic_pass(uid),
                     keys.DDOS_MODE,
-                    keys.stats(minute),
-                    keys.stats_ips(minute),
-                    keys.stats_hll(minute),
-                    keys.stats_fingerprints(minute),
-                    keys.stats_fingerprint_ips(minute, fp),
                 ],
                 args=[
                     int(now.timestamp() * US_PER_SEC),
@@ -123,23 +113,14 @@ class RateLimiter:
                     1 if uid else 0,
                     1 if policy.brute_force_guarded else 0,
                     1 if cls in self._shadow else 0,
-                    cls,
-                    subject.client.country or "",
-                    ip,
-                    fp,
-                    DDOS_STATS_TTL_SEC,
-                    _TOP_LISTS_TTL_SEC,
-                    RATE_LIMIT_NEAR_LIMIT_PCT,
-                    unreported,
                 ],
             )
         except redis.RedisError as exc:
-            return self._redis_failed(policy, limits.limit, exc)
-        if unreported:
-            with self._lock:
-                self._unreported_failures -= unreported
+            decision = self._redis_failed(policy, limits.limit, exc)
+            self._count(decision, subject, now, redis_failed=True)
+            return decision
         allowed, remaining, retry_us, reset_us, reason, limit = result
-        return RateDecision(
+        decision = RateDecision(
             allowed=bool(allowed),
             remaining=int(remaining),
             retry_after_sec=_sec(int(retry_us)),
@@ -148,10 +129,43 @@ class RateLimiter:
             limit=int(limit),
             endpoint_class=endpoint_class,
         )
+        self._count(decision, subject, now)
+        self.flush_counters(only_if_due=True)
+        return decision
+
+    def _count(
+        self, decision: RateDecision, subject: Subject, now: datetime, redis_failed: bool = False
+    ) -> None:
+        cls = decision.endpoint_class.value
+        names = [f"req:{cls}"]
+        if subject.client.country:
+            names.append(f"cc:{subject.client.country}")
+        if redis_failed:
+            names.append("redis_fail")
+        elif not decision.allowed:
+            names += [f"den:{cls}", f"why:{decision.reason.value}"]
+        elif decision.reason is Reason.SHADOW_LIMITED:
+            names.append(f"shadow:{cls}")
+        elif decision.reason is Reason.PANIC_PASS:
+            names.append("pass")
+        elif near_limit(decision.remaining, decision.limit):
+            names.append(f"near:{cls}")
+        self._counters.record(
+            keys.minute_of(now), names, subject.client.ip, subject.client.fingerprint
+        )
+
+    def flush_counters(self, only_if_due: bool = False) -> None:
+        """Write the buffered traffic counters to Redis (see :mod:`shared.ratelimit.counters`).
+        A Redis failure keeps them buffered for the next try."""
+        if only_if_due and not self._counters.due():
+            return
+        try:
+            self._counters.flush(self._redis)
+        except redis.RedisError as exc:
+            log.warning("traffic counters kept for the next flush: %r", exc)
 
     def _redis_failed(self, policy: ClassPolicy, limit: int, exc: redis.RedisError) -> RateDecision:
         with self._lock:
-            self._unreported_failures += 1
             self._failures_total += 1
             now = time.monotonic()
             should_log = now - self._last_log >= _LOG_EVERY_SEC

@@ -59,6 +59,12 @@ def default_limiter() -> RateLimiter:
     return _limiter(id(get_redis()), frozenset(RATE_LIMIT_SHADOW_CLASSES.value))
 
 
+def reset() -> None:
+    """Forget this instance's limiters, their buffered counters and the cached geo rules."""
+    _limiter.cache_clear()
+    _geo_rules.cache_clear()
+
+
 def geo_rules() -> GeoRules:
     """This instance's cached geo throttle rules."""
     return _geo_rules()

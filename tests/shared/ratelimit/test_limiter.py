@@ -92,6 +92,7 @@ def test_retry_after_is_exact(limiter: RateLimiter) -> None:
 
 def test_keys_expire_by_themselves(limiter: RateLimiter, backends: Backends) -> None:
     limiter.decide(EndpointClass.SWIPE, who(), NOW)
+    limiter.flush_counters()
     client = redis.Redis.from_url(backends.redis_url)
     ttl_ms = client.pttl(keys.bucket("swipe", "u", "alice"))
     assert 0 < ttl_ms <= 600  # 100/min: one request refills in 0.6 s
@@ -108,6 +109,7 @@ def test_anonymous_subject_counts_only_the_ip(limiter: RateLimiter) -> None:
 def test_shadow_mode_counts_but_never_denies(backends: Backends) -> None:
     limiter = RateLimiter(get_redis(), GeoRules(get_db), frozenset({"payment"}))
     results = [limiter.decide(EndpointClass.PAYMENT, who(), NOW) for _ in range(5)]
+    limiter.flush_counters()
     assert all(r.allowed for r in results)
     assert [r.reason for r in results] == [Reason.OK] * 3 + [Reason.SHADOW_LIMITED] * 2
     counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
@@ -120,6 +122,7 @@ def test_shadow_mode_counts_but_never_denies(backends: Backends) -> None:
 def test_near_limit_counter(limiter: RateLimiter, backends: Backends) -> None:
     for _ in range(5):
         limiter.decide(EndpointClass.AUTH, who(), NOW)
+    limiter.flush_counters()
     counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
         keys.stats(keys.minute_of(NOW))
     )
@@ -262,11 +265,15 @@ def test_recovery_is_automatic_and_failures_are_reported(
         for _ in range(3):
             decision = limiter.decide(EndpointClass.SWIPE, who(), NOW)
             assert decision.reason == Reason.REDIS_UNAVAILABLE
+        limiter.flush_counters()  # Redis is still down: the counts stay buffered
         child, url = procs.start_redis(tmp_path, port=port)
         assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
+        limiter.flush_counters()
         stats = keys.stats(keys.minute_of(NOW))
         assert client.hget(stats, "redis_fail") == "3"
+        assert client.hget(stats, "req:swipe") == "5"  # every request, down or not, counted
         limiter.decide(EndpointClass.SWIPE, who(), NOW)
+        limiter.flush_counters()
         assert client.hget(stats, "redis_fail") == "3"  # reported once
     finally:
         child.stop()
