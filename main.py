@@ -20,6 +20,13 @@ if not firebase_admin._apps:
 logging.basicConfig(level=logging.INFO)
 
 # Imported by their exact names: Firebase keys functions by __name__.
+# disaster recovery (issue 8)
+from functions.backup import (
+    pack391_backupFirestore,
+    pack391_getBackupStatus,
+    pack391_restoreDrill,
+    pack391_verifyBackups,
+)
 from functions.market import (
     pack391_checkMarketAccess,
     pack391_emergencyPauseMarkets,
@@ -29,9 +36,13 @@ from functions.market import (
 )
 
 __all__ = [
+    "pack391_backupFirestore",
     "pack391_checkMarketAccess",
     "pack391_emergencyPauseMarkets",
+    "pack391_getBackupStatus",
     "pack391_getMarketControls",
+    "pack391_restoreDrill",
     "pack391_syncMarkets",
     "pack391_updateMarketControl",
+    "pack391_verifyBackups",
 ]

@@ -32,6 +32,11 @@ EXPECTED: dict[str, str] = {
     "pack391_emergencyPauseMarkets": CALLABLE,
     "pack391_checkMarketAccess": CALLABLE,
     "pack391_syncMarkets": "* * * * *",
+    # disaster recovery (issue 8)
+    "pack391_backupFirestore": "0 * * * *",
+    "pack391_verifyBackups": "30 3 * * *",
+    "pack391_getBackupStatus": CALLABLE,
+    "pack391_restoreDrill": CALLABLE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -104,4 +109,14 @@ def test_schedules_are_valid_cron_in_utc(manifest: dict[str, Any]) -> None:
 def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
     params = {p["name"]: p for p in manifest.get("params", [])}
     assert {"REDIS_URL", "PACK391_REDIS_TIMEOUT_MS", "PACK391_REGION"} <= set(params)
-    assert all("default" in p for p in params.values())
+    assert all("default" in p for p in params.values() if p.get("type") != "secret")
+
+
+def test_backup_key_is_a_secret_bound_to_the_functions_that_use_it(
+    manifest: dict[str, Any],
+) -> None:
+    params = {p["name"]: p for p in manifest.get("params", [])}
+    assert params["PACK391_BACKUP_KEY"]["type"] == "secret"
+    for name in ("pack391_backupFirestore", "pack391_verifyBackups", "pack391_restoreDrill"):
+        secrets = manifest["endpoints"][name]["secretEnvironmentVariables"]
+        assert [s["key"] for s in secrets] == ["PACK391_BACKUP_KEY"]
