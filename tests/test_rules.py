@@ -32,6 +32,11 @@ DOCS = {
     "config": f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
     "audit": f"{collections.AUDIT_LOG}/e1",
     "unknown": "somewhere_else/doc",
+    # disaster recovery (issue 8)
+    "backup": f"{collections.BACKUPS}/20260101T000000Z-abcdef",
+    "backup_verification": f"{collections.BACKUP_VERIFICATIONS}/v1",
+    "backup_alert": f"{collections.BACKUP_ALERTS}/a1",
+    "backup_drill": f"{collections.BACKUP_DRILLS}/d1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -42,6 +47,11 @@ READERS = {
     "config": {"ops", "admin"},
     "audit": {"admin"},
     "unknown": set(),
+    # disaster recovery (issue 8)
+    "backup": {"ops", "admin"},
+    "backup_verification": {"ops", "admin"},
+    "backup_alert": {"ops", "admin"},
+    "backup_drill": {"ops", "admin"},
 }
 
 
