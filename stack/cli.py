@@ -324,7 +324,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 "backupId": args.backup_id,
                 "target": target.database_path,
                 "documents": result.documents,
-                "collectionCounts": result.collection_counts,
+                "groupCounts": result.group_counts,
                 "durationSec": round(result.duration_sec, 3),
             },
             indent=2,

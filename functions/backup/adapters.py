@@ -74,8 +74,8 @@ BUNDLE_META_FILES = ("firestore.rules", "firestore.indexes.json")
 """Saved with every logical backup."""
 
 MANIFEST = "manifest.json"
-_RANGE_MIN_ID = "__id-9223372036854775808__"
-"""The smallest document id Firestore orders by; brackets one collection's range."""
+_CENSUS_PAGE_DOCS = 50_000
+"""Names per page when counting a database before a backup."""
 _OPERATION_TIMEOUT_SEC = 3600.0
 
 
@@ -151,33 +151,30 @@ class FirestoreDocuments:
             if not token:
                 return sorted(ids)
 
-    def _range_query(self, collection: str | None) -> dict[str, Any]:
-        """Every document of ``collection`` and its subcollections (or of the whole
-        database), ordered by name: the query ``recursive()`` builds."""
+    def _query(self, group: str | None, names_only: bool = False) -> dict[str, Any]:
+        """Every document of the collection group ``group`` (every collection with that
+        id, at any depth), or of the whole database, ordered by name."""
+        selector: dict[str, Any] = {"allDescendants": True}
+        if group is not None:
+            selector["collectionId"] = group
         query: dict[str, Any] = {
-            "from": [{"allDescendants": True}],
+            "from": [selector],
             "orderBy": [{"field": {"fieldPath": "__name__"}, "direction": "ASCENDING"}],
         }
-        if collection is not None:
-            base = self.documents_path
-            query["startAt"] = {
-                "values": [{"referenceValue": f"{base}/{collection}/{_RANGE_MIN_ID}"}],
-                "before": True,
-            }
-            query["endAt"] = {
-                "values": [{"referenceValue": f"{base}/{collection}\0/{_RANGE_MIN_ID}"}],
-                "before": False,
-            }
+        if names_only:
+            query["select"] = {"fields": [{"fieldPath": "__name__"}]}
         return query
 
     def pages(
         self,
-        collection: str | None,
+        group: str | None,
         read_time: datetime | None,
         page_size: int = BACKUP_PART_MAX_DOCS_COUNT,
+        *,
+        names_only: bool = False,
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of ``{"name", "fields"}`` documents, all read at ``read_time``."""
-        query = self._range_query(collection)
+        query = self._query(group, names_only)
         query["limit"] = page_size
         while True:
             body: dict[str, Any] = {"structuredQuery": query}
@@ -194,10 +191,31 @@ class FirestoreDocuments:
                 "startAt": {"values": [{"referenceValue": docs[-1]["name"]}], "before": False},
             }
 
-    def count(self, collection: str | None) -> int:
+    def relative(self, name: str) -> str:
+        """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
+        return name[len(self.documents_path) + 1 :]
+
+    def census(self, read_time: datetime, excluded: set[str]) -> Census:
+        """Names only, at ``read_time``: documents per collection group and per
+        top-level collection, leaving out the ``excluded`` top-level collections."""
+        groups: dict[str, int] = {}
+        tops: dict[str, int] = {}
+        for page in self.pages(None, read_time, _CENSUS_PAGE_DOCS, names_only=True):
+            for doc in page:
+                path = self.relative(doc["name"]).split("/")
+                if path[0] in excluded:
+                    continue
+                groups[path[-2]] = groups.get(path[-2], 0) + 1
+                tops[path[0]] = tops.get(path[0], 0) + 1
+        return Census(groups=groups, tops=tops)
+
+    def count(self, group: str | None) -> int:
+        """Documents in a collection group (or the whole database): one aggregation."""
+        query = self._query(group)
+        del query["orderBy"]
         body = {
             "structuredAggregationQuery": {
-                "structuredQuery": self._range_query(collection),
+                "structuredQuery": query,
                 "aggregations": [{"alias": "n", "count": {}}],
             }
         }
@@ -214,12 +232,26 @@ class FirestoreDocuments:
         self._post(":commit", {"writes": writes})
 
     def delete_everything(self) -> int:
-        """Remove every document (a scratch target's cleanup)."""
+        """Remove every document (a scratch target's cleanup): always the first page
+        of what is left, so no cursor walks over deleted documents."""
         deleted = 0
-        for page in self.pages(None, None, BACKUP_RESTORE_BATCH_DOCS_COUNT):
-            self.commit([{"delete": doc["name"]} for doc in page])
-            deleted += len(page)
-        return deleted
+        while True:
+            query = self._query(None, names_only=True)
+            query["limit"] = BACKUP_RESTORE_BATCH_DOCS_COUNT
+            rows = self._post(":runQuery", {"structuredQuery": query})
+            names = [row["document"]["name"] for row in rows if "document" in row]
+            if not names:
+                return deleted
+            self.commit([{"delete": name} for name in names])
+            deleted += len(names)
+
+
+@dataclass(frozen=True)
+class Census:
+    """How many documents a database holds, by collection group and top-level collection."""
+
+    groups: dict[str, int]
+    tops: dict[str, int]
 
 
 def iso_micro(moment: datetime) -> str:
@@ -298,7 +330,8 @@ class BackupStore(Protocol):
 @dataclass(frozen=True)
 class RestoreResult:
     documents: int
-    collection_counts: dict[str, int]
+    group_counts: dict[str, int]
+    """Documents per collection group in the target after the restore."""
     duration_sec: float
 
 
@@ -339,27 +372,36 @@ class LogicalBackupStore:
             (self.location(region, backup_id) / "parts").mkdir(parents=True, exist_ok=False)
             (self.location(region, backup_id) / "meta").mkdir()
 
-        def dump(collection: str) -> tuple[str, list[PartEntry]]:
+        def dump(group: str) -> list[PartEntry]:
             entries: list[PartEntry] = []
-            for n, page in enumerate(self._source.pages(collection, snapshot_time)):
-                prefix = len(self._source.documents_path) + 1
-                lines = [
-                    json.dumps(
-                        {"name": doc["name"][prefix:], "fields": doc.get("fields", {})},
-                        separators=(",", ":"),
-                    ).encode()
-                    + b"\n"
-                    for doc in page
-                ]
-                name = f"parts/{collection}-{n:05d}.ndjson.gz.enc"
-                sealed = self._write_all(backup_id, name, archive.encode_part(lines), len(lines))
-                entries.append(sealed)
-            return collection, entries
+            for n, page in enumerate(self._source.pages(group, snapshot_time)):
+                lines = []
+                for doc in page:
+                    name = self._source.relative(doc["name"])
+                    if name.split("/", 1)[0] in excluded:
+                        continue
+                    line = {"name": name, "fields": doc.get("fields", {})}
+                    lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+                part = f"parts/{_file_safe(group)}-{n:05d}.ndjson.gz.enc"
+                entries.append(
+                    self._write_all(backup_id, part, archive.encode_part(lines), len(lines))
+                )
+            return entries
 
+        # The top-level groups are read while the census finds the subcollection groups.
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            dumped = list(pool.map(dump, roots))
-        counts = {c: sum(p.documents for p in parts) for c, parts in dumped}
-        parts = [p for _, entries in dumped for p in entries]
+            futures = {group: pool.submit(dump, group) for group in roots}
+            census = self._source.census(snapshot_time, excluded)
+            for group in census.groups:
+                if group not in futures:
+                    futures[group] = pool.submit(dump, group)
+            dumped = {group: future.result() for group, future in futures.items()}
+        read = {group: sum(p.documents for p in parts) for group, parts in dumped.items()}
+        if {group: n for group, n in read.items() if n} != census.groups:
+            raise BackupIntegrityError(
+                f"read {read} but the snapshot holds {census.groups}: the read was not consistent"
+            )
+        parts = [p for entries in dumped.values() for p in entries]
         meta = [
             self._write_all(backup_id, f"meta/{name}.enc", (self._meta_dir / name).read_bytes(), 0)
             for name in BUNDLE_META_FILES
@@ -370,7 +412,8 @@ class LogicalBackupStore:
             snapshot_time=iso_micro(snapshot_time),
             source_database=self._source.database_path,
             key_id=self._key.key_id,
-            collection_counts=counts,
+            collection_counts=census.tops,
+            group_counts=census.groups,
             parts=parts,
             meta=meta,
         )
@@ -380,7 +423,7 @@ class LogicalBackupStore:
         return CreatedBackup(
             locations={r: str(self.location(r, backup_id)) for r in self.regions},
             document_count=manifest.document_count,
-            collection_counts=counts,
+            collection_counts=census.tops,
             size_bytes=manifest.size_bytes + len(body),
             key_id=self._key.key_id,
         )
@@ -486,10 +529,11 @@ class LogicalBackupStore:
                 written += len(batch)
             for future in pending:
                 future.result()
-        counts = {c: target.count(c) for c in manifest.collection_counts}
-        if counts != manifest.collection_counts:
+        counts = {group: target.count(group) for group in manifest.group_counts}
+        short = {g: n for g, n in counts.items() if n < manifest.group_counts[g]}
+        if short or (not overwrite and counts != manifest.group_counts):
             raise BackupIntegrityError(
-                f"restored counts {counts} differ from the manifest {manifest.collection_counts}"
+                f"restored counts {counts} differ from the manifest {manifest.group_counts}"
             )
         return RestoreResult(written, counts, time.perf_counter() - started)
 
@@ -525,6 +569,13 @@ class LogicalBackupStore:
             detail=f"restored {result.documents} documents, counts match the manifest, "
             f"{deleted} removed after the check",
         )
+
+
+def _file_safe(group: str) -> str:
+    """A collection id as a file name: itself when plain, else a digest."""
+    if group.replace("_", "").replace("-", "").isalnum() and group.isascii():
+        return group
+    return "x" + archive.sha256(group.encode())[:16]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

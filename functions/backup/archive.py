@@ -2,12 +2,13 @@
 
 A backup is a directory per region holding
 
-- ``parts/<collection>-<n>.ndjson.gz.enc``: gzip-compressed NDJSON, one document per
-  line as ``{"name": "<path relative to the database>", "fields": {...}}`` where
-  ``fields`` is Firestore's own typed JSON (``timestampValue``, ``geoPointValue``,
+- ``parts/<collection id>-<n>.ndjson.gz.enc``, one series per collection group:
+  gzip-compressed NDJSON, one document per line as
+  ``{"name": "<path relative to the database>", "fields": {...}}`` where ``fields``
+  is Firestore's own typed JSON (``timestampValue``, ``geoPointValue``,
   ``referenceValue``, ``bytesValue``, ``mapValue``, ``arrayValue``, ``nullValue``...),
-  so every value round-trips exactly (nanoseconds, int64, NaN included). Each part is
-  sealed with AES-256-GCM (random 96-bit nonce first) and its name as associated
+  so every value round-trips exactly (full timestamp precision, int64, NaN). Each part
+  is sealed with AES-256-GCM (random 96-bit nonce first) and its name as associated
   data, so a part cannot be swapped for another;
 - ``meta/firestore.rules.enc``, ``meta/firestore.indexes.json.enc``: the deployed
   bundle's rules and index definitions, sealed the same way;
@@ -148,6 +149,9 @@ class Manifest:
     """``projects/P/databases/D``: references are rebased from it on restore."""
     key_id: str
     collection_counts: dict[str, int]
+    """Top-level collection -> documents in it and all its subcollections."""
+    group_counts: dict[str, int]
+    """Collection id -> documents in every collection with that id (one part series each)."""
     parts: list[PartEntry]
     meta: list[PartEntry]
     schema_version: int = SCHEMA_VERSION
@@ -168,6 +172,7 @@ class Manifest:
             "sourceDatabase": self.source_database,
             "keyId": self.key_id,
             "collectionCounts": self.collection_counts,
+            "groupCounts": self.group_counts,
             "parts": [_part_json(p) for p in self.parts],
             "meta": [_part_json(p) for p in self.meta],
         }
@@ -208,6 +213,7 @@ class Manifest:
             source_database=body["sourceDatabase"],
             key_id=found_key,
             collection_counts={k: int(v) for k, v in body["collectionCounts"].items()},
+            group_counts={k: int(v) for k, v in body["groupCounts"].items()},
             parts=[_part_entry(p) for p in body["parts"]],
             meta=[_part_entry(p) for p in body["meta"]],
             schema_version=version,
