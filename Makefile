@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint format bench clean bench-backup
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -25,6 +25,10 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Disaster recovery (issue 8): figures go to docs/benchmarks.md
+bench-backup: setup
+	$(BIN)/python -m bench.backup_throughput
 
 format: setup
 	$(BIN)/ruff check --fix .

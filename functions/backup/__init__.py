@@ -47,7 +47,7 @@ def reset_backup_service() -> None:
     _service_for.cache_clear()
 
 
-@scheduled_function(schedule=BACKUP_SCHEDULE, timeout_sec=3600, secrets=[BACKUP_KEY])
+@scheduled_function(schedule=BACKUP_SCHEDULE, timeout_sec=1800, secrets=[BACKUP_KEY])
 def pack391_backupFirestore(ctx: ScheduledContext) -> None:
     """Take a consistent backup into the three regions and record it in the catalog."""
     record = backup_service().backup(ctx.now)
@@ -59,7 +59,7 @@ def pack391_backupFirestore(ctx: ScheduledContext) -> None:
     )
 
 
-@scheduled_function(schedule=VERIFY_SCHEDULE, timeout_sec=3600, secrets=[BACKUP_KEY])
+@scheduled_function(schedule=VERIFY_SCHEDULE, timeout_sec=1800, secrets=[BACKUP_KEY])
 def pack391_verifyBackups(ctx: ScheduledContext) -> None:
     """Check every backup promise; write the report and an alert when one is broken."""
     report = backup_service().verify(ctx.now, ctx.request_id)

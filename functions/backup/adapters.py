@@ -557,7 +557,13 @@ class LogicalBackupStore:
                 field="pointInTime",
             )
         target = self._source.with_database(self._drill_database)
-        result = self.restore(record.backup_id, region, target)
+        try:
+            result = self.restore(record.backup_id, region, target)
+        except NonEmptyTarget:
+            raise  # not ours to empty
+        except Exception:
+            target.delete_everything()
+            raise
         deleted = target.delete_everything()
         cleaned = target.is_empty()
         return DrillOutcome(
@@ -754,15 +760,19 @@ class BackupCatalog:
             batch.set(self._db.collection(collections.BACKUP_ALERTS).document(), alert.to_doc())
         batch.commit()
 
-    def last_verification(self) -> VerificationReport | None:
+    def _newest(self, collection: str) -> dict[str, Any] | None:
         query = (
-            self._db.collection(collections.BACKUP_VERIFICATIONS)
+            self._db.collection(collection)
             .order_by("at", direction=firestore.Query.DESCENDING)
             .limit(1)
         )
         for snap in query.stream():
-            return VerificationReport.model_validate(snap.to_dict())
+            return snap.to_dict()
         return None
+
+    def last_verification(self) -> VerificationReport | None:
+        doc = self._newest(collections.BACKUP_VERIFICATIONS)
+        return VerificationReport.model_validate(doc) if doc is not None else None
 
     def save_drill(self, drill: DrillRecord, change: Change) -> None:
         """The drill and its audit entry, in one batch."""
@@ -780,14 +790,8 @@ class BackupCatalog:
         batch.commit()
 
     def last_drill(self) -> DrillRecord | None:
-        query = (
-            self._db.collection(collections.BACKUP_DRILLS)
-            .order_by("at", direction=firestore.Query.DESCENDING)
-            .limit(1)
-        )
-        for snap in query.stream():
-            return DrillRecord.model_validate(snap.to_dict())
-        return None
+        doc = self._newest(collections.BACKUP_DRILLS)
+        return DrillRecord.model_validate(doc) if doc is not None else None
 
 
 def mark(record: BackupRecord, status: BackupStatus, **changes: Any) -> BackupRecord:

@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from firebase_functions.https_fn import FunctionsErrorCode
 
 from shared.errors import Pack391Error
 
@@ -50,6 +51,8 @@ GZIP_LEVEL = 5
 class BackupIntegrityError(Pack391Error):
     """A backup cannot be trusted: a part or the manifest is missing, altered or unreadable."""
 
+    code = FunctionsErrorCode.DATA_LOSS
+
     def __init__(self, message: str, part: str | None = None) -> None:
         super().__init__(message, part=part)
         self.part = part
@@ -58,9 +61,13 @@ class BackupIntegrityError(Pack391Error):
 class WrongKey(Pack391Error):
     """The backup was sealed with another key than the configured one."""
 
+    code = FunctionsErrorCode.FAILED_PRECONDITION
+
 
 class InvalidKey(Pack391Error):
     """The configured key is not 32 bytes of base64."""
+
+    code = FunctionsErrorCode.FAILED_PRECONDITION
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:
