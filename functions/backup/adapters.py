@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,8 +74,6 @@ BUNDLE_META_FILES = ("firestore.rules", "firestore.indexes.json")
 """Saved with every logical backup."""
 
 MANIFEST = "manifest.json"
-_CENSUS_PAGE_DOCS = 50_000
-"""Names per page when counting a database before a backup."""
 _OPERATION_TIMEOUT_SEC = 3600.0
 
 
@@ -195,20 +193,6 @@ class FirestoreDocuments:
         """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
         return name[len(self.documents_path) + 1 :]
 
-    def census(self, read_time: datetime, excluded: set[str]) -> Census:
-        """Names only, at ``read_time``: documents per collection group and per
-        top-level collection, leaving out the ``excluded`` top-level collections."""
-        groups: dict[str, int] = {}
-        tops: dict[str, int] = {}
-        for page in self.pages(None, read_time, _CENSUS_PAGE_DOCS, names_only=True):
-            for doc in page:
-                path = self.relative(doc["name"]).split("/")
-                if path[0] in excluded:
-                    continue
-                groups[path[-2]] = groups.get(path[-2], 0) + 1
-                tops[path[0]] = tops.get(path[0], 0) + 1
-        return Census(groups=groups, tops=tops)
-
     def count(self, group: str | None) -> int:
         """Documents in a collection group (or the whole database): one aggregation."""
         query = self._query(group)
@@ -248,7 +232,7 @@ class FirestoreDocuments:
 
 @dataclass(frozen=True)
 class Census:
-    """How many documents a database holds, by collection group and top-level collection."""
+    """What a backup read: documents by collection group and by top-level collection."""
 
     groups: dict[str, int]
     tops: dict[str, int]
@@ -350,6 +334,7 @@ class LogicalBackupStore:
         pitr: PitrInspector | None = None,
         workers: int = 2,
         meta_dir: Path = SOURCE_DIR,
+        part_docs: int = BACKUP_PART_MAX_DOCS_COUNT,
     ) -> None:
         self._source = source
         self._key = key
@@ -359,6 +344,7 @@ class LogicalBackupStore:
         self._pitr = pitr
         self._workers = workers
         self._meta_dir = meta_dir
+        self._part_docs = part_docs
 
     def location(self, region: str, backup_id: str) -> Path:
         return self._dirs[region] / backup_id
@@ -367,41 +353,43 @@ class LogicalBackupStore:
 
     def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
         excluded = set(collections.BACKUP_EXCLUDED)
-        roots = [c for c in self._source.root_collections() if c not in excluded]
         for region in self.regions:
             (self.location(region, backup_id) / "parts").mkdir(parents=True, exist_ok=False)
             (self.location(region, backup_id) / "meta").mkdir()
+        tops: dict[str, int] = {}
+        groups: dict[str, int] = {}
+        series: dict[str, int] = {}
+        lines: list[bytes] = []
+        current = ""
+        # One ordered pass over the whole database at one readTime (consistent by
+        # construction); sealing and writing run beside the reading.
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            pending: list[Future[PartEntry]] = []
 
-        def dump(group: str) -> list[PartEntry]:
-            entries: list[PartEntry] = []
-            for n, page in enumerate(self._source.pages(group, snapshot_time)):
-                lines = []
+            def flush() -> None:
+                if lines:
+                    n = series.get(current, 0)
+                    series[current] = n + 1
+                    name = f"parts/{_file_safe(current)}-{n:05d}.ndjson.gz.enc"
+                    pending.append(pool.submit(self._seal_part, backup_id, name, list(lines)))
+                    lines.clear()
+
+            for page in self._source.pages(None, snapshot_time, self._part_docs):
                 for doc in page:
                     name = self._source.relative(doc["name"])
-                    if name.split("/", 1)[0] in excluded:
+                    path = name.split("/")
+                    if path[0] in excluded:
                         continue
+                    if path[0] != current or len(lines) >= self._part_docs:
+                        flush()
+                        current = path[0]
                     line = {"name": name, "fields": doc.get("fields", {})}
                     lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-                part = f"parts/{_file_safe(group)}-{n:05d}.ndjson.gz.enc"
-                entries.append(
-                    self._write_all(backup_id, part, archive.encode_part(lines), len(lines))
-                )
-            return entries
-
-        # The top-level groups are read while the census finds the subcollection groups.
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            futures = {group: pool.submit(dump, group) for group in roots}
-            census = self._source.census(snapshot_time, excluded)
-            for group in census.groups:
-                if group not in futures:
-                    futures[group] = pool.submit(dump, group)
-            dumped = {group: future.result() for group, future in futures.items()}
-        read = {group: sum(p.documents for p in parts) for group, parts in dumped.items()}
-        if {group: n for group, n in read.items() if n} != census.groups:
-            raise BackupIntegrityError(
-                f"read {read} but the snapshot holds {census.groups}: the read was not consistent"
-            )
-        parts = [p for entries in dumped.values() for p in entries]
+                    tops[path[0]] = tops.get(path[0], 0) + 1
+                    groups[path[-2]] = groups.get(path[-2], 0) + 1
+            flush()
+            parts = [future.result() for future in pending]
+        census = Census(groups=groups, tops=tops)
         meta = [
             self._write_all(backup_id, f"meta/{name}.enc", (self._meta_dir / name).read_bytes(), 0)
             for name in BUNDLE_META_FILES
@@ -427,6 +415,9 @@ class LogicalBackupStore:
             size_bytes=manifest.size_bytes + len(body),
             key_id=self._key.key_id,
         )
+
+    def _seal_part(self, backup_id: str, name: str, lines: list[bytes]) -> PartEntry:
+        return self._write_all(backup_id, name, archive.encode_part(lines), len(lines))
 
     def _write_all(self, backup_id: str, name: str, plaintext: bytes, documents: int) -> PartEntry:
         sealed = archive.seal(self._key, name, plaintext)

@@ -229,10 +229,10 @@ def test_interrupted_backup_leaves_no_manifest(
 ) -> None:
     session = requests.Session()
     session.headers["Authorization"] = "Bearer owner"
-    session.mount("http://", _DropAfter(3))  # listCollectionIds, then two pages
+    session.mount("http://", _DropAfter(2))  # two pages of five, then the connection drops
     api = f"http://{backends.firestore_host}/v1"
     flaky = FirestoreDocuments(session, api, source.project, source.database)
-    store = LogicalBackupStore(flaky, key, region_dirs, workers=1)
+    store = LogicalBackupStore(flaky, key, region_dirs, workers=1, part_docs=5)
     with pytest.raises(requests.ConnectionError):
         store.create("20260101T000000Z-123456", now())
     for region in BACKUP_REGIONS:
