@@ -2,7 +2,7 @@
 
 A backup is a directory per region holding
 
-- ``parts/<collection id>-<n>.ndjson.gz.enc``, one series per collection group:
+- ``parts/<top-level collection>-<n>.ndjson.gz.enc`` (with its subcollections):
   gzip-compressed NDJSON, one document per line as
   ``{"name": "<path relative to the database>", "fields": {...}}`` where ``fields``
   is Firestore's own typed JSON (``timestampValue``, ``geoPointValue``,
