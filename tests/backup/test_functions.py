@@ -11,7 +11,7 @@ import pytest
 from shared import collections
 from shared.firestore import get_db
 from shared.thresholds import BACKUP_REGIONS, RTO_SEC
-from tests.conftest import Caller
+from tests.conftest import Backends, Caller
 
 STATUS = "pack391_getBackupStatus"
 DRILL = "pack391_restoreDrill"
@@ -136,3 +136,19 @@ def test_tampered_backup_fails_verification_and_the_drill(caller: Caller, config
 def test_drill_of_an_unknown_backup_is_not_found(caller: Caller, configured: Path) -> None:
     res = caller.call(DRILL, {"backupId": "20260101T000000Z-abcdef"})
     assert (res.error["status"], res.error["details"]["field"]) == ("NOT_FOUND", "backupId")
+
+
+def test_scheduler_fires_the_backup_over_http(
+    live_server: str, configured: Path, backends: Backends
+) -> None:
+    from datetime import UTC, datetime
+
+    from stack.scheduler import fire
+
+    get_db().document("orders/o1").set({"total": 3})
+    status = fire(
+        live_server, backends.project, "us-central1", "pack391_backupFirestore", datetime.now(UTC)
+    )
+    assert status == 200
+    records = [d.to_dict() or {} for d in get_db().collection(collections.BACKUPS).stream()]
+    assert [(r["status"], r["documentCount"]) for r in records] == [("complete", 1)]
