@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,9 +19,16 @@ from shared.thresholds import (
 )
 
 
-def backup_id(now: datetime, suffix: str | None = None) -> str:
-    """``20260101T120000Z-1a2b3c``: sorts by time, unique per run."""
-    return f"{now:%Y%m%dT%H%M%SZ}-{suffix or secrets.token_hex(3)}"
+def backup_id(now: datetime, suffix: str) -> str:
+    """``20260101T120000Z-1a2b3c``: sorts by time; ``suffix`` (6 hex) makes it unique."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def point_in_time_problem(point_in_time: datetime | None, now: datetime) -> str | None:
+    """Why a requested restore point cannot be used, or None."""
+    if point_in_time is not None and point_in_time > now:
+        return "must not be in the future"
+    return None
 
 
 def snapshot_time(backend: BackupBackend, now: datetime) -> datetime:

@@ -4,6 +4,7 @@ the policy, writes through ports."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from datetime import datetime, timedelta
 
@@ -11,7 +12,7 @@ from functions.backup import policy
 from functions.backup.adapters import BackupCatalog, BackupStore, mark
 from functions.backup.archive import BackupIntegrityError, WrongKey
 from shared.audit import Change
-from shared.errors import FailedPrecondition, NotFound
+from shared.errors import FailedPrecondition, InvalidInput, NotFound
 from shared.models.backup import (
     BackupAlert,
     BackupRecord,
@@ -40,7 +41,7 @@ class BackupService:
         then fail interrupted backups and apply retention."""
         backend = self._store.backend
         record = BackupRecord(
-            backup_id=policy.backup_id(now),
+            backup_id=policy.backup_id(now, secrets.token_hex(3)),
             backend=backend,
             status=BackupStatus.RUNNING,
             snapshot_time=policy.snapshot_time(backend, now),
@@ -173,6 +174,9 @@ class BackupService:
     def drill(self, req: RestoreDrillRequest, change: Change, drill_id: str) -> DrillRecord:
         """Restore a backup (or a point in time) into a scratch target, check it, time
         it, clean up, and record the drill with its audit entry."""
+        problem = policy.point_in_time_problem(req.point_in_time, change.now)
+        if problem is not None:
+            raise InvalidInput("pointInTime", problem)
         region = req.region or self._store.regions[0]
         record = self._drill_source(req, region)
         source = (

@@ -67,6 +67,19 @@ def test_drill_input_is_validated(
     assert res.error["details"]["field"] == field
 
 
+def test_drill_point_in_time_in_the_future_is_invalid(caller: Caller, configured: Path) -> None:
+    res = caller.call(DRILL, {"pointInTime": "2999-01-01T00:00:00Z"})
+    assert (res.status, res.error["details"]["field"]) == (400, "pointInTime")
+
+
+def test_drill_point_in_time_needs_the_managed_backend(caller: Caller, configured: Path) -> None:
+    res = caller.call(DRILL, {"pointInTime": "2026-01-01T00:00:00Z"})
+    assert (res.error["status"], res.error["details"]["field"]) == (
+        "FAILED_PRECONDITION",
+        "pointInTime",
+    )
+
+
 def test_status_rejects_unknown_fields(caller: Caller, configured: Path) -> None:
     res = caller.call(STATUS, {"region": "us-central1"}, role="ops")
     assert res.error["details"]["field"] == "region"

@@ -46,6 +46,15 @@ def test_backup_id_sorts_by_time() -> None:
 
 
 @pytest.mark.parametrize(
+    ("offset_sec", "problem"),
+    [(None, None), (-3600, None), (0, None), (1, "must not be in the future")],
+)
+def test_point_in_time(offset_sec: int | None, problem: str | None) -> None:
+    when = None if offset_sec is None else NOW + timedelta(seconds=offset_sec)
+    assert policy.point_in_time_problem(when, NOW) == problem
+
+
+@pytest.mark.parametrize(
     ("age_h", "status"),
     [
         (0.0, CheckStatus.OK),
