@@ -91,10 +91,11 @@ def seed(docs: FirestoreDocuments, total: int) -> dict[str, int]:
             for c in range(children):
                 add(f"{collection}/{collection[0]}{p:07d}/{sub}/{c}", written)
         counts[collection] = parents * (1 + children)
-    rest = total - written
+    rest = total - written  # what the shares' rounding left over
     for i in range(rest):
         add(f"events/e{i:07d}", written)
-    counts["events"] = rest
+    if rest:
+        counts["events"] = rest
     if writes:
         docs.commit(writes)
     return counts
