@@ -64,11 +64,14 @@ BACKUP_LOCAL_ROOT = params.StringParam(
     description="Logical backups: one directory per region under this root.",
 )
 
-BACKUP_LOCAL_DIRS = params.StringParam(
-    "PACK391_BACKUP_LOCAL_DIRS",
+BACKUP_DESTINATIONS = params.StringParam(
+    "PACK391_BACKUP_DESTINATIONS",
     default="",
-    label="Logical backup directories",
-    description="Logical backups: region=directory,... overriding the root per region.",
+    label="Logical backup destinations",
+    description=(
+        "Logical backups: region=directory or region=gs://bucket/prefix, comma-separated, "
+        "overriding <root>/<region> per region."
+    ),
 )
 
 BACKUP_BUCKETS = params.StringParam(

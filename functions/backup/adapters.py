@@ -2,7 +2,8 @@
 
 - :class:`LogicalBackupStore` streams every document through Firestore's REST API
   (any Firestore, the emulator included) at one ``readTime``, into encrypted parts
-  (see :mod:`functions.backup.archive`) written to one directory per region.
+  (see :mod:`functions.backup.archive`) written to one destination per region (a
+  directory or a ``gs://`` prefix, :mod:`functions.backup.destinations`).
 - :class:`ManagedBackupStore` drives Firestore's managed export, PITR and clones
   through ``google.cloud.firestore_admin_v1.FirestoreAdminClient``.
 - :class:`BackupCatalog` keeps the catalog, reports, alerts and drills in Firestore.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +37,7 @@ from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 
 from functions.backup import archive
 from functions.backup.archive import BackupIntegrityError, BackupKey, Manifest, PartEntry
+from functions.backup.destinations import BackupDestination, LocalDirectory, destination_for
 from functions.backup.policy import PitrState, align_down
 from shared import collections
 from shared.audit import Change, write_audit
@@ -44,10 +45,10 @@ from shared.clock import iso
 from shared.config import (
     BACKUP_BACKEND,
     BACKUP_BUCKETS,
+    BACKUP_DESTINATIONS,
     BACKUP_DRILL_DATABASE,
     BACKUP_KEY,
     BACKUP_KMS_KEY,
-    BACKUP_LOCAL_DIRS,
     BACKUP_LOCAL_ROOT,
     is_emulated,
 )
@@ -320,7 +321,7 @@ class RestoreResult:
 
 
 class LogicalBackupStore:
-    """Encrypted NDJSON parts in one directory per region."""
+    """Encrypted NDJSON parts in one destination per region (directory or gs:// prefix)."""
 
     backend = BackupBackend.LOGICAL
 
@@ -328,7 +329,7 @@ class LogicalBackupStore:
         self,
         source: FirestoreDocuments,
         key: BackupKey,
-        directories: Mapping[str, Path],
+        destinations: Mapping[str, BackupDestination | Path],
         *,
         drill_database: str = "pack391-drill",
         pitr: PitrInspector | None = None,
@@ -338,24 +339,30 @@ class LogicalBackupStore:
     ) -> None:
         self._source = source
         self._key = key
-        self._dirs = {region: Path(path) for region, path in directories.items()}
-        self.regions: Sequence[str] = tuple(self._dirs)
+        self._dest: dict[str, BackupDestination] = {
+            region: LocalDirectory(d) if isinstance(d, Path) else d
+            for region, d in destinations.items()
+        }
+        self.regions: Sequence[str] = tuple(self._dest)
         self._drill_database = drill_database
         self._pitr = pitr
         self._workers = workers
         self._meta_dir = meta_dir
         self._part_docs = part_docs
 
-    def location(self, region: str, backup_id: str) -> Path:
-        return self._dirs[region] / backup_id
+    def location(self, region: str, backup_id: str) -> str:
+        return self._dest[region].uri(backup_id)
+
+    def _read(self, region: str, backup_id: str, name: str) -> bytes | None:
+        return self._dest[region].read(f"{backup_id}/{name}")
 
     # ---- backup
 
     def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
         excluded = set(collections.BACKUP_EXCLUDED)
         for region in self.regions:
-            (self.location(region, backup_id) / "parts").mkdir(parents=True, exist_ok=False)
-            (self.location(region, backup_id) / "meta").mkdir()
+            if self._read(region, backup_id, MANIFEST) is not None:
+                raise FailedPrecondition(f"backup {backup_id} exists already in {region}")
         tops: dict[str, int] = {}
         groups: dict[str, int] = {}
         series: dict[str, int] = {}
@@ -407,9 +414,9 @@ class LogicalBackupStore:
         )
         body = manifest.to_bytes(self._key)
         for region in self.regions:
-            _atomic_write(self.location(region, backup_id) / MANIFEST, body)
+            self._dest[region].write(f"{backup_id}/{MANIFEST}", body)
         return CreatedBackup(
-            locations={r: str(self.location(r, backup_id)) for r in self.regions},
+            locations={r: self.location(r, backup_id) for r in self.regions},
             document_count=manifest.document_count,
             collection_counts=census.tops,
             size_bytes=manifest.size_bytes + len(body),
@@ -422,22 +429,21 @@ class LogicalBackupStore:
     def _write_all(self, backup_id: str, name: str, plaintext: bytes, documents: int) -> PartEntry:
         sealed = archive.seal(self._key, name, plaintext)
         for region in self.regions:
-            _atomic_write(self.location(region, backup_id) / name, sealed)
+            self._dest[region].write(f"{backup_id}/{name}", sealed)
         return PartEntry(name, archive.sha256(sealed), documents, len(sealed))
 
     # ---- read back
 
     def manifest(self, backup_id: str, region: str) -> Manifest:
-        path = self.location(region, backup_id) / MANIFEST
-        if not path.is_file():
+        data = self._read(region, backup_id, MANIFEST)
+        if data is None:
             raise BackupIntegrityError(
                 f"backup {backup_id} in {region} has no manifest (incomplete)", part=MANIFEST
             )
-        return Manifest.from_bytes(path.read_bytes(), self._key)
+        return Manifest.from_bytes(data, self._key)
 
     def _read_part(self, backup_id: str, region: str, entry: PartEntry) -> bytes:
-        path = self.location(region, backup_id) / entry.name
-        sealed = path.read_bytes() if path.is_file() else None
+        sealed = self._read(region, backup_id, entry.name)
         archive.check_part(entry, sealed)
         assert sealed is not None
         return archive.unseal(self._key, entry.name, sealed)
@@ -489,8 +495,7 @@ class LogicalBackupStore:
         started = time.perf_counter()
         manifest = self.manifest(backup_id, region)
         for entry in manifest.parts:
-            path = self.location(region, backup_id) / entry.name
-            archive.check_part(entry, path.read_bytes() if path.is_file() else None)
+            archive.check_part(entry, self._read(region, backup_id, entry.name))
         if not overwrite and not target.is_empty():
             raise NonEmptyTarget(
                 f"the target {target.database_path} is not empty: restore into an empty "
@@ -530,7 +535,7 @@ class LogicalBackupStore:
 
     def delete(self, record: BackupRecord) -> bool:
         for region in self.regions:
-            shutil.rmtree(self.location(region, record.backup_id), ignore_errors=True)
+            self._dest[region].delete_tree(record.backup_id)
         return True
 
     def pitr_state(self) -> PitrState:
@@ -573,15 +578,6 @@ def _file_safe(group: str) -> str:
     if group.replace("_", "").replace("-", "").isalnum() and group.isascii():
         return group
     return "x" + archive.sha256(group.encode())[:16]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------- managed
@@ -807,14 +803,17 @@ def parse_destinations(text: str, param: str) -> dict[str, str]:
     return found
 
 
-def local_directories(root: str, overrides: str) -> dict[str, Path]:
-    """One directory per region: ``root/<region>`` unless overridden."""
-    chosen = parse_destinations(overrides, "PACK391_BACKUP_LOCAL_DIRS")
+def backup_destinations(root: str, overrides: str) -> dict[str, str]:
+    """One destination per region: ``root/<region>`` unless overridden by a directory
+    or a ``gs://bucket/prefix``."""
+    chosen = parse_destinations(overrides, "PACK391_BACKUP_DESTINATIONS")
     base = Path(root) if Path(root).is_absolute() else SOURCE_DIR / root
-    dirs: dict[str, Path] = {}
+    dirs: dict[str, str] = {}
     for region in BACKUP_REGIONS:
-        path = Path(chosen[region]) if region in chosen else base / region
-        dirs[region] = path if path.is_absolute() else SOURCE_DIR / path
+        dest = chosen.get(region) or str(base / region)
+        if not dest.startswith("gs://") and not Path(dest).is_absolute():
+            dest = str(SOURCE_DIR / dest)
+        dirs[region] = dest
     return dirs
 
 
@@ -873,7 +872,12 @@ def configured_store(project: str) -> BackupStore:
     return LogicalBackupStore(
         source,
         backup_key(BACKUP_KEY.value, emulated),
-        local_directories(BACKUP_LOCAL_ROOT.value, BACKUP_LOCAL_DIRS.value),
+        {
+            region: destination_for(dest)
+            for region, dest in backup_destinations(
+                BACKUP_LOCAL_ROOT.value, BACKUP_DESTINATIONS.value
+            ).items()
+        },
         drill_database=BACKUP_DRILL_DATABASE.value,
         pitr=pitr,
     )

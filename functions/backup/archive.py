@@ -1,6 +1,7 @@
 """The logical backup format: encrypted parts and an authenticated manifest.
 
-A backup is a directory per region holding
+A backup is, in each region's destination (directory or ``gs://`` prefix), a folder
+``<backupId>/`` holding
 
 - ``parts/<top-level collection>-<n>.ndjson.gz.enc`` (with its subcollections):
   gzip-compressed NDJSON, one document per line as

@@ -12,9 +12,9 @@ from google.auth.exceptions import DefaultCredentialsError
 
 from functions.backup.adapters import (
     LogicalBackupStore,
+    backup_destinations,
     backup_key,
     configured_store,
-    local_directories,
     parse_destinations,
 )
 from functions.backup.archive import BackupKey, InvalidKey
@@ -70,12 +70,12 @@ def test_parse_destinations(text: str, ok: bool) -> None:
             parse_destinations(text, "P")
 
 
-def test_local_directories_default_under_the_root(tmp_path: Path) -> None:
-    dirs = local_directories(str(tmp_path), f"europe-west1={tmp_path / 'eu'}")
+def test_backup_destinations_default_under_the_root(tmp_path: Path) -> None:
+    dirs = backup_destinations(str(tmp_path), "europe-west1=gs://eu-bucket/pack391")
     assert dirs == {
-        "us-central1": tmp_path / "us-central1",
-        "europe-west1": tmp_path / "eu",
-        "asia-northeast1": tmp_path / "asia-northeast1",
+        "us-central1": str(tmp_path / "us-central1"),
+        "europe-west1": "gs://eu-bucket/pack391",
+        "asia-northeast1": str(tmp_path / "asia-northeast1"),
     }
 
 
