@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import flask
-from werkzeug.serving import make_server
+
+from tests.fakes.serving import served
 
 
 @dataclass
@@ -97,11 +97,6 @@ def serve() -> Iterator[FakeCloudStorage]:
             return _not_found(name)
         return flask.make_response("", 204)
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    fake.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served(app) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()

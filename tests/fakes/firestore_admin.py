@@ -8,14 +8,14 @@ It speaks the API's REST shape for what the managed backup backend uses: export
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import flask
-from werkzeug.serving import make_server
+
+from tests.fakes.serving import served
 
 ADMIN = "type.googleapis.com/google.firestore.admin.v1."
 
@@ -147,11 +147,6 @@ def serve(project: str) -> Iterator[FakeFirestoreAdmin]:
         payload, status = fake.handle(flask.request.method, path, body)
         return flask.make_response(flask.jsonify(payload), status)
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    fake.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with served(app) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.shutdown()
