@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -29,6 +29,10 @@ test: lint
 # Benchmarks: each prints its figures and the ratios against its peer (docs/benchmarks.md).
 bench-ratelimit: setup
 	$(BIN)/python -m bench.ratelimit
+
+# Disaster recovery (issue 8): figures go to docs/benchmarks.md
+bench-backup: setup
+	$(BIN)/python -m bench.backup_throughput
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -20,6 +20,12 @@ if not firebase_admin._apps:
 logging.basicConfig(level=logging.INFO)
 
 # Imported by their exact names: Firebase keys functions by __name__.
+from functions.backup import (
+    pack391_backupFirestore,
+    pack391_getBackupStatus,
+    pack391_restoreDrill,
+    pack391_verifyBackups,
+)
 from functions.ddos import (
     pack391_checkRateLimit,
     pack391_cleanupExpiredBlocks,
@@ -36,8 +42,6 @@ from functions.market import (
     pack391_syncMarkets,
     pack391_updateMarketControl,
 )
-
-# auto-scaling engine (issue 4)
 from functions.scaling import (
     pack391_initScaling,
     pack391_manualScale,
@@ -47,21 +51,25 @@ from functions.scaling import (
 )
 
 __all__ = [
+    "pack391_backupFirestore",
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
     "pack391_cleanupExpiredBlocks",
     "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
+    "pack391_getBackupStatus",
     "pack391_getDDoSStats",
     "pack391_getMarketControls",
     "pack391_initScaling",
     "pack391_manualScale",
     "pack391_panicEscalation",
     "pack391_reportServiceMetrics",
+    "pack391_restoreDrill",
     "pack391_scaleGuard",
     "pack391_serviceHealthCheck",
     "pack391_setGeoThrottle",
     "pack391_syncMarkets",
     "pack391_updateMarketControl",
+    "pack391_verifyBackups",
     "pack391_walletBruteForceShield",
 ]

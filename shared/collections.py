@@ -68,3 +68,23 @@ action and why, and what the platform answered."""
 SCALING_ALERTS: Final = "pack391_scaling_alerts"
 """One document per isolation change (isolated, half-open, re-isolated, recovered),
 :class:`shared.models.scaling.AlertDoc`."""
+
+# Disaster recovery (issue 8): shapes in shared/models/backup.py
+# --------------------------------------------------------------------------
+
+BACKUPS: Final = "pack391_backups"
+"""The backup catalog: one :class:`shared.models.backup.BackupRecord` per backup (id:
+the backup id, which sorts by time). Written by ``pack391_backupFirestore``."""
+
+BACKUP_VERIFICATIONS: Final = "pack391_backup_verifications"
+"""One :class:`shared.models.backup.VerificationReport` per ``pack391_verifyBackups`` run."""
+
+BACKUP_ALERTS: Final = "pack391_backup_alerts"
+"""One :class:`shared.models.backup.BackupAlert` per verification that found a broken promise."""
+
+BACKUP_DRILLS: Final = "pack391_backup_drills"
+"""One :class:`shared.models.backup.DrillRecord` per ``pack391_restoreDrill``."""
+
+BACKUP_EXCLUDED: Final = (BACKUPS, BACKUP_VERIFICATIONS, BACKUP_ALERTS, BACKUP_DRILLS)
+"""Collections a logical backup leaves out: the backup bookkeeping itself (a restore
+must not bring back a stale catalog of the backups it came from)."""

@@ -328,3 +328,33 @@ RTO_SEC: Final[int] = 15 * 60
 
 RPO_SEC: Final[int] = 60
 """Recovery point objective (point-in-time recovery)."""
+
+BACKUP_FRESHNESS_SLACK_SEC: Final[int] = 15 * 60
+"""A region's latest complete backup may be this much older than the hourly interval
+before verification calls the hourly promise broken (a late or slow run)."""
+
+BACKUP_RETENTION_DAYS: Final[int] = 30
+"""Complete backups older than this are deleted (the spec names no figure: 30 days of
+hourly snapshots, cold storage)."""
+
+BACKUP_RETENTION_MIN_KEEP_COUNT: Final[int] = 3
+"""Never delete below this many complete backups, whatever their age."""
+
+BACKUP_INTERRUPTED_AFTER_SEC: Final[int] = 2 * 60 * 60
+"""A backup still ``running`` this long after it started was interrupted: it is
+marked ``failed`` and its partial files are removed."""
+
+BACKUP_PART_MAX_DOCS_COUNT: Final[int] = 5000
+"""Documents per encrypted part (and per page read from Firestore)."""
+
+BACKUP_RESTORE_BATCH_DOCS_COUNT: Final[int] = 500
+"""Documents per commit when restoring (Firestore's limit per commit)."""
+
+BACKUP_SNAPSHOT_ALIGN_SEC: Final[int] = 60
+"""Managed exports and PITR clones take a snapshot time aligned to the whole minute."""
+
+BACKUP_STATUS_RECENT_COUNT: Final[int] = 10
+"""How many recent backups ``pack391_getBackupStatus`` lists."""
+
+BACKUP_REASON_MAX_CHARS: Final[int] = 500
+"""Longest free-text ``reason`` an admin may attach to a restore drill."""

@@ -4,10 +4,12 @@
     pack391 token --role admin          an ID token the local stack accepts
     pack391 call NAME '{"json": 1}'     call a callable, print its result
     pack391 trigger NAME                run a scheduled function now
+    pack391 backup | verify | restore   logical backups of the local stack's Firestore
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
-FIRESTORE_EMULATOR_JAR (where the emulator jar is).
+FIRESTORE_EMULATOR_JAR (where the emulator jar is). backup, verify and restore need
+FIRESTORE_EMULATOR_HOST and read the PACK391_BACKUP_* settings the functions use.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import redis as redis_lib
 import requests
 
 from shared.config import FUNCTIONS_REGION, project_id
+from shared.errors import FailedPrecondition, Pack391Error
+from shared.thresholds import BACKUP_REGIONS
 from stack import procs
 from stack.scheduler import fire, start_scheduler
 from stack.tokens import ROLE_CLAIMS, role_token
@@ -240,6 +244,96 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return 1
 
 
+# ------------------------------------------------ backup/restore/verify (issue 8)
+
+
+def _backup_parts() -> tuple[Any, Any]:
+    """The backup service and store, wired exactly as the functions wire them."""
+    if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        raise procs.StackError(
+            "set FIRESTORE_EMULATOR_HOST to the local stack's emulator "
+            "(`pack391 serve` prints it as 'Firestore emulator')"
+        )
+    os.environ.setdefault("FUNCTIONS_EMULATOR", "true")
+    from functions.backup import backup_service, reset_backup_service
+    from functions.backup.adapters import configured_store
+
+    reset_backup_service()
+    return backup_service(), configured_store(project_id())
+
+
+def _print_json(value: Any) -> None:
+    from shared.edge import to_wire
+
+    print(json.dumps(to_wire(value), indent=2, sort_keys=True))
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from shared.clock import utc_now
+
+    service, _ = _backup_parts()
+    _print_json(service.backup(utc_now()))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from functions.backup.adapters import BackupCatalog
+    from functions.backup.archive import BackupIntegrityError, WrongKey
+    from functions.backup.policy import latest_complete
+    from shared.firestore import get_db
+
+    _, store = _backup_parts()
+    catalog = BackupCatalog(get_db())
+    regions = [args.region] if args.region else list(store.regions)
+    record = (
+        catalog.get(args.backup_id)
+        if args.backup_id
+        else latest_complete(catalog.all(), regions[0])
+    )
+    if record is None:
+        print(f"pack391 verify: no backup {args.backup_id or '(none complete)'}", file=sys.stderr)
+        return 1
+    failed = 0
+    for region in regions:
+        try:
+            store.verify(record, region)
+            print(f"{record.backup_id} {region}: ok ({record.document_count} documents)")
+        except (BackupIntegrityError, WrongKey) as exc:
+            failed += 1
+            print(f"{record.backup_id} {region}: FAILED: {exc.message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from functions.backup.adapters import FirestoreDocuments, LogicalBackupStore
+    from functions.backup.archive import BackupIntegrityError, WrongKey
+
+    _, store = _backup_parts()
+    if not isinstance(store, LogicalBackupStore):
+        print("pack391 restore: only logical backups restore here", file=sys.stderr)
+        return 2
+    target = FirestoreDocuments.for_environment(project_id(), args.database)
+    try:
+        result = store.restore(args.backup_id, args.region, target, overwrite=args.overwrite)
+    except (BackupIntegrityError, WrongKey, FailedPrecondition) as exc:
+        print(f"pack391 restore: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "backupId": args.backup_id,
+                "target": target.database_path,
+                "documents": result.documents,
+                "groupCounts": result.group_counts,
+                "durationSec": round(result.duration_sec, 3),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pack391",
@@ -271,12 +365,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trigger.add_argument("name", help="function name, e.g. pack391_syncMarkets")
     trigger.set_defaults(func=cmd_trigger)
+
+    backup = sub.add_parser(
+        "backup", help="take a logical backup of the local stack's Firestore into .local/backups"
+    )
+    backup.set_defaults(func=cmd_backup)
+
+    verify = sub.add_parser(
+        "verify", help="check a backup's copies: manifest, SHA-256 and tag of every part"
+    )
+    verify.add_argument("backup_id", nargs="?", help="default: the latest complete backup")
+    verify.add_argument("--region", choices=BACKUP_REGIONS, help="only this region's copy")
+    verify.set_defaults(func=cmd_verify)
+
+    restore = sub.add_parser("restore", help="restore a logical backup into a database")
+    restore.add_argument("backup_id", help="e.g. 20261127T210000Z-1a2b3c (pack391 verify lists)")
+    restore.add_argument("--database", default="(default)", help="target database id")
+    restore.add_argument("--region", choices=BACKUP_REGIONS, default=BACKUP_REGIONS[0])
+    restore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write even though the target already holds documents",
+    )
+    restore.set_defaults(func=cmd_restore)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (procs.StackError, Pack391Error) as exc:
+        print(f"pack391 {args.command}: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -46,6 +46,11 @@ EXPECTED: dict[str, str] = {
     "pack391_manualScale": CALLABLE,
     "pack391_reportServiceMetrics": CALLABLE,
     "pack391_scaleGuard": "* * * * *",
+    # disaster recovery (issue 8)
+    "pack391_backupFirestore": "0 * * * *",
+    "pack391_verifyBackups": "30 3 * * *",
+    "pack391_getBackupStatus": CALLABLE,
+    "pack391_restoreDrill": CALLABLE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -127,4 +132,14 @@ def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
         "PACK391_SCALING_DRY_RUN",
         "PACK391_SCALING_HEALTH_URL_TEMPLATE",
     } <= set(params)
-    assert all("default" in p for p in params.values())
+    assert all("default" in p for p in params.values() if p.get("type") != "secret")
+
+
+def test_backup_key_is_a_secret_bound_to_the_functions_that_use_it(
+    manifest: dict[str, Any],
+) -> None:
+    params = {p["name"]: p for p in manifest.get("params", [])}
+    assert params["PACK391_BACKUP_KEY"]["type"] == "secret"
+    for name in ("pack391_backupFirestore", "pack391_verifyBackups", "pack391_restoreDrill"):
+        secrets = manifest["endpoints"][name]["secretEnvironmentVariables"]
+        assert [s["key"] for s in secrets] == ["PACK391_BACKUP_KEY"]

@@ -41,6 +41,11 @@ DOCS = {
     "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
     "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
     "scaling_alert": f"{collections.SCALING_ALERTS}/a1",
+    # disaster recovery (issue 8)
+    "backup": f"{collections.BACKUPS}/20260101T000000Z-abcdef",
+    "backup_verification": f"{collections.BACKUP_VERIFICATIONS}/v1",
+    "backup_alert": f"{collections.BACKUP_ALERTS}/a1",
+    "backup_drill": f"{collections.BACKUP_DRILLS}/d1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -60,6 +65,11 @@ READERS = {
     "scaling_service": {"ops", "admin"},
     "scaling_decision": {"ops", "admin"},
     "scaling_alert": {"ops", "admin"},
+    # disaster recovery (issue 8)
+    "backup": {"ops", "admin"},
+    "backup_verification": {"ops", "admin"},
+    "backup_alert": {"ops", "admin"},
+    "backup_drill": {"ops", "admin"},
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}

@@ -1,0 +1,229 @@
+"""Backup and restore throughput of the logical backend, against the emulator's own export.
+
+    ./venv/bin/python -m bench.backup_throughput            # 100,000 documents
+    ./venv/bin/python -m bench.backup_throughput --docs 20000
+
+Starts a private Firestore emulator, seeds ``--docs`` documents across several
+collections with subcollections (every value type among the fields), then in the
+same run:
+
+1. the anchor: the emulator's own export (``POST /emulator/v1/projects/P:export``),
+   timed, with its size on disk;
+2. a logical backup (three encrypted regional copies) with the bundle's code;
+3. a restore of that backup into an empty database, counts checked;
+4. a full read-back verification of one copy.
+
+Prints the figures as a Markdown table (for docs/benchmarks.md) and writes them as
+JSON to ``.local/bench/backup_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from functions.backup.adapters import FirestoreDocuments, LogicalBackupStore  # noqa: E402
+from functions.backup.archive import BackupKey  # noqa: E402
+from shared.models.backup import BackupBackend, BackupRecord, BackupStatus  # noqa: E402
+from shared.thresholds import BACKUP_REGIONS, RTO_SEC  # noqa: E402
+from stack import procs  # noqa: E402
+
+PROJECT = "demo-pack391-bench"
+
+# collection -> (parent docs, subcollection, children per parent): shares of the total
+SHAPE = (
+    ("users", 0.20, "sessions", 1),
+    ("chats", 0.05, "messages", 7),
+    ("payouts", 0.10, None, 0),
+    ("ledger", 0.05, "entries", 1),
+)
+
+
+def _fields(i: int, db_path: str) -> dict[str, Any]:
+    return {
+        "n": {"integerValue": str(i)},
+        "amount": {"doubleValue": i * 0.37},
+        "name": {"stringValue": f"document number {i} zażółć"},
+        "active": {"booleanValue": i % 2 == 0},
+        "at": {"timestampValue": f"2026-11-27T12:{i % 60:02d}:{i % 60:02d}.{i % 999999:06d}Z"},
+        "where": {"geoPointValue": {"latitude": (i % 180) - 90, "longitude": (i % 360) - 180}},
+        "owner": {"referenceValue": f"{db_path}/documents/users/u{i % 1000}"},
+        "blob": {"bytesValue": base64.b64encode(i.to_bytes(4, "big")).decode()},
+        "tags": {"arrayValue": {"values": [{"stringValue": "a"}, {"integerValue": str(i % 7)}]}},
+        "meta": {"mapValue": {"fields": {"v": {"integerValue": "2"}, "none": {"nullValue": None}}}},
+    }
+
+
+def seed(docs: FirestoreDocuments, total: int) -> dict[str, int]:
+    """Write ``total`` documents (REST commits of 500); returns per top-level counts."""
+    writes: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    base = docs.documents_path
+    written = 0
+
+    def add(path: str, i: int) -> None:
+        nonlocal written, writes
+        writes.append(
+            {"update": {"name": f"{base}/{path}", "fields": _fields(i, docs.database_path)}}
+        )
+        written += 1
+        if len(writes) == 500:
+            docs.commit(writes)
+            writes = []
+
+    for collection, share, sub, children in SHAPE:
+        parents = int(total * share)
+        for p in range(parents):
+            add(f"{collection}/{collection[0]}{p:07d}", written)
+            for c in range(children):
+                add(f"{collection}/{collection[0]}{p:07d}/{sub}/{c}", written)
+        counts[collection] = parents * (1 + children)
+    rest = total - written  # what the shares' rounding left over
+    for i in range(rest):
+        add(f"events/e{i:07d}", written)
+    if rest:
+        counts["events"] = rest
+    if writes:
+        docs.commit(writes)
+    return counts
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run(total: int, workers: int) -> dict[str, Any]:
+    log_dir = Path(tempfile.mkdtemp(prefix="pack391-bench-"))
+    child, host = procs.start_firestore_emulator(PROJECT, log_dir)
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    try:
+        source = FirestoreDocuments.for_environment(PROJECT)
+        started = time.perf_counter()
+        counts = seed(source, total)
+        seed_sec = time.perf_counter() - started
+        print(f"seeded {sum(counts.values())} documents in {seed_sec:.1f}s: {counts}", flush=True)
+
+        def emulator_export() -> tuple[float, int]:
+            out = Path(tempfile.mkdtemp(prefix="export-", dir=log_dir))
+            t0 = time.perf_counter()
+            response = requests.post(
+                f"http://{host}/emulator/v1/projects/{PROJECT}:export",
+                json={
+                    "database": f"projects/{PROJECT}/databases/(default)",
+                    "export_directory": str(out),
+                },
+                timeout=3600,
+            )
+            response.raise_for_status()
+            return time.perf_counter() - t0, du(out)
+
+        export_sec, export_bytes = emulator_export()
+        print(f"emulator export: {export_sec:.2f}s, {export_bytes} bytes", flush=True)
+
+        key = BackupKey.from_secret(os.urandom(32))
+        dirs = {r: log_dir / "backups" / r for r in BACKUP_REGIONS}
+        store = LogicalBackupStore(source, key, dirs, workers=workers)
+        t0 = time.perf_counter()
+        created = store.create("20261127T000000Z-bench0", datetime.now(UTC))
+        backup_sec = time.perf_counter() - t0
+        assert created.document_count == total, created.collection_counts
+        print(f"logical backup: {backup_sec:.2f}s, {created.size_bytes} bytes/copy", flush=True)
+
+        export2_sec, _ = emulator_export()
+        print(f"emulator export (again): {export2_sec:.2f}s", flush=True)
+        anchor_sec = (export_sec + export2_sec) / 2
+
+        target = source.with_database("bench-restore")
+        restored = store.restore("20261127T000000Z-bench0", "europe-west1", target)
+        print(f"restore: {restored.duration_sec:.2f}s", flush=True)
+
+        record = BackupRecord(
+            backup_id="20261127T000000Z-bench0",
+            backend=BackupBackend.LOGICAL,
+            status=BackupStatus.COMPLETE,
+            snapshot_time=datetime.now(UTC),
+            started_at=datetime.now(UTC),
+            document_count=total,
+        )
+        t0 = time.perf_counter()
+        store.verify(record, "asia-northeast1")
+        verify_sec = time.perf_counter() - t0
+
+        restore_rate = restored.documents / restored.duration_sec
+        return {
+            "documents": total,
+            "collections": counts,
+            "workers": workers,
+            "emulator_export_sec": [round(export_sec, 3), round(export2_sec, 3)],
+            "emulator_export_docs_per_sec": round(total / anchor_sec),
+            "emulator_export_bytes": export_bytes,
+            "backup_sec": round(backup_sec, 3),
+            "backup_docs_per_sec": round(total / backup_sec),
+            "backup_bytes_per_copy": created.size_bytes,
+            "backup_vs_export_ratio": round(backup_sec / anchor_sec, 2),
+            "restore_sec": round(restored.duration_sec, 3),
+            "restore_docs_per_sec": round(restore_rate),
+            "verify_one_copy_sec": round(verify_sec, 3),
+            "rto_1m_docs_sec": round(1_000_000 / restore_rate),
+            "rto_10m_docs_sec": round(10_000_000 / restore_rate),
+            "rto_target_sec": RTO_SEC,
+            "backup_target_met": backup_sec <= 2 * anchor_sec,
+            "restore_target_met": 1_000_000 / restore_rate <= RTO_SEC,
+        }
+    finally:
+        child.stop()
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        ("documents", f"{r['documents']:,}"),
+        ("emulator export (anchor), s", " / ".join(str(s) for s in r["emulator_export_sec"])),
+        ("emulator export, docs/s", f"{r['emulator_export_docs_per_sec']:,}"),
+        ("emulator export size, bytes", f"{r['emulator_export_bytes']:,}"),
+        ("logical backup (3 regional copies), s", r["backup_sec"]),
+        ("logical backup, docs/s", f"{r['backup_docs_per_sec']:,}"),
+        ("logical backup size per copy, bytes", f"{r['backup_bytes_per_copy']:,}"),
+        ("backup time / export time (target <= 2)", r["backup_vs_export_ratio"]),
+        ("restore incl. count check, s", r["restore_sec"]),
+        ("restore, docs/s", f"{r['restore_docs_per_sec']:,}"),
+        ("verify one copy (hash, decrypt, parse), s", r["verify_one_copy_sec"]),
+        ("implied RTO, 1M documents, s (target <= 900)", f"{r['rto_1m_docs_sec']:,}"),
+        ("implied RTO, 10M documents, s", f"{r['rto_10m_docs_sec']:,}"),
+    ]
+    lines = ["| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="backup/restore threads")
+    args = parser.parse_args()
+    result = run(args.docs, args.workers)
+    out = ROOT / ".local" / "bench" / "backup_throughput.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(table(result))
+    print(
+        f"backup within 2x of the emulator export: {result['backup_target_met']}; "
+        f"1M-document restore within the {RTO_SEC}s RTO: {result['restore_target_met']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Disaster recovery: the ``pack391_*`` edges.
+
+Each edge parses, authorizes (the role is in its decorator) and calls the service.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from functions.backup.adapters import BackupCatalog, configured_store
+from functions.backup.service import BackupService
+from shared.audit import Change
+from shared.auth import Role
+from shared.config import BACKUP_KEY, project_id
+from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.firestore import get_db
+from shared.models.backup import (
+    BackupStatusView,
+    DrillRecord,
+    GetBackupStatusRequest,
+    RestoreDrillRequest,
+)
+
+log = logging.getLogger("pack391.backup")
+
+BACKUP_SCHEDULE = "0 * * * *"
+"""``pack391_backupFirestore`` runs at the top of every hour."""
+
+VERIFY_SCHEDULE = "30 3 * * *"
+"""``pack391_verifyBackups`` runs daily at 03:30 UTC (away from the hourly backup)."""
+
+
+@functools.cache
+def _service_for(db_id: int, project: str) -> BackupService:
+    del db_id  # cache key: a new client (tests, reconfiguration) gets a new service
+    return BackupService(configured_store(project), BackupCatalog(get_db()))
+
+
+def backup_service() -> BackupService:
+    """The service wired to the configured backend and Firestore."""
+    return _service_for(id(get_db()), project_id())
+
+
+def reset_backup_service() -> None:
+    """Forget the wired service (tests and the CLI change the configuration)."""
+    _service_for.cache_clear()
+
+
+@scheduled_function(schedule=BACKUP_SCHEDULE, timeout_sec=1800, secrets=[BACKUP_KEY])
+def pack391_backupFirestore(ctx: ScheduledContext) -> None:
+    """Take a consistent backup into the three regions and record it in the catalog."""
+    record = backup_service().backup(ctx.now)
+    log.info(
+        "backup %s: %d documents, %d bytes per copy",
+        record.backup_id,
+        record.document_count,
+        record.size_bytes,
+    )
+
+
+@scheduled_function(schedule=VERIFY_SCHEDULE, timeout_sec=1800, secrets=[BACKUP_KEY])
+def pack391_verifyBackups(ctx: ScheduledContext) -> None:
+    """Check every backup promise; write the report and an alert when one is broken."""
+    report = backup_service().verify(ctx.now, ctx.request_id)
+    log.info("backup verification %s: ok=%s", report.verification_id, report.ok)
+
+
+@callable_function(role=Role.OPS, request=GetBackupStatusRequest)
+def pack391_getBackupStatus(ctx: CallContext, req: GetBackupStatusRequest) -> BackupStatusView:
+    """The catalog, the last verification, the measured RPO and the last drill's RTO."""
+    return backup_service().status(ctx.now)
+
+
+@callable_function(
+    role=Role.ADMIN, request=RestoreDrillRequest, timeout_sec=3600, secrets=[BACKUP_KEY]
+)
+def pack391_restoreDrill(ctx: CallContext, req: RestoreDrillRequest) -> DrillRecord:
+    """Restore a backup (or a point in time) into a scratch target, check, time, clean up."""
+    change = Change(ctx.caller.uid, "backup.restore_drill", req.reason, ctx.request_id, ctx.now)
+    return backup_service().drill(req, change, ctx.request_id)

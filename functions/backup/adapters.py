@@ -1,0 +1,883 @@
+"""Disaster-recovery I/O: the backup store port, its two backends, and the catalog.
+
+- :class:`LogicalBackupStore` streams every document through Firestore's REST API
+  (any Firestore, the emulator included) at one ``readTime``, into encrypted parts
+  (see :mod:`functions.backup.archive`) written to one destination per region (a
+  directory or a ``gs://`` prefix, :mod:`functions.backup.destinations`).
+- :class:`ManagedBackupStore` drives Firestore's managed export, PITR and clones
+  through ``google.cloud.firestore_admin_v1.FirestoreAdminClient``.
+- :class:`BackupCatalog` keeps the catalog, reports, alerts and drills in Firestore.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+from google.cloud import firestore
+from google.cloud.firestore_admin_v1 import FirestoreAdminClient
+from google.cloud.firestore_admin_v1.types import (
+    CloneDatabaseRequest,
+    Database,
+    ExportDocumentsMetadata,
+    ExportDocumentsRequest,
+    OperationState,
+    PitrSnapshot,
+)
+from google.longrunning import operations_pb2  # type: ignore[import-untyped]
+
+from functions.backup import archive
+from functions.backup.archive import BackupIntegrityError, BackupKey, Manifest, PartEntry
+from functions.backup.destinations import BackupDestination, LocalDirectory, destination_for
+from functions.backup.policy import PitrState, align_down
+from shared import collections
+from shared.audit import Change, write_audit
+from shared.clock import iso
+from shared.config import (
+    BACKUP_BACKEND,
+    BACKUP_BUCKETS,
+    BACKUP_DESTINATIONS,
+    BACKUP_DRILL_DATABASE,
+    BACKUP_KEY,
+    BACKUP_KMS_KEY,
+    BACKUP_LOCAL_ROOT,
+    is_emulated,
+)
+from shared.errors import FailedPrecondition
+from shared.models.backup import (
+    BackupAlert,
+    BackupBackend,
+    BackupRecord,
+    BackupStatus,
+    DrillRecord,
+    VerificationReport,
+)
+from shared.thresholds import (
+    BACKUP_PART_MAX_DOCS_COUNT,
+    BACKUP_REGIONS,
+    BACKUP_RESTORE_BATCH_DOCS_COUNT,
+    BACKUP_SNAPSHOT_ALIGN_SEC,
+)
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent.parent
+"""The deployed bundle's source directory (firestore.rules and the index file are there)."""
+
+BUNDLE_META_FILES = ("firestore.rules", "firestore.indexes.json")
+"""Saved with every logical backup."""
+
+MANIFEST = "manifest.json"
+_OPERATION_TIMEOUT_SEC = 3600.0
+
+
+class NonEmptyTarget(FailedPrecondition):
+    """A restore refused to write into a database that already holds documents."""
+
+
+# ----------------------------------------------------------- Firestore REST
+
+
+class FirestoreDocuments:
+    """One database's documents through Firestore's REST API (v1), as typed JSON.
+
+    The JSON is Firestore's own value encoding, kept as is from read to write, so a
+    backup never converts a value and every type round-trips exactly."""
+
+    def __init__(
+        self, session: requests.Session, api_root: str, project: str, database: str
+    ) -> None:
+        self._session = session
+        self._api_root = api_root.rstrip("/")
+        self.project = project
+        self.database = database
+
+    @classmethod
+    def for_environment(cls, project: str, database: str = "(default)") -> FirestoreDocuments:
+        """The emulator when ``FIRESTORE_EMULATOR_HOST`` is set (as its owner, which
+        bypasses rules as the Admin SDK does), else Google with default credentials."""
+        host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if host:
+            session = requests.Session()
+            session.headers["Authorization"] = "Bearer owner"
+            return cls(session, f"http://{host}/v1", project, database)
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/datastore"])
+        authorized = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        return cls(authorized, "https://firestore.googleapis.com/v1", project, database)
+
+    def with_database(self, database: str) -> FirestoreDocuments:
+        return FirestoreDocuments(self._session, self._api_root, self.project, database)
+
+    @property
+    def database_path(self) -> str:
+        return f"projects/{self.project}/databases/{self.database}"
+
+    @property
+    def documents_path(self) -> str:
+        return f"{self.database_path}/documents"
+
+    def _post(self, suffix: str, body: dict[str, Any]) -> Any:
+        response = self._session.post(
+            f"{self._api_root}/{self.documents_path}{suffix}", json=body, timeout=120
+        )
+        if response.status_code >= 400:
+            raise requests.HTTPError(
+                f"Firestore {suffix}: HTTP {response.status_code}: {response.text[:300]}",
+                response=response,
+            )
+        return response.json()
+
+    def root_collections(self) -> list[str]:
+        ids: list[str] = []
+        token: str | None = None
+        while True:
+            body: dict[str, Any] = {"pageSize": 1000}
+            if token:
+                body["pageToken"] = token
+            page = self._post(":listCollectionIds", body)
+            ids.extend(page.get("collectionIds", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return sorted(ids)
+
+    def _query(self, group: str | None, names_only: bool = False) -> dict[str, Any]:
+        """Every document of the collection group ``group`` (every collection with that
+        id, at any depth), or of the whole database, ordered by name."""
+        selector: dict[str, Any] = {"allDescendants": True}
+        if group is not None:
+            selector["collectionId"] = group
+        query: dict[str, Any] = {
+            "from": [selector],
+            "orderBy": [{"field": {"fieldPath": "__name__"}, "direction": "ASCENDING"}],
+        }
+        if names_only:
+            query["select"] = {"fields": [{"fieldPath": "__name__"}]}
+        return query
+
+    def pages(
+        self,
+        group: str | None,
+        read_time: datetime | None,
+        page_size: int = BACKUP_PART_MAX_DOCS_COUNT,
+        *,
+        names_only: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of ``{"name", "fields"}`` documents, all read at ``read_time``."""
+        query = self._query(group, names_only)
+        query["limit"] = page_size
+        while True:
+            body: dict[str, Any] = {"structuredQuery": query}
+            if read_time is not None:
+                body["readTime"] = iso_micro(read_time)
+            rows = self._post(":runQuery", body)
+            docs = [row["document"] for row in rows if "document" in row]
+            if docs:
+                yield docs
+            if len(docs) < page_size:
+                return
+            query = {
+                **query,
+                "startAt": {"values": [{"referenceValue": docs[-1]["name"]}], "before": False},
+            }
+
+    def relative(self, name: str) -> str:
+        """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
+        return name[len(self.documents_path) + 1 :]
+
+    def count(self, group: str | None) -> int:
+        """Documents in a collection group (or the whole database): one aggregation."""
+        query = self._query(group)
+        del query["orderBy"]
+        body = {
+            "structuredAggregationQuery": {
+                "structuredQuery": query,
+                "aggregations": [{"alias": "n", "count": {}}],
+            }
+        }
+        rows = self._post(":runAggregationQuery", body)
+        for row in rows:
+            if "result" in row:
+                return int(row["result"]["aggregateFields"]["n"]["integerValue"])
+        return 0
+
+    def is_empty(self) -> bool:
+        return not self.root_collections()
+
+    def commit(self, writes: list[dict[str, Any]]) -> None:
+        self._post(":commit", {"writes": writes})
+
+    def delete_everything(self) -> int:
+        """Remove every document (a scratch target's cleanup): always the first page
+        of what is left, so no cursor walks over deleted documents."""
+        deleted = 0
+        while True:
+            query = self._query(None, names_only=True)
+            query["limit"] = BACKUP_RESTORE_BATCH_DOCS_COUNT
+            rows = self._post(":runQuery", {"structuredQuery": query})
+            names = [row["document"]["name"] for row in rows if "document" in row]
+            if not names:
+                return deleted
+            self.commit([{"delete": name} for name in names])
+            deleted += len(names)
+
+
+@dataclass(frozen=True)
+class Census:
+    """What a backup read: documents by collection group and by top-level collection."""
+
+    groups: dict[str, int]
+    tops: dict[str, int]
+
+
+def iso_micro(moment: datetime) -> str:
+    """RFC 3339 with microseconds (Firestore's ``readTime``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _rebase(value: Any, old: str, new: str) -> Any:
+    """Point references into the source database at the target database instead."""
+    if isinstance(value, dict):
+        ref = value.get("referenceValue")
+        if isinstance(ref, str) and (ref == old or ref.startswith(old + "/")):
+            return {"referenceValue": new + ref[len(old) :]}
+        return {k: _rebase(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebase(v, old, new) for v in value]
+    return value
+
+
+# ------------------------------------------------------------ the port
+
+
+@dataclass(frozen=True)
+class CreatedBackup:
+    """What a store reports about a backup it finished."""
+
+    locations: dict[str, str]
+    document_count: int
+    collection_counts: dict[str, int]
+    size_bytes: int
+    key_id: str | None
+    operations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DrillOutcome:
+    target: str
+    ok: bool
+    documents: int
+    duration_sec: float
+    cleaned_up: bool
+    detail: str
+
+
+class BackupStore(Protocol):
+    """Where backups go and come back from; one implementation per backend."""
+
+    backend: BackupBackend
+    regions: Sequence[str]
+
+    def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
+        """Take a consistent backup at ``snapshot_time`` into every region."""
+        ...
+
+    def verify(self, record: BackupRecord, region: str) -> None:
+        """Raise :class:`BackupIntegrityError` unless ``region``'s copy is complete and
+        readable."""
+        ...
+
+    def delete(self, record: BackupRecord) -> bool:
+        """Remove every copy; False when the storage removes it itself (lifecycle)."""
+        ...
+
+    def pitr_state(self) -> PitrState: ...
+
+    def drill(
+        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+    ) -> DrillOutcome:
+        """Restore into a scratch target, check it, time it, and clean up."""
+        ...
+
+
+# ------------------------------------------------------------- logical
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    documents: int
+    group_counts: dict[str, int]
+    """Documents per collection group in the target after the restore."""
+    duration_sec: float
+
+
+class LogicalBackupStore:
+    """Encrypted NDJSON parts in one destination per region (directory or gs:// prefix)."""
+
+    backend = BackupBackend.LOGICAL
+
+    def __init__(
+        self,
+        source: FirestoreDocuments,
+        key: BackupKey,
+        destinations: Mapping[str, BackupDestination | Path],
+        *,
+        drill_database: str = "pack391-drill",
+        pitr: PitrInspector | None = None,
+        workers: int = 2,
+        meta_dir: Path = SOURCE_DIR,
+        part_docs: int = BACKUP_PART_MAX_DOCS_COUNT,
+    ) -> None:
+        self._source = source
+        self._key = key
+        self._dest: dict[str, BackupDestination] = {
+            region: LocalDirectory(d) if isinstance(d, Path) else d
+            for region, d in destinations.items()
+        }
+        self.regions: Sequence[str] = tuple(self._dest)
+        self._drill_database = drill_database
+        self._pitr = pitr
+        self._workers = workers
+        self._meta_dir = meta_dir
+        self._part_docs = part_docs
+
+    def location(self, region: str, backup_id: str) -> str:
+        return self._dest[region].uri(backup_id)
+
+    def _read(self, region: str, backup_id: str, name: str) -> bytes | None:
+        return self._dest[region].read(f"{backup_id}/{name}")
+
+    # ---- backup
+
+    def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
+        excluded = set(collections.BACKUP_EXCLUDED)
+        for region in self.regions:
+            if self._read(region, backup_id, MANIFEST) is not None:
+                raise FailedPrecondition(f"backup {backup_id} exists already in {region}")
+        tops: dict[str, int] = {}
+        groups: dict[str, int] = {}
+        series: dict[str, int] = {}
+        lines: list[bytes] = []
+        current = ""
+        # One ordered pass over the whole database at one readTime (consistent by
+        # construction); sealing and writing run beside the reading.
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            pending: list[Future[PartEntry]] = []
+
+            def flush() -> None:
+                if lines:
+                    n = series.get(current, 0)
+                    series[current] = n + 1
+                    name = f"parts/{_file_safe(current)}-{n:05d}.ndjson.gz.enc"
+                    pending.append(pool.submit(self._seal_part, backup_id, name, list(lines)))
+                    lines.clear()
+
+            for page in self._source.pages(None, snapshot_time, self._part_docs):
+                for doc in page:
+                    name = self._source.relative(doc["name"])
+                    path = name.split("/")
+                    if path[0] in excluded:
+                        continue
+                    if path[0] != current or len(lines) >= self._part_docs:
+                        flush()
+                        current = path[0]
+                    line = {"name": name, "fields": doc.get("fields", {})}
+                    lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+                    tops[path[0]] = tops.get(path[0], 0) + 1
+                    groups[path[-2]] = groups.get(path[-2], 0) + 1
+            flush()
+            parts = [future.result() for future in pending]
+        census = Census(groups=groups, tops=tops)
+        meta = [
+            self._write_all(backup_id, f"meta/{name}.enc", (self._meta_dir / name).read_bytes(), 0)
+            for name in BUNDLE_META_FILES
+            if (self._meta_dir / name).is_file()
+        ]
+        manifest = Manifest(
+            backup_id=backup_id,
+            snapshot_time=iso_micro(snapshot_time),
+            source_database=self._source.database_path,
+            key_id=self._key.key_id,
+            collection_counts=census.tops,
+            group_counts=census.groups,
+            parts=parts,
+            meta=meta,
+        )
+        body = manifest.to_bytes(self._key)
+        for region in self.regions:
+            self._dest[region].write(f"{backup_id}/{MANIFEST}", body)
+        return CreatedBackup(
+            locations={r: self.location(r, backup_id) for r in self.regions},
+            document_count=manifest.document_count,
+            collection_counts=census.tops,
+            size_bytes=manifest.size_bytes + len(body),
+            key_id=self._key.key_id,
+        )
+
+    def _seal_part(self, backup_id: str, name: str, lines: list[bytes]) -> PartEntry:
+        return self._write_all(backup_id, name, archive.encode_part(lines), len(lines))
+
+    def _write_all(self, backup_id: str, name: str, plaintext: bytes, documents: int) -> PartEntry:
+        sealed = archive.seal(self._key, name, plaintext)
+        for region in self.regions:
+            self._dest[region].write(f"{backup_id}/{name}", sealed)
+        return PartEntry(name, archive.sha256(sealed), documents, len(sealed))
+
+    # ---- read back
+
+    def manifest(self, backup_id: str, region: str) -> Manifest:
+        data = self._read(region, backup_id, MANIFEST)
+        if data is None:
+            raise BackupIntegrityError(
+                f"backup {backup_id} in {region} has no manifest (incomplete)", part=MANIFEST
+            )
+        return Manifest.from_bytes(data, self._key)
+
+    def _read_part(self, backup_id: str, region: str, entry: PartEntry) -> bytes:
+        sealed = self._read(region, backup_id, entry.name)
+        archive.check_part(entry, sealed)
+        assert sealed is not None
+        return archive.unseal(self._key, entry.name, sealed)
+
+    def _documents(
+        self, backup_id: str, region: str, manifest: Manifest
+    ) -> Iterator[list[dict[str, Any]]]:
+        for entry in manifest.parts:
+            docs = archive.decode_part(entry.name, self._read_part(backup_id, region, entry))
+            if len(docs) != entry.documents:
+                raise BackupIntegrityError(
+                    f"part {entry.name} holds {len(docs)} documents, manifest says "
+                    f"{entry.documents}",
+                    part=entry.name,
+                )
+            yield docs
+
+    def verify(self, record: BackupRecord, region: str) -> None:
+        manifest = self.manifest(record.backup_id, region)
+        total = sum(len(docs) for docs in self._documents(record.backup_id, region, manifest))
+        for entry in manifest.meta:
+            self._read_part(record.backup_id, region, entry)
+        if total != manifest.document_count:
+            raise BackupIntegrityError(
+                f"backup {record.backup_id} holds {total} documents, manifest says "
+                f"{manifest.document_count}"
+            )
+
+    def bundle_file(self, backup_id: str, region: str, name: str) -> bytes:
+        """A saved rules or index file, decrypted."""
+        manifest = self.manifest(backup_id, region)
+        for entry in manifest.meta:
+            if entry.name == f"meta/{name}.enc":
+                return self._read_part(backup_id, region, entry)
+        raise BackupIntegrityError(f"backup {backup_id} has no {name}", part=name)
+
+    def restore(
+        self,
+        backup_id: str,
+        region: str,
+        target: FirestoreDocuments,
+        *,
+        overwrite: bool = False,
+    ) -> RestoreResult:
+        """Write the backup into ``target`` and check the counts there.
+
+        Every part's SHA-256 is checked before the first write, so a damaged backup
+        writes nothing; a non-empty target is refused unless ``overwrite``."""
+        started = time.perf_counter()
+        manifest = self.manifest(backup_id, region)
+        for entry in manifest.parts:
+            archive.check_part(entry, self._read(region, backup_id, entry.name))
+        if not overwrite and not target.is_empty():
+            raise NonEmptyTarget(
+                f"the target {target.database_path} is not empty: restore into an empty "
+                "database, or pass the overwrite flag",
+                target=target.database_path,
+            )
+        old, new = manifest.source_database, target.database_path
+        written = 0
+        batch: list[dict[str, Any]] = []
+
+        def flush(writes: list[dict[str, Any]]) -> None:
+            target.commit(writes)
+
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            pending = []
+            for docs in self._documents(backup_id, region, manifest):
+                for doc in docs:
+                    fields = doc["fields"] if old == new else _rebase(doc["fields"], old, new)
+                    name = f"{target.documents_path}/{doc['name']}"
+                    batch.append({"update": {"name": name, "fields": fields}})
+                    if len(batch) >= BACKUP_RESTORE_BATCH_DOCS_COUNT:
+                        pending.append(pool.submit(flush, batch))
+                        written += len(batch)
+                        batch = []
+            if batch:
+                pending.append(pool.submit(flush, batch))
+                written += len(batch)
+            for future in pending:
+                future.result()
+        counts = {group: target.count(group) for group in manifest.group_counts}
+        short = {g: n for g, n in counts.items() if n < manifest.group_counts[g]}
+        if short or (not overwrite and counts != manifest.group_counts):
+            raise BackupIntegrityError(
+                f"restored counts {counts} differ from the manifest {manifest.group_counts}"
+            )
+        return RestoreResult(written, counts, time.perf_counter() - started)
+
+    def delete(self, record: BackupRecord) -> bool:
+        for region in self.regions:
+            self._dest[region].delete_tree(record.backup_id)
+        return True
+
+    def pitr_state(self) -> PitrState:
+        if self._pitr is None:
+            return PitrState(supported=False, enabled=False)
+        return self._pitr.pitr_state()
+
+    def drill(
+        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+    ) -> DrillOutcome:
+        if point_in_time is not None or record is None:
+            raise FailedPrecondition(
+                "the logical backend restores backups, not points in time (that needs PITR "
+                "and the managed backend)",
+                field="pointInTime",
+            )
+        target = self._source.with_database(self._drill_database)
+        try:
+            result = self.restore(record.backup_id, region, target)
+        except NonEmptyTarget:
+            raise  # not ours to empty
+        except Exception:
+            target.delete_everything()
+            raise
+        deleted = target.delete_everything()
+        cleaned = target.is_empty()
+        return DrillOutcome(
+            target=target.database_path,
+            ok=result.documents == record.document_count,
+            documents=result.documents,
+            duration_sec=result.duration_sec,
+            cleaned_up=cleaned,
+            detail=f"restored {result.documents} documents, counts match the manifest, "
+            f"{deleted} removed after the check",
+        )
+
+
+def _file_safe(group: str) -> str:
+    """A collection id as a file name: itself when plain, else a digest."""
+    if group.replace("_", "").replace("-", "").isalnum() and group.isascii():
+        return group
+    return "x" + archive.sha256(group.encode())[:16]
+
+
+# ------------------------------------------------------------- managed
+
+
+class PitrInspector:
+    """Reads point-in-time recovery settings from the database (Admin API)."""
+
+    def __init__(self, admin: FirestoreAdminClient, database_path: str) -> None:
+        self._admin = admin
+        self._database_path = database_path
+
+    def pitr_state(self) -> PitrState:
+        db = self._admin.get_database(name=self._database_path)
+        enabled = (
+            db.point_in_time_recovery_enablement
+            == Database.PointInTimeRecoveryEnablement.POINT_IN_TIME_RECOVERY_ENABLED
+        )
+        retention = db.version_retention_period
+        earliest = db.earliest_version_time
+        return PitrState(
+            supported=True,
+            enabled=enabled,
+            retention_sec=retention.total_seconds() if retention else None,
+            earliest_version_time=earliest if earliest and earliest.year > 1970 else None,
+        )
+
+
+class ManagedBackupStore:
+    """Firestore managed exports into one bucket per region; drills clone from PITR."""
+
+    backend = BackupBackend.MANAGED
+
+    def __init__(
+        self,
+        admin: FirestoreAdminClient,
+        project: str,
+        buckets: Mapping[str, str],
+        *,
+        database: str = "(default)",
+        kms_key: str | None = None,
+        timeout_sec: float = _OPERATION_TIMEOUT_SEC,
+    ) -> None:
+        self._admin = admin
+        self._project = project
+        self._database_path = f"projects/{project}/databases/{database}"
+        self._buckets = {region: uri.rstrip("/") for region, uri in buckets.items()}
+        self.regions: Sequence[str] = tuple(self._buckets)
+        self._kms_key = kms_key or None
+        self._timeout = timeout_sec
+        self._pitr = PitrInspector(admin, self._database_path)
+
+    def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
+        locations: dict[str, str] = {}
+        operations: dict[str, str] = {}
+        documents = 0
+        size = 0
+        for region, bucket in self._buckets.items():
+            prefix = f"{bucket}/{backup_id}"
+            operation = self._admin.export_documents(
+                request=ExportDocumentsRequest(
+                    name=self._database_path,
+                    output_uri_prefix=prefix,
+                    snapshot_time=snapshot_time,
+                )
+            )
+            operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+            meta = operation.metadata
+            if isinstance(meta, ExportDocumentsMetadata):
+                documents = int(meta.progress_documents.completed_work)
+                size = int(meta.progress_bytes.completed_work)
+            locations[region] = prefix
+            operations[region] = operation.operation.name
+        return CreatedBackup(
+            locations=locations,
+            document_count=documents,
+            collection_counts={},
+            size_bytes=size,
+            key_id=self._kms_key,
+            operations=operations,
+        )
+
+    def verify(self, record: BackupRecord, region: str) -> None:
+        name = record.operations.get(region)
+        if not name:
+            raise BackupIntegrityError(f"backup {record.backup_id} has no export in {region}")
+        operation = self._admin.get_operation(operations_pb2.GetOperationRequest(name=name))
+        if not operation.done:
+            raise BackupIntegrityError(f"export {name} has not finished")
+        if operation.HasField("error"):
+            raise BackupIntegrityError(f"export {name} failed: {operation.error.message}")
+        meta = ExportDocumentsMetadata.deserialize(operation.metadata.value)
+        if meta.operation_state != OperationState.SUCCESSFUL:
+            raise BackupIntegrityError(
+                f"export {name} is {OperationState(meta.operation_state).name}"
+            )
+
+    def delete(self, record: BackupRecord) -> bool:
+        # Exports are deleted by each bucket's lifecycle rule (age = retention days):
+        # the functions' service account needs no delete right on cold storage.
+        return False
+
+    def pitr_state(self) -> PitrState:
+        return self._pitr.pitr_state()
+
+    def drill(
+        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+    ) -> DrillOutcome:
+        moment = point_in_time or (record.snapshot_time if record else None)
+        if moment is None:
+            raise FailedPrecondition("no backup and no point in time to restore")
+        moment = align_down(moment, BACKUP_SNAPSHOT_ALIGN_SEC)
+        target_id = f"drill-{tag}"
+        target = f"projects/{self._project}/databases/{target_id}"
+        started = time.perf_counter()
+        operation = self._admin.clone_database(
+            request=CloneDatabaseRequest(
+                parent=f"projects/{self._project}",
+                database_id=target_id,
+                pitr_snapshot=PitrSnapshot(database=self._database_path, snapshot_time=moment),
+            )
+        )
+        operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+        clone = self._admin.get_database(name=target)
+        duration = time.perf_counter() - started
+        ok = clone.name == target and bool(clone.uid)
+        self._admin.delete_database(name=target).result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+        return DrillOutcome(
+            target=target,
+            ok=ok,
+            documents=record.document_count if record else 0,
+            duration_sec=duration,
+            cleaned_up=True,
+            detail=f"cloned {self._database_path} at {iso(moment)} into {target_id}, "
+            f"{'ready' if ok else 'not ready'}, then deleted it",
+        )
+
+
+# ------------------------------------------------------------- catalog
+
+
+class BackupCatalog:
+    """Firestore: the catalog, verification reports, alerts and drills."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def _ref(self, backup_id: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.BACKUPS).document(backup_id)
+
+    def save(self, record: BackupRecord) -> None:
+        self._ref(record.backup_id).set(record.to_doc())
+
+    def get(self, backup_id: str) -> BackupRecord | None:
+        snap = self._ref(backup_id).get()
+        return BackupRecord.model_validate(snap.to_dict()) if snap.exists else None
+
+    def all(self) -> list[BackupRecord]:
+        docs = self._db.collection(collections.BACKUPS).order_by("__name__").stream()
+        return [BackupRecord.model_validate(snap.to_dict()) for snap in docs]
+
+    def save_verification(self, report: VerificationReport, alert: BackupAlert | None) -> None:
+        batch = self._db.batch()
+        ref = self._db.collection(collections.BACKUP_VERIFICATIONS).document(report.verification_id)
+        batch.set(ref, report.to_doc())
+        if alert is not None:
+            batch.set(self._db.collection(collections.BACKUP_ALERTS).document(), alert.to_doc())
+        batch.commit()
+
+    def _newest(self, collection: str) -> dict[str, Any] | None:
+        query = (
+            self._db.collection(collection)
+            .order_by("at", direction=firestore.Query.DESCENDING)
+            .limit(1)
+        )
+        for snap in query.stream():
+            return snap.to_dict()
+        return None
+
+    def last_verification(self) -> VerificationReport | None:
+        doc = self._newest(collections.BACKUP_VERIFICATIONS)
+        return VerificationReport.model_validate(doc) if doc is not None else None
+
+    def save_drill(self, drill: DrillRecord, change: Change) -> None:
+        """The drill and its audit entry, in one batch."""
+        batch = self._db.batch()
+        ref = self._db.collection(collections.BACKUP_DRILLS).document(drill.drill_id)
+        batch.set(ref, drill.to_doc())
+        write_audit(
+            self._db,
+            batch,
+            change,
+            target=f"{collections.BACKUP_DRILLS}/{drill.drill_id}",
+            before=None,
+            after=drill.model_dump(mode="json", by_alias=True),
+        )
+        batch.commit()
+
+    def last_drill(self) -> DrillRecord | None:
+        doc = self._newest(collections.BACKUP_DRILLS)
+        return DrillRecord.model_validate(doc) if doc is not None else None
+
+
+def mark(record: BackupRecord, status: BackupStatus, **changes: Any) -> BackupRecord:
+    return record.model_copy(update={"status": status, **changes})
+
+
+# ------------------------------------------------------------- wiring
+
+
+def parse_destinations(text: str, param: str) -> dict[str, str]:
+    """``region=dest,region=dest`` -> mapping; every region named once, known regions only."""
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        region, sep, dest = item.partition("=")
+        region, dest = region.strip(), dest.strip()
+        if not sep or not dest or region not in BACKUP_REGIONS or region in found:
+            raise FailedPrecondition(
+                f"{param}: {item!r} is not region=destination with a region of "
+                f"{', '.join(BACKUP_REGIONS)} (each once)"
+            )
+        found[region] = dest
+    return found
+
+
+def backup_destinations(root: str, overrides: str) -> dict[str, str]:
+    """One destination per region: ``root/<region>`` unless overridden by a directory
+    or a ``gs://bucket/prefix``."""
+    chosen = parse_destinations(overrides, "PACK391_BACKUP_DESTINATIONS")
+    base = Path(root) if Path(root).is_absolute() else SOURCE_DIR / root
+    dirs: dict[str, str] = {}
+    for region in BACKUP_REGIONS:
+        dest = chosen.get(region) or str(base / region)
+        if not dest.startswith("gs://") and not Path(dest).is_absolute():
+            dest = str(SOURCE_DIR / dest)
+        dirs[region] = dest
+    return dirs
+
+
+DEV_KEY_FILE = SOURCE_DIR / ".local" / "backup-dev.key"
+"""Local stack only: generated once when ``PACK391_BACKUP_KEY`` is unset. Never beside
+the backups (which live under ``.local/backups/<region>``) and never deployed."""
+
+
+def backup_key(secret_b64: str, emulated: bool, dev_key_file: Path = DEV_KEY_FILE) -> BackupKey:
+    """The configured key; under the emulator, a generated development key."""
+    if secret_b64.strip():
+        return BackupKey.from_base64(secret_b64)
+    if not emulated:
+        raise FailedPrecondition(
+            "PACK391_BACKUP_KEY is not set: create a secret of 32 random bytes in base64"
+        )
+    if not dev_key_file.is_file():
+        dev_key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dev_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.b64encode(os.urandom(archive.KEY_BYTES)).decode() + "\n")
+    return BackupKey.from_base64(dev_key_file.read_text())
+
+
+def admin_client(endpoint: str | None = None) -> FirestoreAdminClient:
+    """The Firestore Admin API client (REST); ``endpoint`` points it elsewhere (tests)."""
+    if endpoint is None:
+        return FirestoreAdminClient(transport="rest")
+    from google.auth.credentials import AnonymousCredentials
+
+    return FirestoreAdminClient(
+        transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": endpoint},
+    )
+
+
+def configured_store(project: str) -> BackupStore:
+    """The backend the params choose (``auto``: managed when deployed, logical locally)."""
+    emulated = is_emulated()
+    choice = BACKUP_BACKEND.value.strip().lower() or "auto"
+    if choice == "auto":
+        choice = "logical" if emulated else "managed"
+    if choice == BackupBackend.MANAGED.value:
+        buckets = parse_destinations(BACKUP_BUCKETS.value, "PACK391_BACKUP_BUCKETS")
+        missing = [r for r in BACKUP_REGIONS if r not in buckets]
+        if missing:
+            raise FailedPrecondition(f"PACK391_BACKUP_BUCKETS has no bucket for {missing}")
+        return ManagedBackupStore(
+            admin_client(), project, buckets, kms_key=BACKUP_KMS_KEY.value or None
+        )
+    if choice != BackupBackend.LOGICAL.value:
+        raise FailedPrecondition(f"PACK391_BACKUP_BACKEND={choice!r}: use managed or logical")
+    source = FirestoreDocuments.for_environment(project)
+    pitr = None if emulated else PitrInspector(admin_client(), source.database_path)
+    return LogicalBackupStore(
+        source,
+        backup_key(BACKUP_KEY.value, emulated),
+        {
+            region: destination_for(dest)
+            for region, dest in backup_destinations(
+                BACKUP_LOCAL_ROOT.value, BACKUP_DESTINATIONS.value
+            ).items()
+        },
+        drill_database=BACKUP_DRILL_DATABASE.value,
+        pitr=pitr,
+    )

@@ -1,0 +1,107 @@
+"""Where a logical backup's regional copy is written: a directory, or a ``gs://`` prefix.
+
+Both hold named objects (``<backupId>/parts/...``, ``<backupId>/manifest.json``); a
+write is all-or-nothing (a temporary file renamed into place, or one Cloud Storage
+upload), so a reader never sees half an object.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from google.api_core import exceptions as gexc
+
+
+class BackupDestination(Protocol):
+    """One region's storage for logical backups."""
+
+    def uri(self, key: str) -> str:
+        """Where ``key`` is, for humans and the catalog."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None: ...
+
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is none."""
+        ...
+
+    def delete_tree(self, prefix: str) -> None:
+        """Remove every object under ``prefix/``."""
+        ...
+
+
+class LocalDirectory:
+    """A directory (the local stack's default: ``.local/backups/<region>``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def uri(self, key: str) -> str:
+        return str(self.root / key)
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def read(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def delete_tree(self, prefix: str) -> None:
+        shutil.rmtree(self.root / prefix, ignore_errors=True)
+
+
+class GcsPrefix:
+    """A ``gs://bucket/prefix`` through ``google-cloud-storage`` (cold storage class
+    and CMEK are the bucket's defaults, set up once: see the README)."""
+
+    def __init__(self, client: Any, uri: str) -> None:
+        if not uri.startswith("gs://"):
+            raise ValueError(f"not a gs:// URI: {uri}")
+        bucket, _, prefix = uri[len("gs://") :].partition("/")
+        self._bucket = client.bucket(bucket)
+        self._client = client
+        self._bucket_name = bucket
+        self._prefix = prefix.strip("/")
+
+    def _name(self, key: str) -> str:
+        return f"{self._prefix}/{key}" if self._prefix else key
+
+    def uri(self, key: str) -> str:
+        return f"gs://{self._bucket_name}/{self._name(key)}"
+
+    def write(self, key: str, data: bytes) -> None:
+        blob = self._bucket.blob(self._name(key))
+        blob.upload_from_string(data, content_type="application/octet-stream", checksum="md5")
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            data: bytes = self._bucket.blob(self._name(key)).download_as_bytes(checksum="md5")
+        except gexc.NotFound:
+            return None
+        return data
+
+    def delete_tree(self, prefix: str) -> None:
+        for blob in self._client.list_blobs(self._bucket_name, prefix=self._name(prefix) + "/"):
+            blob.delete()
+
+
+def destination_for(target: str | Path, storage_client: Any = None) -> BackupDestination:
+    """A ``gs://`` URI becomes a :class:`GcsPrefix`, anything else a directory."""
+    text = str(target)
+    if text.startswith("gs://"):
+        if storage_client is None:
+            from google.cloud import storage  # type: ignore[attr-defined]
+
+            storage_client = storage.Client()
+        return GcsPrefix(storage_client, text)
+    return LocalDirectory(Path(text))

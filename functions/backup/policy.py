@@ -1,0 +1,191 @@
+"""Disaster-recovery decisions: pure functions of data and ``now``, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.models.backup import BackupBackend, BackupRecord, BackupStatus, CheckResult, CheckStatus
+from shared.thresholds import (
+    BACKUP_FRESHNESS_SLACK_SEC,
+    BACKUP_INTERRUPTED_AFTER_SEC,
+    BACKUP_INTERVAL_SEC,
+    BACKUP_RETENTION_DAYS,
+    BACKUP_RETENTION_MIN_KEEP_COUNT,
+    BACKUP_SNAPSHOT_ALIGN_SEC,
+    RPO_SEC,
+    RTO_SEC,
+)
+
+
+def backup_id(now: datetime, suffix: str) -> str:
+    """``20260101T120000Z-1a2b3c``: sorts by time; ``suffix`` (6 hex) makes it unique."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def point_in_time_problem(point_in_time: datetime | None, now: datetime) -> str | None:
+    """Why a requested restore point cannot be used, or None."""
+    if point_in_time is not None and point_in_time > now:
+        return "must not be in the future"
+    return None
+
+
+def snapshot_time(backend: BackupBackend, now: datetime) -> datetime:
+    """The instant a backup captures.
+
+    Managed exports need a past, minute-aligned ``snapshot_time``; a logical backup
+    reads every page at exactly ``now`` (Firestore's ``readTime``, microseconds)."""
+    if backend is BackupBackend.MANAGED:
+        return align_down(now, BACKUP_SNAPSHOT_ALIGN_SEC)
+    return now
+
+
+def align_down(moment: datetime, step_sec: int) -> datetime:
+    """``moment`` floored to a whole multiple of ``step_sec`` since the epoch."""
+    epoch = moment.timestamp()
+    return datetime.fromtimestamp(epoch - (epoch % step_sec), tz=moment.tzinfo)
+
+
+def latest_complete(records: Iterable[BackupRecord], region: str) -> BackupRecord | None:
+    """The newest complete backup that has a copy in ``region``."""
+    candidates = [r for r in records if r.status is BackupStatus.COMPLETE and region in r.locations]
+    return max(candidates, key=lambda r: r.snapshot_time, default=None)
+
+
+def freshness_check(region: str, latest: BackupRecord | None, now: datetime) -> CheckResult:
+    """Is there a complete backup younger than the interval plus slack in ``region``?"""
+    limit = BACKUP_INTERVAL_SEC + BACKUP_FRESHNESS_SLACK_SEC
+    name = f"fresh:{region}"
+    if latest is None:
+        return CheckResult(name=name, status=CheckStatus.BROKEN, detail="no complete backup")
+    age = (now - latest.snapshot_time).total_seconds()
+    status = CheckStatus.OK if age <= limit else CheckStatus.BROKEN
+    return CheckResult(
+        name=name,
+        status=status,
+        detail=f"latest {latest.backup_id} is {age:.0f}s old (limit {limit}s)",
+    )
+
+
+def readable_check(region: str, latest: BackupRecord | None, problem: str | None) -> CheckResult:
+    """The verdict on reading back ``region``'s latest copy; ``problem`` None means it read."""
+    name = f"readable:{region}"
+    if latest is None:
+        return CheckResult(name=name, status=CheckStatus.BROKEN, detail="nothing to read")
+    if problem is not None:
+        return CheckResult(name=name, status=CheckStatus.BROKEN, detail=problem)
+    return CheckResult(
+        name=name,
+        status=CheckStatus.OK,
+        detail=f"{latest.backup_id}: {latest.document_count} documents, every part intact",
+    )
+
+
+@dataclass(frozen=True)
+class PitrState:
+    """Point-in-time recovery as the database reports it."""
+
+    supported: bool
+    """False where the backend cannot have PITR (the emulator)."""
+    enabled: bool
+    retention_sec: float | None = None
+    earliest_version_time: datetime | None = None
+
+
+def pitr_check(state: PitrState) -> CheckResult:
+    """The 1-minute RPO is promised by PITR: it must be enabled on the database."""
+    if not state.supported:
+        return CheckResult(
+            name="pitr",
+            status=CheckStatus.BROKEN,
+            detail="point-in-time recovery is not available on this database (emulator): "
+            "the RPO is the backup interval",
+        )
+    if not state.enabled:
+        return CheckResult(
+            name="pitr", status=CheckStatus.BROKEN, detail="point-in-time recovery is disabled"
+        )
+    return CheckResult(
+        name="pitr",
+        status=CheckStatus.OK,
+        detail=f"enabled, versions kept {state.retention_sec or 0:.0f}s",
+    )
+
+
+def measured_rpo_sec(
+    pitr: PitrState, latest_snapshot: datetime | None, now: datetime
+) -> float | None:
+    """The data a disaster at ``now`` would lose, in seconds.
+
+    With PITR the database can be cloned at any whole minute still retained, so the
+    loss is the time since the last whole minute (at most :data:`RPO_SEC`). Without
+    it, everything since the newest complete backup."""
+    if pitr.supported and pitr.enabled:
+        if pitr.earliest_version_time is not None and pitr.earliest_version_time > now:
+            return None
+        return (now - align_down(now, RPO_SEC)).total_seconds()
+    if latest_snapshot is None:
+        return None
+    return (now - latest_snapshot).total_seconds()
+
+
+def expired_backups(records: Sequence[BackupRecord], now: datetime) -> list[BackupRecord]:
+    """Complete backups past retention (never the newest
+    :data:`BACKUP_RETENTION_MIN_KEEP_COUNT`), and failed ones past retention too."""
+    cutoff = now - timedelta(days=BACKUP_RETENTION_DAYS)
+    complete = sorted(
+        (r for r in records if r.status is BackupStatus.COMPLETE),
+        key=lambda r: r.snapshot_time,
+        reverse=True,
+    )
+    kept = {r.backup_id for r in complete[:BACKUP_RETENTION_MIN_KEEP_COUNT]}
+    return [
+        r
+        for r in records
+        if r.status in (BackupStatus.COMPLETE, BackupStatus.FAILED)
+        and r.backup_id not in kept
+        and r.snapshot_time < cutoff
+    ]
+
+
+def interrupted_backups(records: Iterable[BackupRecord], now: datetime) -> list[BackupRecord]:
+    """Backups still ``running`` long after they started: they will never finish."""
+    limit = timedelta(seconds=BACKUP_INTERRUPTED_AFTER_SEC)
+    return [r for r in records if r.status is BackupStatus.RUNNING and now - r.started_at > limit]
+
+
+def retention_check(remaining: Sequence[BackupRecord], now: datetime) -> CheckResult:
+    """After retention ran, nothing it should have removed is left."""
+    overdue = expired_backups(remaining, now)
+    if overdue:
+        ids = ", ".join(r.backup_id for r in overdue)
+        return CheckResult(
+            name="retention", status=CheckStatus.BROKEN, detail=f"past retention: {ids}"
+        )
+    return CheckResult(
+        name="retention",
+        status=CheckStatus.OK,
+        detail=f"nothing older than {BACKUP_RETENTION_DAYS} days beyond the newest "
+        f"{BACKUP_RETENTION_MIN_KEEP_COUNT}",
+    )
+
+
+def problems(checks: Iterable[CheckResult]) -> list[str]:
+    """The broken promises, one line each."""
+    return [f"{c.name}: {c.detail}" for c in checks if c.status is CheckStatus.BROKEN]
+
+
+def latest_per_region(
+    records: Sequence[BackupRecord], regions: Sequence[str]
+) -> Mapping[str, BackupRecord | None]:
+    return {region: latest_complete(records, region) for region in regions}
+
+
+def projected_rto_sec(documents: int, docs_per_sec: float) -> float:
+    """Restore time for ``documents`` at a measured rate."""
+    return documents / docs_per_sec
+
+
+def within_rto(duration_sec: float) -> bool:
+    return duration_sec <= RTO_SEC

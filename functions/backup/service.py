@@ -1,0 +1,244 @@
+"""Disaster recovery: backup, verify, report, drill. Reads through ports, decides with
+the policy, writes through ports."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime, timedelta
+
+from functions.backup import policy
+from functions.backup.adapters import BackupCatalog, BackupStore, mark
+from functions.backup.archive import BackupIntegrityError, WrongKey
+from shared.audit import Change
+from shared.errors import FailedPrecondition, InvalidInput, NotFound
+from shared.models.backup import (
+    BackupAlert,
+    BackupRecord,
+    BackupStatus,
+    BackupStatusView,
+    CheckResult,
+    DrillRecord,
+    RegionLatest,
+    RestoreDrillRequest,
+    VerificationReport,
+)
+from shared.thresholds import BACKUP_STATUS_RECENT_COUNT, RPO_SEC, RTO_SEC
+
+log = logging.getLogger("pack391.backup")
+
+
+class BackupService:
+    def __init__(self, store: BackupStore, catalog: BackupCatalog) -> None:
+        self._store = store
+        self._catalog = catalog
+
+    # ---------------------------------------------------------------- backup
+
+    def backup(self, now: datetime) -> BackupRecord:
+        """Take a consistent backup into every region and record it in the catalog;
+        then fail interrupted backups and apply retention."""
+        backend = self._store.backend
+        record = BackupRecord(
+            backup_id=policy.backup_id(now, secrets.token_hex(3)),
+            backend=backend,
+            status=BackupStatus.RUNNING,
+            snapshot_time=policy.snapshot_time(backend, now),
+            started_at=now,
+        )
+        self._catalog.save(record)
+        started = time.perf_counter()
+        try:
+            created = self._store.create(record.backup_id, record.snapshot_time)
+        except Exception as exc:
+            self._catalog.save(mark(record, BackupStatus.FAILED, error=str(exc)[:1000]))
+            raise
+        done = mark(
+            record,
+            BackupStatus.COMPLETE,
+            completed_at=now + timedelta(seconds=time.perf_counter() - started),
+            locations=created.locations,
+            document_count=created.document_count,
+            collection_counts=created.collection_counts,
+            size_bytes=created.size_bytes,
+            key_id=created.key_id,
+            operations=created.operations,
+        )
+        self._catalog.save(done)
+        self.housekeeping(now)
+        return done
+
+    def housekeeping(self, now: datetime) -> list[str]:
+        """Mark interrupted backups failed (removing their partial files) and delete
+        backups past retention. Returns the ids retention expired."""
+        records = self._catalog.all()
+        for stuck in policy.interrupted_backups(records, now):
+            self._store.delete(stuck)
+            self._catalog.save(mark(stuck, BackupStatus.FAILED, error="interrupted"))
+        expired: list[str] = []
+        for old in policy.expired_backups(self._catalog.all(), now):
+            self._store.delete(old)
+            self._catalog.save(mark(old, BackupStatus.EXPIRED))
+            expired.append(old.backup_id)
+        return expired
+
+    # ---------------------------------------------------------------- verify
+
+    def verify(self, now: datetime, verification_id: str) -> VerificationReport:
+        """Check every promise; write the report, and an alert when one is broken."""
+        expired = self.housekeeping(now)
+        records = self._catalog.all()
+        checks: list[CheckResult] = []
+        latest = policy.latest_per_region(records, self._store.regions)
+        for region, record in latest.items():
+            checks.append(policy.freshness_check(region, record, now))
+            checks.append(policy.readable_check(region, record, self._read_problem(record, region)))
+        pitr = self._store.pitr_state()
+        checks.append(policy.pitr_check(pitr))
+        live = [r for r in records if r.status is not BackupStatus.EXPIRED]
+        checks.append(policy.retention_check(live, now))
+        oldest_latest = min(
+            (r.snapshot_time for r in latest.values() if r is not None), default=None
+        )
+        if any(r is None for r in latest.values()):
+            oldest_latest = None
+        broken = policy.problems(checks)
+        report = VerificationReport(
+            verification_id=verification_id,
+            at=now,
+            backend=self._store.backend,
+            ok=not broken,
+            checks=checks,
+            measured_rpo_sec=policy.measured_rpo_sec(pitr, oldest_latest, now),
+            expired_backup_ids=expired,
+        )
+        alert = (
+            BackupAlert(at=now, verification_id=verification_id, problems=broken)
+            if broken
+            else None
+        )
+        self._catalog.save_verification(report, alert)
+        if broken:
+            log.warning("backup verification %s: %s", verification_id, "; ".join(broken))
+        return report
+
+    def _read_problem(self, record: BackupRecord | None, region: str) -> str | None:
+        if record is None:
+            return None
+        try:
+            self._store.verify(record, region)
+        except (BackupIntegrityError, WrongKey) as exc:
+            return exc.message
+        except OSError as exc:
+            return f"cannot read {record.backup_id} in {region}: {exc}"
+        return None
+
+    # ---------------------------------------------------------------- status
+
+    def status(self, now: datetime) -> BackupStatusView:
+        records = self._catalog.all()
+        latest = policy.latest_per_region(records, self._store.regions)
+        per_region = {
+            region: (
+                RegionLatest(
+                    backup_id=r.backup_id,
+                    snapshot_time=r.snapshot_time,
+                    age_sec=(now - r.snapshot_time).total_seconds(),
+                    size_bytes=r.size_bytes,
+                    document_count=r.document_count,
+                    location=r.locations[region],
+                )
+                if r is not None
+                else None
+            )
+            for region, r in latest.items()
+        }
+        verification = self._catalog.last_verification()
+        drill = self._catalog.last_drill()
+        recent = sorted(records, key=lambda r: r.backup_id, reverse=True)
+        return BackupStatusView(
+            backend=self._store.backend,
+            latest_per_region=per_region,
+            recent=recent[:BACKUP_STATUS_RECENT_COUNT],
+            last_verification=verification,
+            measured_rpo_sec=verification.measured_rpo_sec if verification else None,
+            rpo_target_sec=RPO_SEC,
+            last_drill=drill,
+            last_drill_rto_sec=drill.duration_sec if drill else None,
+            rto_target_sec=RTO_SEC,
+        )
+
+    # ----------------------------------------------------------------- drill
+
+    def drill(self, req: RestoreDrillRequest, change: Change, drill_id: str) -> DrillRecord:
+        """Restore a backup (or a point in time) into a scratch target, check it, time
+        it, clean up, and record the drill with its audit entry."""
+        problem = policy.point_in_time_problem(req.point_in_time, change.now)
+        if problem is not None:
+            raise InvalidInput("pointInTime", problem)
+        region = req.region or self._store.regions[0]
+        record = self._drill_source(req, region)
+        source = (
+            f"pitr:{req.point_in_time.isoformat()}"
+            if req.point_in_time is not None
+            else record.backup_id
+            if record
+            else ""
+        )
+        try:
+            outcome = self._store.drill(record, req.point_in_time, region, drill_id[-6:])
+        except (BackupIntegrityError, WrongKey) as exc:
+            drill = DrillRecord(
+                drill_id=drill_id,
+                at=change.now,
+                backend=self._store.backend,
+                source=source,
+                target="",
+                ok=False,
+                documents=0,
+                duration_sec=0.0,
+                docs_per_sec=None,
+                rto_target_sec=RTO_SEC,
+                within_rto=False,
+                cleaned_up=True,
+                detail=exc.message,
+                requested_by=change.actor_uid,
+            )
+        else:
+            drill = DrillRecord(
+                drill_id=drill_id,
+                at=change.now,
+                backend=self._store.backend,
+                source=source,
+                target=outcome.target,
+                ok=outcome.ok,
+                documents=outcome.documents,
+                duration_sec=outcome.duration_sec,
+                docs_per_sec=(
+                    outcome.documents / outcome.duration_sec if outcome.duration_sec > 0 else None
+                ),
+                rto_target_sec=RTO_SEC,
+                within_rto=outcome.ok and policy.within_rto(outcome.duration_sec),
+                cleaned_up=outcome.cleaned_up,
+                detail=outcome.detail,
+                requested_by=change.actor_uid,
+            )
+        self._catalog.save_drill(drill, change)
+        return drill
+
+    def _drill_source(self, req: RestoreDrillRequest, region: str) -> BackupRecord | None:
+        if req.backup_id is not None:
+            record = self._catalog.get(req.backup_id)
+            if record is None:
+                raise NotFound(f"no backup {req.backup_id}", field="backupId")
+            if record.status is not BackupStatus.COMPLETE:
+                raise FailedPrecondition(
+                    f"backup {req.backup_id} is {record.status.value}, not complete",
+                    field="backupId",
+                )
+            return record
+        latest = policy.latest_complete(self._catalog.all(), region)
+        if latest is None and req.point_in_time is None:
+            raise FailedPrecondition(f"no complete backup in {region} to restore")
+        return latest

@@ -1,0 +1,102 @@
+"""A local stand-in for the Cloud Storage JSON API, for the real ``google-cloud-storage``.
+
+Speaks what logical backups to ``gs://`` use: multipart upload, media download (with
+the ``x-goog-hash`` MD5 the client checks), listing by prefix, and delete. Objects
+live in memory; every request is recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import flask
+
+from tests.fakes.serving import served
+
+
+@dataclass
+class FakeCloudStorage:
+    objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    url: str = ""
+
+    def resource(self, bucket: str, name: str) -> dict[str, str]:
+        data = self.objects[(bucket, name)]
+        return {
+            "kind": "storage#object",
+            "bucket": bucket,
+            "name": name,
+            "size": str(len(data)),
+            "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
+            "generation": "1",
+            "metageneration": "1",
+            "contentType": "application/octet-stream",
+        }
+
+
+def _not_found(name: str) -> flask.Response:
+    body = {"error": {"code": 404, "message": f"No such object: {name}"}}
+    return flask.make_response(flask.jsonify(body), 404)
+
+
+def _multipart_payload(body: bytes, content_type: str) -> tuple[dict[str, object], bytes]:
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    sections = [s for s in body.split(b"--" + boundary) if s.strip() not in (b"", b"--")]
+    _, _, meta_body = sections[0].partition(b"\r\n\r\n")
+    _, _, data = sections[1].partition(b"\r\n\r\n")
+    return flask.json.loads(meta_body.strip()), data[: -len(b"\r\n")]
+
+
+def serve() -> Iterator[FakeCloudStorage]:
+    fake = FakeCloudStorage()
+    app = flask.Flask("fake-cloud-storage")
+
+    @app.before_request
+    def record() -> None:
+        fake.requests.append((flask.request.method, flask.request.path))
+
+    @app.post("/upload/storage/v1/b/<bucket>/o")
+    def upload(bucket: str) -> flask.Response:
+        kind = flask.request.args.get("uploadType")
+        if kind != "multipart":
+            return flask.make_response(flask.jsonify(error={"code": 400, "message": kind}), 400)
+        meta, data = _multipart_payload(
+            flask.request.get_data(), flask.request.headers["Content-Type"]
+        )
+        name = str(meta.get("name") or flask.request.args["name"])
+        fake.objects[(bucket, name)] = data
+        return flask.jsonify(fake.resource(bucket, name))
+
+    @app.get("/download/storage/v1/b/<bucket>/o/<path:name>")
+    def download(bucket: str, name: str) -> flask.Response:
+        if (bucket, name) not in fake.objects:
+            return _not_found(name)
+        data = fake.objects[(bucket, name)]
+        response = flask.make_response(data)
+        response.headers["Content-Type"] = "application/octet-stream"
+        response.headers["x-goog-hash"] = f"md5={fake.resource(bucket, name)['md5Hash']}"
+        response.headers["x-goog-generation"] = "1"
+        return response
+
+    @app.get("/storage/v1/b/<bucket>/o")
+    def listing(bucket: str) -> flask.Response:
+        prefix = flask.request.args.get("prefix", "")
+        items = [
+            fake.resource(b, n)
+            for (b, n) in sorted(fake.objects)
+            if b == bucket and n.startswith(prefix)
+        ]
+        return flask.jsonify(kind="storage#objects", items=items)
+
+    @app.delete("/storage/v1/b/<bucket>/o/<path:name>")
+    def delete(bucket: str, name: str) -> flask.Response:
+        if fake.objects.pop((bucket, name), None) is None:
+            return _not_found(name)
+        return flask.make_response("", 204)
+
+    with served(app) as url:
+        fake.url = url
+        yield fake
