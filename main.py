@@ -29,6 +29,17 @@ from functions.ddos import (
     pack391_setGeoThrottle,
     pack391_walletBruteForceShield,
 )
+
+# zero-downtime deployment guard (issue 6)
+from functions.deploy_guard import (
+    pack391_controlDeployment,
+    pack391_getDeploymentStatus,
+    pack391_monitorDeployment,
+    pack391_pinTraffic,
+    pack391_preDeployValidator,
+    pack391_rollbackController,
+    pack391_startDeployment,
+)
 from functions.market import (
     pack391_checkMarketAccess,
     pack391_emergencyPauseMarkets,
@@ -50,17 +61,24 @@ __all__ = [
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
     "pack391_cleanupExpiredBlocks",
+    "pack391_controlDeployment",
     "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
     "pack391_getDDoSStats",
+    "pack391_getDeploymentStatus",
     "pack391_getMarketControls",
     "pack391_initScaling",
     "pack391_manualScale",
+    "pack391_monitorDeployment",
     "pack391_panicEscalation",
+    "pack391_pinTraffic",
+    "pack391_preDeployValidator",
     "pack391_reportServiceMetrics",
+    "pack391_rollbackController",
     "pack391_scaleGuard",
     "pack391_serviceHealthCheck",
     "pack391_setGeoThrottle",
+    "pack391_startDeployment",
     "pack391_syncMarkets",
     "pack391_updateMarketControl",
     "pack391_walletBruteForceShield",

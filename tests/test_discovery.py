@@ -46,6 +46,14 @@ EXPECTED: dict[str, str] = {
     "pack391_manualScale": CALLABLE,
     "pack391_reportServiceMetrics": CALLABLE,
     "pack391_scaleGuard": "* * * * *",
+    # zero-downtime deployment guard (issue 6)
+    "pack391_preDeployValidator": CALLABLE,
+    "pack391_startDeployment": CALLABLE,
+    "pack391_monitorDeployment": "* * * * *",
+    "pack391_rollbackController": CALLABLE,
+    "pack391_getDeploymentStatus": CALLABLE,
+    "pack391_controlDeployment": CALLABLE,
+    "pack391_pinTraffic": CALLABLE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 

@@ -41,6 +41,10 @@ DOCS = {
     "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
     "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
     "scaling_alert": f"{collections.SCALING_ALERTS}/a1",
+    # deploy guard (issue 6)
+    "deployment": f"{collections.DEPLOYMENTS}/d1",
+    "deploy_report": f"{collections.DEPLOY_REPORTS}/r1",
+    "deploy_active": f"{collections.DEPLOY_ACTIVE}/production",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -60,6 +64,10 @@ READERS = {
     "scaling_service": {"ops", "admin"},
     "scaling_decision": {"ops", "admin"},
     "scaling_alert": {"ops", "admin"},
+    # deploy guard (issue 6)
+    "deployment": {"ops", "admin"},
+    "deploy_report": {"ops", "admin"},
+    "deploy_active": set(),
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}
