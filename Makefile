@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-canary clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -40,3 +40,7 @@ clean:
 # Scaling simulation (issue 4): figures in docs/benchmarks.md
 bench-scaling: setup
 	$(BIN)/python -m bench.scaling_sim
+
+# Canary simulation (issue 6): figures in docs/benchmarks.md
+bench-canary: setup
+	$(BIN)/python -m bench.canary_sim

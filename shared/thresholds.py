@@ -320,6 +320,14 @@ CANARY_CONFIDENCE_Z: Final[float] = 2.576
 """z of the one-sided bound on a rate (99.5 %): a breach is conclusive when the lower
 Wilson bound of the canary's rate is over the threshold."""
 
+CANARY_FAIL_CONFIDENCE_Z: Final[float] = 1.0
+"""z of the bound for a failed (not yet conclusive) check (84 %, one-sided): one unlucky
+event among a handful is not a failure."""
+
+CANARY_MIN_BAD_EVENTS_COUNT: Final[int] = 3
+"""A rate fails or breaches only with at least this many bad events in the minute: one
+anomalous payout out of one is a ratio of 100 % but no evidence."""
+
 CANARY_LATENCY_FLOOR_MS: Final[float] = 25.0
 """Latency breaches smaller than this in absolute terms are noise, not a regression."""
 

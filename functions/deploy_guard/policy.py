@@ -1,9 +1,10 @@
 """Deploy guard decisions: pure functions of measured numbers, state and ``now``.
 
 - :func:`judge`: one minute's canary check, canary against stable (Argo Rollouts'
-  ``assessMetricStatus`` shape): ``breach`` (conclusive, roll back now), ``fail`` (over a
-  threshold, counts against the failure limit), ``inconclusive`` (too little traffic) or
-  ``pass``.
+  ``assessMetricStatus`` shape): ``breach`` (conclusive, roll back now: the 99.5 % lower
+  bound of the rate is over the threshold), ``fail`` (the 84 % lower bound is over: counts
+  against the failure limit), either with at least 3 bad events in the minute;
+  ``inconclusive`` (too little traffic) or ``pass``.
 - :func:`on_check`: the state machine's answer to a check (advance, hold, pause, roll back).
 - :func:`begin`, :func:`on_control`, :func:`split`, :func:`gates_passed`, :func:`report_usable`.
 """
@@ -89,9 +90,10 @@ def _rate_check(rule: RateRule, canary: RevisionWindow, stable: RevisionWindow) 
         )
     pct = 100.0 * bad / total
     lower = wilson_lower_pct(bad, total)
-    if lower > rule.threshold_pct:
+    evidence = bad >= t.CANARY_MIN_BAD_EVENTS_COUNT
+    if evidence and lower > rule.threshold_pct:
         verdict, detail = Verdict.BREACH, f"lower bound {lower:.2f}% over the threshold"
-    elif pct > rule.threshold_pct:
+    elif evidence and wilson_lower_pct(bad, total, t.CANARY_FAIL_CONFIDENCE_Z) > rule.threshold_pct:
         verdict, detail = Verdict.FAIL, f"{pct:.2f}% over, lower bound {lower:.2f}%"
     else:
         verdict, detail = Verdict.PASS, ""
