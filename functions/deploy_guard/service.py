@@ -22,6 +22,7 @@ from functions.deploy_guard.adapters import (
     BusinessMetrics,
     DeployStore,
     GateReader,
+    Observed,
     RevisionMetrics,
     TrafficSplitter,
     load_index_specs,
@@ -247,16 +248,20 @@ class DeployGuard:
 
     # ------------------------------------------------------------ start
 
+    def _serving(self, name: str) -> tuple[Observed, str]:
+        """What the platform holds for ``name``, and the revision serving most of it."""
+        seen = self.p.splitter.observe(name, self.p.region)
+        if not seen.shares:
+            raise FailedPrecondition(f"service {name} serves no traffic (unknown service?)")
+        return seen, max(sorted(seen.shares), key=lambda rev: seen.shares[rev])
+
     def _targets(self, names: list[str] | None) -> list[ServiceTarget]:
         services = names or list(self.p.default_services)
         if not services:
             raise InvalidInput("services", "no services given and none configured")
         targets = []
         for name in services:
-            seen = self.p.splitter.observe(name, self.p.region)
-            if not seen.shares:
-                raise FailedPrecondition(f"service {name} serves no traffic (unknown service?)")
-            stable = max(sorted(seen.shares), key=lambda rev: seen.shares[rev])
+            seen, stable = self._serving(name)
             canary = seen.latest_ready
             if canary is None or canary == stable:
                 raise FailedPrecondition(
@@ -480,10 +485,7 @@ class DeployGuard:
             )
         pinned = []
         for name in req.services or list(self.p.default_services):
-            seen = self.p.splitter.observe(name, self.p.region)
-            if not seen.shares:
-                raise FailedPrecondition(f"service {name} serves no traffic (unknown service?)")
-            stable = max(sorted(seen.shares), key=lambda rev: seen.shares[rev])
+            seen, stable = self._serving(name)
             self.p.splitter.apply(name, self.p.region, {stable: 100})
             pinned.append(PinnedService(service=name, revision=stable, before=seen.shares))
         self.p.store.audit_only(change, "pin-traffic", {p.service: p.revision for p in pinned})
