@@ -515,5 +515,13 @@ def new_id() -> str:
     return f"{stamp}-{uuid.uuid4().hex[:8]}"
 
 
-PLATFORM_ERRORS: tuple[type[BaseException], ...] = (gexc.GoogleAPIError, TimeoutError)
+class TrafficNotApplied(Exception):
+    """The platform answered with a split other than the one asked for."""
+
+
+PLATFORM_ERRORS: tuple[type[BaseException], ...] = (
+    gexc.GoogleAPIError,
+    TimeoutError,
+    TrafficNotApplied,
+)
 """What a traffic change may raise that leaves the deployment to retry next minute."""

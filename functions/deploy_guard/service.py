@@ -11,6 +11,7 @@ run re-applies the same split (idempotent) before doing anything else.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from functions.deploy_guard.adapters import (
     GateReader,
     Observed,
     RevisionMetrics,
+    TrafficNotApplied,
     TrafficSplitter,
     load_index_specs,
     new_id,
@@ -56,8 +58,15 @@ from shared.models.deploy import (
 )
 from shared.models.scaling import IsolationState
 
+log = logging.getLogger("pack391.deploy")
+
 PAYMENT_SERVICE = "payment-processor"
 """The scaling registry's id of the payment processor (the payment gate checks it)."""
+
+
+class MonitorIncomplete(Exception):
+    """Some deployments raised during a monitor run (the others were advanced); the run
+    is reported failed so Cloud Scheduler shows it."""
 
 
 @dataclass(frozen=True)
@@ -324,11 +333,18 @@ class DeployGuard:
 
     def monitor(self, now: datetime) -> list[DeploymentDoc]:
         """One run over every active deployment."""
-        out = []
+        out, failed = [], []
         for deployment_id in self.p.store.active_ids():
-            dep = self.step(deployment_id, now)
+            try:
+                dep = self.step(deployment_id, now)
+            except Exception:  # one broken deployment must not stop the others
+                log.exception("deploy monitor: deployment %s failed", deployment_id)
+                failed.append(deployment_id)
+                continue
             if dep is not None:
                 out.append(dep)
+        if failed:
+            raise MonitorIncomplete(f"deployments not advanced: {', '.join(failed)}")
         return out
 
     def _apply(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
@@ -338,9 +354,7 @@ class DeployGuard:
                 wanted = policy.split(target, dep.traffic_percent)
                 serving = self.p.splitter.apply(target.service, target.region, wanted)
                 if serving != wanted:
-                    raise FailedPrecondition(
-                        f"{target.service} serves {serving}, not {wanted}", service=target.service
-                    )
+                    raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
             self.p.store.mark_applied(dep.deployment_id, dep.traffic_percent, now)
             dep = dep.model_copy(update={"applied_percent": dep.traffic_percent})
         if policy.settled(dep, now) is None:
@@ -354,11 +368,19 @@ class DeployGuard:
         if dep is None or dep.phase not in ACTIVE_PHASES:
             return dep
         try:
-            dep = self._apply(dep, now)
+            return self._advance(dep, now)
         except PLATFORM_ERRORS as exc:
-            noted = policy.with_event(dep, now, "platform_error", error=str(exc)[:300])
-            self.p.store.update(deployment_id, lambda _d: noted, None)
-            return noted
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("deployment %s: platform error: %s", deployment_id, error)
+            noted = self.p.store.update(
+                deployment_id,
+                lambda d: policy.with_event(d, now, "platform_error", error=error),
+                None,
+            )
+            return noted[1] if noted else dep
+
+    def _advance(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        dep = self._apply(dep, now)
         if dep.phase in (Phase.PENDING, Phase.VALIDATING):
             return self._begin(dep, now)
         if dep.phase in (Phase.PROGRESSING, Phase.PROMOTING):

@@ -21,10 +21,12 @@ from functions.deploy_guard.adapters import LocalTraffic
 from functions.scaling.adapters import PushedMetricsStore
 from shared import collections
 from shared.firestore import get_db
-from shared.models.scaling import ReportMetricsRequest
+from shared.models.scaling import IsolationState, ReportMetricsRequest, ServiceDoc, ServiceState
 from shared.redis import get_redis
 from stack.scheduler import scheduler_headers
 from tests.conftest import Backends, Caller
+from tests.fakes.http_api import FakeHttpApi
+from tests.scaling.helpers import service_config
 
 ENV = "production"
 SERVICE = "api"
@@ -460,3 +462,41 @@ def test_the_scheduled_monitor_judges_the_minute_before_its_schedule_time(
     shown = status(landed, dep_id)
     assert shown["trafficPercent"] == 25
     assert shown["analyses"][0]["windowStart"].startswith(t0.strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_health_payment_and_endpoint_gates(
+    caller: Caller, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = get_db()
+    with FakeHttpApi() as probes:
+        probes.reply("GET", "/health", 200, {"ok": True})
+        probes.reply("GET", "/broken", 503, {"ok": False})
+        base = probes.url
+        states = {
+            "api-gateway": (f"{probes.url}/health", IsolationState.NONE),
+            "chat-service": (None, IsolationState.OPEN),
+            "payment-processor": (f"{probes.url}/broken", IsolationState.NONE),
+        }
+        for service_id, (url, isolation) in states.items():
+            doc = ServiceDoc(
+                config=service_config(service_id=service_id, health_url=url),
+                state=ServiceState(current_instances=2, isolation=isolation),
+            )
+            db.document(f"{collections.SCALING_SERVICES}/{service_id}").set(doc.to_doc())
+        monkeypatch.setenv("PACK391_DEPLOY_PROBE_URLS", f"{probes.url}/health,{probes.url}/broken")
+        report = validate(caller)
+    gates = {g["name"]: g for g in report["gates"]}
+    assert report["passed"] is False
+    health = gates["system_health"]
+    assert health["status"] == "fail"
+    assert health["evidence"]["services"] == {
+        "api-gateway": "healthy",
+        "chat-service": "isolated",
+        "payment-processor": "down",
+    }
+    assert gates["payment_system"]["status"] == "fail"
+    assert gates["payment_system"]["evidence"]["processor"] == "down"
+    endpoints = gates["api_endpoints"]["evidence"]["probes"]
+    assert gates["api_endpoints"]["status"] == "fail"
+    assert endpoints[f"{base}/health"]["ok"] is True
+    assert endpoints[f"{base}/broken"]["status"] == 503

@@ -22,14 +22,23 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
 )
 
 from functions.deploy_guard.adapters import (
+    BusinessMetrics,
     CloudRunTraffic,
+    DeployStore,
     GateReader,
     MonitoringRevisionMetrics,
+    PushedRevisionMetrics,
     load_index_specs,
 )
+from functions.deploy_guard.service import DeployGuard, DeployPorts
+from functions.scaling.adapters import PushedMetricsStore
+from shared.audit import Change
+from shared.errors import FailedPrecondition
 from shared.firestore import get_db
+from shared.models.deploy import PinTrafficRequest, StartRequest
+from shared.redis import get_redis
 from tests.conftest import ROOT, Backends
-from tests.fakes.cloud_run import FakeCloudRun
+from tests.fakes.cloud_run import SERVICE, FakeCloudRun
 from tests.fakes.grpc_api import FakeGrpcApi
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
@@ -203,18 +212,6 @@ def test_guard_on_cloud_run_recovers_a_lost_pin_and_rolls_back(
 ) -> None:
     """A deploy that ignored the pin (all traffic on LATEST): validation notices, the first
     step's split replaces it, a rollback sends 100 % back to the old revision."""
-    from functions.deploy_guard.adapters import (
-        BusinessMetrics,
-        DeployStore,
-        PushedRevisionMetrics,
-    )
-    from functions.deploy_guard.service import DeployGuard, DeployPorts
-    from functions.scaling.adapters import PushedMetricsStore
-    from shared.audit import Change
-    from shared.errors import FailedPrecondition
-    from shared.models.deploy import PinTrafficRequest, StartRequest
-    from shared.redis import get_redis
-
     fake, traffic = cloud_run
     fake.add_service(
         NAME,
@@ -222,21 +219,7 @@ def test_guard_on_cloud_run_recovers_a_lost_pin_and_rolls_back(
         traffic=[{"type": int(LATEST), "percent": 100}],
         trafficStatuses=[{"type": int(LATEST), "percent": 100}],
     )
-    db = get_db()
-    guard = DeployGuard(
-        DeployPorts(
-            store=DeployStore(db),
-            splitter=traffic,
-            metrics=PushedRevisionMetrics(PushedMetricsStore(get_redis())),
-            business=BusinessMetrics(db),
-            gates=GateReader(db, None),
-            project=PROJECT,
-            region=REGION,
-            default_services=("api",),
-            probe_urls=(),
-            index_file=ROOT / "firestore.indexes.json",
-        )
-    )
+    guard = gcp_guard(traffic)
     now = datetime.now(UTC)
     change = Change("admin-1", "test", "test", "r1", now)
     pinned = guard.pin(PinTrafficRequest.model_validate({"environment": "prod"}), change)
@@ -278,3 +261,56 @@ def test_guard_on_cloud_run_recovers_a_lost_pin_and_rolls_back(
     assert traffic.observe("api", REGION).shares == {"api-00001": 100}
     bodies = [r.body["traffic"] for r in fake.api.received("PATCH")]
     assert bodies[-1] == [{"type": int(REV), "revision": "api-00001", "percent": 100}]
+
+
+def gcp_guard(traffic: CloudRunTraffic) -> DeployGuard:
+    db = get_db()
+    return DeployGuard(
+        DeployPorts(
+            store=DeployStore(db),
+            splitter=traffic,
+            metrics=PushedRevisionMetrics(PushedMetricsStore(get_redis())),
+            business=BusinessMetrics(db),
+            gates=GateReader(db, None),
+            project=PROJECT,
+            region=REGION,
+            default_services=("api",),
+            probe_urls=(),
+            index_file=ROOT / "firestore.indexes.json",
+        )
+    )
+
+
+def test_a_platform_error_is_recorded_and_the_next_run_applies_the_split(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
+) -> None:
+    fake, traffic = cloud_run
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00002",
+        traffic=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+        trafficStatuses=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+    )
+    guard = gcp_guard(traffic)
+    now = datetime.now(UTC)
+    change = Change("admin-1", "test", "test", "r1", now)
+    unavailable = {"error": {"code": 503, "message": "try later", "status": "UNAVAILABLE"}}
+    fake.api.reply("PATCH", r"/v2/.*", 503, unavailable)
+    started = guard.start(
+        StartRequest.model_validate(
+            {"version": "v2", "environment": "prod", "force": True, "reason": "test"}
+        ),
+        change,
+    )
+    dep = guard.p.store.get(started.deployment_id)
+    assert dep is not None
+    assert (dep.phase, dep.traffic_percent, dep.applied_percent) == ("progressing", 5, 0)
+    assert (
+        dep.history[-1].event == "platform_error" and "try later" in dep.history[-1].detail["error"]
+    )
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+
+    fake.api.on("PATCH", SERVICE, fake._patch_service)  # the API is back
+    dep = guard.step(started.deployment_id, now + timedelta(seconds=30))
+    assert dep is not None and dep.applied_percent == 5
+    assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
