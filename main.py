@@ -37,6 +37,7 @@ from functions.deploy_guard import (
     pack391_monitorDeployment,
     pack391_pinTraffic,
     pack391_preDeployValidator,
+    pack391_reportRevisionMetrics,
     pack391_rollbackController,
     pack391_startDeployment,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "pack391_panicEscalation",
     "pack391_pinTraffic",
     "pack391_preDeployValidator",
+    "pack391_reportRevisionMetrics",
     "pack391_reportServiceMetrics",
     "pack391_rollbackController",
     "pack391_scaleGuard",

@@ -4,7 +4,7 @@
     pack391 token --role admin          an ID token the local stack accepts
     pack391 call NAME '{"json": 1}'     call a callable, print its result
     pack391 trigger NAME                run a scheduled function now
-    pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token
+    pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token|local-revision
                                         the deploy guard (local stack, or a deployed
                                         project with PACK391_FUNCTIONS_URL + PACK391_ID_TOKEN)
 
@@ -318,6 +318,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if args.deploy_command == "token":
             print(mint_id_token(args.uid, args.api_key))
             return 0
+        if args.deploy_command == "local-revision":
+            return _local_revision(args)
         name, data = _deploy_request(args)
         result = invoke(name, data)
     except CallFailed as failed:
@@ -350,6 +352,20 @@ def _wait(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         time.sleep(args.interval)
+
+
+def _local_revision(args: argparse.Namespace) -> int:
+    """What a deploy does on the local platform: a new latest revision, at 0 % when the
+    service's traffic is pinned (at 100 % on a first deploy)."""
+    from functions.deploy_guard.adapters import LocalTraffic
+
+    if not args.redis_url:
+        print("pack391 deploy local-revision: give --redis-url (printed by serve)", file=sys.stderr)
+        return 2
+    platform = LocalTraffic(redis_lib.Redis.from_url(args.redis_url, decode_responses=True))
+    platform.deploy(args.service, args.revision)
+    _print({"service": args.service, "shares": platform.observe(args.service, "").shares})
+    return 0
 
 
 def mint_id_token(uid: str, api_key: str) -> str:
@@ -433,6 +449,14 @@ def _add_deploy_parser(sub: Any) -> None:
         "--api-key",
         default=os.environ.get("FIREBASE_WEB_API_KEY", ""),
         help="the project's web API key (FIREBASE_WEB_API_KEY)",
+    )
+    local = dsub.add_parser(
+        "local-revision", help="local stack only: land a new revision of a service"
+    )
+    local.add_argument("service")
+    local.add_argument("revision")
+    local.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL"), help="the stack's Redis (REDIS_URL)"
     )
     deploy.set_defaults(func=cmd_deploy)
 

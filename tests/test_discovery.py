@@ -54,6 +54,7 @@ EXPECTED: dict[str, str] = {
     "pack391_getDeploymentStatus": CALLABLE,
     "pack391_controlDeployment": CALLABLE,
     "pack391_pinTraffic": CALLABLE,
+    "pack391_reportRevisionMetrics": CALLABLE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 

@@ -46,6 +46,8 @@ from shared.models.deploy import (
     DeploymentStatus,
     PinTrafficRequest,
     PinTrafficResult,
+    RevisionMetricsRequest,
+    RevisionMetricsResult,
     RollbackRequest,
     StartRequest,
     StartResult,
@@ -175,3 +177,12 @@ def pack391_pinTraffic(ctx: CallContext, req: PinTrafficRequest) -> PinTrafficRe
     """Before ``firebase deploy``: pin each service's traffic to its serving revision, so the
     new revision lands at 0 %."""
     return deploy_guard().pin(req, _change(ctx, "deploy.pin_traffic", None))
+
+
+@callable_function(role=Role.OPS, request=RevisionMetricsRequest)
+def pack391_reportRevisionMetrics(
+    ctx: CallContext, req: RevisionMetricsRequest
+) -> RevisionMetricsResult:
+    """Local stack: a revision (or its sidecar) pushes one sample for the canary judge.
+    Deployed, the judge reads Cloud Monitoring and this answers FAILED_PRECONDITION."""
+    return deploy_guard().report_revision(req, ctx.now)

@@ -41,7 +41,7 @@ from shared.models.deploy import (
     RevisionWindow,
     ValidationReport,
 )
-from shared.models.scaling import ServiceConfig, ServiceDoc
+from shared.models.scaling import ReportMetricsRequest, ServiceConfig, ServiceDoc
 
 # ------------------------------------------------------------------- ports
 
@@ -317,6 +317,15 @@ class PushedRevisionMetrics:
 
     def __init__(self, store: PushedMetricsStore) -> None:
         self._store = store
+
+    def record(
+        self, revision: str, requests: int, errors: int, p95_ms: float | None, now: datetime
+    ) -> datetime:
+        """Add one sample to ``revision``'s current minute; answers the minute."""
+        sample = ReportMetricsRequest.model_validate(
+            {"serviceId": revision, "requests": requests, "errors": errors, "p95LatencyMs": p95_ms}
+        )
+        return self._store.record(sample, now)
 
     def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
         end = start + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)

@@ -24,6 +24,7 @@ from functions.deploy_guard.adapters import (
     DeployStore,
     GateReader,
     Observed,
+    PushedRevisionMetrics,
     RevisionMetrics,
     TrafficNotApplied,
     TrafficSplitter,
@@ -48,6 +49,8 @@ from shared.models.deploy import (
     PinnedService,
     PinTrafficRequest,
     PinTrafficResult,
+    RevisionMetricsRequest,
+    RevisionMetricsResult,
     RevisionWindow,
     ServiceTarget,
     StartRequest,
@@ -496,6 +499,16 @@ class DeployGuard:
         if dep is None:
             raise NotFound(f"no deployment {req.deployment_id}")
         return _status(dep)
+
+    def report_revision(self, req: RevisionMetricsRequest, now: datetime) -> RevisionMetricsResult:
+        """The local push path: one revision's sample for the current minute."""
+        if not isinstance(self.p.metrics, PushedRevisionMetrics):
+            raise FailedPrecondition(
+                "this guard reads per-revision metrics from Cloud Monitoring; nothing to push"
+            )
+        p95 = None if req.p95_latency_ms is None else float(req.p95_latency_ms)
+        minute = self.p.metrics.record(req.revision, req.requests, req.errors, p95, now)
+        return RevisionMetricsResult(revision=req.revision, minute=minute)
 
     def pin(self, req: PinTrafficRequest, change: Change) -> PinTrafficResult:
         """Pin each service to the revision serving most of its traffic, so the next deploy

@@ -6,8 +6,9 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
+from shared.errors import InvalidInput
 from shared.models import RequestModel, WireModel
 from shared.thresholds import DEPLOY_REASON_MAX_CHARS
 
@@ -248,6 +249,28 @@ class DeploymentStatus(WireModel):
 
 class DeploymentList(WireModel):
     deployments: list[DeploymentStatus]
+
+
+class RevisionMetricsRequest(RequestModel):
+    """One revision's sample on the local push path (a deployed guard reads Cloud Monitoring)."""
+
+    revision: Service
+    requests: Annotated[StrictInt, Field(ge=0, le=100_000_000)]
+    """Requests served since the previous report."""
+    errors: Annotated[StrictInt, Field(ge=0, le=100_000_000)] = 0
+    """Of those, failed (5xx)."""
+    p95_latency_ms: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _errors_within_requests(self) -> RevisionMetricsRequest:
+        if self.errors > self.requests:
+            raise InvalidInput("errors", "cannot exceed requests")
+        return self
+
+
+class RevisionMetricsResult(WireModel):
+    revision: str
+    minute: datetime
 
 
 class PinTrafficRequest(RequestModel):

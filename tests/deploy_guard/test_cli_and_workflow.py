@@ -78,6 +78,27 @@ def test_the_workflow_commands_drive_a_deployment(
     assert code == 0 and [d["deploymentId"] for d in json.loads(out)["deployments"]] == [dep_id]
 
 
+def test_local_revision_lands_a_revision_behind_the_pin(
+    backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli.main(
+            ["deploy", "local-revision", "api", "api-00001", "--redis-url", backends.redis_url]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["shares"] == {"api-00001": 100}
+    LocalTraffic(get_redis()).apply("api", "", {"api-00001": 100})  # what pin-traffic does
+    assert (
+        cli.main(
+            ["deploy", "local-revision", "api", "api-00002", "--redis-url", backends.redis_url]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["shares"] == {"api-00001": 100}
+    assert LocalTraffic(get_redis()).observe("api", "").latest_ready == "api-00002"
+
+
 def test_a_failed_call_is_a_failed_command(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -38,7 +38,9 @@ FUNCTIONS = [
     "pack391_getDeploymentStatus",
     "pack391_controlDeployment",
     "pack391_pinTraffic",
+    "pack391_reportRevisionMetrics",
 ]
+OPS_FUNCTIONS = {"pack391_getDeploymentStatus", "pack391_reportRevisionMetrics"}
 
 
 def platform() -> LocalTraffic:
@@ -125,6 +127,8 @@ def test_roles(caller: Caller, backends: Backends, name: str) -> None:
     ops = caller.call(name, {}, role="ops")
     if name == "pack391_getDeploymentStatus":
         assert ops.result == {"deployments": []}
+    elif name in OPS_FUNCTIONS:
+        assert ops.error["status"] == "INVALID_ARGUMENT"  # past the role check
     else:
         assert ops.error["status"] == "PERMISSION_DENIED"
 
@@ -446,22 +450,36 @@ def test_two_overlapping_monitor_runs_advance_once(landed: Caller) -> None:
     assert len(monitor_audits) == 2  # pending -> progressing, 5 -> 25
 
 
-def test_the_scheduled_monitor_judges_the_minute_before_its_schedule_time(
+def test_the_scheduled_monitor_judges_pushed_samples_of_the_minute_before_it(
     landed: Caller, app: flask.Flask, backends: Backends
 ) -> None:
     dep_id = start(landed)["deploymentId"]
-    t0 = next_minute()
-    healthy_minute(t0)
+    report = "pack391_reportRevisionMetrics"
+    for _attempt in range(2):  # both samples must land in one minute
+        canary = landed.call(report, {"revision": NEW, "requests": 300, "errors": 1}, role="ops")
+        stable = landed.call(
+            report,
+            {"revision": OLD, "requests": 5000, "errors": 20, "p95LatencyMs": 200},
+            role="ops",
+        )
+        if canary.result["minute"] == stable.result["minute"]:
+            break
+    minute = datetime.fromisoformat(canary.result["minute"])
     name = "pack391_monitorDeployment"
     response = app.test_client().post(
         f"/{backends.project}/us-central1/{name}",
         data=b"{}",
-        headers=scheduler_headers(name, "us-central1", t0 + timedelta(minutes=1)),
+        headers=scheduler_headers(name, "us-central1", minute + timedelta(minutes=1)),
     )
     assert response.status_code == 200
     shown = status(landed, dep_id)
-    assert shown["trafficPercent"] == 25
-    assert shown["analyses"][0]["windowStart"].startswith(t0.strftime("%Y-%m-%dT%H:%M"))
+    analysis = shown["analyses"][0]
+    assert datetime.fromisoformat(analysis["windowStart"]) == minute
+    assert (analysis["canary"]["requests"], analysis["canary"]["errors"]) == (300, 1)
+    assert analysis["stable"]["requests"] == 5000
+    assert analysis["verdict"] == "pass"
+    bad = landed.call(report, {"revision": NEW, "requests": 1, "errors": 2}, role="ops").error
+    assert bad["status"] == "INVALID_ARGUMENT" and "errors" in bad["message"]
 
 
 def test_health_payment_and_endpoint_gates(
