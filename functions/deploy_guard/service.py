@@ -523,7 +523,8 @@ class DeployGuard:
             seen, stable = self._serving(name)
             self.p.splitter.apply(name, self.p.region, {stable: 100})
             pinned.append(PinnedService(service=name, revision=stable, before=seen.shares))
-        self.p.store.audit_only(change, "pin-traffic", {p.service: p.revision for p in pinned})
+        pins = {p.service: p.revision for p in pinned}
+        self.p.store.audit_only(change, f"traffic/{req.environment}", pins)
         return PinTrafficResult(pinned=pinned)
 
 
