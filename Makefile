@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -30,9 +30,14 @@ test: lint
 bench-ratelimit: setup
 	$(BIN)/python -m bench.ratelimit
 
-# Disaster recovery (issue 8): figures go to docs/benchmarks.md
 bench-backup: setup
 	$(BIN)/python -m bench.backup_throughput
+
+bench-scaling: setup
+	$(BIN)/python -m bench.scaling_sim
+
+bench-canary: setup
+	$(BIN)/python -m bench.canary_sim
 
 format: setup
 	$(BIN)/ruff check --fix .
@@ -41,6 +46,3 @@ format: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local *.egg-info
 
-# Scaling simulation (issue 4): figures in docs/benchmarks.md
-bench-scaling: setup
-	$(BIN)/python -m bench.scaling_sim

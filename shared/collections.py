@@ -88,3 +88,48 @@ BACKUP_DRILLS: Final = "pack391_backup_drills"
 BACKUP_EXCLUDED: Final = (BACKUPS, BACKUP_VERIFICATIONS, BACKUP_ALERTS, BACKUP_DRILLS)
 """Collections a logical backup leaves out: the backup bookkeeping itself (a restore
 must not bring back a stale catalog of the backups it came from)."""
+
+# Deploy guard (issue 6) ---------------------------------------------------
+
+DEPLOYMENTS: Final = "pack391_deployments"
+"""One document per deployment (id: generated), :class:`shared.models.deploy.DeploymentDoc`:
+phase, step, traffic, services and revisions, recent analyses, history."""
+
+DEPLOY_ACTIVE: Final = "pack391_deploy_active"
+"""One document per environment with an active deployment (id: the environment),
+``{"deploymentId"}``: created with the deployment, deleted when it ends, so a second start
+in the same environment fails inside the same transaction."""
+
+DEPLOY_REPORTS: Final = "pack391_deploy_reports"
+"""One document per pre-deploy validation, :class:`shared.models.deploy.ValidationReport`."""
+
+# The app's business collections the deploy guard reads (written by the app's other
+# bundles). Each event names the Cloud Run revision that served it.
+
+PAYOUTS: Final = "payouts"
+"""A payout: ``status`` (``pending``, ``completed``, ``failed``), ``createdAt``,
+``revision``, ``anomaly`` (bool: amount/recipient/duplicate check failed)."""
+
+TOKEN_TRANSACTIONS: Final = "token_transactions"
+"""A token-ledger write: ``at``, ``revision``, ``mismatch`` (bool: the post-write balance
+did not equal the ledger sum)."""
+
+AUTH_EVENTS: Final = "auth_events"
+"""A sign-in attempt: ``at``, ``revision``, ``failed`` (bool: rejected for a reason other
+than bad credentials, i.e. the system failed)."""
+
+WALLETS: Final = "wallets"
+"""A user's wallet (id: uid): ``balance`` (int tokens)."""
+
+WALLET_TRANSACTIONS: Final = "transactions"
+"""Subcollection of a wallet: ``wallets/{uid}/transactions/{id}``, ``amount`` (signed int)."""
+
+BUSINESS_REVISION_FIELD: Final = "revision"
+"""The field naming the revision that served a business event."""
+
+BUSINESS_RATES: Final[dict[str, tuple[str, str, str]]] = {
+    "payout_anomaly": (PAYOUTS, "createdAt", "anomaly"),
+    "token_mismatch": (TOKEN_TRANSACTIONS, "at", "mismatch"),
+    "auth_failure": (AUTH_EVENTS, "at", "failed"),
+}
+"""Business rate -> (collection, time field, bad-event flag) the canary judge counts."""

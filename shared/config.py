@@ -156,3 +156,30 @@ SCALING_HEALTH_URL_TEMPLATE = params.StringParam(
         "placeholders (e.g. https://{service}-abc123-uc.a.run.app/health); empty: none."
     ),
 )
+
+
+# Deploy guard (issue 6) ---------------------------------------------------
+
+DEPLOY_BACKEND = params.StringParam(
+    "PACK391_DEPLOY_BACKEND",
+    default="auto",
+    label="Deploy guard backend",
+    description=(
+        "auto: Cloud Run traffic + Cloud Monitoring + Firestore Admin when deployed, the local "
+        "split and pushed metrics under the emulator; gcp or local to force one."
+    ),
+)
+
+DEPLOY_SERVICES = params.ListParam(
+    "PACK391_DEPLOY_SERVICES",
+    default=[],
+    label="Canary services",
+    description="Cloud Run services a deployment moves when a start names none.",
+)
+
+DEPLOY_PROBE_URLS = params.ListParam(
+    "PACK391_DEPLOY_PROBE_URLS",
+    default=[],
+    label="Pre-deploy probe URLs",
+    description="URLs the api_endpoints gate GETs (2xx within 5 s passes).",
+)

@@ -297,6 +297,73 @@ CANARY_ROLLBACK_LATENCY_INCREASE_PCT: Final[float] = 50.0
 ROLLBACK_WITHIN_SEC: Final[int] = 60
 """Detect-and-rollback budget from the first minute of data showing a fault."""
 
+CANARY_CHECK_INTERVAL_SEC: Final[int] = 60
+"""The monitor judges every active deployment once a minute, on the last complete minute."""
+
+CANARY_BAKE_SEC: Final[int] = 300
+"""Default hold of each canary step before it may advance (a start may set its own)."""
+
+CANARY_MIN_REQUESTS_PER_CHECK: Final[int] = 50
+"""A check with fewer canary requests in its minute is ``inconclusive``, never a pass."""
+
+CANARY_MIN_REQUESTS_PER_STEP: Final[int] = 500
+"""Default requests the canary must have served during a step before it advances."""
+
+CANARY_FAILURE_LIMIT: Final[int] = 2
+"""Failed (over-threshold but not yet conclusive) checks before rollback, like Argo's
+``failureLimit``; a conclusive breach rolls back at once."""
+
+CANARY_INCONCLUSIVE_LIMIT: Final[int] = 10
+"""Inconclusive checks in a row after which the deployment pauses for a human."""
+
+CANARY_CONFIDENCE_Z: Final[float] = 2.576
+"""z of the one-sided bound on a rate (99.5 %): a breach is conclusive when the lower
+Wilson bound of the canary's rate is over the threshold."""
+
+CANARY_FAIL_CONFIDENCE_Z: Final[float] = 1.0
+"""z of the bound for a failed (not yet conclusive) check (84 %, one-sided): one unlucky
+event among a handful is not a failure."""
+
+CANARY_MIN_BAD_EVENTS_COUNT: Final[int] = 3
+"""A rate fails or breaches only with at least this many bad events in the minute: one
+anomalous payout out of one is a ratio of 100 % but no evidence."""
+
+CANARY_LATENCY_FLOOR_MS: Final[float] = 25.0
+"""Latency breaches smaller than this in absolute terms are noise, not a regression."""
+
+CANARY_ANALYSES_KEPT_COUNT: Final[int] = 20
+"""Most recent analyses kept on the deployment document."""
+
+CANARY_MONITOR_LEASE_SEC: Final[int] = 50
+"""Two monitor runs within this time of each other never both judge the same minute."""
+
+DEPLOY_REPORT_MAX_AGE_SEC: Final[int] = 30 * 60
+"""A pre-deploy report older than this no longer lets a deployment start."""
+
+DEPLOY_REASON_MAX_CHARS: Final[int] = 500
+"""Longest reason accepted for a forced start, a rollback or a manual action."""
+
+DEPLOY_STUCK_PAYOUT_AGE_SEC: Final[int] = 60 * 60
+"""A payout still ``pending`` after this long is stuck."""
+
+DEPLOY_STUCK_PAYOUT_MAX_COUNT: Final[int] = 0
+"""Stuck payouts allowed by the payment gate."""
+
+DEPLOY_WALLET_SAMPLE_COUNT: Final[int] = 50
+"""Wallets whose balance is checked against their transactions by the token gate."""
+
+DEPLOY_AUTH_WINDOW_SEC: Final[int] = 15 * 60
+"""Window of auth events the auth gate looks at."""
+
+DEPLOY_AUTH_FAILURE_RATE_PCT: Final[float] = 3.0
+"""The auth gate fails above this failure rate (the canary's own limit)."""
+
+DEPLOY_PROBE_TIMEOUT_SEC: Final[float] = 5.0
+"""Timeout of each API endpoint probe of the pre-deploy validator."""
+
+DEPLOY_TRAFFIC_TIMEOUT_SEC: Final[float] = 120.0
+"""Longest wait for a Cloud Run traffic update operation."""
+
 # --------------------------------------------------------------------------
 # Ops dashboard (pack391-ops)
 # --------------------------------------------------------------------------

@@ -5,6 +5,9 @@
     pack391 call NAME '{"json": 1}'     call a callable, print its result
     pack391 trigger NAME                run a scheduled function now
     pack391 backup | verify | restore   logical backups of the local stack's Firestore
+    pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token|local-revision
+                                        the deploy guard (local stack, or a deployed
+                                        project with PACK391_FUNCTIONS_URL + PACK391_ID_TOKEN)
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
@@ -23,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -226,6 +230,241 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 1
 
 
+# ------------------------------------------------------------------ deploy
+
+FINAL_PHASES = {"succeeded": 0, "rolled_back": 1, "failed": 1}
+"""Exit code of ``pack391 deploy wait`` per final phase (2: timed out)."""
+
+IDENTITY_TOOLKIT = "https://identitytoolkit.googleapis.com"
+"""Where a custom token is exchanged for an ID token (PACK391_IDENTITY_TOOLKIT_URL)."""
+
+
+class CallFailed(Exception):
+    """A deploy command's call answered an error (printed) or could not be made."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _target_url(name: str) -> str:
+    """``PACK391_FUNCTIONS_URL/NAME`` for a deployed project (e.g.
+    ``https://us-central1-PROJECT.cloudfunctions.net``), else the local stack."""
+    remote = os.environ.get("PACK391_FUNCTIONS_URL", "").rstrip("/")
+    return f"{remote}/{name}" if remote else _function_url(name)
+
+
+def _bearer(role: str) -> str:
+    """PACK391_ID_TOKEN (a deployed project's Firebase ID token), else a local token."""
+    return os.environ.get("PACK391_ID_TOKEN") or role_token(project_id(), role)
+
+
+def invoke(name: str, data: Any, role: str = "admin", timeout: float = 60.0) -> Any:
+    """Call ``name`` with ``data``; the result, or :class:`CallFailed` (error printed)."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {_bearer(role)}"}
+    try:
+        response = requests.post(
+            _target_url(name), json={"data": data}, headers=headers, timeout=timeout
+        )
+    except requests.RequestException as exc:
+        print(f"pack391: cannot reach {_target_url(name)}: {exc}", file=sys.stderr)
+        raise CallFailed(3) from None
+    try:
+        body = response.json()
+    except ValueError:
+        print(f"pack391: HTTP {response.status_code}: {response.text[:500]}", file=sys.stderr)
+        raise CallFailed(1) from None
+    if "result" in body:
+        return body["result"]
+    print(json.dumps(body.get("error", body), indent=2, sort_keys=True), file=sys.stderr)
+    raise CallFailed(1)
+
+
+def _print(result: Any) -> None:
+    print(json.dumps(result, indent=2, sort_keys=True), flush=True)
+
+
+def _deploy_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    services = {"services": args.services} if getattr(args, "services", None) else {}
+    if args.deploy_command == "validate":
+        return "pack391_preDeployValidator", {"version": args.version, "environment": args.env}
+    if args.deploy_command == "pin-traffic":
+        return "pack391_pinTraffic", {"environment": args.env, **services}
+    if args.deploy_command == "start":
+        data: dict[str, Any] = {"version": args.version, "environment": args.env, **services}
+        if args.force:
+            data.update(force=True, reason=args.reason)
+        elif args.reason:
+            data["reason"] = args.reason
+        if args.bake_sec is not None:
+            data["bakeSec"] = args.bake_sec
+        return "pack391_startDeployment", data
+    if args.deploy_command == "status":
+        if args.deployment_id:
+            return "pack391_getDeploymentStatus", {"deploymentId": args.deployment_id}
+        return "pack391_getDeploymentStatus", {"environment": args.env} if args.env else {}
+    if args.deploy_command == "rollback":
+        return "pack391_rollbackController", {
+            "deploymentId": args.deployment_id,
+            "reason": args.reason,
+        }
+    return "pack391_controlDeployment", {
+        "deploymentId": args.deployment_id,
+        "action": args.action,
+        "reason": args.reason,
+    }
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    try:
+        if args.deploy_command == "wait":
+            return _wait(args)
+        if args.deploy_command == "token":
+            print(mint_id_token(args.uid, args.api_key))
+            return 0
+        if args.deploy_command == "local-revision":
+            return _local_revision(args)
+        name, data = _deploy_request(args)
+        result = invoke(name, data)
+    except CallFailed as failed:
+        return failed.code
+    if args.deploy_command == "validate":
+        _print(result)
+        return 0 if result["passed"] else 1
+    if args.deploy_command == "start" and args.id_only:
+        print(result["deploymentId"])
+        return 0
+    _print(result)
+    return 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    last = None
+    while True:
+        status = invoke("pack391_getDeploymentStatus", {"deploymentId": args.deployment_id})
+        seen = (status["phase"], status["step"], status["trafficPercent"])
+        if seen != last:
+            print(f"{args.deployment_id}: {seen[0]} step {seen[1]} at {seen[2]}%", flush=True)
+            last = seen
+        if status["phase"] in FINAL_PHASES:
+            if status["phase"] != "succeeded":
+                _print({"phase": status["phase"], "history": status["history"][-3:]})
+            return FINAL_PHASES[status["phase"]]
+        if time.monotonic() >= deadline:
+            print(f"pack391 deploy wait: still {status['phase']} after {args.timeout}s",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        time.sleep(args.interval)
+
+
+def _local_revision(args: argparse.Namespace) -> int:
+    """What a deploy does on the local platform: a new latest revision, at 0 % when the
+    service's traffic is pinned (at 100 % on a first deploy)."""
+    from functions.deploy_guard.adapters import LocalTraffic
+
+    if not args.redis_url:
+        print("pack391 deploy local-revision: give --redis-url (printed by serve)", file=sys.stderr)
+        return 2
+    platform = LocalTraffic(redis_lib.Redis.from_url(args.redis_url, decode_responses=True))
+    platform.deploy(args.service, args.revision)
+    _print({"service": args.service, "shares": platform.observe(args.service, "").shares})
+    return 0
+
+
+def mint_id_token(uid: str, api_key: str) -> str:
+    """A Firebase ID token with the ``admin`` claim for ``uid``: a custom token signed with
+    the service account of GOOGLE_APPLICATION_CREDENTIALS, exchanged through the Identity
+    Toolkit (``accounts:signInWithCustomToken``) with the project's web API key."""
+    import firebase_admin
+    from firebase_admin import auth, credentials
+
+    app = firebase_admin.initialize_app(
+        credentials.ApplicationDefault(), name=f"pack391-deploy-{uuid.uuid4().hex}"
+    )
+    try:
+        custom = auth.create_custom_token(uid, {"admin": True}, app=app).decode()
+    finally:
+        firebase_admin.delete_app(app)
+    base = os.environ.get("PACK391_IDENTITY_TOOLKIT_URL", IDENTITY_TOOLKIT).rstrip("/")
+    response = requests.post(
+        f"{base}/v1/accounts:signInWithCustomToken?key={api_key}",
+        json={"token": custom, "returnSecureToken": True},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["idToken"]
+    return token
+
+
+def _add_deploy_parser(sub: Any) -> None:
+    deploy = sub.add_parser(
+        "deploy",
+        help="the deploy guard: validate, pin traffic, start, watch, roll back",
+        description=(
+            "Talks to the local stack by default. For a deployed project set "
+            "PACK391_FUNCTIONS_URL (e.g. https://us-central1-PROJECT.cloudfunctions.net) and "
+            "PACK391_ID_TOKEN (from `pack391 deploy token`)."
+        ),
+    )
+    dsub = deploy.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
+
+    def env_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument("--env", required=required, help="environment, e.g. production")
+
+    def services_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--services", nargs="+", help="Cloud Run services (default: configured)")
+
+    validate = dsub.add_parser("validate", help="run the pre-deploy gates (exit 1 if one fails)")
+    validate.add_argument("--version", required=True)
+    env_arg(validate)
+    pin = dsub.add_parser("pin-traffic", help="pin traffic to the serving revisions")
+    env_arg(pin)
+    services_arg(pin)
+    start = dsub.add_parser("start", help="start a canary deployment")
+    start.add_argument("--version", required=True)
+    env_arg(start)
+    services_arg(start)
+    start.add_argument("--force", action="store_true", help="start without a passing report")
+    start.add_argument("--reason", help="why (required with --force)")
+    start.add_argument("--bake-sec", type=int, help="hold of each step (default 300)")
+    start.add_argument("--id-only", action="store_true", help="print only the deployment id")
+    status = dsub.add_parser("status", help="one deployment, or the recent ones")
+    status.add_argument("deployment_id", nargs="?")
+    env_arg(status, required=False)
+    wait = dsub.add_parser(
+        "wait", help="poll until succeeded (exit 0), rolled back/failed (1) or timeout (2)"
+    )
+    wait.add_argument("deployment_id")
+    wait.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    wait.add_argument("--interval", type=float, default=15.0, help="seconds between polls")
+    rollback = dsub.add_parser("rollback", help="100%% back to the stable revisions")
+    rollback.add_argument("deployment_id")
+    rollback.add_argument("--reason", required=True)
+    control = dsub.add_parser("control", help="promote, pause, resume or abort")
+    control.add_argument("deployment_id")
+    control.add_argument("action", choices=["promote", "pause", "resume", "abort"])
+    control.add_argument("--reason", required=True)
+    token = dsub.add_parser(
+        "token", help="mint a deployed project's admin ID token for a service account"
+    )
+    token.add_argument("--uid", default="deploy-bot", help="the Firebase user id to sign in as")
+    token.add_argument(
+        "--api-key",
+        default=os.environ.get("FIREBASE_WEB_API_KEY", ""),
+        help="the project's web API key (FIREBASE_WEB_API_KEY)",
+    )
+    local = dsub.add_parser(
+        "local-revision", help="local stack only: land a new revision of a service"
+    )
+    local.add_argument("service")
+    local.add_argument("revision")
+    local.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL"), help="the stack's Redis (REDIS_URL)"
+    )
+    deploy.set_defaults(func=cmd_deploy)
+
+
 def cmd_trigger(args: argparse.Namespace) -> int:
     try:
         status = fire(
@@ -388,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write even though the target already holds documents",
     )
     restore.set_defaults(func=cmd_restore)
+    _add_deploy_parser(sub)
     return parser
 
 

@@ -51,6 +51,15 @@ EXPECTED: dict[str, str] = {
     "pack391_verifyBackups": "30 3 * * *",
     "pack391_getBackupStatus": CALLABLE,
     "pack391_restoreDrill": CALLABLE,
+    # zero-downtime deployment guard (issue 6)
+    "pack391_preDeployValidator": CALLABLE,
+    "pack391_startDeployment": CALLABLE,
+    "pack391_monitorDeployment": "* * * * *",
+    "pack391_rollbackController": CALLABLE,
+    "pack391_getDeploymentStatus": CALLABLE,
+    "pack391_controlDeployment": CALLABLE,
+    "pack391_pinTraffic": CALLABLE,
+    "pack391_reportRevisionMetrics": CALLABLE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 

@@ -46,6 +46,10 @@ DOCS = {
     "backup_verification": f"{collections.BACKUP_VERIFICATIONS}/v1",
     "backup_alert": f"{collections.BACKUP_ALERTS}/a1",
     "backup_drill": f"{collections.BACKUP_DRILLS}/d1",
+    # deploy guard (issue 6)
+    "deployment": f"{collections.DEPLOYMENTS}/d1",
+    "deploy_report": f"{collections.DEPLOY_REPORTS}/r1",
+    "deploy_active": f"{collections.DEPLOY_ACTIVE}/production",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -70,6 +74,10 @@ READERS = {
     "backup_verification": {"ops", "admin"},
     "backup_alert": {"ops", "admin"},
     "backup_drill": {"ops", "admin"},
+    # deploy guard (issue 6)
+    "deployment": {"ops", "admin"},
+    "deploy_report": {"ops", "admin"},
+    "deploy_active": set(),
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}

@@ -61,6 +61,8 @@ class FakeCloudRun:
                 target.pop(keys[-1], None)
             else:
                 target[keys[-1]] = source
+        if "traffic" in mask:
+            self._route_traffic(service)
         service["generation"] = str(int(service["generation"]) + 1)
         location = name.split("/services/")[0]
         op_name = f"{location}/operations/op-{next(self._ids)}"
@@ -70,6 +72,17 @@ class FakeCloudRun:
             "response": {"@type": SERVICE_TYPE, **service},
         }
         return 200, {"name": op_name, "done": False}
+
+    def _route_traffic(self, service: dict[str, Any]) -> None:
+        """What serves once the update is done: revision targets as given, a LATEST target
+        resolved to the latest ready revision (what Cloud Run reports in trafficStatuses)."""
+        statuses = []
+        for target in service.get("traffic", []):
+            status = dict(target)
+            if not status.get("revision"):
+                status["revision"] = service.get("latestReadyRevision", "").rsplit("/", 1)[-1]
+            statuses.append(status)
+        service["trafficStatuses"] = statuses
 
     def _get_operation(self, _req: Recorded, m: re.Match[str]) -> tuple[int, Any]:
         operation = self.operations.get(m["name"])

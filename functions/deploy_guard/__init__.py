@@ -1,0 +1,188 @@
+"""Zero-downtime deployment guard: the ``pack391_*`` edges.
+
+Ports chosen by ``PACK391_DEPLOY_BACKEND``: Cloud Run traffic, Cloud Monitoring and the
+Firestore Admin API when deployed; the local split in Redis and the pushed metrics under
+the local stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from google.cloud import monitoring_v3, run_v2
+from google.cloud.firestore_admin_v1 import FirestoreAdminClient
+
+from functions.deploy_guard.adapters import (
+    BusinessMetrics,
+    CloudRunTraffic,
+    DeployStore,
+    GateReader,
+    LocalTraffic,
+    MonitoringRevisionMetrics,
+    PushedRevisionMetrics,
+    RevisionMetrics,
+    TrafficSplitter,
+)
+from functions.deploy_guard.service import DeployGuard, DeployPorts
+from functions.scaling.adapters import PushedMetricsStore
+from shared.audit import Change
+from shared.auth import Role
+from shared.config import (
+    DEPLOY_BACKEND,
+    DEPLOY_PROBE_URLS,
+    DEPLOY_SERVICES,
+    FUNCTIONS_REGION,
+    is_emulated,
+    project_id,
+)
+from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.errors import FailedPrecondition
+from shared.firestore import get_db
+from shared.models.deploy import (
+    ControlRequest,
+    DeploymentList,
+    DeploymentStatus,
+    PinTrafficRequest,
+    PinTrafficResult,
+    RevisionMetricsRequest,
+    RevisionMetricsResult,
+    RollbackRequest,
+    StartRequest,
+    StartResult,
+    StatusRequest,
+    ValidateRequest,
+    ValidationReport,
+)
+from shared.redis import get_redis
+
+log = logging.getLogger("pack391.deploy")
+
+MONITOR_SCHEDULE = "* * * * *"
+"""``pack391_monitorDeployment`` runs every minute."""
+
+INDEX_FILE = Path(__file__).resolve().parents[2] / "firestore.indexes.json"
+
+
+def _backend() -> str:
+    configured = DEPLOY_BACKEND.value.strip().lower()
+    if configured == "auto":
+        return "local" if is_emulated() else "gcp"
+    if configured not in ("gcp", "local"):
+        raise FailedPrecondition(f"PACK391_DEPLOY_BACKEND must be auto, gcp or local: {configured}")
+    return configured
+
+
+@functools.cache
+def _guard_for(
+    db_id: int,
+    redis_id: int,
+    backend: str,
+    project: str,
+    region: str,
+    services: tuple[str, ...],
+    urls: tuple[str, ...],
+) -> DeployGuard:
+    del db_id, redis_id  # cache key only
+    db = get_db()
+    splitter: TrafficSplitter
+    metrics: RevisionMetrics
+    indexes: FirestoreAdminClient | None = None
+    if backend == "gcp":
+        splitter = CloudRunTraffic(run_v2.ServicesClient(), project)
+        metrics = MonitoringRevisionMetrics(monitoring_v3.MetricServiceClient(), project)
+        indexes = FirestoreAdminClient()
+    else:
+        splitter = LocalTraffic(get_redis())
+        metrics = PushedRevisionMetrics(PushedMetricsStore(get_redis()))
+    ports = DeployPorts(
+        store=DeployStore(db),
+        splitter=splitter,
+        metrics=metrics,
+        business=BusinessMetrics(db),
+        gates=GateReader(db, indexes),
+        project=project,
+        region=region,
+        default_services=services,
+        probe_urls=urls,
+        index_file=INDEX_FILE,
+    )
+    return DeployGuard(ports)
+
+
+def deploy_guard() -> DeployGuard:
+    """The guard wired to the configured backends."""
+    return _guard_for(
+        id(get_db()),
+        id(get_redis()),
+        _backend(),
+        project_id(),
+        FUNCTIONS_REGION.value,
+        tuple(DEPLOY_SERVICES.value),
+        tuple(DEPLOY_PROBE_URLS.value),
+    )
+
+
+def _change(ctx: CallContext, action: str, reason: str | None) -> Change:
+    return Change(ctx.caller.uid, action, reason, ctx.request_id, ctx.now)
+
+
+@callable_function(role=Role.ADMIN, request=ValidateRequest)
+def pack391_preDeployValidator(ctx: CallContext, req: ValidateRequest) -> ValidationReport:
+    """Six pre-deploy gates; the stored report lets ``startDeployment`` run."""
+    return deploy_guard().validate(req, _change(ctx, "deploy.validate", None))
+
+
+@callable_function(role=Role.ADMIN, request=StartRequest)
+def pack391_startDeployment(ctx: CallContext, req: StartRequest) -> StartResult:
+    """Start a canary (one active deployment per environment)."""
+    return deploy_guard().start(req, _change(ctx, "deploy.start", req.reason))
+
+
+@scheduled_function(schedule=MONITOR_SCHEDULE)
+def pack391_monitorDeployment(ctx: ScheduledContext) -> None:
+    """Every minute: judge, advance or roll back every active deployment. The clock is the
+    schedule time (the top of the minute): the judged window is the minute before it."""
+    done = deploy_guard().monitor(ctx.schedule_time)
+    log.info("deploy monitor %s: %s", ctx.request_id, {d.deployment_id: d.phase for d in done})
+
+
+@callable_function(role=Role.ADMIN, request=RollbackRequest)
+def pack391_rollbackController(ctx: CallContext, req: RollbackRequest) -> DeploymentStatus:
+    """100 % back to the stable revisions, with the reason recorded."""
+    dep = deploy_guard().rollback(
+        req.deployment_id, req.reason, _change(ctx, "deploy.rollback", req.reason)
+    )
+    return DeploymentStatus.model_validate(dep.model_dump())
+
+
+@callable_function(role=Role.OPS, request=StatusRequest)
+def pack391_getDeploymentStatus(
+    ctx: CallContext, req: StatusRequest
+) -> DeploymentStatus | DeploymentList:
+    """One deployment's phase, step, traffic, analyses and history; or the recent ones."""
+    return deploy_guard().status(req)
+
+
+@callable_function(role=Role.ADMIN, request=ControlRequest)
+def pack391_controlDeployment(ctx: CallContext, req: ControlRequest) -> DeploymentStatus:
+    """A human's promote, pause, resume or abort."""
+    dep = deploy_guard().control(req, _change(ctx, f"deploy.{req.action.value}", req.reason))
+    return DeploymentStatus.model_validate(dep.model_dump())
+
+
+@callable_function(role=Role.ADMIN, request=PinTrafficRequest)
+def pack391_pinTraffic(ctx: CallContext, req: PinTrafficRequest) -> PinTrafficResult:
+    """Before ``firebase deploy``: pin each service's traffic to its serving revision, so the
+    new revision lands at 0 %."""
+    return deploy_guard().pin(req, _change(ctx, "deploy.pin_traffic", None))
+
+
+@callable_function(role=Role.OPS, request=RevisionMetricsRequest)
+def pack391_reportRevisionMetrics(
+    ctx: CallContext, req: RevisionMetricsRequest
+) -> RevisionMetricsResult:
+    """Local stack: a revision (or its sidecar) pushes one sample for the canary judge.
+    Deployed, the judge reads Cloud Monitoring and this answers FAILED_PRECONDITION."""
+    return deploy_guard().report_revision(req, ctx.now)

@@ -1,0 +1,536 @@
+"""Deploy guard I/O: the ports and their implementations.
+
+- :class:`DeployStore`: Firestore (reports, deployments, the per-environment active lock,
+  audit entries and alerts), each deployment change in one transaction.
+- Traffic splitters (:class:`TrafficSplitter`): :class:`CloudRunTraffic` (Cloud Run Admin
+  API, ``Service.traffic`` / ``traffic_statuses``) and :class:`LocalTraffic` (the split in
+  Redis, honoured by the local sandbox).
+- Revision metrics (:class:`RevisionMetrics`): :class:`MonitoringRevisionMetrics` (Cloud
+  Monitoring grouped by revision) and :class:`PushedRevisionMetrics` (the scaling push path,
+  with the revision name as the service id).
+- :class:`BusinessMetrics`: payout, token-ledger and auth events per revision (Firestore).
+- :class:`GateReader`: what the pre-deploy gates look at.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import redis
+from google.api_core import exceptions as gexc
+from google.cloud import firestore, monitoring_v3, run_v2
+from google.cloud.firestore_admin_v1 import FirestoreAdminClient
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.protobuf import field_mask_pb2
+
+from functions.scaling.adapters import PushedMetricsStore, ServiceRegistry
+from shared import collections
+from shared import thresholds as t
+from shared.audit import Change, write_audit
+from shared.isolation import PREFIX
+from shared.models.alerts import AlertDoc
+from shared.models.deploy import (
+    ACTIVE_PHASES,
+    DeploymentDoc,
+    RevisionWindow,
+    ValidationReport,
+)
+from shared.models.scaling import ReportMetricsRequest, ServiceConfig, ServiceDoc
+
+# ------------------------------------------------------------------- ports
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A service's revisions as the platform holds them."""
+
+    latest_ready: str | None
+    shares: dict[str, int]
+    """Revision -> percent actually serving (``traffic_statuses``)."""
+
+
+class TrafficSplitter(Protocol):
+    platform: str
+
+    def observe(self, service: str, region: str) -> Observed: ...
+
+    def apply(self, service: str, region: str, split: dict[str, int]) -> dict[str, int]:
+        """Send ``split`` (revision -> percent); answers what now serves."""
+
+
+class RevisionMetrics(Protocol):
+    def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
+        """Requests, 5xx and p95 of ``revision`` in the minute starting at ``start``."""
+
+
+# --------------------------------------------------------------- Firestore
+
+
+class DeployStore:
+    """``pack391_deployments``, ``pack391_deploy_active``, ``pack391_deploy_reports``."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def _dep(self, deployment_id: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.DEPLOYMENTS).document(deployment_id)
+
+    def _active(self, environment: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.DEPLOY_ACTIVE).document(environment)
+
+    def save_report(self, report: ValidationReport, change: Change) -> None:
+        batch = self._db.batch()
+        ref = self._db.collection(collections.DEPLOY_REPORTS).document(report.report_id)
+        batch.set(ref, report.to_doc())
+        write_audit(
+            self._db,
+            batch,
+            change,
+            target=f"{collections.DEPLOY_REPORTS}/{report.report_id}",
+            before=None,
+            after={"version": report.version, "passed": report.passed},
+        )
+        batch.commit()
+
+    def latest_report(self, version: str, environment: str) -> ValidationReport | None:
+        docs = (
+            self._db.collection(collections.DEPLOY_REPORTS)
+            .where(filter=FieldFilter("version", "==", version))
+            .where(filter=FieldFilter("environment", "==", environment))
+            .order_by("at", direction=firestore.Query.DESCENDING)
+            .limit(1)
+            .stream()
+        )
+        for snap in docs:
+            return ValidationReport.model_validate(snap.to_dict())
+        return None
+
+    def create(self, dep: DeploymentDoc, change: Change) -> DeploymentDoc | str:
+        """Create ``dep`` unless its environment has an active deployment (whose id is
+        returned instead). Deployment, lock and audit entry in one transaction."""
+        ref, active = self._dep(dep.deployment_id), self._active(dep.environment)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> DeploymentDoc | str:
+            held = active.get(transaction=tx)
+            if held.exists:
+                return str((held.to_dict() or {}).get("deploymentId"))
+            tx.set(active, {"deploymentId": dep.deployment_id, "since": dep.created_at})
+            tx.set(ref, dep.to_doc())
+            write_audit(
+                self._db,
+                tx,
+                change,
+                target=f"{collections.DEPLOYMENTS}/{dep.deployment_id}",
+                before=None,
+                after={"version": dep.version, "phase": dep.phase.value, "forced": dep.forced},
+            )
+            return dep
+
+        return cast(DeploymentDoc | str, run(self._db.transaction()))
+
+    def get(self, deployment_id: str) -> DeploymentDoc | None:
+        snap = self._dep(deployment_id).get()
+        return DeploymentDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+    def recent(self, environment: str | None, limit: int) -> list[DeploymentDoc]:
+        query: Any = self._db.collection(collections.DEPLOYMENTS)
+        if environment is not None:
+            query = query.where(filter=FieldFilter("environment", "==", environment))
+        docs = query.order_by("createdAt", direction=firestore.Query.DESCENDING).limit(limit)
+        return [DeploymentDoc.model_validate(s.to_dict()) for s in docs.stream()]
+
+    def active_ids(self) -> list[str]:
+        docs = self._db.collection(collections.DEPLOY_ACTIVE).stream()
+        return sorted(str((s.to_dict() or {}).get("deploymentId")) for s in docs)
+
+    def update(
+        self,
+        deployment_id: str,
+        mutate: Callable[[DeploymentDoc], DeploymentDoc | None],
+        change: Change | None,
+        alert: Callable[[DeploymentDoc], AlertDoc | None] = lambda _d: None,
+    ) -> tuple[DeploymentDoc, DeploymentDoc] | None:
+        """Read, ``mutate`` (pure; None: nothing to do), write: one transaction, so two
+        overlapping runs never both apply a change. A traffic change is audited (as
+        ``change``, or as the monitor when None); a final phase frees the environment.
+        Answers (before, after), or None when ``mutate`` declined."""
+        ref = self._dep(deployment_id)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> tuple[DeploymentDoc, DeploymentDoc] | None:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                return None
+            before = DeploymentDoc.model_validate(snap.to_dict())
+            after = mutate(before)
+            if after is None:
+                return None
+            tx.set(ref, after.to_doc())
+            moved = after.traffic_percent != before.traffic_percent or after.phase != before.phase
+            if change is not None or moved:
+                who = change or Change(
+                    "system:monitor", "deploy.monitor", after.reason, "monitor", after.updated_at
+                )
+                write_audit(
+                    self._db,
+                    tx,
+                    who,
+                    target=f"{collections.DEPLOYMENTS}/{deployment_id}",
+                    before={"phase": before.phase.value, "trafficPercent": before.traffic_percent},
+                    after={"phase": after.phase.value, "trafficPercent": after.traffic_percent},
+                )
+            raised = alert(after) if after.phase != before.phase else None
+            if raised is not None:
+                tx.set(self._db.collection(collections.ALERTS).document(), raised.to_doc())
+            if after.phase not in ACTIVE_PHASES:
+                tx.delete(self._active(after.environment))
+            return before, after
+
+        return cast(tuple[DeploymentDoc, DeploymentDoc] | None, run(self._db.transaction()))
+
+    def audit_only(self, change: Change, target: str, after: dict[str, Any]) -> None:
+        """An admin action whose effect lives outside Firestore (a traffic pin)."""
+        batch = self._db.batch()
+        write_audit(self._db, batch, change, target=target, before=None, after=after)
+        batch.commit()
+
+    def mark_applied(self, deployment_id: str, percent: int, now: datetime) -> None:
+        """The platform confirmed ``percent`` (a plain write: idempotent)."""
+        self._dep(deployment_id).update({"appliedPercent": percent, "updatedAt": now})
+
+
+# ------------------------------------------------------------------ traffic
+
+
+class LocalTraffic:
+    """The local platform: revisions and the split per service in Redis.
+
+    :meth:`deploy` is what a deploy does locally: a new latest revision; it takes all
+    traffic only when the service has no pinned split (like Cloud Run's LATEST target).
+    """
+
+    platform = "local"
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def _key(self, service: str) -> str:
+        return f"{PREFIX}:deploy:svc:{service}"
+
+    def deploy(self, service: str, revision: str) -> None:
+        key = self._key(service)
+        pinned = self._redis.hget(key, "pinned") == "1"
+        mapping: dict[str | bytes, str] = {"latest": revision}
+        if not pinned:
+            mapping["split"] = json.dumps({revision: 100})
+        self._redis.hset(key, mapping=cast(Any, mapping))
+
+    def observe(self, service: str, region: str) -> Observed:
+        raw = cast(dict[str, str], self._redis.hgetall(self._key(service)))
+        shares = {k: int(v) for k, v in json.loads(raw.get("split", "{}")).items()}
+        return Observed(raw.get("latest"), shares)
+
+    def apply(self, service: str, region: str, split: dict[str, int]) -> dict[str, int]:
+        self._redis.hset(
+            self._key(service),
+            mapping={"split": json.dumps(split, sort_keys=True), "pinned": "1"},
+        )
+        return dict(split)
+
+
+class CloudRunTraffic:
+    """Cloud Run Admin API v2: ``Service.traffic`` with revision targets; reads
+    ``traffic_statuses`` back. Only ``traffic`` is in the update mask."""
+
+    platform = "cloud_run"
+
+    def __init__(self, client: run_v2.ServicesClient, project: str) -> None:
+        self._client = client
+        self._project = project
+
+    def name(self, service: str, region: str) -> str:
+        return f"projects/{self._project}/locations/{region}/services/{service}"
+
+    @staticmethod
+    def _statuses(service: run_v2.Service) -> dict[str, int]:
+        latest = service.latest_ready_revision.rsplit("/", 1)[-1]
+        shares: dict[str, int] = {}
+        for status in service.traffic_statuses:
+            is_latest = (
+                status.type_
+                == run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+            )
+            revision = latest if is_latest else status.revision.rsplit("/", 1)[-1]
+            if revision and status.percent:
+                shares[revision] = shares.get(revision, 0) + int(status.percent)
+        return shares
+
+    def observe(self, service: str, region: str) -> Observed:
+        found = self._client.get_service(name=self.name(service, region))
+        latest = found.latest_ready_revision.rsplit("/", 1)[-1] or None
+        return Observed(latest, self._statuses(found))
+
+    def apply(self, service: str, region: str, split: dict[str, int]) -> dict[str, int]:
+        revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+        request = run_v2.UpdateServiceRequest(
+            service=run_v2.Service(
+                name=self.name(service, region),
+                traffic=[
+                    run_v2.TrafficTarget(type_=revision_type, revision=rev, percent=pct)
+                    for rev, pct in sorted(split.items())
+                ],
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
+        )
+        operation = self._client.update_service(request=request)
+        updated = cast(
+            run_v2.Service,
+            operation.result(timeout=t.DEPLOY_TRAFFIC_TIMEOUT_SEC),  # type: ignore[no-untyped-call]
+        )
+        return self._statuses(updated)
+
+
+# ------------------------------------------------------------------ metrics
+
+
+def _revision_config(service: str, region: str, revision: str) -> ServiceConfig:
+    return ServiceConfig(
+        service_id=revision,
+        initial_instances=0,
+        min_instances=0,
+        max_instances=0,
+        cloud_run_service=service,
+        region=region,
+    )
+
+
+class PushedRevisionMetrics:
+    """The scaling push path (``pack391_reportServiceMetrics``) with the revision name as
+    ``serviceId``: only the judged minute counts (an older minute is no data)."""
+
+    def __init__(self, store: PushedMetricsStore) -> None:
+        self._store = store
+
+    def record(
+        self, revision: str, requests: int, errors: int, p95_ms: float | None, now: datetime
+    ) -> datetime:
+        """Add one sample to ``revision``'s current minute; answers the minute."""
+        sample = ReportMetricsRequest.model_validate(
+            {"serviceId": revision, "requests": requests, "errors": errors, "p95LatencyMs": p95_ms}
+        )
+        return self._store.record(sample, now)
+
+    def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
+        end = start + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        snap = self._store.read(_revision_config(service, region, revision), end)
+        if snap is None or snap.at != start or not snap.requests_per_min:
+            return RevisionWindow()
+        requests = int(snap.requests_per_min)
+        return RevisionWindow(
+            requests=requests,
+            errors=round((snap.error_rate_pct or 0.0) * requests / 100),
+            p95_latency_ms=snap.p95_latency_ms,
+        )
+
+
+_A = monitoring_v3.Aggregation
+
+
+class MonitoringRevisionMetrics:
+    """Cloud Run's request count (by response class) and p95 latency for one revision and
+    minute, from Cloud Monitoring (filtered on the revision, aligned per minute)."""
+
+    def __init__(self, client: monitoring_v3.MetricServiceClient, project: str) -> None:
+        self._client = client
+        self._project = project
+
+    def _series(
+        self, service: str, region: str, revision: str, start: datetime, metric: str, agg: Any
+    ) -> list[monitoring_v3.TimeSeries]:
+        end = start + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{self._project}",
+            filter=(
+                f'metric.type = "{metric}" AND resource.type = "cloud_run_revision" '
+                f'AND resource.labels.service_name = "{service}" '
+                f'AND resource.labels.location = "{region}" '
+                f'AND resource.labels.revision_name = "{revision}"'
+            ),
+            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
+            aggregation=agg,
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        )
+        return list(self._client.list_time_series(request=request))
+
+    def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
+        minute = timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        counts = _A(
+            alignment_period=minute,
+            per_series_aligner=_A.Aligner.ALIGN_DELTA,
+            cross_series_reducer=_A.Reducer.REDUCE_SUM,
+            group_by_fields=["resource.labels.revision_name", "metric.labels.response_code_class"],
+        )
+        latency = _A(
+            alignment_period=minute,
+            per_series_aligner=_A.Aligner.ALIGN_PERCENTILE_95,
+            cross_series_reducer=_A.Reducer.REDUCE_MAX,
+            group_by_fields=["resource.labels.revision_name"],
+        )
+        requests = errors = 0
+        for series in self._series(
+            service, region, revision, start, "run.googleapis.com/request_count", counts
+        ):
+            n = sum(int(p.value.int64_value) for p in series.points)
+            requests += n
+            if series.metric.labels.get("response_code_class") == "5xx":
+                errors += n
+        p95: float | None = None
+        for series in self._series(
+            service, region, revision, start, "run.googleapis.com/request_latencies", latency
+        ):
+            for point in series.points:
+                p95 = max(p95 or 0.0, float(point.value.double_value))
+        return RevisionWindow(requests=requests, errors=errors, p95_latency_ms=p95)
+
+
+class BusinessMetrics:
+    """Payout anomalies, token mismatches and auth failures per revision and window, by
+    count aggregations on the collections declared in :mod:`shared.collections`."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def _count(
+        self, collection: str, at_field: str, start: datetime, end: datetime, **equal: object
+    ) -> int:
+        query: Any = self._db.collection(collection)
+        for field, value in equal.items():
+            query = query.where(filter=FieldFilter(field, "==", value))
+        query = query.where(filter=FieldFilter(at_field, ">=", start)).where(
+            filter=FieldFilter(at_field, "<", end)
+        )
+        result = query.count(alias="n").get()
+        return int(result[0][0].value)
+
+    def counts(
+        self, revision: str | None, start: datetime, end: datetime
+    ) -> dict[str, tuple[int, int]]:
+        """Rate name -> (bad events, all events); ``revision`` None: every revision."""
+        scope: dict[str, object] = (
+            {} if revision is None else {collections.BUSINESS_REVISION_FIELD: revision}
+        )
+        out: dict[str, tuple[int, int]] = {}
+        for rate, (collection, at_field, flag) in collections.BUSINESS_RATES.items():
+            total = self._count(collection, at_field, start, end, **scope)
+            bad = (
+                self._count(collection, at_field, start, end, **scope, **{flag: True})
+                if total
+                else 0
+            )
+            out[rate] = (bad, total)
+        return out
+
+    def window(self, revision: str, start: datetime, end: datetime) -> RevisionWindow:
+        c = self.counts(revision, start, end)
+        return RevisionWindow(
+            payouts=c["payout_anomaly"][1],
+            payout_anomalies=c["payout_anomaly"][0],
+            token_writes=c["token_mismatch"][1],
+            token_mismatches=c["token_mismatch"][0],
+            auth_attempts=c["auth_failure"][1],
+            auth_failures=c["auth_failure"][0],
+        )
+
+
+# -------------------------------------------------------------------- gates
+
+
+class GateReader:
+    """What the pre-deploy gates read: the scaling registry, payouts, wallets, indexes."""
+
+    def __init__(self, db: firestore.Client, indexes: FirestoreAdminClient | None) -> None:
+        self._db = db
+        self._indexes = indexes
+        self.business = BusinessMetrics(db)
+
+    def services(self) -> list[ServiceDoc]:
+        return ServiceRegistry(self._db).all_services()
+
+    def stuck_payouts(self, older_than: datetime) -> int:
+        query: Any = (
+            self._db.collection(collections.PAYOUTS)
+            .where(filter=FieldFilter("status", "==", "pending"))
+            .where(filter=FieldFilter("createdAt", "<", older_than))
+        )
+        return int(query.count(alias="n").get()[0][0].value)
+
+    def wallet_mismatches(self, sample: int) -> tuple[int, list[dict[str, int | str]]]:
+        """(wallets checked, the ones whose balance is not the sum of their transactions)."""
+        checked = 0
+        bad: list[dict[str, int | str]] = []
+        for snap in self._db.collection(collections.WALLETS).limit(sample).stream():
+            checked += 1
+            balance = int((snap.to_dict() or {}).get("balance", 0))
+            txs = snap.reference.collection(collections.WALLET_TRANSACTIONS)
+            agg: Any = txs.sum("amount", alias="s").get()
+            total = int(agg[0][0].value or 0)
+            if total != balance:
+                bad.append({"wallet": snap.id, "balance": balance, "ledgerSum": total})
+        return checked, bad
+
+    def missing_indexes(self, project: str, wanted: list[dict[str, Any]]) -> list[str] | None:
+        """Indexes of ``firestore.indexes.json`` not READY in the database (None: the
+        emulator, which needs none)."""
+        if self._indexes is None:
+            return None
+        parent = f"projects/{project}/databases/(default)/collectionGroups/-"
+        ready: set[str] = set()
+        for index in self._indexes.list_indexes(parent=parent):
+            if index.state.name != "READY":
+                continue
+            group = index.name.split("/collectionGroups/")[1].split("/")[0]
+            ready.add(_index_key(group, [(f.field_path, f.order.name) for f in index.fields]))
+        missing = []
+        for spec in wanted:
+            fields = [
+                (f["fieldPath"], f.get("order", "ASCENDING"))
+                for f in spec["fields"]
+                if f["fieldPath"] != "__name__"
+            ]
+            key = _index_key(spec["collectionGroup"], fields)
+            if key not in ready:
+                missing.append(key)
+        return missing
+
+
+def _index_key(group: str, fields: list[tuple[str, str]]) -> str:
+    return f"{group}(" + ",".join(f"{p} {o}" for p, o in fields if p != "__name__") + ")"
+
+
+def load_index_specs(path: Path) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = json.loads(path.read_text())["indexes"]
+    return specs
+
+
+def new_id() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+class TrafficNotApplied(Exception):
+    """The platform answered with a split other than the one asked for."""
+
+
+PLATFORM_ERRORS: tuple[type[BaseException], ...] = (
+    gexc.GoogleAPIError,
+    TimeoutError,
+    TrafficNotApplied,
+)
+"""What a traffic change may raise that leaves the deployment to retry next minute."""

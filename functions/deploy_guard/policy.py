@@ -1,0 +1,329 @@
+"""Deploy guard decisions: pure functions of measured numbers, state and ``now``.
+
+- :func:`judge`: one minute's canary check, canary against stable (Argo Rollouts'
+  ``assessMetricStatus`` shape): ``breach`` (conclusive, roll back now: the 99.5 % lower
+  bound of the rate is over the threshold), ``fail`` (the 84 % lower bound is over: counts
+  against the failure limit), either with at least 3 bad events in the minute;
+  ``inconclusive`` (too little traffic) or ``pass``.
+- :func:`on_check`: the state machine's answer to a check (advance, hold, pause, roll back).
+- :func:`begin`, :func:`on_control`, :func:`split`, :func:`gates_passed`, :func:`report_usable`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared import thresholds as t
+from shared.models.deploy import (
+    Analysis,
+    ControlAction,
+    DeploymentDoc,
+    GateResult,
+    GateStatus,
+    HistoryEntry,
+    MetricCheck,
+    Phase,
+    RevisionWindow,
+    ServiceTarget,
+    ValidationReport,
+    Verdict,
+)
+
+
+@dataclass(frozen=True)
+class RateRule:
+    metric: str
+    threshold_pct: float
+    bad: str
+    total: str
+
+
+RATE_RULES: tuple[RateRule, ...] = (
+    RateRule("error_rate", t.CANARY_ROLLBACK_ERROR_RATE_PCT, "errors", "requests"),
+    RateRule(
+        "payout_anomaly_rate",
+        t.CANARY_ROLLBACK_PAYOUT_ANOMALY_RATE_PCT,
+        "payout_anomalies",
+        "payouts",
+    ),
+    RateRule(
+        "token_mismatch_rate",
+        t.CANARY_ROLLBACK_TOKEN_MISMATCH_RATE_PCT,
+        "token_mismatches",
+        "token_writes",
+    ),
+    RateRule(
+        "auth_failure_rate",
+        t.CANARY_ROLLBACK_AUTH_FAILURE_RATE_PCT,
+        "auth_failures",
+        "auth_attempts",
+    ),
+)
+"""The spec's rollback rates: canary rate over the threshold (percent of events)."""
+
+
+def wilson_lower_pct(bad: int, total: int, z: float = t.CANARY_CONFIDENCE_Z) -> float:
+    """Lower Wilson score bound of ``bad/total``, in percent (0 for no events)."""
+    if total <= 0:
+        return 0.0
+    p = bad / total
+    denom = 1 + z * z / total
+    centre = p + z * z / (2 * total)
+    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return max(0.0, 100.0 * (centre - margin) / denom)
+
+
+def _rate_check(rule: RateRule, canary: RevisionWindow, stable: RevisionWindow) -> MetricCheck:
+    bad, total = int(getattr(canary, rule.bad)), int(getattr(canary, rule.total))
+    s_bad, s_total = int(getattr(stable, rule.bad)), int(getattr(stable, rule.total))
+    stable_pct = 100.0 * s_bad / s_total if s_total else None
+    if total == 0:
+        return MetricCheck(
+            metric=rule.metric,
+            canary=None,
+            stable=stable_pct,
+            threshold=rule.threshold_pct,
+            verdict=Verdict.PASS,
+            detail="no events",
+        )
+    pct = 100.0 * bad / total
+    lower = wilson_lower_pct(bad, total)
+    evidence = bad >= t.CANARY_MIN_BAD_EVENTS_COUNT
+    if evidence and lower > rule.threshold_pct:
+        verdict, detail = Verdict.BREACH, f"lower bound {lower:.2f}% over the threshold"
+    elif evidence and wilson_lower_pct(bad, total, t.CANARY_FAIL_CONFIDENCE_Z) > rule.threshold_pct:
+        verdict, detail = Verdict.FAIL, f"{pct:.2f}% over, lower bound {lower:.2f}%"
+    else:
+        verdict, detail = Verdict.PASS, ""
+    return MetricCheck(
+        metric=rule.metric,
+        canary=round(pct, 4),
+        stable=None if stable_pct is None else round(stable_pct, 4),
+        threshold=rule.threshold_pct,
+        verdict=verdict,
+        detail=detail,
+    )
+
+
+def _latency_check(
+    canary: RevisionWindow, stable: RevisionWindow, baseline_p95_ms: float | None
+) -> MetricCheck:
+    limit_ratio = 1 + t.CANARY_ROLLBACK_LATENCY_INCREASE_PCT / 100
+    enough = stable.requests >= t.CANARY_MIN_REQUESTS_PER_CHECK
+    reference = stable.p95_latency_ms if enough and stable.p95_latency_ms else baseline_p95_ms
+    value = canary.p95_latency_ms
+    if value is None or reference is None or canary.requests < t.CANARY_MIN_REQUESTS_PER_CHECK:
+        return MetricCheck(
+            metric="p95_latency_ms",
+            canary=value,
+            stable=reference,
+            threshold=t.CANARY_ROLLBACK_LATENCY_INCREASE_PCT,
+            verdict=Verdict.PASS,
+            detail="no comparable latency",
+        )
+    over = value > reference * limit_ratio and value - reference > t.CANARY_LATENCY_FLOOR_MS
+    return MetricCheck(
+        metric="p95_latency_ms",
+        canary=round(value, 3),
+        stable=round(reference, 3),
+        threshold=t.CANARY_ROLLBACK_LATENCY_INCREASE_PCT,
+        verdict=Verdict.BREACH if over else Verdict.PASS,
+        detail=f"{100 * (value / reference - 1):.1f}% over stable" if over else "",
+    )
+
+
+def judge(
+    canary: RevisionWindow,
+    stable: RevisionWindow,
+    baseline_p95_ms: float | None = None,
+    min_requests: int = t.CANARY_MIN_REQUESTS_PER_CHECK,
+) -> tuple[Verdict, list[MetricCheck]]:
+    """One minute's check of the canary against stable over the same window.
+
+    A conclusive breach of any rule wins even with little traffic; otherwise fewer than
+    ``min_requests`` canary requests is ``inconclusive``; otherwise any rate over its
+    threshold is ``fail``. ``baseline_p95_ms`` stands in for stable's p95 when stable
+    serves nothing (the 100 % step)."""
+    checks = [_rate_check(rule, canary, stable) for rule in RATE_RULES]
+    checks.append(_latency_check(canary, stable, baseline_p95_ms))
+    verdicts = {c.verdict for c in checks}
+    if Verdict.BREACH in verdicts:
+        return Verdict.BREACH, checks
+    if canary.requests < min_requests:
+        return Verdict.INCONCLUSIVE, checks
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL, checks
+    return Verdict.PASS, checks
+
+
+# ------------------------------------------------------------- state machine
+
+
+def _event(dep: DeploymentDoc, now: datetime, event: str, **detail: object) -> list[HistoryEntry]:
+    entry = HistoryEntry(
+        at=now, event=event, phase=dep.phase, traffic_percent=dep.traffic_percent, detail=detail
+    )
+    return [*dep.history, entry]
+
+
+def with_event(dep: DeploymentDoc, now: datetime, event: str, **detail: object) -> DeploymentDoc:
+    """``dep`` with ``event`` appended to its history (recording its phase and traffic)."""
+    return dep.model_copy(update={"history": _event(dep, now, event, **detail), "updated_at": now})
+
+
+def _to_step(dep: DeploymentDoc, step: int, now: datetime) -> DeploymentDoc:
+    pct = dep.steps_pct[step]
+    phase = Phase.PROMOTING if pct >= 100 else Phase.PROGRESSING
+    moved = dep.model_copy(
+        update={
+            "phase": phase,
+            "step": step,
+            "traffic_percent": pct,
+            "step_started_at": now,
+            "step_requests": 0,
+            "failures": 0,
+            "inconclusive": 0,
+        }
+    )
+    return with_event(moved, now, "step", step=step, percent=pct)
+
+
+def rollback(dep: DeploymentDoc, now: datetime, reason: str, **detail: object) -> DeploymentDoc:
+    """Send everything back to stable: ``rolling_back`` with 0 % on the new revision."""
+    moved = dep.model_copy(
+        update={"phase": Phase.ROLLING_BACK, "traffic_percent": 0, "reason": reason}
+    )
+    return with_event(moved, now, "rollback", reason=reason, **detail)
+
+
+def begin(dep: DeploymentDoc, canary_share_now: int, now: datetime) -> DeploymentDoc:
+    """Validation done (the new revisions are ready): go to the first step. When the
+    platform already gives the new revision more than 0 % (the pin did not hold), say so:
+    the first step's split replaces it at once."""
+    checked = with_event(dep, now, "validated", canaryShareFound=canary_share_now)
+    return _to_step(checked, 0, now)
+
+
+def on_check(dep: DeploymentDoc, analysis: Analysis, now: datetime) -> DeploymentDoc:
+    """The deployment after one minute's analysis (``progressing`` or ``promoting`` only)."""
+    kept = [*dep.analyses, analysis][-t.CANARY_ANALYSES_KEPT_COUNT :]
+    baseline = dep.baseline_p95_ms
+    if (
+        analysis.stable.p95_latency_ms is not None
+        and analysis.stable.requests >= t.CANARY_MIN_REQUESTS_PER_CHECK
+    ):
+        baseline = analysis.stable.p95_latency_ms
+    cur = dep.model_copy(
+        update={
+            "analyses": kept,
+            "last_checked_minute": analysis.window_start,
+            "baseline_p95_ms": baseline,
+            "updated_at": now,
+        }
+    )
+    failing = [c.metric for c in analysis.checks if c.verdict in (Verdict.BREACH, Verdict.FAIL)]
+    if analysis.verdict == Verdict.BREACH:
+        return rollback(cur, now, f"canary breached {', '.join(failing)}", checks=failing)
+    if analysis.verdict == Verdict.INCONCLUSIVE:
+        cur = cur.model_copy(update={"inconclusive": cur.inconclusive + 1})
+        if cur.inconclusive >= t.CANARY_INCONCLUSIVE_LIMIT:
+            paused = cur.model_copy(update={"phase": Phase.PAUSED})
+            return with_event(paused, now, "paused", why="too many inconclusive checks")
+        return cur
+    cur = cur.model_copy(
+        update={"inconclusive": 0, "step_requests": cur.step_requests + analysis.canary.requests}
+    )
+    if analysis.verdict == Verdict.FAIL:
+        cur = cur.model_copy(update={"failures": cur.failures + 1})
+        if cur.failures >= t.CANARY_FAILURE_LIMIT:
+            return rollback(cur, now, f"failure limit reached ({', '.join(failing)})")
+        return cur
+    started = cur.step_started_at or now
+    baked = now - started >= timedelta(seconds=cur.bake_sec)
+    if not baked or cur.step_requests < cur.min_requests_per_step:
+        return cur
+    if cur.step + 1 < len(cur.steps_pct):
+        return _to_step(cur, cur.step + 1, now)
+    done = cur.model_copy(update={"phase": Phase.SUCCEEDED, "ended_at": now})
+    return with_event(done, now, "succeeded")
+
+
+def on_control(
+    dep: DeploymentDoc, action: ControlAction, reason: str, now: datetime
+) -> DeploymentDoc:
+    """A human's promote, pause, resume or abort (raises ValueError when not allowed)."""
+    if action == ControlAction.ABORT:
+        return rollback(dep, now, reason, manual=True)
+    if action == ControlAction.PAUSE:
+        if dep.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
+            raise ValueError(f"cannot pause a deployment that is {dep.phase.value}")
+        return with_event(dep.model_copy(update={"phase": Phase.PAUSED}), now, "paused", why=reason)
+    if action == ControlAction.RESUME:
+        if dep.phase != Phase.PAUSED:
+            raise ValueError(f"cannot resume a deployment that is {dep.phase.value}")
+        pct = dep.steps_pct[dep.step]
+        resumed = dep.model_copy(
+            update={
+                "phase": Phase.PROMOTING if pct >= 100 else Phase.PROGRESSING,
+                "inconclusive": 0,
+                "step_started_at": now,
+            }
+        )
+        return with_event(resumed, now, "resumed", why=reason)
+    if dep.phase not in (Phase.PROGRESSING, Phase.PROMOTING, Phase.PAUSED):
+        raise ValueError(f"cannot promote a deployment that is {dep.phase.value}")
+    promoting = dep.model_copy(
+        update={
+            "phase": Phase.PROMOTING,
+            "step": len(dep.steps_pct) - 1,
+            "traffic_percent": 100,
+            "promoted_by_hand": True,
+        }
+    )
+    return with_event(promoting, now, "promoted", why=reason, manual=True)
+
+
+def settled(dep: DeploymentDoc, now: datetime) -> DeploymentDoc | None:
+    """The final phase a deployment reaches once the platform confirmed its traffic
+    (rolled back at 0 %, promoted by hand at 100 %); None when it is not there yet."""
+    if dep.applied_percent != dep.traffic_percent:
+        return None
+    if dep.phase == Phase.ROLLING_BACK and dep.traffic_percent == 0:
+        done = dep.model_copy(update={"phase": Phase.ROLLED_BACK, "ended_at": now})
+        return with_event(done, now, "rolled_back")
+    if dep.phase == Phase.PROMOTING and dep.promoted_by_hand and dep.traffic_percent == 100:
+        done = dep.model_copy(update={"phase": Phase.SUCCEEDED, "ended_at": now})
+        return with_event(done, now, "succeeded")
+    return None
+
+
+def split(target: ServiceTarget, canary_percent: int) -> dict[str, int]:
+    """Revision -> percent for one service (0 % entries left out; sums to 100)."""
+    if target.canary_revision is None or canary_percent <= 0:
+        return {target.stable_revision: 100}
+    if canary_percent >= 100:
+        return {target.canary_revision: 100}
+    return {target.stable_revision: 100 - canary_percent, target.canary_revision: canary_percent}
+
+
+def gates_passed(gates: list[GateResult]) -> bool:
+    """A report passes when no gate failed (skipped gates do not count against it)."""
+    return all(g.status != GateStatus.FAIL for g in gates)
+
+
+def report_usable(
+    report: ValidationReport | None, version: str, environment: str, now: datetime
+) -> str | None:
+    """Why ``report`` does not let ``version`` start in ``environment`` (None: it does)."""
+    if report is None:
+        return f"no pre-deploy report for {version} in {environment}"
+    if not report.passed:
+        return f"the latest pre-deploy report ({report.report_id}) failed"
+    age = (now - report.at).total_seconds()
+    if age > t.DEPLOY_REPORT_MAX_AGE_SEC:
+        return (
+            f"the latest pre-deploy report is {int(age)} s old (max {t.DEPLOY_REPORT_MAX_AGE_SEC})"
+        )
+    return None

@@ -1,0 +1,536 @@
+"""Deploy guard orchestration: gates, the deployment state machine, traffic.
+
+Exactly-once progress: every decision is one Firestore transaction on the deployment
+document (:meth:`DeployStore.update`) that re-reads the state and declines when another
+run already judged the same minute or moved the phase. Traffic is an intent: the
+transaction records the wanted share (``trafficPercent``), then the platform is told and
+``appliedPercent`` confirmed; a crash in between leaves the two different, and the next
+run re-applies the same split (idempotent) before doing anything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from functions.deploy_guard import policy
+from functions.deploy_guard.adapters import (
+    PLATFORM_ERRORS,
+    BusinessMetrics,
+    DeployStore,
+    GateReader,
+    Observed,
+    PushedRevisionMetrics,
+    RevisionMetrics,
+    TrafficNotApplied,
+    TrafficSplitter,
+    load_index_specs,
+    new_id,
+)
+from functions.scaling.adapters import minute_of, probe
+from shared import thresholds as t
+from shared.audit import Change
+from shared.errors import FailedPrecondition, InvalidInput, NotFound
+from shared.models.alerts import AlertDoc, Severity
+from shared.models.deploy import (
+    ACTIVE_PHASES,
+    Analysis,
+    ControlRequest,
+    DeploymentDoc,
+    DeploymentList,
+    DeploymentStatus,
+    GateResult,
+    GateStatus,
+    Phase,
+    PinnedService,
+    PinTrafficRequest,
+    PinTrafficResult,
+    RevisionMetricsRequest,
+    RevisionMetricsResult,
+    RevisionWindow,
+    ServiceTarget,
+    StartRequest,
+    StartResult,
+    StatusRequest,
+    ValidateRequest,
+    ValidationReport,
+)
+from shared.models.scaling import IsolationState
+
+log = logging.getLogger("pack391.deploy")
+
+PAYMENT_SERVICE = "payment-processor"
+"""The scaling registry's id of the payment processor (the payment gate checks it)."""
+
+
+class MonitorIncomplete(Exception):
+    """Some deployments raised during a monitor run (the others were advanced); the run
+    is reported failed so Cloud Scheduler shows it."""
+
+
+@dataclass(frozen=True)
+class DeployPorts:
+    store: DeployStore
+    splitter: TrafficSplitter
+    metrics: RevisionMetrics
+    business: BusinessMetrics
+    gates: GateReader
+    project: str
+    region: str
+    default_services: tuple[str, ...]
+    probe_urls: tuple[str, ...]
+    index_file: Path
+
+
+def _sum(windows: list[RevisionWindow]) -> RevisionWindow:
+    """Counts added across services; p95 the worst of them."""
+    fields = [f for f in RevisionWindow.model_fields if f != "p95_latency_ms"]
+    total = {f: sum(int(getattr(w, f)) for w in windows) for f in fields}
+    p95s = [w.p95_latency_ms for w in windows if w.p95_latency_ms is not None]
+    return RevisionWindow(**total, p95_latency_ms=max(p95s) if p95s else None)
+
+
+def _rollback_alert(dep: DeploymentDoc) -> AlertDoc | None:
+    if dep.phase != Phase.ROLLING_BACK:
+        return None
+    last = dep.analyses[-1] if dep.analyses else None
+    return AlertDoc(
+        source="deploy",
+        kind="rollback",
+        severity=Severity.HIGH,
+        title=f"Deployment {dep.deployment_id} ({dep.version}) rolled back: {dep.reason}",
+        evidence={
+            "deploymentId": dep.deployment_id,
+            "environment": dep.environment,
+            "reason": dep.reason,
+            "step": dep.step,
+            "analysis": last.model_dump(mode="json", by_alias=True) if last else None,
+        },
+        opened_at=dep.updated_at,
+    )
+
+
+class DeployGuard:
+    def __init__(self, ports: DeployPorts) -> None:
+        self.p = ports
+
+    # ------------------------------------------------------------ gates
+
+    def validate(self, req: ValidateRequest, change: Change) -> ValidationReport:
+        now = change.now
+        gates = [
+            self._system_health(),
+            self._payment_system(now),
+            self._token_system(),
+            self._auth_system(now),
+            self._indexes(),
+            self._endpoints(),
+        ]
+        report = ValidationReport(
+            report_id=new_id(),
+            version=req.version,
+            environment=req.environment,
+            passed=policy.gates_passed(gates),
+            gates=gates,
+            at=now,
+            actor_uid=change.actor_uid,
+        )
+        self.p.store.save_report(report, change)
+        return report
+
+    def _system_health(self) -> GateResult:
+        services = self.p.gates.services()
+        if not services:
+            return GateResult(
+                name="system_health",
+                status=GateStatus.SKIPPED,
+                evidence={"why": "no service in the scaling registry"},
+            )
+        states: dict[str, str] = {}
+        for doc in services:
+            cfg = doc.config
+            status = "healthy"
+            if doc.state.isolation != IsolationState.NONE:
+                status = "isolated"
+            elif cfg.health_url and not probe(cfg.health_url, t.DEPLOY_PROBE_TIMEOUT_SEC).ok:
+                status = "down"
+            states[cfg.service_id] = status
+        bad = sorted(s for s, v in states.items() if v in ("down", "isolated"))
+        return GateResult(
+            name="system_health",
+            status=GateStatus.FAIL if bad else GateStatus.PASS,
+            evidence={"services": states, "unhealthy": bad},
+        )
+
+    def _payment_system(self, now: datetime) -> GateResult:
+        evidence: dict[str, Any] = {}
+        ok = True
+        doc = next(
+            (d for d in self.p.gates.services() if d.config.service_id == PAYMENT_SERVICE), None
+        )
+        if doc is None:
+            evidence["processor"] = "not registered"
+        else:
+            isolated = doc.state.isolation != IsolationState.NONE
+            url = doc.config.health_url
+            down = bool(url) and not probe(url or "", t.DEPLOY_PROBE_TIMEOUT_SEC).ok
+            evidence["processor"] = "isolated" if isolated else "down" if down else "healthy"
+            ok = not (isolated or down)
+        stuck = self.p.gates.stuck_payouts(now - timedelta(seconds=t.DEPLOY_STUCK_PAYOUT_AGE_SEC))
+        evidence.update(stuckPayouts=stuck, maxStuck=t.DEPLOY_STUCK_PAYOUT_MAX_COUNT)
+        ok = ok and stuck <= t.DEPLOY_STUCK_PAYOUT_MAX_COUNT
+        return GateResult(
+            name="payment_system",
+            status=GateStatus.PASS if ok else GateStatus.FAIL,
+            evidence=evidence,
+        )
+
+    def _token_system(self) -> GateResult:
+        checked, bad = self.p.gates.wallet_mismatches(t.DEPLOY_WALLET_SAMPLE_COUNT)
+        if checked == 0:
+            return GateResult(
+                name="token_system", status=GateStatus.SKIPPED, evidence={"why": "no wallets"}
+            )
+        return GateResult(
+            name="token_system",
+            status=GateStatus.FAIL if bad else GateStatus.PASS,
+            evidence={"walletsChecked": checked, "mismatches": bad},
+        )
+
+    def _auth_system(self, now: datetime) -> GateResult:
+        start = now - timedelta(seconds=t.DEPLOY_AUTH_WINDOW_SEC)
+        failed, total = self.p.business.counts(None, start, now)["auth_failure"]
+        if total == 0:
+            return GateResult(
+                name="auth_system",
+                status=GateStatus.SKIPPED,
+                evidence={"why": "no auth events in the window"},
+            )
+        rate = 100.0 * failed / total
+        return GateResult(
+            name="auth_system",
+            status=GateStatus.FAIL if rate > t.DEPLOY_AUTH_FAILURE_RATE_PCT else GateStatus.PASS,
+            evidence={
+                "failureRatePct": round(rate, 3),
+                "thresholdPct": t.DEPLOY_AUTH_FAILURE_RATE_PCT,
+                "events": total,
+            },
+        )
+
+    def _indexes(self) -> GateResult:
+        wanted = load_index_specs(self.p.index_file)
+        missing = self.p.gates.missing_indexes(self.p.project, wanted)
+        if missing is None:
+            return GateResult(
+                name="database_indexes",
+                status=GateStatus.SKIPPED,
+                evidence={
+                    "why": "the Firestore emulator needs no indexes",
+                    "declared": len(wanted),
+                },
+            )
+        return GateResult(
+            name="database_indexes",
+            status=GateStatus.FAIL if missing else GateStatus.PASS,
+            evidence={"declared": len(wanted), "missing": missing},
+        )
+
+    def _endpoints(self) -> GateResult:
+        if not self.p.probe_urls:
+            return GateResult(
+                name="api_endpoints",
+                status=GateStatus.SKIPPED,
+                evidence={"why": "no probe URLs configured (PACK391_DEPLOY_PROBE_URLS)"},
+            )
+        results = {url: probe(url, t.DEPLOY_PROBE_TIMEOUT_SEC) for url in self.p.probe_urls}
+        evidence = {
+            url: {"ok": r.ok, "status": r.status, "ms": round(r.ms, 1), "error": r.error}
+            for url, r in results.items()
+        }
+        failed = any(not r.ok for r in results.values())
+        return GateResult(
+            name="api_endpoints",
+            status=GateStatus.FAIL if failed else GateStatus.PASS,
+            evidence={"probes": evidence},
+        )
+
+    # ------------------------------------------------------------ start
+
+    def _serving(self, name: str) -> tuple[Observed, str]:
+        """What the platform holds for ``name``, and the revision serving most of it."""
+        seen = self.p.splitter.observe(name, self.p.region)
+        if not seen.shares:
+            raise FailedPrecondition(f"service {name} serves no traffic (unknown service?)")
+        return seen, max(sorted(seen.shares), key=lambda rev: seen.shares[rev])
+
+    def _targets(self, names: list[str] | None) -> list[ServiceTarget]:
+        services = names or list(self.p.default_services)
+        if not services:
+            raise InvalidInput("services", "no services given and none configured")
+        targets = []
+        for name in services:
+            seen, stable = self._serving(name)
+            canary = seen.latest_ready
+            if canary is None or canary == stable:
+                raise FailedPrecondition(
+                    f"service {name} has no new revision: {stable} is the latest ready"
+                )
+            targets.append(
+                ServiceTarget(
+                    service=name,
+                    region=self.p.region,
+                    stable_revision=stable,
+                    canary_revision=canary,
+                )
+            )
+        return targets
+
+    def start(self, req: StartRequest, change: Change) -> StartResult:
+        now = change.now
+        report = self.p.store.latest_report(req.version, req.environment)
+        refusal = policy.report_usable(report, req.version, req.environment, now)
+        if refusal is not None and not req.force:
+            raise FailedPrecondition(f"{refusal}: validate first, or force with a reason")
+        if req.force and req.reason is None:
+            raise InvalidInput("reason", "a forced start needs a reason")
+        dep = DeploymentDoc(
+            deployment_id=new_id(),
+            version=req.version,
+            environment=req.environment,
+            phase=Phase.PENDING,
+            steps_pct=list(t.CANARY_STEPS_PCT),
+            applied_percent=0,
+            services=self._targets(req.services),
+            bake_sec=t.CANARY_BAKE_SEC if req.bake_sec is None else req.bake_sec,
+            min_requests_per_step=(
+                t.CANARY_MIN_REQUESTS_PER_STEP
+                if req.min_requests_per_step is None
+                else req.min_requests_per_step
+            ),
+            report_id=report.report_id if report else None,
+            forced=req.force and refusal is not None,
+            reason=req.reason,
+            created_by=change.actor_uid,
+            created_at=now,
+            updated_at=now,
+        )
+        dep = policy.with_event(dep, now, "created", forced=dep.forced, refusal=refusal)
+        created = self.p.store.create(dep, change)
+        if isinstance(created, str):
+            raise FailedPrecondition(
+                f"deployment {created} is active in {req.environment}", activeDeploymentId=created
+            )
+        after = self.step(dep.deployment_id, now)
+        current = after or dep
+        return StartResult(
+            deployment_id=dep.deployment_id,
+            phase=current.phase,
+            traffic_percent=current.traffic_percent,
+        )
+
+    # ------------------------------------------------------------ monitor
+
+    def monitor(self, now: datetime) -> list[DeploymentDoc]:
+        """One run over every active deployment."""
+        out, failed = [], []
+        for deployment_id in self.p.store.active_ids():
+            try:
+                dep = self.step(deployment_id, now)
+            except Exception:  # one broken deployment must not stop the others
+                log.exception("deploy monitor: deployment %s failed", deployment_id)
+                failed.append(deployment_id)
+                continue
+            if dep is not None:
+                out.append(dep)
+        if failed:
+            raise MonitorIncomplete(f"deployments not advanced: {', '.join(failed)}")
+        return out
+
+    def _apply(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        """Tell the platform the deployment's split (if not confirmed yet), then settle."""
+        if dep.applied_percent != dep.traffic_percent:
+            for target in dep.services:
+                wanted = policy.split(target, dep.traffic_percent)
+                serving = self.p.splitter.apply(target.service, target.region, wanted)
+                if serving != wanted:
+                    raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
+            self.p.store.mark_applied(dep.deployment_id, dep.traffic_percent, now)
+            dep = dep.model_copy(update={"applied_percent": dep.traffic_percent})
+        if policy.settled(dep, now) is None:
+            return dep
+        changed = self.p.store.update(dep.deployment_id, lambda d: policy.settled(d, now), None)
+        return changed[1] if changed else dep
+
+    def step(self, deployment_id: str, now: datetime) -> DeploymentDoc | None:
+        """Advance one deployment by what this minute allows; None when it is not active."""
+        dep = self.p.store.get(deployment_id)
+        if dep is None or dep.phase not in ACTIVE_PHASES:
+            return dep
+        try:
+            return self._advance(dep, now)
+        except PLATFORM_ERRORS as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("deployment %s: platform error: %s", deployment_id, error)
+            noted = self.p.store.update(
+                deployment_id,
+                lambda d: policy.with_event(d, now, "platform_error", error=error),
+                None,
+            )
+            return noted[1] if noted else dep
+
+    def _advance(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        dep = self._apply(dep, now)
+        if dep.phase in (Phase.PENDING, Phase.VALIDATING):
+            return self._begin(dep, now)
+        if dep.phase in (Phase.PROGRESSING, Phase.PROMOTING):
+            return self._check(dep, now)
+        return dep
+
+    def _begin(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        shares = 0
+        for target in dep.services:
+            seen = self.p.splitter.observe(target.service, target.region)
+            if seen.latest_ready != target.canary_revision:
+                why = f"{target.service}: latest ready is {seen.latest_ready}"
+                failed = policy.with_event(
+                    dep.model_copy(
+                        update={"phase": Phase.FAILED, "traffic_percent": 0, "ended_at": now}
+                    ),
+                    now,
+                    "failed",
+                    why=why,
+                )
+                self.p.store.update(dep.deployment_id, functools.partial(_fail, failed), None)
+                return failed
+            shares = max(shares, seen.shares.get(target.canary_revision or "", 0))
+
+        def begin(d: DeploymentDoc) -> DeploymentDoc | None:
+            if d.phase not in (Phase.PENDING, Phase.VALIDATING):
+                return None
+            return policy.begin(d.model_copy(update={"phase": Phase.VALIDATING}), shares, now)
+
+        changed = self.p.store.update(dep.deployment_id, begin, None)
+        if changed is None:
+            return dep
+        return self._apply(changed[1], now)
+
+    def _check(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        window = minute_of(now) - timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        if dep.last_checked_minute is not None and dep.last_checked_minute >= window:
+            return dep
+        end = window + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        canary, stable = [], []
+        for target in dep.services:
+            c_rev, s_rev = target.canary_revision or "", target.stable_revision
+            platform_c = self.p.metrics.window(target.service, target.region, c_rev, window)
+            platform_s = self.p.metrics.window(target.service, target.region, s_rev, window)
+            biz_c = self.p.business.window(c_rev, window, end)
+            biz_s = self.p.business.window(s_rev, window, end)
+            canary += [platform_c, biz_c]
+            stable += [platform_s, biz_s]
+        c_total, s_total = _sum(canary), _sum(stable)
+        verdict, checks = policy.judge(c_total, s_total, dep.baseline_p95_ms)
+        analysis = Analysis(
+            at=now,
+            window_start=window,
+            step=dep.step,
+            traffic_percent=dep.traffic_percent,
+            verdict=verdict,
+            checks=checks,
+            canary=c_total,
+            stable=s_total,
+        )
+
+        def judged(d: DeploymentDoc) -> DeploymentDoc | None:
+            if d.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
+                return None
+            if d.last_checked_minute is not None and d.last_checked_minute >= window:
+                return None  # another run judged this minute
+            return policy.on_check(d, analysis, now)
+
+        changed = self.p.store.update(dep.deployment_id, judged, None, _rollback_alert)
+        if changed is None:
+            return self.p.store.get(dep.deployment_id) or dep
+        return self._apply(changed[1], now)
+
+    # ------------------------------------------------------------ humans
+
+    def rollback(self, deployment_id: str, reason: str, change: Change) -> DeploymentDoc:
+        now = change.now
+
+        def roll(d: DeploymentDoc) -> DeploymentDoc | None:
+            if d.phase not in ACTIVE_PHASES:
+                raise FailedPrecondition(f"deployment {deployment_id} is {d.phase.value}")
+            if d.phase == Phase.ROLLING_BACK:
+                return None
+            return policy.rollback(d, now, reason, by=change.actor_uid)
+
+        changed = self.p.store.update(deployment_id, roll, change, _rollback_alert)
+        dep = changed[1] if changed else self.p.store.get(deployment_id)
+        if dep is None:
+            raise NotFound(f"no deployment {deployment_id}")
+        return self._apply(dep, now)
+
+    def control(self, req: ControlRequest, change: Change) -> DeploymentDoc:
+        if req.action.value == "abort":
+            return self.rollback(req.deployment_id, req.reason, change)
+        now = change.now
+
+        def act(d: DeploymentDoc) -> DeploymentDoc | None:
+            try:
+                return policy.on_control(d, req.action, req.reason, now)
+            except ValueError as exc:
+                raise FailedPrecondition(str(exc)) from None
+
+        changed = self.p.store.update(req.deployment_id, act, change)
+        if changed is None:
+            raise NotFound(f"no deployment {req.deployment_id}")
+        return self._apply(changed[1], now)
+
+    def status(self, req: StatusRequest) -> DeploymentStatus | DeploymentList:
+        if req.deployment_id is None:
+            recent = self.p.store.recent(req.environment, req.limit)
+            return DeploymentList(deployments=[_status(d) for d in recent])
+        dep = self.p.store.get(req.deployment_id)
+        if dep is None:
+            raise NotFound(f"no deployment {req.deployment_id}")
+        return _status(dep)
+
+    def report_revision(self, req: RevisionMetricsRequest, now: datetime) -> RevisionMetricsResult:
+        """The local push path: one revision's sample for the current minute."""
+        if not isinstance(self.p.metrics, PushedRevisionMetrics):
+            raise FailedPrecondition(
+                "this guard reads per-revision metrics from Cloud Monitoring; nothing to push"
+            )
+        p95 = None if req.p95_latency_ms is None else float(req.p95_latency_ms)
+        minute = self.p.metrics.record(req.revision, req.requests, req.errors, p95, now)
+        return RevisionMetricsResult(revision=req.revision, minute=minute)
+
+    def pin(self, req: PinTrafficRequest, change: Change) -> PinTrafficResult:
+        """Pin each service to the revision serving most of its traffic, so the next deploy
+        lands a new revision at 0 %. Refused while a deployment is active."""
+        active = [d for d in self.p.store.recent(req.environment, 10) if d.phase in ACTIVE_PHASES]
+        if active:
+            raise FailedPrecondition(
+                f"deployment {active[0].deployment_id} is active in {req.environment}"
+            )
+        pinned = []
+        for name in req.services or list(self.p.default_services):
+            seen, stable = self._serving(name)
+            self.p.splitter.apply(name, self.p.region, {stable: 100})
+            pinned.append(PinnedService(service=name, revision=stable, before=seen.shares))
+        pins = {p.service: p.revision for p in pinned}
+        self.p.store.audit_only(change, f"traffic/{req.environment}", pins)
+        return PinTrafficResult(pinned=pinned)
+
+
+def _fail(failed: DeploymentDoc, current: DeploymentDoc) -> DeploymentDoc | None:
+    return failed if current.phase in (Phase.PENDING, Phase.VALIDATING) else None
+
+
+def _status(dep: DeploymentDoc) -> DeploymentStatus:
+    return DeploymentStatus.model_validate(dep.model_dump())

@@ -1,0 +1,288 @@
+"""Deploy guard: pre-deploy reports, deployments, canary analyses and requests."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+
+from shared.errors import InvalidInput
+from shared.models import RequestModel, WireModel
+from shared.thresholds import DEPLOY_REASON_MAX_CHARS
+
+
+class Phase(enum.StrEnum):
+    """A deployment's phase. Closed; the active ones are in :data:`ACTIVE_PHASES`."""
+
+    PENDING = "pending"
+    """Recorded; no traffic has moved yet."""
+    VALIDATING = "validating"
+    """Checking the new revision is ready and takes no traffic before the first step."""
+    PROGRESSING = "progressing"
+    """A canary step is live and judged every minute."""
+    PAUSED = "paused"
+    """Held by a human, or after too many inconclusive checks; traffic stays as it is."""
+    PROMOTING = "promoting"
+    """The last step passed (or a human promoted): moving 100 % to the new revision."""
+    SUCCEEDED = "succeeded"
+    """The new revision serves 100 %: it is the stable one now. Final."""
+    ROLLING_BACK = "rolling_back"
+    """Moving 100 % back to the stable revisions."""
+    ROLLED_BACK = "rolled_back"
+    """The stable revisions serve 100 % again. Final."""
+    FAILED = "failed"
+    """The deployment could not run (no new revision to canary). Final."""
+
+
+ACTIVE_PHASES = frozenset(
+    {Phase.PENDING, Phase.VALIDATING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING,
+     Phase.ROLLING_BACK}
+)  # fmt: skip
+"""Phases the monitor works on; the others are final."""
+
+
+class GateStatus(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    SKIPPED = "skipped"
+    """Not applicable here (e.g. no indexes on the emulator); does not fail the report."""
+
+
+class Verdict(enum.StrEnum):
+    """One minute's canary check. Closed."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    """Over a threshold, not yet conclusive: counts against the failure limit."""
+    BREACH = "breach"
+    """Conclusively over a threshold: rollback now."""
+    INCONCLUSIVE = "inconclusive"
+    """Too little canary traffic to judge: counts against the inconclusive limit."""
+
+
+class ControlAction(enum.StrEnum):
+    PROMOTE = "promote"
+    """Skip the remaining steps: 100 % to the new revision."""
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    """Roll back now (same as ``pack391_rollbackController``)."""
+
+
+# ------------------------------------------------------------------ documents
+
+
+class GateResult(WireModel):
+    name: str
+    status: GateStatus
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class ValidationReport(WireModel):
+    """``pack391_deploy_reports/{reportId}``."""
+
+    report_id: str
+    version: str
+    environment: str
+    passed: bool
+    gates: list[GateResult]
+    at: datetime
+    actor_uid: str
+
+
+class RevisionWindow(WireModel):
+    """What one revision did in the judged minute. Counts are events in the window."""
+
+    requests: int = 0
+    errors: int = 0
+    p95_latency_ms: float | None = None
+    payouts: int = 0
+    payout_anomalies: int = 0
+    token_writes: int = 0
+    token_mismatches: int = 0
+    auth_attempts: int = 0
+    auth_failures: int = 0
+
+
+class MetricCheck(WireModel):
+    metric: str
+    canary: float | None
+    stable: float | None
+    threshold: float
+    verdict: Verdict
+    detail: str = ""
+
+
+class Analysis(WireModel):
+    at: datetime
+    window_start: datetime
+    step: int
+    traffic_percent: int
+    verdict: Verdict
+    checks: list[MetricCheck]
+    canary: RevisionWindow
+    stable: RevisionWindow
+
+
+class ServiceTarget(WireModel):
+    """One Cloud Run service the deployment moves."""
+
+    service: str
+    region: str
+    stable_revision: str
+    canary_revision: str | None = None
+
+
+class HistoryEntry(WireModel):
+    at: datetime
+    event: str
+    phase: Phase
+    traffic_percent: int
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeploymentDoc(WireModel):
+    """``pack391_deployments/{deploymentId}``."""
+
+    deployment_id: str
+    version: str
+    environment: str
+    strategy: str = "canary"
+    phase: Phase
+    step: int = -1
+    """Index into the steps (-1: not started)."""
+    steps_pct: list[int]
+    traffic_percent: int = 0
+    """Share of the new revision the platform was last told to serve."""
+    applied_percent: int | None = None
+    """Share the platform confirmed; differs from ``traffic_percent`` after a crash."""
+    services: list[ServiceTarget]
+    bake_sec: int
+    min_requests_per_step: int
+    step_started_at: datetime | None = None
+    step_requests: int = 0
+    baseline_p95_ms: float | None = None
+    """Stable's latest p95, the latency reference once stable serves nothing (100 %)."""
+    failures: int = 0
+    inconclusive: int = 0
+    last_checked_minute: datetime | None = None
+    analyses: list[Analysis] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    report_id: str | None = None
+    forced: bool = False
+    promoted_by_hand: bool = False
+    """A human promoted: succeed as soon as the platform serves 100 %."""
+    reason: str | None = None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+
+# ------------------------------------------------------------------- requests
+
+Name = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")]
+Service = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+Reason = Annotated[StrictStr, Field(min_length=1, max_length=DEPLOY_REASON_MAX_CHARS)]
+DeploymentId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class ValidateRequest(RequestModel):
+    version: Name
+    environment: Name
+
+
+class StartRequest(RequestModel):
+    version: Name
+    environment: Name
+    strategy: Literal["canary"] = "canary"
+    services: Annotated[list[Service], Field(min_length=1, max_length=50)] | None = None
+    force: StrictBool = False
+    reason: Reason | None = None
+    bake_sec: Annotated[StrictInt, Field(ge=0, le=24 * 3600)] | None = None
+    min_requests_per_step: Annotated[StrictInt, Field(ge=0, le=10_000_000)] | None = None
+
+
+class StartResult(WireModel):
+    deployment_id: str
+    phase: Phase
+    traffic_percent: int
+
+
+class RollbackRequest(RequestModel):
+    deployment_id: DeploymentId
+    reason: Reason
+
+
+class ControlRequest(RequestModel):
+    deployment_id: DeploymentId
+    action: ControlAction
+    reason: Reason
+
+
+class StatusRequest(RequestModel):
+    deployment_id: DeploymentId | None = None
+    """One deployment; without it, the most recent ones (``environment``, ``limit``)."""
+    environment: Name | None = None
+    limit: Annotated[StrictInt, Field(ge=1, le=50)] = 10
+
+
+class DeploymentStatus(WireModel):
+    deployment_id: str
+    version: str
+    environment: str
+    phase: Phase
+    step: int
+    steps_pct: list[int]
+    traffic_percent: int
+    applied_percent: int | None
+    services: list[ServiceTarget]
+    failures: int
+    inconclusive: int
+    analyses: list[Analysis]
+    history: list[HistoryEntry]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeploymentList(WireModel):
+    deployments: list[DeploymentStatus]
+
+
+class RevisionMetricsRequest(RequestModel):
+    """One revision's sample on the local push path (a deployed guard reads Cloud Monitoring)."""
+
+    revision: Service
+    requests: Annotated[StrictInt, Field(ge=0, le=100_000_000)]
+    """Requests served since the previous report."""
+    errors: Annotated[StrictInt, Field(ge=0, le=100_000_000)] = 0
+    """Of those, failed (5xx)."""
+    p95_latency_ms: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _errors_within_requests(self) -> RevisionMetricsRequest:
+        if self.errors > self.requests:
+            raise InvalidInput("errors", "cannot exceed requests")
+        return self
+
+
+class RevisionMetricsResult(WireModel):
+    revision: str
+    minute: datetime
+
+
+class PinTrafficRequest(RequestModel):
+    environment: Name
+    services: Annotated[list[Service], Field(min_length=1, max_length=50)] | None = None
+
+
+class PinnedService(WireModel):
+    service: str
+    revision: str
+    before: dict[str, int]
+
+
+class PinTrafficResult(WireModel):
+    pinned: list[PinnedService]

@@ -1,0 +1,183 @@
+"""The CLI commands the deploy workflow runs, over real HTTP against the local functions
+server, both ways: the local default and the deployed-project settings (a base URL and an
+ID token in the environment). The workflow file is valid YAML with the promised steps."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth import jwt
+
+from functions.deploy_guard.adapters import LocalTraffic
+from shared.redis import get_redis
+from stack import cli
+from stack.tokens import role_token
+from tests.conftest import ROOT, Backends
+from tests.fakes.http_api import FakeHttpApi, Recorded
+
+WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
+
+
+@pytest.fixture(params=["local", "remote"])
+def endpoint(
+    request: pytest.FixtureRequest,
+    live_server: str,
+    backends: Backends,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    monkeypatch.setenv("GCLOUD_PROJECT", backends.project)
+    if request.param == "remote":
+        monkeypatch.setenv("PACK391_FUNCTIONS_URL", f"{live_server}/{backends.project}/us-central1")
+        monkeypatch.setenv("PACK391_ID_TOKEN", role_token(backends.project, "admin", "deploy-bot"))
+        monkeypatch.setenv("PACK391_PORT", "9")  # nothing there: the URL must be used
+    else:
+        monkeypatch.delenv("PACK391_FUNCTIONS_URL", raising=False)
+        monkeypatch.delenv("PACK391_ID_TOKEN", raising=False)
+        monkeypatch.setenv("PACK391_PORT", live_server.rsplit(":", 1)[1])
+    return str(request.param)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_the_workflow_commands_drive_a_deployment(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    platform = LocalTraffic(get_redis())
+    platform.deploy("api", "api-00001")
+    code, out = run(capsys, "deploy", "validate", "--version", "v2", "--env", "prod")
+    assert code == 0 and json.loads(out)["passed"] is True
+    code, out = run(capsys, "deploy", "pin-traffic", "--env", "prod", "--services", "api")
+    assert code == 0 and json.loads(out)["pinned"][0]["revision"] == "api-00001"
+    platform.deploy("api", "api-00002")
+    code, out = run(
+        capsys, "deploy", "start", "--version", "v2", "--env", "prod", "--services", "api",
+        "--id-only",
+    )  # fmt: skip
+    assert code == 0
+    dep_id = out.strip()
+    assert re.fullmatch(r"[0-9]{14}-[0-9a-f]{8}", dep_id)
+    code, out = run(capsys, "deploy", "status", dep_id)
+    assert code == 0 and json.loads(out)["trafficPercent"] == 5
+    code, out = run(capsys, "deploy", "rollback", dep_id, "--reason", "cli test")
+    assert code == 0 and json.loads(out)["phase"] == "rolled_back"
+    code, out = run(capsys, "deploy", "wait", dep_id, "--timeout", "5", "--interval", "0.1")
+    assert code == 1  # a rolled-back deployment fails the job
+    assert "rolled_back" in out
+    code, out = run(capsys, "deploy", "status", "--env", "prod")
+    assert code == 0 and [d["deploymentId"] for d in json.loads(out)["deployments"]] == [dep_id]
+
+
+def test_local_revision_lands_a_revision_behind_the_pin(
+    backends: Backends, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        cli.main(
+            ["deploy", "local-revision", "api", "api-00001", "--redis-url", backends.redis_url]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["shares"] == {"api-00001": 100}
+    LocalTraffic(get_redis()).apply("api", "", {"api-00001": 100})  # what pin-traffic does
+    assert (
+        cli.main(
+            ["deploy", "local-revision", "api", "api-00002", "--redis-url", backends.redis_url]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["shares"] == {"api-00001": 100}
+    assert LocalTraffic(get_redis()).observe("api", "").latest_ready == "api-00002"
+
+
+def test_a_failed_call_is_a_failed_command(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["deploy", "control", "missing", "pause", "--reason", "x"])
+    assert code == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_token_mints_a_custom_token_and_exchanges_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    account = {
+        "type": "service_account",
+        "project_id": "demo-pack391-test",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": "deployer@demo-pack391-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(account))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    # under the Auth emulator firebase-admin mints unsigned custom tokens; CI has no emulator
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST")
+    with FakeHttpApi() as api:
+
+        def exchange(req: Recorded, _m: re.Match[str]) -> tuple[int, Any]:
+            return 200, {"idToken": "the-id-token", "refreshToken": "r", "expiresIn": "3600"}
+
+        api.on("POST", r"/v1/accounts:signInWithCustomToken", exchange)
+        monkeypatch.setenv("PACK391_IDENTITY_TOOLKIT_URL", api.url)
+        code = cli.main(["deploy", "token", "--uid", "deploy-bot", "--api-key", "K"])
+        sent = api.received("POST")[0]
+    assert code == 0 and capsys.readouterr().out.strip() == "the-id-token"
+    assert sent.query["key"] == ["K"]
+    claims = jwt.decode(  # type: ignore[no-untyped-call]
+        sent.body["token"],
+        certs=public,
+        audience="https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit",
+    )
+    assert claims["uid"] == "deploy-bot" and claims["claims"] == {"admin": True}
+    assert claims["iss"] == account["client_email"]
+
+
+def test_the_workflow_is_valid_and_runs_the_pipeline_in_order() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = workflow["jobs"]["deploy"]["steps"]
+    commands = [step.get("run", "") for step in steps]
+    order = [
+        "make test",
+        "pack391 deploy token",
+        "pack391 deploy validate",
+        "pack391 deploy pin-traffic",
+        "firebase-tools@13 deploy --only functions",
+        "pack391 deploy start",
+        "pack391 deploy wait",
+    ]
+    positions = [next(i for i, c in enumerate(commands) if needle in c) for needle in order]
+    assert positions == sorted(positions)
+    parser = cli.build_parser()
+    invoked = 0
+    for command in commands:
+        for line in command.splitlines():
+            match = re.search(r"\./venv/bin/pack391 (deploy [^)]*)", line)
+            if match:
+                args = shlex.split(match.group(1).replace('"$', '"X').replace("$(", ""))
+                parsed = parser.parse_args(args)  # exits (fails the test) on a bad command
+                assert parsed.command == "deploy"
+                invoked += 1
+    assert invoked == 6
+    # PyYAML (YAML 1.1) reads the `on:` key as True
+    assert workflow[True]["workflow_dispatch"]["inputs"]["environment"]["required"] is True

@@ -1,0 +1,316 @@
+"""The deploy guard's GCP adapters through the real client libraries, against local fakes.
+
+Cloud Run traffic: ``run_v2.ServicesClient(transport="rest")`` against :class:`FakeCloudRun`.
+Per-revision metrics: ``monitoring_v3.MetricServiceClient`` against :class:`FakeGrpcApi`.
+The index gate: ``FirestoreAdminClient(transport="rest")`` against :class:`FakeHttpApi`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import monitoring_v3, run_v2
+from google.cloud.firestore_admin_v1 import FirestoreAdminClient
+from google.cloud.monitoring_v3.services.metric_service.transports import (
+    MetricServiceGrpcTransport,
+)
+
+from functions.deploy_guard.adapters import (
+    BusinessMetrics,
+    CloudRunTraffic,
+    DeployStore,
+    GateReader,
+    MonitoringRevisionMetrics,
+    PushedRevisionMetrics,
+    load_index_specs,
+)
+from functions.deploy_guard.service import DeployGuard, DeployPorts
+from functions.scaling.adapters import PushedMetricsStore
+from shared.audit import Change
+from shared.errors import FailedPrecondition
+from shared.firestore import get_db
+from shared.models.deploy import PinTrafficRequest, StartRequest
+from shared.redis import get_redis
+from tests.conftest import ROOT, Backends
+from tests.fakes.cloud_run import SERVICE, FakeCloudRun
+from tests.fakes.grpc_api import FakeGrpcApi
+from tests.fakes.http_api import FakeHttpApi, Recorded
+
+PROJECT = "demo-pack391-test"
+REGION = "europe-west1"
+NAME = f"projects/{PROJECT}/locations/{REGION}/services/api"
+REV = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+MINUTE = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def rest_client(api: FakeHttpApi) -> run_v2.ServicesClient:
+    return run_v2.ServicesClient(
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        transport="rest",
+        client_options={"api_endpoint": api.url},
+    )
+
+
+@pytest.fixture
+def cloud_run() -> Iterator[tuple[FakeCloudRun, CloudRunTraffic]]:
+    with FakeHttpApi() as api:
+        fake = FakeCloudRun(api)
+        yield fake, CloudRunTraffic(rest_client(api), PROJECT)
+
+
+def test_observe_reads_traffic_statuses_and_resolves_latest(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic],
+) -> None:
+    fake, traffic = cloud_run
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00002",
+        trafficStatuses=[{"type": int(LATEST), "percent": 100}],
+    )
+    seen = traffic.observe("api", REGION)
+    assert seen.latest_ready == "api-00002"
+    assert seen.shares == {"api-00002": 100}
+
+
+def test_apply_sends_revision_targets_with_only_traffic_in_the_mask(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic],
+) -> None:
+    fake, traffic = cloud_run
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00002",
+        template={"containers": [{"image": "gcr.io/x/api:2"}]},
+        traffic=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+        trafficStatuses=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+    )
+    serving = traffic.apply("api", REGION, {"api-00001": 95, "api-00002": 5})
+    assert serving == {"api-00001": 95, "api-00002": 5}
+    patch = fake.api.received("PATCH")[0]
+    assert patch.path == f"/v2/{NAME}"
+    assert patch.query["updateMask"] == ["traffic"]
+    assert patch.body["traffic"] == [
+        {"type": int(REV), "revision": "api-00001", "percent": 95},
+        {"type": int(REV), "revision": "api-00002", "percent": 5},
+    ]
+    assert fake.services[NAME]["template"] == {"containers": [{"image": "gcr.io/x/api:2"}]}
+    assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
+
+
+def test_apply_surfaces_api_errors(cloud_run: tuple[FakeCloudRun, CloudRunTraffic]) -> None:
+    fake, traffic = cloud_run
+    fake.api.reply(
+        "PATCH",
+        r"/v2/.*",
+        400,
+        {"error": {"code": 400, "message": "revision not found", "status": "INVALID_ARGUMENT"}},
+    )
+    from google.api_core import exceptions as gexc
+
+    with pytest.raises(gexc.BadRequest, match="revision not found"):
+        traffic.apply("api", REGION, {"nope": 100})
+
+
+def _series(value: dict[str, Any], **labels: str) -> monitoring_v3.TimeSeries:
+    point = monitoring_v3.Point(
+        interval=monitoring_v3.TimeInterval(
+            start_time=MINUTE, end_time=MINUTE + timedelta(seconds=60)
+        ),
+        value=monitoring_v3.TypedValue(**value),
+    )
+    return monitoring_v3.TimeSeries(metric={"labels": labels}, points=[point])
+
+
+def _answers(request: monitoring_v3.ListTimeSeriesRequest) -> Any:
+    metric = request.filter.split('"')[1]
+    revision = re.search(r'revision_name = "([^"]+)"', request.filter)
+    assert revision is not None
+    if revision.group(1) != "api-00002":
+        return monitoring_v3.ListTimeSeriesResponse(time_series=[])
+    found = {
+        "run.googleapis.com/request_count": [
+            _series({"int64_value": 940}, response_code_class="2xx"),
+            _series({"int64_value": 60}, response_code_class="5xx"),
+        ],
+        "run.googleapis.com/request_latencies": [_series({"double_value": 321.5})],
+    }[metric]
+    return monitoring_v3.ListTimeSeriesResponse(time_series=found)
+
+
+def test_monitoring_reads_one_revisions_minute() -> None:
+    with FakeGrpcApi("google.monitoring.v3.MetricService") as api:
+        api.on(
+            "ListTimeSeries",
+            monitoring_v3.ListTimeSeriesRequest,
+            monitoring_v3.ListTimeSeriesResponse,
+            _answers,
+        )
+        channel = grpc.insecure_channel(api.target)
+        client = monitoring_v3.MetricServiceClient(
+            transport=MetricServiceGrpcTransport(channel=channel)
+        )
+        metrics = MonitoringRevisionMetrics(client, PROJECT)
+        window = metrics.window("api", REGION, "api-00002", MINUTE)
+        empty = metrics.window("api", REGION, "api-00001", MINUTE)
+        channel.close()
+    assert (window.requests, window.errors, window.p95_latency_ms) == (1000, 60, 321.5)
+    assert (empty.requests, empty.p95_latency_ms) == (0, None)
+    sent = api.requests[0][1]
+    assert sent.name == f"projects/{PROJECT}"
+    assert 'resource.labels.service_name = "api"' in sent.filter
+    assert list(sent.aggregation.group_by_fields) == [
+        "resource.labels.revision_name",
+        "metric.labels.response_code_class",
+    ]
+    assert sent.interval.start_time.timestamp() == MINUTE.timestamp()
+
+
+def _index(group: str, fields: list[tuple[str, str]], state: str = "READY") -> dict[str, Any]:
+    return {
+        "name": f"projects/{PROJECT}/databases/(default)/collectionGroups/{group}/indexes/i",
+        "fields": [{"fieldPath": p, "order": o} for p, o in fields],
+        "state": state,
+    }
+
+
+def test_index_gate_compares_indexes_json_with_the_admin_api(backends: Backends) -> None:
+    specs = load_index_specs(ROOT / "firestore.indexes.json")
+    ready = [
+        _index(s["collectionGroup"], [(f["fieldPath"], f["order"]) for f in s["fields"]])
+        for s in specs
+    ]
+    ready[0]["state"] = "CREATING"
+    with FakeHttpApi() as api:
+
+        def listing(_req: Recorded, _m: re.Match[str]) -> tuple[int, Any]:
+            return 200, {"indexes": ready}
+
+        api.on("GET", r"/v1/projects/[^/]+/databases/[^/]+/collectionGroups/-/indexes", listing)
+        client = FirestoreAdminClient(
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            transport="rest",
+            client_options={"api_endpoint": api.url},
+        )
+        missing = GateReader(get_db(), client).missing_indexes(PROJECT, specs)
+    first = specs[0]
+    assert missing == [
+        f"{first['collectionGroup']}("
+        + ",".join(f"{f['fieldPath']} {f['order']}" for f in first["fields"])
+        + ")"
+    ]
+    assert GateReader(get_db(), None).missing_indexes(PROJECT, specs) is None
+
+
+def test_guard_on_cloud_run_recovers_a_lost_pin_and_rolls_back(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
+) -> None:
+    """A deploy that ignored the pin (all traffic on LATEST): validation notices, the first
+    step's split replaces it, a rollback sends 100 % back to the old revision."""
+    fake, traffic = cloud_run
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00001",
+        traffic=[{"type": int(LATEST), "percent": 100}],
+        trafficStatuses=[{"type": int(LATEST), "percent": 100}],
+    )
+    guard = gcp_guard(traffic)
+    now = datetime.now(UTC)
+    change = Change("admin-1", "test", "test", "r1", now)
+    pinned = guard.pin(PinTrafficRequest.model_validate({"environment": "prod"}), change)
+    assert [(p.service, p.revision) for p in pinned.pinned] == [("api", "api-00001")]
+    # the deploy lands api-00002 and (unlike the pin) moves everything to LATEST
+    fake.services[NAME]["latestReadyRevision"] = f"{NAME}/revisions/api-00002"
+    fake.services[NAME]["trafficStatuses"] = [
+        {"type": int(REV), "revision": "api-00001", "percent": 0},
+        {"type": int(REV), "revision": "api-00002", "percent": 100},
+    ]
+    with pytest.raises(FailedPrecondition, match="no new revision"):
+        # api-00002 holds all traffic: nothing tells which revision was stable, so the
+        # guard refuses (the operator rolls traffic back with pin-traffic, then starts)
+        guard.start(
+            StartRequest.model_validate(
+                {"version": "v2", "environment": "prod", "force": True, "reason": "t"}
+            ),
+            change,
+        )
+    fake.services[NAME]["trafficStatuses"] = [
+        {"type": int(REV), "revision": "api-00001", "percent": 60},
+        {"type": int(REV), "revision": "api-00002", "percent": 40},
+    ]
+    started = guard.start(
+        StartRequest.model_validate(
+            {"version": "v2", "environment": "prod", "force": True, "reason": "test"}
+        ),
+        change,
+    )
+    assert (started.phase, started.traffic_percent) == ("progressing", 5)
+    dep = guard.p.store.get(started.deployment_id)
+    assert dep is not None
+    validated = next(h for h in dep.history if h.event == "validated")
+    assert validated.detail["canaryShareFound"] == 40
+    assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
+
+    rolled = guard.rollback(started.deployment_id, "test rollback", change)
+    assert rolled.phase == "rolled_back"
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+    bodies = [r.body["traffic"] for r in fake.api.received("PATCH")]
+    assert bodies[-1] == [{"type": int(REV), "revision": "api-00001", "percent": 100}]
+
+
+def gcp_guard(traffic: CloudRunTraffic) -> DeployGuard:
+    db = get_db()
+    return DeployGuard(
+        DeployPorts(
+            store=DeployStore(db),
+            splitter=traffic,
+            metrics=PushedRevisionMetrics(PushedMetricsStore(get_redis())),
+            business=BusinessMetrics(db),
+            gates=GateReader(db, None),
+            project=PROJECT,
+            region=REGION,
+            default_services=("api",),
+            probe_urls=(),
+            index_file=ROOT / "firestore.indexes.json",
+        )
+    )
+
+
+def test_a_platform_error_is_recorded_and_the_next_run_applies_the_split(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
+) -> None:
+    fake, traffic = cloud_run
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00002",
+        traffic=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+        trafficStatuses=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+    )
+    guard = gcp_guard(traffic)
+    now = datetime.now(UTC)
+    change = Change("admin-1", "test", "test", "r1", now)
+    unavailable = {"error": {"code": 503, "message": "try later", "status": "UNAVAILABLE"}}
+    fake.api.reply("PATCH", r"/v2/.*", 503, unavailable)
+    started = guard.start(
+        StartRequest.model_validate(
+            {"version": "v2", "environment": "prod", "force": True, "reason": "test"}
+        ),
+        change,
+    )
+    dep = guard.p.store.get(started.deployment_id)
+    assert dep is not None
+    assert (dep.phase, dep.traffic_percent, dep.applied_percent) == ("progressing", 5, 0)
+    assert (
+        dep.history[-1].event == "platform_error" and "try later" in dep.history[-1].detail["error"]
+    )
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+
+    fake.api.on("PATCH", SERVICE, fake._patch_service)  # the API is back
+    dep = guard.step(started.deployment_id, now + timedelta(seconds=30))
+    assert dep is not None and dep.applied_percent == 5
+    assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
