@@ -37,6 +37,16 @@ from functions.market import (
     pack391_updateMarketControl,
 )
 
+# ops dashboard (issue 7)
+from functions.ops import (
+    pack391_acknowledgeAlert,
+    pack391_cleanupMetrics,
+    pack391_getHistoricalMetrics,
+    pack391_getLiveMetrics,
+    pack391_getOpsDashboard,
+    pack391_updateLiveMetrics,
+)
+
 # auto-scaling engine (issue 4)
 from functions.scaling import (
     pack391_initScaling,
@@ -47,13 +57,18 @@ from functions.scaling import (
 )
 
 __all__ = [
+    "pack391_acknowledgeAlert",
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
     "pack391_cleanupExpiredBlocks",
+    "pack391_cleanupMetrics",
     "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
     "pack391_getDDoSStats",
+    "pack391_getHistoricalMetrics",
+    "pack391_getLiveMetrics",
     "pack391_getMarketControls",
+    "pack391_getOpsDashboard",
     "pack391_initScaling",
     "pack391_manualScale",
     "pack391_panicEscalation",
@@ -62,6 +77,7 @@ __all__ = [
     "pack391_serviceHealthCheck",
     "pack391_setGeoThrottle",
     "pack391_syncMarkets",
+    "pack391_updateLiveMetrics",
     "pack391_updateMarketControl",
     "pack391_walletBruteForceShield",
 ]

@@ -46,6 +46,13 @@ EXPECTED: dict[str, str] = {
     "pack391_manualScale": CALLABLE,
     "pack391_reportServiceMetrics": CALLABLE,
     "pack391_scaleGuard": "* * * * *",
+    # ops dashboard (issue 7)
+    "pack391_updateLiveMetrics": "* * * * *",
+    "pack391_getLiveMetrics": CALLABLE,
+    "pack391_getHistoricalMetrics": CALLABLE,
+    "pack391_getOpsDashboard": CALLABLE,
+    "pack391_acknowledgeAlert": CALLABLE,
+    "pack391_cleanupMetrics": "30 3 * * *",
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 

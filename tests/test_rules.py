@@ -41,6 +41,10 @@ DOCS = {
     "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
     "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
     "scaling_alert": f"{collections.SCALING_ALERTS}/a1",
+    # ops dashboard (issue 7)
+    "ops_live": f"{collections.OPS_METRICS}/{collections.OPS_LIVE_DOC}",
+    "ops_history": f"{collections.OPS_METRICS_HISTORY}/20261127T1200Z",
+    "ops_rule": f"{collections.OPS_ALERT_RULES}/failed_payouts",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -60,6 +64,10 @@ READERS = {
     "scaling_service": {"ops", "admin"},
     "scaling_decision": {"ops", "admin"},
     "scaling_alert": {"ops", "admin"},
+    # ops dashboard (issue 7)
+    "ops_live": {"ops", "admin"},
+    "ops_history": {"ops", "admin"},
+    "ops_rule": {"ops", "admin"},
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}
