@@ -163,6 +163,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Redis                {urls['redis']}")
     print(f"Functions ({urls['count']})       {urls['functions']}")
     print(f"Logs                 {args.log_dir}/")
+    ops_token = role_token(project_id(), "ops", None)
+    print(f"Ops dashboard        {_base_url()}/ops/?token={ops_token}")
     print("Example:")
     print(f"  ./venv/bin/pack391 call {name} '{{}}' --role ops")
     print(
