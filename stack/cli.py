@@ -4,6 +4,7 @@
     pack391 token --role admin          an ID token the local stack accepts
     pack391 call NAME '{"json": 1}'     call a callable, print its result
     pack391 trigger NAME                run a scheduled function now
+    pack391 seed-ops --firestore H:P    seed the ops dashboard's source collections
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
@@ -242,6 +243,27 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_seed_ops(args: argparse.Namespace) -> int:
+    """Seed the app's source collections of the running stack's emulator (ops dashboard)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from stack.ops_seed import SeedSpec, scaled, seed
+
+    host = args.firestore or os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if not host:
+        print(
+            "pack391 seed-ops: give --firestore HOST:PORT (printed by `make run`)", file=sys.stderr
+        )
+        return 2
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    db = firestore.Client(project=project_id(), credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    spec = scaled(args.size) if args.size else SeedSpec()
+    written = seed(db, spec, datetime.now(UTC))
+    print(f"seeded {written} documents; run: ./venv/bin/pack391 trigger pack391_updateLiveMetrics")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pack391",
@@ -273,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trigger.add_argument("name", help="function name, e.g. pack391_syncMarkets")
     trigger.set_defaults(func=cmd_trigger)
+
+    seed_ops = sub.add_parser(
+        "seed-ops", help="seed the app's source collections with known counts (ops dashboard)"
+    )
+    seed_ops.add_argument(
+        "--firestore", help="emulator HOST:PORT (default $FIRESTORE_EMULATOR_HOST)"
+    )
+    seed_ops.add_argument("--size", type=int, default=0, help="about this many documents")
+    seed_ops.set_defaults(func=cmd_seed_ops)
     return parser
 
 

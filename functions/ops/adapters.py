@@ -26,6 +26,7 @@ import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from functions.ddos.adapters import ProtectionRepository
 from functions.ops.policy import AlertAction, RuleOutcome, RuleState, start_of_day
 from shared import collections, thresholds
 from shared.audit import Change, write_audit
@@ -41,6 +42,7 @@ from shared.models.ops import (
     Panel,
     PanicActivations,
     PayoutQueue,
+    SourceMetrics,
     SupportQueue,
     TokenVelocity,
 )
@@ -72,21 +74,8 @@ def _num(value: float | None) -> float:
     return 0.0 if value is None else value
 
 
-@dataclass(frozen=True)
-class SourceCounts:
-    """The numbers of the live metrics that come from the app's collections."""
-
-    active_users: int
-    paying_users: int
-    token_velocity: TokenVelocity
-    fraud_alerts: FraudAlerts
-    payout_queue: PayoutQueue
-    support_queue: SupportQueue
-    panic_activations: PanicActivations
-
-
 class MetricsSource(Protocol):
-    def counts(self, now: datetime) -> SourceCounts: ...
+    def counts(self, now: datetime) -> SourceMetrics: ...
 
 
 class AggregateMetricsSource:
@@ -165,14 +154,14 @@ class AggregateMetricsSource:
             "panic_active": lambda: aggregate(w(passes, "expiresAt", ">", now), n=("count", None)),
         }
 
-    def counts(self, now: datetime) -> SourceCounts:
+    def counts(self, now: datetime) -> SourceMetrics:
         jobs = self.queries(now)
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             futures = {name: pool.submit(job) for name, job in jobs.items()}
             r = {name: future.result() for name, future in futures.items()}
         earned, spent = _num(r["earned"]["s"]), _num(r["spent"]["s"])
         tx_count = _num(r["earned"]["n"]) + _num(r["spent"]["n"])
-        return SourceCounts(
+        return SourceMetrics(
             active_users=int(_num(r["active"]["n"])),
             paying_users=int(_num(r["paying"]["n"])),
             token_velocity=TokenVelocity(
@@ -570,12 +559,7 @@ class OpsRepository:
         return [ServiceDoc.model_validate(s.to_dict()) for s in docs]
 
     def recent_detections(self) -> list[DetectionDoc]:
-        query = (
-            self._db.collection(collections.DDOS_DETECTIONS)
-            .order_by("detectedAt", direction=firestore.Query.DESCENDING)
-            .limit(thresholds.DASHBOARD_RECENT_ITEMS)
-        )
-        return [DetectionDoc.model_validate(s.to_dict()) for s in query.stream()]
+        return ProtectionRepository(self._db).recent_detections(thresholds.DASHBOARD_RECENT_ITEMS)
 
     def markets(self) -> list[MarketDoc]:
         docs = self._db.collection(collections.MARKETS).order_by("__name__").stream()

@@ -102,16 +102,7 @@ class OpsService:
 
     def compute(self, now: datetime) -> LiveMetrics:
         counts = self._source.counts(now)
-        return LiveMetrics(
-            active_users=counts.active_users,
-            paying_users=counts.paying_users,
-            token_velocity=counts.token_velocity,
-            fraud_alerts=counts.fraud_alerts,
-            payout_queue=counts.payout_queue,
-            support_queue=counts.support_queue,
-            panic_activations=counts.panic_activations,
-            system_health=system_health(self.services_health()),
-        )
+        return LiveMetrics(**dict(counts), system_health=system_health(self.services_health()))
 
     def update(self, now: datetime, run_id: str) -> UpdateReport:
         """Compute, store the snapshot and the minute's history point, run the alert

@@ -128,8 +128,8 @@ class SystemHealth(WireModel):
     services: list[ServiceHealth]
 
 
-class LiveMetrics(WireModel):
-    """The spec's live metrics, exactly."""
+class SourceMetrics(WireModel):
+    """The live metrics counted from the app's collections (and the panic passes)."""
 
     active_users: int
     paying_users: int
@@ -138,6 +138,11 @@ class LiveMetrics(WireModel):
     payout_queue: PayoutQueue
     support_queue: SupportQueue
     panic_activations: PanicActivations
+
+
+class LiveMetrics(SourceMetrics):
+    """The spec's live metrics, exactly."""
+
     system_health: SystemHealth
 
 
