@@ -164,13 +164,18 @@ def alert_id_for(rule: RuleName, minute: datetime) -> str:
 def evaluate_rule(rule: AlertRule, value: float, state: RuleState, now: datetime) -> RuleOutcome:
     """Advance ``rule``'s condition history by the minute of ``now``.
 
-    Consecutive minutes count only without gaps (a missed minute restarts the count);
-    re-evaluating a minute already evaluated changes nothing, so overlapping runs never
-    open two alerts."""
+    Consecutive minutes count only without gaps (a missed minute restarts the count).
+    Re-evaluating a minute already evaluated changes nothing, except that a condition
+    first seen holding by a later run of the minute counts for it: overlapping runs never
+    open two alerts, and a late run does not delay an alert by a minute."""
     minute = minute_of(now)
-    if state.last_minute is not None and minute <= state.last_minute:
-        return RuleOutcome(AlertAction.NONE, state, state.open_alert_id)
     holds = value > rule.threshold
+    if state.last_minute is not None and minute <= state.last_minute:
+        # A re-run within the minute may only see the condition start (it then counts
+        # for this minute); clearing counts from the next minute on.
+        if minute == state.last_minute and holds and state.consecutive == 0:
+            return _held(rule, RuleState(0, None, None), minute)
+        return RuleOutcome(AlertAction.NONE, state, state.open_alert_id)
     if not holds:
         cleared = RuleState(0, minute, None)
         if state.open_alert_id is not None:
@@ -179,10 +184,16 @@ def evaluate_rule(rule: AlertRule, value: float, state: RuleState, now: datetime
     contiguous = state.last_minute is not None and minute - state.last_minute == timedelta(
         minutes=1
     )
-    consecutive = state.consecutive + 1 if contiguous and state.consecutive > 0 else 1
     if state.open_alert_id is not None:
+        consecutive = state.consecutive + 1 if contiguous else 1
         kept = replace(state, consecutive=consecutive, last_minute=minute)
         return RuleOutcome(AlertAction.KEEP, kept, state.open_alert_id)
+    return _held(rule, state if contiguous else RuleState(), minute)
+
+
+def _held(rule: AlertRule, before: RuleState, minute: datetime) -> RuleOutcome:
+    """The condition holds in ``minute`` and no alert is open: count it, open at ``for``."""
+    consecutive = before.consecutive + 1
     if consecutive >= max(rule.for_minutes, 1):
         alert_id = alert_id_for(rule.name, minute)
         return RuleOutcome(AlertAction.OPEN, RuleState(consecutive, minute, alert_id), alert_id)

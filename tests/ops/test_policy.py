@@ -63,6 +63,9 @@ N, OP, K, R = AlertAction.NONE, AlertAction.OPEN, AlertAction.KEEP, AlertAction.
         (2, [(0, 11), (2, 11), (3, 11)], [N, N, OP]),
         # a re-run of the same minute changes nothing (no second alert)
         (1, [(0, 11), (0.5, 11), (0.9, 2), (1, 11)], [OP, N, N, K]),
+        # ... but a re-run that sees the condition start counts it for that minute
+        (1, [(0, 2), (0.5, 11), (0.9, 12), (1, 11)], [N, OP, N, K]),
+        (2, [(0, 2), (0.5, 11), (1, 11)], [N, N, OP]),
         # resolve then re-fire: a new alert
         (1, [(0, 11), (1, 0), (2, 11)], [OP, R, OP]),
     ],
