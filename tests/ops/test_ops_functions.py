@@ -10,6 +10,7 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from functions.ops import ops_service
+from functions.ops.adapters import RecentDocsPanel
 from functions.ops.policy import flatten
 from shared import collections, thresholds
 from shared.audit import Change
@@ -336,3 +337,19 @@ def test_dashboard_gathers_every_area(caller: Caller, backends: Backends) -> Non
     for panel in ("deployments", "loadTests", "backups"):
         assert dash[panel]["available"] is False
         assert "not part of this build" in dash[panel]["reason"]
+
+
+def test_recent_docs_panel_reads_an_areas_collection(backends: Backends) -> None:
+    """The reader deployments, load tests and backups get once their areas are merged."""
+    db = get_db()
+    for i in range(3):
+        db.collection("pack391_some_area").document(f"d{i}").set(
+            {"status": f"s{i}", "startedAt": at(i)}
+        )
+    panel = RecentDocsPanel(db, "pack391_some_area", "startedAt").read(at(5))
+    assert panel.available is True
+    assert [(item["id"], item["status"]) for item in panel.items] == [
+        ("d2", "s2"),
+        ("d1", "s1"),
+        ("d0", "s0"),
+    ]
