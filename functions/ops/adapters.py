@@ -25,6 +25,7 @@ import redis
 import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from functions.ddos.adapters import ProtectionRepository
 from functions.ops.policy import AlertAction, RuleOutcome, RuleState, start_of_day
@@ -310,15 +311,24 @@ class OpsRepository:
         snap = self._live_ref().get()
         return LiveSnapshotDoc.model_validate(snap.to_dict()) if snap.exists else None
 
-    def history(self, since: datetime, until: datetime) -> Iterator[HistoryPointDoc]:
+    def history(
+        self, since: datetime, until: datetime, fields: list[str] | None
+    ) -> Iterator[tuple[datetime, dict[str, float]]]:
+        """(minute, values) of the points in [since, until], only ``fields`` when given
+        (a projection: a 7-day chart of two numbers does not move every number)."""
+        values = (
+            [FieldPath("values", name).to_api_repr() for name in fields] if fields else ["values"]
+        )
         query = (
             self._db.collection(collections.OPS_METRICS_HISTORY)
             .where(filter=FieldFilter("at", ">=", since))
             .where(filter=FieldFilter("at", "<=", until))
             .order_by("at")
+            .select(["at", *values])
         )
         for snap in query.stream():
-            yield HistoryPointDoc.model_validate(snap.to_dict())
+            data = snap.to_dict() or {}
+            yield data["at"], dict(data.get("values", {}))
 
     def delete_history_before(self, cutoff: datetime) -> int:
         col = self._db.collection(collections.OPS_METRICS_HISTORY)

@@ -235,7 +235,7 @@ class OpsService:
         since_raw = until - timedelta(seconds=span)
         epoch = int(since_raw.timestamp())
         since = since_raw - timedelta(seconds=epoch % bucket)
-        points = ((p.at, p.values) for p in self._repo.history(since, until))
+        points = self._repo.history(since, until, fields)
         return HistoricalMetricsView(
             range=range_name,
             bucket_sec=bucket,

@@ -259,9 +259,12 @@ def test_history_downsampled_and_cleaned_up(caller: Caller, backends: Backends) 
         service.update(now + timedelta(minutes=minutes), f"r{minutes}")
     old = now - timedelta(days=31)
     service.update(old, "old")
-    view = service.history("1h", ["activeUsers"], now)
+    view = service.history("1h", ["activeUsers", "payoutQueue.failed"], now)
     assert view.bucket_sec == 60
     assert [b.count for b in view.series["activeUsers"]] == [1, 1, 1]
+    assert [b.avg for b in view.series["activeUsers"]] == [2.0, 2.0, 2.0]
+    assert [b.max for b in view.series["payoutQueue.failed"]] == [11.0, 11.0, 11.0]
+    assert set(view.series) == {"activeUsers", "payoutQueue.failed"}
     day = service.history("24h", None, now)
     assert day.bucket_sec == 300 and sum(b.count for b in day.series["activeUsers"]) == 3
     result = caller.call(
