@@ -62,6 +62,20 @@ def test_dashboard_shows_the_functions_numbers(
     register_service("chat-service", IsolationState.HALF_OPEN, instances=6)
     register_service("payments-service", IsolationState.OPEN, instances=2)
     ddos_mode_on(backends.redis_url, now + timedelta(minutes=10), "traffic spike")
+    for country, status in (("PL", "soft_launch"), ("DE", "public")):
+        config = {"launchStatus": status, "trafficLimit": 5000}
+        caller.call("pack391_updateMarketControl", {"country": country, "config": config})
+    minute = now.replace(second=0, microsecond=0) - timedelta(minutes=3)
+    get_db().collection(collections.DDOS_DETECTIONS).document("d1").set(
+        {
+            "minute": minute,
+            "kind": "traffic_spike",
+            "severity": "critical",
+            "evidence": {"ratio": 11.2},
+            "mitigated": True,
+            "detectedAt": minute + timedelta(seconds=15),
+        }
+    )
     service = ops_service()
     users = get_db().collection(collections.APP_USERS)
     for minutes in range(-30, 1):
@@ -96,6 +110,10 @@ def test_dashboard_shows_the_functions_numbers(
     alert_ids = [el.get_attribute("data-alert") for el in page.query_selector_all("tr[data-alert]")]
     assert alert_ids == [a["id"] for a in dash["openAlerts"]] and len(alert_ids) == 3
     assert page.get_attribute("[data-ddos-mode]", "data-ddos-mode") == "on"
+    assert "traffic_spike" in page.inner_text("#ddos")
+    assert [row.inner_text().split("\t")[0] for row in page.query_selector_all("#markets tr")][
+        1:
+    ] == ["DE", "PL"]
     assert page.query_selector_all("[data-unavailable]") != []
     assert int(page.get_attribute("#age", "data-age-sec") or "-1") < 60
     assert page.query_selector_all("[data-chart] polyline") != []
