@@ -9,6 +9,8 @@ import functools
 import logging
 from datetime import datetime
 
+import redis
+
 from functions.ddos.adapters import TrafficStore, from_ms
 from functions.ops.adapters import (
     AggregateMetricsSource,
@@ -61,7 +63,10 @@ def _service_for(db_id: int, redis_id: int, webhook: str, for_minutes: int) -> O
     store = TrafficStore(client)
 
     def ddos_mode() -> tuple[bool, datetime | None, str | None]:
-        mode = store.ddos_mode()
+        try:
+            mode = store.ddos_mode()
+        except redis.RedisError:  # the dashboard still loads; Redis shows as down
+            return False, None, "unknown: Redis is unavailable"
         if mode is None:
             return False, None, None
         return True, from_ms(mode.until_ms), mode.reason

@@ -204,9 +204,8 @@ class OpsService:
 
     def acknowledge(self, alert_id: str, change: Change) -> AcknowledgeAlertResult:
         doc, changed = self._repo.acknowledge(alert_id, change)
-        if doc is None and not changed:
+        if doc is None:
             raise NotFound(f"no open ops alert {alert_id}", field="alertId")
-        assert doc is not None
         return AcknowledgeAlertResult(
             id=alert_id,
             status=doc.status,

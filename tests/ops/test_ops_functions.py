@@ -13,11 +13,13 @@ from functions.ops import ops_service
 from functions.ops.adapters import RecentDocsPanel
 from functions.ops.policy import flatten
 from shared import collections, thresholds
+from shared import redis as shared_redis
 from shared.audit import Change
 from shared.firestore import get_db
 from shared.models.ops import LiveMetrics
 from shared.models.scaling import IsolationState
 from stack.ops_seed import SeedSpec, expected, seed
+from stack.procs import free_port
 from tests.conftest import Backends, Caller
 from tests.fakes.http_api import FakeHttpApi
 from tests.ops.helpers import ddos_mode_on, docs, register_service
@@ -356,3 +358,26 @@ def test_recent_docs_panel_reads_an_areas_collection(backends: Backends) -> None
         ("d1", "s1"),
         ("d0", "s0"),
     ]
+
+
+def test_redis_down_shows_as_down_and_the_dashboard_still_loads(
+    backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    shared_redis.reset_clients()
+    try:
+        service = ops_service()
+        service.update(at(0), "r0")
+        dash = service.dashboard(at(0))
+        assert dash.live.metrics is not None
+        statuses = {s.name: s.status.value for s in dash.live.metrics.system_health.services}
+        assert statuses == {"firestore": "up", "redis": "down"}
+        assert dash.live.metrics.system_health.status == "critical"
+        assert (dash.ddos.mode_active, dash.ddos.mode_reason) == (
+            False,
+            "unknown: Redis is unavailable",
+        )
+        assert [a.kind for a in dash.open_alerts] == ["service_down"]
+    finally:
+        monkeypatch.undo()
+        shared_redis.reset_clients()
