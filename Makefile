@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -13,7 +13,20 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
+
+# Debian's chromium for the ops dashboard's browser test (issue 7): installed with apt-get
+# when missing and we are root; otherwise (or if apt fails) that one test skips, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	    echo "make setup: could not install chromium with apt-get; the browser test will skip"; \
+	  else \
+	    echo "make setup: chromium is missing (install Debian's chromium as root); the browser test will skip"; \
+	  fi; }
 
 run: setup
 	$(BIN)/pack391 serve
@@ -39,10 +52,12 @@ bench-scaling: setup
 bench-canary: setup
 	$(BIN)/python -m bench.canary_sim
 
+bench-ops: setup
+	$(BIN)/python -m bench.ops_metrics
+
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .local *.egg-info
-

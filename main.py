@@ -54,6 +54,16 @@ from functions.market import (
     pack391_syncMarkets,
     pack391_updateMarketControl,
 )
+
+# ops dashboard (issue 7)
+from functions.ops import (
+    pack391_acknowledgeAlert,
+    pack391_cleanupMetrics,
+    pack391_getHistoricalMetrics,
+    pack391_getLiveMetrics,
+    pack391_getOpsDashboard,
+    pack391_updateLiveMetrics,
+)
 from functions.scaling import (
     pack391_initScaling,
     pack391_manualScale,
@@ -63,17 +73,22 @@ from functions.scaling import (
 )
 
 __all__ = [
+    "pack391_acknowledgeAlert",
     "pack391_backupFirestore",
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
     "pack391_cleanupExpiredBlocks",
+    "pack391_cleanupMetrics",
     "pack391_controlDeployment",
     "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
     "pack391_getBackupStatus",
     "pack391_getDDoSStats",
     "pack391_getDeploymentStatus",
+    "pack391_getHistoricalMetrics",
+    "pack391_getLiveMetrics",
     "pack391_getMarketControls",
+    "pack391_getOpsDashboard",
     "pack391_initScaling",
     "pack391_manualScale",
     "pack391_monitorDeployment",
@@ -89,6 +104,7 @@ __all__ = [
     "pack391_setGeoThrottle",
     "pack391_startDeployment",
     "pack391_syncMarkets",
+    "pack391_updateLiveMetrics",
     "pack391_updateMarketControl",
     "pack391_verifyBackups",
     "pack391_walletBruteForceShield",

@@ -133,3 +133,46 @@ BUSINESS_RATES: Final[dict[str, tuple[str, str, str]]] = {
     "auth_failure": (AUTH_EVENTS, "at", "failed"),
 }
 """Business rate -> (collection, time field, bad-event flag) the canary judge counts."""
+# Ops dashboard (issue 7) ---------------------------------------------------
+
+OPS_METRICS: Final = "pack391_ops_metrics"
+"""The current live metrics, one document (:data:`OPS_LIVE_DOC`),
+:class:`shared.models.ops.LiveSnapshotDoc`, written every minute."""
+
+OPS_LIVE_DOC: Final = "live"
+"""Id of the current snapshot in :data:`OPS_METRICS`."""
+
+OPS_METRICS_HISTORY: Final = "pack391_ops_metrics_history"
+"""One point per minute (id: the minute, ``YYYYMMDDTHHMMZ``),
+:class:`shared.models.ops.HistoryPointDoc`; ``expireAt`` (30 days) for a TTL policy,
+and ``pack391_cleanupMetrics`` removes older points daily."""
+
+OPS_ALERT_RULES: Final = "pack391_ops_alert_rules"
+"""One document per alert rule (id: the rule name), :class:`shared.models.ops.AlertRuleStateDoc`:
+consecutive minutes the condition held and the open alert. The alerts themselves are in
+:data:`ALERTS` (``source: "ops"``, :class:`shared.models.alerts.OpsAlertDoc`)."""
+
+# The app's source collections (written by the app's other bundles, read by the ops
+# metrics with aggregation queries). Field names as in :mod:`shared.models.ops`.
+
+APP_USERS: Final = "users"
+"""``users/{uid}``: ``lastActiveAt`` (timestamp), ``lastPurchaseAt`` (timestamp, optional),
+:class:`shared.models.ops.UserActivityDoc`."""
+
+APP_WALLET_TRANSACTIONS: Final = "walletTransactions"
+"""``walletTransactions/{id}``: ``uid``, ``type`` (``earn``|``spend``), ``amount`` (tokens,
+positive), ``createdAt``; :class:`shared.models.ops.WalletTransactionDoc`."""
+
+APP_FRAUD_ALERTS: Final = "fraudAlerts"
+"""``fraudAlerts/{id}``: ``status`` (``active``|``resolved``), ``severity``
+(``low``|``medium``|``high``|``critical``), ``createdAt``, ``resolvedAt``;
+:class:`shared.models.ops.FraudAlertDoc`."""
+
+APP_PAYOUTS: Final = "payouts"
+"""``payouts/{id}``: ``uid``, ``status`` (``pending``|``processing``|``failed``|``paid``),
+``amount``, ``createdAt``; :class:`shared.models.ops.PayoutDoc`."""
+
+APP_SUPPORT_TICKETS: Final = "supportTickets"
+"""``supportTickets/{id}``: ``status`` (``open``|``closed``), ``priority``
+(``low``|``normal``|``high``|``urgent``), ``createdAt``, ``firstResponseAt``,
+``responseTimeSec``; :class:`shared.models.ops.SupportTicketDoc`."""

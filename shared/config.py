@@ -183,3 +183,26 @@ DEPLOY_PROBE_URLS = params.ListParam(
     label="Pre-deploy probe URLs",
     description="URLs the api_endpoints gate GETs (2xx within 5 s passes).",
 )
+
+
+# Ops dashboard (issue 7) ---------------------------------------------------
+
+OPS_WEBHOOK_URL = params.StringParam(
+    "PACK391_OPS_WEBHOOK_URL",
+    default="",
+    label="Ops alert webhook",
+    description=(
+        "URL that ops alerts are POSTed to as JSON ({text, alert}; a Slack incoming webhook "
+        "works); empty: alerts are recorded but not sent."
+    ),
+)
+
+OPS_ALERT_FOR_MINUTES = params.IntParam(
+    "PACK391_OPS_ALERT_FOR_MINUTES",
+    default=1,
+    label="Ops alert for (minutes)",
+    description=(
+        "Consecutive minutes a threshold (fraud, payouts, support) must be exceeded before its "
+        "alert fires; 'service down' always fires at once."
+    ),
+)

@@ -380,6 +380,52 @@ ALERT_URGENT_SUPPORT_TICKETS_COUNT: Final[int] = 50
 METRICS_HISTORY_RETENTION_DAYS: Final[int] = 30
 """History points older than this are removed."""
 
+ALERT_FOR_MINUTES_DEFAULT: Final[int] = 1
+"""Consecutive minutes a threshold condition must hold before its alert fires (the
+``PACK391_OPS_ALERT_FOR_MINUTES`` param overrides it). "Service down" has no ``for``."""
+
+ACTIVE_USER_WINDOW_MIN: Final[int] = 15
+"""A user is active when their ``lastActiveAt`` is within this many minutes."""
+
+PAYING_USER_WINDOW_DAYS: Final[int] = 30
+"""A user is paying when their ``lastPurchaseAt`` is within this many days."""
+
+TOKEN_VELOCITY_WINDOW_MIN: Final[int] = 60
+"""Token velocity (earned, spent, transactions per minute) is measured over this window."""
+
+SUPPORT_RESPONSE_WINDOW_HOURS: Final[int] = 24
+"""``avgResponseTime`` averages the tickets first answered within this many hours."""
+
+LIVE_METRICS_INTERVAL_SEC: Final[int] = 60
+"""``pack391_updateLiveMetrics`` runs every minute; one history point per minute."""
+
+HISTORY_BUCKET_SEC: Final[dict[str, int]] = {"1h": 60, "24h": 5 * 60, "7d": 60 * 60}
+"""Bucket width of ``pack391_getHistoricalMetrics`` per range (min/avg/max per bucket)."""
+
+HISTORY_RANGE_SEC: Final[dict[str, int]] = {"1h": 60 * 60, "24h": 24 * 3600, "7d": 7 * 86400}
+"""Length of each range of ``pack391_getHistoricalMetrics``."""
+
+METRICS_CLEANUP_BATCH_DOCS: Final[int] = 500
+"""History documents deleted per batch by ``pack391_cleanupMetrics``."""
+
+WEBHOOK_ATTEMPTS_PER_RUN: Final[int] = 3
+"""POST attempts per notification within one run (backoff between them)."""
+
+WEBHOOK_MAX_ATTEMPTS: Final[int] = 9
+"""Attempts per notification over all runs; after this it stays ``failed``."""
+
+WEBHOOK_BACKOFF_SEC: Final[float] = 0.5
+"""First backoff between attempts within a run; doubles each attempt."""
+
+WEBHOOK_TIMEOUT_SEC: Final[float] = 5.0
+"""Timeout of one webhook POST."""
+
+WEBHOOK_CLAIM_SEC: Final[int] = 120
+"""A notification claimed by a run that died is claimable again after this long."""
+
+DASHBOARD_RECENT_ITEMS: Final[int] = 20
+"""Open alerts, detections, decisions shown by ``pack391_getOpsDashboard`` (each)."""
+
 # --------------------------------------------------------------------------
 # Disaster recovery
 # --------------------------------------------------------------------------

@@ -8,6 +8,7 @@
     pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token|local-revision
                                         the deploy guard (local stack, or a deployed
                                         project with PACK391_FUNCTIONS_URL + PACK391_ID_TOKEN)
+    pack391 seed-ops --firestore H:P    seed the ops dashboard's source collections
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
@@ -171,6 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Redis                {urls['redis']}")
     print(f"Functions ({urls['count']})       {urls['functions']}")
     print(f"Logs                 {args.log_dir}/")
+    ops_token = role_token(project_id(), "ops", None)
+    print(f"Ops dashboard        {_base_url()}/ops/?token={ops_token}")
     print("Example:")
     print(f"  ./venv/bin/pack391 call {name} '{{}}' --role ops")
     print(
@@ -573,6 +576,27 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed_ops(args: argparse.Namespace) -> int:
+    """Seed the app's source collections of the running stack's emulator (ops dashboard)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from stack.ops_seed import SeedSpec, scaled, seed
+
+    host = args.firestore or os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if not host:
+        print(
+            "pack391 seed-ops: give --firestore HOST:PORT (printed by `make run`)", file=sys.stderr
+        )
+        return 2
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    db = firestore.Client(project=project_id(), credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    spec = scaled(args.size) if args.size else SeedSpec()
+    written = seed(db, spec, datetime.now(UTC))
+    print(f"seeded {written} documents; run: ./venv/bin/pack391 trigger pack391_updateLiveMetrics")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pack391",
@@ -628,6 +652,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.set_defaults(func=cmd_restore)
     _add_deploy_parser(sub)
+    seed_ops = sub.add_parser(
+        "seed-ops", help="seed the app's source collections with known counts (ops dashboard)"
+    )
+    seed_ops.add_argument(
+        "--firestore", help="emulator HOST:PORT (default $FIRESTORE_EMULATOR_HOST)"
+    )
+    seed_ops.add_argument("--size", type=int, default=0, help="about this many documents")
+    seed_ops.set_defaults(func=cmd_seed_ops)
     return parser
 
 

@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -24,6 +25,12 @@ from werkzeug.serving import make_server
 from shared.config import FUNCTIONS_REGION, project_id
 
 log = logging.getLogger("pack391.server")
+
+HOSTING_DIR = Path(__file__).resolve().parent.parent / "hosting"
+"""The Firebase Hosting folder (firebase.json ``hosting.public``), served at ``/`` locally."""
+
+OPS_PAGE = "/ops/"
+"""Where the ops dashboard page is (``hosting/ops/index.html``)."""
 
 Function = Callable[[flask.Request], flask.Response]
 
@@ -64,6 +71,27 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
     @app.get("/__/functions")
     def listing() -> flask.Response:
         return flask.jsonify(project=project, functions=described)
+
+    # The ops dashboard (issue 7): the Hosting folder, and the config Hosting serves at
+    # /__/firebase/init.json in production, plus where the local callables are.
+    @app.get("/__/firebase/init.json")
+    def firebase_init() -> flask.Response:
+        return flask.jsonify(
+            projectId=project,
+            pack391Local=True,
+            pack391FunctionsBase=f"/{project}/{FUNCTIONS_REGION.value}",
+        )
+
+    @app.get("/ops")
+    def ops_redirect() -> flask.Response:
+        return flask.make_response("", 308, {"Location": OPS_PAGE})
+
+    @app.get("/ops/", defaults={"path": "index.html"})
+    @app.get("/ops/<path:path>")
+    def ops_page(path: str) -> flask.Response:
+        response = flask.send_from_directory(HOSTING_DIR / "ops", path)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     @app.route("/<proj>/<region>/<name>", methods=["POST", "OPTIONS", "GET"])
     def invoke(proj: str, region: str, name: str) -> flask.Response:

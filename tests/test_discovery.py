@@ -60,6 +60,13 @@ EXPECTED: dict[str, str] = {
     "pack391_controlDeployment": CALLABLE,
     "pack391_pinTraffic": CALLABLE,
     "pack391_reportRevisionMetrics": CALLABLE,
+    # ops dashboard (issue 7)
+    "pack391_updateLiveMetrics": "* * * * *",
+    "pack391_getLiveMetrics": CALLABLE,
+    "pack391_getHistoricalMetrics": CALLABLE,
+    "pack391_getOpsDashboard": CALLABLE,
+    "pack391_acknowledgeAlert": CALLABLE,
+    "pack391_cleanupMetrics": "30 3 * * *",
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 

@@ -50,6 +50,10 @@ DOCS = {
     "deployment": f"{collections.DEPLOYMENTS}/d1",
     "deploy_report": f"{collections.DEPLOY_REPORTS}/r1",
     "deploy_active": f"{collections.DEPLOY_ACTIVE}/production",
+    # ops dashboard (issue 7)
+    "ops_live": f"{collections.OPS_METRICS}/{collections.OPS_LIVE_DOC}",
+    "ops_history": f"{collections.OPS_METRICS_HISTORY}/20261127T1200Z",
+    "ops_rule": f"{collections.OPS_ALERT_RULES}/failed_payouts",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -78,6 +82,10 @@ READERS = {
     "deployment": {"ops", "admin"},
     "deploy_report": {"ops", "admin"},
     "deploy_active": set(),
+    # ops dashboard (issue 7)
+    "ops_live": {"ops", "admin"},
+    "ops_history": {"ops", "admin"},
+    "ops_rule": {"ops", "admin"},
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}

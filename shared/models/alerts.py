@@ -33,3 +33,57 @@ class AlertDoc(WireModel):
     evidence: dict[str, Any]
     status: str = "open"
     opened_at: datetime
+
+
+# Ops alert lifecycle (issue 7): optional fields, so every existing alert still reads.
+
+
+class AlertStatus(enum.StrEnum):
+    """Lifecycle of an alert. Closed: ``open`` -> ``acknowledged`` (an ops action) ->
+    ``resolved`` (its condition cleared); ``open`` -> ``resolved`` directly too."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class NotificationState(enum.StrEnum):
+    """Where an alert's webhook notification is. Closed."""
+
+    PENDING = "pending"
+    """Not sent yet (a run claims it next)."""
+    SENDING = "sending"
+    """Claimed by a run; claimable again after ``WEBHOOK_CLAIM_SEC`` if that run died."""
+    SENT = "sent"
+    """Delivered (2xx); never sent again."""
+    FAILED = "failed"
+    """Not delivered yet; retried by later runs until ``WEBHOOK_MAX_ATTEMPTS``."""
+    DISABLED = "disabled"
+    """No webhook configured."""
+
+
+class Notification(WireModel):
+    """One webhook notification of an alert (``opened`` or ``resolved``)."""
+
+    state: NotificationState = NotificationState.PENDING
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+
+
+class OpsAlertDoc(AlertDoc):
+    """An ops alert in ``pack391_alerts`` (``source: "ops"``): :class:`AlertDoc` plus its
+    lifecycle. Id ``ops_{rule}_{openedMinute}``, so a re-run in the same minute never
+    duplicates it."""
+
+    rule: str
+    threshold: float
+    value: float
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    duration_sec: float | None = None
+    notify_open: Notification = Notification()
+    notify_resolve: Notification | None = None
+    updated_at: datetime | None = None

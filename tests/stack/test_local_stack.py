@@ -182,6 +182,30 @@ def test_help_on_every_command() -> None:
         assert "usage: pack391" in result.stdout
 
 
+# Ops dashboard (issue 7) ---------------------------------------------------
+
+
+def test_serve_prints_and_serves_the_ops_dashboard(stack: Stack) -> None:
+    text = "".join(stack.output)
+    (line,) = [ln for ln in stack.output if ln.startswith("Ops dashboard")]
+    url = line.split()[-1]
+    assert url.startswith(f"http://127.0.0.1:{stack.port}/ops/?token=")
+    page = requests.get(url, timeout=10)
+    assert page.status_code == 200 and "pack391_getOpsDashboard" not in page.text
+    assert '<script src="app.js"' in page.text
+    script = requests.get(f"http://127.0.0.1:{stack.port}/ops/app.js", timeout=10)
+    assert "pack391_getOpsDashboard" in script.text
+    init = requests.get(f"http://127.0.0.1:{stack.port}/__/firebase/init.json", timeout=10).json()
+    assert init["pack391FunctionsBase"] == f"/{PROJECT}/us-central1"
+    (emulator,) = [ln.split()[-1] for ln in text.splitlines() if ln.startswith("Firestore")]
+    seeded = stack.cli("seed-ops", "--firestore", emulator)
+    assert seeded.returncode == 0, seeded.stderr
+    assert stack.cli("trigger", "pack391_updateLiveMetrics").returncode == 0
+    live = json.loads(stack.cli("call", "pack391_getLiveMetrics", "--role", "ops").stdout)
+    assert live["metrics"]["activeUsers"] == 7
+    assert live["metrics"]["payoutQueue"]["failed"] == 11
+
+
 def test_sigint_stops_everything(stack: Stack) -> None:
     children = descendants(stack.process.pid)
     assert len(children) >= 3  # emulator (java), redis-server, functions server

@@ -1,0 +1,149 @@
+"""Ops dashboard (pack391-ops): the ``pack391_*`` edges.
+
+Each edge parses, authorizes (the role is in its decorator) and calls the service.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime
+
+import redis
+from google.cloud import firestore
+
+from functions.ddos.adapters import TrafficStore, from_ms
+from functions.ops.adapters import (
+    AggregateMetricsSource,
+    OpsRepository,
+    RecentDocsPanel,
+    UnavailablePanel,
+    WebhookNotifier,
+    redis_up,
+)
+from functions.ops.policy import alert_rules
+from functions.ops.service import OpsService, Panels
+from shared import collections
+from shared.audit import Change
+from shared.auth import Role
+from shared.config import OPS_ALERT_FOR_MINUTES, OPS_WEBHOOK_URL
+from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.firestore import get_db
+from shared.models.ops import (
+    AcknowledgeAlertRequest,
+    AcknowledgeAlertResult,
+    GetHistoricalMetricsRequest,
+    GetLiveMetricsRequest,
+    GetOpsDashboardRequest,
+    HistoricalMetricsView,
+    LiveMetricsView,
+    OpsDashboardView,
+)
+from shared.redis import get_redis
+
+log = logging.getLogger("pack391.ops")
+
+UPDATE_SCHEDULE = "* * * * *"
+"""``pack391_updateLiveMetrics`` runs every minute."""
+
+CLEANUP_SCHEDULE = "30 3 * * *"
+"""``pack391_cleanupMetrics`` runs daily at 03:30 UTC."""
+
+NOT_MERGED = "{area} (issue {n}) is not part of this build"
+
+
+def panels(db: firestore.Client) -> Panels:
+    """The areas the dashboard shows beside its own metrics: recent deployments and
+    backups (newest first, a few fields each); load tests once that area is merged."""
+    return Panels(
+        deployments=RecentDocsPanel(
+            db,
+            collections.DEPLOYMENTS,
+            "createdAt",
+            ["version", "environment", "phase", "trafficPercent", "createdAt"],
+        ),
+        load_tests=UnavailablePanel(NOT_MERGED.format(area="load testing", n=5)),
+        backups=RecentDocsPanel(
+            db,
+            collections.BACKUPS,
+            "startedAt",
+            ["backend", "status", "documentCount", "sizeBytes", "startedAt"],
+        ),
+    )
+
+
+@functools.cache
+def _service_for(db_id: int, redis_id: int, webhook: str, for_minutes: int) -> OpsService:
+    del db_id, redis_id  # cache key: a new client (tests, reconfiguration) gets a new service
+    db, client = get_db(), get_redis()
+    store = TrafficStore(client)
+
+    def ddos_mode() -> tuple[bool, datetime | None, str | None]:
+        try:
+            mode = store.ddos_mode()
+        except redis.RedisError:  # the dashboard still loads; Redis shows as down
+            return False, None, "unknown: Redis is unavailable"
+        if mode is None:
+            return False, None, None
+        return True, from_ms(mode.until_ms), mode.reason
+
+    return OpsService(
+        AggregateMetricsSource(db),
+        OpsRepository(db),
+        WebhookNotifier(webhook),
+        panels(db),
+        lambda: redis_up(client),
+        ddos_mode,
+        alert_rules(for_minutes),
+    )
+
+
+def ops_service() -> OpsService:
+    """The service wired to the configured Firestore, Redis and webhook."""
+    return _service_for(
+        id(get_db()), id(get_redis()), OPS_WEBHOOK_URL.value, OPS_ALERT_FOR_MINUTES.value
+    )
+
+
+@scheduled_function(schedule=UPDATE_SCHEDULE)
+def pack391_updateLiveMetrics(ctx: ScheduledContext) -> None:
+    """Compute the live metrics; store the snapshot and the minute's history point; alerts."""
+    report = ops_service().update(ctx.now, ctx.request_id)
+    log.info("live metrics %s: %s", ctx.request_id, report)
+
+
+@callable_function(role=Role.OPS, request=GetLiveMetricsRequest)
+def pack391_getLiveMetrics(ctx: CallContext, req: GetLiveMetricsRequest) -> LiveMetricsView:
+    """The current snapshot, with its age."""
+    return ops_service().live(ctx.now)
+
+
+@callable_function(role=Role.OPS, request=GetHistoricalMetricsRequest)
+def pack391_getHistoricalMetrics(
+    ctx: CallContext, req: GetHistoricalMetricsRequest
+) -> HistoricalMetricsView:
+    """``{range: 1h|24h|7d, fields?}``: min/avg/max per 1-min, 5-min or 1-hour bucket."""
+    return ops_service().history(req.range, req.fields, ctx.now)
+
+
+@callable_function(role=Role.OPS, request=GetOpsDashboardRequest)
+def pack391_getOpsDashboard(ctx: CallContext, req: GetOpsDashboardRequest) -> OpsDashboardView:
+    """The whole dashboard in one call."""
+    return ops_service().dashboard(ctx.now)
+
+
+@callable_function(role=Role.OPS, request=AcknowledgeAlertRequest)
+def pack391_acknowledgeAlert(
+    ctx: CallContext, req: AcknowledgeAlertRequest
+) -> AcknowledgeAlertResult:
+    """Acknowledge an open ops alert (an ops action, audited)."""
+    change = Change(ctx.caller.uid, "ops.alert.acknowledge", req.note, ctx.request_id, ctx.now)
+    return ops_service().acknowledge(req.alert_id, change)
+
+
+@scheduled_function(schedule=CLEANUP_SCHEDULE)
+def pack391_cleanupMetrics(ctx: ScheduledContext) -> None:
+    """Remove history points older than 30 days (a Firestore TTL policy on ``expireAt``
+    does the same in production)."""
+    deleted = ops_service().cleanup(ctx.now)
+    log.info("metrics cleanup %s: %d points removed", ctx.request_id, deleted)
