@@ -53,6 +53,7 @@ from shared.config import (
     is_emulated,
 )
 from shared.errors import FailedPrecondition
+from shared.models.alerts import AlertDoc, Severity
 from shared.models.backup import (
     BackupAlert,
     BackupBackend,
@@ -745,6 +746,19 @@ class BackupCatalog:
         batch.set(ref, report.to_doc())
         if alert is not None:
             batch.set(self._db.collection(collections.BACKUP_ALERTS).document(), alert.to_doc())
+            # ... and the shared alert every area raises, which the ops dashboard shows
+            shared = AlertDoc(
+                source="backup",
+                kind=alert.kind,
+                severity=Severity.HIGH,
+                title=f"Backups: {len(alert.problems)} promise(s) broken",
+                evidence={"verificationId": alert.verification_id, "problems": alert.problems},
+                opened_at=alert.at,
+            )
+            alert_ref = self._db.collection(collections.ALERTS).document(
+                f"backup_{alert.verification_id}"
+            )
+            batch.set(alert_ref, shared.to_doc())
         batch.commit()
 
     def _newest(self, collection: str) -> dict[str, Any] | None:

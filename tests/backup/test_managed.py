@@ -91,6 +91,9 @@ def test_pitr_disabled_and_stale_backups_raise_an_alert(
     alerts = [a.to_dict() or {} for a in get_db().collection("pack391_backup_alerts").stream()]
     assert len(alerts) == 1 and alerts[0]["verificationId"] == "v2"
     assert any("disabled" in p for p in alerts[0]["problems"])
+    shared = get_db().collection("pack391_alerts").document("backup_v2").get().to_dict() or {}
+    assert (shared["source"], shared["severity"], shared["status"]) == ("backup", "high", "open")
+    assert shared["evidence"]["problems"] == alerts[0]["problems"]
 
 
 def test_failed_export_is_recorded_failed(service: BackupService, fake: FakeFirestoreAdmin) -> None:
