@@ -53,7 +53,7 @@ class NoGeo(GeoRules):
     """No country rules, without touching Firestore."""
 
     def __init__(self) -> None:
-        pass
+        """Nothing to wire: no Firestore client, no cache."""
 
     def get(self, country: str | None) -> GeoRule | None:
         return None

@@ -134,11 +134,9 @@ def _wait_until(child: Child, ready: object, timeout_sec: float) -> None:
             raise StackError(
                 f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}"
             )
-        try:
+        with contextlib.suppress(OSError):  # not listening yet
             if callable(ready) and ready():
                 return
-        except OSError:
-            pass
         time.sleep(0.1)
     child.stop()
     raise StackError(

@@ -50,7 +50,7 @@ class ShieldView(WireModel):
 
 
 class PanicRequest(RequestModel):
-    pass
+    """No fields: a pass is only ever for the caller."""
 
 
 class PanicView(WireModel):
@@ -142,7 +142,7 @@ class OffenderView(WireModel):
 
 
 class GetDDoSStatsRequest(RequestModel):
-    pass
+    """No fields: the stats as of now."""
 
 
 class DDoSStatsView(WireModel):

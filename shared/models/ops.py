@@ -183,7 +183,7 @@ FieldName = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
 class GetLiveMetricsRequest(RequestModel):
-    pass
+    """No fields: the current snapshot."""
 
 
 class GetHistoricalMetricsRequest(RequestModel):
@@ -192,7 +192,7 @@ class GetHistoricalMetricsRequest(RequestModel):
 
 
 class GetOpsDashboardRequest(RequestModel):
-    pass
+    """No fields: the whole view."""
 
 
 class AcknowledgeAlertRequest(RequestModel):
