@@ -35,6 +35,13 @@ from functions.ddos import (
     pack391_setGeoThrottle,
     pack391_walletBruteForceShield,
 )
+from functions.load import (
+    pack391_abortLoadTest,
+    pack391_cleanupLoadTests,
+    pack391_executeLoadTest,
+    pack391_getLoadTestResults,
+    pack391_runLoadTest,
+)
 from functions.market import (
     pack391_checkMarketAccess,
     pack391_emergencyPauseMarkets,
@@ -51,20 +58,25 @@ from functions.scaling import (
 )
 
 __all__ = [
+    "pack391_abortLoadTest",
     "pack391_backupFirestore",
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
     "pack391_cleanupExpiredBlocks",
+    "pack391_cleanupLoadTests",
     "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
+    "pack391_executeLoadTest",
     "pack391_getBackupStatus",
     "pack391_getDDoSStats",
+    "pack391_getLoadTestResults",
     "pack391_getMarketControls",
     "pack391_initScaling",
     "pack391_manualScale",
     "pack391_panicEscalation",
     "pack391_reportServiceMetrics",
     "pack391_restoreDrill",
+    "pack391_runLoadTest",
     "pack391_scaleGuard",
     "pack391_serviceHealthCheck",
     "pack391_setGeoThrottle",

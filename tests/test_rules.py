@@ -46,6 +46,12 @@ DOCS = {
     "backup_verification": f"{collections.BACKUP_VERIFICATIONS}/v1",
     "backup_alert": f"{collections.BACKUP_ALERTS}/a1",
     "backup_drill": f"{collections.BACKUP_DRILLS}/d1",
+    # load testing (issue 5)
+    "load_run": f"{collections.LOAD_RUNS}/r1",
+    "load_slice": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_SLICES}/s1",
+    "load_report": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_REPORT}/final",
+    "sandbox_swipe": f"{collections.LOAD_SANDBOX_COLLECTIONS[0]}/s1",
+    "sandbox_payout": f"{collections.LOAD_SANDBOX_COLLECTIONS[2]}/p1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -70,6 +76,12 @@ READERS = {
     "backup_verification": {"ops", "admin"},
     "backup_alert": {"ops", "admin"},
     "backup_drill": {"ops", "admin"},
+    # load testing (issue 5)
+    "load_run": {"ops", "admin"},
+    "load_slice": {"ops", "admin"},
+    "load_report": {"ops", "admin"},
+    "sandbox_swipe": set(),
+    "sandbox_payout": set(),
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}
