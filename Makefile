@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-load-capacity bench-load-honesty clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -14,6 +14,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 setup: $(STAMP)
+	@# load benchmarks (issue 5): wrk is the Debian package; installed only when root
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 || true
 
 run: setup
 	$(BIN)/pack391 serve
@@ -44,3 +46,10 @@ clean:
 # Scaling simulation (issue 4): figures in docs/benchmarks.md
 bench-scaling: setup
 	$(BIN)/python -m bench.scaling_sim
+
+# Load testing (issue 5): figures in docs/benchmarks.md (wrk: apt-get install -y wrk)
+bench-load-capacity: setup
+	$(BIN)/python -m bench.load_capacity
+
+bench-load-honesty: setup
+	$(BIN)/python -m bench.load_honesty

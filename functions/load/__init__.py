@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -49,7 +50,7 @@ from shared.redis import get_redis
 
 log = logging.getLogger("pack391.load")
 
-DEFAULT_LOCAL_TARGET = "http://127.0.0.1:5002"
+DEFAULT_LOCAL_TARGET = f"http://127.0.0.1:{os.environ.get('PACK391_SANDBOX_PORT', '5002')}"
 """Where the local stack serves the sandbox (``pack391 serve``)."""
 
 TASK_TIMEOUT_SEC = 1800

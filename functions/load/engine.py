@@ -45,6 +45,8 @@ class Progress:
     dropped: int = 0
     late: int = 0
     in_flight: int = 0
+    recent_p95_ms: float = 0.0
+    """p95 of the last whole second (the live display)."""
 
 
 @dataclass
@@ -85,6 +87,7 @@ class ShardRunner:
         abort_check: AbortCheck | None = None,
         on_breach: Callable[[str], None] | None = None,
         sink: SliceSink | None = None,
+        on_tick: Callable[[Progress], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.plan = plan
@@ -92,6 +95,7 @@ class ShardRunner:
         self._abort_check = abort_check
         self._on_breach = on_breach
         self._sink = sink
+        self._on_tick = on_tick
         self._state = _State()
         self.progress = Progress(shard)
         self._rng = random.Random(f"{run_id}:{shard}")
@@ -239,6 +243,11 @@ class ShardRunner:
             now = loop.time() - t0
             self.progress.elapsed_sec = round(min(now, plan.duration_sec), 3)
             self.progress.in_flight = len(state.in_flight)
+            last = state.seconds.get(int(now) - 1)
+            if last is not None and last.hist:
+                self.progress.recent_p95_ms = last.total().get_value_at_percentile(95) / 1000
+            if self._on_tick is not None:
+                self._on_tick(self.progress)
             if self._abort_check is not None and state.abort_reason is None:
                 reason = await asyncio.to_thread(self._abort_check)
                 if reason is not None:

@@ -158,6 +158,7 @@ def summarize(
     return {
         "targetRps": target_rps,
         "achievedRps": round(sent / elapsed_sec, 2) if elapsed_sec > 0 else 0.0,
+        "scheduledRps": round(scheduled / elapsed_sec, 2) if elapsed_sec > 0 else 0.0,
         "elapsedSec": round(elapsed_sec, 3),
         "scheduled": scheduled,
         "requests": sent,
