@@ -31,7 +31,7 @@ from functions.load.service import LoadPorts, LoadService
 from shared import thresholds as t
 from shared.audit import Change
 from shared.auth import Role
-from shared.config import LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
+from shared.config import FUNCTIONS_REGION, LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
 from shared.edge import CallContext, callable_function, parse_request, to_wire
 from shared.errors import FailedPrecondition, to_https_error
 from shared.firestore import get_db
@@ -64,7 +64,7 @@ def _dispatcher() -> Dispatcher:
     if configured == "local":
         return LocalProcessDispatcher()
     if configured == "tasks":
-        return TaskQueueDispatcher()
+        return TaskQueueDispatcher(FUNCTIONS_REGION.value)
     raise FailedPrecondition(f"PACK391_LOAD_DISPATCHER must be auto, tasks or local: {configured}")
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import firebase_admin
 import redis
 from firebase_admin import functions as admin_functions
 from google.cloud import firestore
@@ -142,10 +143,18 @@ class TaskQueueDispatcher:
 
     name = "tasks"
 
+    def __init__(self, region: str, app: firebase_admin.App | None = None) -> None:
+        self._region = region
+        self._app = app
+
     def dispatch(self, run_id: str, shards: int, start_at: float) -> None:
-        queue = admin_functions.task_queue(TASK_FUNCTION)
+        queue = admin_functions.task_queue(
+            f"locations/{self._region}/functions/{TASK_FUNCTION}", app=self._app
+        )
         for shard in range(shards):
-            queue.enqueue({"runId": run_id, "shard": shard, "startAt": start_at})
+            # firebase-admin 7.7 posts the task body as json(data) as given, while the task
+            # function (the callable protocol) reads {"data": ...}: wrap it here.
+            queue.enqueue({"data": {"runId": run_id, "shard": shard, "startAt": start_at}})
 
 
 _children: list[subprocess.Popen[bytes]] = []
