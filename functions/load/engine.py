@@ -49,6 +49,22 @@ class Progress:
     """p95 of the last whole second (the live display)."""
 
 
+def progress_doc(progress: Progress) -> dict[str, float | int]:
+    """The Firestore/wire form (camelCase) of a shard's progress."""
+    return {
+        "shard": progress.shard,
+        "elapsedSec": progress.elapsed_sec,
+        "scheduled": progress.scheduled,
+        "sent": progress.sent,
+        "completed": progress.completed,
+        "errors": progress.errors,
+        "dropped": progress.dropped,
+        "late": progress.late,
+        "inFlight": progress.in_flight,
+        "recentP95Ms": progress.recent_p95_ms,
+    }
+
+
 @dataclass
 class Outcome:
     status: str
@@ -127,7 +143,8 @@ class ShardRunner:
         state = self._state
         aborted = state.abort_reason is not None
         elapsed = min(loop.time() - t0, float(self.plan.duration_sec))
-        self.progress.elapsed_sec = round(elapsed, 3)
+        # a completed shard covered the whole schedule, even when its last start came early
+        self.progress.elapsed_sec = round(elapsed if aborted else self.plan.duration_sec, 3)
         outcome = Outcome(
             status="aborted" if aborted else "completed",
             abort_reason=state.abort_reason,

@@ -19,7 +19,7 @@ from functions.load.adapters import (
     SyntheticData,
     retention_cutoff,
 )
-from functions.load.engine import Progress, ShardRunner
+from functions.load.engine import Progress, ShardRunner, progress_doc
 from functions.load.policy import cap_problem, target_problem
 from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
 from functions.load.scenarios import Plan, build_plan
@@ -137,7 +137,7 @@ class LoadService:
 
         def sink(seconds: Seconds, progress: Progress) -> None:
             runs.write_slice(req.run_id, req.shard, seconds, datetime.now(UTC))
-            runs.shard_update(req.run_id, req.shard, {"progress": vars(progress).copy()})
+            runs.shard_update(req.run_id, req.shard, {"progress": progress_doc(progress)})
 
         runner = ShardRunner(
             req.run_id,
@@ -153,7 +153,7 @@ class LoadService:
             req.shard,
             {
                 "status": outcome.status,
-                "progress": vars(outcome.progress).copy(),
+                "progress": progress_doc(outcome.progress),
                 "elapsedSec": outcome.elapsed_sec,
                 "abortReason": outcome.abort_reason,
                 "abortLatencySec": outcome.abort_latency_sec,

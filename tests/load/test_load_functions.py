@@ -104,6 +104,9 @@ def test_every_scenario_passes_end_to_end_scaled_down(caller: Caller, sandbox_ur
         assert summary["requests"] == summary["scheduled"] > 0
         assert summary["errors"] == 0 and summary["dropped"] == 0
         assert out["progress"]["shardsDone"] == shards[scenario]
+        assert (
+            out["progress"]["elapsedSec"] == 3.0 and out["progress"]["sent"] == summary["requests"]
+        )
         assert len(out["timeline"]) == 3
         assert sum(map(sum, out["heatmap"]["counts"])) == summary["completed"]
         assert out["crashMap"] == []
