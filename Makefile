@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops chromium clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -14,6 +14,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 setup: $(STAMP) chromium
+	@# load benchmarks (issue 5): wrk is the Debian package; installed only when root
+	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 || true
 
 # Debian's chromium for the ops dashboard's browser test (issue 7): installed with apt-get
 # when missing and we are root; otherwise (or if apt fails) that one test skips, saying why.
@@ -54,6 +56,12 @@ bench-canary: setup
 
 bench-ops: setup
 	$(BIN)/python -m bench.ops_metrics
+
+bench-load-capacity: setup   # wrk is Debian's package: apt-get install -y wrk
+	$(BIN)/python -m bench.load_capacity
+
+bench-load-honesty: setup
+	$(BIN)/python -m bench.load_honesty
 
 format: setup
 	$(BIN)/ruff check --fix .

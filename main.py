@@ -35,8 +35,6 @@ from functions.ddos import (
     pack391_setGeoThrottle,
     pack391_walletBruteForceShield,
 )
-
-# zero-downtime deployment guard (issue 6)
 from functions.deploy_guard import (
     pack391_controlDeployment,
     pack391_getDeploymentStatus,
@@ -46,6 +44,13 @@ from functions.deploy_guard import (
     pack391_reportRevisionMetrics,
     pack391_rollbackController,
     pack391_startDeployment,
+)
+from functions.load import (
+    pack391_abortLoadTest,
+    pack391_cleanupLoadTests,
+    pack391_executeLoadTest,
+    pack391_getLoadTestResults,
+    pack391_runLoadTest,
 )
 from functions.market import (
     pack391_checkMarketAccess,
@@ -73,20 +78,24 @@ from functions.scaling import (
 )
 
 __all__ = [
+    "pack391_abortLoadTest",
     "pack391_acknowledgeAlert",
     "pack391_backupFirestore",
     "pack391_checkMarketAccess",
     "pack391_checkRateLimit",
     "pack391_cleanupExpiredBlocks",
+    "pack391_cleanupLoadTests",
     "pack391_cleanupMetrics",
     "pack391_controlDeployment",
     "pack391_detectDDoS",
     "pack391_emergencyPauseMarkets",
+    "pack391_executeLoadTest",
     "pack391_getBackupStatus",
     "pack391_getDDoSStats",
     "pack391_getDeploymentStatus",
     "pack391_getHistoricalMetrics",
     "pack391_getLiveMetrics",
+    "pack391_getLoadTestResults",
     "pack391_getMarketControls",
     "pack391_getOpsDashboard",
     "pack391_initScaling",
@@ -99,6 +108,7 @@ __all__ = [
     "pack391_reportServiceMetrics",
     "pack391_restoreDrill",
     "pack391_rollbackController",
+    "pack391_runLoadTest",
     "pack391_scaleGuard",
     "pack391_serviceHealthCheck",
     "pack391_setGeoThrottle",

@@ -176,3 +176,29 @@ APP_SUPPORT_TICKETS: Final = "supportTickets"
 """``supportTickets/{id}``: ``status`` (``open``|``closed``), ``priority``
 (``low``|``normal``|``high``|``urgent``), ``createdAt``, ``firstResponseAt``,
 ``responseTimeSec``; :class:`shared.models.ops.SupportTicketDoc`."""
+# Load testing (issue 5): shapes in shared/models/load.py
+# --------------------------------------------------------------------------
+
+LOAD_RUNS: Final = "pack391_load_runs"
+"""One :class:`shared.models.load.LoadRunDoc` per load-test run (id: the run id)."""
+
+LOAD_RUN_SHARDS: Final = "shards"
+"""Subcollection of a run: ``pack391_load_runs/{runId}/shards/{shard}``, each shard's
+status and progress."""
+
+LOAD_RUN_SLICES: Final = "slices"
+"""Subcollection of a run: ``pack391_load_runs/{runId}/slices/{auto}``, per-second
+encoded HdrHistograms and counts one shard wrote (merged by the results)."""
+
+LOAD_RUN_REPORT: Final = "report"
+"""Subcollection of a run: ``pack391_load_runs/{runId}/report/final``, the merged
+timeline, heatmap, crash map and failover log, written when the last shard ends."""
+
+LOAD_SANDBOX_COLLECTIONS: Final = (
+    "pack391_sandbox_swipes",
+    "pack391_sandbox_chat_messages",
+    "pack391_sandbox_payouts",
+    "pack391_sandbox_purchases",
+)
+"""The load sandbox's synthetic data: every document carries ``loadRunId``; cleanup
+deletes exactly a run's documents (its Redis keys are under ``pack391:sandbox:{runId}:``)."""

@@ -9,6 +9,7 @@
                                         the deploy guard (local stack, or a deployed
                                         project with PACK391_FUNCTIONS_URL + PACK391_ID_TOKEN)
     pack391 seed-ops --firestore H:P    seed the ops dashboard's source collections
+    pack391 loadtest SCENARIO           a load-test scenario from this machine (CI gate)
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
@@ -38,7 +39,7 @@ import requests
 from shared.config import FUNCTIONS_REGION, project_id
 from shared.errors import FailedPrecondition, Pack391Error
 from shared.thresholds import BACKUP_REGIONS
-from stack import procs
+from stack import loadtest, procs
 from stack.scheduler import fire, start_scheduler
 from stack.tokens import ROLE_CLAIMS, role_token
 
@@ -122,7 +123,23 @@ class Stack:
         self.scheduler = start_scheduler(
             _base_url(), project, FUNCTIONS_REGION.value, listing["functions"]
         )
+        # load testing (issue 5): the sandbox of the app's endpoints the scenarios hit
+        sandbox_port = loadtest.sandbox_port()
+        self.children.append(
+            procs.spawn(
+                "sandbox",
+                [
+                    sys.executable, "-m", "stack.sandbox", "--port", str(sandbox_port),
+                    "--redis-url", redis_url,
+                    "--functions-url", f"{_base_url()}/{project}/{FUNCTIONS_REGION.value}",
+                ],
+                self.log_dir,
+                env={**env, "PYTHONPATH": str(SOURCE_DIR)},
+                cwd=SOURCE_DIR,
+            )
+        )  # fmt: skip
         return {
+            "sandbox": f"http://127.0.0.1:{sandbox_port}",
             "firestore": firestore_host,
             "redis": redis_url,
             "functions": f"{_base_url()}/{project}/{FUNCTIONS_REGION.value}/<name>",
@@ -171,6 +188,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Firestore emulator   {urls['firestore']}")
     print(f"Redis                {urls['redis']}")
     print(f"Functions ({urls['count']})       {urls['functions']}")
+    print(f"Load-test sandbox    {urls['sandbox']}")
     print(f"Logs                 {args.log_dir}/")
     ops_token = role_token(project_id(), "ops", None)
     print(f"Ops dashboard        {_base_url()}/ops/?token={ops_token}")
@@ -660,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed_ops.add_argument("--size", type=int, default=0, help="about this many documents")
     seed_ops.set_defaults(func=cmd_seed_ops)
+
+    # load testing (issue 5)
+    loadtest.add_parser(sub)
     return parser
 
 

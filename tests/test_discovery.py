@@ -25,6 +25,7 @@ from stack.scheduler import trigger_for
 from tests.conftest import ROOT
 
 CALLABLE = "callable"
+TASK_QUEUE = "task queue"
 EXPECTED: dict[str, str] = {
     # market soft-launch controls (issue: foundation)
     "pack391_updateMarketControl": CALLABLE,
@@ -67,6 +68,12 @@ EXPECTED: dict[str, str] = {
     "pack391_getOpsDashboard": CALLABLE,
     "pack391_acknowledgeAlert": CALLABLE,
     "pack391_cleanupMetrics": "30 3 * * *",
+    # load testing (issue 5)
+    "pack391_runLoadTest": CALLABLE,
+    "pack391_getLoadTestResults": CALLABLE,
+    "pack391_abortLoadTest": CALLABLE,
+    "pack391_cleanupLoadTests": CALLABLE,
+    "pack391_executeLoadTest": TASK_QUEUE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -115,6 +122,8 @@ def test_every_function_is_discovered_with_its_trigger(manifest: dict[str, Any])
     for name, endpoint in endpoints.items():
         if "callableTrigger" in endpoint:
             found[name] = CALLABLE
+        elif "taskQueueTrigger" in endpoint:
+            found[name] = TASK_QUEUE
         elif "scheduleTrigger" in endpoint:
             found[name] = endpoint["scheduleTrigger"]["schedule"]
         else:
@@ -147,6 +156,8 @@ def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
         "PACK391_SCALING_BACKEND",
         "PACK391_SCALING_DRY_RUN",
         "PACK391_SCALING_HEALTH_URL_TEMPLATE",
+        "PACK391_LOAD_TARGET_ALLOWLIST",
+        "PACK391_LOAD_DISPATCHER",
     } <= set(params)
     assert all("default" in p for p in params.values() if p.get("type") != "secret")
 

@@ -54,6 +54,12 @@ DOCS = {
     "ops_live": f"{collections.OPS_METRICS}/{collections.OPS_LIVE_DOC}",
     "ops_history": f"{collections.OPS_METRICS_HISTORY}/20261127T1200Z",
     "ops_rule": f"{collections.OPS_ALERT_RULES}/failed_payouts",
+    # load testing (issue 5)
+    "load_run": f"{collections.LOAD_RUNS}/r1",
+    "load_slice": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_SLICES}/s1",
+    "load_report": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_REPORT}/final",
+    "sandbox_swipe": f"{collections.LOAD_SANDBOX_COLLECTIONS[0]}/s1",
+    "sandbox_payout": f"{collections.LOAD_SANDBOX_COLLECTIONS[2]}/p1",
 }
 
 # who may read each document (everyone else is denied); nobody may write any
@@ -86,6 +92,12 @@ READERS = {
     "ops_live": {"ops", "admin"},
     "ops_history": {"ops", "admin"},
     "ops_rule": {"ops", "admin"},
+    # load testing (issue 5)
+    "load_run": {"ops", "admin"},
+    "load_slice": {"ops", "admin"},
+    "load_report": {"ops", "admin"},
+    "sandbox_swipe": set(),
+    "sandbox_payout": set(),
 }
 
 SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}

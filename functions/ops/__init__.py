@@ -17,7 +17,6 @@ from functions.ops.adapters import (
     AggregateMetricsSource,
     OpsRepository,
     RecentDocsPanel,
-    UnavailablePanel,
     WebhookNotifier,
     redis_up,
 )
@@ -49,12 +48,10 @@ UPDATE_SCHEDULE = "* * * * *"
 CLEANUP_SCHEDULE = "30 3 * * *"
 """``pack391_cleanupMetrics`` runs daily at 03:30 UTC."""
 
-NOT_MERGED = "{area} (issue {n}) is not part of this build"
-
 
 def panels(db: firestore.Client) -> Panels:
-    """The areas the dashboard shows beside its own metrics: recent deployments and
-    backups (newest first, a few fields each); load tests once that area is merged."""
+    """The areas the dashboard shows beside its own metrics: recent deployments, load
+    tests and backups (newest first, a few fields each)."""
     return Panels(
         deployments=RecentDocsPanel(
             db,
@@ -62,7 +59,9 @@ def panels(db: firestore.Client) -> Panels:
             "createdAt",
             ["version", "environment", "phase", "trafficPercent", "createdAt"],
         ),
-        load_tests=UnavailablePanel(NOT_MERGED.format(area="load testing", n=5)),
+        load_tests=RecentDocsPanel(
+            db, collections.LOAD_RUNS, "createdAt", ["scenarioId", "status", "createdAt"]
+        ),
         backups=RecentDocsPanel(
             db,
             collections.BACKUPS,

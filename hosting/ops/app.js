@@ -149,7 +149,7 @@ function render(dash) {
     ddos.recentDetections.slice(0, 5).map((d) => `<div>${esc(d.kind)} · ${esc(d.severity)} · ${esc(d.minute)}</div>`).join("");
   renderPanel("deployments", dash.deployments, (d) =>
     `${esc(d.version ?? d.id)} · ${esc(d.environment ?? "")} · ${esc(d.phase ?? "")} · ${esc(d.trafficPercent ?? 0)}%`);
-  renderPanel("loadTests", dash.loadTests, (d) => `${esc(d.id)} ${esc(d.status ?? "")}`);
+  renderPanel("loadTests", dash.loadTests, (d) => `${esc(d.scenarioId ?? d.id)} · ${esc(d.status ?? "")}`);
   renderPanel("backups", dash.backups, (d) =>
     `${esc(d.id)} · ${esc(d.status ?? "")} · ${esc(d.documentCount ?? 0)} docs`);
   table("markets", ["country", "status", "limit"], dash.markets.map((m) =>

@@ -1,0 +1,289 @@
+"""Load-test I/O: the run repository (Firestore), abort flags (Redis), shard dispatchers
+(Cloud Tasks in production, worker processes locally), the failover log sources and
+the synthetic-data cleaner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import firebase_admin
+import redis
+from firebase_admin import functions as admin_functions
+from google.cloud import firestore
+
+from functions.load.results import Seconds, seconds_from_json, seconds_to_json
+from shared import collections
+from shared.models.load import LoadRunDoc
+from shared.ratelimit import keys as ratelimit_keys
+
+log = logging.getLogger("pack391.load")
+
+ABORT_PREFIX = "pack391:load:abort:"
+SANDBOX_REDIS_PREFIX = "pack391:sandbox:"
+SOURCE_DIR = Path(__file__).resolve().parent.parent.parent
+TASK_FUNCTION = "pack391_executeLoadTest"
+
+
+class LoadRunRepository:
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def ref(self, run_id: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.LOAD_RUNS).document(run_id)
+
+    def get(self, run_id: str) -> LoadRunDoc | None:
+        snap = self.ref(run_id).get()
+        return LoadRunDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+    def running_peaks(self) -> list[float]:
+        query = self._db.collection(collections.LOAD_RUNS).where(
+            filter=firestore.FieldFilter("status", "in", ["queued", "running", "aborting"])
+        )
+        return [float((s.to_dict() or {}).get("peakRps", 0.0)) for s in query.stream()]
+
+    def set_status(self, run_id: str, **fields: Any) -> None:
+        self.ref(run_id).update(fields)
+
+    def shard_update(self, run_id: str, shard: int, fields: dict[str, Any]) -> None:
+        self.ref(run_id).collection(collections.LOAD_RUN_SHARDS).document(str(shard)).set(
+            fields, merge=True
+        )
+
+    def shards(self, run_id: str) -> list[dict[str, Any]]:
+        col = self.ref(run_id).collection(collections.LOAD_RUN_SHARDS)
+        return [s.to_dict() or {} for s in col.stream()]
+
+    def write_slice(self, run_id: str, shard: int, seconds: Seconds, now: datetime) -> None:
+        if not seconds:
+            return
+        self.ref(run_id).collection(collections.LOAD_RUN_SLICES).document().set(
+            {"shard": shard, "at": now, "seconds": seconds_to_json(seconds)}
+        )
+
+    def slices(self, run_id: str) -> list[Seconds]:
+        col = self.ref(run_id).collection(collections.LOAD_RUN_SLICES)
+        return [seconds_from_json((s.to_dict() or {}).get("seconds", {})) for s in col.stream()]
+
+    def all_shards_final(self, run_id: str, shards: int) -> bool:
+        """Whether every shard has written its final status (a shard checks after its
+        own: the last one, or several at once, finalize; finalizing is idempotent)."""
+        done = [s for s in self.shards(run_id) if s.get("status") in ("completed", "aborted")]
+        self.ref(run_id).update({"shardsDone": len(done)})
+        return len(done) >= shards
+
+    def write_report(self, run_id: str, report: dict[str, Any]) -> None:
+        # Firestore holds no arrays of arrays: the heatmap's rows become maps.
+        heat = dict(report["heatmap"], counts=[{"row": r} for r in report["heatmap"]["counts"]])
+        doc = dict(report, heatmap=heat)
+        self.ref(run_id).collection(collections.LOAD_RUN_REPORT).document("final").set(doc)
+
+    def report(self, run_id: str) -> dict[str, Any] | None:
+        snap = self.ref(run_id).collection(collections.LOAD_RUN_REPORT).document("final").get()
+        if not snap.exists:
+            return None
+        doc = snap.to_dict() or {}
+        heat = doc["heatmap"]
+        return dict(doc, heatmap=dict(heat, counts=[r["row"] for r in heat["counts"]]))
+
+    def older_than(self, cutoff: datetime) -> list[str]:
+        query = self._db.collection(collections.LOAD_RUNS).where(
+            filter=firestore.FieldFilter("createdAt", "<", cutoff)
+        )
+        return [s.id for s in query.stream()]
+
+    def delete_run(self, run_id: str) -> int:
+        """Delete the run and everything under it; the number of documents removed."""
+        ref = self.ref(run_id)
+        count = 0
+        for sub in (
+            collections.LOAD_RUN_SHARDS,
+            collections.LOAD_RUN_SLICES,
+            collections.LOAD_RUN_REPORT,
+        ):
+            for snap in ref.collection(sub).stream():
+                snap.reference.delete()
+                count += 1
+        if ref.get().exists:
+            ref.delete()
+            count += 1
+        return count
+
+
+class AbortFlags:
+    """One Redis key per aborted run: every shard polls it."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def set(self, run_id: str, reason: str, ttl_sec: int = 24 * 3600) -> None:
+        self._redis.set(ABORT_PREFIX + run_id, reason, ex=ttl_sec)
+
+    def get(self, run_id: str) -> str | None:
+        raw = self._redis.get(ABORT_PREFIX + run_id)
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class Dispatcher(Protocol):
+    name: str
+
+    def dispatch(self, run_id: str, shards: int, start_at: float) -> None: ...
+
+
+class TaskQueueDispatcher:
+    """Production: one Cloud Tasks task per shard, dispatched to the task-queue function
+    ``pack391_executeLoadTest`` (firebase-admin's task queue client)."""
+
+    name = "tasks"
+
+    def __init__(self, region: str, app: firebase_admin.App | None = None) -> None:
+        self._region = region
+        self._app = app
+
+    def dispatch(self, run_id: str, shards: int, start_at: float) -> None:
+        queue = admin_functions.task_queue(
+            f"locations/{self._region}/functions/{TASK_FUNCTION}", app=self._app
+        )
+        for shard in range(shards):
+            # firebase-admin 7.7 posts the task body as json(data) as given, while the task
+            # function (the callable protocol) reads {"data": ...}: wrap it here.
+            queue.enqueue({"data": {"runId": run_id, "shard": shard, "startAt": start_at}})
+
+
+_children: list[subprocess.Popen[bytes]] = []
+"""Local worker processes still running (reaped on the next dispatch)."""
+
+
+class LocalProcessDispatcher:
+    """The local stack: one worker process per shard, each calling the shard executor
+    (the body of ``pack391_executeLoadTest``) directly."""
+
+    name = "local"
+
+    def dispatch(self, run_id: str, shards: int, start_at: float) -> None:
+        _children[:] = [c for c in _children if c.poll() is None]
+        for shard in range(shards):
+            payload = json.dumps({"runId": run_id, "shard": shard, "startAt": start_at})
+            _children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "functions.load.worker", payload], cwd=SOURCE_DIR
+                )
+            )
+
+
+def wait_local_workers(timeout_sec: float) -> None:
+    """Wait for the local worker processes (tests, shutdown)."""
+    for child in list(_children):
+        child.wait(timeout=timeout_sec)
+    _children[:] = [c for c in _children if c.poll() is None]
+
+
+class FailoverLog:
+    """What the rest of the bundle did during a run's window."""
+
+    SOURCES = (
+        (collections.SCALING_DECISIONS, "at", "scaling_decision"),
+        (collections.SCALING_ALERTS, "at", "isolation"),
+        (collections.DDOS_DETECTIONS, "detectedAt", "ddos_detection"),
+        (collections.ALERTS, "openedAt", "alert"),
+    )
+
+    def __init__(self, db: firestore.Client, client: redis.Redis) -> None:
+        self._db = db
+        self._redis = client
+
+    def events(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for name, field, kind in self.SOURCES:
+            query = (
+                self._db.collection(name)
+                .where(filter=firestore.FieldFilter(field, ">=", start))
+                .where(filter=firestore.FieldFilter(field, "<=", end))
+            )
+            for snap in query.stream():
+                data = snap.to_dict() or {}
+                at = data.get(field)
+                out.append(
+                    {
+                        "at": at.isoformat() if isinstance(at, datetime) else str(at),
+                        "kind": kind,
+                        "source": name,
+                        "id": snap.id,
+                        "detail": _brief(data),
+                    }
+                )
+        out.extend(self._denials(start, end))
+        return sorted(out, key=lambda e: str(e["at"]))
+
+    def _denials(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        rows = []
+        minute = ratelimit_keys.minute_of(start)
+        last = ratelimit_keys.minute_of(end)
+        while minute <= last:
+            raw = self._redis.hgetall(ratelimit_keys.stats(minute))
+            denied = {
+                _s(k)[4:]: int(v) for k, v in raw.items() if _s(k).startswith("den:") and int(v)
+            }
+            if denied:
+                at = datetime.fromtimestamp(minute * 60, tz=start.tzinfo)
+                rows.append(
+                    {
+                        "at": at.isoformat(),
+                        "kind": "rate_limit_denials",
+                        "source": "ddos counters",
+                        "id": str(minute),
+                        "detail": denied,
+                    }
+                )
+            minute += 1
+        return rows
+
+
+def _s(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _brief(data: dict[str, Any]) -> dict[str, Any]:
+    keep = ("serviceId", "action", "reason", "kind", "status", "severity", "title", "state")
+    return {k: str(data[k]) for k in keep if k in data}
+
+
+class SyntheticData:
+    """The sandbox's data tagged with a run id."""
+
+    def __init__(self, db: firestore.Client, client: redis.Redis) -> None:
+        self._db = db
+        self._redis = client
+
+    def delete(self, run_id: str) -> tuple[int, int]:
+        docs = 0
+        for name in collections.LOAD_SANDBOX_COLLECTIONS:
+            query = self._db.collection(name).where(
+                filter=firestore.FieldFilter("loadRunId", "==", run_id)
+            )
+            batch = self._db.batch()
+            pending = 0
+            for snap in query.stream():
+                batch.delete(snap.reference)
+                pending += 1
+                docs += 1
+                if pending == 400:
+                    batch.commit()
+                    batch, pending = self._db.batch(), 0
+            if pending:
+                batch.commit()
+        keys = list(self._redis.scan_iter(match=f"{SANDBOX_REDIS_PREFIX}{run_id}:*", count=1000))
+        if keys:
+            self._redis.delete(*keys)
+        return docs, len(keys)
+
+
+def retention_cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)

@@ -1,0 +1,298 @@
+"""Load-test orchestration: start a run, execute one shard, read results, abort, clean up."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+
+from functions.load.adapters import (
+    AbortFlags,
+    Dispatcher,
+    FailoverLog,
+    LoadRunRepository,
+    SyntheticData,
+    retention_cutoff,
+)
+from functions.load.engine import Progress, ShardRunner, progress_doc
+from functions.load.policy import cap_problem, target_problem
+from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
+from functions.load.scenarios import Plan, build_plan
+from shared import thresholds as t
+from shared.audit import Change, write_audit
+from shared.errors import FailedPrecondition, InvalidInput, NotFound
+from shared.models.load import (
+    AbortLoadTestResult,
+    CleanupLoadTestsRequest,
+    CleanupLoadTestsResult,
+    ExecuteShardRequest,
+    ExecuteShardResult,
+    LoadRunDoc,
+    LoadTestResults,
+    RunLoadTestRequest,
+    RunLoadTestResult,
+)
+
+log = logging.getLogger("pack391.load")
+
+START_DELAY_SEC = 2.0
+"""Shards start together this long after the run is recorded (time to spawn them)."""
+
+FINAL_STATUSES = ("completed", "aborted")
+
+
+@dataclass(frozen=True)
+class LoadPorts:
+    runs: LoadRunRepository
+    aborts: AbortFlags
+    dispatcher: Dispatcher
+    failover: FailoverLog
+    synthetic: SyntheticData
+    db: firestore.Client
+    allowlist: list[str]
+    local_mode: bool
+    default_target: str
+
+
+def plan_for(req: RunLoadTestRequest, default_target: str) -> Plan:
+    o = req.overrides
+    if o is None:
+        return build_plan(req.scenario_id, default_target)
+    return build_plan(
+        req.scenario_id,
+        o.target or default_target,
+        rps=float(o.rps) if o.rps is not None else None,
+        duration_sec=o.duration_sec,
+        shards=o.shards,
+        thresholds=o.thresholds.changes() if o.thresholds else None,
+        timeout_sec=float(o.timeout_sec) if o.timeout_sec is not None else None,
+        max_in_flight=o.max_in_flight,
+        abort_on_fail=o.abort_on_fail,
+    )
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+class LoadService:
+    def __init__(self, ports: LoadPorts) -> None:
+        self._p = ports
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, req: RunLoadTestRequest, change: Change) -> RunLoadTestResult:
+        plan = plan_for(req, self._p.default_target)
+        problem = target_problem(plan.target, self._p.allowlist, self._p.local_mode)
+        if problem is not None:
+            raise InvalidInput("overrides.target", problem)
+        capped = cap_problem(plan.rps, self._p.runs.running_peaks(), t.LOAD_TEST_GLOBAL_RPS_CAP)
+        if capped is not None:
+            raise FailedPrecondition(capped)
+        now = change.now
+        run_id = new_run_id(now)
+        start_at = now + timedelta(seconds=START_DELAY_SEC)
+        doc = LoadRunDoc(
+            run_id=run_id,
+            scenario_id=plan.scenario_id,
+            plan=plan.to_json(),
+            status="queued",
+            peak_rps=plan.rps,
+            shards=plan.shards,
+            requested_by=change.actor_uid,
+            created_at=now,
+            start_at=start_at,
+            expire_at=now + timedelta(days=t.LOAD_TEST_RETENTION_DAYS),
+        )
+        batch = self._p.db.batch()
+        batch.set(self._p.runs.ref(run_id), doc.to_doc())
+        write_audit(
+            self._p.db, batch, change, target=f"loadtest/{run_id}", before=None,
+            after={"scenarioId": plan.scenario_id, "plan": plan.to_json()},
+        )  # fmt: skip
+        batch.commit()
+        self._p.dispatcher.dispatch(run_id, plan.shards, start_at.timestamp())
+        return RunLoadTestResult(run_id=run_id, shards=plan.shards, start_at=start_at)
+
+    # ------------------------------------------------------------------ shard
+
+    def execute(self, req: ExecuteShardRequest) -> ExecuteShardResult:
+        runs = self._p.runs
+        doc = runs.get(req.run_id)
+        if doc is None:
+            raise NotFound(f"no load test {req.run_id}")
+        plan = Plan.from_json(doc.plan)
+        if req.shard >= plan.shards:
+            raise InvalidInput("shard", f"run {req.run_id} has {plan.shards} shards")
+        if doc.status in FINAL_STATUSES:
+            raise FailedPrecondition(f"run {req.run_id} is already {doc.status}")
+        if doc.status == "queued":
+            runs.set_status(req.run_id, status="running", startedAt=datetime.now(UTC))
+        runs.shard_update(req.run_id, req.shard, {"status": "running", "shard": req.shard})
+
+        def sink(seconds: Seconds, progress: Progress) -> None:
+            runs.write_slice(req.run_id, req.shard, seconds, datetime.now(UTC))
+            runs.shard_update(req.run_id, req.shard, {"progress": progress_doc(progress)})
+
+        runner = ShardRunner(
+            req.run_id,
+            plan,
+            req.shard,
+            abort_check=lambda: self._p.aborts.get(req.run_id),
+            on_breach=lambda why: self._p.aborts.set(req.run_id, why),
+            sink=sink,
+        )
+        outcome, _ = runner.run(float(req.start_at))
+        runs.shard_update(
+            req.run_id,
+            req.shard,
+            {
+                "status": outcome.status,
+                "progress": progress_doc(outcome.progress),
+                "elapsedSec": outcome.elapsed_sec,
+                "abortReason": outcome.abort_reason,
+                "abortLatencySec": outcome.abort_latency_sec,
+                "endedAt": datetime.now(UTC),
+            },
+        )
+        if runs.all_shards_final(req.run_id, plan.shards):
+            self._finalize(req.run_id)
+        return ExecuteShardResult(
+            run_id=req.run_id,
+            shard=req.shard,
+            status=outcome.status,
+            sent=outcome.progress.sent,
+            dropped=outcome.progress.dropped,
+        )
+
+    def _finalize(self, run_id: str) -> None:
+        doc = self._p.runs.get(run_id)
+        if doc is None:
+            return
+        report = self._compute(doc)
+        self._p.runs.write_report(run_id, {k: v for k, v in report.items() if k != "summary"})
+        aborted = any(s.get("status") == "aborted" for s in self._p.runs.shards(run_id))
+        self._p.runs.set_status(
+            run_id,
+            status="aborted" if aborted else "completed",
+            endedAt=datetime.now(UTC),
+            summary=report["summary"],
+            abortReason=self._p.aborts.get(run_id) if aborted else None,
+        )
+
+    def _compute(self, doc: LoadRunDoc) -> dict[str, Any]:
+        plan = Plan.from_json(doc.plan)
+        seconds = merge(self._p.runs.slices(doc.run_id))
+        shards = self._p.runs.shards(doc.run_id)
+        elapsed = max(
+            [float(s.get("elapsedSec") or s.get("progress", {}).get("elapsedSec", 0.0))
+             for s in shards] or [0.0]
+        )  # fmt: skip
+        end = doc.ended_at or datetime.now(UTC)
+        return {
+            "summary": summarize(seconds, plan.thresholds, elapsed, plan.rps),
+            "timeline": timeline(seconds),
+            "heatmap": heatmap(seconds),
+            "crashMap": crash_map(seconds),
+            "failoverLog": self._p.failover.events(doc.start_at, end),
+        }
+
+    # ------------------------------------------------------------------ read
+
+    def results(self, run_id: str) -> LoadTestResults:
+        doc = self._p.runs.get(run_id)
+        if doc is None:
+            raise NotFound(f"no load test {run_id}")
+        shards = self._p.runs.shards(run_id)
+        progress = {
+            "shards": doc.shards,
+            "shardsDone": doc.shards_done,
+            "elapsedSec": max([s.get("progress", {}).get("elapsedSec", 0.0) for s in shards]
+                              or [0.0]),
+            "durationSec": doc.plan["durationSec"],
+            "sent": sum(s.get("progress", {}).get("sent", 0) for s in shards),
+            "dropped": sum(s.get("progress", {}).get("dropped", 0) for s in shards),
+        }  # fmt: skip
+        stored = self._p.runs.report(run_id) if doc.status in FINAL_STATUSES else None
+        if stored is not None and doc.summary is not None:
+            report = dict(stored, summary=doc.summary)
+        else:
+            report = self._compute(doc)
+        return LoadTestResults(
+            run_id=run_id,
+            status=doc.status,
+            progress=progress,
+            summary=report["summary"],
+            timeline=report["timeline"],
+            heatmap=report["heatmap"],
+            crash_map=report["crashMap"],
+            failover_log=report["failoverLog"],
+        )
+
+    # ------------------------------------------------------------------ abort
+
+    def abort(self, run_id: str, change: Change) -> AbortLoadTestResult:
+        doc = self._p.runs.get(run_id)
+        if doc is None:
+            raise NotFound(f"no load test {run_id}")
+        if doc.status in FINAL_STATUSES:
+            return AbortLoadTestResult(run_id=run_id, status=doc.status)
+        self._p.aborts.set(run_id, f"aborted by {change.actor_uid}: {change.reason}")
+        batch = self._p.db.batch()
+        batch.update(self._p.runs.ref(run_id), {"status": "aborting"})
+        write_audit(
+            self._p.db, batch, change, target=f"loadtest/{run_id}",
+            before={"status": doc.status}, after={"status": "aborting"},
+        )  # fmt: skip
+        batch.commit()
+        return AbortLoadTestResult(run_id=run_id, status="aborting")
+
+    # ------------------------------------------------------------------ cleanup
+
+    def cleanup(self, req: CleanupLoadTestsRequest, change: Change) -> CleanupLoadTestsResult:
+        if req.run_id is None and req.older_than_days is None:
+            raise InvalidInput("runId", "give runId or olderThanDays")
+        if req.run_id is not None:
+            if self._p.runs.get(req.run_id) is None:
+                raise NotFound(f"no load test {req.run_id}")
+            run_ids = [req.run_id]
+        else:
+            days = req.older_than_days if req.older_than_days is not None else 0
+            run_ids = self._p.runs.older_than(retention_cutoff(change.now, days))
+        run_docs = synthetic_docs = synthetic_keys = 0
+        for run_id in run_ids:
+            doc = self._p.runs.get(run_id)
+            if doc is not None and doc.status not in FINAL_STATUSES:
+                self._p.aborts.set(run_id, "cleaned up while running")
+            docs, keys = self._p.synthetic.delete(run_id)
+            synthetic_docs += docs
+            synthetic_keys += keys
+            run_docs += self._p.runs.delete_run(run_id)
+        result = CleanupLoadTestsResult(
+            runs=len(run_ids),
+            run_documents=run_docs,
+            synthetic_documents=synthetic_docs,
+            synthetic_redis_keys=synthetic_keys,
+        )
+        batch = self._p.db.batch()
+        write_audit(
+            self._p.db, batch, change, target="loadtest/cleanup",
+            before={"runIds": run_ids}, after=result.model_dump(by_alias=True),
+        )  # fmt: skip
+        batch.commit()
+        return result
+
+
+def wait_for(service: LoadService, run_id: str, timeout_sec: float) -> LoadTestResults:
+    """Poll until the run is final (tests and the CLI's remote mode)."""
+    deadline = time.monotonic() + timeout_sec
+    while True:
+        results = service.results(run_id)
+        if results.status in FINAL_STATUSES or time.monotonic() > deadline:
+            return results
+        time.sleep(0.25)

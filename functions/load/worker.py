@@ -1,0 +1,28 @@
+"""A local shard worker: ``python -m functions.load.worker '{"runId", "shard", "startAt"}'``.
+
+The local dispatcher starts one per shard; it calls the shard executor directly, as
+Cloud Tasks calls ``pack391_executeLoadTest`` in production.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import firebase_admin
+
+from shared.config import project_id
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    if not firebase_admin._apps:
+        firebase_admin.initialize_app(options={"projectId": project_id()})
+    from functions.load import execute_shard
+
+    print(json.dumps(execute_shard(json.loads(sys.argv[1]))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Load testing (issue 5): callable requests and the run document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from shared import thresholds as t
+from shared.models import RequestModel, WireModel
+
+ScenarioId = Literal[
+    "swipe_load",
+    "chat_monetization",
+    "payout_surge",
+    "live_calls",
+    "event_purchase_spike",
+    "ai_companion_messages",
+]
+RunId = Annotated[StrictStr, Field(pattern=r"^[a-z0-9-]{6,64}$")]
+PositiveMs = Annotated[StrictFloat | StrictInt, Field(gt=0, le=600_000)]
+Pct = Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)]
+
+
+class ThresholdOverrides(RequestModel):
+    avg_ms: PositiveMs | None = None
+    p95_ms: PositiveMs | None = None
+    p99_ms: PositiveMs | None = None
+    error_rate_pct: Pct | None = None
+    dropped_pct: Pct | None = None
+
+    def changes(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.model_dump(exclude_none=True).items()}
+
+
+class Overrides(RequestModel):
+    """Any of the scenario's values, for this run only."""
+
+    rps: Annotated[StrictFloat | StrictInt, Field(gt=0, le=t.LOAD_TEST_GLOBAL_RPS_CAP)] | None = (
+        None
+    )
+    duration_sec: Annotated[StrictInt, Field(ge=1, le=t.LOAD_TEST_MAX_DURATION_SEC)] | None = None
+    target: Annotated[StrictStr, Field(min_length=8, max_length=500)] | None = None
+    """Base URL the scenario's endpoint paths are appended to (must be allowlisted)."""
+    shards: Annotated[StrictInt, Field(ge=1, le=t.LOAD_TEST_MAX_SHARDS)] | None = None
+    timeout_sec: Annotated[StrictFloat | StrictInt, Field(gt=0, le=120)] | None = None
+    max_in_flight: Annotated[StrictInt, Field(ge=1, le=50_000)] | None = None
+    abort_on_fail: StrictBool | None = None
+    thresholds: ThresholdOverrides | None = None
+
+
+class RunLoadTestRequest(RequestModel):
+    scenario_id: ScenarioId
+    overrides: Overrides | None = None
+
+
+class RunLoadTestResult(WireModel):
+    run_id: str
+    shards: int
+    start_at: datetime
+
+
+class ExecuteShardRequest(RequestModel):
+    """One task: one shard of a run."""
+
+    run_id: RunId
+    shard: Annotated[StrictInt, Field(ge=0, lt=t.LOAD_TEST_MAX_SHARDS)]
+    start_at: Annotated[StrictFloat | StrictInt, Field(gt=0)]
+    """Epoch seconds every shard of the run starts at."""
+
+
+class ExecuteShardResult(WireModel):
+    run_id: str
+    shard: int
+    status: str
+    sent: int
+    dropped: int
+
+
+class GetLoadTestResultsRequest(RequestModel):
+    run_id: RunId
+
+
+class AbortLoadTestRequest(RequestModel):
+    run_id: RunId
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=500)]
+
+
+class AbortLoadTestResult(WireModel):
+    run_id: str
+    status: str
+
+
+class CleanupLoadTestsRequest(RequestModel):
+    run_id: RunId | None = None
+    older_than_days: Annotated[StrictInt, Field(ge=0, le=3650)] | None = None
+
+
+class CleanupLoadTestsResult(WireModel):
+    runs: int
+    run_documents: int
+    synthetic_documents: int
+    synthetic_redis_keys: int
+
+
+class LoadRunDoc(WireModel):
+    """``pack391_load_runs/{runId}``."""
+
+    run_id: str
+    scenario_id: str
+    plan: dict[str, Any]
+    status: str
+    """``queued``, ``running``, ``aborting``, ``completed``, ``aborted``."""
+    peak_rps: float
+    shards: int
+    shards_done: int = 0
+    requested_by: str
+    created_at: datetime
+    start_at: datetime
+    ended_at: datetime | None = None
+    abort_reason: str | None = None
+    summary: dict[str, Any] | None = None
+    expire_at: datetime
+
+
+class LoadTestResults(WireModel):
+    run_id: str
+    status: str
+    progress: dict[str, Any]
+    summary: dict[str, Any]
+    timeline: list[dict[str, Any]]
+    heatmap: dict[str, Any]
+    crash_map: list[dict[str, Any]]
+    failover_log: list[dict[str, Any]]

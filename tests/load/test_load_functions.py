@@ -1,0 +1,190 @@
+"""The load-test functions in the local stack: roles, validation, every scenario end to
+end against the sandbox (shards in worker processes), abort, cleanup, failover log."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.cloud.firestore import FieldFilter
+
+from functions.load import load_service
+from functions.load.adapters import wait_local_workers
+from functions.load.service import wait_for
+from shared import collections
+from shared.firestore import get_db
+from shared.models.load import LoadRunDoc
+from shared.thresholds import LOAD_TEST_ABORT_WITHIN_SEC, LOAD_TEST_SCENARIOS
+from tests.conftest import Caller
+
+
+def run(caller: Caller, scenario: str, target: str, **overrides: Any) -> str:
+    res = caller.call(
+        "pack391_runLoadTest",
+        {"scenarioId": scenario, "overrides": {"target": target, **overrides}},
+    )
+    assert res.status == 200, res.body
+    run_id: str = res.result["runId"]
+    return run_id
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "role_ok", "role_denied"),
+    [
+        ("pack391_runLoadTest", {"scenarioId": "nope"}, "admin", "ops"),
+        ("pack391_getLoadTestResults", {"runId": "missing-run"}, "ops", "user"),
+        ("pack391_abortLoadTest", {"runId": "missing-run", "reason": "x"}, "admin", "ops"),
+        ("pack391_cleanupLoadTests", {"runId": "missing-run"}, "admin", "ops"),
+    ],
+)
+def test_roles(caller: Caller, name: str, data: Any, role_ok: str, role_denied: str) -> None:
+    none = caller.call(name, data, role=None)
+    assert (none.status, none.error["status"]) == (401, "UNAUTHENTICATED")
+    denied = caller.call(name, data, role=role_denied)
+    assert (denied.status, denied.error["status"]) == (403, "PERMISSION_DENIED")
+    ok = caller.call(name, data, role=role_ok)
+    assert ok.error["status"] in ("INVALID_ARGUMENT", "NOT_FOUND"), ok.body
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"scenarioId": "nope"}, "scenarioId"),
+        ({"scenarioId": "swipe_load", "overrides": {"rps": "10"}}, "overrides.rps"),
+        ({"scenarioId": "swipe_load", "overrides": {"rps": 0}}, "overrides.rps"),
+        ({"scenarioId": "swipe_load", "overrides": {"durationSec": 99999}},
+         "overrides.durationSec"),
+        ({"scenarioId": "swipe_load", "overrides": {"shards": 0}}, "overrides.shards"),
+        ({"scenarioId": "swipe_load", "overrides": {"color": 1}}, "overrides.color"),
+        (
+            {"scenarioId": "swipe_load", "overrides": {"thresholds": {"p95Ms": -1}}},
+            "overrides.thresholds.p95Ms",
+        ),
+        ({"scenarioId": "swipe_load", "overrides": {"target": "http://10.1.2.3:80"}},
+         "overrides.target"),
+    ],
+)  # fmt: skip
+def test_invalid_requests_name_the_field(caller: Caller, data: Any, field: str) -> None:
+    res = caller.call("pack391_runLoadTest", data)
+    assert (res.status, res.error["status"]) == (400, "INVALID_ARGUMENT"), res.body
+    assert field in res.error["message"]
+
+
+def test_global_cap_refuses_a_run_that_would_exceed_it(caller: Caller, sandbox_url: str) -> None:
+    now = datetime.now(UTC)
+    running = LoadRunDoc(
+        run_id="other-run", scenario_id="swipe_load", plan={}, status="running", peak_rps=4000,
+        shards=5, requested_by="admin-1", created_at=now, start_at=now, expire_at=now,
+    )  # fmt: skip
+    get_db().collection(collections.LOAD_RUNS).document("other-run").set(running.to_doc())
+    res = caller.call(
+        "pack391_runLoadTest",
+        {"scenarioId": "live_calls", "overrides": {"target": sandbox_url, "rps": 1500}},
+    )
+    assert (res.status, res.error["status"]) == (400, "FAILED_PRECONDITION"), res.body
+    assert "global cap" in res.error["message"]
+
+
+def test_every_scenario_passes_end_to_end_scaled_down(caller: Caller, sandbox_url: str) -> None:
+    shards = {scenario: 1 for scenario in LOAD_TEST_SCENARIOS} | {"swipe_load": 2}
+    runs = {
+        scenario: run(caller, scenario, sandbox_url, rps=12, durationSec=3, shards=shards[scenario])
+        for scenario in LOAD_TEST_SCENARIOS
+    }
+    wait_local_workers(60)
+    for scenario, run_id in runs.items():
+        res = caller.call("pack391_getLoadTestResults", {"runId": run_id}, role="ops")
+        assert res.status == 200, res.body
+        out = res.result
+        summary = out["summary"]
+        assert out["status"] == "completed", (scenario, out["status"])
+        assert summary["verdict"] == "pass", (scenario, summary)
+        assert summary["requests"] == summary["scheduled"] > 0
+        assert summary["errors"] == 0 and summary["dropped"] == 0
+        assert out["progress"]["shardsDone"] == shards[scenario]
+        assert (
+            out["progress"]["elapsedSec"] == 3.0 and out["progress"]["sent"] == summary["requests"]
+        )
+        assert len(out["timeline"]) == 3
+        assert sum(map(sum, out["heatmap"]["counts"])) == summary["completed"]
+        assert out["crashMap"] == []
+        assert set(summary["endpoints"]) <= {name for name, _ in load_plan_mix(scenario)}
+    # synthetic data is tagged with its run
+    swipes = get_db().collection(collections.LOAD_SANDBOX_COLLECTIONS[0]).stream()
+    assert {(s.to_dict() or {})["loadRunId"] for s in swipes} == {runs["swipe_load"]}
+
+
+def load_plan_mix(scenario: str) -> tuple[tuple[str, float], ...]:
+    from functions.load.scenarios import MIXES
+
+    return MIXES[scenario]
+
+
+def test_abort_stops_every_shard_within_two_seconds(caller: Caller, sandbox_url: str) -> None:
+    run_id = run(caller, "live_calls", sandbox_url, rps=20, durationSec=60, shards=2)
+    service = load_service()
+    deadline = time.monotonic() + 20
+    while service.results(run_id).status != "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    res = caller.call("pack391_abortLoadTest", {"runId": run_id, "reason": "enough"})
+    assert res.result["status"] == "aborting"
+    wait_local_workers(30)
+    final = wait_for(service, run_id, 10)
+    assert final.status == "aborted"
+    shards = get_db().collection(collections.LOAD_RUNS).document(run_id).collection("shards")
+    for shard in shards.stream():
+        data = shard.to_dict()
+        assert data["status"] == "aborted"
+        assert data["abortLatencySec"] < LOAD_TEST_ABORT_WITHIN_SEC
+    assert final.summary["elapsedSec"] < 20
+    audit = (
+        get_db()
+        .collection(collections.AUDIT_LOG)
+        .where(filter=FieldFilter("action", "==", "loadtest.abort"))
+    )
+    assert len(list(audit.stream())) == 1
+
+
+def test_cleanup_removes_exactly_the_runs_data(caller: Caller, sandbox_url: str) -> None:
+    keep = run(caller, "swipe_load", sandbox_url, rps=10, durationSec=1, shards=1)
+    drop = run(caller, "payout_surge", sandbox_url, rps=10, durationSec=1, shards=1)
+    wait_local_workers(60)
+    db = get_db()
+    swipes, _, payouts, _ = collections.LOAD_SANDBOX_COLLECTIONS
+    assert len(list(db.collection(payouts).stream())) > 0
+    res = caller.call("pack391_cleanupLoadTests", {"runId": drop})
+    out = res.result
+    assert out["runs"] == 1 and out["syntheticDocuments"] > 0 and out["syntheticRedisKeys"] > 0
+    assert out["runDocuments"] > 1
+    assert list(db.collection(payouts).stream()) == []
+    assert not db.collection(collections.LOAD_RUNS).document(drop).get().exists
+    assert db.collection(collections.LOAD_RUNS).document(keep).get().exists
+    assert {(s.to_dict() or {})["loadRunId"] for s in db.collection(swipes).stream()} == {keep}
+    older = caller.call("pack391_cleanupLoadTests", {"olderThanDays": 0}).result
+    assert older["runs"] == 1
+    assert caller.call("pack391_cleanupLoadTests", {}).error["status"] == "INVALID_ARGUMENT"
+
+
+def test_failover_log_shows_the_bundles_events_in_the_run_window(
+    caller: Caller, sandbox_url: str
+) -> None:
+    run_id = run(caller, "event_purchase_spike", sandbox_url, rps=10, durationSec=2, shards=1)
+    db = get_db()
+    db.collection(collections.SCALING_DECISIONS).document("d1").set(
+        {"at": datetime.now(UTC), "serviceId": "api-gateway", "action": "scale_up"}
+    )
+    db.collection(collections.SCALING_DECISIONS).document("old").set(
+        {"at": datetime(2020, 1, 1, tzinfo=UTC), "serviceId": "api-gateway"}
+    )
+    time.sleep(2.5)  # inside the run's window (it starts 2 s after being recorded)
+    db.collection(collections.ALERTS).document("a1").set(
+        {"openedAt": datetime.now(UTC), "kind": "ddos", "title": "spike"}
+    )
+    wait_local_workers(60)
+    out = caller.call("pack391_getLoadTestResults", {"runId": run_id}, role="ops").result
+    kinds = {(e["kind"], e["id"]) for e in out["failoverLog"]}
+    assert ("alert", "a1") in kinds
+    assert ("scaling_decision", "old") not in kinds

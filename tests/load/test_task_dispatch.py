@@ -1,0 +1,52 @@
+"""Production fan-out: one Cloud Tasks task per shard, through firebase-admin's real
+task-queue client pointed (``CLOUD_TASKS_EMULATOR_HOST``) at a local fake of the API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import firebase_admin
+import pytest
+
+from functions.load import pack391_executeLoadTest
+from functions.load.adapters import TaskQueueDispatcher
+from tests.fakes.http_api import FakeHttpApi, Recorded
+
+
+@pytest.fixture
+def tasks_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHttpApi]:
+    with FakeHttpApi() as api:
+
+        def created(req: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+            return 200, {"task": {"name": f"/{m.group('queue')}/tasks/t{len(api.requests)}"}}
+
+        api.on("POST", r"/(?P<queue>projects/[^/]+/locations/[^/]+/queues/[^/]+)/tasks", created)
+        monkeypatch.setenv("CLOUD_TASKS_EMULATOR_HOST", api.url.removeprefix("http://"))
+        yield api
+
+
+def test_one_task_per_shard_to_the_task_queue_function(tasks_api: FakeHttpApi) -> None:
+    app = firebase_admin.initialize_app(options={"projectId": "demo-tasks"}, name="tasks-test")
+    try:
+        TaskQueueDispatcher("europe-west1", app=app).dispatch("run-123456", 3, 1_800_000_000.5)
+    finally:
+        firebase_admin.delete_app(app)
+    posted = tasks_api.received("POST")
+    assert [r.path for r in posted] == [
+        "/projects/demo-tasks/locations/europe-west1/queues/pack391_executeLoadTest/tasks"
+    ] * 3
+    bodies = [json.loads(base64.b64decode(r.body["task"]["httpRequest"]["body"])) for r in posted]
+    assert bodies == [
+        {"data": {"runId": "run-123456", "shard": k, "startAt": 1_800_000_000.5}} for k in range(3)
+    ]
+
+
+def test_the_task_function_is_declared_for_the_queue() -> None:
+    endpoint: Any = pack391_executeLoadTest.__firebase_endpoint__  # type: ignore[attr-defined]
+    trigger = endpoint.taskQueueTrigger
+    assert trigger["retryConfig"]["maxAttempts"] == 1
+    assert endpoint.timeoutSeconds == 1800
