@@ -37,3 +37,19 @@ def get_db() -> firestore.Client:
 def reset_clients() -> None:
     """Forget cached clients (tests that change the environment)."""
     _client.cache_clear()
+
+
+def delete_matching(db: firestore.Client, query: firestore.Query, page: int = 400) -> int:
+    """Delete every document ``query`` matches, a batch of ``page`` at a time; returns how
+    many. Each round reads the first page of what is left (names only), so no cursor walks
+    over deleted documents and a crash midway leaves nothing half-deleted in a batch."""
+    deleted = 0
+    while True:
+        snaps = list(query.select([]).limit(page).stream())
+        if not snaps:
+            return deleted
+        batch = db.batch()
+        for snap in snaps:
+            batch.delete(snap.reference)
+        batch.commit()
+        deleted += len(snaps)

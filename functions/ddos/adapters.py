@@ -16,6 +16,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from functions.ddos.policy import MinuteTraffic
 from shared import collections
 from shared.audit import Change, write_audit
+from shared.firestore import delete_matching
 from shared.models.ddos import (
     BlockDoc,
     BlockKind,
@@ -266,18 +267,10 @@ class ProtectionRepository:
         return [BlockDoc.model_validate(s.to_dict()) for s in query.stream()]
 
     def delete_expired_blocks(self, now: datetime, page: int = 400) -> int:
-        removed = 0
-        blocks = self._db.collection(collections.BLOCKS)
-        while True:
-            query = blocks.where(filter=FieldFilter("expiresAt", "<=", now)).limit(page)
-            snaps = list(query.stream())
-            if not snaps:
-                return removed
-            batch = self._db.batch()
-            for snap in snaps:
-                batch.delete(snap.reference)
-            batch.commit()
-            removed += len(snaps)
+        expired = self._db.collection(collections.BLOCKS).where(
+            filter=FieldFilter("expiresAt", "<=", now)
+        )
+        return delete_matching(self._db, expired, page)
 
     def record_pass(self, doc: PanicPassDoc) -> None:
         self._db.collection(collections.PANIC_PASSES).document().set(doc.to_doc())

@@ -19,6 +19,7 @@ from google.cloud import firestore
 
 from functions.load.results import Seconds, seconds_from_json, seconds_to_json
 from shared import collections
+from shared.firestore import delete_matching
 from shared.models.load import LoadRunDoc
 from shared.ratelimit import keys as ratelimit_keys
 
@@ -268,17 +269,7 @@ class SyntheticData:
             query = self._db.collection(name).where(
                 filter=firestore.FieldFilter("loadRunId", "==", run_id)
             )
-            batch = self._db.batch()
-            pending = 0
-            for snap in query.stream():
-                batch.delete(snap.reference)
-                pending += 1
-                docs += 1
-                if pending == 400:
-                    batch.commit()
-                    batch, pending = self._db.batch(), 0
-            if pending:
-                batch.commit()
+            docs += delete_matching(self._db, query)
         keys = list(self._redis.scan_iter(match=f"{SANDBOX_REDIS_PREFIX}{run_id}:*", count=1000))
         if keys:
             self._redis.delete(*keys)

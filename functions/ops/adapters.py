@@ -31,6 +31,7 @@ from functions.ddos.adapters import ProtectionRepository
 from functions.ops.policy import AlertAction, RuleOutcome, RuleState, start_of_day
 from shared import collections, thresholds
 from shared.audit import Change, write_audit
+from shared.firestore import delete_matching
 from shared.models.alerts import AlertStatus, Notification, NotificationState, OpsAlertDoc
 from shared.models.ddos import DetectionDoc
 from shared.models.market import MarketDoc
@@ -340,21 +341,8 @@ class OpsRepository:
 
     def delete_history_before(self, cutoff: datetime) -> int:
         col = self._db.collection(collections.OPS_METRICS_HISTORY)
-        deleted = 0
-        while True:
-            page = list(
-                col.where(filter=FieldFilter("at", "<", cutoff))
-                .select([])
-                .limit(thresholds.METRICS_CLEANUP_BATCH_DOCS)
-                .stream()
-            )
-            if not page:
-                return deleted
-            batch = self._db.batch()
-            for snap in page:
-                batch.delete(snap.reference)
-            batch.commit()
-            deleted += len(page)
+        old = col.where(filter=FieldFilter("at", "<", cutoff))
+        return delete_matching(self._db, old, thresholds.METRICS_CLEANUP_BATCH_DOCS)
 
     # --- alert rules and alerts
 
