@@ -85,6 +85,8 @@ class Stack:
     def start(self) -> dict[str, str]:
         project = project_id()
         env = dict(os.environ)
+        # Nothing stands in front of the local server: the TCP peer is the client.
+        env.setdefault("PACK391_FRONT_DOOR", "direct")
         port = _port()
         if not _port_free(port):
             raise procs.StackError(f"port {port} is in use: set PACK391_PORT to a free port")
@@ -190,8 +192,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Functions ({urls['count']})       {urls['functions']}")
     print(f"Load-test sandbox    {urls['sandbox']}")
     print(f"Logs                 {args.log_dir}/")
-    ops_token = role_token(project_id(), "ops", None)
-    print(f"Ops dashboard        {_base_url()}/ops/?token={ops_token}")
+    # No token in the URL (history, logs, Referer): the page takes it in its token field.
+    print(f"Ops dashboard        {_base_url()}/ops/  (token: ./venv/bin/pack391 token --role ops)")
     print("Example:")
     print(f"  ./venv/bin/pack391 call {name} '{{}}' --role ops")
     print(

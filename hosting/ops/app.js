@@ -1,19 +1,25 @@
 // Avalo ops dashboard: calls pack391_getOpsDashboard and pack391_getHistoricalMetrics
 // with fetch() and the callable protocol ({"data": ...} in, {"result"|"error"} out).
 //
-// Functions base URL: the local stack serves /__/firebase/init.json with
-// pack391FunctionsBase; in production Firebase Hosting serves init.json with the
-// projectId, and the callables are at https://REGION-PROJECT.cloudfunctions.net/NAME
-// (?region= overrides us-central1).
-// ID token: in production, Firebase Auth (the SDK from /__/firebase/...); locally, a
-// token from `pack391 token --role ops`, as ?token= or in the token field.
+// Same origin only. The callables are always called on this page's own origin, and the
+// ID token is never sent anywhere else:
+// - in production, Firebase Hosting rewrites /ops/api/<name> to the function
+//   (firebase.json hosting.rewrites), so the base is /ops/api;
+// - the local stack's /__/firebase/init.json gives pack391FunctionsBase, which must be a
+//   path on this origin ("/project/region"); anything else (an absolute or
+//   protocol-relative URL) is refused and nothing is called.
+// Nothing comes from the query string (there is no ?region= and no ?token=).
+// ID token: in production, Firebase Auth (SDK 8 from Hosting's reserved /__/firebase/8.10.1/
+// URLs, the only SDK versions Hosting serves); locally, a token from
+// `pack391 token --role ops` typed in the token field (kept in sessionStorage).
 "use strict";
 
 const REFRESH_MS = 60 * 1000;
 const STALE_SEC = 180;
-const params = new URLSearchParams(location.search);
-const state = { base: null, token: params.get("token") || sessionStorage.getItem("pack391Token"),
-                user: null, fetchedAt: null, snapshotAt: null, timer: null };
+const PRODUCTION_BASE = "/ops/api";
+const TOKEN_KEY = "pack391Token";
+const state = { base: null, token: sessionStorage.getItem(TOKEN_KEY), user: null,
+                fetchedAt: null, snapshotAt: null, timer: null };
 
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
@@ -22,6 +28,16 @@ const num = (v, digits = 0) => (v === null || v === undefined ? "–" :
 
 class CallError extends Error {
   constructor(status, message) { super(message); this.status = status; }
+}
+
+// A path on this origin, normalised ("/a/b"), or null: never "//host", "/\\host",
+// "https://host" or anything else the URL parser resolves to another origin.
+function sameOriginBase(value) {
+  if (typeof value !== "string" || !/^\/(?![/\\])/.test(value)) return null;
+  let url;
+  try { url = new URL(value, location.origin); } catch { return null; }
+  if (url.origin !== location.origin || url.search || url.hash) return null;
+  return url.pathname.replace(/\/+$/, "");
 }
 
 async function idToken() {
@@ -33,14 +49,18 @@ async function call(name, data) {
   const token = await idToken();
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(`${state.base}/${name}`, { method: "POST", headers, body: JSON.stringify({ data }) });
+  const url = new URL(`${state.base}/${encodeURIComponent(name)}`, location.origin);
+  if (url.origin !== location.origin) throw new CallError("CONFIG", "refusing to call another origin");
+  const response = await fetch(url, { method: "POST", headers, body: JSON.stringify({ data }),
+                                      credentials: "same-origin", referrerPolicy: "no-referrer" });
   let body;
   try { body = await response.json(); } catch { throw new CallError("UNAVAILABLE", `HTTP ${response.status}`); }
   if (body.error) throw new CallError(body.error.status, body.error.message);
   return body.result;
 }
 
-function showMessage(text) {
+function showMessage(text, status) {
+  if (status) document.body.dataset.error = status;
   $("message").textContent = text;
   $("message").hidden = false;
   $("dashboard").hidden = true;
@@ -171,6 +191,7 @@ function tickAge() {
 }
 
 async function refresh() {
+  if (!state.base) return;
   try {
     const [dash, history] = await Promise.all([
       call("pack391_getOpsDashboard", {}),
@@ -178,12 +199,15 @@ async function refresh() {
     ]);
     render(dash);
     renderCharts(history);
+    delete document.body.dataset.error;
     document.body.dataset.loaded = String(Date.now());
   } catch (err) {
     if (err.status === "PERMISSION_DENIED") {
       showMessage("This dashboard is for the ops team: your account does not have the ops or admin role. Ask an admin for access.");
     } else if (err.status === "UNAUTHENTICATED") {
-      showMessage("Sign in to see the ops dashboard.");
+      showMessage(!$("token").hidden
+        ? "Sign in to see the ops dashboard: paste an ID token (`pack391 token --role ops`) in the token field."
+        : "Sign in to see the ops dashboard.");
     } else {
       showMessage(`Could not load the dashboard (${err.status || "error"}): ${err.message}. Retrying every minute.`);
     }
@@ -194,9 +218,19 @@ async function refresh() {
 
 async function configure() {
   let init = {};
-  try { init = await (await fetch("/__/firebase/init.json")).json(); } catch { init = {}; }
-  const region = params.get("region") || "us-central1";
-  state.base = init.pack391FunctionsBase || `https://${region}-${init.projectId}.cloudfunctions.net`;
+  try { init = await (await fetch("/__/firebase/init.json", { credentials: "same-origin" })).json(); } catch { init = {}; }
+  if (!init || typeof init !== "object") init = {};
+  if (init.pack391FunctionsBase === undefined) {
+    state.base = PRODUCTION_BASE;
+  } else {
+    state.base = sameOriginBase(init.pack391FunctionsBase);
+    if (!state.base) {
+      showMessage("Refusing the functions base from /__/firebase/init.json: pack391FunctionsBase must be " +
+        "a path on this site (such as /ops/api), not another origin. Nothing was called.", "CONFIG");
+      document.body.dataset.loaded = String(Date.now());
+      return null;
+    }
+  }
   if (window.firebase && !init.pack391Local) {
     firebase.initializeApp(init);
     const auth = firebase.auth();
@@ -213,14 +247,27 @@ async function configure() {
   }
   $("token").hidden = false;
   $("token").value = state.token || "";
-  $("token").onchange = () => { state.token = $("token").value.trim(); sessionStorage.setItem("pack391Token", state.token); refresh(); };
+  $("token").onchange = () => {
+    state.token = $("token").value.trim();
+    sessionStorage.setItem(TOKEN_KEY, state.token);
+    refresh();
+  };
   return true;
 }
 
+// Tokens and settings do not belong in the address bar (history, logs, Referer): anything
+// an old link put there is ignored and taken out of the URL.
+function scrubQuery() {
+  if (!location.search) return;
+  history.replaceState(null, "", location.pathname + location.hash);
+}
+
 window.addEventListener("DOMContentLoaded", async () => {
+  scrubQuery();
   $("refresh").onclick = refresh;
   $("range").onchange = refresh;
   const local = await configure();
+  if (local === null) return;
   if (local) refresh();
   state.timer = setInterval(refresh, REFRESH_MS);
   setInterval(tickAge, 1000);
