@@ -16,7 +16,8 @@ ROLE_CLAIMS: dict[str, dict[str, Any]] = {
     "admin": {"admin": True},
     "ops": {"ops": True},
     "user": {},
-    "influencer": {"influencer": True},
+    "verified": {"email_verified": True},
+    "influencer": {"influencer": True, "email_verified": True},
 }
 """Custom claims for each role the CLI and tests can ask for."""
 

@@ -9,9 +9,11 @@ import functools
 import logging
 
 from functions.market.adapters import MarketEnforcementStore, MarketRepository
+from functions.market.policy import applicant_of
 from functions.market.service import MarketService
 from shared.audit import Change
 from shared.auth import Role
+from shared.config import MARKET_SIGNUP_IDENTITY
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.firestore import get_db
 from shared.models.market import (
@@ -21,6 +23,8 @@ from shared.models.market import (
     GetMarketControlsRequest,
     MarketAccess,
     MarketControlsView,
+    ReleaseMarketAdmissionsRequest,
+    ReleaseMarketAdmissionsResult,
     UpdateMarketControlRequest,
     UpdateMarketControlResult,
 )
@@ -77,14 +81,30 @@ def pack391_emergencyPauseMarkets(
 @callable_function(role=Role.USER, request=CheckMarketAccessRequest)
 def pack391_checkMarketAccess(ctx: CallContext, req: CheckMarketAccessRequest) -> MarketAccess:
     """For the caller: is signup admitted in ``country`` (counted when ``signup``), and
-    are payments, payouts and marketing enabled there."""
+    are payments, payouts and marketing enabled there; ``activate`` makes the caller's
+    pending admission active (the app calls it when onboarding completes)."""
+    if req.activate:
+        return market_service().activate(req.country, ctx.caller.uid, ctx.now)
     return market_service().check_access(
-        req.country, ctx.caller.uid, ctx.caller.is_influencer, req.signup, ctx.now
+        req.country,
+        applicant_of(ctx.caller.uid, ctx.caller.claims),
+        req.signup,
+        MARKET_SIGNUP_IDENTITY.value,
+        ctx.now,
     )
+
+
+@callable_function(role=Role.ADMIN, request=ReleaseMarketAdmissionsRequest)
+def pack391_releaseMarketAdmissions(
+    ctx: CallContext, req: ReleaseMarketAdmissionsRequest
+) -> ReleaseMarketAdmissionsResult:
+    """Free market places: the named admissions, or the pending ones (audited)."""
+    return market_service().release(req, _change(ctx, "market.release_admissions", req.reason))
 
 
 @scheduled_function(schedule=SYNC_SCHEDULE)
 def pack391_syncMarkets(ctx: ScheduledContext) -> None:
-    """Re-apply stored market changes to Redis and restore lost admissions."""
-    report = market_service().sync()
+    """Release expired pending admissions, re-apply stored market changes to Redis and
+    restore lost admissions."""
+    report = market_service().sync(ctx.now)
     log.info("market sync %s: %s", ctx.request_id, report)

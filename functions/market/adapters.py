@@ -12,11 +12,14 @@ also runs on Redis Cluster.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared import collections
 from shared.audit import Change, write_audit
@@ -26,6 +29,21 @@ from shared.redis import LUA_DIR, lua_script
 _ADMIT = LUA_DIR / "admit_member.lua"
 _MIRROR = LUA_DIR / "mirror_versioned.lua"
 _HYDRATE_CHUNK = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PENDING_UNTIL = "pendingUntil"
+"""The field the expiry queries range over (absent on admissions that never expire)."""
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What one release transaction did with the uids it was given."""
+
+    released: list[AdmissionDoc] = field(default_factory=list)
+    """Deleted from Firestore."""
+    kept: list[str] = field(default_factory=list)
+    """Admitted, but the decision kept them (activated meanwhile, or not pending)."""
+    missing: list[str] = field(default_factory=list)
+    """No admission document."""
 
 
 class MarketRepository:
@@ -143,22 +161,121 @@ class MarketRepository:
         )
         return [MarketDoc.model_validate(snap.to_dict()) for snap in query.stream()]
 
-    def record_admission(self, admission: AdmissionDoc) -> None:
-        ref = self._market_ref(admission.country).collection(collections.MARKET_ADMISSIONS)
-        ref.document(admission.uid).set(admission.to_doc())
+    def _admissions(self, country: str) -> Any:
+        """``pack391_markets/{country}/admissions`` (the client's collection type is untyped)."""
+        return self._market_ref(country).collection(collections.MARKET_ADMISSIONS)
+
+    def record_admission(self, admission: AdmissionDoc) -> bool:
+        """Create the admission; False (and nothing written) when the user already has
+        one, which is then kept as it is (an activated admission stays activated)."""
+        ref = self._admissions(admission.country).document(admission.uid)
+        try:
+            ref.create(admission.to_doc())
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def get_admission(self, country: str, uid: str) -> AdmissionDoc | None:
+        snap = self._admissions(country).document(uid).get()
+        return AdmissionDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+    def update_admission(
+        self,
+        country: str,
+        uid: str,
+        mutate: Callable[[AdmissionDoc | None], AdmissionDoc | None],
+    ) -> tuple[AdmissionDoc | None, AdmissionDoc | None]:
+        """Apply ``mutate`` (current admission or None -> the new admission, or None for
+        no change) in one transaction; the new document replaces the old one whole, so a
+        field it leaves out is removed. Returns (before, after)."""
+        ref = self._admissions(country).document(uid)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> tuple[AdmissionDoc | None, AdmissionDoc | None]:
+            snap = ref.get(transaction=tx)
+            before = AdmissionDoc.model_validate(snap.to_dict()) if snap.exists else None
+            after = mutate(before)
+            if after is not None:
+                tx.set(ref, after.to_doc())
+            return before, after
+
+        return cast(tuple[AdmissionDoc | None, AdmissionDoc | None], run(self._db.transaction()))
+
+    def expired_admissions(self, country: str, now: datetime, limit: int) -> list[str]:
+        """Uids of up to ``limit`` pending admissions whose ``pendingUntil`` is at or before
+        ``now``: a range on one field, served by Firestore's automatic single-field index."""
+        query = self._admissions(country).where(filter=FieldFilter(_PENDING_UNTIL, "<=", now))
+        return [snap.id for snap in query.select([]).limit(limit).stream()]
+
+    def pending_admissions(self, country: str, limit: int) -> list[str]:
+        """Uids of up to ``limit`` pending admissions, soonest to expire first (every
+        pending admission has a ``pendingUntil`` timestamp; active ones have none)."""
+        query = self._admissions(country).where(filter=FieldFilter(_PENDING_UNTIL, ">=", _EPOCH))
+        return [snap.id for snap in query.select([]).limit(limit).stream()]
+
+    def release_admissions(
+        self,
+        country: str,
+        uids: list[str],
+        may_release: Callable[[AdmissionDoc], bool],
+        change: Change | None = None,
+        audit_note: dict[str, Any] | None = None,
+    ) -> ReleaseOutcome:
+        """Delete the admissions of ``uids`` that ``may_release`` accepts, deciding on
+        what the transaction reads (so an activation racing the release wins or loses
+        cleanly, never half). With ``change``, one audit entry lists what was released,
+        in the same transaction."""
+        refs = [self._admissions(country).document(uid) for uid in uids]
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> ReleaseOutcome:
+            found = {
+                snap.id: AdmissionDoc.model_validate(snap.to_dict())
+                for snap in self._db.get_all(refs, transaction=tx)
+                if snap.exists
+            }
+            outcome = ReleaseOutcome()
+            for ref in refs:
+                admission = found.get(ref.id)
+                if admission is None:
+                    outcome.missing.append(ref.id)
+                elif may_release(admission):
+                    tx.delete(ref)
+                    outcome.released.append(admission)
+                else:
+                    outcome.kept.append(ref.id)
+            if change is not None:
+                write_audit(
+                    self._db,
+                    tx,
+                    change,
+                    target=f"{collections.MARKETS}/{country}/{collections.MARKET_ADMISSIONS}",
+                    before={
+                        "admissions": [
+                            a.model_dump(mode="json", by_alias=True, exclude_none=True)
+                            for a in outcome.released
+                        ]
+                    },
+                    after={
+                        **(audit_note or {}),
+                        "released": len(outcome.released),
+                        "uids": [a.uid for a in outcome.released],
+                    },
+                )
+            return outcome
+
+        return cast(ReleaseOutcome, run(self._db.transaction()))
 
     def delete_admission(self, country: str, uid: str) -> None:
-        self._market_ref(country).collection(collections.MARKET_ADMISSIONS).document(uid).delete()
+        self._admissions(country).document(uid).delete()
 
     def count_admissions(self, country: str) -> int:
         """The market's user count: one aggregation RPC, whatever the count."""
-        admissions = self._market_ref(country).collection(collections.MARKET_ADMISSIONS)
-        result = admissions.count(alias="n").get()
+        result = self._admissions(country).count(alias="n").get()
         return int(result[0][0].value)
 
     def admitted_uids(self, country: str) -> Iterator[str]:
-        admissions = self._market_ref(country).collection(collections.MARKET_ADMISSIONS)
-        for snap in admissions.select([]).stream():
+        for snap in self._admissions(country).select([]).stream():
             yield snap.id
 
 
@@ -263,3 +380,16 @@ class MarketEnforcementStore:
 
     def remove_member(self, country: str, uid: str) -> None:
         self._redis.srem(self._members_key(country), uid)
+
+    def remove_members(self, country: str, uids: Iterable[str]) -> int:
+        """Take ``uids`` out of the market's set; returns how many were in it."""
+        removed = 0
+        chunk: list[str] = []
+        for uid in uids:
+            chunk.append(uid)
+            if len(chunk) >= _HYDRATE_CHUNK:
+                removed += int(self._redis.srem(self._members_key(country), *chunk))
+                chunk = []
+        if chunk:
+            removed += int(self._redis.srem(self._members_key(country), *chunk))
+        return removed

@@ -1,12 +1,88 @@
-"""Market admission and config rules: pure functions of data, no I/O."""
+"""Market admission and config rules: pure functions of data and ``now``, no I/O."""
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import InvalidInput
-from shared.models.market import AdmissionReason, LaunchStatus, MarketConfig, MarketDoc
+from shared.errors import FailedPrecondition, InvalidInput
+from shared.models.market import (
+    AdmissionDoc,
+    AdmissionReason,
+    LaunchStatus,
+    MarketConfig,
+    MarketDoc,
+)
+from shared.thresholds import MARKET_ADMISSION_PENDING_SEC
+
+SIGNUP_IDENTITY_PARAM = "PACK391_MARKET_SIGNUP_IDENTITY"
+
+
+class SignupIdentity(enum.StrEnum):
+    """Which accounts may take a limited place (``influencer_only``, ``soft_launch``):
+    the values of ``PACK391_MARKET_SIGNUP_IDENTITY``."""
+
+    VERIFIED = "verified"
+    """Not anonymous, and a verified email (``email_verified: true``) or a phone number
+    (a non-empty ``phone_number`` claim) in the ID token. The default."""
+    SIGNED_IN = "signed_in"
+    """Any account that is not anonymous."""
+    ANY = "any"
+    """Any signed-in account, anonymous ones included (the old behaviour)."""
+
+
+def parse_signup_identity(raw: str) -> SignupIdentity:
+    """The configured rule; a value that is not one of the three is a configuration
+    error (``FAILED_PRECONDITION`` naming the param), never a silent default."""
+    value = raw.strip().lower()
+    try:
+        return SignupIdentity(value)
+    except ValueError:
+        allowed = ", ".join(rule.value for rule in SignupIdentity)
+        raise FailedPrecondition(
+            f"{SIGNUP_IDENTITY_PARAM} must be one of {allowed}, not {raw!r}: fix the "
+            "functions' configuration",
+            param=SIGNUP_IDENTITY_PARAM,
+        ) from None
+
+
+@dataclass(frozen=True)
+class Applicant:
+    """Who is asking for a place, as far as the ID token tells."""
+
+    uid: str
+    influencer: bool = False
+    anonymous: bool = False
+    """Signed in with Firebase's anonymous provider."""
+    verified: bool = False
+    """A verified email or a phone number: some cost to make many of."""
+
+
+def applicant_of(uid: str, claims: Mapping[str, Any]) -> Applicant:
+    """An :class:`Applicant` from verified ID-token claims. Only exact values count:
+    ``email_verified`` must be ``true``, ``phone_number`` a non-empty string."""
+    firebase = claims.get("firebase")
+    provider = firebase.get("sign_in_provider") if isinstance(firebase, Mapping) else None
+    phone = claims.get("phone_number")
+    return Applicant(
+        uid=uid,
+        influencer=claims.get("influencer") is True,
+        anonymous=provider == "anonymous",
+        verified=claims.get("email_verified") is True
+        or (isinstance(phone, str) and phone.strip() != ""),
+    )
+
+
+def identity_allows(rule: SignupIdentity, applicant: Applicant) -> bool:
+    """May this account take a limited place under ``rule``?"""
+    if rule is SignupIdentity.ANY:
+        return True
+    if applicant.anonymous:
+        return False
+    return rule is SignupIdentity.SIGNED_IN or applicant.verified
 
 
 @dataclass(frozen=True)
@@ -44,13 +120,17 @@ def closed_reason(market: MarketDoc, all_paused: bool) -> AdmissionReason | None
     return None
 
 
-def decide_signup(state: MarketState, influencer: bool) -> AdmissionDecision:
+def decide_signup(
+    state: MarketState, applicant: Applicant, rule: SignupIdentity
+) -> AdmissionDecision:
     """May this user sign up in this market?
 
     Order: any pause closes the market; ``not_started`` admits nobody; a user
     already admitted stays admitted (never counted twice); ``influencer_only``
-    admits influencers; ``soft_launch`` admits while under ``trafficLimit``;
-    ``public`` admits everyone.
+    admits influencers; in ``influencer_only`` and ``soft_launch`` (the stages with
+    limited places) the account must also pass the identity ``rule``, influencers
+    included; ``soft_launch`` admits while under ``trafficLimit``; ``public`` admits
+    everyone (there is no place to squat).
     """
     closed = closed_reason(state.market, state.all_paused)
     if closed is not None:
@@ -60,10 +140,14 @@ def decide_signup(state: MarketState, influencer: bool) -> AdmissionDecision:
         return AdmissionDecision(False, AdmissionReason.NOT_STARTED)
     if state.already_admitted:
         return AdmissionDecision(True, AdmissionReason.ALREADY_ADMITTED)
-    if status is LaunchStatus.INFLUENCER_ONLY:
-        if influencer:
-            return AdmissionDecision(True, AdmissionReason.ADMITTED)
+    if status is LaunchStatus.INFLUENCER_ONLY and not applicant.influencer:
         return AdmissionDecision(False, AdmissionReason.INFLUENCERS_ONLY)
+    if status is LaunchStatus.PUBLIC:
+        return AdmissionDecision(True, AdmissionReason.ADMITTED)
+    if not identity_allows(rule, applicant):
+        return AdmissionDecision(False, AdmissionReason.IDENTITY_REQUIRED)
+    if status is LaunchStatus.INFLUENCER_ONLY:
+        return AdmissionDecision(True, AdmissionReason.ADMITTED)
     if status is LaunchStatus.SOFT_LAUNCH:
         limit = state.market.traffic_limit
         if limit is None:  # apply_patch forbids it; an old document may still hold it
@@ -72,6 +156,56 @@ def decide_signup(state: MarketState, influencer: bool) -> AdmissionDecision:
             return AdmissionDecision(False, AdmissionReason.TRAFFIC_LIMIT_REACHED)
         return AdmissionDecision(True, AdmissionReason.ADMITTED, capacity=limit)
     return AdmissionDecision(True, AdmissionReason.ADMITTED)
+
+
+def pending_until(status: LaunchStatus, now: datetime) -> datetime | None:
+    """When an admission made now into a market at ``status`` expires unless activated:
+    soft-launch places are pending for :data:`MARKET_ADMISSION_PENDING_SEC`; others
+    never expire (influencer places are granted by claim, public ones are unlimited)."""
+    if status is LaunchStatus.SOFT_LAUNCH:
+        return now + timedelta(seconds=MARKET_ADMISSION_PENDING_SEC)
+    return None
+
+
+class ActivationVerdict(enum.Enum):
+    """What ``activate: true`` does with the caller's admission."""
+
+    NOT_ADMITTED = "not_admitted"
+    """No admission: nothing to activate (``FAILED_PRECONDITION``)."""
+    ALREADY_ACTIVE = "already_active"
+    """Activated before: nothing changes (the call is idempotent)."""
+    ACTIVATE = "activate"
+    """Pending (or from a stage that never expires): mark it active now."""
+
+
+def decide_activation(admission: AdmissionDoc | None) -> ActivationVerdict:
+    """An admission is the user's until it is released: a pending one whose
+    ``pendingUntil`` has passed but that the sync has not released yet may still be
+    activated (the release re-checks in its transaction and keeps it)."""
+    if admission is None:
+        return ActivationVerdict.NOT_ADMITTED
+    if admission.activated_at is not None:
+        return ActivationVerdict.ALREADY_ACTIVE
+    return ActivationVerdict.ACTIVATE
+
+
+def is_expired(admission: AdmissionDoc, now: datetime) -> bool:
+    """A pending admission whose time to activate has passed: the sync releases it."""
+    return (
+        admission.activated_at is None
+        and admission.pending_until is not None
+        and admission.pending_until <= now
+    )
+
+
+def is_pending(admission: AdmissionDoc) -> bool:
+    """Not activated yet and due to expire (what ``pendingOnly`` releases)."""
+    return admission.activated_at is None and admission.pending_until is not None
+
+
+def admin_may_release(admission: AdmissionDoc, pending_only: bool) -> bool:
+    """Does an admin release (``pack391_releaseMarketAdmissions``) take this admission?"""
+    return is_pending(admission) if pending_only else True
 
 
 def features_enabled(market: MarketDoc, all_paused: bool) -> tuple[bool, bool, bool]:

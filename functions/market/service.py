@@ -8,6 +8,7 @@ and other bundles).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,13 +21,21 @@ from functions.market.adapters import (
     EnforcementSnapshot,
     MarketEnforcementStore,
     MarketRepository,
+    ReleaseOutcome,
 )
 from functions.market.policy import (
+    ActivationVerdict,
+    Applicant,
     MarketState,
+    admin_may_release,
     apply_patch,
     config_of,
+    decide_activation,
     decide_signup,
     features_enabled,
+    is_expired,
+    parse_signup_identity,
+    pending_until,
 )
 from shared.audit import Change
 from shared.errors import BackendUnavailable, FailedPrecondition
@@ -39,9 +48,12 @@ from shared.models.market import (
     MarketControlsView,
     MarketDoc,
     MarketView,
+    ReleaseMarketAdmissionsRequest,
+    ReleaseMarketAdmissionsResult,
     UpdateMarketControlRequest,
     UpdateMarketControlResult,
 )
+from shared.thresholds import MARKET_RELEASE_MAX_UIDS_COUNT, MARKET_RELEASE_PAGE_COUNT
 
 log = logging.getLogger("pack391.market")
 
@@ -57,6 +69,8 @@ class SyncReport:
     redis_ahead: list[str]
     """Markets whose Redis set holds more users than Firestore records (left alone:
     it only makes admission stricter; see docs)."""
+    released: int = 0
+    """Pending admissions whose ``pendingUntil`` had passed, released (both stores)."""
 
 
 class MarketService:
@@ -138,28 +152,41 @@ class MarketService:
     # ------------------------------------------------------------ enforcement
 
     def check_access(
-        self, country: str, uid: str, influencer: bool, signup: bool, now: datetime
+        self,
+        country: str,
+        applicant: Applicant,
+        signup: bool,
+        identity_rule: str,
+        now: datetime,
     ) -> MarketAccess:
-        """May ``uid`` sign up in ``country`` (counted when ``signup``), and which
-        money and marketing flows are on there now."""
+        """May ``applicant`` sign up in ``country`` (counted when ``signup``), and which
+        money and marketing flows are on there now. ``identity_rule`` is the value of
+        ``PACK391_MARKET_SIGNUP_IDENTITY``; it is parsed (and an invalid value refused
+        as a configuration error) only for signups, so feature checks keep working."""
         try:
-            return self._check_access(country, uid, influencer, signup, now)
+            return self._check_access(country, applicant, signup, identity_rule, now)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BackendUnavailable("market enforcement is unavailable (Redis)") from exc
 
     def _check_access(
-        self, country: str, uid: str, influencer: bool, signup: bool, now: datetime
+        self,
+        country: str,
+        applicant: Applicant,
+        signup: bool,
+        identity_rule: str,
+        now: datetime,
     ) -> MarketAccess:
+        rule = parse_signup_identity(identity_rule) if signup else None
         for _ in range(_ADMIT_ATTEMPTS):
-            market, switch, snap = self._enforcement_state(country, uid)
+            market, switch, snap = self._enforcement_state(country, applicant.uid)
             state = MarketState(market, switch.all_paused, snap.is_member, snap.member_count)
-            if not signup:
+            if rule is None:
                 return _access(state, False, AdmissionReason.NOT_REQUESTED)
-            decision = decide_signup(state, influencer)
+            decision = decide_signup(state, applicant, rule)
             if not decision.admit or decision.reason is AdmissionReason.ALREADY_ADMITTED:
                 return _access(state, decision.admit, decision.reason)
             outcome = self._store.admit(
-                country, uid, decision.capacity, market.version, switch.version
+                country, applicant.uid, decision.capacity, market.version, switch.version
             )
             if outcome == AdmitOutcome.STALE:
                 continue
@@ -167,20 +194,142 @@ class MarketService:
                 return _access(state, False, AdmissionReason.TRAFFIC_LIMIT_REACHED)
             if outcome == AdmitOutcome.ALREADY_MEMBER:
                 return _access(state, True, AdmissionReason.ALREADY_ADMITTED)
-            self._persist_admission(country, uid, influencer, now)
             counted = MarketState(market, switch.all_paused, True, state.current_users + 1)
-            return _access(counted, True, AdmissionReason.ADMITTED)
+            admission = AdmissionDoc(
+                uid=applicant.uid,
+                country=country,
+                admitted_at=now,
+                influencer=applicant.influencer,
+                pending_until=pending_until(market.launch_status, now),
+            )
+            if not self._persist_admission(admission):
+                # Firestore already records this user (Redis had lost them): the set now
+                # holds them again, and their admission is kept as it was.
+                return _access(counted, True, AdmissionReason.ALREADY_ADMITTED)
+            return _access(
+                counted, True, AdmissionReason.ADMITTED, pending_until=admission.pending_until
+            )
         raise BackendUnavailable(f"market {country} config kept changing; try again")
 
-    def _persist_admission(self, country: str, uid: str, influencer: bool, now: datetime) -> None:
+    def _persist_admission(self, admission: AdmissionDoc) -> bool:
         try:
-            self._repo.record_admission(
-                AdmissionDoc(uid=uid, country=country, admitted_at=now, influencer=influencer)
-            )
+            return self._repo.record_admission(admission)
         except gexc.GoogleAPIError as exc:
             # Not recorded, so not admitted: give the slot back.
-            self._store.remove_member(country, uid)
+            self._store.remove_member(admission.country, admission.uid)
             raise BackendUnavailable("could not record the admission; try again") from exc
+
+    def activate(self, country: str, uid: str, now: datetime) -> MarketAccess:
+        """The caller finished onboarding: their (pending) admission becomes active and
+        is never released by expiry. Idempotent; ``FAILED_PRECONDITION`` when the caller
+        has no admission in ``country``."""
+
+        def mutate(current: AdmissionDoc | None) -> AdmissionDoc | None:
+            verdict = decide_activation(current)
+            if verdict is ActivationVerdict.NOT_ADMITTED or current is None:
+                raise FailedPrecondition(
+                    f"you are not admitted in {country}: sign up first ({{signup: true}}); "
+                    "an admission not activated in time is released",
+                    reason="not_admitted",
+                )
+            if verdict is ActivationVerdict.ALREADY_ACTIVE:
+                return None
+            return current.model_copy(update={"pending_until": None, "activated_at": now})
+
+        before, after = self._repo.update_admission(country, uid, mutate)
+        admission = after or before
+        try:
+            market, switch, snap = self._enforcement_state(country, uid)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BackendUnavailable("market enforcement is unavailable (Redis)") from exc
+        state = MarketState(market, switch.all_paused, True, snap.member_count)
+        return _access(
+            state,
+            True,
+            AdmissionReason.ACTIVATED,
+            activated_at=admission.activated_at if admission else now,
+        )
+
+    # ---------------------------------------------------------------- release
+
+    def release(
+        self, req: ReleaseMarketAdmissionsRequest, change: Change
+    ) -> ReleaseMarketAdmissionsResult:
+        """An admin frees places: the named admissions (only the pending ones with
+        ``pendingOnly``), or up to :data:`MARKET_RELEASE_MAX_UIDS_COUNT` pending ones of
+        the market. One transaction, one audit entry listing what was released."""
+        more = False
+        if req.uids is not None:
+            uids = list(dict.fromkeys(req.uids))  # once each, in the order given
+        else:
+            uids = self._repo.pending_admissions(req.country, MARKET_RELEASE_MAX_UIDS_COUNT + 1)
+            more = len(uids) > MARKET_RELEASE_MAX_UIDS_COUNT
+            uids = uids[:MARKET_RELEASE_MAX_UIDS_COUNT]
+        note = {"pendingOnly": req.pending_only, "requested": req.uids}
+        outcome = self._release(
+            req.country,
+            uids,
+            lambda admission: admin_may_release(admission, req.pending_only),
+            change,
+            note,
+        )
+        released = [a.uid for a in outcome.released]
+        return ReleaseMarketAdmissionsResult(
+            country=req.country,
+            released=len(released),
+            uids=released,
+            skipped=outcome.kept + outcome.missing,
+            more=more,
+        )
+
+    def release_expired(self, country: str, now: datetime) -> int:
+        """Release every pending admission of ``country`` whose ``pendingUntil`` has
+        passed, a page at a time; returns how many were released."""
+        released = 0
+        while True:
+            page = self._repo.expired_admissions(country, now, MARKET_RELEASE_PAGE_COUNT)
+            if not page:
+                return released
+            outcome = self._release(country, page, lambda a: is_expired(a, now))
+            released += len(outcome.released)
+            if len(page) < MARKET_RELEASE_PAGE_COUNT or not outcome.released:
+                # a short page was the last; a page that released nothing (every one
+                # activated meanwhile) must not loop: the next minute looks again
+                return released
+
+    def _release(
+        self,
+        country: str,
+        uids: list[str],
+        may_release: Callable[[AdmissionDoc], bool],
+        change: Change | None = None,
+        audit_note: dict[str, Any] | None = None,
+    ) -> ReleaseOutcome:
+        """Free the places of ``uids`` that ``may_release`` accepts, in both stores.
+
+        Order: Redis first, then Firestore, then Redis again. The minute sync restores
+        Redis from Firestore (a member Redis lacks is re-added), but it cannot tell a
+        Redis member with no admission record from a signup still being written, so it
+        leaves a Redis set that is *ahead* of Firestore alone: a member left in Redis
+        after its admission was deleted would hold the place for good. Removing from
+        Redis first means a crash at any point leaves Redis at worst *behind* Firestore,
+        which the next sync repairs (re-adding the member, and releasing it again when
+        it is expired). After the Firestore transaction, which re-reads each admission
+        and decides on what it reads, the kept ones (activated meanwhile, or not
+        pending) go back into the set, and the released ones are removed once more in
+        case a concurrent sync re-added them in between. A uid with no admission record
+        stays out of the set: if its signup was still being written, the sync re-adds it.
+        """
+        if not uids:
+            return ReleaseOutcome()
+        self._store.remove_members(country, uids)
+        # A failure here changed nothing in Firestore; the next sync puts the members back.
+        outcome = self._repo.release_admissions(country, uids, may_release, change, audit_note)
+        if outcome.kept:
+            self._store.add_members(country, outcome.kept)
+        if outcome.released:
+            self._store.remove_members(country, [a.uid for a in outcome.released])
+        return outcome
 
     def _enforcement_state(
         self, country: str, uid: str
@@ -202,15 +351,18 @@ class MarketService:
         self._store.mirror_global(self._repo.get_global())
         return restored
 
-    def sync(self) -> SyncReport:
-        """Re-apply every stored change to Redis and restore lost admissions (every minute)."""
+    def sync(self, now: datetime) -> SyncReport:
+        """Every minute: release expired pending admissions, re-apply every stored change
+        to Redis and restore lost admissions."""
         mirrored = 0
         restored = 0
+        released = 0
         ahead: list[str] = []
         switch = self._repo.get_global()
         mirrored += int(self._store.mirror_global(switch))
         docs = self._repo.list_markets()
         for doc in docs:
+            released += self.release_expired(doc.country, now)
             recorded = self._repo.count_admissions(doc.country)
             live = self._store.member_count(doc.country)
             if live < recorded:
@@ -224,7 +376,11 @@ class MarketService:
                 )
             mirrored += int(self._store.mirror_market(doc))
         return SyncReport(
-            markets=len(docs), mirrored=mirrored, members_restored=restored, redis_ahead=ahead
+            markets=len(docs),
+            mirrored=mirrored,
+            members_restored=restored,
+            redis_ahead=ahead,
+            released=released,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -259,7 +415,14 @@ class MarketService:
             return False
 
 
-def _access(state: MarketState, admitted: bool, reason: AdmissionReason) -> MarketAccess:
+def _access(
+    state: MarketState,
+    admitted: bool,
+    reason: AdmissionReason,
+    *,
+    pending_until: datetime | None = None,
+    activated_at: datetime | None = None,
+) -> MarketAccess:
     payments, payouts, marketing = features_enabled(state.market, state.all_paused)
     return MarketAccess(
         country=state.market.country,
@@ -271,4 +434,6 @@ def _access(state: MarketState, admitted: bool, reason: AdmissionReason) -> Mark
         marketing_enabled=marketing,
         current_users=state.current_users,
         traffic_limit=state.market.traffic_limit,
+        pending_until=pending_until,
+        activated_at=activated_at,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,11 +15,17 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 from shared.countries import is_country_code
+from shared.errors import InvalidInput
 from shared.models import RequestModel, WireModel
-from shared.thresholds import MARKET_REASON_MAX_CHARS
+from shared.thresholds import (
+    MARKET_REASON_MAX_CHARS,
+    MARKET_RELEASE_MAX_UIDS_COUNT,
+    MARKET_UID_MAX_CHARS,
+)
 
 
 class LaunchStatus(enum.StrEnum):
@@ -49,6 +56,12 @@ class AdmissionReason(enum.StrEnum):
     TRAFFIC_LIMIT_REACHED = "traffic_limit_reached"
     NOT_REQUESTED = "not_requested"
     """The call asked about features only (``signup: false``)."""
+    IDENTITY_REQUIRED = "identity_required"
+    """The account may not take a limited place (``influencer_only``, ``soft_launch``)
+    under ``PACK391_MARKET_SIGNUP_IDENTITY``: anonymous, or (``verified``) neither a
+    verified email nor a phone number. Nothing was counted; sign in properly and retry."""
+    ACTIVATED = "activated"
+    """Answer to ``activate: true``: the caller's admission is active and never expires."""
 
 
 def _normalise_country(value: Any) -> Any:
@@ -74,7 +87,7 @@ class MarketConfigPatch(RequestModel):
     (no limit)."""
 
     launch_status: LaunchStatus | None = None
-    traffic_limit: Annotated[StrictInt, Field(gt=0)] | None = None
+    traffic_limit: Annotated[StrictInt, Field(gt=0, le=10**10)] | None = None
     payments_enabled: StrictBool | None = None
     payouts_enabled: StrictBool | None = None
     marketing_enabled: StrictBool | None = None
@@ -97,7 +110,7 @@ class UpdateMarketControlRequest(RequestModel):
     country: CountryCode
     config: MarketConfigPatch
     reason: Reason | None = None
-    expected_version: Annotated[StrictInt, Field(ge=0)] | None = None
+    expected_version: Annotated[StrictInt, Field(ge=0, le=10**12)] | None = None
     """When given, the update applies only if the market is still at this version."""
 
 
@@ -113,10 +126,59 @@ class EmergencyPauseRequest(RequestModel):
     reason: Reason
 
 
+_RESERVED_ID = re.compile(r"__.*__", re.DOTALL)
+
+
+def _check_document_id(value: str) -> str:
+    if "/" in value:
+        raise ValueError("may not contain '/'")
+    if value in (".", "..") or _RESERVED_ID.fullmatch(value):
+        raise ValueError("is a reserved Firestore id ('.', '..', '__...__'), not a user id")
+    return value
+
+
+Uid = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=MARKET_UID_MAX_CHARS),
+    AfterValidator(_check_document_id),
+]
+"""A Firebase Auth uid, usable as a Firestore document id."""
+
+
 class CheckMarketAccessRequest(RequestModel):
     country: CountryCode
     signup: StrictBool = False
-    """True when the caller is signing up: an admission is counted."""
+    """True when the caller is signing up: an admission is counted (soft launch: a
+    pending one, see ``activate``)."""
+    activate: StrictBool = False
+    """True when the caller finished onboarding: their pending admission becomes active
+    (kept for good). ``FAILED_PRECONDITION`` when the caller is not admitted."""
+
+    @model_validator(mode="after")
+    def _one_action(self) -> CheckMarketAccessRequest:
+        if self.signup and self.activate:
+            # raised as is (not a ValueError) so the error names its field
+            raise InvalidInput("activate", "sign up first, then activate: not both in one call")
+        return self
+
+
+class ReleaseMarketAdmissionsRequest(RequestModel):
+    country: CountryCode
+    uids: (
+        Annotated[list[Uid], Field(min_length=1, max_length=MARKET_RELEASE_MAX_UIDS_COUNT)] | None
+    ) = None
+    """The admissions to release (default: every pending one, with ``pendingOnly``)."""
+    pending_only: StrictBool = False
+    """Release only admissions still pending (never activated)."""
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _something_named(self) -> ReleaseMarketAdmissionsRequest:
+        if self.uids is None and not self.pending_only:
+            raise InvalidInput(
+                "uids", "name the admissions to release, or set pendingOnly to release pending ones"
+            )
+        return self
 
 
 class MarketConfig(WireModel):
@@ -152,12 +214,24 @@ class GlobalMarketsDoc(WireModel):
 
 
 class AdmissionDoc(WireModel):
-    """``pack391_markets/{country}/admissions/{uid}``."""
+    """``pack391_markets/{country}/admissions/{uid}``.
+
+    A soft-launch admission is *pending* (``pendingUntil`` set) until the user
+    activates it (``activatedAt`` set, ``pendingUntil`` removed); a pending admission
+    whose ``pendingUntil`` has passed is released by ``pack391_syncMarkets``.
+    Admissions into other launch stages are never pending."""
 
     uid: str
     country: str
     admitted_at: datetime
     influencer: bool = False
+    pending_until: datetime | None = None
+    activated_at: datetime | None = None
+
+    def to_doc(self) -> dict[str, object]:
+        """Absent fields stay absent: only pending admissions have ``pendingUntil`` (the
+        field the expiry query ranges over)."""
+        return self.model_dump(mode="python", by_alias=True, exclude_none=True)
 
 
 class MarketView(MarketDoc):
@@ -198,3 +272,19 @@ class MarketAccess(WireModel):
     marketing_enabled: bool
     current_users: int
     traffic_limit: int | None
+    pending_until: datetime | None = None
+    """Set when this call admitted the caller into a soft-launch market: activate
+    (``activate: true``) before then, or the place is released."""
+    activated_at: datetime | None = None
+    """Set by ``activate: true``: when the caller's admission became active."""
+
+
+class ReleaseMarketAdmissionsResult(WireModel):
+    country: str
+    released: int
+    uids: list[str]
+    """The uids whose admission was released (their places are free again)."""
+    skipped: list[str]
+    """Named uids not released: not admitted, or (``pendingOnly``) already active."""
+    more: bool
+    """``pendingOnly`` without uids: more pending admissions remain; call again."""

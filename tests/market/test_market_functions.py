@@ -12,14 +12,27 @@ import requests
 from google.cloud import firestore
 
 from functions.market import market_service
+from functions.market.policy import Applicant
 from shared import collections
 from shared.firestore import get_db
-from tests.conftest import Backends, Caller
+from tests.conftest import Backends, Caller, CallResult
 
 UPDATE = "pack391_updateMarketControl"
 GET = "pack391_getMarketControls"
 PAUSE = "pack391_emergencyPauseMarkets"
 ACCESS = "pack391_checkMarketAccess"
+
+VERIFIED: dict[str, Any] = {"email_verified": True}
+"""Claims of an account with a verified email: what the default identity rule asks."""
+
+
+def call_as(caller: Caller, name: str, data: Any, uid: str, **claims: Any) -> CallResult:
+    """Call ``name`` with an ID token for ``uid`` carrying exactly ``claims``."""
+    token = caller.token("user", uid, **claims)
+    response = caller.app.test_client().post(
+        caller.url(name), json={"data": data}, headers={"Authorization": f"Bearer {token}"}
+    )
+    return CallResult(response.status_code, response.get_json())
 
 
 def configure(caller: Caller, country: str, reason: str | None = None, **config: Any) -> Any:
@@ -29,8 +42,10 @@ def configure(caller: Caller, country: str, reason: str | None = None, **config:
     return caller.call(UPDATE, data).result
 
 
-def signup(caller: Caller, country: str, uid: str, role: str = "user") -> Any:
-    return caller.call(ACCESS, {"country": country, "signup": True}, role=role, uid=uid).result
+def signup(caller: Caller, country: str, uid: str, **claims: Any) -> Any:
+    """Sign ``uid`` up in ``country``; by default with a verified email."""
+    data = {"country": country, "signup": True}
+    return call_as(caller, ACCESS, data, uid, **(claims or VERIFIED)).result
 
 
 def audit_entries(db: firestore.Client) -> list[dict[str, Any]]:
@@ -212,8 +227,8 @@ def test_each_launch_status(caller: Caller) -> None:
     assert signup(caller, "IT", "a")["reason"] == "not_started"  # never configured
     configure(caller, "IT", launchStatus="influencer_only")
     assert signup(caller, "IT", "a")["reason"] == "influencers_only"
-    inf = caller.call(ACCESS, {"country": "IT", "signup": True}, role="influencer", uid="inf")
-    assert (inf.result["signupAdmitted"], inf.result["reason"]) == (True, "admitted")
+    inf = signup(caller, "IT", "inf", influencer=True, email_verified=True)
+    assert (inf["signupAdmitted"], inf["reason"]) == (True, "admitted")
     configure(caller, "IT", launchStatus="soft_launch", trafficLimit=2)
     assert signup(caller, "IT", "a")["reason"] == "admitted"
     assert signup(caller, "IT", "b")["reason"] == "traffic_limit_reached"  # inf + a = 2
@@ -239,6 +254,8 @@ def test_features_reported_without_counting(caller: Caller) -> None:
         "marketingEnabled": True,
         "currentUsers": 0,
         "trafficLimit": None,
+        "pendingUntil": None,
+        "activatedAt": None,
     }
 
 
@@ -294,7 +311,8 @@ def test_soft_launch_limit_holds_under_concurrent_signups(caller: Caller) -> Non
     now = datetime.now(UTC)
 
     def admit(i: int) -> bool:
-        return service.check_access("PL", f"user-{i}", False, True, now).signup_admitted
+        applicant = Applicant(f"user-{i}", verified=True)
+        return service.check_access("PL", applicant, True, "verified", now).signup_admitted
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         admitted = list(pool.map(admit, range(60)))
@@ -308,7 +326,7 @@ def test_limit_holds_over_http_with_a_limit_change_racing(caller: Caller, live_s
     url = f"{live_server}/{caller.project}/us-central1/{ACCESS}"
 
     def admit(i: int) -> bool:
-        token = caller.token("user", f"racer-{i}")
+        token = caller.token("user", f"racer-{i}", **VERIFIED)
         response = requests.post(
             url,
             json={"data": {"country": "GB", "signup": True}},
@@ -333,7 +351,10 @@ def test_same_user_counted_once_under_concurrency(caller: Caller) -> None:
     now = datetime.now(UTC)
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(
-            pool.map(lambda _: service.check_access("NL", "same", False, True, now), range(16))
+            pool.map(
+                lambda _: service.check_access("NL", Applicant("same"), True, "verified", now),
+                range(16),
+            )
         )
     assert all(r.signup_admitted for r in results)
     assert sum(r.reason == "admitted" for r in results) == 1
@@ -362,7 +383,7 @@ def test_sync_restores_members_and_mirrors(caller: Caller, backends: Backends) -
         signup(caller, "PL", uid)
     client = redis.Redis.from_url(backends.redis_url)
     client.delete("{pack391:markets}:PL:users")
-    report = market_service().sync()
+    report = market_service().sync(datetime.now(UTC))
     assert (report.markets, report.members_restored) == (1, 2)
     assert client.scard("{pack391:markets}:PL:users") == 2
 
