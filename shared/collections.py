@@ -20,7 +20,10 @@ MARKET_VERSIONS: Final = "versions"
 MARKET_ADMISSIONS: Final = "admissions"
 """Subcollection of a market: ``pack391_markets/{country}/admissions/{uid}``,
 :class:`shared.models.market.AdmissionDoc`, one per user admitted at signup. The
-durable record behind the market's user count (Redis holds the live set)."""
+durable record behind the market's user count (Redis holds the live set). A
+soft-launch admission carries ``pendingUntil`` until activated (then ``activatedAt``);
+``pack391_syncMarkets`` deletes those whose ``pendingUntil`` has passed (a range query on
+that one field: the automatic single-field index serves it)."""
 
 CONFIG: Final = "pack391_config"
 """Bundle-wide switches, one document each (e.g. ``markets``:
@@ -50,6 +53,10 @@ PANIC_PASSES: Final = "pack391_panic_passes"
 DDOS_DETECTIONS: Final = "pack391_ddos_detections"
 """One document per detection (id: ``{minute}_{kind}``, so a re-run never duplicates),
 :class:`shared.models.ddos.DetectionDoc`."""
+
+DDOS_ALLOWLIST: Final = "pack391_ddos_allowlist"
+"""Addresses and networks DDoS auto-mitigation never blocks:
+:class:`shared.models.ddos.AllowlistEntryDoc`, kept with ``pack391_setAllowlist`` (issue 11)."""
 
 ALERTS: Final = "pack391_alerts"
 """Alerts for the ops team from every area, :class:`shared.models.alerts.AlertDoc`."""

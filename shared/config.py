@@ -110,13 +110,73 @@ def is_emulated() -> bool:
     return bool(os.environ.get("FUNCTIONS_EMULATOR") or os.environ.get("FIRESTORE_EMULATOR_HOST"))
 
 
-TRUSTED_PROXIES = params.ListParam(
-    "PACK391_TRUSTED_PROXIES",
-    default=[],
-    label="Trusted proxies",
+FRONT_DOORS = ("google", "load-balancer", "cloudflare", "direct")
+"""The front-door modes (see :mod:`shared.ratelimit.client` and the README)."""
+
+FRONT_DOOR = params.StringParam(
+    "PACK391_FRONT_DOOR",
+    default="google",
+    label="Front door",
     description=(
-        "CIDRs of the proxies in front of the functions (Google's front end, Cloudflare). "
-        "Client IP/country headers are believed only from these peers."
+        "What sits in front of the functions, which decides where the client address comes "
+        "from: google (a plain firebase deploy: Google's front end appends the client to "
+        "X-Forwarded-For), load-balancer (an external Application Load Balancer), cloudflare "
+        "(Cloudflare in front; its headers believed only from its published ranges), direct "
+        "(the TCP peer is the client: the local stack)."
+    ),
+)
+
+TRUSTED_HOPS = params.IntParam(
+    "PACK391_TRUSTED_HOPS",
+    default=-1,
+    label="Trusted X-Forwarded-For hops",
+    description=(
+        "Entries at the right of X-Forwarded-For added by your own trusted proxies, skipped "
+        "before the client's (Envoy's xff_num_trusted_hops). -1: the mode's own (google 0, "
+        "load-balancer 1 for the forwarding rule's address, cloudflare 0)."
+    ),
+)
+
+COUNTRY_HEADER = params.StringParam(
+    "PACK391_COUNTRY_HEADER",
+    default="X-Client-Region",
+    label="Country header (load balancer)",
+    description=(
+        "load-balancer mode: the custom request header the load balancer sets to "
+        "{client_region}; its right-most value is believed."
+    ),
+)
+
+CLOUDFLARE_RANGES = params.ListParam(
+    "PACK391_CLOUDFLARE_RANGES",
+    default=[
+        "173.245.48.0/20",
+        "103.21.244.0/22",
+        "103.22.200.0/22",
+        "103.31.4.0/22",
+        "141.101.64.0/18",
+        "108.162.192.0/18",
+        "190.93.240.0/20",
+        "188.114.96.0/20",
+        "197.234.240.0/22",
+        "198.41.128.0/17",
+        "162.158.0.0/15",
+        "104.16.0.0/13",
+        "104.24.0.0/14",
+        "172.64.0.0/13",
+        "131.0.72.0/22",
+        "2400:cb00::/32",
+        "2606:4700::/32",
+        "2803:f800::/32",
+        "2405:b500::/32",
+        "2405:8100::/32",
+        "2a06:98c0::/29",
+        "2c0f:f248::/32",
+    ],
+    label="Cloudflare ranges",
+    description=(
+        "cloudflare mode: Cloudflare's published egress ranges (ips-v4 and ips-v6); "
+        "CF-Connecting-IP and CF-IPCountry are believed only from these."
     ),
 )
 
@@ -228,5 +288,18 @@ LOAD_DISPATCHER = params.StringParam(
     description=(
         "auto: Cloud Tasks (task-queue function pack391_executeLoadTest) when deployed, "
         "local worker processes under the emulator; tasks or local to force one."
+    ),
+)
+
+
+# Market admission (issue 11) ----------------------------------------------
+
+MARKET_SIGNUP_IDENTITY = params.StringParam(
+    "PACK391_MARKET_SIGNUP_IDENTITY",
+    default="verified",
+    label="Market signup identity",
+    description=(
+        "Who may take a soft-launch slot: verified (not anonymous, and a verified email or a "
+        "phone number in the ID token), signed_in (any non-anonymous account), any."
     ),
 )

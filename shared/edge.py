@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import flask
+from firebase_admin import auth as firebase_auth
 from firebase_functions import https_fn, scheduler_fn
 from firebase_functions.options import Timezone
 from pydantic import BaseModel, ValidationError
@@ -37,8 +40,8 @@ from pydantic import BaseModel, ValidationError
 from shared.auth import Caller, Role, authorize, caller_from_token
 from shared.clock import utc_now
 from shared.errors import InvalidInput, to_https_error
-from shared.ratelimit.middleware import enforce
-from shared.ratelimit.policy import EndpointClass
+from shared.ratelimit.middleware import door, enforce
+from shared.ratelimit.policy import EndpointClass, Reason
 
 log = logging.getLogger("pack391")
 
@@ -72,12 +75,50 @@ def request_id_of(request: flask.Request) -> str:
     return trace_id or uuid.uuid4().hex
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Largest integer magnitude a request may carry: JavaScript's ``Number.MAX_SAFE_INTEGER``,
+the most a web client can send exactly, and the most Redis/Lua (doubles) holds exactly.
+Larger ones would pass a model's ``ge``-only bounds and then fail in Firestore (int64) or
+Redis as ``INTERNAL``."""
+
+
+def unsafe_number_problem(data: Any) -> tuple[str, str] | None:
+    """The first number in ``data`` no backend can hold, as ``(field path, problem)``:
+    an integer beyond :data:`MAX_SAFE_INTEGER` or a float that is NaN or infinite (the
+    body check refuses the ``NaN``/``Infinity`` literals; ``1e999`` still parses to
+    infinity). The path is dotted camelCase as sent, list indexes as numbers."""
+    stack: list[tuple[str, Any]] = [("", data)]  # iterative: a task body is not depth-checked
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if abs(value) > MAX_SAFE_INTEGER:
+                return path, f"must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return path, "must be a finite number (NaN/Infinity are not JSON)"
+        elif isinstance(value, dict):
+            items = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+            stack.extend(reversed(items))  # first key on top: problems found in sent order
+        elif isinstance(value, list):
+            items = [(f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value)]
+            stack.extend(reversed(items))
+    return None
+
+
 def parse_request(model: type[M], data: Any) -> M:
-    """Validate callable ``data`` with ``model``; the first problem names its field."""
+    """Validate callable ``data`` with ``model``; the first problem names its field.
+
+    Numbers no backend can hold (see :func:`unsafe_number_problem`) are refused first,
+    whatever the model says."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise InvalidInput("data", f"must be an object, got {type(data).__name__}")
+    unsafe = unsafe_number_problem(data)
+    if unsafe is not None:
+        raise InvalidInput(*unsafe)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -101,25 +142,88 @@ def to_wire(result: Any) -> Any:
     return result
 
 
-def _error_response(code: https_fn.FunctionsErrorCode, message: str) -> flask.Response:
+def _error_response(
+    code: https_fn.FunctionsErrorCode, message: str, details: dict[str, Any] | None = None
+) -> flask.Response:
     err = https_fn.HttpsError(code, message)
-    body = json.dumps(
-        {"error": {"status": str(err._http_error_code.canonical_name.value), "message": message}}
-    )
+    error: dict[str, Any] = {
+        "status": str(err._http_error_code.canonical_name.value),
+        "message": message,
+    }
+    if details:
+        error["details"] = details
+    body = json.dumps({"error": error})
     response = flask.Response(body, status=err._http_error_code.status, mimetype="application/json")
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
 
+MAX_BODY_BYTES = 1 << 20
+"""Largest callable request body accepted (1 MiB), refused before it is parsed. The
+largest request any model accepts is a few kB; Cloud Run itself would take 32 MiB."""
+
+MAX_BODY_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in a request body, checked on the raw
+bytes before anything parses them: ``json.loads`` recurses once per level and raises
+``RecursionError`` (an HTML 500) near 1,000 levels. The deepest model nests 4 levels."""
+
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
+"""A JSON string literal with its backslash escapes; an unterminated one runs to the end.
+Possessive and always matching from any quote, so cutting strings out stays linear."""
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_CURLY_AS_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
+def nests_deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text ``raw`` nests arrays/objects more than ``limit`` levels deep,
+    decided without parsing it (and without a Python loop over its bytes).
+
+    String literals are cut out (brackets in strings do not count), the rest is reduced to
+    its brackets, and each pass removes every innermost ``[]`` pair: one level. A pair still
+    there after ``limit`` passes means deeper. Brackets never closed (a truncated body) are
+    levels too, since the parser recurses into them before it finds the truncation; for a
+    malformed body the count is an upper bound, which only makes its refusal come earlier.
+    Cost: one regex pass and at most ``limit`` byte replaces (about 1 ms per MiB each)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(_CURLY_AS_SQUARE, _NOT_A_BRACKET)
+    levels = 0
+    while b"[]" in brackets:
+        if levels == limit:
+            return True
+        brackets = brackets.replace(b"[]", b"")
+        levels += 1
+    # Left: closers never opened, then openers never closed ("]]][[").
+    return levels + brackets.count(b"[") > limit
+
+
+class _NotJsonConstant(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, JSON has no such thing."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonConstant(name)
+
+
 def malformed_body_problem(request: flask.Request) -> str | None:
-    """Why a POST is not a valid callable request, or None when it is."""
+    """Why a POST is not a valid callable request, or None when it is.
+
+    Size and nesting depth are checked on the raw bytes first, so an oversized or
+    50,000-deep body is refused before any parser (ours or the SDK's) sees it."""
     content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         return "Content-Type must be application/json"
+    too_large = f"request body is larger than {MAX_BODY_BYTES} bytes"
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return too_large
     raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY_BYTES:
+        return too_large
+    if nests_deeper_than(raw, MAX_BODY_DEPTH):
+        return f"request body nests deeper than {MAX_BODY_DEPTH} levels"
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except _NotJsonConstant:
+        return "request body is not valid JSON: NaN/Infinity are not JSON"
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return "request body is not valid JSON"
     if not isinstance(body, dict):
         return 'request body must be a JSON object {"data": ...}'
@@ -129,6 +233,43 @@ def malformed_body_problem(request: flask.Request) -> str | None:
     if extra:
         return f"request body has unknown fields: {', '.join(extra)}"
     return None
+
+
+def _staff_token(request: flask.Request, role: Role) -> bool:
+    """True when the request carries a valid ID token of a caller with ``role`` (ops or
+    admin). Verified here only for requests from a blocked address, before the SDK
+    verifies it again, so that operators reach their tools during an attack."""
+    if role is Role.USER:
+        return False
+    header = request.headers.get("Authorization") or ""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    try:
+        claims = firebase_auth.verify_id_token(token.strip())
+    except Exception:  # any bad token: not staff
+        return False
+    return Caller(uid=str(claims.get("uid") or ""), claims=dict(claims)).has(role)
+
+
+def front_door(request: flask.Request, role: Role) -> flask.Response | None:
+    """Count every request per client address before its token is verified (so floods
+    without a valid token are seen and blocked), and turn blocked addresses away, except
+    for a valid ops or admin caller of an ops or admin function. None: go on."""
+    request_id = request_id_of(request)
+    try:
+        blocked_ms = door(request, utc_now())
+    except Exception as exc:  # a misconfigured front door, never an HTML 500
+        err = to_https_error(exc, request_id)
+        return _error_response(err.code, err.message, err.details)
+    if not blocked_ms or _staff_token(request, role):
+        return None
+    retry = math.ceil(blocked_ms / 1000)
+    return _error_response(
+        https_fn.FunctionsErrorCode.RESOURCE_EXHAUSTED,
+        f"this address is blocked by DDoS protection; retry in {retry}s",
+        {"retryAfterSec": retry, "reason": Reason.IP_BLOCK.value, "requestId": request_id},
+    )
 
 
 Handler = Callable[[CallContext, M], Any]
@@ -156,7 +297,10 @@ def callable_function(
                 authorize(caller, role)
                 now = utc_now()
                 if rate_limit is not None:
-                    enforce(rate_limit, req.raw_request, caller.uid, now)
+                    # an ops/admin caller of an ops/admin function: its own bucket, never
+                    # an IP block or DDoS mode (the operators must reach their tools)
+                    staff = role is not Role.USER
+                    enforce(rate_limit, req.raw_request, caller.uid, now, staff=staff)
                 parsed = parse_request(request, req.data)
                 ctx = CallContext(caller, request_id, now, req.raw_request)
                 return to_wire(handler(ctx, parsed))
@@ -168,6 +312,9 @@ def callable_function(
         @functools.wraps(sdk_endpoint)
         def endpoint(raw: flask.Request) -> flask.Response:
             if raw.method == "POST":
+                turned_away = front_door(raw, role)
+                if turned_away is not None:
+                    return turned_away
                 problem = malformed_body_problem(raw)
                 if problem is not None:
                     return _error_response(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, problem)

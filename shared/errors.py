@@ -86,11 +86,17 @@ class BackendUnavailable(Pack391Error):
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
+    redis.ResponseError,
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
     gexc.RetryError,
 )
-"""Driver errors that mean "a backend is down", answered as ``UNAVAILABLE``."""
+"""Driver errors that mean "a backend is down", answered as ``UNAVAILABLE``.
+
+``redis.ResponseError`` (with ``OutOfMemoryError``, ``ReadOnlyError`` ...) is Redis
+refusing a command: out of memory under ``noeviction``, a replica after a failover,
+still loading. A script's own error is one too; the warning logged carries Redis's
+message, so such a bug is still visible in the log."""
 
 
 def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
@@ -100,7 +106,8 @@ def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
     if isinstance(exc, Pack391Error):
         return HttpsError(exc.code, exc.message, {**exc.details, "requestId": request_id})
     if isinstance(exc, UNAVAILABLE_ERRORS):
-        log.warning("backend unavailable (request %s): %r", request_id, exc)
+        # type and message: redis-py's repr() carries no message ("server:ReadOnlyError")
+        log.warning("backend unavailable (request %s): %s: %s", request_id, type(exc).__name__, exc)
         unavailable = BackendUnavailable("a backend is unavailable, try again shortly")
         return HttpsError(unavailable.code, unavailable.message, {"requestId": request_id})
     log.error("unhandled error (request %s)", request_id, exc_info=exc)

@@ -31,9 +31,12 @@ RATE_LIMIT_PER_MIN: Final[MappingProxyType[str, int]] = MappingProxyType(
         "ai": 50,
         "swipe": 100,
         "general": 200,
+        "staff": 600,
     }
 )
-"""Requests per minute allowed per user and per client IP, by endpoint class."""
+"""Requests per minute allowed per user and per client IP, by endpoint class. ``staff``
+is the class of ops and admin callers of ops and admin functions: counted per user
+only, exempt from IP blocks, IP buckets and DDoS mode (issue 11)."""
 
 RATE_LIMIT_NEAR_LIMIT_PCT: Final[float] = 80.0
 """Share of a limit above which a request is counted as near-limit."""
@@ -131,6 +134,31 @@ DDOS_BLOCK_TOP_SOURCES_COUNT: Final[int] = 10
 
 DDOS_STATS_TTL_SEC: Final[int] = 2 * 60 * 60
 """Per-minute counters are kept this long (baseline window plus the last hour)."""
+
+DDOS_SHARED_ADDRESS_MIN_USERS: Final[int] = 20
+"""An address that carried at least this many distinct signed-in users in the minute is
+shared (a NAT, a campus, a front end): it is never blocked automatically; its flooding
+users are blocked instead."""
+
+DDOS_SINGLE_USER_PER_MIN: Final[int] = 600
+"""One signed-in user sending more than this per minute (from a shared address) is
+blocked as a flooding source."""
+
+DDOS_BLAST_RADIUS_MAX_PCT: Final[float] = 5.0
+"""An automatic action that would deny more than this share of legitimate traffic
+(distinct users behind a blocked address, or baseline requests that halved limits
+would deny) is not applied: it is held, and an alert asks a human."""
+
+DDOS_BLOCK_LIST_REFRESH_SEC: Final[float] = 1.0
+"""Each instance re-reads the list of blocked addresses at most this often; the front
+door checks it before token verification, with no Redis round trip per request."""
+
+DDOS_USERS_PER_ADDRESS_TOP_COUNT: Final[int] = 10
+"""Heaviest users looked at behind one shared address."""
+
+BRUTE_FORCE_SUCCESS_RESETS_PER_WINDOW: Final[int] = 3
+"""A reported success clears the caller's own failure window at most this many times per
+window; later success reports change nothing (and never touch the address's window)."""
 
 # --------------------------------------------------------------------------
 # Auto-scaling (pack391-scaling)
@@ -566,3 +594,22 @@ BACKUP_STATUS_RECENT_COUNT: Final[int] = 10
 
 BACKUP_REASON_MAX_CHARS: Final[int] = 500
 """Longest free-text ``reason`` an admin may attach to a restore drill."""
+
+# --------------------------------------------------------------------------
+# Market slots that cannot be squatted (issue 11, part 5)
+# --------------------------------------------------------------------------
+
+MARKET_ADMISSION_PENDING_SEC: Final[int] = 24 * 60 * 60
+"""A soft-launch admission stays *pending* this long after signup: activated by the
+app when onboarding completes (``pack391_checkMarketAccess {activate: true}``) it is
+kept; not activated by then, ``pack391_syncMarkets`` releases the slot."""
+
+MARKET_RELEASE_MAX_UIDS_COUNT: Final[int] = 500
+"""Most admissions one ``pack391_releaseMarketAdmissions`` call names or releases (one
+Firestore transaction with its audit entry); ``more: true`` asks for another call."""
+
+MARKET_RELEASE_PAGE_COUNT: Final[int] = 400
+"""Expired admissions ``pack391_syncMarkets`` releases per page (one transaction each)."""
+
+MARKET_UID_MAX_CHARS: Final[int] = 128
+"""Longest Firebase Auth uid (Firebase's own limit); longer ids are not users."""

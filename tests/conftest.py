@@ -31,6 +31,9 @@ os.environ["FUNCTIONS_EMULATOR"] = "true"
 # The production 50 ms Redis timeout makes a busy test machine look like a dead Redis;
 # the timeout behaviour itself is tested with clients built for it.
 os.environ["PACK391_REDIS_TIMEOUT_MS"] = "2000"
+# The test client is the TCP peer, as on the local stack; the deployed front doors are
+# tested through stack.frontdoor, which forwards the way Google's front end does.
+os.environ["PACK391_FRONT_DOOR"] = "direct"
 os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
 os.environ.pop("REDIS_URL", None)
 

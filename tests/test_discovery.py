@@ -33,6 +33,7 @@ EXPECTED: dict[str, str] = {
     "pack391_emergencyPauseMarkets": CALLABLE,
     "pack391_checkMarketAccess": CALLABLE,
     "pack391_syncMarkets": "* * * * *",
+    "pack391_releaseMarketAdmissions": CALLABLE,  # issue 11, part 5
     # traffic protection (pack391-ddos)
     "pack391_checkRateLimit": CALLABLE,
     "pack391_walletBruteForceShield": CALLABLE,
@@ -41,6 +42,8 @@ EXPECTED: dict[str, str] = {
     "pack391_getDDoSStats": CALLABLE,
     "pack391_detectDDoS": "* * * * *",
     "pack391_cleanupExpiredBlocks": "0 * * * *",
+    "pack391_liftBlock": CALLABLE,
+    "pack391_setAllowlist": CALLABLE,
     # auto-scaling engine (issue 4)
     "pack391_initScaling": CALLABLE,
     "pack391_serviceHealthCheck": CALLABLE,
@@ -151,7 +154,11 @@ def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
         "REDIS_URL",
         "PACK391_REDIS_TIMEOUT_MS",
         "PACK391_REGION",
-        "PACK391_TRUSTED_PROXIES",
+        "PACK391_FRONT_DOOR",
+        "PACK391_TRUSTED_HOPS",
+        "PACK391_COUNTRY_HEADER",
+        "PACK391_CLOUDFLARE_RANGES",
+        "PACK391_MARKET_SIGNUP_IDENTITY",
         "PACK391_RATE_LIMIT_SHADOW_CLASSES",
         "PACK391_SCALING_BACKEND",
         "PACK391_SCALING_DRY_RUN",

@@ -6,6 +6,7 @@ Python admin client used to seed the data bypasses them, as in production.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ DOCS = {
     "geo": f"{collections.GEO_THROTTLES}/BR",
     "block": f"{collections.BLOCKS}/b1",
     "detection": f"{collections.DDOS_DETECTIONS}/d1",
+    "allowlist": f"{collections.DDOS_ALLOWLIST}/10.0.0.0_8",
     "alert": f"{collections.ALERTS}/a1",
     "own_pass": f"{collections.PANIC_PASSES}/p1",
     # auto-scaling engine (issue 4)
@@ -73,6 +75,7 @@ READERS = {
     "geo": {"ops", "admin"},
     "block": {"ops", "admin"},
     "detection": {"ops", "admin"},
+    "allowlist": {"ops", "admin"},
     "alert": {"ops", "admin"},
     "own_pass": {"user", "ops", "admin"},
     # auto-scaling engine (issue 4)
@@ -156,3 +159,33 @@ def test_market_list_for_ops_only(seeded: Backends) -> None:
     assert (
         requests.get(url, headers=_headers("user", seeded.project), timeout=10).status_code == 403
     )
+
+
+def test_user_cannot_create_or_activate_their_own_admission(seeded: Backends) -> None:
+    """Admissions are written by the functions only: a user can neither take a market
+    place by creating their admission, nor keep a pending one by activating it directly."""
+    own = get_db().document(DOCS["own_admission"])
+    pending = {"uid": "u1", "country": "PL", "pendingUntil": datetime(2030, 1, 1, tzinfo=UTC)}
+    own.set(pending)
+    headers = _headers("user", seeded.project)
+    activate = requests.patch(
+        _url(seeded, DOCS["own_admission"]),
+        params=[
+            ("updateMask.fieldPaths", "activatedAt"),
+            ("updateMask.fieldPaths", "pendingUntil"),
+        ],
+        json={"fields": {"activatedAt": {"timestampValue": "2026-11-27T12:00:00Z"}}},
+        headers=headers,
+        timeout=10,
+    )
+    assert activate.status_code == 403, activate.text
+    create = requests.post(
+        _url(seeded, f"{M}/DE/{collections.MARKET_ADMISSIONS}"),
+        params={"documentId": "u1"},
+        json={"fields": {"uid": {"stringValue": "u1"}}},
+        headers=headers,
+        timeout=10,
+    )
+    assert create.status_code == 403, create.text
+    assert own.get().to_dict() == pending
+    assert not get_db().document(f"{M}/DE/{collections.MARKET_ADMISSIONS}/u1").get().exists

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 from google.cloud.firestore_admin_v1.types import (
@@ -52,7 +53,7 @@ from shared.config import (
     BACKUP_LOCAL_ROOT,
     is_emulated,
 )
-from shared.errors import FailedPrecondition
+from shared.errors import FailedPrecondition, InvalidInput
 from shared.models.alerts import AlertDoc, Severity
 from shared.models.backup import (
     BackupAlert,
@@ -694,13 +695,20 @@ class ManagedBackupStore:
         target_id = f"drill-{tag}"
         target = f"projects/{self._project}/databases/{target_id}"
         started = time.perf_counter()
-        operation = self._admin.clone_database(
-            request=CloneDatabaseRequest(
-                parent=f"projects/{self._project}",
-                database_id=target_id,
-                pitr_snapshot=PitrSnapshot(database=self._database_path, snapshot_time=moment),
+        try:
+            operation = self._admin.clone_database(
+                request=CloneDatabaseRequest(
+                    parent=f"projects/{self._project}",
+                    database_id=target_id,
+                    pitr_snapshot=PitrSnapshot(database=self._database_path, snapshot_time=moment),
+                )
             )
-        )
+        except gexc.BadRequest as exc:  # InvalidArgument, FailedPrecondition, ... (HTTP 400)
+            # outside what the database really keeps (without PITR: the last hour only)
+            raise InvalidInput(
+                "pointInTime" if point_in_time is not None else "backupId",
+                f"Firestore cannot clone the database at {iso(moment)}: {exc.message}",
+            ) from exc
         operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
         clone = self._admin.get_database(name=target)
         duration = time.perf_counter() - started

@@ -24,10 +24,25 @@ def backup_id(now: datetime, suffix: str) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
 
 
+PITR_WINDOW_SEC = 7 * 24 * 60 * 60
+"""How far back Firestore point-in-time recovery reaches: 7 days, Firestore's fixed
+version retention with PITR enabled. A clone at an older minute is refused by the Admin
+API, so it is refused here first, naming the field."""
+
+
 def point_in_time_problem(point_in_time: datetime | None, now: datetime) -> str | None:
-    """Why a requested restore point cannot be used, or None."""
-    if point_in_time is not None and point_in_time > now:
+    """Why a requested restore point cannot be used, or None.
+
+    The clone is taken at the point's whole minute (:data:`BACKUP_SNAPSHOT_ALIGN_SEC`),
+    so that minute, not the point itself, must lie within the PITR window."""
+    if point_in_time is None:
+        return None
+    if point_in_time > now:
         return "must not be in the future"
+    oldest = now - timedelta(seconds=PITR_WINDOW_SEC)
+    # compared before aligning: 0001-01-01T00:00:00+01:00 has no whole minute to align to
+    if point_in_time < oldest or align_down(point_in_time, BACKUP_SNAPSHOT_ALIGN_SEC) < oldest:
+        return f"is older than the {PITR_WINDOW_SEC // 86400}-day point-in-time recovery window"
     return None
 
 

@@ -14,14 +14,18 @@ from shared.edge import CallContext, ScheduledContext, callable_function, schedu
 from shared.errors import InvalidInput, PermissionDenied
 from shared.firestore import get_db
 from shared.models.ddos import (
+    AllowlistResult,
     CheckRateLimitRequest,
     CleanupReport,
     DDoSStatsView,
     GeoThrottleDoc,
     GetDDoSStatsRequest,
+    LiftBlockRequest,
+    LiftBlockResult,
     PanicRequest,
     PanicView,
     RateDecisionView,
+    SetAllowlistRequest,
     SetGeoThrottleRequest,
     ShieldView,
     WalletAttemptRequest,
@@ -41,7 +45,12 @@ CLEANUP_SCHEDULE = "0 * * * *"
 @functools.cache
 def _service_for(db_id: int, redis_id: int) -> ProtectionService:
     del db_id, redis_id  # cache key only
-    return ProtectionService(TrafficStore(get_redis()), ProtectionRepository(get_db()), geo_rules)
+    return ProtectionService(
+        TrafficStore(get_redis()),
+        ProtectionRepository(get_db()),
+        geo_rules,
+        lambda: default_limiter().blocked,
+    )
 
 
 def protection_service() -> ProtectionService:
@@ -107,6 +116,26 @@ def pack391_setGeoThrottle(ctx: CallContext, req: SetGeoThrottleRequest) -> GeoT
 def pack391_getDDoSStats(ctx: CallContext, req: GetDDoSStatsRequest) -> DDoSStatsView:
     """Current mode, blocks, top offenders, denials, detections, geo rules."""
     return protection_service().stats(ctx.now)
+
+
+@callable_function(role=Role.ADMIN, request=LiftBlockRequest)
+def pack391_liftBlock(ctx: CallContext, req: LiftBlockRequest) -> LiftBlockResult:
+    """Lift every block on an address or a user (DDoS and brute force), or end DDoS mode,
+    now; audited. Offence history stays, so a repeat offence still escalates."""
+    change = Change(
+        ctx.caller.uid, f"ddos.lift.{req.scope.value}", req.reason, ctx.request_id, ctx.now
+    )
+    return protection_service().lift(req, change)
+
+
+@callable_function(role=Role.ADMIN, request=SetAllowlistRequest)
+def pack391_setAllowlist(ctx: CallContext, req: SetAllowlistRequest) -> AllowlistResult:
+    """Add or remove an address or network that DDoS auto-mitigation never blocks (adding
+    an address lifts its DDoS block); audited."""
+    change = Change(
+        ctx.caller.uid, f"ddos.allowlist.{req.action}", req.reason, ctx.request_id, ctx.now
+    )
+    return protection_service().set_allowlist(req, change)
 
 
 @scheduled_function(schedule=DETECT_SCHEDULE)

@@ -18,6 +18,7 @@ from shared import collections
 from shared.audit import Change, write_audit
 from shared.firestore import delete_matching
 from shared.models.ddos import (
+    AllowlistEntryDoc,
     BlockDoc,
     BlockKind,
     BlockScope,
@@ -63,6 +64,7 @@ class PassOutcome:
 class DDoSMode:
     until_ms: int
     reason: str
+    evidence: dict[str, Any]
 
 
 class TrafficStore:
@@ -84,6 +86,7 @@ class TrafficStore:
         max_failures: int,
         block_ms: Iterable[int],
         offence_memory_ms: int,
+        success_resets: int = 0,
     ) -> ShieldOutcome:
         subject = uid or ""
         out = lua_script(_SHIELD, self._redis)(
@@ -94,6 +97,7 @@ class TrafficStore:
                 keys.offences("ip", ip),
                 keys.block("bf", "user", subject),
                 keys.block("bf", "ip", ip),
+                keys.shield_successes(kind, subject),
             ],
             args=[
                 ms(now),
@@ -104,6 +108,7 @@ class TrafficStore:
                 offence_memory_ms,
                 uuid.uuid4().hex,
                 1 if uid else 0,
+                success_resets,
             ],
         )
         return ShieldOutcome(*(int(v) for v in out[:3]), *(int(v) for v in out[3:]))  # type: ignore[arg-type]
@@ -124,20 +129,68 @@ class TrafficStore:
         if not raw:
             return None
         data = json.loads(cast(str, raw))
-        return DDoSMode(int(data["untilMs"]), str(data["reason"]))
+        return DDoSMode(int(data["untilMs"]), str(data["reason"]), dict(data.get("evidence") or {}))
 
-    def extend_ddos_mode(self, until_ms: int, reason: str, now: datetime) -> DDoSMode:
+    def extend_ddos_mode(
+        self, until_ms: int, reason: str, now: datetime, evidence: dict[str, Any] | None = None
+    ) -> DDoSMode:
         """Turn DDoS mode on until ``until_ms`` (never shortens an existing period)."""
         current = self.ddos_mode()
         if current is not None and current.until_ms >= until_ms:
             return current
         ttl = max(1, until_ms - ms(now))
-        payload = json.dumps({"untilMs": until_ms, "reason": reason})
+        payload = json.dumps({"untilMs": until_ms, "reason": reason, "evidence": evidence or {}})
         self._redis.set(keys.DDOS_MODE, payload, px=ttl)
-        return DDoSMode(until_ms, reason)
+        return DDoSMode(until_ms, reason, evidence or {})
+
+    def end_ddos_mode(self) -> bool:
+        return bool(self._redis.delete(keys.DDOS_MODE))
 
     def block_source(self, ip: str, until_ms: int, now: datetime) -> None:
-        self._redis.set(keys.block("ddos", "ip", ip), str(until_ms), px=max(1, until_ms - ms(now)))
+        """Block an address for every class: the exact key the decision checks, and the
+        sorted set the front door's copy is read from (expired entries trimmed)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(keys.block("ddos", "ip", ip), str(until_ms), px=max(1, until_ms - ms(now)))
+        pipe.zadd(keys.BLOCKED_ADDRESSES, {ip: until_ms})
+        pipe.zremrangebyscore(keys.BLOCKED_ADDRESSES, "-inf", ms(now))
+        pipe.execute()
+
+    def block_user(self, uid: str, until_ms: int, now: datetime) -> None:
+        self._redis.set(
+            keys.block("ddos", "user", uid), str(until_ms), px=max(1, until_ms - ms(now))
+        )
+
+    def lift(self, scope: str, subject: str) -> list[str]:
+        """Remove every block on ``subject`` (DDoS and brute force); returns the kinds that
+        were active. Offence history is kept: a later offence still escalates."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(keys.block("ddos", scope, subject))
+        pipe.delete(keys.block("bf", scope, subject))
+        if scope == "ip":
+            pipe.zrem(keys.BLOCKED_ADDRESSES, subject)
+        removed = pipe.execute()
+        return [kind for kind, n in zip(("ddos", "brute_force"), removed[:2], strict=True) if n]
+
+    def address_users(
+        self, minute: int, ips: Iterable[str], top: int
+    ) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+        """For each address: distinct signed-in users behind it in ``minute`` and the
+        heaviest of them (uid, requests)."""
+        wanted = list(ips)
+        if not wanted:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for ip in wanted:
+            pipe.zcard(keys.stats_ip_users(minute, ip))
+            pipe.zrevrange(keys.stats_ip_users(minute, ip), 0, top - 1, withscores=True)
+        values = pipe.execute()
+        return {
+            ip: (int(values[2 * i]), [(str(u), int(n)) for u, n in values[2 * i + 1]])
+            for i, ip in enumerate(wanted)
+        }
+
+    def distinct_users(self, minute: int) -> int:
+        return int(self._redis.pfcount(keys.stats_users_hll(minute)))
 
     # --- counters
 
@@ -266,6 +319,79 @@ class ProtectionRepository:
         )
         return [BlockDoc.model_validate(s.to_dict()) for s in query.stream()]
 
+    def mark_lifted(self, scope: BlockScope, subject: str, change: Change) -> int:
+        """End the mirrors of ``subject``'s active blocks (``liftedAt``/``liftedBy``, and
+        ``expiresAt`` now, so they leave the active lists and are cleaned up), with one
+        audit entry, in one batch. Returns how many mirrors it ended."""
+        query = self._db.collection(collections.BLOCKS).where(
+            filter=FieldFilter("subject", "==", subject)
+        )
+        batch = self._db.batch()
+        ended = []
+        for snap in query.stream():
+            doc = BlockDoc.model_validate(snap.to_dict())
+            if doc.scope is not scope or doc.expires_at <= change.now or doc.lifted_at:
+                continue
+            batch.update(
+                snap.reference,
+                {"liftedAt": change.now, "liftedBy": change.actor_uid, "expiresAt": change.now},
+            )
+            ended.append(doc.model_dump(mode="json", by_alias=True))
+        write_audit(
+            self._db,
+            batch,
+            change,
+            target=f"{collections.BLOCKS}/{scope.value}:{subject}",
+            before={"blocks": ended},
+            after=None,
+        )
+        batch.commit()
+        return len(ended)
+
+    def audit_only(self, change: Change, target: str, before: Any, after: Any) -> None:
+        batch = self._db.batch()
+        write_audit(self._db, batch, change, target=target, before=before, after=after)
+        batch.commit()
+
+    def allowlist(self) -> list[AllowlistEntryDoc]:
+        docs = self._db.collection(collections.DDOS_ALLOWLIST).order_by("entry").stream()
+        return [AllowlistEntryDoc.model_validate(s.to_dict()) for s in docs]
+
+    def set_allowlisted(self, entry: str, add: bool, change: Change) -> bool:
+        """Add or remove an allowlist entry with its audit entry; False when nothing changed."""
+        ref = self._db.collection(collections.DDOS_ALLOWLIST).document(allowlist_id(entry))
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            if snap.exists == add:
+                return False
+            before = snap.to_dict() if snap.exists else None
+            after = None
+            if add:
+                doc = AllowlistEntryDoc(
+                    entry=entry,
+                    reason=change.reason or "",
+                    added_by=change.actor_uid,
+                    added_at=change.now,
+                )
+                tx.set(ref, doc.to_doc())
+                after = doc.model_dump(mode="json", by_alias=True)
+            else:
+                tx.delete(ref)
+            write_audit(
+                self._db,
+                tx,
+                change,
+                target=f"{collections.DDOS_ALLOWLIST}/{entry}",
+                before=before
+                and AllowlistEntryDoc.model_validate(before).model_dump(mode="json", by_alias=True),
+                after=after,
+            )
+            return True
+
+        return cast(bool, run(self._db.transaction()))
+
     def delete_expired_blocks(self, now: datetime, page: int = 400) -> int:
         expired = self._db.collection(collections.BLOCKS).where(
             filter=FieldFilter("expiresAt", "<=", now)
@@ -302,7 +428,11 @@ class ProtectionRepository:
 
 
 def total_requests(counters: dict[str, str]) -> int:
-    """A minute's requests: the sum of its per-class counters (``req:<class>``)."""
+    """A minute's requests: every request counted once as a source (``all``: at the front
+    door, before token verification, or by the decision). Older counters without it: the
+    sum of the per-class counters (``req:<class>``)."""
+    if "all" in counters:
+        return int(counters["all"])
     return sum(int(v) for name, v in counters.items() if name.startswith("req:"))
 
 
@@ -314,6 +444,7 @@ def block_doc(
     offence: int,
     now: datetime,
     until_ms: int,
+    evidence: dict[str, Any] | None = None,
 ) -> BlockDoc:
     return BlockDoc(
         scope=scope,
@@ -323,7 +454,13 @@ def block_doc(
         offence=offence,
         blocked_at=now,
         expires_at=from_ms(until_ms),
+        evidence=evidence or {},
     )
+
+
+def allowlist_id(entry: str) -> str:
+    """The document id of an allowlist entry (a CIDR's "/" is not allowed in ids)."""
+    return entry.replace("/", "_").replace(":", "-")
 
 
 def minutes_back(now: datetime, count: int, skip: int = 0) -> list[int]:

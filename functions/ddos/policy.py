@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,3 +165,124 @@ def merge(detections: Sequence[Detection]) -> list[Detection]:
         if kept is None or d.severity.rank > kept.severity.rank:
             best[d.kind] = d
     return list(best.values())
+
+
+# ---------------------------------------------------------------- mitigation (issue 11)
+
+
+@dataclass(frozen=True)
+class AddressUsers:
+    """Who was behind one flooding address in the judged minute."""
+
+    ip: str
+    requests_per_min: float
+    distinct_users: int
+    top_users: Sequence[tuple[str, float]] = ()
+    """Heaviest signed-in users behind the address: (uid, requests per minute)."""
+
+
+@dataclass(frozen=True)
+class MitigationAction:
+    """One automatic action and why: ``kind`` is ``ddos_mode``, ``block_address`` or
+    ``block_user``; ``target`` the address or uid (empty for DDoS mode)."""
+
+    kind: str
+    target: str
+    blast_radius_pct: float
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MitigationPlan:
+    apply: tuple[MitigationAction, ...]
+    held: tuple[MitigationAction, ...]
+    """Actions over the blast-radius cap: not applied; an alert asks a human."""
+    skipped: tuple[MitigationAction, ...]
+    """Actions on allowlisted addresses: never taken."""
+
+
+def _pct(part: float, whole: float) -> float:
+    return round(part * 100 / whole, 2) if whole > 0 else 0.0
+
+
+def ddos_mode_blast_radius_pct(baseline_counters: Mapping[str, int]) -> float:
+    """Share of usual (baseline) allowed requests that DDoS mode's halved limits would have
+    denied: the requests that used more than the DDoS-mode share of their limit."""
+    allowed = sum(v for k, v in baseline_counters.items() if k.startswith("req:")) - sum(
+        v for k, v in baseline_counters.items() if k.startswith("den:")
+    )
+    over = sum(v for k, v in baseline_counters.items() if k.startswith("overddos:"))
+    return _pct(over, allowed)
+
+
+def plan_mitigation(
+    critical: Sequence[Detection],
+    addresses: Mapping[str, AddressUsers],
+    distinct_users: int,
+    ddos_mode_blast_pct: float,
+    allowlisted: Callable[[str], bool],
+    cap_pct: float = t.DDOS_BLAST_RADIUS_MAX_PCT,
+) -> MitigationPlan:
+    """What auto-mitigation does about ``critical`` detections.
+
+    - DDoS mode, unless it would deny more than ``cap_pct`` of usual traffic.
+    - Each flooding address is blocked, unless it is allowlisted, or shared (at least
+      ``DDOS_SHARED_ADDRESS_MIN_USERS`` signed-in users behind it: a NAT or a front end,
+      never blocked automatically: its flooding users are blocked instead), or blocking it
+      would deny more than ``cap_pct`` of the minute's signed-in users.
+    Held actions are the human's to take (``pack391_liftBlock`` / the allowlist undo)."""
+    apply: list[MitigationAction] = []
+    held: list[MitigationAction] = []
+    skipped: list[MitigationAction] = []
+    if not critical:
+        return MitigationPlan((), (), ())
+    kinds = sorted({d.kind.value for d in critical})
+    mode = MitigationAction(
+        "ddos_mode",
+        "",
+        ddos_mode_blast_pct,
+        {"detections": kinds, "blastRadiusPct": ddos_mode_blast_pct, "capPct": cap_pct},
+    )
+    (held if ddos_mode_blast_pct > cap_pct else apply).append(mode)
+
+    seen: set[str] = set()
+    for detection in critical:
+        for ip in detection.block_sources:
+            if ip in seen:
+                continue
+            seen.add(ip)
+            who = addresses.get(ip, AddressUsers(ip, 0.0, 0))
+            flooders = [
+                (uid, rate) for uid, rate in who.top_users if rate > t.DDOS_SINGLE_USER_PER_MIN
+            ]
+            evidence: dict[str, Any] = {
+                "detection": detection.kind.value,
+                "requestsPerMin": round(who.requests_per_min, 1),
+                "distinctUsers": who.distinct_users,
+                "capPct": cap_pct,
+            }
+            if allowlisted(ip):
+                skipped.append(MitigationAction("block_address", ip, 0.0, evidence))
+                continue
+            if who.distinct_users >= t.DDOS_SHARED_ADDRESS_MIN_USERS:
+                shared = {**evidence, "sharedAddress": True}
+                if not flooders:
+                    share = _pct(who.distinct_users, distinct_users)
+                    held.append(MitigationAction("block_address", ip, share, shared))
+                for uid, rate in flooders:
+                    share = _pct(1, distinct_users)
+                    action = MitigationAction(
+                        "block_user",
+                        uid,
+                        share,
+                        {**shared, "address": ip, "userRequestsPerMin": round(rate, 1)},
+                    )
+                    (held if share > cap_pct else apply).append(action)
+                continue
+            innocent = max(0, who.distinct_users - len(flooders))
+            share = _pct(innocent, distinct_users)
+            action = MitigationAction(
+                "block_address", ip, share, {**evidence, "blastRadiusPct": share}
+            )
+            (held if share > cap_pct else apply).append(action)
+    return MitigationPlan(tuple(apply), tuple(held), tuple(skipped))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,20 +21,26 @@ from shared import thresholds as t
 from shared.audit import Change
 from shared.models.alerts import AlertDoc
 from shared.models.ddos import (
+    AllowlistResult,
     BlockKind,
     BlockScope,
     DDoSModeView,
     DDoSStatsView,
     DetectionDoc,
     GeoThrottleDoc,
+    LiftBlockRequest,
+    LiftBlockResult,
+    LiftScope,
     OffenderView,
     PanicPassDoc,
     PanicView,
+    SetAllowlistRequest,
     SetGeoThrottleRequest,
     ShieldView,
 )
 from shared.ratelimit import keys
 from shared.ratelimit.geo import GeoRules
+from shared.ratelimit.limiter import BlockedAddresses
 from shared.ratelimit.policy import EndpointClass
 
 log = logging.getLogger("pack391.ddos")
@@ -46,7 +53,10 @@ SHIELD_KIND_AUTH = "auth"
 class DetectionReport:
     detections: list[policy.Detection]
     mitigated: bool
+    """DDoS mode was turned on (or extended) by this run."""
     blocked_sources: list[str]
+    blocked_users: list[str]
+    held: list[policy.MitigationAction]
 
 
 class ProtectionService:
@@ -55,12 +65,23 @@ class ProtectionService:
         store: TrafficStore,
         repo: ProtectionRepository,
         geo: Callable[[], GeoRules] | None = None,
+        blocked: Callable[[], BlockedAddresses] | None = None,
     ) -> None:
         self._store = store
         self._repo = repo
         self._geo = geo
+        self._blocked = blocked
 
     # ------------------------------------------------------------ shields
+
+    def record_server_failure(
+        self, kind: str, uid: str | None, ip: str, now: datetime
+    ) -> ShieldView:
+        """For server-side flows (a wrong PIN checked by the wallet service, a failed password
+        seen by the auth backend): count a failure in a window of its own that no client
+        call can clear (a reported success clears only the client-reported window). Blocks
+        are the same blocks: five server-seen failures block the user and the address."""
+        return self.record_attempt(f"{kind}:server", uid, ip, True, now)
 
     def record_attempt(
         self, kind: str, uid: str | None, ip: str, failure: bool, now: datetime
@@ -76,6 +97,7 @@ class ProtectionService:
             max_failures=t.BRUTE_FORCE_MAX_FAILURES_COUNT,
             block_ms=[sec * 1000 for sec in t.BRUTE_FORCE_BLOCK_SEC],
             offence_memory_ms=t.BRUTE_FORCE_OFFENCE_MEMORY_SEC * 1000,
+            success_resets=t.BRUTE_FORCE_SUCCESS_RESETS_PER_WINDOW,
         )
         reason = f"{t.BRUTE_FORCE_MAX_FAILURES_COUNT} failed {kind} attempts"
         if out.user_blocked_until_ms and uid:
@@ -129,7 +151,8 @@ class ProtectionService:
     def detect(self, now: datetime) -> DetectionReport:
         """Judge the last complete minute and the current one so far; mitigate critical ones."""
         current = keys.minute_of(now)
-        history = self._store.history(minutes_back(now, t.DDOS_BASELINE_WINDOW_MIN, skip=1))
+        history_minutes = minutes_back(now, t.DDOS_BASELINE_WINDOW_MIN, skip=1)
+        history = self._store.history(history_minutes)
         baseline = policy.baseline_of(history)
         judged = [(current - 1, self._store.minute(current - 1))]
         elapsed = now.timestamp() - current * 60
@@ -144,58 +167,205 @@ class ProtectionService:
                 found.append((minute, detection))
 
         critical = [d for _, d in found if d.critical]
-        blocked: list[str] = []
-        if critical:
-            reason = ", ".join(sorted({d.kind.value for d in critical}))
-            until = ms(now) + t.DDOS_MODE_DURATION_SEC * 1000
-            self._store.extend_ddos_mode(until, reason, now)
-            block_until = ms(now) + t.DDOS_SOURCE_BLOCK_SEC * 1000
-            for detection in critical:
-                for ip in detection.block_sources:
-                    if ip in blocked:
-                        continue
-                    self._store.block_source(ip, block_until, now)
-                    self._repo.mirror_block(
-                        block_doc(
-                            BlockScope.IP,
-                            ip,
-                            BlockKind.DDOS,
-                            detection.kind.value,
-                            1,
-                            now,
-                            block_until,
-                        )
-                    )
-                    blocked.append(ip)
+        plan = self._plan(critical, judged, history_minutes, now)
+        blocked, blocked_users = self._apply(plan, now)
         for minute, detection in found:
-            self._record(minute, detection, blocked if detection.critical else [], now)
+            self._record(minute, detection, blocked, blocked_users, plan, now)
         if found:
             log.warning("DDoS detector: %s", [(d.kind.value, d.severity.value) for _, d in found])
-        return DetectionReport([d for _, d in found], bool(critical), blocked)
+        if plan.held:
+            log.error("DDoS mitigation held for a human: %s", plan.held)
+        return DetectionReport(
+            [d for _, d in found],
+            any(a.kind == "ddos_mode" for a in plan.apply),
+            blocked,
+            blocked_users,
+            list(plan.held),
+        )
+
+    def _plan(
+        self,
+        critical: list[policy.Detection],
+        judged: list[tuple[int, policy.MinuteTraffic]],
+        history_minutes: list[int],
+        now: datetime,
+    ) -> policy.MitigationPlan:
+        """Gather what the blast-radius rules need (only when something is critical)."""
+        if not critical:
+            return policy.MitigationPlan((), (), ())
+        minute, traffic = judged[-1]  # the most recent judged minute: who is behind whom
+        candidates = {ip for d in critical for ip in d.block_sources}
+        rates: dict[str, float] = {}
+        for _, seen in judged:
+            for ip, n in seen.top_ips:
+                if ip in candidates:
+                    rates[ip] = max(rates.get(ip, 0.0), seen.per_min(n))
+        users = self._store.address_users(minute, candidates, t.DDOS_USERS_PER_ADDRESS_TOP_COUNT)
+        addresses = {
+            ip: policy.AddressUsers(
+                ip,
+                rates.get(ip, 0.0),
+                count,
+                [(uid, traffic.per_min(n)) for uid, n in top],
+            )
+            for ip, (count, top) in users.items()
+        }
+        networks = [ipaddress.ip_network(e.entry) for e in self._repo.allowlist()]
+
+        def allowlisted(ip: str) -> bool:
+            try:
+                address = ipaddress.ip_address(ip)
+            except ValueError:
+                return False
+            return any(address.version == n.version and address in n for n in networks)
+
+        distinct_users = max(
+            self._store.distinct_users(minute), self._store.distinct_users(minute - 1)
+        )
+        mode_pct = policy.ddos_mode_blast_radius_pct(self._store.counters(history_minutes))
+        return policy.plan_mitigation(critical, addresses, distinct_users, mode_pct, allowlisted)
+
+    def _apply(self, plan: policy.MitigationPlan, now: datetime) -> tuple[list[str], list[str]]:
+        blocked: list[str] = []
+        blocked_users: list[str] = []
+        block_until = ms(now) + t.DDOS_SOURCE_BLOCK_SEC * 1000
+        for action in plan.apply:
+            if action.kind == "ddos_mode":
+                reason = ", ".join(action.evidence.get("detections", []))
+                until = ms(now) + t.DDOS_MODE_DURATION_SEC * 1000
+                self._store.extend_ddos_mode(until, reason, now, action.evidence)
+                continue
+            scope = BlockScope.IP if action.kind == "block_address" else BlockScope.USER
+            if scope is BlockScope.IP:
+                self._store.block_source(action.target, block_until, now)
+                blocked.append(action.target)
+            else:
+                self._store.block_user(action.target, block_until, now)
+                blocked_users.append(action.target)
+            self._repo.mirror_block(
+                block_doc(
+                    scope,
+                    action.target,
+                    BlockKind.DDOS,
+                    str(action.evidence.get("detection", "ddos")),
+                    1,
+                    now,
+                    block_until,
+                    action.evidence,
+                )
+            )
+        if blocked:
+            self._invalidate_blocks()
+        return blocked, blocked_users
 
     def _record(
-        self, minute: int, detection: policy.Detection, blocked: list[str], now: datetime
+        self,
+        minute: int,
+        detection: policy.Detection,
+        blocked: list[str],
+        blocked_users: list[str],
+        plan: policy.MitigationPlan,
+        now: datetime,
     ) -> None:
+        held = [
+            {
+                "action": a.kind,
+                "target": a.target,
+                "blastRadiusPct": a.blast_radius_pct,
+                "evidence": a.evidence,
+                "why": "allowlisted" if a in plan.skipped else "blast radius over the cap",
+            }
+            for a in (*plan.held, *plan.skipped)
+            if detection.critical
+            and (a.kind == "ddos_mode" or a.evidence.get("detection") == detection.kind.value)
+        ]
+        applied = [a for a in plan.apply if a.evidence.get("detection") == detection.kind.value]
+        mode_on = any(a.kind == "ddos_mode" for a in plan.apply)
         doc = DetectionDoc(
             minute=datetime.fromtimestamp(minute * 60, now.tzinfo),
             kind=detection.kind,
             severity=detection.severity,
             evidence=detection.evidence,
-            mitigated=detection.critical,
+            mitigated=detection.critical and (mode_on or bool(applied)),
             blocked_sources=[ip for ip in blocked if ip in detection.block_sources],
+            blocked_users=[a.target for a in applied if a.kind == "block_user"],
+            held=held,
             detected_at=now,
         )
         alert = None
         if detection.critical:
+            what = "auto-mitigated" if doc.mitigated else "not mitigated"
+            if held:
+                what += f"; {len(held)} action(s) held for a human"
             alert = AlertDoc(
                 source="ddos",
                 kind=detection.kind.value,
                 severity=detection.severity,
-                title=f"DDoS: {detection.kind.value.replace('_', ' ')} (auto-mitigated)",
-                evidence=detection.evidence,
+                title=f"DDoS: {detection.kind.value.replace('_', ' ')} ({what})",
+                evidence={
+                    **detection.evidence,
+                    "ddosMode": mode_on,
+                    "blockedSources": doc.blocked_sources,
+                    "blockedUsers": doc.blocked_users,
+                    "actions": [
+                        {"action": a.kind, "target": a.target, "evidence": a.evidence}
+                        for a in plan.apply
+                        if a.kind == "ddos_mode" or a in applied
+                    ],
+                    "held": held,
+                },
                 opened_at=now,
             ).to_doc()
         self._repo.record_detection(f"{minute}_{detection.kind.value}", doc, alert)
+
+    # ---------------------------------------------------------- operators
+
+    def lift(self, req: LiftBlockRequest, change: Change) -> LiftBlockResult:
+        """Lift a block (or DDoS mode) now, audited; mirrors end too."""
+        if req.scope is LiftScope.DDOS_MODE:
+            mode = self._store.ddos_mode()
+            ended = self._store.end_ddos_mode()
+            self._repo.audit_only(
+                change,
+                "redis:ddos_mode",
+                before=None if mode is None else {"untilMs": mode.until_ms, "reason": mode.reason},
+                after=None,
+            )
+            return LiftBlockResult(
+                scope=req.scope,
+                subject=None,
+                lifted=["ddos_mode"] if ended else [],
+                mirrors_updated=0,
+            )
+        subject = req.subject or ""
+        lifted = self._store.lift(req.scope.value, subject)
+        mirrors = self._repo.mark_lifted(BlockScope(req.scope.value), subject, change)
+        self._invalidate_blocks()
+        return LiftBlockResult(
+            scope=req.scope, subject=subject, lifted=lifted, mirrors_updated=mirrors
+        )
+
+    def set_allowlist(self, req: SetAllowlistRequest, change: Change) -> AllowlistResult:
+        changed = self._repo.set_allowlisted(req.entry, req.action == "add", change)
+        lifted: list[str] = []
+        network = ipaddress.ip_network(req.entry)
+        if req.action == "add" and network.num_addresses == 1:
+            address = str(network.network_address)
+            if "ddos" in self._store.lift("ip", address):
+                lifted.append(f"ddos:ip:{address}")
+                self._repo.mark_lifted(BlockScope.IP, address, change)
+            self._invalidate_blocks()
+        return AllowlistResult(
+            entry=req.entry,
+            action=req.action,
+            changed=changed,
+            lifted=lifted,
+            allowlist=self._repo.allowlist(),
+        )
+
+    def _invalidate_blocks(self) -> None:
+        if self._blocked is not None:
+            self._blocked().invalidate()  # this instance at once; the others within a second
 
     # ------------------------------------------------------------- cleanup
 
@@ -238,6 +408,7 @@ class ProtectionService:
                 active=mode is not None,
                 until=from_ms(mode.until_ms) if mode else None,
                 reason=mode.reason if mode else None,
+                evidence=mode.evidence if mode else {},
                 limit_factor=t.DDOS_MODE_LIMIT_FACTOR,
             ),
             blocks=self._repo.active_blocks(now),
@@ -254,4 +425,5 @@ class ProtectionService:
             panic_activations_last_24h=self._repo.passes_since(now - timedelta(hours=24)),
             recent_detections=self._repo.recent_detections(),
             geo_throttles=self._repo.geo_rules(),
+            allowlist=self._repo.allowlist(),
         )

@@ -1,13 +1,16 @@
 -- Record one wallet/auth attempt for a user and an IP, atomically.
 -- A failure is added to each scope's sliding window (a sorted set of attempt
 -- times); the scope that reaches the limit within the window is blocked for the
--- duration of its offence (escalating), and its window is cleared. A success
--- clears the windows but never lifts an active block.
--- KEYS[1] user failures   KEYS[3] user offences   KEYS[5] user block
+-- duration of its offence (escalating), and its window is cleared. A reported
+-- success clears only the caller's own user window, never the IP's (one user's success
+-- says nothing about the others behind the address), at most ARGV[9] times per window,
+-- and never lifts an active block.
+-- KEYS[1] user failures   KEYS[3] user offences   KEYS[5] user block   KEYS[7] user resets
 -- KEYS[2] IP failures     KEYS[4] IP offences     KEYS[6] IP block
 -- ARGV: 1 now_ms, 2 'failure'|'success', 3 window_ms, 4 max failures,
 --       5 block durations in ms, comma-separated (offence 1, 2, ...; the last repeats),
---       6 offence memory ms, 7 attempt id (unique), 8 has user (0/1)
+--       6 offence memory ms, 7 attempt id (unique), 8 has user (0/1),
+--       9 success resets allowed per window
 -- Returns {blocked 0/1, attempts left, blocked until ms (0: not blocked),
 --          user newly blocked until ms (0: no), IP newly blocked until ms (0: no),
 --          user offence, IP offence}
@@ -43,7 +46,15 @@ for i, scope in ipairs(scopes) do
   if scope then
     local fail_key, offence_key, block_key = scope[1], scope[2], scope[3]
     if ARGV[2] == 'success' then
-      redis.call('DEL', fail_key)
+      if i == 1 then
+        local resets = redis.call('INCR', KEYS[7])
+        if resets == 1 then
+          redis.call('PEXPIRE', KEYS[7], window)
+        end
+        if resets <= tonumber(ARGV[9]) then
+          redis.call('DEL', fail_key)
+        end
+      end
     elseif blocked_until(block_key) == 0 then
       redis.call('ZADD', fail_key, now, ARGV[7])
       redis.call('ZREMRANGEBYSCORE', fail_key, '-inf', now - window)

@@ -6,10 +6,17 @@
 --
 -- KEYS[1] user bucket   KEYS[4] brute-force block, user   KEYS[7] the user's panic pass
 -- KEYS[2] IP bucket     KEYS[5] brute-force block, IP     KEYS[8] DDoS mode flag
--- KEYS[3] country bucket KEYS[6] DDoS block, IP
+-- KEYS[3] country bucket KEYS[6] DDoS block, IP            KEYS[9] DDoS block, user
 --
 -- ARGV: 1 now_us, 2 period_us, 3 limit, 4 limit in DDoS mode, 5 country cap (0: none),
---       6 has user (0/1), 7 brute-force guarded class (0/1), 8 shadow mode (0/1)
+--       6 has user (0/1), 7 brute-force guarded class (0/1), 8 shadow mode (0/1),
+--       9 staff (0/1): an ops/admin caller of an ops/admin function. Staff are counted in
+--         their own user bucket only: no IP bucket, no country cap, no IP block, no DDoS
+--         mode, so an attack (or its mitigation) never locks the operators out.
+--
+-- A panic pass (DDoS mode only) restores the normal limit and skips the country cap,
+-- but both buckets still count and apply: a pass never lets one address send more than
+-- its normal allowance, whoever else shares it.
 --
 -- Returns {allowed 0/1, remaining, retry_after_us, reset_after_us, reason, limit}.
 
@@ -17,6 +24,7 @@ local now = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local has_user = ARGV[6] == '1'
 local guarded = ARGV[7] == '1'
+local staff = ARGV[9] == '1' and has_user
 
 -- remaining time of a block in microseconds, or nil when there is no block
 local function block_us(key)
@@ -38,15 +46,20 @@ local ddos = false
 
 -- blocks and DDoS mode: one EXISTS in the common case (none of them set)
 local flagged
-if guarded then
-  flagged = redis.call('EXISTS', KEYS[6], KEYS[8], KEYS[5], KEYS[4])
+if staff then
+  flagged = 0
+elseif guarded then
+  flagged = redis.call('EXISTS', KEYS[6], KEYS[8], KEYS[5], KEYS[4], KEYS[9])
 else
-  flagged = redis.call('EXISTS', KEYS[6], KEYS[8])
+  flagged = redis.call('EXISTS', KEYS[6], KEYS[8], KEYS[9])
 end
 if flagged > 0 then
   local ip_block = block_us(KEYS[6])
+  local user_ddos_block = has_user and block_us(KEYS[9]) or nil
   if ip_block then
     reason, retry = 'ip_block', ip_block
+  elseif user_ddos_block then
+    reason, retry = 'user_block', user_ddos_block
   elseif guarded then
     local user_block = has_user and block_us(KEYS[4]) or nil
     local addr_block = block_us(KEYS[5])
@@ -58,16 +71,22 @@ if flagged > 0 then
 end
 local pass = has_user and ddos and redis.call('EXISTS', KEYS[7]) == 1
 local limit = tonumber(ddos and ARGV[4] or ARGV[3])
+local user_limit = tonumber(pass and ARGV[3] or limit)
 local cap = tonumber(ARGV[5])
+if pass or staff then
+  cap = 0
+end
 
 local updates = {}
-if not reason and not pass then
+if not reason then
   -- {key, limit, reason when denied}; the buckets' TATs in one MGET
   local buckets = {}
   if has_user then
-    buckets[#buckets + 1] = {KEYS[1], limit, 'user_limit'}
+    buckets[#buckets + 1] = {KEYS[1], user_limit, 'user_limit'}
   end
-  buckets[#buckets + 1] = {KEYS[2], limit, 'ip_limit'}
+  if not staff then
+    buckets[#buckets + 1] = {KEYS[2], user_limit, 'ip_limit'}
+  end
   if cap > 0 then
     buckets[#buckets + 1] = {KEYS[3], cap, 'country_cap'}
   end
@@ -119,6 +138,6 @@ else
   end
 end
 if remaining < 0 then
-  remaining = limit
+  remaining = user_limit
 end
-return {allowed, remaining, retry, reset, reason, limit}
+return {allowed, remaining, retry, reset, reason, user_limit}

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StrictStr
 
-from shared.models import RequestModel, WireModel
+from shared.models import DocId, RequestModel, WireModel
 from shared.thresholds import BACKUP_REASON_MAX_CHARS, BACKUP_REGIONS
 
 
@@ -141,7 +141,7 @@ class BackupStatusView(WireModel):
 
 Region = Annotated[StrictStr, Field(pattern="^(" + "|".join(BACKUP_REGIONS) + ")$")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=BACKUP_REASON_MAX_CHARS)]
-BackupId = Annotated[StrictStr, Field(pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")]
+BackupId = Annotated[DocId, Field(pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")]
 
 
 class GetBackupStatusRequest(RequestModel):

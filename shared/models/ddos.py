@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from shared.models import RequestModel, WireModel
 from shared.models.alerts import Severity
@@ -27,6 +36,13 @@ class SubjectOverride(RequestModel):
 class CheckRateLimitRequest(RequestModel):
     endpoint_class: EndpointClass
     subject: SubjectOverride | None = None
+
+    @field_validator("endpoint_class")
+    @classmethod
+    def _not_staff(cls, value: EndpointClass) -> EndpointClass:
+        if value is EndpointClass.STAFF:
+            raise ValueError("staff is not a class callers may ask about")
+        return value
 
 
 class RateDecisionView(WireModel):
@@ -62,7 +78,7 @@ class PanicView(WireModel):
 class SetGeoThrottleRequest(RequestModel):
     country: CountryCode
     multiplier: Annotated[StrictFloat, Field(gt=0, le=GEO_MULTIPLIER_MAX)] = 1.0
-    region_cap_per_min: Annotated[StrictInt, Field(gt=0)] | None = None
+    region_cap_per_min: Annotated[StrictInt, Field(gt=0, le=10**9)] | None = None
     reason: Reason
 
 
@@ -100,6 +116,10 @@ class BlockDoc(WireModel):
     offence: int = 1
     blocked_at: datetime
     expires_at: datetime
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    """Why: the detection, the address's rate and users, the blast radius (issue 11)."""
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
 
 
 class PanicPassDoc(WireModel):
@@ -126,6 +146,10 @@ class DetectionDoc(WireModel):
     evidence: dict[str, Any]
     mitigated: bool
     blocked_sources: list[str] = Field(default_factory=list)
+    blocked_users: list[str] = Field(default_factory=list)
+    held: list[dict[str, Any]] = Field(default_factory=list)
+    """Actions not taken because of their blast radius (or an allowlist): ``{action,
+    target, blastRadiusPct, evidence}``; each held one is in the alert too."""
     detected_at: datetime
 
 
@@ -133,12 +157,87 @@ class DDoSModeView(WireModel):
     active: bool
     until: datetime | None = None
     reason: str | None = None
+    evidence: dict[str, Any] = Field(default_factory=dict)
     limit_factor: float
 
 
 class OffenderView(WireModel):
     ip: str
     requests: int
+
+
+class AllowlistEntryDoc(WireModel):
+    """``pack391_ddos_allowlist/{id}``: an address or network never blocked automatically."""
+
+    entry: str
+    """An IP address or a CIDR network, normalised."""
+    reason: str
+    added_by: str
+    added_at: datetime
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError("must be an IPv4/IPv6 address or CIDR network") from None
+
+
+class SetAllowlistRequest(RequestModel):
+    action: Literal["add", "remove"]
+    entry: Annotated[StrictStr, Field(min_length=2, max_length=49), AfterValidator(_network)]
+    reason: Reason
+
+
+class AllowlistResult(WireModel):
+    entry: str
+    action: str
+    changed: bool
+    lifted: list[str]
+    """Blocks lifted because the address is now allowlisted (``ddos:ip:<addr>``)."""
+    allowlist: list[AllowlistEntryDoc]
+
+
+class LiftScope(enum.StrEnum):
+    IP = "ip"
+    USER = "user"
+    DDOS_MODE = "ddos_mode"
+
+
+class LiftBlockRequest(RequestModel):
+    scope: LiftScope
+    subject: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, validate_default=True
+    )
+    """The address (scope ip) or uid (scope user); none for ddos_mode."""
+    reason: Reason
+
+    @field_validator("subject", mode="after")
+    @classmethod
+    def _subject_fits_scope(cls, value: str | None, info: ValidationInfo) -> str | None:
+        scope = info.data.get("scope")
+        if scope is None:
+            return value  # the scope's own error is reported
+        if scope is LiftScope.DDOS_MODE:
+            if value is not None:
+                raise ValueError("must be absent for scope ddos_mode")
+            return None
+        if value is None:
+            raise ValueError(f"required for scope {scope.value}")
+        if scope is LiftScope.IP:
+            try:
+                return str(ipaddress.ip_address(value.strip()))
+            except ValueError:
+                raise ValueError("must be an IPv4 or IPv6 address") from None
+        return value
+
+
+class LiftBlockResult(WireModel):
+    scope: LiftScope
+    subject: str | None
+    lifted: list[str]
+    """What was active and is now lifted: ``ddos``, ``brute_force``, ``ddos_mode``."""
+    mirrors_updated: int
 
 
 class GetDDoSStatsRequest(RequestModel):
@@ -159,6 +258,7 @@ class DDoSStatsView(WireModel):
     panic_activations_last_24h: int
     recent_detections: list[DetectionDoc]
     geo_throttles: list[GeoThrottleDoc]
+    allowlist: list[AllowlistEntryDoc] = Field(default_factory=list)
 
 
 class CleanupReport(WireModel):

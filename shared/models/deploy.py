@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from shared.errors import InvalidInput
-from shared.models import RequestModel, WireModel
+from shared.models import LATENCY_MAX_MS, DocId, RequestModel, WireModel
 from shared.thresholds import DEPLOY_REASON_MAX_CHARS
 
 
@@ -183,10 +183,11 @@ class DeploymentDoc(WireModel):
 
 # ------------------------------------------------------------------- requests
 
-Name = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")]
+Name = Annotated[DocId, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")]
+"""A version or an environment (the environment is a document id)."""
 Service = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=DEPLOY_REASON_MAX_CHARS)]
-DeploymentId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+DeploymentId = Annotated[DocId, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class ValidateRequest(RequestModel):
@@ -259,7 +260,7 @@ class RevisionMetricsRequest(RequestModel):
     """Requests served since the previous report."""
     errors: Annotated[StrictInt, Field(ge=0, le=100_000_000)] = 0
     """Of those, failed (5xx)."""
-    p95_latency_ms: Annotated[StrictFloat | StrictInt, Field(ge=0)] | None = None
+    p95_latency_ms: Annotated[StrictFloat | StrictInt, Field(ge=0, le=LATENCY_MAX_MS)] | None = None
 
     @model_validator(mode="after")
     def _errors_within_requests(self) -> RevisionMetricsRequest:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from shared import thresholds as t
-from shared.models import RequestModel, WireModel
+from shared.models import DocId, RequestModel, WireModel
 
 ScenarioId = Literal[
     "swipe_load",
@@ -18,9 +18,11 @@ ScenarioId = Literal[
     "event_purchase_spike",
     "ai_companion_messages",
 ]
-RunId = Annotated[StrictStr, Field(pattern=r"^[a-z0-9-]{6,64}$")]
+RunId = Annotated[DocId, Field(pattern=r"^[a-z0-9-]{6,64}$")]
 PositiveMs = Annotated[StrictFloat | StrictInt, Field(gt=0, le=600_000)]
 Pct = Annotated[StrictFloat | StrictInt, Field(ge=0, le=100)]
+EPOCH_MAX_SEC = 4_102_444_800
+"""2100-01-01T00:00:00Z in epoch seconds: a sanity bound for request timestamps."""
 
 
 class ThresholdOverrides(RequestModel):
@@ -66,7 +68,7 @@ class ExecuteShardRequest(RequestModel):
 
     run_id: RunId
     shard: Annotated[StrictInt, Field(ge=0, lt=t.LOAD_TEST_MAX_SHARDS)]
-    start_at: Annotated[StrictFloat | StrictInt, Field(gt=0)]
+    start_at: Annotated[StrictFloat | StrictInt, Field(gt=0, le=EPOCH_MAX_SEC)]
     """Epoch seconds every shard of the run starts at."""
 
 

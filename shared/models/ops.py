@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictStr
 
-from shared.models import RequestModel, WireModel
+from shared.models import DocId, RequestModel, WireModel
 
 # ----------------------------------------------------------- app source documents
 
@@ -196,7 +196,7 @@ class GetOpsDashboardRequest(RequestModel):
 
 
 class AcknowledgeAlertRequest(RequestModel):
-    alert_id: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[\w.-]+$")]
+    alert_id: Annotated[DocId, Field(min_length=1, max_length=200, pattern=r"^[\w.-]+$")]
     note: Annotated[StrictStr, Field(max_length=500)] | None = None
 
 

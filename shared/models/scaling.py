@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from shared.errors import InvalidInput
-from shared.models import RequestModel, WireModel
+from shared.models import COUNT_MAX, LATENCY_MAX_MS, DocId, RequestModel, WireModel
 from shared.thresholds import INSTANCES_HARD_MAX_COUNT, SCALING_REASON_MAX_CHARS
 
 
@@ -195,12 +195,12 @@ class AlertDoc(WireModel):
 
 # ------------------------------------------------------------------ requests
 
-ServiceId = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
+ServiceId = Annotated[DocId, Field(pattern=r"^[a-z][a-z0-9-]{1,62}$")]
 Reason = Annotated[StrictStr, Field(min_length=1, max_length=SCALING_REASON_MAX_CHARS)]
 InstanceCount = Annotated[StrictInt, Field(ge=0, le=INSTANCES_HARD_MAX_COUNT)]
 Pct = Annotated[StrictFloat, Field(ge=0, le=100)]
-NonNegative = Annotated[StrictFloat, Field(ge=0)]
-Count = Annotated[StrictInt, Field(ge=0)]
+LatencyMs = Annotated[StrictFloat, Field(ge=0, le=LATENCY_MAX_MS)]
+Count = Annotated[StrictInt, Field(ge=0, le=COUNT_MAX)]
 HttpUrl = Annotated[StrictStr, Field(pattern=r"^https?://[^\s]+$", max_length=2000)]
 
 
@@ -212,7 +212,7 @@ class ServiceOverride(RequestModel):
     region: Annotated[StrictStr, Field(min_length=1, max_length=40)] | None = None
     min_instances: InstanceCount | None = None
     max_instances: Annotated[StrictInt, Field(ge=1, le=INSTANCES_HARD_MAX_COUNT)] | None = None
-    requests_per_instance_per_min: Annotated[StrictFloat, Field(gt=0)] | None = None
+    requests_per_instance_per_min: Annotated[StrictFloat, Field(gt=0, le=COUNT_MAX)] | None = None
 
 
 class InitScalingRequest(RequestModel):
@@ -247,7 +247,7 @@ class ReportMetricsRequest(RequestModel):
 
     service_id: ServiceId
     cpu_pct: Pct | None = None
-    p95_latency_ms: NonNegative | None = None
+    p95_latency_ms: LatencyMs | None = None
     requests: Count | None = None
     """Requests served since the previous report."""
     errors: Count | None = None

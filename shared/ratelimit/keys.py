@@ -47,6 +47,16 @@ def panic_count(uid: str, day: str) -> str:
 
 DDOS_MODE = f"{PREFIX}:ddos:mode"
 
+BLOCKED_ADDRESSES = f"{PREFIX}:block:ddos:ips"
+"""Sorted set: every address under a DDoS block, scored by the block's end (ms). The
+front door reads it (about once a second per instance) to turn blocked addresses away
+before token verification; ``block(\"ddos\", \"ip\", ip)`` stays the exact check."""
+
+
+def shield_successes(kind: str, uid: str) -> str:
+    """How many times a user's reported successes cleared their failure window lately."""
+    return f"{PREFIX}:bf:succ:{kind}:{uid}"
+
 
 def stats(minute: int) -> str:
     return f"{PREFIX}:st:{minute}"
@@ -66,3 +76,13 @@ def stats_fingerprints(minute: int) -> str:
 
 def stats_fingerprint_ips(minute: int, fingerprint: str) -> str:
     return f"{PREFIX}:st:{minute}:ua:{fingerprint}"
+
+
+def stats_ip_users(minute: int, ip: str) -> str:
+    """Requests per signed-in user seen from one address (zset): shared addresses."""
+    return f"{PREFIX}:st:{minute}:ipu:{ip}"
+
+
+def stats_users_hll(minute: int) -> str:
+    """Distinct signed-in users of the minute (HyperLogLog): the blast-radius base."""
+    return f"{PREFIX}:st:{minute}:uhll"

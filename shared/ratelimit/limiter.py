@@ -7,8 +7,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 import redis
 
@@ -26,9 +28,10 @@ from shared.ratelimit.policy import (
     class_policy,
     limits_for,
     near_limit,
+    over_ddos_limit,
 )
 from shared.redis import LUA_DIR, lua_script
-from shared.thresholds import RATE_LIMIT_PERIOD_SEC
+from shared.thresholds import DDOS_BLOCK_LIST_REFRESH_SEC, RATE_LIMIT_PERIOD_SEC
 
 log = logging.getLogger("pack391.ratelimit")
 
@@ -43,6 +46,59 @@ class Subject:
 
     uid: str | None
     client: ClientInfo
+    door_counted: bool = False
+    """The request was already counted as a source at the front door (:meth:`RateLimiter.door`)."""
+
+
+class BlockedAddresses:
+    """This instance's copy of the addresses under a DDoS block, re-read from Redis at most
+    every ``refresh_sec`` by the request that finds it stale (one ZRANGEBYSCORE). The
+    front door checks it before token verification with no round trip of its own; the
+    decision script stays the exact check. When Redis cannot be read the last copy stays."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        refresh_sec: float = DDOS_BLOCK_LIST_REFRESH_SEC,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = client
+        self._every = refresh_sec
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._until_ms: dict[str, int] = {}
+        self._loaded_at: float | None = None
+
+    def until_ms(self, ip: str, now_ms: int) -> int:
+        """When the block on ``ip`` ends (ms since the epoch), or 0 when there is none."""
+        self._refresh_if_stale(now_ms)
+        until = self._until_ms.get(ip, 0)
+        return until if until > now_ms else 0
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = None
+
+    def _refresh_if_stale(self, now_ms: int) -> None:
+        loaded = self._loaded_at
+        now = self._monotonic()
+        if loaded is not None and now - loaded < self._every:
+            return
+        if not self._lock.acquire(blocking=False):
+            return  # another request is refreshing: use the copy we have
+        try:
+            self._loaded_at = now
+            rows = self._redis.zrangebyscore(
+                keys.BLOCKED_ADDRESSES, now_ms, "+inf", withscores=True
+            )
+            self._until_ms = {
+                (ip.decode() if isinstance(ip, bytes) else str(ip)): int(score)
+                for ip, score in cast(list[tuple[Any, float]], rows)
+            }
+        except redis.RedisError as exc:
+            log.warning("blocked addresses not refreshed, keeping the last copy: %r", exc)
+        finally:
+            self._lock.release()
 
 
 @dataclass(frozen=True)
@@ -74,6 +130,7 @@ class RateLimiter:
         self._geo = geo
         self._shadow = shadow_classes
         self._counters = counters if counters is not None else CounterBuffer()
+        self.blocked = BlockedAddresses(client)
         self._lock = threading.Lock()
         self._failures_total = 0
         self._last_log = 0.0
@@ -83,10 +140,30 @@ class RateLimiter:
         """Redis failures this instance has seen (for its logs and tests)."""
         return self._failures_total
 
+    def door(self, client: ClientInfo, now: datetime) -> int:
+        """Count one request at the front door, before token verification, and say how long
+        its address stays blocked by DDoS mitigation (ms; 0: not blocked). No Redis round
+        trip of its own: the counts are batched, the block list is this instance's copy."""
+        self._counters.record(keys.minute_of(now), ("door",), client.ip, client.fingerprint)
+        now_ms = int(now.timestamp() * 1000)
+        until = self.blocked.until_ms(client.ip, now_ms)
+        self.flush_counters(only_if_due=True)
+        return max(0, until - now_ms)
+
     def decide(
-        self, endpoint_class: EndpointClass, subject: Subject, now: datetime
+        self,
+        endpoint_class: EndpointClass,
+        subject: Subject,
+        now: datetime,
+        *,
+        staff: bool = False,
     ) -> RateDecision:
-        """Count one request of ``endpoint_class`` by ``subject`` and decide it."""
+        """Count one request of ``endpoint_class`` by ``subject`` and decide it.
+        ``staff``: an ops or admin caller of an ops or admin function, decided in the
+        ``staff`` class's own per-user bucket, exempt from IP blocks and DDoS mode."""
+        staff = staff and bool(subject.uid)
+        if staff:
+            endpoint_class = EndpointClass.STAFF
         policy = class_policy(endpoint_class)
         limits = limits_for(policy, self._geo.get(subject.client.country))
         uid = subject.uid or ""
@@ -103,6 +180,7 @@ class RateLimiter:
                     keys.block("ddos", "ip", ip),
                     keys.panic_pass(uid),
                     keys.DDOS_MODE,
+                    keys.block("ddos", "user", uid),
                 ],
                 args=[
                     int(now.timestamp() * US_PER_SEC),
@@ -113,6 +191,7 @@ class RateLimiter:
                     1 if uid else 0,
                     1 if policy.brute_force_guarded else 0,
                     1 if cls in self._shadow else 0,
+                    1 if staff else 0,
                 ],
             )
         except redis.RedisError as exc:
@@ -150,8 +229,15 @@ class RateLimiter:
             names.append("pass")
         elif near_limit(decision.remaining, decision.limit):
             names.append(f"near:{cls}")
+        if decision.allowed and over_ddos_limit(decision.remaining, decision.limit):
+            names.append(f"overddos:{cls}")
         self._counters.record(
-            keys.minute_of(now), names, subject.client.ip, subject.client.fingerprint
+            keys.minute_of(now),
+            names,
+            subject.client.ip,
+            subject.client.fingerprint,
+            source=not subject.door_counted,
+            uid=subject.uid,
         )
 
     def flush_counters(self, only_if_due: bool = False) -> None:

@@ -20,10 +20,16 @@ import flask
 from firebase_functions import https_fn
 
 from shared.clock import utc_now
-from shared.config import RATE_LIMIT_SHADOW_CLASSES, TRUSTED_PROXIES
-from shared.errors import RateLimited, to_https_error
+from shared.config import (
+    CLOUDFLARE_RANGES,
+    COUNTRY_HEADER,
+    FRONT_DOOR,
+    RATE_LIMIT_SHADOW_CLASSES,
+    TRUSTED_HOPS,
+)
+from shared.errors import FailedPrecondition, RateLimited, to_https_error
 from shared.firestore import get_db
-from shared.ratelimit.client import Network, client_info, parse_networks
+from shared.ratelimit.client import ClientInfo, FrontDoorConfig, client_info, front_door_config
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.limiter import RateDecision, RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass
@@ -34,8 +40,11 @@ __all__ = [
     "RateDecision",
     "RateLimiter",
     "Subject",
+    "client_of",
     "default_limiter",
+    "door",
     "enforce",
+    "front_door",
     "rate_limited",
     "subject_of",
 ]
@@ -63,6 +72,7 @@ def reset() -> None:
     """Forget this instance's limiters, their buffered counters and the cached geo rules."""
     _limiter.cache_clear()
     _geo_rules.cache_clear()
+    _front_door.cache_clear()
 
 
 def geo_rules() -> GeoRules:
@@ -71,29 +81,77 @@ def geo_rules() -> GeoRules:
 
 
 @functools.cache
-def _proxies(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
-    return parse_networks(cidrs)
+def _front_door(
+    mode: str, hops: int, country_header: str, cloudflare: tuple[str, ...]
+) -> FrontDoorConfig:
+    return front_door_config(mode, hops, country_header, cloudflare)
+
+
+def front_door() -> FrontDoorConfig:
+    """The configured front door (``PACK391_FRONT_DOOR`` and its settings); a bad setting is
+    FAILED_PRECONDITION naming it, so a misconfigured deploy says so on every call."""
+    try:
+        try:
+            hops = TRUSTED_HOPS.value
+        except ValueError:
+            raise ValueError("PACK391_TRUSTED_HOPS: not an integer") from None
+        return _front_door(
+            FRONT_DOOR.value, hops, COUNTRY_HEADER.value, tuple(CLOUDFLARE_RANGES.value)
+        )
+    except (ValueError, TypeError) as exc:
+        raise FailedPrecondition(f"traffic protection is misconfigured: {exc}") from exc
+
+
+_CLIENT = "pack391.client"
+_DOOR_COUNTED = "pack391.door_counted"
+
+
+def client_of(request: flask.Request) -> ClientInfo:
+    """Who sent ``request``, as the front door says (computed once per request)."""
+    cached = request.environ.get(_CLIENT)
+    if isinstance(cached, ClientInfo):
+        return cached
+    headers = dict(request.headers.items())
+    forwarded = request.headers.getlist("X-Forwarded-For")
+    if len(forwarded) > 1:  # several header lines are one comma-separated list (RFC 9110)
+        headers["X-Forwarded-For"] = ", ".join(forwarded)
+    client = client_info(request.remote_addr, headers, front_door())
+    request.environ[_CLIENT] = client
+    return client
+
+
+def door(request: flask.Request, now: datetime) -> int:
+    """Count ``request`` at the front door, before its token is verified; returns how long
+    its address stays blocked (ms; 0: not blocked). See :meth:`RateLimiter.door`."""
+    blocked_ms = default_limiter().door(client_of(request), now)
+    request.environ[_DOOR_COUNTED] = True
+    return blocked_ms
 
 
 def subject_of(request: flask.Request, uid: str | None) -> Subject:
-    """The subject of a request: the caller's uid and the client behind trusted proxies."""
-    proxies = _proxies(tuple(TRUSTED_PROXIES.value))
+    """The subject of a request: the caller's uid and the client behind the front door."""
     return Subject(
-        uid or None, client_info(request.remote_addr, dict(request.headers.items()), proxies)
+        uid or None, client_of(request), door_counted=bool(request.environ.get(_DOOR_COUNTED))
     )
 
 
 def enforce(
-    endpoint_class: EndpointClass, request: flask.Request, uid: str | None, now: datetime
+    endpoint_class: EndpointClass,
+    request: flask.Request,
+    uid: str | None,
+    now: datetime,
+    *,
+    staff: bool = False,
 ) -> RateDecision:
-    """Count this request; raise :class:`RateLimited` when it is over the limit."""
-    decision = default_limiter().decide(endpoint_class, subject_of(request, uid), now)
+    """Count this request; raise :class:`RateLimited` when it is over the limit.
+    ``staff``: the caller holds the ops or admin role a function requires (its own bucket)."""
+    decision = default_limiter().decide(endpoint_class, subject_of(request, uid), now, staff=staff)
     if not decision.allowed:
         raise RateLimited(
             f"too many {endpoint_class.value} requests; retry in {decision.retry_after_sec:g}s",
             retry_after_sec=decision.retry_after_sec,
             limit=decision.limit,
-            endpointClass=endpoint_class.value,
+            endpointClass=decision.endpoint_class.value,
             reason=decision.reason.value,
         )
     return decision

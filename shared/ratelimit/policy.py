@@ -22,6 +22,8 @@ class EndpointClass(enum.StrEnum):
     AI = "ai"
     SWIPE = "swipe"
     GENERAL = "general"
+    STAFF = "staff"
+    """Ops and admin callers of ops and admin functions (their own per-user bucket)."""
 
 
 class FailMode(enum.StrEnum):
@@ -42,6 +44,8 @@ class Reason(enum.StrEnum):
     COUNTRY_CAP = "country_cap"
     BRUTE_FORCE_BLOCK = "brute_force_block"
     IP_BLOCK = "ip_block"
+    USER_BLOCK = "user_block"
+    """The user was blocked by DDoS auto-mitigation (a flooder behind a shared address)."""
     SHADOW_LIMITED = "shadow_limited"
     """Would have been denied; the class is in shadow mode, so it was allowed."""
     PANIC_PASS = "panic_pass"
@@ -104,6 +108,12 @@ def limits_for(policy: ClassPolicy, rule: GeoRule | None) -> Limits:
         ddos_limit=scaled(limit, thresholds.DDOS_MODE_LIMIT_FACTOR),
         country_cap=rule.region_cap_per_min if rule is not None else None,
     )
+
+
+def over_ddos_limit(remaining: int, limit: int) -> bool:
+    """True when this request used more of the limit than DDoS mode allows: DDoS mode
+    would have denied it. The blast radius of DDoS mode is measured with it."""
+    return limit - remaining > scaled(limit, thresholds.DDOS_MODE_LIMIT_FACTOR)
 
 
 def near_limit(remaining: int, limit: int) -> bool:

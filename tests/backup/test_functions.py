@@ -3,6 +3,7 @@ local stack's wiring (logical backend, emulator, params from the environment).""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,23 @@ def test_drill_point_in_time_in_the_future_is_invalid(caller: Caller, configured
     assert (res.status, res.error["details"]["field"]) == (400, "pointInTime")
 
 
+@pytest.mark.parametrize("age", [timedelta(days=8), timedelta(days=365 * 30)])
+def test_drill_point_in_time_beyond_pitr_retention_is_invalid(
+    caller: Caller, configured: Path, age: timedelta
+) -> None:
+    when = (datetime.now(UTC) - age).isoformat()
+    res = caller.call(DRILL, {"pointInTime": when})
+    assert (res.status, res.error["status"], res.error["details"]["field"]) == (
+        400,
+        "INVALID_ARGUMENT",
+        "pointInTime",
+    )
+    assert "7-day point-in-time recovery window" in res.error["message"]
+
+
 def test_drill_point_in_time_needs_the_managed_backend(caller: Caller, configured: Path) -> None:
-    res = caller.call(DRILL, {"pointInTime": "2026-01-01T00:00:00Z"})
+    when = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    res = caller.call(DRILL, {"pointInTime": when})
     assert (res.error["status"], res.error["details"]["field"]) == (
         "FAILED_PRECONDITION",
         "pointInTime",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from functions.backup.adapters import BackupCatalog, ManagedBackupStore, admin_c
 from functions.backup.archive import BackupIntegrityError
 from functions.backup.service import BackupService
 from shared.audit import Change
+from shared.errors import InvalidInput
 from shared.firestore import get_db
 from shared.models.backup import BackupBackend, BackupStatus, CheckStatus, RestoreDrillRequest
 from shared.thresholds import BACKUP_REGIONS
@@ -155,3 +157,24 @@ def test_drill_at_a_point_in_time(service: BackupService, fake: FakeFirestoreAdm
     clone = next(r for r in fake.requests if r.path.endswith("databases:clone"))
     assert clone.body["pitrSnapshot"]["snapshotTime"] == "2026-11-27T20:41:00Z"
     assert drill.ok and drill.source.startswith("pitr:2026-11-27T20:41:59")
+
+
+def test_drill_outside_what_firestore_keeps_is_invalid_argument(
+    service: BackupService, fake: FakeFirestoreAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the 7-day window by the policy, but Firestore keeps less (PITR off: 1 hour)."""
+    handle = fake.handle
+
+    def refuse_clone(method: str, path: str, body: dict[str, Any]) -> tuple[Any, int]:
+        if path.endswith("databases:clone"):
+            message = "snapshot_time is earlier than earliest_version_time"
+            return {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}, 400
+        return handle(method, path, body)
+
+    monkeypatch.setattr(fake, "handle", refuse_clone)
+    change = Change("admin-1", "backup.restore_drill", None, "req-3", NOW)
+    request = RestoreDrillRequest.model_validate({"pointInTime": NOW - timedelta(days=2)})
+    with pytest.raises(InvalidInput) as caught:
+        service.drill(request, change, "req-0000ef")
+    assert caught.value.field == "pointInTime"
+    assert "earliest_version_time" in caught.value.message

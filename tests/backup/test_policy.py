@@ -45,9 +45,24 @@ def test_backup_id_sorts_by_time() -> None:
     assert policy.backup_id(NOW, "abc123") == "20261127T123045Z-abc123"
 
 
+OLD = "is older than the 7-day point-in-time recovery window"
+
+
 @pytest.mark.parametrize(
     ("offset_sec", "problem"),
-    [(None, None), (-3600, None), (0, None), (1, "must not be in the future")],
+    [
+        (None, None),
+        (-3600, None),
+        (0, None),
+        (1, "must not be in the future"),
+        (10 * 365 * 86400, "must not be in the future"),
+        # 7 days back is 12:30:45.5; a clone is taken at the whole minute
+        (-7 * 86400 + 15, None),  # 12:31:00.5 -> 12:31:00, within
+        (-7 * 86400, OLD),  # 12:30:45.5 itself, but its minute 12:30:00 is not
+        (-7 * 86400 - 1, OLD),
+        (-30 * 86400, OLD),
+        (-2000 * 365 * 86400, OLD),
+    ],
 )
 def test_point_in_time(offset_sec: int | None, problem: str | None) -> None:
     when = None if offset_sec is None else NOW + timedelta(seconds=offset_sec)

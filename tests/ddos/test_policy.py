@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from functions.ddos import policy
 from functions.ddos.policy import (
     Baseline,
     MinuteTraffic,
@@ -13,6 +14,7 @@ from functions.ddos.policy import (
     usual_shares,
 )
 from shared.models.alerts import Severity
+from shared.models.ddos import DetectionKind
 from shared.models.ddos import DetectionKind as K
 
 BASE = Baseline(requests_per_min=1000, distinct_ips_per_min=200)
@@ -119,3 +121,130 @@ def test_merge_keeps_the_worst_per_kind() -> None:
     critical = detect(MinuteTraffic(2, 10_000, 400, spread(400, 25)), BASE)
     merged = merge([*high, *critical])
     assert [(d.kind, d.severity) for d in merged] == [(K.TRAFFIC_SPIKE, Severity.CRITICAL)]
+
+
+# ------------------------------------------------------------ mitigation (issue 11)
+
+FLOOD = policy.Detection(
+    DetectionKind.SINGLE_SOURCE_FLOOD,
+    Severity.CRITICAL,
+    {},
+    ("203.0.113.1",),
+)
+
+
+def _plan(
+    who: policy.AddressUsers,
+    distinct_users: int,
+    mode_pct: float = 0.0,
+    allow: tuple[str, ...] = (),
+) -> list[tuple[str, str, str]]:
+    """(applied|held|skipped, action, target) rows of a plan, for literal tables."""
+    plan = policy.plan_mitigation(
+        [FLOOD], {who.ip: who}, distinct_users, mode_pct, lambda ip: ip in allow, cap_pct=5.0
+    )
+    return [
+        *[("applied", a.kind, a.target) for a in plan.apply],
+        *[("held", a.kind, a.target) for a in plan.held],
+        *[("skipped", a.kind, a.target) for a in plan.skipped],
+    ]
+
+
+IP = "203.0.113.1"
+
+
+@pytest.mark.parametrize(
+    ("who", "distinct_users", "mode_pct", "allow", "expected"),
+    [
+        # an address with no signed-in users (an unauthenticated flood): blocked
+        (
+            policy.AddressUsers(IP, 5000, 0),
+            1000,
+            0.0,
+            (),
+            [("applied", "ddos_mode", ""), ("applied", "block_address", IP)],
+        ),
+        # one user, the flooder itself: nobody innocent is behind it
+        (
+            policy.AddressUsers(IP, 5000, 1, [("bad", 5000)]),
+            10,
+            0.0,
+            (),
+            [("applied", "ddos_mode", ""), ("applied", "block_address", IP)],
+        ),
+        # 4 innocent users of 10 in the minute behind the address: 40 % > 5 %: held
+        (
+            policy.AddressUsers(IP, 5000, 5, [("bad", 4900), ("u1", 20)]),
+            10,
+            0.0,
+            (),
+            [("applied", "ddos_mode", ""), ("held", "block_address", IP)],
+        ),
+        # ... the same address among 1,000 users: 0.4 %: blocked
+        (
+            policy.AddressUsers(IP, 5000, 5, [("bad", 4900), ("u1", 20)]),
+            1000,
+            0.0,
+            (),
+            [("applied", "ddos_mode", ""), ("applied", "block_address", IP)],
+        ),
+        # a shared address (a NAT: 25 users): never blocked; its flooding user is
+        (
+            policy.AddressUsers(IP, 5000, 25, [("bad", 4000), ("u1", 40)]),
+            1000,
+            0.0,
+            (),
+            [("applied", "ddos_mode", ""), ("applied", "block_user", "bad")],
+        ),
+        # a shared address with no single flooding user: a human decides
+        (
+            policy.AddressUsers(IP, 5000, 200, [("u1", 60), ("u2", 50)]),
+            1000,
+            0.0,
+            (),
+            [("applied", "ddos_mode", ""), ("held", "block_address", IP)],
+        ),
+        # DDoS mode would deny 12 % of usual traffic: held
+        (
+            policy.AddressUsers(IP, 5000, 0),
+            1000,
+            12.0,
+            (),
+            [("applied", "block_address", IP), ("held", "ddos_mode", "")],
+        ),
+        # allowlisted: never blocked
+        (
+            policy.AddressUsers(IP, 5000, 0),
+            1000,
+            0.0,
+            (IP,),
+            [("applied", "ddos_mode", ""), ("skipped", "block_address", IP)],
+        ),
+    ],
+)
+def test_plan_mitigation(
+    who: policy.AddressUsers,
+    distinct_users: int,
+    mode_pct: float,
+    allow: tuple[str, ...],
+    expected: list[tuple[str, str, str]],
+) -> None:
+    assert _plan(who, distinct_users, mode_pct, allow) == expected
+
+
+def test_nothing_critical_plans_nothing() -> None:
+    plan = policy.plan_mitigation([], {}, 100, 50.0, lambda ip: False)
+    assert (plan.apply, plan.held, plan.skipped) == ((), (), ())
+
+
+@pytest.mark.parametrize(
+    ("counters", "expected"),
+    [
+        ({}, 0.0),
+        ({"req:swipe": 1000, "overddos:swipe": 20}, 2.0),
+        ({"req:swipe": 1000, "den:swipe": 200, "overddos:swipe": 80}, 10.0),
+        ({"req:general": 500, "req:auth": 500, "overddos:auth": 50}, 5.0),
+    ],
+)
+def test_ddos_mode_blast_radius(counters: dict[str, int], expected: float) -> None:
+    assert policy.ddos_mode_blast_radius_pct(counters) == expected

@@ -57,6 +57,9 @@ def echo(backends: Any) -> Caller:
         (b'{"country": "PL"}', "application/json", '"data"'),
         (b'{"data": {}, "extra": 1}', "application/json", "unknown fields: extra"),
         (b'{"data": {}}', "text/plain", "Content-Type"),
+        (b'{"data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "application/json", "deeper"),
+        (b'{"data": {"x": NaN}}', "application/json", "NaN/Infinity are not JSON"),
+        (b'{"data": "' + b"x" * (1 << 20) + b'"}', "application/json", "larger than"),
     ],
 )
 def test_malformed_bodies_are_invalid_argument(

@@ -172,9 +172,16 @@ def test_ddos_mode_tightens_and_panic_pass_bypasses(
     tight = [limiter.decide(EndpointClass.AUTH, who("a", "8.8.8.1"), NOW) for _ in range(3)]
     assert [r.allowed for r in tight] == [True, True, False]  # 5 x 0.5 = 2
     client.set(keys.panic_pass("vip"), "1", px=60_000)
-    lane = [limiter.decide(EndpointClass.AUTH, who("vip", "8.8.8.2"), NOW) for _ in range(20)]
-    assert all(r.allowed for r in lane)
-    assert lane[0].reason == Reason.PANIC_PASS
+    lane = [limiter.decide(EndpointClass.AUTH, who("vip", "8.8.8.2"), NOW) for _ in range(6)]
+    # the pass restores the normal limit (5), not more
+    assert [r.reason for r in lane] == [Reason.PANIC_PASS] * 5 + [Reason.USER_LIMIT]
+    # and still passes through the address's bucket: a pass holder behind an address that
+    # is flooding gets what is left of the address's normal allowance, not a way around it
+    client.set(keys.panic_pass("vip2"), "1", px=60_000)
+    for i in range(5):
+        limiter.decide(EndpointClass.AUTH, who(f"flooder-{i}", "8.8.8.9"), NOW)
+    shared = limiter.decide(EndpointClass.AUTH, who("vip2", "8.8.8.9"), NOW)
+    assert (shared.allowed, shared.reason) == (False, Reason.IP_LIMIT)
     # a pass does not lift a brute-force block
     client.set(keys.block("bf", "user", "vip"), "1", px=60_000)
     blocked = limiter.decide(EndpointClass.WALLET, who("vip", "8.8.8.2"), NOW)

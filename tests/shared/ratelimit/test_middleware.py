@@ -70,15 +70,40 @@ def test_spoofed_forwarding_headers_from_untrusted_peers_are_ignored(other_bundl
     assert statuses == [200, 200, 200, 429, 429]
 
 
-def test_forwarding_headers_from_a_trusted_proxy_are_used(
+def test_behind_googles_front_end_the_appended_entry_is_the_client(
     other_bundle: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PACK391_TRUSTED_PROXIES", "127.0.0.0/8")
+    monkeypatch.setenv("PACK391_FRONT_DOOR", "google")
+    # five clients, each with a forged entry on the left of what the front end appended
     statuses = [
-        post(other_bundle, "transfer", f"user-{i}", {"X-Forwarded-For": f"203.0.113.{i}"})[0]
+        post(other_bundle, "transfer", f"user-{i}", {"X-Forwarded-For": f"6.6.6.6, 203.0.113.{i}"})[
+            0
+        ]
         for i in range(5)
     ]
     assert statuses == [200] * 5
+    # one client forging five different left-most entries is still one client
+    forged = [
+        post(
+            other_bundle, "transfer", f"other-{i}", {"X-Forwarded-For": f"10.0.0.{i}, 203.0.113.50"}
+        )[0]
+        for i in range(5)
+    ]
+    assert forged == [200, 200, 200, 429, 429]
+
+
+def test_a_misconfigured_front_door_says_so(
+    other_bundle: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PACK391_FRONT_DOOR", "cloudfare")
+    status, body = post(other_bundle, "swipe", "someone")
+    assert (status, body["error"]["status"]) == (400, "FAILED_PRECONDITION")
+    assert "PACK391_FRONT_DOOR: 'cloudfare'" in body["error"]["message"]
+    monkeypatch.setenv("PACK391_FRONT_DOOR", "google")
+    monkeypatch.setenv("PACK391_TRUSTED_HOPS", "abc")
+    status, body = post(other_bundle, "swipe", "someone")
+    assert (status, body["error"]["status"]) == (400, "FAILED_PRECONDITION")
+    assert "PACK391_TRUSTED_HOPS: not an integer" in body["error"]["message"]
 
 
 @pytest.fixture
@@ -104,7 +129,7 @@ def test_this_bundles_callables_are_limited(caller: Caller) -> None:
     started = time.monotonic()
     passed = 0
     while True:
-        result = caller.call("pack391_getMarketControls", {}, role="ops")
+        result = caller.call("pack391_panicEscalation", {}, role="user", uid="busy")
         if result.status != 200:
             break
         passed += 1
