@@ -1,6 +1,6 @@
 """Benchmark: this limiter's full decision against the `limits` library, in one run.
 
-    ./venv/bin/python -m bench.ratelimit [--seconds 10] [--memory-subjects 5000]
+    make bench-ratelimit   # = ./venv/bin/python -m bench.ratelimit [--seconds 10] [--json FILE]
 
 Starts its own redis-server (never the machine's shared one). For each
 implementation, one decision is the same work: a user bucket and an IP bucket
@@ -9,6 +9,10 @@ both consulted, plus the block check.
 - pack391: ``RateLimiter.decide`` (one Lua round trip: block lists, panic pass,
   DDoS mode, both GCRA buckets, country cap; plus the detector's counters, added
   to the instance's buffer and flushed to Redis about once a second, included).
+- pack391 full front-door decision: what a deployed callable does per request,
+  ``RateLimiter.door`` (the pre-auth address counter, batched in memory, and the
+  blocked-address check against the instance's copy, re-read about once a second)
+  then ``RateLimiter.decide`` with ``Subject(..., door_counted=True)``.
 - limits moving window: two ``MovingWindowRateLimiter.hit`` calls (user, IP)
   and a ``GET`` of a block key.
 - limits sliding window counter: the same with ``SlidingWindowCounterRateLimiter``.
@@ -16,11 +20,15 @@ both consulted, plus the block check.
 Reports decisions per second (the median of short interleaved rounds, so that
 load from elsewhere on a shared machine falls on every implementation alike) and
 p50/p99 latency, single-threaded and with 8 threads, at 200/min (nobody is
-denied); then Redis memory of the rate-limit keys: subjects x (a user key + an IP
-key), 3 requests each at 10/min (and 10 each: a full bucket), every key weighed
-with MEMORY USAGE and scaled to 100,000 keys; and the ratios. pack391's detector
-counters (batched per instance, written about once a second) are not in the key
-figures; ``usedMemoryDelta`` shows all memory used.
+denied); the door alone (in-process, microseconds per call); then Redis memory of
+the rate-limit keys: subjects x (a user key + an IP key), 3 requests each at
+10/min (and 10 each: a full bucket), every key weighed with MEMORY USAGE and
+scaled to 100,000 keys; and the ratios. pack391's detector counters (batched per
+instance, written about once a second) are not in the key figures;
+``usedMemoryDelta`` shows all memory used. The door writes no rate-limit key, so
+the front-door case has no memory figure of its own. Ratios: pack391 / peer, and
+the door's cost (front-door decision / decision alone) from the same interleaved
+run.
 """
 
 from __future__ import annotations
@@ -73,6 +81,34 @@ def ours(client: redis.Redis, cls: EndpointClass = EndpointClass.GENERAL) -> Dec
     return decide
 
 
+def ours_front_door(client: redis.Redis, cls: EndpointClass = EndpointClass.GENERAL) -> Decide:
+    """Per request, what a deployed callable does: the front door (pre-auth address count,
+    blocked-address check), then the decision, which does not count the source again."""
+    limiter = RateLimiter(client, NoGeo())
+
+    def decide(i: int) -> bool:
+        who = ClientInfo(ip_of(i), None, "fp")
+        now = datetime.now(UTC)
+        if limiter.door(who, now):
+            return False  # turned away at the door: no decision (shared/edge.py)
+        subject = Subject(f"user-{i}", who, door_counted=True)
+        return limiter.decide(cls, subject, now).allowed
+
+    return decide
+
+
+def door_alone(client: redis.Redis, calls: int) -> dict[str, float]:
+    """Microseconds per ``RateLimiter.door`` call, single-threaded, on its own limiter
+    (counter flushes and block-list re-reads included, as they fall due)."""
+    limiter = RateLimiter(client, NoGeo())
+    clients = [ClientInfo(ip_of(i), None, "fp") for i in range(10_000)]
+    began = time.perf_counter()
+    for k in range(calls):
+        limiter.door(clients[k % 10_000], datetime.now(UTC))
+    elapsed = time.perf_counter() - began
+    return {"calls": calls, "usPerCall": round(elapsed / calls * 1e6, 2)}
+
+
 def theirs(url: str, strategy: type[strategies.RateLimiter], limit: str = "200/minute") -> Decide:
     store = storage.RedisStorage(url)
     limiter = strategy(store)
@@ -117,9 +153,10 @@ def run_for(decide: Decide, threads: int, seconds: float) -> tuple[float, list[f
 
 def interleaved(
     decides: dict[str, Decide], threads: int, rounds: int, round_sec: float
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
     """Short rounds of each implementation in turn (rotating the order), so that load
-    from elsewhere on a shared machine falls on all of them alike; the median round."""
+    from elsewhere on a shared machine falls on all of them alike; the median round,
+    and every round's rate (for ratios paired round by round)."""
     names = list(decides)
     rates: dict[str, list[float]] = {name: [] for name in names}
     latencies: dict[str, list[float]] = {name: [] for name in names}
@@ -136,7 +173,13 @@ def interleaved(
             "p50Ms": round(cuts[49] * 1000, 3),
             "p99Ms": round(cuts[98] * 1000, 3),
         }
-    return out
+    return out, rates
+
+
+def paired(rates: dict[str, list[float]], a: str, b: str) -> float:
+    """The median over rounds of ``a``'s rate / ``b``'s rate in the same round: the two ran
+    within a couple of seconds of each other, so a load swing between rounds cancels."""
+    return round(statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True)), 2)
 
 
 def memory(
@@ -177,6 +220,9 @@ def main() -> None:
         default=5_000,
         help="subjects filled for the memory figure (each key is weighed, then scaled to 100,000)",
     )
+    parser.add_argument(
+        "--door-calls", type=int, default=50_000, help="calls timed for the door-alone figure"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -188,13 +234,15 @@ def main() -> None:
         def our_client() -> redis.Redis:
             return redis.Redis.from_url(url, decode_responses=True, max_connections=64)
 
-        # name -> (the decision at 200/min, the same at 5/min for the memory fill, its keys)
-        impls: dict[str, tuple[Callable[[], Decide], Callable[[], Decide], str]] = {
+        # name -> (the decision at 200/min, the same at 10/min for the memory fill (None:
+        # no memory figure), its keys)
+        impls: dict[str, tuple[Callable[[], Decide], Callable[[], Decide] | None, str]] = {
             "pack391": (
                 lambda: ours(our_client()),
                 lambda: ours(our_client(), EndpointClass.WALLET),
                 "pack391:rl:*",
             ),
+            "pack391_front_door": (lambda: ours_front_door(our_client()), None, "pack391:rl:*"),
             "limits_moving_window": (
                 lambda: theirs(url, strategies.MovingWindowRateLimiter),
                 lambda: theirs(url, strategies.MovingWindowRateLimiter, "10/minute"),
@@ -208,13 +256,16 @@ def main() -> None:
         }
         decides = {name: make() for name, (make, _, _) in impls.items()}
         rounds = max(3, round(args.seconds / args.round_sec))
-        single = interleaved(decides, 1, rounds, args.round_sec)
-        eight = interleaved(decides, 8, rounds, args.round_sec)
+        single, single_rounds = interleaved(decides, 1, rounds, args.round_sec)
+        eight, eight_rounds = interleaved(decides, 8, rounds, args.round_sec)
+        door_only = door_alone(our_client(), args.door_calls)
+        print(f"{'door alone':32s} {door_only}", flush=True)
         results: dict[str, dict[str, object]] = {}
         for name, (_, make_slow, limit_keys) in impls.items():
             mem = {
                 f"hits{hits}": memory(client, make_slow(), args.memory_subjects, hits, limit_keys)
                 for hits in (3, 10)
+                if make_slow is not None
             }
             results[name] = {"threads1": single[name], "threads8": eight[name], "memory": mem}
             print(
@@ -230,7 +281,7 @@ def main() -> None:
                 y = y[part]  # type: ignore[index]
             return round(float(x) / float(y), 2)  # type: ignore[arg-type]
 
-        ratios = {}
+        ratios: dict[str, dict[str, float]] = {}
         for peer in ("limits_moving_window", "limits_sliding_window_counter"):
             ratios[peer] = {
                 "throughput1x": ratio("pack391", peer, ("threads1", "decisionsPerSec")),
@@ -240,10 +291,41 @@ def main() -> None:
                 "memoryShare10hits": ratio(
                     "pack391", peer, ("memory", "hits10", "bytesPer100kKeys")
                 ),
+                "frontDoorThroughput1x": ratio(
+                    "pack391_front_door", peer, ("threads1", "decisionsPerSec")
+                ),
+                "frontDoorThroughput8x": ratio(
+                    "pack391_front_door", peer, ("threads8", "decisionsPerSec")
+                ),
+                "frontDoorP99_1x": ratio("pack391_front_door", peer, ("threads1", "p99Ms")),
+                "p50_1x": ratio("pack391", peer, ("threads1", "p50Ms")),
+                "frontDoorP50_1x": ratio("pack391_front_door", peer, ("threads1", "p50Ms")),
+                "pairedThroughput1x": paired(single_rounds, "pack391", peer),
+                "pairedThroughput8x": paired(eight_rounds, "pack391", peer),
+                "pairedFrontDoorThroughput1x": paired(single_rounds, "pack391_front_door", peer),
+                "pairedFrontDoorThroughput8x": paired(eight_rounds, "pack391_front_door", peer),
             }
-        print(json.dumps({"ratiosVsPeer": ratios}, indent=2))
+        door_cost = {
+            "throughput1x": ratio("pack391_front_door", "pack391", ("threads1", "decisionsPerSec")),
+            "throughput8x": ratio("pack391_front_door", "pack391", ("threads8", "decisionsPerSec")),
+            "p50_1x": ratio("pack391_front_door", "pack391", ("threads1", "p50Ms")),
+            "pairedThroughput1x": paired(single_rounds, "pack391_front_door", "pack391"),
+            "pairedThroughput8x": paired(eight_rounds, "pack391_front_door", "pack391"),
+            "doorAloneUs": door_only["usPerCall"],
+        }
+        print(json.dumps({"ratiosVsPeer": ratios, "doorCost": door_cost}, indent=2))
         if args.json:
-            args.json.write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "results": results,
+                        "doorAlone": door_only,
+                        "ratios": ratios,
+                        "doorCost": door_cost,
+                    },
+                    indent=2,
+                )
+            )
     finally:
         child.stop()
 

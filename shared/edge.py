@@ -311,10 +311,11 @@ def callable_function(
 
         @functools.wraps(sdk_endpoint)
         def endpoint(raw: flask.Request) -> flask.Response:
+            # every request is counted; a CORS preflight (no token, harmless) is never refused
+            turned_away = front_door(raw, role)
+            if turned_away is not None and raw.method != "OPTIONS":
+                return turned_away
             if raw.method == "POST":
-                turned_away = front_door(raw, role)
-                if turned_away is not None:
-                    return turned_away
                 problem = malformed_body_problem(raw)
                 if problem is not None:
                     return _error_response(https_fn.FunctionsErrorCode.INVALID_ARGUMENT, problem)

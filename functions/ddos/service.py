@@ -100,30 +100,28 @@ class ProtectionService:
             success_resets=t.BRUTE_FORCE_SUCCESS_RESETS_PER_WINDOW,
         )
         reason = f"{t.BRUTE_FORCE_MAX_FAILURES_COUNT} failed {kind} attempts"
-        if out.user_blocked_until_ms and uid:
-            self._repo.mirror_block(
-                block_doc(
-                    BlockScope.USER,
-                    uid,
-                    BlockKind.BRUTE_FORCE,
-                    reason,
-                    out.user_offence,
-                    now,
-                    out.user_blocked_until_ms,
+        evidence = {
+            "kind": kind,
+            "failures": t.BRUTE_FORCE_MAX_FAILURES_COUNT,
+            "windowSec": t.BRUTE_FORCE_WINDOW_SEC,
+        }
+        for scope, subject, until_ms, offence in (
+            (BlockScope.USER, uid, out.user_blocked_until_ms, out.user_offence),
+            (BlockScope.IP, ip, out.ip_blocked_until_ms, out.ip_offence),
+        ):
+            if until_ms and subject:
+                self._repo.mirror_block(
+                    block_doc(
+                        scope,
+                        subject,
+                        BlockKind.BRUTE_FORCE,
+                        reason,
+                        offence,
+                        now,
+                        until_ms,
+                        {**evidence, "offence": offence, "blockSec": (until_ms - ms(now)) // 1000},
+                    )
                 )
-            )
-        if out.ip_blocked_until_ms:
-            self._repo.mirror_block(
-                block_doc(
-                    BlockScope.IP,
-                    ip,
-                    BlockKind.BRUTE_FORCE,
-                    reason,
-                    out.ip_offence,
-                    now,
-                    out.ip_blocked_until_ms,
-                )
-            )
         return ShieldView(
             blocked=out.blocked,
             attempts_left=max(0, out.attempts_left),

@@ -151,6 +151,9 @@ def test_five_failures_block_user_and_ip_for_an_hour(caller: Caller) -> None:
         ("ip", "brute_force"),
         ("user", "brute_force"),
     ]
+    # each says why
+    assert {(m["evidence"]["failures"], m["evidence"]["offence"]) for m in mirrors} == {(5, 1)}
+    assert {m["evidence"]["blockSec"] for m in mirrors} == {3600}
 
 
 def test_success_resets_only_the_users_own_count(caller: Caller) -> None:
