@@ -191,22 +191,33 @@ class ProtectionService:
         """Gather what the blast-radius rules need (only when something is critical)."""
         if not critical:
             return policy.MitigationPlan((), (), ())
-        minute, traffic = judged[-1]  # the most recent judged minute: who is behind whom
         candidates = {ip for d in critical for ip in d.block_sources}
+        # who was behind each address, over every judged minute (the flood may be in the
+        # last complete one, the current one, or both): the most users seen, and each
+        # user's highest rate
         rates: dict[str, float] = {}
-        for _, seen in judged:
+        counts: dict[str, int] = {}
+        user_rates: dict[str, dict[str, float]] = {}
+        for minute, seen in judged:
             for ip, n in seen.top_ips:
                 if ip in candidates:
                     rates[ip] = max(rates.get(ip, 0.0), seen.per_min(n))
-        users = self._store.address_users(minute, candidates, t.DDOS_USERS_PER_ADDRESS_TOP_COUNT)
+            found = self._store.address_users(
+                minute, candidates, t.DDOS_USERS_PER_ADDRESS_TOP_COUNT
+            )
+            for ip, (count, top) in found.items():
+                counts[ip] = max(counts.get(ip, 0), count)
+                per_user = user_rates.setdefault(ip, {})
+                for uid, n in top:
+                    per_user[uid] = max(per_user.get(uid, 0.0), seen.per_min(n))
         addresses = {
             ip: policy.AddressUsers(
                 ip,
                 rates.get(ip, 0.0),
-                count,
-                [(uid, traffic.per_min(n)) for uid, n in top],
+                counts.get(ip, 0),
+                sorted(user_rates.get(ip, {}).items(), key=lambda item: -item[1]),
             )
-            for ip, (count, top) in users.items()
+            for ip in candidates
         }
         networks = [ipaddress.ip_network(e.entry) for e in self._repo.allowlist()]
 
@@ -217,9 +228,7 @@ class ProtectionService:
                 return False
             return any(address.version == n.version and address in n for n in networks)
 
-        distinct_users = max(
-            self._store.distinct_users(minute), self._store.distinct_users(minute - 1)
-        )
+        distinct_users = max(self._store.distinct_users(minute) for minute, _ in judged)
         mode_pct = policy.ddos_mode_blast_radius_pct(self._store.counters(history_minutes))
         return policy.plan_mitigation(critical, addresses, distinct_users, mode_pct, allowlisted)
 

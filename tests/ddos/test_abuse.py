@@ -319,3 +319,16 @@ def test_only_admins_lift_and_allowlist(caller: Caller, name: str) -> None:
     assert caller.call(name, data, role="ops").error["status"] == "PERMISSION_DENIED"
     assert caller.call(name, data, role="user").error["status"] == "PERMISSION_DENIED"
     assert caller.call(name, data, role="admin").status == 200
+
+
+def test_a_shared_address_seen_in_the_last_complete_minute_stays_unblocked(
+    backends: Backends,
+) -> None:
+    """The flood was in the last complete minute; the current one (also judged) is quiet:
+    who was behind the address is still known."""
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0)
+    before = t0 - timedelta(minutes=1)
+    drive(before, 250, lambda i: nat(f"student-{i % 25}"))
+    drive(before, 900, lambda i: nat("bot-account"))
+    report = protection_service().detect(t0 + timedelta(seconds=30))
+    assert (report.blocked_sources, report.blocked_users) == ([], ["bot-account"])
