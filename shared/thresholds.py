@@ -72,6 +72,10 @@ GEO_CACHE_TTL_SEC: Final[int] = 30
 """How long an instance trusts its in-process copy of the geo throttle rules: a
 change applies everywhere within this time."""
 
+GEO_LOAD_TIMEOUT_SEC: Final[float] = 5.0
+"""The background read of the geo rules gives up after this long (and keeps the last
+rules); requests never wait for it beyond the Redis budget."""
+
 GEO_MULTIPLIER_MAX: Final[float] = 10.0
 """Largest per-country multiplier an admin may set (0 < multiplier <= this)."""
 

@@ -1,9 +1,15 @@
-"""Per-country throttle rules, read through a short in-process cache.
+"""Per-country throttle rules, read through a short in-process cache, never waiting on
+Firestore longer than the rate limiter's own budget.
 
-A request never reads Firestore: the whole rule set (at most one document per
-country) is loaded at most once per ``GEO_CACHE_TTL_SEC`` per instance, so an
-admin's change applies everywhere within that time. When Firestore cannot be
-read, the last rules stay in force (and none, before the first load).
+A request never reads Firestore itself: the whole rule set (at most one document per
+country) is re-read at most once per ``GEO_CACHE_TTL_SEC`` per instance, by a
+background thread that the request finding the copy stale starts; that request, and
+every other, decides with the copy it has. Only an instance that has no copy yet (a
+cold start, or right after this instance changed a rule) waits for the read, and then
+at most ``first_wait_sec`` (the Redis budget): a slow or unreachable Firestore delays
+no decision by more than that. When Firestore cannot be read, the last rules stay in
+force (and none, before the first load); the read itself gives up after
+``GEO_LOAD_TIMEOUT_SEC`` and is tried again after the TTL.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pydantic import ValidationError
 from shared import collections
 from shared.models.ddos import GeoThrottleDoc
 from shared.ratelimit.policy import GeoRule
-from shared.thresholds import GEO_CACHE_TTL_SEC
+from shared.thresholds import GEO_CACHE_TTL_SEC, GEO_LOAD_TIMEOUT_SEC
 
 log = logging.getLogger("pack391.ratelimit")
 
@@ -31,13 +37,22 @@ class GeoRules:
         db: Callable[[], firestore.Client],
         ttl_sec: float = GEO_CACHE_TTL_SEC,
         monotonic: Callable[[], float] = time.monotonic,
+        first_wait_sec: float = 0.05,
+        load_timeout_sec: float = GEO_LOAD_TIMEOUT_SEC,
     ) -> None:
         self._db = db
         self._ttl = ttl_sec
         self._monotonic = monotonic
+        self._first_wait = first_wait_sec
+        self._load_timeout = load_timeout_sec
         self._lock = threading.Lock()
         self._rules: dict[str, GeoRule] = {}
         self._loaded_at: float | None = None
+        self._current = False
+        """False before the first load and after :meth:`invalidate`: the next request
+        waits (boundedly) for the read instead of deciding with the old copy."""
+        self._refresh: threading.Thread | None = None
+        self._generation = 0
 
     def get(self, country: str | None) -> GeoRule | None:
         if country is None:
@@ -46,8 +61,17 @@ class GeoRules:
         return self._rules.get(country)
 
     def invalidate(self) -> None:
+        """Re-read at the next request (this instance changed a rule)."""
         with self._lock:
             self._loaded_at = None
+            self._current = False
+            self._generation += 1
+
+    def wait_idle(self, timeout_sec: float = 10.0) -> None:
+        """Wait for a running refresh (tests, and shutdown)."""
+        thread = self._refresh
+        if thread is not None:
+            thread.join(timeout_sec)
 
     def _refresh_if_stale(self) -> None:
         now = self._monotonic()
@@ -55,17 +79,34 @@ class GeoRules:
         if loaded is not None and now - loaded < self._ttl:
             return
         with self._lock:
-            if self._loaded_at is not None and now - self._loaded_at < self._ttl:
-                return
-            try:
-                docs = self._db().collection(collections.GEO_THROTTLES).stream()
-                rules = {}
-                for snap in docs:
-                    doc = GeoThrottleDoc.model_validate(snap.to_dict())
-                    rules[doc.country] = GeoRule(
-                        doc.country, doc.multiplier, doc.region_cap_per_min
-                    )
-                self._rules = rules
-            except (gexc.GoogleAPIError, ValidationError):  # keep the last rules
-                log.exception("geo throttle rules could not be loaded; keeping the last ones")
-            self._loaded_at = now
+            thread = self._refresh
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=self._load,
+                    args=(now, self._generation),
+                    name="pack391-geo-rules",
+                    daemon=True,
+                )
+                self._refresh = thread
+                thread.start()
+            current = self._current
+        if not current:
+            thread.join(self._first_wait)
+
+    def _load(self, started: float, generation: int) -> None:
+        try:
+            snaps = self._db().collection(collections.GEO_THROTTLES).get(timeout=self._load_timeout)
+            rules = {}
+            for snap in snaps:
+                doc = GeoThrottleDoc.model_validate(snap.to_dict())
+                rules[doc.country] = GeoRule(doc.country, doc.multiplier, doc.region_cap_per_min)
+            self._rules = rules
+        except (gexc.GoogleAPIError, ValidationError):  # keep the last rules
+            log.exception("geo throttle rules could not be loaded; keeping the last ones")
+        except Exception:  # a background thread: never let it die silently
+            log.exception("geo throttle rules: unexpected error; keeping the last ones")
+        finally:
+            with self._lock:
+                if generation == self._generation:  # not invalidated meanwhile
+                    self._loaded_at = started
+                    self._current = True

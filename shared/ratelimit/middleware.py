@@ -25,6 +25,7 @@ from shared.config import (
     COUNTRY_HEADER,
     FRONT_DOOR,
     RATE_LIMIT_SHADOW_CLASSES,
+    REDIS_TIMEOUT_MS,
     TRUSTED_HOPS,
 )
 from shared.errors import FailedPrecondition, RateLimited, to_https_error
@@ -54,7 +55,8 @@ R = TypeVar("R")
 
 @functools.cache
 def _geo_rules() -> GeoRules:
-    return GeoRules(get_db)
+    # a cold instance waits for its first copy of the rules at most the Redis budget
+    return GeoRules(get_db, first_wait_sec=REDIS_TIMEOUT_MS.value / 1000)
 
 
 @functools.cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 import time
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
 
 from shared import thresholds
 from shared.firestore import get_db
@@ -33,7 +37,7 @@ def who(uid: str | None = "alice", ip: str = "198.51.100.1", country: str | None
 
 @pytest.fixture
 def limiter(backends: Backends) -> RateLimiter:
-    return RateLimiter(get_redis(), GeoRules(get_db))
+    return RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10))
 
 
 @pytest.mark.parametrize(("cls", "limit"), list(thresholds.RATE_LIMIT_PER_MIN.items()))
@@ -107,7 +111,7 @@ def test_anonymous_subject_counts_only_the_ip(limiter: RateLimiter) -> None:
 
 
 def test_shadow_mode_counts_but_never_denies(backends: Backends) -> None:
-    limiter = RateLimiter(get_redis(), GeoRules(get_db), frozenset({"payment"}))
+    limiter = RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10), frozenset({"payment"}))
     results = [limiter.decide(EndpointClass.PAYMENT, who(), NOW) for _ in range(5)]
     limiter.flush_counters()
     assert all(r.allowed for r in results)
@@ -130,7 +134,7 @@ def test_near_limit_counter(limiter: RateLimiter, backends: Backends) -> None:
 
 
 def test_geo_multiplier_and_country_cap(limiter: RateLimiter) -> None:
-    geo = GeoRules(get_db)
+    geo = GeoRules(get_db, first_wait_sec=10)
     get_db().collection("pack391_geo_throttles").document("BR").set(
         {"country": "BR", "multiplier": 0.4, "regionCapPerMin": 12}
     )
@@ -152,7 +156,7 @@ def test_geo_multiplier_and_country_cap(limiter: RateLimiter) -> None:
 
 def test_geo_rules_are_cached_for_their_ttl(backends: Backends) -> None:
     clock = [100.0]
-    geo = GeoRules(get_db, ttl_sec=30, monotonic=lambda: clock[0])
+    geo = GeoRules(get_db, ttl_sec=30, monotonic=lambda: clock[0], first_wait_sec=10)
     assert geo.get("DE") is None
     get_db().collection("pack391_geo_throttles").document("DE").set(
         {"country": "DE", "multiplier": 2.0}
@@ -160,8 +164,49 @@ def test_geo_rules_are_cached_for_their_ttl(backends: Backends) -> None:
     clock[0] += 29
     assert geo.get("DE") is None  # still the cached (empty) rules
     clock[0] += 1
+    # stale: this request decides with the copy it has; a background read refreshes it
+    assert geo.get("DE") is None
+    geo.wait_idle()
     rule = geo.get("DE")
     assert rule is not None and rule.multiplier == 2.0
+
+
+def test_a_stalled_firestore_never_delays_a_decision(
+    tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the geo rules used to be read on the request path, under a lock, with no
+    timeout. A private Firestore emulator is paused (SIGSTOP) mid-life: decisions keep
+    their budget, with the last good rules, and the rules come back when it resumes."""
+    child, host = procs.start_firestore_emulator(backends.project, tmp_path)
+    with monkeypatch.context() as env:  # the client reads the emulator host when built
+        env.setenv("FIRESTORE_EMULATOR_HOST", host)
+        client = firestore.Client(
+            project=backends.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        )
+    try:
+        client.collection("pack391_geo_throttles").document("BR").set(
+            {"country": "BR", "multiplier": 0.4}
+        )
+        clock = [0.0]
+        geo = GeoRules(lambda: client, ttl_sec=30, monotonic=lambda: clock[0], first_wait_sec=10)
+        limiter = RateLimiter(get_redis(), geo)
+        assert limiter.decide(EndpointClass.AUTH, who("a", "1.1.1.1", "BR"), NOW).limit == 2
+
+        os.kill(child.process.pid, signal.SIGSTOP)
+        clock[0] += 31  # the copy is stale: a refresh starts and hangs on the paused emulator
+        started = time.monotonic()
+        slowest = 0.0
+        for i in range(20):
+            t0 = time.monotonic()
+            decision = limiter.decide(EndpointClass.AUTH, who(f"b{i}", f"2.2.2.{i}", "BR"), NOW)
+            slowest = max(slowest, time.monotonic() - t0)
+            assert decision.limit == 2  # the last good rules stay in force
+        assert slowest < 0.5, f"a decision waited {slowest:.3f}s on a stalled Firestore"
+        assert time.monotonic() - started < 2
+    finally:
+        os.kill(child.process.pid, signal.SIGCONT)
+        child.stop()
 
 
 def test_ddos_mode_tightens_and_panic_pass_bypasses(
@@ -244,7 +289,7 @@ def test_redis_down_follows_each_class_policy(
 
     url = "redis://127.0.0.1:1/0" if url_kind == "refused" else black_hole
     broken = redis.Redis.from_url(url, socket_timeout=0.05, socket_connect_timeout=0.05)
-    limiter = RateLimiter(broken, GeoRules(get_db))
+    limiter = RateLimiter(broken, GeoRules(get_db, first_wait_sec=10))
     for cls in EndpointClass:
         started = time.perf_counter()
         if cls.value in thresholds.RATE_LIMIT_FAIL_CLOSED_CLASSES:
@@ -265,7 +310,7 @@ def test_recovery_is_automatic_and_failures_are_reported(
     child, url = procs.start_redis(tmp_path)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=0.5)
-    limiter = RateLimiter(client, GeoRules(get_db))
+    limiter = RateLimiter(client, GeoRules(get_db, first_wait_sec=10))
     try:
         assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
         child.stop()
