@@ -332,3 +332,22 @@ def test_a_shared_address_seen_in_the_last_complete_minute_stays_unblocked(
     drive(before, 900, lambda i: nat("bot-account"))
     report = protection_service().detect(t0 + timedelta(seconds=30))
     assert (report.blocked_sources, report.blocked_users) == ([], ["bot-account"])
+
+
+def test_each_request_is_counted_once_as_a_source(caller: Caller, backends: Backends) -> None:
+    """Counted at the front door before its token is verified, and not again by the
+    decision: the detector sees every request exactly once."""
+    user = caller.token("user", "counted")
+    statuses = [post(caller, "pack391_panicEscalation", {}, user)[0] for _ in range(10)]
+    statuses += [post(caller, "pack391_panicEscalation", {}, None)[0] for _ in range(5)]
+    assert statuses == [200] * 10 + [401] * 5
+    default_limiter().flush_counters()
+    client = redis.Redis.from_url(backends.redis_url)
+    minute = keys.minute_of(datetime.now(UTC))
+    per_ip = sum(int(client.zscore(keys.stats_ips(m), LOCAL) or 0) for m in (minute - 1, minute))
+    counted = sum(int(client.hget(keys.stats(m), "all") or 0) for m in (minute - 1, minute))
+    users = sum(
+        int(client.zscore(keys.stats_ip_users(m, LOCAL), "counted") or 0)
+        for m in (minute - 1, minute)
+    )
+    assert (per_ip, counted, users) == (15, 15, 10)
