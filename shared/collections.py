@@ -32,6 +32,11 @@ CONFIG: Final = "pack391_config"
 CONFIG_MARKETS_DOC: Final = "markets"
 """Id of the all-markets switch document in :data:`CONFIG`."""
 
+CONFIG_LOAD_ADMISSIONS_DOC: Final = "load_admissions"
+"""Id of the load-test admission ledger in :data:`CONFIG`: ``{runs: {runId: {rps,
+deadline}}}``, changed only in a transaction with the run it admits, so the global RPS
+cap holds under concurrent starts."""
+
 AUDIT_LOG: Final = "pack391_audit_log"
 """One document per admin mutation, :class:`shared.models.audit.AuditEntry`."""
 

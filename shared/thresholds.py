@@ -345,6 +345,10 @@ with room to spare (docs/benchmarks.md). Shards = ceil(peak / this) unless overr
 LOAD_TEST_GLOBAL_RPS_CAP: Final[float] = 5000.0
 """Sum of the peak rates of all running load tests may not exceed this."""
 
+LOAD_TEST_REAP_GRACE_SEC: Final[int] = 300
+"""A run holds its share of the cap until it ends, or at most this long past its
+planned end (start + duration): a run whose shards stopped reporting is then reaped."""
+
 LOAD_TEST_MAX_SHARDS: Final[int] = 64
 """Most shards one run may be split into."""
 

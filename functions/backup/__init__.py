@@ -47,7 +47,18 @@ def reset_backup_service() -> None:
     _service_for.cache_clear()
 
 
-@scheduled_function(schedule=BACKUP_SCHEDULE, timeout_sec=1800, secrets=[BACKUP_KEY])
+@scheduled_function(
+    schedule=BACKUP_SCHEDULE,
+    timeout_sec=1800,
+    secrets=[BACKUP_KEY],
+    # Retried: every attempt is a new backup under its own id (a failed one is marked
+    # FAILED, never overwritten), and a lost hour is a lost RPO; 2 retries 2 then 4 min
+    # later stay well inside the hour before the next run.
+    retry_count=2,
+    min_backoff_seconds=120,
+    max_backoff_seconds=600,
+    max_doublings=2,
+)
 def pack391_backupFirestore(ctx: ScheduledContext) -> None:
     """Take a consistent backup into the three regions and record it in the catalog."""
     record = backup_service().backup(ctx.now)
@@ -59,14 +70,26 @@ def pack391_backupFirestore(ctx: ScheduledContext) -> None:
     )
 
 
-@scheduled_function(schedule=VERIFY_SCHEDULE, timeout_sec=1800, secrets=[BACKUP_KEY])
+@scheduled_function(
+    schedule=VERIFY_SCHEDULE,
+    timeout_sec=1800,
+    secrets=[BACKUP_KEY],
+    # Retried: it only reads the backups and adds a report (and an alert) per run, so a
+    # repeat is harmless, while a failed run would otherwise wait a day; 5, 10, 20 min.
+    retry_count=3,
+    min_backoff_seconds=300,
+    max_backoff_seconds=1800,
+    max_doublings=2,
+)
 def pack391_verifyBackups(ctx: ScheduledContext) -> None:
     """Check every backup promise; write the report and an alert when one is broken."""
     report = backup_service().verify(ctx.now, ctx.request_id)
     log.info("backup verification %s: ok=%s", report.verification_id, report.ok)
 
 
-@callable_function(role=Role.OPS, request=GetBackupStatusRequest)
+# The secret: status() builds the configured store, and the logical backend needs the key
+# to be built (deployed without it, every status call would be FAILED_PRECONDITION).
+@callable_function(role=Role.OPS, request=GetBackupStatusRequest, secrets=[BACKUP_KEY])
 def pack391_getBackupStatus(ctx: CallContext, req: GetBackupStatusRequest) -> BackupStatusView:
     """The catalog, the last verification, the measured RPO and the last drill's RTO."""
     return backup_service().status(ctx.now)
@@ -78,4 +101,4 @@ def pack391_getBackupStatus(ctx: CallContext, req: GetBackupStatusRequest) -> Ba
 def pack391_restoreDrill(ctx: CallContext, req: RestoreDrillRequest) -> DrillRecord:
     """Restore a backup (or a point in time) into a scratch target, check, time, clean up."""
     change = Change(ctx.caller.uid, "backup.restore_drill", req.reason, ctx.request_id, ctx.now)
-    return backup_service().drill(req, change, ctx.request_id)
+    return backup_service().drill(req, change)

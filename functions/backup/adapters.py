@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import os
+import re
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +40,13 @@ from google.cloud.firestore_admin_v1.types import (
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 
 from functions.backup import archive
-from functions.backup.archive import BackupIntegrityError, BackupKey, Manifest, PartEntry
+from functions.backup.archive import (
+    BackupIntegrityError,
+    BackupKey,
+    Manifest,
+    PartContext,
+    PartEntry,
+)
 from functions.backup.destinations import BackupDestination, LocalDirectory, destination_for
 from functions.backup.policy import PitrState, align_down
 from shared import collections
@@ -53,7 +62,7 @@ from shared.config import (
     BACKUP_LOCAL_ROOT,
     is_emulated,
 )
-from shared.errors import FailedPrecondition, InvalidInput
+from shared.errors import FailedPrecondition, InvalidInput, Pack391Error
 from shared.models.alerts import AlertDoc, Severity
 from shared.models.backup import (
     BackupAlert,
@@ -78,6 +87,17 @@ BUNDLE_META_FILES = ("firestore.rules", "firestore.indexes.json")
 
 MANIFEST = "manifest.json"
 _OPERATION_TIMEOUT_SEC = 3600.0
+BACKUP_READ_PAGE_DOCS_COUNT = 50_000
+"""Documents per query of the parallel reader (streamed, so not held in memory): the
+emulator pays about a second of CPU per query with a ``readTime`` whatever its size, so
+pages of 5,000 cost a third of a backup there (docs/benchmarks.md)."""
+
+BACKUP_READ_THREADS_COUNT = 4
+"""Top-level collection trees a logical backup reads at once (measured in
+docs/benchmarks.md: more threads than trees, or than the server's cores, add nothing)."""
+
+_MIN_DOC_ID = "__id-9223372036854775808__"
+"""The smallest document id in Firestore's ordering (a numeric id)."""
 
 
 class NonEmptyTarget(FailedPrecondition):
@@ -139,11 +159,15 @@ class FirestoreDocuments:
             )
         return response.json()
 
-    def root_collections(self) -> list[str]:
+    def root_collections(self, read_time: datetime | None = None) -> list[str]:
+        """The top-level collection ids (a collection counts while any document at any
+        depth under it exists), as of ``read_time`` when given."""
         ids: list[str] = []
         token: str | None = None
         while True:
             body: dict[str, Any] = {"pageSize": 1000}
+            if read_time is not None:
+                body["readTime"] = iso_micro(read_time)
             if token:
                 body["pageToken"] = token
             page = self._post(":listCollectionIds", body)
@@ -152,9 +176,12 @@ class FirestoreDocuments:
             if not token:
                 return sorted(ids)
 
-    def _query(self, group: str | None, names_only: bool = False) -> dict[str, Any]:
+    def _query(
+        self, group: str | None, names_only: bool = False, within: str | None = None
+    ) -> dict[str, Any]:
         """Every document of the collection group ``group`` (every collection with that
-        id, at any depth), or of the whole database, ordered by name."""
+        id, at any depth), or of the whole database, ordered by name; with ``within``,
+        only the documents under that top-level collection (:meth:`_tree_bounds`)."""
         selector: dict[str, Any] = {"allDescendants": True}
         if group is not None:
             selector["collectionId"] = group
@@ -162,9 +189,26 @@ class FirestoreDocuments:
             "from": [selector],
             "orderBy": [{"field": {"fieldPath": "__name__"}, "direction": "ASCENDING"}],
         }
+        if within is not None:
+            start, end = self._tree_bounds(within)
+            query["startAt"] = {"values": [{"referenceValue": start}], "before": True}
+            query["endAt"] = {"values": [{"referenceValue": end}], "before": True}
         if names_only:
             query["select"] = {"fields": [{"fieldPath": "__name__"}]}
         return query
+
+    def _tree_bounds(self, top: str) -> tuple[str, str]:
+        """The ``__name__`` range holding exactly the documents whose path starts with
+        the top-level collection ``top``: the documents of ``top`` and of every
+        subcollection under it, at any depth.
+
+        The recipe of the Firestore client libraries' ``recursive()`` (recursive
+        delete): from ``top/__id-9223372036854775808__`` (the smallest document id) to
+        ``top<NUL>/__id-9223372036854775808__``, where the NUL sorts after every path that
+        continues ``top/...`` and before any other collection id that starts with
+        ``top``."""
+        base = f"{self.documents_path}/{top}"
+        return f"{base}/{_MIN_DOC_ID}", f"{base}\0/{_MIN_DOC_ID}"
 
     def pages(
         self,
@@ -173,9 +217,11 @@ class FirestoreDocuments:
         page_size: int = BACKUP_PART_MAX_DOCS_COUNT,
         *,
         names_only: bool = False,
+        within: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Pages of ``{"name", "fields"}`` documents, all read at ``read_time``."""
-        query = self._query(group, names_only)
+        """Pages of ``{"name", "fields"}`` documents, all read at ``read_time``; with
+        ``within``, only the tree of that top-level collection."""
+        query = self._query(group, names_only, within)
         query["limit"] = page_size
         while True:
             body: dict[str, Any] = {"structuredQuery": query}
@@ -192,20 +238,65 @@ class FirestoreDocuments:
                 "startAt": {"values": [{"referenceValue": docs[-1]["name"]}], "before": False},
             }
 
+    def stream(
+        self,
+        read_time: datetime | None,
+        *,
+        within: str | None = None,
+        page_size: int = BACKUP_READ_PAGE_DOCS_COUNT,
+    ) -> Iterator[dict[str, Any]]:
+        """Every document (of one top-level collection's tree with ``within``) in name
+        order, read at ``read_time``, parsed as the answer arrives: memory holds one
+        document and one network chunk, whatever ``page_size`` (which only bounds how
+        long one query runs; the emulator pays a fixed cost per query, so it is large)."""
+        query = self._query(None, within=within)
+        query["limit"] = page_size
+        while True:
+            body: dict[str, Any] = {"structuredQuery": query}
+            if read_time is not None:
+                body["readTime"] = iso_micro(read_time)
+            url = f"{self._api_root}/{self.documents_path}:runQuery"
+            read = 0
+            last = ""
+            with self._session.post(url, json=body, timeout=120, stream=True) as response:
+                if response.status_code >= 400:
+                    raise requests.HTTPError(
+                        f"Firestore :runQuery: HTTP {response.status_code}: {response.text[:300]}",
+                        response=response,
+                    )
+                for row in json_array_items(response.iter_content(chunk_size=1 << 16)):
+                    doc = row.get("document")
+                    if doc is not None:
+                        read += 1
+                        last = doc["name"]
+                        yield doc
+            if read < page_size:
+                return
+            query = {
+                **query,
+                "startAt": {"values": [{"referenceValue": last}], "before": False},
+            }
+
     def relative(self, name: str) -> str:
         """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
         return name[len(self.documents_path) + 1 :]
 
-    def count(self, group: str | None) -> int:
-        """Documents in a collection group (or the whole database): one aggregation."""
-        query = self._query(group)
-        del query["orderBy"]
-        body = {
+    def count(
+        self, group: str | None, read_time: datetime | None = None, within: str | None = None
+    ) -> int:
+        """Documents in a collection group (or the whole database, or one top-level
+        collection's tree), as of ``read_time`` when given: one aggregation."""
+        query = self._query(group, within=within)
+        if within is None:
+            del query["orderBy"]
+        body: dict[str, Any] = {
             "structuredAggregationQuery": {
                 "structuredQuery": query,
                 "aggregations": [{"alias": "n", "count": {}}],
             }
         }
+        if read_time is not None:
+            body["readTime"] = iso_micro(read_time)
         rows = self._post(":runAggregationQuery", body)
         for row in rows:
             if "result" in row:
@@ -231,6 +322,46 @@ class FirestoreDocuments:
                 return deleted
             self.commit([{"delete": name} for name in names])
             deleted += len(names)
+
+
+_SubmitPart = Callable[[str, int, list[bytes]], None]
+"""Hand a part's NDJSON lines (top-level collection, number in its series) to sealing."""
+
+
+_BETWEEN_ITEMS = re.compile(r"[\s,]*")
+
+
+def json_array_items(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """The elements of a JSON array arriving in ``chunks`` (a streamed ``runQuery``
+    answer), each yielded as soon as it is complete. A truncated array raises."""
+    decoder = json.JSONDecoder()
+    text = codecs.getincrementaldecoder("utf-8")()
+    buffer = ""
+    opened = False
+    for chunk in chunks:
+        buffer += text.decode(chunk)
+        if not opened:
+            buffer = buffer.lstrip()
+            if not buffer:
+                continue
+            if buffer[0] != "[":
+                raise ValueError(f"not a JSON array: {buffer[:80]!r}")
+            buffer, opened = buffer[1:], True
+        pos = 0
+        while True:
+            match = _BETWEEN_ITEMS.match(buffer, pos)
+            pos = match.end() if match else pos
+            if pos >= len(buffer) or buffer[pos] == "]":
+                break
+            try:
+                item, pos = decoder.raw_decode(buffer, pos)
+            except json.JSONDecodeError:
+                break  # the element is not complete yet: wait for the next chunk
+            yield item
+        buffer = buffer[pos:]
+    buffer += text.decode(b"", final=True)
+    if not opened or buffer.strip() != "]":
+        raise ValueError(f"truncated JSON array answer: {buffer[:80]!r}")
 
 
 @dataclass(frozen=True)
@@ -336,9 +467,15 @@ class LogicalBackupStore:
         drill_database: str = "pack391-drill",
         pitr: PitrInspector | None = None,
         workers: int = 2,
+        readers: int = BACKUP_READ_THREADS_COUNT,
+        parallel: bool = True,
         meta_dir: Path = SOURCE_DIR,
         part_docs: int = BACKUP_PART_MAX_DOCS_COUNT,
+        read_page: int = BACKUP_READ_PAGE_DOCS_COUNT,
     ) -> None:
+        """``workers`` seal and write parts (and write a restore's batches);
+        ``readers`` read top-level collection trees at once; ``parallel=False`` keeps
+        the first reader, one ordered pass (the benchmark's baseline)."""
         self._source = source
         self._key = key
         self._dest: dict[str, BackupDestination] = {
@@ -349,8 +486,11 @@ class LogicalBackupStore:
         self._drill_database = drill_database
         self._pitr = pitr
         self._workers = workers
+        self._readers = readers
+        self._parallel = parallel
         self._meta_dir = meta_dir
         self._part_docs = part_docs
+        self._read_page = read_page
 
     def location(self, region: str, backup_id: str) -> str:
         return self._dest[region].uri(backup_id)
@@ -361,78 +501,168 @@ class LogicalBackupStore:
     # ---- backup
 
     def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
-        excluded = set(collections.BACKUP_EXCLUDED)
         for region in self.regions:
             if self._read(region, backup_id, MANIFEST) is not None:
                 raise FailedPrecondition(f"backup {backup_id} exists already in {region}")
+        futures: dict[int, Future[dict[str, PartEntry]]] = {}
+        lock = threading.Lock()
+        # Reading (one thread per top-level collection tree, or the one ordered pass)
+        # and sealing/writing run side by side; a part's index is its manifest position.
+        with ThreadPoolExecutor(max_workers=self._workers) as sealers:
+
+            def submit(top: str, n: int, lines: list[bytes]) -> None:
+                name = f"parts/{_file_safe(top)}-{n:05d}.ndjson.gz.enc"
+                with lock:
+                    index = len(futures)
+                    futures[index] = sealers.submit(self._seal_part, backup_id, index, name, lines)
+
+            if self._parallel:
+                census = self._read_trees(snapshot_time, submit)
+            else:
+                census = self._read_one_pass(snapshot_time, submit)
+            sealed = [futures[index].result() for index in sorted(futures)]
+        meta_files = [n for n in BUNDLE_META_FILES if (self._meta_dir / n).is_file()]
+        meta = [
+            self._write_all(
+                backup_id, index, f"meta/{name}.enc", (self._meta_dir / name).read_bytes(), 0
+            )
+            for index, name in enumerate(meta_files)
+        ]
+        sizes: list[int] = []
+        document_count = 0
+        for region in self.regions:
+            manifest = Manifest(
+                backup_id=backup_id,
+                snapshot_time=iso_micro(snapshot_time),
+                source_database=self._source.database_path,
+                key_id=self._key.key_id,
+                collection_counts=census.tops,
+                group_counts=census.groups,
+                parts=[entries[region] for entries in sealed],
+                meta=[entries[region] for entries in meta],
+                region=region,
+            )
+            body = manifest.to_bytes(self._key)
+            self._dest[region].write(f"{backup_id}/{MANIFEST}", body)
+            sizes.append(manifest.size_bytes + len(body))
+            document_count = manifest.document_count
+        return CreatedBackup(
+            locations={r: self.location(r, backup_id) for r in self.regions},
+            document_count=document_count,
+            collection_counts=census.tops,
+            size_bytes=max(sizes, default=0),
+            key_id=self._key.key_id,
+        )
+
+    def _read_one_pass(self, snapshot_time: datetime, submit: _SubmitPart) -> Census:
+        """The first reader (kept as the benchmark's baseline): one ordered pass over the
+        kindless all-descendants query, at ``snapshot_time``."""
+        excluded = set(collections.BACKUP_EXCLUDED)
         tops: dict[str, int] = {}
         groups: dict[str, int] = {}
         series: dict[str, int] = {}
         lines: list[bytes] = []
         current = ""
-        # One ordered pass over the whole database at one readTime (consistent by
-        # construction); sealing and writing run beside the reading.
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            pending: list[Future[PartEntry]] = []
 
-            def flush() -> None:
-                if lines:
-                    n = series.get(current, 0)
-                    series[current] = n + 1
-                    name = f"parts/{_file_safe(current)}-{n:05d}.ndjson.gz.enc"
-                    pending.append(pool.submit(self._seal_part, backup_id, name, list(lines)))
-                    lines.clear()
+        def flush() -> None:
+            nonlocal lines
+            if lines:
+                n = series.get(current, 0)
+                series[current] = n + 1
+                submit(current, n, lines)
+                lines = []
 
-            for page in self._source.pages(None, snapshot_time, self._part_docs):
-                for doc in page:
-                    name = self._source.relative(doc["name"])
-                    path = name.split("/")
-                    if path[0] in excluded:
-                        continue
-                    if path[0] != current or len(lines) >= self._part_docs:
-                        flush()
-                        current = path[0]
-                    line = {"name": name, "fields": doc.get("fields", {})}
-                    lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-                    tops[path[0]] = tops.get(path[0], 0) + 1
-                    groups[path[-2]] = groups.get(path[-2], 0) + 1
-            flush()
-            parts = [future.result() for future in pending]
-        census = Census(groups=groups, tops=tops)
-        meta = [
-            self._write_all(backup_id, f"meta/{name}.enc", (self._meta_dir / name).read_bytes(), 0)
-            for name in BUNDLE_META_FILES
-            if (self._meta_dir / name).is_file()
-        ]
-        manifest = Manifest(
-            backup_id=backup_id,
-            snapshot_time=iso_micro(snapshot_time),
-            source_database=self._source.database_path,
-            key_id=self._key.key_id,
-            collection_counts=census.tops,
-            group_counts=census.groups,
-            parts=parts,
-            meta=meta,
-        )
-        body = manifest.to_bytes(self._key)
+        for page in self._source.pages(None, snapshot_time, self._part_docs):
+            for doc in page:
+                name = self._source.relative(doc["name"])
+                path = name.split("/")
+                if path[0] in excluded:
+                    continue
+                if path[0] != current or len(lines) >= self._part_docs:
+                    flush()
+                    current = path[0]
+                line = {"name": name, "fields": doc.get("fields", {})}
+                lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+                tops[path[0]] = tops.get(path[0], 0) + 1
+                groups[path[-2]] = groups.get(path[-2], 0) + 1
+        flush()
+        return Census(groups=groups, tops=tops)
+
+    def _read_trees(self, snapshot_time: datetime, submit: _SubmitPart) -> Census:
+        """The parallel reader: the database split at top-level collection boundaries,
+        every tree read by its own thread, all at the one ``snapshot_time``.
+
+        Complete without listing subcollections: every document's path starts with
+        exactly one top-level collection id; ``listCollectionIds`` at the snapshot's
+        ``readTime`` names every top-level collection with a document at any depth
+        under it; and each tree's ``__name__`` range (:meth:`FirestoreDocuments.
+        _tree_bounds`) holds exactly the documents under its top-level collection. So
+        the trees are disjoint and cover the database. Checked on every backup: one
+        COUNT aggregation of the whole database at the same ``readTime`` (run beside
+        the reads) must equal what was read plus the excluded bookkeeping trees."""
+        excluded = set(collections.BACKUP_EXCLUDED)
+        roots = self._source.root_collections(snapshot_time)
+        tops = [t for t in roots if t not in excluded]
+        skipped = [t for t in roots if t in excluded]
+        with ThreadPoolExecutor(max_workers=self._readers) as readers:
+            total = readers.submit(self._source.count, None, snapshot_time)
+            trees = [readers.submit(self._read_tree, t, snapshot_time, submit) for t in tops]
+            left_out = [readers.submit(self._source.count, None, snapshot_time, t) for t in skipped]
+            census = Census(groups={}, tops={})
+            for tree in trees:
+                part = tree.result()
+                census.tops.update(part.tops)
+                for group, n in part.groups.items():
+                    census.groups[group] = census.groups.get(group, 0) + n
+            expected = total.result() - sum(f.result() for f in left_out)
+        read = sum(census.tops.values())
+        if read != expected:
+            raise BackupIntegrityError(
+                f"the backup read {read} documents but the database held {expected} "
+                f"(outside the bookkeeping collections) at {iso_micro(snapshot_time)}"
+            )
+        return census
+
+    def _read_tree(self, top: str, snapshot_time: datetime, submit: _SubmitPart) -> Census:
+        """One top-level collection and everything under it, cut into parts."""
+        groups: dict[str, int] = {}
+        lines: list[bytes] = []
+        count = 0
+        series = 0
+        for doc in self._source.stream(snapshot_time, within=top, page_size=self._read_page):
+            name = self._source.relative(doc["name"])
+            path = name.split("/")
+            if path[0] != top:
+                raise BackupIntegrityError(f"the read of the {top} tree returned {name}")
+            line = {"name": name, "fields": doc.get("fields", {})}
+            lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+            groups[path[-2]] = groups.get(path[-2], 0) + 1
+            count += 1
+            if len(lines) >= self._part_docs:
+                submit(top, series, lines)
+                series += 1
+                lines = []
+        if lines:
+            submit(top, series, lines)
+        return Census(groups=groups, tops={top: count} if count else {})
+
+    def _seal_part(
+        self, backup_id: str, index: int, name: str, lines: list[bytes]
+    ) -> dict[str, PartEntry]:
+        return self._write_all(backup_id, index, name, archive.encode_part(lines), len(lines))
+
+    def _write_all(
+        self, backup_id: str, index: int, name: str, plaintext: bytes, documents: int
+    ) -> dict[str, PartEntry]:
+        """Seal ``plaintext`` once per region (each copy bound to its region) and write
+        it; region -> the manifest entry."""
+        entries: dict[str, PartEntry] = {}
         for region in self.regions:
-            self._dest[region].write(f"{backup_id}/{MANIFEST}", body)
-        return CreatedBackup(
-            locations={r: self.location(r, backup_id) for r in self.regions},
-            document_count=manifest.document_count,
-            collection_counts=census.tops,
-            size_bytes=manifest.size_bytes + len(body),
-            key_id=self._key.key_id,
-        )
-
-    def _seal_part(self, backup_id: str, name: str, lines: list[bytes]) -> PartEntry:
-        return self._write_all(backup_id, name, archive.encode_part(lines), len(lines))
-
-    def _write_all(self, backup_id: str, name: str, plaintext: bytes, documents: int) -> PartEntry:
-        sealed = archive.seal(self._key, name, plaintext)
-        for region in self.regions:
+            where = PartContext(backup_id, region, index, name)
+            sealed = archive.seal(self._key, where, plaintext)
             self._dest[region].write(f"{backup_id}/{name}", sealed)
-        return PartEntry(name, archive.sha256(sealed), documents, len(sealed))
+            entries[region] = PartEntry(name, archive.sha256(sealed), documents, len(sealed))
+        return entries
 
     # ---- read back
 
@@ -442,19 +672,19 @@ class LogicalBackupStore:
             raise BackupIntegrityError(
                 f"backup {backup_id} in {region} has no manifest (incomplete)", part=MANIFEST
             )
-        return Manifest.from_bytes(data, self._key)
+        return Manifest.from_bytes(data, self._key, backup_id=backup_id, region=region)
 
-    def _read_part(self, backup_id: str, region: str, entry: PartEntry) -> bytes:
-        sealed = self._read(region, backup_id, entry.name)
+    def _read_part(self, region: str, manifest: Manifest, entry: PartEntry) -> bytes:
+        sealed = self._read(region, manifest.backup_id, entry.name)
         archive.check_part(entry, sealed)
         assert sealed is not None
-        return archive.unseal(self._key, entry.name, sealed)
+        return archive.unseal(self._key, manifest.part_context(entry), sealed)
 
     def _documents(
         self, backup_id: str, region: str, manifest: Manifest
     ) -> Iterator[list[dict[str, Any]]]:
         for entry in manifest.parts:
-            docs = archive.decode_part(entry.name, self._read_part(backup_id, region, entry))
+            docs = archive.decode_part(entry.name, self._read_part(region, manifest, entry))
             if len(docs) != entry.documents:
                 raise BackupIntegrityError(
                     f"part {entry.name} holds {len(docs)} documents, manifest says "
@@ -467,7 +697,7 @@ class LogicalBackupStore:
         manifest = self.manifest(record.backup_id, region)
         total = sum(len(docs) for docs in self._documents(record.backup_id, region, manifest))
         for entry in manifest.meta:
-            self._read_part(record.backup_id, region, entry)
+            self._read_part(region, manifest, entry)
         if total != manifest.document_count:
             raise BackupIntegrityError(
                 f"backup {record.backup_id} holds {total} documents, manifest says "
@@ -479,7 +709,7 @@ class LogicalBackupStore:
         manifest = self.manifest(backup_id, region)
         for entry in manifest.meta:
             if entry.name == f"meta/{name}.enc":
-                return self._read_part(backup_id, region, entry)
+                return self._read_part(region, manifest, entry)
         raise BackupIntegrityError(f"backup {backup_id} has no {name}", part=name)
 
     def restore(
@@ -555,24 +785,59 @@ class LogicalBackupStore:
                 field="pointInTime",
             )
         target = self._source.with_database(self._drill_database)
+        if not target.is_empty():
+            raise NonEmptyTarget(
+                f"the drill database {target.database_path} is not empty: it is not ours to empty",
+                target=target.database_path,
+            )
+        started = time.perf_counter()
+        counted = 0
+        failure: str | None = None
+        cleanup = "not run"
+        cleaned = False
         try:
             result = self.restore(record.backup_id, region, target)
-        except NonEmptyTarget:
-            raise  # not ours to empty
-        except Exception:
-            target.delete_everything()
-            raise
-        deleted = target.delete_everything()
-        cleaned = target.is_empty()
+            # the documents the target really holds, counted there after the restore
+            counted = sum(result.group_counts.values())
+        except Exception as exc:  # recorded in the drill, never lost
+            failure = describe_error(exc)
+        finally:
+            duration = time.perf_counter() - started
+            cleaned, cleanup = _empty_scratch(target)
+        ok = failure is None and counted == record.document_count
+        detail = (
+            f"restore failed: {failure}"
+            if failure is not None
+            else f"restored and counted {counted} documents "
+            f"({'matches' if ok else 'differs from'} the catalog's {record.document_count})"
+        )
         return DrillOutcome(
             target=target.database_path,
-            ok=result.documents == record.document_count,
-            documents=result.documents,
-            duration_sec=result.duration_sec,
+            ok=ok,
+            documents=counted,
+            duration_sec=duration,
             cleaned_up=cleaned,
-            detail=f"restored {result.documents} documents, counts match the manifest, "
-            f"{deleted} removed after the check",
+            detail=f"{detail}; cleanup: {cleanup}",
         )
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error for a report or a drill: our own errors' message, or the type and text
+    of anything else (a Google API error's text carries its HTTP status)."""
+    if isinstance(exc, Pack391Error):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _empty_scratch(target: FirestoreDocuments) -> tuple[bool, str]:
+    """Remove every document of a drill's scratch database: (empty afterwards, what
+    happened). Never raises: a failed cleanup is recorded, not hidden."""
+    try:
+        deleted = target.delete_everything()
+        empty = target.is_empty()
+    except Exception as exc:
+        return False, f"failed: {describe_error(exc)}"
+    return empty, f"{deleted} documents removed" + ("" if empty else ", but some remain")
 
 
 def _file_safe(group: str) -> str:
@@ -622,9 +887,13 @@ class ManagedBackupStore:
         database: str = "(default)",
         kms_key: str | None = None,
         timeout_sec: float = _OPERATION_TIMEOUT_SEC,
+        documents: FirestoreDocuments | None = None,
     ) -> None:
+        """``documents``: the data API, to count a drill's clone (default: this project's
+        Firestore, the emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
         self._admin = admin
         self._project = project
+        self._documents = documents
         self._database_path = f"projects/{project}/databases/{database}"
         self._buckets = {region: uri.rstrip("/") for region, uri in buckets.items()}
         self.regions: Sequence[str] = tuple(self._buckets)
@@ -709,20 +978,71 @@ class ManagedBackupStore:
                 "pointInTime" if point_in_time is not None else "backupId",
                 f"Firestore cannot clone the database at {iso(moment)}: {exc.message}",
             ) from exc
-        operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
-        clone = self._admin.get_database(name=target)
-        duration = time.perf_counter() - started
-        ok = clone.name == target and bool(clone.uid)
-        self._admin.delete_database(name=target).result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+        # From here on a clone may exist: whatever happens, it is deleted (finally), and
+        # the drill records what the cleanup really did.
+        counted = 0
+        failure: str | None = None
+        cleaned, cleanup = False, "not run"
+        try:
+            operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+            clone = self._admin.get_database(name=target)
+            if clone.name != target or not clone.uid:
+                raise FailedPrecondition(f"the clone {target} is not ready")
+            documents = self._documents or FirestoreDocuments.for_environment(self._project)
+            counted = documents.with_database(target_id).count(None)
+        except Exception as exc:  # recorded in the drill, never lost
+            failure = describe_error(exc)
+        finally:
+            duration = time.perf_counter() - started
+            cleaned, cleanup = self._drop_clone(operation, target)
+        expected = record.document_count if record is not None and point_in_time is None else None
+        ok = failure is None and (expected is None or counted == expected)
+        if failure is not None:
+            detail = f"clone of {self._database_path} at {iso(moment)} failed: {failure}"
+        else:
+            detail = (
+                f"cloned {self._database_path} at {iso(moment)} into {target_id}, "
+                f"counted {counted} documents"
+                + (
+                    f" ({'matches' if ok else 'differs from'} the backup's {expected})"
+                    if expected is not None
+                    else ""
+                )
+            )
         return DrillOutcome(
             target=target,
             ok=ok,
-            documents=record.document_count if record else 0,
+            documents=counted,
             duration_sec=duration,
-            cleaned_up=True,
-            detail=f"cloned {self._database_path} at {iso(moment)} into {target_id}, "
-            f"{'ready' if ok else 'not ready'}, then deleted it",
+            cleaned_up=cleaned,
+            detail=f"{detail}; cleanup: {cleanup}",
         )
+
+    def _drop_clone(self, operation: Any, target: str) -> tuple[bool, str]:
+        """Cancel the clone if it is still running, delete the database, and check it is
+        gone: (gone, what happened). Never raises."""
+        steps: list[str] = []
+        try:
+            if not operation.done():
+                operation.cancel()
+                steps.append("clone operation cancelled")
+        except Exception as exc:
+            steps.append(f"cancel failed: {describe_error(exc)}")
+        try:
+            self._admin.delete_database(name=target).result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+            steps.append(f"deleted {target}")
+        except gexc.NotFound:
+            steps.append(f"{target} did not exist")
+        except Exception as exc:
+            steps.append(f"delete failed: {describe_error(exc)}")
+        try:
+            self._admin.get_database(name=target)
+        except gexc.NotFound:
+            return True, ", ".join(steps)
+        except Exception as exc:
+            steps.append(f"could not confirm: {describe_error(exc)}")
+            return False, ", ".join(steps)
+        return False, ", ".join([*steps, f"{target} still exists"])
 
 
 # ------------------------------------------------------------- catalog

@@ -9,13 +9,23 @@ A backup is, in each region's destination (directory or ``gs://`` prefix), a fol
   is Firestore's own typed JSON (``timestampValue``, ``geoPointValue``,
   ``referenceValue``, ``bytesValue``, ``mapValue``, ``arrayValue``, ``nullValue``...),
   so every value round-trips exactly (full timestamp precision, int64, NaN). Each part
-  is sealed with AES-256-GCM (random 96-bit nonce first) and its name as associated
-  data, so a part cannot be swapped for another;
+  is sealed with AES-256-GCM (random 96-bit nonce first), with the backup id, the
+  region of the copy, the part's index in the manifest and its name as associated data
+  (:class:`PartContext`): a part cannot be swapped for another, moved to another region's
+  copy or into another backup's folder;
 - ``meta/firestore.rules.enc``, ``meta/firestore.indexes.json.enc``: the deployed
   bundle's rules and index definitions, sealed the same way;
-- ``manifest.json``, written last (atomically): counts, the SHA-256 of every sealed
-  file, the snapshot time, the schema version, the key fingerprint, and an HMAC over
-  all of it. No manifest means the backup is not complete.
+- ``manifest.json``, written last (atomically): the backup id and region it belongs
+  to, counts, the SHA-256 of every sealed file, the snapshot time, the schema version,
+  the key fingerprint, and an HMAC over all of it. Reading checks that the manifest is
+  the one of the backup and region asked for, so a folder copied or renamed under
+  another backup id (or region) is refused. No manifest means the backup is not
+  complete.
+
+Schema version 1 (before 2026-11-30) bound only the part name; such backups are still
+read: their manifest's backup id (under its HMAC) is checked the same way, but a part of
+a version-1 backup is not bound to its region or index (the three copies were
+byte-identical).
 
 Keys: the configured 32-byte secret is never used directly: HKDF derives the
 encryption key, the manifest MAC key and the public fingerprint from it.
@@ -41,8 +51,12 @@ from firebase_functions.https_fn import FunctionsErrorCode
 
 from shared.errors import Pack391Error
 
-SCHEMA_VERSION = 1
-"""Version of the manifest and part format; a restore refuses versions it does not know."""
+SCHEMA_VERSION = 2
+"""Version of the manifest and part format written; a restore refuses versions it does
+not know (:data:`READABLE_SCHEMA_VERSIONS`)."""
+
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""1: parts bound to their name only, no region in the manifest. 2: :class:`PartContext`."""
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -103,22 +117,51 @@ class BackupKey:
         return cls.from_secret(secret)
 
 
-def seal(key: BackupKey, name: str, plaintext: bytes) -> bytes:
-    """AES-256-GCM with a random nonce; ``name`` is bound as associated data."""
+@dataclass(frozen=True)
+class PartContext:
+    """Where a sealed file belongs, bound into it as AES-GCM associated data."""
+
+    backup_id: str
+    region: str | None
+    """The regional copy (None only for schema version 1, which did not bind it)."""
+    index: int
+    """Position in the manifest's ``parts`` (or ``meta``) list."""
+    name: str
+    schema_version: int = SCHEMA_VERSION
+
+    def associated_data(self) -> bytes:
+        if self.schema_version == 1:
+            return self.name.encode()
+        bound = {
+            "v": self.schema_version,
+            "backupId": self.backup_id,
+            "region": self.region,
+            "index": self.index,
+            "name": self.name,
+        }
+        return json.dumps(bound, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal(key: BackupKey, where: PartContext, plaintext: bytes) -> bytes:
+    """AES-256-GCM with a random nonce; ``where`` is bound as associated data."""
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + AESGCM(key.encryption).encrypt(nonce, plaintext, name.encode())
+    return nonce + AESGCM(key.encryption).encrypt(nonce, plaintext, where.associated_data())
 
 
-def unseal(key: BackupKey, name: str, sealed: bytes) -> bytes:
+def unseal(key: BackupKey, where: PartContext, sealed: bytes) -> bytes:
+    name = where.name
     if len(sealed) < NONCE_BYTES + 16:
         raise BackupIntegrityError(f"part {name} is truncated", part=name)
     try:
         return AESGCM(key.encryption).decrypt(
-            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], name.encode()
+            sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], where.associated_data()
         )
     except InvalidTag:
         raise BackupIntegrityError(
-            f"part {name} failed authentication (altered, or sealed with another key)", part=name
+            f"part {name} failed authentication: altered, sealed with another key, or not "
+            f"part {where.index} of backup {where.backup_id}"
+            + (f" in {where.region}" if where.region else ""),
+            part=name,
         ) from None
 
 
@@ -162,6 +205,8 @@ class Manifest:
     """Collection id -> documents in every collection with that id (one part series each)."""
     parts: list[PartEntry]
     meta: list[PartEntry]
+    region: str | None = None
+    """The regional copy this manifest describes (None: schema version 1)."""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -172,8 +217,15 @@ class Manifest:
     def size_bytes(self) -> int:
         return sum(p.size_bytes for p in [*self.parts, *self.meta])
 
+    def part_context(self, entry: PartEntry) -> PartContext:
+        """What ``entry`` (one of :attr:`parts` or :attr:`meta`) was sealed with."""
+        series = self.parts if entry in self.parts else self.meta
+        return PartContext(
+            self.backup_id, self.region, series.index(entry), entry.name, self.schema_version
+        )
+
     def _body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "schemaVersion": self.schema_version,
             "backupId": self.backup_id,
             "snapshotTime": self.snapshot_time,
@@ -184,6 +236,9 @@ class Manifest:
             "parts": [_part_json(p) for p in self.parts],
             "meta": [_part_json(p) for p in self.meta],
         }
+        if self.schema_version >= 2:
+            body["region"] = self.region
+        return body
 
     def to_bytes(self, key: BackupKey) -> bytes:
         body = self._body()
@@ -191,7 +246,11 @@ class Manifest:
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes, key: BackupKey) -> Manifest:
+    def from_bytes(cls, data: bytes, key: BackupKey, *, backup_id: str, region: str) -> Manifest:
+        """The authenticated manifest of backup ``backup_id``'s copy in ``region``.
+
+        Refused (naming ``manifest.json``) when altered, or when it is another backup's
+        or another region's manifest: a folder copied or renamed under a new id."""
         try:
             body = json.loads(data)
             mac = body.pop("mac")
@@ -199,9 +258,10 @@ class Manifest:
             found_key = body["keyId"]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BackupIntegrityError("manifest.json is malformed", part="manifest.json") from exc
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise BackupIntegrityError(
-                f"manifest schema version {version} is not supported (want {SCHEMA_VERSION})",
+                f"manifest schema version {version} is not supported "
+                f"(readable: {', '.join(map(str, READABLE_SCHEMA_VERSIONS))})",
                 part="manifest.json",
             )
         if found_key != key.key_id:
@@ -215,6 +275,20 @@ class Manifest:
             raise BackupIntegrityError(
                 "manifest.json failed authentication (altered)", part="manifest.json"
             )
+        found_id = body["backupId"]
+        if found_id != backup_id:
+            raise BackupIntegrityError(
+                f"manifest.json belongs to backup {found_id}, not {backup_id}: the folder "
+                "was copied or renamed",
+                part="manifest.json",
+            )
+        found_region = body.get("region") if version >= 2 else None
+        if version >= 2 and found_region != region:
+            raise BackupIntegrityError(
+                f"manifest.json is the {found_region} copy of {backup_id}, not the {region} "
+                "copy: the folder was copied from another region",
+                part="manifest.json",
+            )
         return cls(
             backup_id=body["backupId"],
             snapshot_time=body["snapshotTime"],
@@ -224,6 +298,7 @@ class Manifest:
             group_counts={k: int(v) for k, v in body["groupCounts"].items()},
             parts=[_part_entry(p) for p in body["parts"]],
             meta=[_part_entry(p) for p in body["meta"]],
+            region=found_region,
             schema_version=version,
         )
 

@@ -24,6 +24,19 @@ def backup_id(now: datetime, suffix: str) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
 
 
+def drill_id(now: datetime, suffix: str) -> str:
+    """``drill-20260101T120000Z-0a1b2c3d4e5f``: sorts by time; ``suffix`` (12 hex, from
+    the server's random source, never from the request) makes it unique and names the
+    drill's scratch clone (:func:`drill_tag`)."""
+    return f"drill-{now:%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def drill_tag(drill_id: str) -> str:
+    """The random part of a drill id: the managed backend clones into ``drill-<tag>``
+    (a valid database id: lowercase letters, digits, hyphens)."""
+    return drill_id.rsplit("-", 1)[-1]
+
+
 PITR_WINDOW_SEC = 7 * 24 * 60 * 60
 """How far back Firestore point-in-time recovery reaches: 7 days, Firestore's fixed
 version retention with PITR enabled. A clone at an older minute is refused by the Admin
@@ -108,8 +121,13 @@ class PitrState:
     earliest_version_time: datetime | None = None
 
 
-def pitr_check(state: PitrState) -> CheckResult:
-    """The 1-minute RPO is promised by PITR: it must be enabled on the database."""
+def pitr_check(state: PitrState, problem: str | None = None) -> CheckResult:
+    """The 1-minute RPO is promised by PITR: it must be enabled on the database.
+    ``problem``: reading the setting failed (the promise cannot be confirmed)."""
+    if problem is not None:
+        return CheckResult(
+            name="pitr", status=CheckStatus.BROKEN, detail=f"cannot read the setting: {problem}"
+        )
     if not state.supported:
         return CheckResult(
             name="pitr",
@@ -170,8 +188,15 @@ def interrupted_backups(records: Iterable[BackupRecord], now: datetime) -> list[
     return [r for r in records if r.status is BackupStatus.RUNNING and now - r.started_at > limit]
 
 
-def retention_check(remaining: Sequence[BackupRecord], now: datetime) -> CheckResult:
-    """After retention ran, nothing it should have removed is left."""
+def retention_check(
+    remaining: Sequence[BackupRecord], now: datetime, problem: str | None = None
+) -> CheckResult:
+    """After retention ran, nothing it should have removed is left. ``problem``: the
+    housekeeping (retention, interrupted backups) failed."""
+    if problem is not None:
+        return CheckResult(
+            name="retention", status=CheckStatus.BROKEN, detail=f"housekeeping failed: {problem}"
+        )
     overdue = expired_backups(remaining, now)
     if overdue:
         ids = ", ".join(r.backup_id for r in overdue)

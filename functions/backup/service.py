@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta
 
 from functions.backup import policy
-from functions.backup.adapters import BackupCatalog, BackupStore, mark
+from functions.backup.adapters import BackupCatalog, BackupStore, describe_error, mark
 from functions.backup.archive import BackupIntegrityError, WrongKey
 from shared.audit import Change
 from shared.errors import FailedPrecondition, InvalidInput, NotFound
@@ -86,18 +86,35 @@ class BackupService:
     # ---------------------------------------------------------------- verify
 
     def verify(self, now: datetime, verification_id: str) -> VerificationReport:
-        """Check every promise; write the report, and an alert when one is broken."""
-        expired = self.housekeeping(now)
+        """Check every promise; write the report, and an alert when one is broken.
+
+        Whatever a check raises (an integrity error, a Storage 403, an Admin API error)
+        becomes that promise broken, with the error, in the report and the alert: a
+        failing API never aborts the run before they are written."""
+        housekeeping_problem: str | None = None
+        try:
+            expired = self.housekeeping(now)
+        except Exception as exc:
+            log.exception("backup verification %s: housekeeping failed", verification_id)
+            expired, housekeeping_problem = [], describe_error(exc)
         records = self._catalog.all()
         checks: list[CheckResult] = []
         latest = policy.latest_per_region(records, self._store.regions)
         for region, record in latest.items():
             checks.append(policy.freshness_check(region, record, now))
             checks.append(policy.readable_check(region, record, self._read_problem(record, region)))
-        pitr = self._store.pitr_state()
-        checks.append(policy.pitr_check(pitr))
+        pitr_problem: str | None = None
+        try:
+            pitr = self._store.pitr_state()
+        except Exception as exc:
+            log.exception("backup verification %s: PITR state unreadable", verification_id)
+            pitr, pitr_problem = (
+                policy.PitrState(supported=False, enabled=False),
+                describe_error(exc),
+            )
+        checks.append(policy.pitr_check(pitr, pitr_problem))
         live = [r for r in records if r.status is not BackupStatus.EXPIRED]
-        checks.append(policy.retention_check(live, now))
+        checks.append(policy.retention_check(live, now, housekeeping_problem))
         oldest_latest = min(
             (r.snapshot_time for r in latest.values() if r is not None), default=None
         )
@@ -130,8 +147,9 @@ class BackupService:
             self._store.verify(record, region)
         except (BackupIntegrityError, WrongKey) as exc:
             return exc.message
-        except OSError as exc:
-            return f"cannot read {record.backup_id} in {region}: {exc}"
+        except Exception as exc:  # Storage 403, Admin API errors, OSError, ...
+            log.exception("verifying %s in %s failed", record.backup_id, region)
+            return f"cannot read {record.backup_id} in {region}: {describe_error(exc)}"
         return None
 
     # ---------------------------------------------------------------- status
@@ -171,9 +189,14 @@ class BackupService:
 
     # ----------------------------------------------------------------- drill
 
-    def drill(self, req: RestoreDrillRequest, change: Change, drill_id: str) -> DrillRecord:
+    def drill(self, req: RestoreDrillRequest, change: Change) -> DrillRecord:
         """Restore a backup (or a point in time) into a scratch target, check it, time
-        it, clean up, and record the drill with its audit entry."""
+        it, clean up, and record the drill with its audit entry.
+
+        The drill id (and the managed backend's clone name) come from the server's
+        random source, never from the request (a trace header is the caller's to
+        choose): ``change.request_id`` only correlates the audit entry."""
+        drill_id = policy.drill_id(change.now, secrets.token_hex(6))
         problem = policy.point_in_time_problem(req.point_in_time, change.now)
         if problem is not None:
             raise InvalidInput("pointInTime", problem)
@@ -186,44 +209,27 @@ class BackupService:
             if record
             else ""
         )
-        try:
-            outcome = self._store.drill(record, req.point_in_time, region, drill_id[-6:])
-        except (BackupIntegrityError, WrongKey) as exc:
-            drill = DrillRecord(
-                drill_id=drill_id,
-                at=change.now,
-                backend=self._store.backend,
-                source=source,
-                target="",
-                ok=False,
-                documents=0,
-                duration_sec=0.0,
-                docs_per_sec=None,
-                rto_target_sec=RTO_SEC,
-                within_rto=False,
-                cleaned_up=True,
-                detail=exc.message,
-                requested_by=change.actor_uid,
-            )
-        else:
-            drill = DrillRecord(
-                drill_id=drill_id,
-                at=change.now,
-                backend=self._store.backend,
-                source=source,
-                target=outcome.target,
-                ok=outcome.ok,
-                documents=outcome.documents,
-                duration_sec=outcome.duration_sec,
-                docs_per_sec=(
-                    outcome.documents / outcome.duration_sec if outcome.duration_sec > 0 else None
-                ),
-                rto_target_sec=RTO_SEC,
-                within_rto=outcome.ok and policy.within_rto(outcome.duration_sec),
-                cleaned_up=outcome.cleaned_up,
-                detail=outcome.detail,
-                requested_by=change.actor_uid,
-            )
+        outcome = self._store.drill(record, req.point_in_time, region, policy.drill_tag(drill_id))
+        drill = DrillRecord(
+            drill_id=drill_id,
+            at=change.now,
+            backend=self._store.backend,
+            source=source,
+            target=outcome.target,
+            ok=outcome.ok,
+            documents=outcome.documents,
+            duration_sec=outcome.duration_sec,
+            docs_per_sec=(
+                outcome.documents / outcome.duration_sec if outcome.duration_sec > 0 else None
+            ),
+            rto_target_sec=RTO_SEC,
+            within_rto=outcome.ok and policy.within_rto(outcome.duration_sec),
+            cleaned_up=outcome.cleaned_up,
+            detail=outcome.detail,
+            requested_by=change.actor_uid,
+        )
+        if not outcome.cleaned_up:
+            log.error("drill %s left %s behind: %s", drill_id, outcome.target, outcome.detail)
         self._catalog.save_drill(drill, change)
         return drill
 

@@ -140,7 +140,16 @@ def pack391_startDeployment(ctx: CallContext, req: StartRequest) -> StartResult:
     return deploy_guard().start(req, _change(ctx, "deploy.start", req.reason))
 
 
-@scheduled_function(schedule=MONITOR_SCHEDULE)
+@scheduled_function(
+    schedule=MONITOR_SCHEDULE,
+    # Retried once, 10 s later: a retry carries the same schedule time, so it judges the
+    # same minute in the same per-deployment-and-minute transaction (no double step);
+    # without it a failed minute is never judged and the canary waits.
+    retry_count=1,
+    min_backoff_seconds=10,
+    max_backoff_seconds=10,
+    max_doublings=0,
+)
 def pack391_monitorDeployment(ctx: ScheduledContext) -> None:
     """Every minute: judge, advance or roll back every active deployment. The clock is the
     schedule time (the top of the minute): the judged window is the minute before it."""

@@ -42,6 +42,9 @@ from shared.models.deploy import (
     ValidationReport,
 )
 from shared.models.scaling import ReportMetricsRequest, ServiceConfig, ServiceDoc
+from shared.redis import lua_script
+
+_SET_SPLIT = Path(__file__).with_name("lua") / "set_split.lua"
 
 # ------------------------------------------------------------------- ports
 
@@ -53,6 +56,9 @@ class Observed:
     latest_ready: str | None
     shares: dict[str, int]
     """Revision -> percent actually serving (``traffic_statuses``)."""
+    etag: str | None = None
+    """The service's version as read: :meth:`TrafficSplitter.apply` given it refuses to
+    write over a change made since (optimistic concurrency)."""
 
 
 class TrafficSplitter(Protocol):
@@ -60,8 +66,11 @@ class TrafficSplitter(Protocol):
 
     def observe(self, service: str, region: str) -> Observed: ...
 
-    def apply(self, service: str, region: str, split: dict[str, int]) -> dict[str, int]:
-        """Send ``split`` (revision -> percent); answers what now serves."""
+    def apply(
+        self, service: str, region: str, split: dict[str, int], etag: str | None = None
+    ) -> dict[str, int]:
+        """Send ``split`` (revision -> percent); answers what now serves. With ``etag``,
+        raises :class:`TrafficConflict` when the service changed since it was read."""
 
 
 class RevisionMetrics(Protocol):
@@ -159,7 +168,8 @@ class DeployStore:
     ) -> tuple[DeploymentDoc, DeploymentDoc] | None:
         """Read, ``mutate`` (pure; None: nothing to do), write: one transaction, so two
         overlapping runs never both apply a change. A traffic change is audited (as
-        ``change``, or as the monitor when None); a final phase frees the environment.
+        ``change``, or as the monitor when None); a final phase frees the environment once
+        the platform was seen serving its split (``confirmed_at``).
         Answers (before, after), or None when ``mutate`` declined."""
         ref = self._dep(deployment_id)
 
@@ -172,6 +182,9 @@ class DeployStore:
             after = mutate(before)
             if after is None:
                 return None
+            if after.traffic_percent != before.traffic_percent:
+                # a new wanted split: writers of the older one must not record theirs
+                after = after.model_copy(update={"generation": before.generation + 1})
             tx.set(ref, after.to_doc())
             moved = after.traffic_percent != before.traffic_percent or after.phase != before.phase
             if change is not None or moved:
@@ -189,7 +202,7 @@ class DeployStore:
             raised = alert(after) if after.phase != before.phase else None
             if raised is not None:
                 tx.set(self._db.collection(collections.ALERTS).document(), raised.to_doc())
-            if after.phase not in ACTIVE_PHASES:
+            if after.phase not in ACTIVE_PHASES and after.confirmed_at is not None:
                 tx.delete(self._active(after.environment))
             return before, after
 
@@ -201,9 +214,31 @@ class DeployStore:
         write_audit(self._db, batch, change, target=target, before=None, after=after)
         batch.commit()
 
-    def mark_applied(self, deployment_id: str, percent: int, now: datetime) -> None:
-        """The platform confirmed ``percent`` (a plain write: idempotent)."""
-        self._dep(deployment_id).update({"appliedPercent": percent, "updatedAt": now})
+    def generation(self, deployment_id: str) -> int | None:
+        """The deployment's current generation (None: no such deployment)."""
+        snap = self._dep(deployment_id).get(field_paths=["generation"])
+        return int((snap.to_dict() or {}).get("generation", 0)) if snap.exists else None
+
+    def mark_applied(
+        self, deployment_id: str, generation: int, percent: int, now: datetime
+    ) -> DeploymentDoc | None:
+        """The platform confirmed ``percent``, pushed for ``generation``: recorded only if the
+        deployment is still at that generation (one transaction). None: a newer decision
+        owns the platform, nothing recorded."""
+        ref = self._dep(deployment_id)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> DeploymentDoc | None:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                return None
+            dep = DeploymentDoc.model_validate(snap.to_dict())
+            if dep.generation != generation or dep.traffic_percent != percent:
+                return None
+            tx.update(ref, {"appliedPercent": percent, "updatedAt": now})
+            return dep.model_copy(update={"applied_percent": percent, "updated_at": now})
+
+        return cast(DeploymentDoc | None, run(self._db.transaction()))
 
 
 # ------------------------------------------------------------------ traffic
@@ -230,18 +265,24 @@ class LocalTraffic:
         mapping: dict[str | bytes, str] = {"latest": revision}
         if not pinned:
             mapping["split"] = json.dumps({revision: 100})
-        self._redis.hset(key, mapping=cast(Any, mapping))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping=cast(Any, mapping))
+        pipe.hincrby(key, "version", 1)
+        pipe.execute()
 
     def observe(self, service: str, region: str) -> Observed:
         raw = cast(dict[str, str], self._redis.hgetall(self._key(service)))
         shares = {k: int(v) for k, v in json.loads(raw.get("split", "{}")).items()}
-        return Observed(raw.get("latest"), shares)
+        return Observed(raw.get("latest"), shares, raw.get("version", "0"))
 
-    def apply(self, service: str, region: str, split: dict[str, int]) -> dict[str, int]:
-        self._redis.hset(
-            self._key(service),
-            mapping={"split": json.dumps(split, sort_keys=True), "pinned": "1"},
+    def apply(
+        self, service: str, region: str, split: dict[str, int], etag: str | None = None
+    ) -> dict[str, int]:
+        version = lua_script(_SET_SPLIT, self._redis)(
+            keys=[self._key(service)], args=[json.dumps(split, sort_keys=True), etag or ""]
         )
+        if int(version) < 0:
+            raise TrafficConflict(f"{service} changed since version {etag} was read")
         return dict(split)
 
 
@@ -275,9 +316,13 @@ class CloudRunTraffic:
     def observe(self, service: str, region: str) -> Observed:
         found = self._client.get_service(name=self.name(service, region))
         latest = found.latest_ready_revision.rsplit("/", 1)[-1] or None
-        return Observed(latest, self._statuses(found))
+        return Observed(latest, self._statuses(found), found.etag or None)
 
-    def apply(self, service: str, region: str, split: dict[str, int]) -> dict[str, int]:
+    def apply(
+        self, service: str, region: str, split: dict[str, int], etag: str | None = None
+    ) -> dict[str, int]:
+        """With ``etag``, the update carries ``Service.etag``: Cloud Run refuses it (409
+        ``ABORTED``) when the service changed since, which is :class:`TrafficConflict`."""
         revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
         request = run_v2.UpdateServiceRequest(
             service=run_v2.Service(
@@ -286,10 +331,16 @@ class CloudRunTraffic:
                     run_v2.TrafficTarget(type_=revision_type, revision=rev, percent=pct)
                     for rev, pct in sorted(split.items())
                 ],
+                etag=etag or "",
             ),
             update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
         )
-        operation = self._client.update_service(request=request)
+        try:
+            operation = self._client.update_service(request=request)
+        except gexc.Conflict as exc:  # Aborted is a Conflict (HTTP 409)
+            if etag is None:
+                raise
+            raise TrafficConflict(f"{service} changed since etag {etag}: {exc}") from exc
         updated = cast(
             run_v2.Service,
             operation.result(timeout=t.DEPLOY_TRAFFIC_TIMEOUT_SEC),  # type: ignore[no-untyped-call]
@@ -528,9 +579,14 @@ class TrafficNotApplied(Exception):
     """The platform answered with a split other than the one asked for."""
 
 
+class TrafficConflict(Exception):
+    """A conditional traffic change was refused: the service changed since it was read."""
+
+
 PLATFORM_ERRORS: tuple[type[BaseException], ...] = (
     gexc.GoogleAPIError,
     TimeoutError,
     TrafficNotApplied,
+    TrafficConflict,
 )
 """What a traffic change may raise that leaves the deployment to retry next minute."""

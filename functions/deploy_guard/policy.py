@@ -7,6 +7,8 @@
   ``inconclusive`` (too little traffic) or ``pass``.
 - :func:`on_check`: the state machine's answer to a check (advance, hold, pause, roll back).
 - :func:`begin`, :func:`on_control`, :func:`split`, :func:`gates_passed`, :func:`report_usable`.
+- :func:`needs_confirmation`, :func:`confirmed`: a final split stays asserted until the
+  platform is seen serving it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime, timedelta
 
 from shared import thresholds as t
 from shared.models.deploy import (
+    ACTIVE_PHASES,
     Analysis,
     ControlAction,
     DeploymentDoc,
@@ -297,6 +300,31 @@ def settled(dep: DeploymentDoc, now: datetime) -> DeploymentDoc | None:
         done = dep.model_copy(update={"phase": Phase.SUCCEEDED, "ended_at": now})
         return with_event(done, now, "succeeded")
     return None
+
+
+FINAL_SPLIT_PHASES = frozenset({Phase.ROLLED_BACK, Phase.SUCCEEDED})
+"""Final phases whose split the platform must be seen serving before the deployment lets
+go of its environment (a failed deployment never moved traffic)."""
+
+
+def needs_confirmation(dep: DeploymentDoc) -> bool:
+    """A final deployment the platform was not yet seen serving: the monitor re-asserts
+    its split every run until it is."""
+    return dep.phase in FINAL_SPLIT_PHASES and dep.confirmed_at is None
+
+
+def holds_environment(dep: DeploymentDoc) -> bool:
+    """Active, or final but not yet confirmed on the platform."""
+    return dep.phase in ACTIVE_PHASES or needs_confirmation(dep)
+
+
+def confirmed(dep: DeploymentDoc, now: datetime, reasserted: list[str]) -> DeploymentDoc | None:
+    """``dep`` once the platform serves its final split (None: nothing to confirm).
+    ``reasserted`` names the services whose split had to be sent again (drift)."""
+    if not needs_confirmation(dep):
+        return None
+    done = dep.model_copy(update={"confirmed_at": now, "updated_at": now})
+    return with_event(done, now, "reasserted", services=reasserted) if reasserted else done
 
 
 def split(target: ServiceTarget, canary_percent: int) -> dict[str, int]:

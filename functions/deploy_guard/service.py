@@ -3,9 +3,16 @@
 Exactly-once progress: every decision is one Firestore transaction on the deployment
 document (:meth:`DeployStore.update`) that re-reads the state and declines when another
 run already judged the same minute or moved the phase. Traffic is an intent: the
-transaction records the wanted share (``trafficPercent``), then the platform is told and
-``appliedPercent`` confirmed; a crash in between leaves the two different, and the next
-run re-applies the same split (idempotent) before doing anything else.
+transaction records the wanted share (``trafficPercent``, bumping ``generation``), then
+the platform is told and ``appliedPercent`` confirmed; a crash in between leaves the two
+different, and the next run re-applies the same split (idempotent) before doing anything
+else.
+
+Overlapping writers (the monitor stepping while an admin rolls back): a platform write
+carries the etag read before its generation was checked, so an older decision's write
+cannot land over a newer one's, and ``appliedPercent`` is recorded only by a transaction
+that finds the generation unchanged. A final phase keeps its environment until the
+platform is seen serving the final split; every monitor run re-asserts it until then.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from functions.deploy_guard.adapters import (
     Observed,
     PushedRevisionMetrics,
     RevisionMetrics,
+    TrafficConflict,
     TrafficNotApplied,
     TrafficSplitter,
     load_index_specs,
@@ -65,6 +73,11 @@ log = logging.getLogger("pack391.deploy")
 
 PAYMENT_SERVICE = "payment-processor"
 """The scaling registry's id of the payment processor (the payment gate checks it)."""
+
+
+TRAFFIC_WRITE_ATTEMPTS = 3
+"""Conditional traffic writes one call makes before it leaves the split to the next
+monitor run (each refused write means another writer changed the service meanwhile)."""
 
 
 class MonitorIncomplete(Exception):
@@ -350,25 +363,90 @@ class DeployGuard:
             raise MonitorIncomplete(f"deployments not advanced: {', '.join(failed)}")
         return out
 
-    def _apply(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
-        """Tell the platform the deployment's split (if not confirmed yet), then settle."""
-        if dep.applied_percent != dep.traffic_percent:
-            for target in dep.services:
+    def _push(self, dep: DeploymentDoc) -> bool:
+        """Send ``dep``'s split to its services for ``dep.generation``, conditionally.
+
+        Each service's etag is read *before* the generation is checked, and the write
+        carries it: a later decision commits a new generation before it reads its own etag,
+        so whichever write lands second is refused by the platform, and only the newest
+        generation retries. False: a newer decision owns the platform (this one stops)."""
+        pending = list(dep.services)
+        for _attempt in range(TRAFFIC_WRITE_ATTEMPTS):
+            etags = {t.service: self.p.splitter.observe(t.service, t.region).etag for t in pending}
+            if self.p.store.generation(dep.deployment_id) != dep.generation:
+                return False
+            conflicted = []
+            for target in pending:
                 wanted = policy.split(target, dep.traffic_percent)
-                serving = self.p.splitter.apply(target.service, target.region, wanted)
+                try:
+                    serving = self.p.splitter.apply(
+                        target.service, target.region, wanted, etags[target.service]
+                    )
+                except TrafficConflict:
+                    conflicted.append(target)
+                    continue
                 if serving != wanted:
                     raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
-            self.p.store.mark_applied(dep.deployment_id, dep.traffic_percent, now)
-            dep = dep.model_copy(update={"applied_percent": dep.traffic_percent})
-        if policy.settled(dep, now) is None:
-            return dep
-        changed = self.p.store.update(dep.deployment_id, lambda d: policy.settled(d, now), None)
+            if not conflicted:
+                return True
+            pending = conflicted
+        names = ", ".join(t.service for t in pending)
+        raise TrafficConflict(f"{names} changed under every one of {TRAFFIC_WRITE_ATTEMPTS} writes")
+
+    def _apply(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        """Tell the platform the deployment's split (if not confirmed yet), then settle; a
+        final split is confirmed on the platform (:meth:`_reconcile`)."""
+        if dep.applied_percent != dep.traffic_percent:
+            marked = None
+            if self._push(dep):
+                marked = self.p.store.mark_applied(
+                    dep.deployment_id, dep.generation, dep.traffic_percent, now
+                )
+            if marked is None:  # a newer decision took over; it applies its own split
+                log.info("deployment %s: split %s superseded", dep.deployment_id, dep.generation)
+                return self.p.store.get(dep.deployment_id) or dep
+            dep = marked
+        if policy.settled(dep, now) is not None:
+            changed = self.p.store.update(dep.deployment_id, lambda d: policy.settled(d, now), None)
+            dep = changed[1] if changed else (self.p.store.get(dep.deployment_id) or dep)
+        if policy.needs_confirmation(dep):
+            try:
+                dep = self._reconcile(dep, now)
+            except PLATFORM_ERRORS as exc:  # the split is decided: the monitor confirms it
+                log.warning("deployment %s: not confirmed yet: %s", dep.deployment_id, exc)
+        return dep
+
+    def _reconcile(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
+        """A final deployment: read what each service serves (``traffic_statuses``), send
+        the final split again where it differs, and confirm once every service serves it
+        (which frees the environment). Until then every monitor run comes back here."""
+        reasserted = []
+        for target in dep.services:
+            wanted = policy.split(target, dep.traffic_percent)
+            seen = self.p.splitter.observe(target.service, target.region)
+            if seen.shares == wanted:
+                continue
+            log.warning(
+                "deployment %s is %s but %s serves %s: sending %s again",
+                dep.deployment_id,
+                dep.phase.value,
+                target.service,
+                seen.shares,
+                wanted,
+            )
+            serving = self.p.splitter.apply(target.service, target.region, wanted, seen.etag)
+            if serving != wanted:
+                raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
+            reasserted.append(target.service)
+        changed = self.p.store.update(
+            dep.deployment_id, lambda d: policy.confirmed(d, now, reasserted), None
+        )
         return changed[1] if changed else dep
 
     def step(self, deployment_id: str, now: datetime) -> DeploymentDoc | None:
         """Advance one deployment by what this minute allows; None when it is not active."""
         dep = self.p.store.get(deployment_id)
-        if dep is None or dep.phase not in ACTIVE_PHASES:
+        if dep is None or not policy.holds_environment(dep):
             return dep
         try:
             return self._advance(dep, now)
@@ -384,6 +462,8 @@ class DeployGuard:
 
     def _advance(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
         dep = self._apply(dep, now)
+        if dep.applied_percent != dep.traffic_percent:
+            return dep  # a newer decision is still being applied: judge nothing on it
         if dep.phase in (Phase.PENDING, Phase.VALIDATING):
             return self._begin(dep, now)
         if dep.phase in (Phase.PROGRESSING, Phase.PROMOTING):
@@ -398,7 +478,12 @@ class DeployGuard:
                 why = f"{target.service}: latest ready is {seen.latest_ready}"
                 failed = policy.with_event(
                     dep.model_copy(
-                        update={"phase": Phase.FAILED, "traffic_percent": 0, "ended_at": now}
+                        update={
+                            "phase": Phase.FAILED,
+                            "traffic_percent": 0,
+                            "ended_at": now,
+                            "confirmed_at": now,  # no traffic was moved: nothing to confirm
+                        }
                     ),
                     now,
                     "failed",
@@ -513,7 +598,8 @@ class DeployGuard:
     def pin(self, req: PinTrafficRequest, change: Change) -> PinTrafficResult:
         """Pin each service to the revision serving most of its traffic, so the next deploy
         lands a new revision at 0 %. Refused while a deployment is active."""
-        active = [d for d in self.p.store.recent(req.environment, 10) if d.phase in ACTIVE_PHASES]
+        recent = self.p.store.recent(req.environment, 10)
+        active = [d for d in recent if policy.holds_environment(d)]
         if active:
             raise FailedPrecondition(
                 f"deployment {active[0].deployment_id} is active in {req.environment}"

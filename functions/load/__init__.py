@@ -1,9 +1,15 @@
 """Load & stress testing (pack391-load): the ``pack391_*`` edges.
 
 ``pack391_runLoadTest`` records a run and fans its shards out (Cloud Tasks to the
-task-queue function ``pack391_executeLoadTest`` in production, worker processes in the
-local stack); each shard writes per-second HdrHistograms that
-``pack391_getLoadTestResults`` merges exactly.
+task-queue function ``pack391ExecuteLoadTest`` in production and under the Firebase
+CLI's emulators, worker processes in the local stack); each shard writes per-second
+HdrHistograms that ``pack391_getLoadTestResults`` merges exactly.
+
+``pack391ExecuteLoadTest`` is the one exception to the ``pack391_*`` naming: the Python
+SDK names a task-queue function's Cloud Tasks queue after the function, and queue ids
+allow only letters, digits and hyphens, so Cloud Tasks and its emulator refuse an
+underscore (firebase-tools #11034, #7884). Every enqueuer takes the name from
+``functions.load.adapters.TASK_FUNCTION``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from functions.load.adapters import (
     AbortFlags,
     Dispatcher,
     FailoverLog,
+    LoadAdmissions,
     LoadRunRepository,
     LocalProcessDispatcher,
     SyntheticData,
@@ -75,6 +82,7 @@ def _service_for(db_id: int, redis_id: int, dispatcher: str, allowlist: str) -> 
     return LoadService(
         LoadPorts(
             runs=LoadRunRepository(db),
+            admissions=LoadAdmissions(db),
             aborts=AbortFlags(client),
             dispatcher=_dispatcher(),
             failover=FailoverLog(db, client),
@@ -124,7 +132,7 @@ def pack391_cleanupLoadTests(
 
 
 def execute_shard(data: Any) -> dict[str, Any]:
-    """The body of ``pack391_executeLoadTest``: what the local dispatcher's worker
+    """The body of ``pack391ExecuteLoadTest``: what the local dispatcher's worker
     processes call directly."""
     req = parse_request(ExecuteShardRequest, data)
     result: dict[str, Any] = to_wire(load_service().execute(req))
@@ -137,7 +145,7 @@ def execute_shard(data: Any) -> dict[str, Any]:
     timeout_sec=TASK_TIMEOUT_SEC,
     memory=MemoryOption.GB_1,
 )
-def pack391_executeLoadTest(req: https_fn.CallableRequest[Any]) -> Any:
+def pack391ExecuteLoadTest(req: https_fn.CallableRequest[Any]) -> Any:
     """One shard of a run (task-queue function: Cloud Tasks invokes it, and IAM limits
     invokers to the queue; one attempt, since a retried shard would double its load)."""
     request_id = uuid.uuid4().hex

@@ -8,15 +8,17 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import firebase_admin
 import redis
 from firebase_admin import functions as admin_functions
 from google.cloud import firestore
 
+from functions.load.policy import Admission, AdmissionVerdict, admit_run
 from functions.load.results import Seconds, seconds_from_json, seconds_to_json
 from shared import collections
 from shared.firestore import delete_matching
@@ -28,7 +30,9 @@ log = logging.getLogger("pack391.load")
 ABORT_PREFIX = "pack391:load:abort:"
 SANDBOX_REDIS_PREFIX = "pack391:sandbox:"
 SOURCE_DIR = Path(__file__).resolve().parent.parent.parent
-TASK_FUNCTION = "pack391_executeLoadTest"
+TASK_FUNCTION = "pack391ExecuteLoadTest"
+"""The task-queue function, and so its Cloud Tasks queue id (letters, digits, hyphens:
+no underscore, hence not ``pack391_*``; see :mod:`functions.load`)."""
 
 
 class LoadRunRepository:
@@ -41,12 +45,6 @@ class LoadRunRepository:
     def get(self, run_id: str) -> LoadRunDoc | None:
         snap = self.ref(run_id).get()
         return LoadRunDoc.model_validate(snap.to_dict()) if snap.exists else None
-
-    def running_peaks(self) -> list[float]:
-        query = self._db.collection(collections.LOAD_RUNS).where(
-            filter=firestore.FieldFilter("status", "in", ["queued", "running", "aborting"])
-        )
-        return [float((s.to_dict() or {}).get("peakRps", 0.0)) for s in query.stream()]
 
     def set_status(self, run_id: str, **fields: Any) -> None:
         self.ref(run_id).update(fields)
@@ -116,6 +114,63 @@ class LoadRunRepository:
         return count
 
 
+class LoadAdmissions:
+    """The admission ledger (``pack391_config/load_admissions``): one small document read
+    and written in the transaction that records the run it admits, so two concurrent
+    starts can never both fit under the cap; a run's share is released when it ends."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+        self._ref = db.collection(collections.CONFIG).document(
+            collections.CONFIG_LOAD_ADMISSIONS_DOC
+        )
+
+    @staticmethod
+    def _ledger(snap: Any) -> dict[str, Admission]:
+        runs = ((snap.to_dict() or {}) if snap.exists else {}).get("runs") or {}
+        return {
+            run_id: Admission(run_id, float(entry["rps"]), entry["deadline"])
+            for run_id, entry in runs.items()
+        }
+
+    def held(self) -> dict[str, Admission]:
+        return self._ledger(self._ref.get())
+
+    def admit(
+        self,
+        new: Admission,
+        now: datetime,
+        cap_rps: float,
+        write: Callable[[firestore.Transaction], None],
+    ) -> AdmissionVerdict:
+        """Decide ``new`` against the ledger and, when admitted, run ``write`` (the run
+        document and its audit entry) in the same transaction."""
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> AdmissionVerdict:
+            verdict = admit_run(self._ledger(self._ref.get(transaction=tx)), new, now, cap_rps)
+            if verdict.admitted or verdict.reaped:
+                tx.set(
+                    self._ref,
+                    {
+                        "runs": {
+                            a.run_id: {"rps": a.rps, "deadline": a.deadline}
+                            for a in verdict.held.values()
+                        },
+                        "updatedAt": now,
+                    },
+                )
+            if verdict.admitted:
+                write(tx)
+            return verdict
+
+        return cast(AdmissionVerdict, run(self._db.transaction()))
+
+    def release(self, run_id: str) -> None:
+        """Give a run's share back (it ended); a no-op when it holds none."""
+        self._ref.set({"runs": {run_id: firestore.DELETE_FIELD}}, merge=True)
+
+
 class AbortFlags:
     """One Redis key per aborted run: every shard polls it."""
 
@@ -140,7 +195,7 @@ class Dispatcher(Protocol):
 
 class TaskQueueDispatcher:
     """Production: one Cloud Tasks task per shard, dispatched to the task-queue function
-    ``pack391_executeLoadTest`` (firebase-admin's task queue client)."""
+    ``pack391ExecuteLoadTest`` (firebase-admin's task queue client)."""
 
     name = "tasks"
 
@@ -164,7 +219,7 @@ _children: list[subprocess.Popen[bytes]] = []
 
 class LocalProcessDispatcher:
     """The local stack: one worker process per shard, each calling the shard executor
-    (the body of ``pack391_executeLoadTest``) directly."""
+    (the body of ``pack391ExecuteLoadTest``) directly."""
 
     name = "local"
 

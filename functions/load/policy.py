@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -50,3 +53,37 @@ def cap_problem(new_peak_rps: float, running_peaks_rps: list[float], cap_rps: fl
 
 def parse_allowlist(raw: str) -> list[str]:
     return [entry.strip() for entry in raw.split(",") if entry.strip()]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A run's share of the global RPS cap, held until it ends or its deadline passes."""
+
+    run_id: str
+    rps: float
+    deadline: datetime
+    """Start + duration + grace: a run whose shards stopped reporting is reaped after it."""
+
+
+@dataclass(frozen=True)
+class AdmissionVerdict:
+    admitted: bool
+    held: dict[str, Admission]
+    """What the ledger holds afterwards (the new run included when admitted)."""
+    reaped: tuple[str, ...]
+    """Runs past their deadline, dropped from the ledger (their share released)."""
+    problem: str | None = None
+
+
+def admit_run(
+    ledger: Mapping[str, Admission], new: Admission, now: datetime, cap_rps: float
+) -> AdmissionVerdict:
+    """Admit ``new`` only while the runs still held stay, with it, under the cap. Runs past
+    their deadline are reaped first: a run whose single-attempt task died never holds the
+    cap for ever."""
+    held = {run_id: a for run_id, a in ledger.items() if a.deadline > now}
+    reaped = tuple(sorted(run_id for run_id in ledger if run_id not in held))
+    problem = cap_problem(new.rps, [a.rps for a in held.values()], cap_rps)
+    if problem is not None:
+        return AdmissionVerdict(False, held, reaped, problem)
+    return AdmissionVerdict(True, {**held, new.run_id: new}, reaped)

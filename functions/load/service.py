@@ -15,12 +15,13 @@ from functions.load.adapters import (
     AbortFlags,
     Dispatcher,
     FailoverLog,
+    LoadAdmissions,
     LoadRunRepository,
     SyntheticData,
     retention_cutoff,
 )
 from functions.load.engine import Progress, ShardRunner, progress_doc
-from functions.load.policy import cap_problem, target_problem
+from functions.load.policy import Admission, target_problem
 from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
 from functions.load.scenarios import Plan, build_plan
 from shared import thresholds as t
@@ -49,6 +50,7 @@ FINAL_STATUSES = ("completed", "aborted")
 @dataclass(frozen=True)
 class LoadPorts:
     runs: LoadRunRepository
+    admissions: LoadAdmissions
     aborts: AbortFlags
     dispatcher: Dispatcher
     failover: FailoverLog
@@ -91,9 +93,6 @@ class LoadService:
         problem = target_problem(plan.target, self._p.allowlist, self._p.local_mode)
         if problem is not None:
             raise InvalidInput("overrides.target", problem)
-        capped = cap_problem(plan.rps, self._p.runs.running_peaks(), t.LOAD_TEST_GLOBAL_RPS_CAP)
-        if capped is not None:
-            raise FailedPrecondition(capped)
         now = change.now
         run_id = new_run_id(now)
         start_at = now + timedelta(seconds=START_DELAY_SEC)
@@ -109,13 +108,24 @@ class LoadService:
             start_at=start_at,
             expire_at=now + timedelta(days=t.LOAD_TEST_RETENTION_DAYS),
         )
-        batch = self._p.db.batch()
-        batch.set(self._p.runs.ref(run_id), doc.to_doc())
-        write_audit(
-            self._p.db, batch, change, target=f"loadtest/{run_id}", before=None,
-            after={"scenarioId": plan.scenario_id, "plan": plan.to_json()},
-        )  # fmt: skip
-        batch.commit()
+        deadline = start_at + timedelta(seconds=plan.duration_sec + t.LOAD_TEST_REAP_GRACE_SEC)
+
+        def record(tx: firestore.Transaction) -> None:
+            tx.set(self._p.runs.ref(run_id), doc.to_doc())
+            write_audit(
+                self._p.db, tx, change, target=f"loadtest/{run_id}", before=None,
+                after={"scenarioId": plan.scenario_id, "plan": plan.to_json()},
+            )  # fmt: skip
+
+        # the cap is checked and the run recorded in one transaction: concurrent starts
+        # cannot exceed it together, and runs past their deadline are reaped first
+        verdict = self._p.admissions.admit(
+            Admission(run_id, plan.rps, deadline), now, t.LOAD_TEST_GLOBAL_RPS_CAP, record
+        )
+        for reaped in verdict.reaped:
+            self._reap(reaped)
+        if not verdict.admitted:
+            raise FailedPrecondition(verdict.problem or "over the global load-test cap")
         self._p.dispatcher.dispatch(run_id, plan.shards, start_at.timestamp())
         return RunLoadTestResult(run_id=run_id, shards=plan.shards, start_at=start_at)
 
@@ -170,7 +180,20 @@ class LoadService:
             dropped=outcome.progress.dropped,
         )
 
+    def _reap(self, run_id: str) -> None:
+        """A run past its deadline with no final status: its shards stopped reporting."""
+        doc = self._p.runs.get(run_id)
+        if doc is not None and doc.status not in FINAL_STATUSES:
+            log.warning("load test %s reaped: no shard ended by its deadline", run_id)
+            self._p.runs.set_status(
+                run_id,
+                status="aborted",
+                endedAt=datetime.now(UTC),
+                abortReason="reaped: its shards stopped reporting before the deadline",
+            )
+
     def _finalize(self, run_id: str) -> None:
+        self._p.admissions.release(run_id)
         doc = self._p.runs.get(run_id)
         if doc is None:
             return
@@ -269,6 +292,7 @@ class LoadService:
             doc = self._p.runs.get(run_id)
             if doc is not None and doc.status not in FINAL_STATUSES:
                 self._p.aborts.set(run_id, "cleaned up while running")
+            self._p.admissions.release(run_id)
             docs, keys = self._p.synthetic.delete(run_id)
             synthetic_docs += docs
             synthetic_keys += keys

@@ -1,7 +1,7 @@
 """A local shard worker: ``python -m functions.load.worker '{"runId", "shard", "startAt"}'``.
 
 The local dispatcher starts one per shard; it calls the shard executor directly, as
-Cloud Tasks calls ``pack391_executeLoadTest`` in production.
+Cloud Tasks calls ``pack391ExecuteLoadTest`` in production.
 """
 
 from __future__ import annotations

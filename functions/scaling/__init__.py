@@ -130,7 +130,15 @@ def pack391_reportServiceMetrics(
     return scaling_service().report(req, ctx.now)
 
 
-@scheduled_function(schedule=GUARD_SCHEDULE)
+@scheduled_function(
+    schedule=GUARD_SCHEDULE,
+    # Not retried: a run that scaled a service and then failed before recording it would,
+    # retried for the same minute, decide again from the new instance count and take a
+    # second step in one minute (the per-step rate limit assumes one decision a minute).
+    # Per-service errors are caught inside the run anyway; the next minute's run decides
+    # from fresh metrics.
+    retry_count=0,
+)
 def pack391_scaleGuard(ctx: ScheduledContext) -> None:
     """Every minute: read each service's metrics, decide, act, record."""
     report = scaling_service().guard(guard_minute(ctx.schedule_time), ctx.request_id)

@@ -14,12 +14,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, cast
@@ -39,6 +43,7 @@ from shared.models.scaling import (
     DecisionDoc,
     InitScalingResult,
     MetricsSnapshot,
+    PendingAction,
     PlatformAnswer,
     ReportMetricsRequest,
     ServiceConfig,
@@ -51,6 +56,9 @@ LUA = Path(__file__).with_name("lua")
 _RECORD = LUA / "record_sample.lua"
 _RELEASE = LUA / "release_lock.lua"
 _RENEW = LUA / "renew_lock.lua"
+_ACQUIRE = LUA / "acquire_lock.lua"
+
+log = logging.getLogger("pack391.scaling")
 
 
 def minute_of(moment: datetime) -> datetime:
@@ -147,24 +155,107 @@ class ServiceRegistry:
 
         return cast(InitScalingResult, run(self._db.transaction()))
 
+    def _pending_is(
+        self, tx: firestore.Transaction, service_id: str, expected: PendingAction | None
+    ) -> bool:
+        snap = self._ref(service_id).get(transaction=tx)
+        if not snap.exists:
+            return False
+        return same_intent(ServiceDoc.model_validate(snap.to_dict()).state.pending, expected)
+
+    def begin_action(
+        self, service_id: str, expected: PendingAction | None, intent: PendingAction
+    ) -> bool:
+        """Record ``intent`` before the platform is called, if the service's pending action
+        is still ``expected`` (what the decider read). False: another holder recorded one
+        meanwhile, and this decision must not act."""
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> bool:
+            if not self._pending_is(tx, service_id, expected):
+                return False
+            tx.update(self._ref(service_id), {"state.pending": intent.to_doc()})
+            return True
+
+        return cast(bool, run(self._db.transaction()))
+
+    def clear_action(self, service_id: str, intent: PendingAction) -> None:
+        """The platform did not take ``intent``: it is no longer in flight."""
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> None:
+            if self._pending_is(tx, service_id, intent):
+                tx.update(self._ref(service_id), {"state.pending": None})
+
+        run(self._db.transaction())
+
+    def add_decision(self, decision: DecisionDoc) -> None:
+        """A decision that changes no state (held while another action is in flight)."""
+        self._db.collection(collections.SCALING_DECISIONS).document().set(decision.to_doc())
+
     def save_run(
-        self, service_id: str, state: ServiceState, decision: DecisionDoc, alert: AlertDoc | None
-    ) -> None:
-        """A guard run's outcome for one service: state, decision and alert in one batch."""
-        batch = self._db.batch()
-        batch.update(self._ref(service_id), {"state": state.to_doc(), "updatedAt": decision.at})
-        batch.set(self._db.collection(collections.SCALING_DECISIONS).document(), decision.to_doc())
-        if alert is not None:
-            batch.set(self._db.collection(collections.SCALING_ALERTS).document(), alert.to_doc())
-        batch.commit()
+        self,
+        service_id: str,
+        state: ServiceState,
+        decision: DecisionDoc,
+        alert: AlertDoc | None,
+        expected: PendingAction | None = None,
+    ) -> bool:
+        """A guard run's outcome for one service: state, decision and alert in one
+        transaction. The state is written only if the service's pending action is still
+        ``expected`` (this run's intent, or what it read): False when another holder's
+        intent or outcome replaced it (the decision is recorded, marked superseded)."""
+        decisions = self._db.collection(collections.SCALING_DECISIONS)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> bool:
+            current = self._pending_is(tx, service_id, expected)
+            record = decision if current else _superseded(decision)
+            if current:
+                tx.update(
+                    self._ref(service_id), {"state": state.to_doc(), "updatedAt": decision.at}
+                )
+            tx.set(decisions.document(), record.to_doc())
+            if alert is not None and current:
+                tx.set(self._db.collection(collections.SCALING_ALERTS).document(), alert.to_doc())
+            return current
+
+        return cast(bool, run(self._db.transaction()))
 
     def save_manual(
-        self, before: ServiceDoc, state: ServiceState, decision: DecisionDoc, change: Change
-    ) -> None:
-        """A manual scale: state, decision and the audit entry in one batch."""
+        self,
+        before: ServiceDoc,
+        state: ServiceState,
+        decision: DecisionDoc,
+        change: Change,
+        expected: PendingAction | None = None,
+    ) -> bool:
+        """A manual scale: state, decision and the audit entry in one transaction; the state
+        only if the manual intent ``expected`` is still the pending one (see :meth:`save_run`)."""
         sid = before.config.service_id
-        batch = self._db.batch()
-        batch.update(self._ref(sid), {"state": state.to_doc(), "updatedAt": change.now})
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> bool:
+            current = self._pending_is(tx, sid, expected)
+            self._write_manual(tx, before, state, decision, change, current)
+            return current
+
+        return cast(bool, run(self._db.transaction()))
+
+    def _write_manual(
+        self,
+        batch: Any,
+        before: ServiceDoc,
+        state: ServiceState,
+        decision: DecisionDoc,
+        change: Change,
+        current: bool,
+    ) -> None:
+        sid = before.config.service_id
+        if current:
+            batch.update(self._ref(sid), {"state": state.to_doc(), "updatedAt": change.now})
+        else:
+            decision = _superseded(decision)
         batch.set(self._db.collection(collections.SCALING_DECISIONS).document(), decision.to_doc())
         write_audit(
             self._db,
@@ -180,7 +271,18 @@ class ServiceRegistry:
                 else None,
             },
         )
-        batch.commit()
+
+
+def same_intent(a: PendingAction | None, b: PendingAction | None) -> bool:
+    """The same pending action (by holder and fencing number), or both none."""
+    if a is None or b is None:
+        return a is None and b is None
+    return (a.run_id, a.fence) == (b.run_id, b.fence)
+
+
+def _superseded(decision: DecisionDoc) -> DecisionDoc:
+    why = "superseded: another holder's action replaced this one's before it was recorded"
+    return decision.model_copy(update={"reasons": [*decision.reasons, why]})
 
 
 # ----------------------------------------------------------------- Redis
@@ -257,26 +359,86 @@ def _snapshot_of(minute: datetime, raw: dict[str, str]) -> MetricsSnapshot:
     )
 
 
+HEARTBEATS_PER_TTL = 3
+"""A held lock is renewed this many times per time-to-live: two renewals can be late
+before it expires."""
+
+
+@dataclass
+class Lease:
+    """A held lock: its token, its fencing number (grows with every acquisition of the
+    lock, so a later holder always has a larger one), and ``lost``, set when a renewal
+    found the lock gone (the process stalled past the TTL: another holder may act)."""
+
+    token: str
+    fence: int
+    lost: threading.Event = field(default_factory=threading.Event)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
 class GuardLock:
-    """``SET NX PX`` with a random token, released only by its holder."""
+    """``SET NX PX`` with a random token and a fencing number, released only by its
+    holder; :meth:`held` keeps it renewed while the holder works."""
 
     def __init__(self, client: redis.Redis, name: str = "guard") -> None:
         self._redis = client
         self._key = f"{PREFIX}:lock:{name}"
+        self._fence_key = f"{PREFIX}:fence:{name}"
 
-    def acquire(self, ttl_sec: int, wait_sec: float = 0.0) -> str | None:
+    def take(self, ttl_sec: float, wait_sec: float = 0.0) -> Lease | None:
+        """The lock (waiting up to ``wait_sec`` for its holder to let go), or None."""
         token = uuid.uuid4().hex
         deadline = time.monotonic() + wait_sec
+        script = lua_script(_ACQUIRE, self._redis)
         while True:
-            if self._redis.set(self._key, token, nx=True, ex=ttl_sec):
-                return token
+            fence = int(script(keys=[self._key, self._fence_key], args=[token, _ms(ttl_sec)]))
+            if fence > 0:
+                return Lease(token, fence)
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)
 
-    def renew(self, token: str, ttl_sec: int) -> bool:
+    def acquire(self, ttl_sec: float, wait_sec: float = 0.0) -> str | None:
+        lease = self.take(ttl_sec, wait_sec)
+        return None if lease is None else lease.token
+
+    def renew(self, token: str, ttl_sec: float) -> bool:
         """Extend the lock if ``token`` still holds it; False means another run may act."""
-        return bool(lua_script(_RENEW, self._redis)(keys=[self._key], args=[token, ttl_sec]))
+        renewed = lua_script(_RENEW, self._redis)(keys=[self._key], args=[token, _ms(ttl_sec)])
+        return bool(renewed)
+
+    @contextmanager
+    def held(self, ttl_sec: float, wait_sec: float = 0.0) -> Iterator[Lease | None]:
+        """The lock for the block (None: another holder has it), renewed by a heartbeat
+        thread :data:`HEARTBEATS_PER_TTL` times per TTL, so a platform call slower than the
+        TTL never outlives it while this process runs. Released at the end."""
+        lease = self.take(ttl_sec, wait_sec)
+        if lease is None:
+            yield None
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(ttl_sec / HEARTBEATS_PER_TTL):
+                try:
+                    if not self.renew(lease.token, ttl_sec):
+                        log.error("lock %s lost: its TTL passed before a renewal", self._key)
+                        lease.lost.set()
+                        return
+                except redis.RedisError:
+                    log.warning("lock %s: renewal failed, retrying", self._key, exc_info=True)
+
+        heartbeat = threading.Thread(target=beat, name=f"heartbeat {self._key}", daemon=True)
+        heartbeat.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            heartbeat.join()
+            self.release(lease.token)
 
     def release(self, token: str) -> bool:
         return bool(lua_script(_RELEASE, self._redis)(keys=[self._key], args=[token]))

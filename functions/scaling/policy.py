@@ -25,6 +25,7 @@ from shared.models.scaling import (
     ManualAction,
     MetricRecommendation,
     MetricsSnapshot,
+    PendingAction,
     Recommendation,
     ScaleAction,
     ServiceConfig,
@@ -370,6 +371,7 @@ def state_after(
         state.isolation, state.isolation_since, state.below_threshold_since
     )
     update: dict[str, object] = {
+        "pending": None,  # this decision's own intent (if any) is complete
         "recommendations": decision.history,
         "isolation": iso.state,
         "isolation_since": iso.since,
@@ -386,6 +388,18 @@ def state_after(
         update["current_instances"] = applied
         update["last_action_at"] = now
     return state.model_copy(update=update)
+
+
+def in_flight(pending: PendingAction | None, now: datetime, max_age_sec: float) -> str | None:
+    """Why nobody may decide for the service now: another holder's instance change was
+    sent and not yet recorded, so the stored state is not what the platform will hold
+    (None: nothing in flight, or an intent older than ``max_age_sec``: abandoned)."""
+    if pending is None or (now - pending.at).total_seconds() >= max_age_sec:
+        return None
+    return (
+        f"{pending.source} action of {pending.run_id} to {pending.desired_instances} instances "
+        f"in flight since {pending.at.isoformat()}: not deciding from state it has not saved"
+    )
 
 
 def manual_target(

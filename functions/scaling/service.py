@@ -13,6 +13,7 @@ from google.api_core import exceptions as gexc
 
 from functions.scaling.adapters import (
     GuardLock,
+    Lease,
     MetricsSource,
     PushedMetricsStore,
     Scaler,
@@ -25,6 +26,7 @@ from functions.scaling.policy import (
     Decision,
     PolicyConfig,
     decide,
+    in_flight,
     is_stale,
     manual_target,
     merge_config,
@@ -47,6 +49,7 @@ from shared.models.scaling import (
     ManualScaleRequest,
     ManualScaleResult,
     MetricsSnapshot,
+    PendingAction,
     PlatformAnswer,
     ReportMetricsRequest,
     ReportMetricsResult,
@@ -55,6 +58,7 @@ from shared.models.scaling import (
     ServiceConfig,
     ServiceDoc,
     ServiceHealth,
+    ServiceState,
 )
 
 log = logging.getLogger("pack391.scaling")
@@ -103,10 +107,34 @@ class ScalingPorts:
 
 
 class ScalingService:
-    def __init__(self, ports: ScalingPorts, policy: PolicyConfig = DEFAULT_POLICY) -> None:
+    """Locks: one run of the guard at a time (``guard``), and one instance change per
+    service at a time (``service:<id>``), taken by the guard for each service and by a
+    manual scale; both are renewed while their holder works (a platform call may take
+    :data:`~shared.thresholds.SCALE_OPERATION_TIMEOUT_SEC`). An instance change is recorded
+    as the service's pending intent before the platform is called and completed after;
+    a decider that finds another holder's intent holds (see :func:`in_flight`), and the
+    state is written only while the intent it expects is still the pending one."""
+
+    def __init__(
+        self,
+        ports: ScalingPorts,
+        policy: PolicyConfig = DEFAULT_POLICY,
+        *,
+        lock_ttl_sec: float = t.SCALE_GUARD_LOCK_SEC,
+        manual_wait_sec: float = t.MANUAL_SCALE_LOCK_WAIT_SEC,
+        in_flight_max_sec: float = t.SCALE_OPERATION_TIMEOUT_SEC + t.SCALE_GUARD_INTERVAL_SEC,
+    ) -> None:
         self._p = ports
         self._policy = policy
         self._lock = GuardLock(ports.redis)
+        self._lock_ttl_sec = lock_ttl_sec
+        self._manual_wait_sec = manual_wait_sec
+        self._in_flight_max_sec = in_flight_max_sec
+        """An intent older than this was abandoned (its holder died mid-call): the
+        operation timeout plus one guard interval for the request around it."""
+
+    def _service_lock(self, service_id: str) -> GuardLock:
+        return GuardLock(self._p.redis, f"service:{service_id}")
 
     # ------------------------------------------------------------- admin
 
@@ -132,20 +160,37 @@ class ScalingService:
         return self._p.registry.init(defaults, updates, change)
 
     def manual_scale(self, req: ManualScaleRequest, change: Change) -> ManualScaleResult:
-        token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC, wait_sec=t.MANUAL_SCALE_LOCK_WAIT_SEC)
-        if token is None:
-            raise BackendUnavailable("a scale-guard run is in progress: try again in a minute")
-        try:
-            return self._manual_scale(req, change)
-        finally:
-            self._lock.release(token)
+        lock = self._service_lock(req.service_id)
+        with lock.held(self._lock_ttl_sec, wait_sec=self._manual_wait_sec) as lease:
+            if lease is None:
+                raise BackendUnavailable(
+                    f"a scale action on {req.service_id} is in progress: try again in a minute"
+                )
+            return self._manual_scale(req, change, lease)
 
-    def _manual_scale(self, req: ManualScaleRequest, change: Change) -> ManualScaleResult:
+    def _manual_scale(
+        self, req: ManualScaleRequest, change: Change, lease: Lease
+    ) -> ManualScaleResult:
         doc = self._service(req.service_id)
         cfg, current = doc.config, doc.state.current_instances
+        busy = in_flight(doc.state.pending, change.now, self._in_flight_max_sec)
+        if busy is not None:
+            raise BackendUnavailable(f"{cfg.service_id}: {busy}: try again in a minute")
         target = manual_target(cfg, current, req.action, req.instance_count, req.force)
+        intent = PendingAction(
+            run_id=change.request_id,
+            source="manual",
+            desired_instances=target,
+            fence=lease.fence,
+            at=change.now,
+        )
+        if not self._p.registry.begin_action(cfg.service_id, doc.state.pending, intent):
+            raise BackendUnavailable(
+                f"another scale action on {cfg.service_id} started: try again in a minute"
+            )
         answer = self._p.scaler.apply(cfg, target)
         if not answer.ok:
+            self._p.registry.clear_action(cfg.service_id, intent)
             raise BackendUnavailable(
                 f"{self._p.scaler.platform} did not take {target} instances for {cfg.service_id}",
                 platform=answer.model_dump(mode="json", by_alias=True),
@@ -161,6 +206,7 @@ class ScalingService:
             reasons.append("forced past the service's bounds")
         state = doc.state.model_copy(
             update={
+                "pending": None,
                 "current_instances": answer.instances,
                 "last_action_at": change.now,
                 "pinned_until": pinned,
@@ -186,7 +232,8 @@ class ScalingService:
             run_id=change.request_id,
             expire_at=_expiry(change.now),
         )
-        self._p.registry.save_manual(doc, state, decision, change)
+        if not self._p.registry.save_manual(doc, state, decision, change, intent):
+            log.error("manual scale of %s superseded before it was recorded", cfg.service_id)
         return ManualScaleResult(
             service_id=cfg.service_id,
             previous_instances=current,
@@ -254,28 +301,61 @@ class ScalingService:
     def guard(self, now: datetime, run_id: str) -> ScaleGuardReport:
         """One scale-guard run: every service, under the Redis lock. ``now`` is the run's
         minute (Cloud Scheduler's schedule time), so the cooldown is exact."""
-        token = self._lock.acquire(t.SCALE_GUARD_LOCK_SEC)
-        if token is None:
-            log.info("scale guard %s: another run holds the lock, skipping", run_id)
-            return ScaleGuardReport(run_id=run_id, locked=False)
-        try:
+        with self._lock.held(self._lock_ttl_sec) as run_lease:
+            if run_lease is None:
+                log.info("scale guard %s: another run holds the lock, skipping", run_id)
+                return ScaleGuardReport(run_id=run_id, locked=False)
             decisions = []
-            for doc in self._p.registry.all_services():
-                # a slow platform may have outlived the lock: never act without holding it
-                if not self._lock.renew(token, t.SCALE_GUARD_LOCK_SEC):
+            for listed in self._p.registry.all_services():
+                sid = listed.config.service_id
+                if run_lease.lost.is_set():  # stalled past the TTL: another run may act
                     log.error("scale guard %s lost its lock: stopping", run_id)
                     break
                 try:
-                    decisions.append(self._guard_one(doc, now, run_id))
+                    with self._service_lock(sid).held(self._lock_ttl_sec) as lease:
+                        if lease is None:
+                            log.info("scale guard %s: %s is being scaled, skipping", run_id, sid)
+                            continue
+                        decisions.append(self._guard_one(sid, now, run_id, lease))
                 except (redis.RedisError, gexc.GoogleAPIError):
-                    log.exception("scale guard %s: %s failed", run_id, doc.config.service_id)
+                    log.exception("scale guard %s: %s failed", run_id, sid)
             return ScaleGuardReport(run_id=run_id, locked=True, decisions=decisions)
-        finally:
-            self._lock.release(token)
 
-    def _guard_one(self, doc: ServiceDoc, now: datetime, run_id: str) -> DecisionDoc:
+    def _held(
+        self, state: ServiceState, sid: str, now: datetime, run_id: str, why: str
+    ) -> DecisionDoc:
+        """A decision not taken: another holder's action is in flight."""
+        record = DecisionDoc(
+            service_id=sid,
+            at=now,
+            source="guard",
+            dry_run=self._p.dry_run,
+            current_instances=state.current_instances,
+            desired_instances=state.current_instances,
+            action=ScaleAction.NONE,
+            reasons=[why],
+            isolation_before=state.isolation,
+            isolation_after=state.isolation,
+            run_id=run_id,
+            expire_at=_expiry(now),
+        )
+        self._p.registry.add_decision(record)
+        return record
+
+    def _guard_one(self, sid: str, now: datetime, run_id: str, lease: Lease) -> DecisionDoc:
+        doc = self._service(sid)  # read again under the service's lock
         cfg, state = doc.config, doc.state
+        busy = in_flight(state.pending, now, self._in_flight_max_sec)
+        if busy is not None:
+            return self._held(state, sid, now, run_id, busy)
+        expected = state.pending
         notes: list[str] = []
+        if expected is not None:
+            notes.append(
+                f"abandoned {expected.source} action of {expected.run_id} to "
+                f"{expected.desired_instances} instances (since {expected.at.isoformat()}): "
+                "deciding from what the platform holds"
+            )
         observed = self._observed(cfg)
         if observed is not None and observed != state.current_instances:
             notes.append(
@@ -289,6 +369,16 @@ class ScalingService:
         answer: PlatformAnswer | None = None
         applied: int | None = None
         if decision.changes_instances and not self._p.dry_run:
+            intent = PendingAction(
+                run_id=run_id,
+                source="guard",
+                desired_instances=decision.desired_instances,
+                fence=lease.fence,
+                at=now,
+            )
+            if not self._p.registry.begin_action(sid, expected, intent):
+                return self._held(state, sid, now, run_id, "another scale action started")
+            expected = intent  # recorded before the call: completed by save_run below
             answer = self._p.scaler.apply(cfg, decision.desired_instances)
             applied = answer.instances if answer.ok else None
         iso = decision.isolation
@@ -301,7 +391,8 @@ class ScalingService:
             update={"isolation_before": state.isolation, "isolation_after": isolation_after}
         )
         alert = self._alert(cfg, decision, metrics, now)
-        self._p.registry.save_run(cfg.service_id, new_state, record, alert)
+        if not self._p.registry.save_run(sid, new_state, record, alert, expected):
+            log.error("scale guard %s: %s was superseded before it was recorded", run_id, sid)
         return record
 
     # ------------------------------------------------------------ helpers

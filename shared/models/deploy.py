@@ -158,6 +158,13 @@ class DeploymentDoc(WireModel):
     """Share of the new revision the platform was last told to serve."""
     applied_percent: int | None = None
     """Share the platform confirmed; differs from ``traffic_percent`` after a crash."""
+    generation: int = 0
+    """Bumped by every decision that changes ``traffic_percent``. A platform change carries
+    the generation that decided it; ``applied_percent`` is recorded only while the
+    deployment is still at that generation (a stale writer never records its split)."""
+    confirmed_at: datetime | None = None
+    """Final phases: when the platform was seen serving the final split. Until then the
+    monitor re-asserts it every run and the environment stays taken."""
     services: list[ServiceTarget]
     bake_sec: int
     min_requests_per_step: int
@@ -239,6 +246,8 @@ class DeploymentStatus(WireModel):
     steps_pct: list[int]
     traffic_percent: int
     applied_percent: int | None
+    generation: int = 0
+    confirmed_at: datetime | None = None
     services: list[ServiceTarget]
     failures: int
     inconclusive: int

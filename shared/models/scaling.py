@@ -100,6 +100,20 @@ class DecisionSummary(WireModel):
     reasons: list[str]
 
 
+class PendingAction(WireModel):
+    """An instance change sent to the platform and not yet recorded (the intent, written
+    before the call). Another decider that finds it holds until it is completed, or until
+    it is older than the platform's operation timeout (then it was abandoned)."""
+
+    run_id: str
+    source: str
+    """``guard`` or ``manual``."""
+    desired_instances: int
+    fence: int
+    """The per-service lock's fencing number of the holder that wrote it."""
+    at: datetime
+
+
 class ServiceState(WireModel):
     """A service's live scaling state (never reset by ``pack391_initScaling``)."""
 
@@ -114,6 +128,8 @@ class ServiceState(WireModel):
     below_threshold_since: datetime | None = None
     burst_active: bool = False
     last_decision: DecisionSummary | None = None
+    pending: PendingAction | None = None
+    """The instance change in flight, if any (see :class:`PendingAction`)."""
 
 
 class ServiceDoc(WireModel):

@@ -3,6 +3,7 @@ local stack's wiring (logical backend, emulator, params from the environment).""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,29 @@ def test_scheduler_fires_the_backup_over_http(
     assert status == 200
     records = [d.to_dict() or {} for d in get_db().collection(collections.BACKUPS).stream()]
     assert [(r["status"], r["documentCount"]) for r in records] == [("complete", 1)]
+
+
+def test_drill_ids_come_from_the_server_not_the_trace_header(
+    caller: Caller, configured: Path
+) -> None:
+    """``X-Cloud-Trace-Context`` is the caller's to write: two drills sent with the same
+    trace id get two records under server-generated ids (the second used to overwrite
+    the first, under an id the caller chose)."""
+    get_db().document("orders/o1").set({"total": 3})
+    assert run_scheduled(caller, "pack391_backupFirestore") == 200
+    ids = []
+    for _ in range(2):
+        response = caller.app.test_client().post(
+            caller.url(DRILL),
+            json={"data": {"reason": "drill"}},
+            headers={
+                "Authorization": f"Bearer {caller.token('admin')}",
+                "X-Cloud-Trace-Context": "pack391_backup_drills/1;o=1",
+            },
+        )
+        assert response.status_code == 200, response.get_json()
+        ids.append(response.get_json()["result"]["drillId"])
+    assert ids[0] != ids[1]
+    assert all(re.fullmatch(r"drill-\d{8}T\d{6}Z-[0-9a-f]{12}", i) for i in ids)
+    stored = {d.id for d in get_db().collection(collections.BACKUP_DRILLS).stream()}
+    assert stored == set(ids)

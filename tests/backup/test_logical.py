@@ -18,6 +18,7 @@ from functions.backup.adapters import (
     FirestoreDocuments,
     LogicalBackupStore,
     NonEmptyTarget,
+    json_array_items,
 )
 from functions.backup.archive import BackupIntegrityError, BackupKey, WrongKey
 from shared import collections
@@ -186,7 +187,8 @@ def test_swapped_parts_fail_authentication(
     a_bytes = a.read_bytes()
     a.write_bytes(b.read_bytes())
     b.write_bytes(a_bytes)
-    with pytest.raises(BackupIntegrityError, match="a-00000"):
+    # the trees are read in parallel: whichever part the manifest lists first is named
+    with pytest.raises(BackupIntegrityError, match=r"parts/[ab]-00000"):
         store.verify(record_of("20260101T000000Z-ffffff", 6), "asia-northeast1")
 
 
@@ -229,10 +231,13 @@ def test_interrupted_backup_leaves_no_manifest(
 ) -> None:
     session = requests.Session()
     session.headers["Authorization"] = "Bearer owner"
-    session.mount("http://", _DropAfter(2))  # two pages of five, then the connection drops
+    # the collection listing, the completeness count, two pages of five; then it drops
+    session.mount("http://", _DropAfter(4))
     api = f"http://{backends.firestore_host}/v1"
     flaky = FirestoreDocuments(session, api, source.project, source.database)
-    store = LogicalBackupStore(flaky, key, region_dirs, workers=1, part_docs=5)
+    store = LogicalBackupStore(
+        flaky, key, region_dirs, workers=1, readers=1, part_docs=5, read_page=5
+    )
     with pytest.raises(requests.ConnectionError):
         store.create("20260101T000000Z-123456", now())
     for region in BACKUP_REGIONS:
@@ -271,3 +276,76 @@ def test_point_in_time_needs_the_managed_backend(store: LogicalBackupStore, seed
 
     with pytest.raises(FailedPrecondition, match="points in time"):
         store.drill(None, now() - timedelta(minutes=5), "us-central1", "t2")
+
+
+def _backed_up(store: LogicalBackupStore, backup_id: str) -> dict[str, Any]:
+    manifest = store.manifest(backup_id, "us-central1")
+    docs = store._documents(backup_id, "us-central1", manifest)
+    return {d["name"]: d["fields"] for page in docs for d in page}
+
+
+def test_parallel_reader_reads_what_the_one_pass_reader_reads_at_one_time(
+    source: FirestoreDocuments, key: BackupKey, region_dirs: dict[str, Path], seeded: int
+) -> None:
+    """The trees of the top-level collections, read by several threads, hold the same
+    documents as the one ordered pass: subcollections at any depth, a collection whose
+    only documents are in a subcollection, ids that are prefixes of one another, and
+    nothing written or deleted after the snapshot."""
+    db = get_db()
+    db.document("ghost/missing-parent/sub/s1").set({"x": 1})  # no ghost document itself
+    db.document("user/u9").set({"prefix of": "users"})
+    db.document("users_archive/a/b/c/d/e").set({"deep": True})
+    db.document("zażółć/ü").set({"unicode": True})
+    db.document(f"{collections.BACKUPS}/x/child/y").set({"bookkeeping": True})
+    db.document("gone/g1").set({"deleted after the snapshot": True})
+    snapshot = now()
+    db.document("orders/late").set({"total": 1})
+    db.document("users/u1/posts/p0").delete()
+    db.document("gone/g1").delete()  # the whole top-level collection, after the snapshot
+    parallel = LogicalBackupStore(source, key, region_dirs, readers=3, part_docs=4, read_page=3)
+    single = LogicalBackupStore(source, key, region_dirs, parallel=False, part_docs=4)
+    a = parallel.create("20260101T000000Z-0a0a0a", snapshot)
+    b = single.create("20260101T000000Z-0b0b0b", snapshot)
+    assert a.document_count == b.document_count == seeded + 5
+    assert a.collection_counts == b.collection_counts
+    assert a.collection_counts["ghost"] == 1 and "user" in a.collection_counts
+    read_parallel = _backed_up(parallel, "20260101T000000Z-0a0a0a")
+    assert read_parallel == _backed_up(single, "20260101T000000Z-0b0b0b")
+    assert "users/u1/posts/p0" in read_parallel and "orders/late" not in read_parallel
+    assert "gone/g1" in read_parallel  # listed at the snapshot's readTime
+    assert not any(name.startswith(collections.BACKUPS) for name in read_parallel)
+    assert parallel.manifest("20260101T000000Z-0a0a0a", "europe-west1").group_counts == (
+        single.manifest("20260101T000000Z-0b0b0b", "europe-west1").group_counts
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_streamed_answers_are_parsed_across_chunk_boundaries(chunk: int) -> None:
+    rows = [
+        {"document": {"name": f"a/{i}", "fields": {"s": {"stringValue": "zażółć ]"}}}}
+        for i in range(5)
+    ]
+    raw = json.dumps(rows, indent=2, ensure_ascii=False).encode()
+    pieces = [raw[i : i + chunk] for i in range(0, len(raw), chunk)]
+    assert list(json_array_items(pieces)) == rows
+    assert list(json_array_items([b"[]"])) == []
+    with pytest.raises(ValueError, match="truncated"):
+        list(json_array_items(pieces[: len(pieces) // 2]))
+
+
+def test_parallel_reader_fails_when_a_tree_is_missed(
+    store: LogicalBackupStore,
+    source: FirestoreDocuments,
+    region_dirs: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    seeded: int,
+) -> None:
+    """The COUNT at the snapshot's readTime catches a tree the listing did not name."""
+    listed = source.root_collections
+    monkeypatch.setattr(
+        source, "root_collections", lambda t=None: [c for c in listed(t) if c != "orders"]
+    )
+    with pytest.raises(BackupIntegrityError, match=f"read {seeded - 10} documents but"):
+        store.create("20260101T000000Z-0c0c0c", now())
+    for region in BACKUP_REGIONS:
+        assert not (region_dirs[region] / "20260101T000000Z-0c0c0c" / MANIFEST).exists()

@@ -3,13 +3,19 @@ the local fake of the Admin API, with the catalog in the Firestore emulator."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from functions.backup.adapters import BackupCatalog, ManagedBackupStore, admin_client
+from functions.backup.adapters import (
+    BackupCatalog,
+    FirestoreDocuments,
+    ManagedBackupStore,
+    admin_client,
+)
 from functions.backup.archive import BackupIntegrityError
 from functions.backup.service import BackupService
 from shared.audit import Change
@@ -32,8 +38,53 @@ def fake() -> Iterator[FakeFirestoreAdmin]:
 @pytest.fixture
 def store(fake: FakeFirestoreAdmin) -> ManagedBackupStore:
     return ManagedBackupStore(
-        admin_client(fake.url), PROJECT, BUCKETS, kms_key="projects/p/locations/l/keyRings/r/k"
+        admin_client(fake.url),
+        PROJECT,
+        BUCKETS,
+        kms_key="projects/p/locations/l/keyRings/r/k",
+        timeout_sec=2.0,
     )
+
+
+DRILL_CLONE = r"drill-[0-9a-f]{12}"
+"""A drill's clone: named from the server's random source only."""
+
+
+@pytest.fixture
+def real_clones(fake: FakeFirestoreAdmin, backends: Backends) -> FirestoreDocuments:
+    """Clones hold real documents: the fake copies the emulator's database into the
+    clone's database id (in the emulator), and wipes it when the clone is deleted."""
+    source = FirestoreDocuments.for_environment(PROJECT)
+
+    def clone(target: str) -> None:
+        copy = source.with_database(target)
+        for page in source.pages(None, None, 500):
+            writes = [
+                {
+                    "update": {
+                        "name": copy.documents_path + "/" + source.relative(d["name"]),
+                        "fields": d.get("fields", {}),
+                    }
+                }
+                for d in page
+            ]
+            copy.commit(writes)
+
+    def delete(target: str) -> None:
+        source.with_database(target).delete_everything()
+
+    fake.on_clone = clone
+    fake.on_delete = delete
+    return source
+
+
+def seed_orders(count: int) -> None:
+    batch = get_db().batch()
+    for i in range(count):
+        order = get_db().document(f"orders/o{i}")
+        batch.set(order, {"i": i})
+        batch.set(order.collection("lines").document("l0"), {"sku": "x"})
+    batch.commit()
 
 
 @pytest.fixture
@@ -125,25 +176,30 @@ def test_verify_names_a_failed_export(store: ManagedBackupStore, fake: FakeFires
         store.verify(record, "us-central1")
 
 
-def test_drill_clones_from_pitr_checks_and_deletes(
-    service: BackupService, fake: FakeFirestoreAdmin
+def test_drill_clones_from_pitr_counts_the_clone_and_deletes(
+    service: BackupService, fake: FakeFirestoreAdmin, real_clones: FirestoreDocuments
 ) -> None:
+    seed_orders(7)
+    # 14 orders and lines, and the catalog's entry (the fake clones "now", not the minute)
+    fake.export_documents = 15
     backup = service.backup(NOW)
     change = Change("admin-1", "backup.restore_drill", "quarterly drill", "req-1", NOW)
-    drill = service.drill(RestoreDrillRequest(), change, "req-0000ab")
+    drill = service.drill(RestoreDrillRequest(), change)
     clone = next(r for r in fake.requests if r.path.endswith("databases:clone"))
-    assert clone.body == {
-        "databaseId": "drill-0000ab",
-        "pitrSnapshot": {
-            "database": f"projects/{PROJECT}/databases/(default)",
-            "snapshotTime": "2026-11-27T21:00:00Z",
-        },
+    target_id = clone.body["databaseId"]
+    assert re.fullmatch(DRILL_CLONE, target_id)
+    assert clone.body["pitrSnapshot"] == {
+        "database": f"projects/{PROJECT}/databases/(default)",
+        "snapshotTime": "2026-11-27T21:00:00Z",
     }
-    assert fake.requests[-1].method == "DELETE"
-    assert fake.requests[-1].path.endswith("databases/drill-0000ab")
-    assert "drill-0000ab" not in fake.databases
+    deletes = [r for r in fake.requests if r.method == "DELETE"]
+    assert [r.path for r in deletes] == [f"v1/projects/{PROJECT}/databases/{target_id}"]
+    assert target_id not in fake.databases
+    assert real_clones.with_database(target_id).is_empty()
     assert drill.ok and drill.cleaned_up and drill.within_rto
+    assert drill.documents == 15 and "counted 15 documents" in drill.detail
     assert drill.source == backup.backup_id
+    assert drill.target == f"projects/{PROJECT}/databases/{target_id}"
     audit = [a.to_dict() or {} for a in get_db().collection("pack391_audit_log").stream()]
     assert [a["action"] for a in audit] == ["backup.restore_drill"]
 
@@ -151,9 +207,7 @@ def test_drill_clones_from_pitr_checks_and_deletes(
 def test_drill_at_a_point_in_time(service: BackupService, fake: FakeFirestoreAdmin) -> None:
     when = datetime(2026, 11, 27, 20, 41, 59, tzinfo=UTC)
     change = Change("admin-1", "backup.restore_drill", None, "req-2", NOW)
-    drill = service.drill(
-        RestoreDrillRequest.model_validate({"pointInTime": when}), change, "req-0000cd"
-    )
+    drill = service.drill(RestoreDrillRequest.model_validate({"pointInTime": when}), change)
     clone = next(r for r in fake.requests if r.path.endswith("databases:clone"))
     assert clone.body["pitrSnapshot"]["snapshotTime"] == "2026-11-27T20:41:00Z"
     assert drill.ok and drill.source.startswith("pitr:2026-11-27T20:41:59")
@@ -175,6 +229,100 @@ def test_drill_outside_what_firestore_keeps_is_invalid_argument(
     change = Change("admin-1", "backup.restore_drill", None, "req-3", NOW)
     request = RestoreDrillRequest.model_validate({"pointInTime": NOW - timedelta(days=2)})
     with pytest.raises(InvalidInput) as caught:
-        service.drill(request, change, "req-0000ef")
+        service.drill(request, change)
     assert caught.value.field == "pointInTime"
     assert "earliest_version_time" in caught.value.message
+
+
+# --------------------------------------------- API errors and drills that go wrong
+
+
+def test_admin_api_errors_mid_verify_are_reported_with_an_alert(
+    service: BackupService, fake: FakeFirestoreAdmin
+) -> None:
+    """get_operation and get_database answer 403: every check still gets a verdict,
+    the report and the alert are written (before, the first error aborted the run)."""
+    service.backup(NOW)
+    fake.errors.update(get_operation=403, get_database=403)
+    report = service.verify(NOW + timedelta(minutes=30), "v-api")
+    checks = {c.name: c for c in report.checks}
+    for region in BACKUP_REGIONS:
+        assert checks[f"readable:{region}"].status is CheckStatus.BROKEN
+        assert "Forbidden: 403" in checks[f"readable:{region}"].detail
+        assert checks[f"fresh:{region}"].status is CheckStatus.OK
+    assert checks["pitr"].status is CheckStatus.BROKEN
+    assert "cannot read the setting" in checks["pitr"].detail
+    assert not report.ok
+    shared = get_db().collection("pack391_alerts").document("backup_v-api").get().to_dict() or {}
+    assert len(shared["evidence"]["problems"]) == 4
+
+
+def test_a_drill_that_times_out_deletes_its_clone_and_says_so(
+    service: BackupService, fake: FakeFirestoreAdmin, real_clones: FirestoreDocuments
+) -> None:
+    """The clone never finishes: the drill is recorded failed, the clone operation is
+    cancelled and the database deleted in ``finally`` (before: TimeoutError, a full
+    production clone left behind, no record)."""
+    service.backup(NOW)
+    fake.clone_pending = True
+    change = Change("admin-1", "backup.restore_drill", None, "req-4", NOW)
+    drill = service.drill(RestoreDrillRequest(), change)
+    target_id = drill.target.rsplit("/", 1)[-1]
+    assert re.fullmatch(DRILL_CLONE, target_id)
+    assert not drill.ok and not drill.within_rto
+    assert "TimeoutError" in drill.detail
+    assert drill.cleaned_up and f"deleted {drill.target}" in drill.detail
+    assert any(r.path.endswith(":cancel") for r in fake.requests)
+    assert target_id not in fake.databases
+    assert real_clones.with_database(target_id).is_empty()
+    stored = get_db().collection("pack391_backup_drills").document(drill.drill_id).get()
+    assert (stored.to_dict() or {})["cleanedUp"] is True
+
+
+def test_a_drill_whose_cleanup_fails_records_it(
+    service: BackupService, fake: FakeFirestoreAdmin, real_clones: FirestoreDocuments
+) -> None:
+    service.backup(NOW)
+    fake.errors["delete_database"] = 403
+    change = Change("admin-1", "backup.restore_drill", None, "req-5", NOW)
+    drill = service.drill(RestoreDrillRequest(), change)
+    target_id = drill.target.rsplit("/", 1)[-1]
+    assert drill.cleaned_up is False
+    assert "delete failed" in drill.detail and "still exists" in drill.detail
+    assert target_id in fake.databases  # really left behind, and the record says so
+    stored = get_db().collection("pack391_backup_drills").document(drill.drill_id).get()
+    assert (stored.to_dict() or {})["cleanedUp"] is False
+
+
+def test_a_drill_counts_the_clone_instead_of_copying_the_catalog(
+    service: BackupService, fake: FakeFirestoreAdmin, real_clones: FirestoreDocuments
+) -> None:
+    seed_orders(3)  # the clone holds 6 documents and the catalog entry ...
+    backup = service.backup(NOW)  # ... while the export reported 1234
+    assert backup.document_count == 1234
+    change = Change("admin-1", "backup.restore_drill", None, "req-6", NOW)
+    drill = service.drill(RestoreDrillRequest(), change)
+    assert drill.documents == 7
+    assert not drill.ok and "differs from the backup's 1234" in drill.detail
+    assert drill.cleaned_up
+
+
+def test_drill_ids_and_clone_names_never_come_from_the_request(
+    service: BackupService, fake: FakeFirestoreAdmin
+) -> None:
+    """Two drills carrying the same caller-chosen trace id: two records, two clones,
+    both named from the server's random source (before, the second overwrote the first
+    record and reused, then deleted, a clone name the caller chose)."""
+    service.backup(NOW)
+    chosen = "0123456789abcdef0123456789prod"
+    first = service.drill(RestoreDrillRequest(), Change("admin-1", "d", None, chosen, NOW))
+    second = service.drill(RestoreDrillRequest(), Change("admin-1", "d", None, chosen, NOW))
+    assert first.drill_id != second.drill_id
+    clones = [r.body["databaseId"] for r in fake.requests if r.path.endswith("databases:clone")]
+    assert len(set(clones)) == 2
+    for drill_id, clone in zip((first.drill_id, second.drill_id), clones, strict=True):
+        assert re.fullmatch(r"drill-\d{8}T\d{6}Z-[0-9a-f]{12}", drill_id)
+        assert re.fullmatch(DRILL_CLONE, clone) and "prod" not in clone
+        assert drill_id.endswith(clone.removeprefix("drill-"))
+    drills = list(get_db().collection("pack391_backup_drills").stream())
+    assert len(drills) == 2

@@ -173,3 +173,22 @@ def test_readable_and_problems() -> None:
     bad = policy.readable_check("us-central1", rec("a", 0), "part parts/x failed")
     assert (good.status, bad.status) == (CheckStatus.OK, CheckStatus.BROKEN)
     assert policy.problems([good, bad]) == ["readable:us-central1: part parts/x failed"]
+
+
+def test_drill_ids_and_tags() -> None:
+    drill_id = policy.drill_id(NOW, "0a1b2c3d4e5f")
+    assert drill_id == "drill-20261127T123045Z-0a1b2c3d4e5f"
+    assert policy.drill_tag(drill_id) == "0a1b2c3d4e5f"
+
+
+def test_a_check_that_could_not_run_is_broken_with_its_error() -> None:
+    enabled = PitrState(supported=True, enabled=True, retention_sec=604800)
+    assert policy.pitr_check(enabled).status is CheckStatus.OK
+    pitr = policy.pitr_check(enabled, "Forbidden: 403 GET ...")
+    assert (pitr.status, pitr.detail) == (
+        CheckStatus.BROKEN,
+        "cannot read the setting: Forbidden: 403 GET ...",
+    )
+    retention = policy.retention_check([], NOW, "Forbidden: 403 DELETE ...")
+    assert retention.status is CheckStatus.BROKEN
+    assert retention.detail == "housekeeping failed: Forbidden: 403 DELETE ..."

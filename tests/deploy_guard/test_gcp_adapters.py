@@ -7,7 +7,9 @@ The index gate: ``FirestoreAdminClient(transport="rest")`` against :class:`FakeH
 
 from __future__ import annotations
 
+import itertools
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,8 +28,10 @@ from functions.deploy_guard.adapters import (
     CloudRunTraffic,
     DeployStore,
     GateReader,
+    LocalTraffic,
     MonitoringRevisionMetrics,
     PushedRevisionMetrics,
+    TrafficConflict,
     load_index_specs,
 )
 from functions.deploy_guard.service import DeployGuard, DeployPorts
@@ -314,3 +318,136 @@ def test_a_platform_error_is_recorded_and_the_next_run_applies_the_split(
     dep = guard.step(started.deployment_id, now + timedelta(seconds=30))
     assert dep is not None and dep.applied_percent == 5
     assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
+
+
+# ------------------------------------------------------- overlapping writers (issue 15)
+
+
+def _healthy_minute(at: datetime) -> None:
+    """Pushed samples that pass the judge for the minute before ``at``."""
+    pushed = PushedRevisionMetrics(PushedMetricsStore(get_redis()))
+    sample_at = at - timedelta(seconds=55)
+    pushed.record("api-00002", 200, 0, 200.0, sample_at)
+    pushed.record("api-00001", 2000, 0, 200.0, sample_at)
+
+
+def _start_canary(fake: FakeCloudRun, guard: DeployGuard, change: Change) -> str:
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00002",
+        traffic=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+        trafficStatuses=[{"type": int(REV), "revision": "api-00001", "percent": 100}],
+    )
+    started = guard.start(
+        StartRequest.model_validate(
+            {
+                "version": "v2",
+                "environment": "prod",
+                "force": True,
+                "reason": "test",
+                "bakeSec": 0,
+                "minRequestsPerStep": 100,
+            }
+        ),
+        change,
+    )
+    assert (started.phase, started.traffic_percent) == ("progressing", 5)
+    return started.deployment_id
+
+
+def test_a_canary_step_landing_after_a_rollback_is_refused(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
+) -> None:
+    """The monitor commits 25 % and sends it; the request reaches Cloud Run only after an
+    admin's rollback committed 0 %, sent 100 % stable and reached ``rolled_back``. The late
+    write carries the etag read before the rollback, so Cloud Run refuses it, and the
+    monitor records nothing: stable keeps 100 %, the deployment says 0 % applied."""
+    fake, traffic = cloud_run
+    guard = gcp_guard(traffic)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    change = Change("admin-1", "deploy.rollback", "bad canary", "r1", now)
+    deployment_id = _start_canary(fake, guard, change)
+    at = now + timedelta(minutes=2)
+    _healthy_minute(at)
+
+    late = fake.hold_next_patch()  # the monitor's 25 % write reaches Cloud Run late
+    stepped: list[Any] = []
+    monitor = threading.Thread(target=lambda: stepped.append(guard.step(deployment_id, at)))
+    monitor.start()
+    assert late.arrived.wait(30), "the monitor never sent its split"
+    assert late.request is not None
+    assert [t["percent"] for t in late.request.body["traffic"]] == [75, 25]
+
+    rolled = guard.rollback(deployment_id, "bad canary", change)  # not held
+    assert (rolled.phase, rolled.traffic_percent, rolled.applied_percent) == ("rolled_back", 0, 0)
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+
+    late.release.set()
+    monitor.join(60)
+    assert not monitor.is_alive()
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+    dep = guard.p.store.get(deployment_id)
+    assert dep is not None
+    assert (dep.phase, dep.traffic_percent, dep.applied_percent) == ("rolled_back", 0, 0)
+    assert late.status == 409  # refused: written against the etag before the rollback
+    assert stepped and stepped[0] is not None and stepped[0].phase == "rolled_back"
+    assert guard.p.store.active_ids() == []  # confirmed, the environment is free
+    guard.monitor(at + timedelta(minutes=1))
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+
+
+def test_a_final_split_is_reasserted_until_the_platform_serves_it(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
+) -> None:
+    """A rollback whose confirming read fails keeps its environment; meanwhile the canary
+    gets 25 % back from elsewhere. The next monitor run sees ``traffic_statuses`` differ
+    from the final split, sends it again and only then lets the environment go."""
+    fake, traffic = cloud_run
+    guard = gcp_guard(traffic)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    change = Change("admin-1", "deploy.rollback", "bad canary", "r1", now)
+    deployment_id = _start_canary(fake, guard, change)
+
+    gets = itertools.count()
+    internal = {"error": {"code": 500, "message": "try later", "status": "INTERNAL"}}
+
+    def flaky_get(req: Recorded, m: re.Match[str]) -> tuple[int, Any]:
+        # the rollback reads the etag (0), writes, then reads to confirm (1): that one fails
+        # (INTERNAL: the client library does not retry it)
+        return (500, internal) if next(gets) == 1 else fake._get_service(req, m)
+
+    fake.api.on("GET", SERVICE, flaky_get)
+    rolled = guard.rollback(deployment_id, "bad canary", change)
+    assert (rolled.phase, rolled.applied_percent, rolled.confirmed_at) == ("rolled_back", 0, None)
+    assert guard.p.store.active_ids() == [deployment_id]  # not confirmed: still held
+    with pytest.raises(FailedPrecondition, match="is active in prod"):
+        guard.start(
+            StartRequest.model_validate(
+                {"version": "v3", "environment": "prod", "force": True, "reason": "t"}
+            ),
+            change,
+        )
+
+    fake.services[NAME]["trafficStatuses"] = [
+        {"type": int(REV), "revision": "api-00001", "percent": 75},
+        {"type": int(REV), "revision": "api-00002", "percent": 25},
+    ]
+    [dep] = guard.monitor(now + timedelta(minutes=1))
+    assert dep.phase == "rolled_back" and dep.confirmed_at is not None
+    assert dep.history[-1].event == "reasserted"
+    assert dep.history[-1].detail == {"services": ["api"]}
+    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+    assert guard.p.store.active_ids() == []
+    assert guard.monitor(now + timedelta(minutes=2)) == []
+
+
+def test_local_traffic_refuses_a_write_against_an_old_version(backends: Backends) -> None:
+    local = LocalTraffic(get_redis())
+    local.deploy("api", "api-00001")
+    seen = local.observe("api", REGION)
+    local.apply("api", REGION, {"api-00001": 100})  # another writer, after our read
+    with pytest.raises(TrafficConflict):
+        local.apply("api", REGION, {"api-00001": 75, "api-00002": 25}, seen.etag)
+    assert local.observe("api", REGION).shares == {"api-00001": 100}
+    fresh = local.observe("api", REGION)
+    assert local.apply("api", REGION, {"api-00001": 90, "api-00002": 10}, fresh.etag)

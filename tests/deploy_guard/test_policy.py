@@ -275,3 +275,29 @@ def test_report_usable(found: ValidationReport | None, refusal: str | None) -> N
 def test_gates_passed(statuses: list[GateStatus], passed: bool) -> None:
     gates = [GateResult(name=f"g{i}", status=s) for i, s in enumerate(statuses)]
     assert policy.gates_passed(gates) is passed
+
+
+@pytest.mark.parametrize(
+    ("over", "needs", "holds"),
+    [
+        ({"phase": Phase.ROLLED_BACK, "traffic_percent": 0}, True, True),
+        ({"phase": Phase.SUCCEEDED, "traffic_percent": 100}, True, True),
+        ({"phase": Phase.ROLLED_BACK, "confirmed_at": NOW}, False, False),
+        ({"phase": Phase.FAILED}, False, False),  # never moved traffic
+        ({"phase": Phase.PROGRESSING}, False, True),
+        ({"phase": Phase.ROLLING_BACK, "traffic_percent": 0}, False, True),
+    ],
+)
+def test_a_final_split_is_confirmed_before_the_environment_is_free(
+    over: dict[str, Any], needs: bool, holds: bool
+) -> None:
+    d = dep(**over)
+    assert policy.needs_confirmation(d) is needs
+    assert policy.holds_environment(d) is holds
+    got = policy.confirmed(d, NOW, [])
+    assert (got is not None) is needs
+    if got is not None:
+        assert got.confirmed_at == NOW and got.history == d.history  # nothing to tell
+        drifted = policy.confirmed(d, NOW, ["api"])
+        assert drifted is not None and drifted.history[-1].event == "reasserted"
+        assert drifted.history[-1].detail == {"services": ["api"]}

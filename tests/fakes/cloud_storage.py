@@ -2,14 +2,15 @@
 
 Speaks what logical backups to ``gs://`` use: multipart upload, media download (with
 the ``x-goog-hash`` MD5 the client checks), listing by prefix, and delete. Objects
-live in memory; every request is recorded.
+live in memory; every request is recorded. ``fault`` lets a test make the "API" refuse
+a request (a 403 on one object mid-read, say) with Google's error shape.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import flask
@@ -22,6 +23,8 @@ class FakeCloudStorage:
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
+    fault: Callable[[str, str], int | None] | None = None
+    """``(method, path) -> HTTP status`` to answer with an error instead, or None."""
 
     def resource(self, bucket: str, name: str) -> dict[str, str]:
         data = self.objects[(bucket, name)]
@@ -55,8 +58,20 @@ def serve() -> Iterator[FakeCloudStorage]:
     app = flask.Flask("fake-cloud-storage")
 
     @app.before_request
-    def record() -> None:
+    def record() -> flask.Response | None:
         fake.requests.append((flask.request.method, flask.request.path))
+        status = fake.fault(flask.request.method, flask.request.path) if fake.fault else None
+        if status is None:
+            return None
+        reason = {403: "Forbidden", 500: "Internal Error", 503: "Backend Error"}.get(status, "")
+        body = {
+            "error": {
+                "code": status,
+                "message": f"{reason} (fake fault on {flask.request.path})",
+                "errors": [{"reason": reason.lower().replace(" ", ""), "message": reason}],
+            }
+        }
+        return flask.make_response(flask.jsonify(body), status)
 
     @app.post("/upload/storage/v1/b/<bucket>/o")
     def upload(bucket: str) -> flask.Response:

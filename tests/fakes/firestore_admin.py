@@ -2,14 +2,16 @@
 
 It speaks the API's REST shape for what the managed backup backend uses: export
 (``:exportDocuments``), ``GET``/``DELETE`` of a database, ``databases:clone`` and
-``GET`` of an operation. Every request is recorded; operations finish at once
-(``done: true``) with API-shaped metadata and responses.
+``GET`` and ``:cancel`` of an operation. Every request is recorded; operations finish at
+once (``done: true``) with API-shaped metadata and responses, unless a test holds clones
+back (``clone_pending``) or makes a call fail (``errors``). ``on_clone``/``on_delete``
+let a test give a clone real documents (in the Firestore emulator) and remove them.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,15 @@ class FakeFirestoreAdmin:
     export_documents: int = 1234
     export_bytes: int = 56789
     export_fails: bool = False
+    clone_pending: bool = False
+    """Clones never finish (the database exists, its operation stays ``done: false``)."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """Call kind (``get_operation``, ``get_database``, ``clone``, ``delete_database``)
+    -> HTTP status to answer with instead."""
+    on_clone: Callable[[str], None] | None = None
+    """Called with the new database id when a clone is created."""
+    on_delete: Callable[[str], None] | None = None
+    """Called with the database id when a database is deleted."""
     requests: list[Recorded] = field(default_factory=list)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     databases: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -71,6 +82,14 @@ class FakeFirestoreAdmin:
         self.operations[name] = op
         return op
 
+    def _error(self, kind: str) -> tuple[Any, int] | None:
+        status = self.errors.get(kind)
+        if status is None:
+            return None
+        names = {403: "PERMISSION_DENIED", 500: "INTERNAL", 503: "UNAVAILABLE", 409: "ABORTED"}
+        message = f"fake {kind} error"
+        return {"error": {"code": status, "message": message, "status": names[status]}}, status
+
     def handle(self, method: str, path: str, body: dict[str, Any]) -> tuple[Any, int]:
         self.requests.append(Recorded(method, path, body))
         prefix = f"v1/projects/{self.project}/databases"
@@ -78,20 +97,36 @@ class FakeFirestoreAdmin:
             return {"error": {"code": 404, "message": f"no {path}", "status": "NOT_FOUND"}}, 404
         rest = path[len(prefix) :]
         if method == "POST" and rest == ":clone":
-            return self._clone(body), 200
+            return self._error("clone") or (self._clone(body), 200)
         db, _, tail = rest.lstrip("/").partition("/")
         db, _, verb = db.partition(":")
         if method == "POST" and verb == "exportDocuments":
             return self._export(db, body), 200
-        if method == "GET" and tail.startswith("operations/"):
-            op = self.operations.get(path[len("v1/") :])
-            return (op, 200) if op else ({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)
+        if tail.startswith("operations/"):
+            name, _, op_verb = path[len("v1/") :].partition(":")
+            op = self.operations.get(name)
+            if op is None:
+                return {"error": {"code": 404, "status": "NOT_FOUND"}}, 404
+            if method == "POST" and op_verb == "cancel":
+                if not op["done"]:
+                    op.update(done=True, error={"code": 1, "message": "cancelled"})
+                return {}, 200
+            if method == "GET":
+                return self._error("get_operation") or (op, 200)
+        refused = self._error("get_database") if method == "GET" and not tail else None
+        if refused is not None:
+            return refused
         if db not in self.databases:
             return {"error": {"code": 404, "message": db, "status": "NOT_FOUND"}}, 404
         if method == "GET" and not tail:
             return self.databases[db], 200
         if method == "DELETE" and not tail:
+            refused = self._error("delete_database")
+            if refused is not None:
+                return refused
             gone = self.databases.pop(db)
+            if self.on_delete is not None:
+                self.on_delete(db)
             return self._operation(
                 db,
                 {"@type": ADMIN + "DeleteDatabaseMetadata"},
@@ -125,15 +160,21 @@ class FakeFirestoreAdmin:
     def _clone(self, body: dict[str, Any]) -> dict[str, Any]:
         target = body["databaseId"]
         self.databases[target] = self._database(target)
+        if self.on_clone is not None:
+            self.on_clone(target)
         metadata = {
             "@type": ADMIN + "CloneDatabaseMetadata",
             "operationState": "SUCCESSFUL",
             "database": self.databases[target]["name"],
             "pitrSnapshot": body.get("pitrSnapshot"),
         }
-        return self._operation(
+        op = self._operation(
             target, metadata, {"@type": ADMIN + "Database", **self.databases[target]}
         )
+        if self.clone_pending:
+            op["done"] = False
+            op.pop("response")
+        return op
 
 
 def serve(project: str) -> Iterator[FakeFirestoreAdmin]:

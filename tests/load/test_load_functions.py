@@ -3,19 +3,24 @@ end against the sandbox (shards in worker processes), abort, cleanup, failover l
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from google.cloud.firestore import FieldFilter
 
 from functions.load import load_service
-from functions.load.adapters import wait_local_workers
-from functions.load.service import wait_for
+from functions.load.adapters import LoadAdmissions, wait_local_workers
+from functions.load.scenarios import build_plan
+from functions.load.service import LoadService, wait_for
 from shared import collections
+from shared.audit import Change
+from shared.errors import FailedPrecondition
 from shared.firestore import get_db
-from shared.models.load import LoadRunDoc
+from shared.models.load import LoadRunDoc, RunLoadTestRequest
 from shared.thresholds import LOAD_TEST_ABORT_WITHIN_SEC, LOAD_TEST_SCENARIOS
 from tests.conftest import Caller
 
@@ -72,19 +77,85 @@ def test_invalid_requests_name_the_field(caller: Caller, data: Any, field: str) 
     assert field in res.error["message"]
 
 
+def hold_share(run_id: str, rps: float, deadline: datetime) -> None:
+    """Another run's share of the cap, as its start left it in the admission ledger."""
+    get_db().collection(collections.CONFIG).document(collections.CONFIG_LOAD_ADMISSIONS_DOC).set(
+        {"runs": {run_id: {"rps": rps, "deadline": deadline}}}, merge=True
+    )
+
+
 def test_global_cap_refuses_a_run_that_would_exceed_it(caller: Caller, sandbox_url: str) -> None:
-    now = datetime.now(UTC)
-    running = LoadRunDoc(
-        run_id="other-run", scenario_id="swipe_load", plan={}, status="running", peak_rps=4000,
-        shards=5, requested_by="admin-1", created_at=now, start_at=now, expire_at=now,
-    )  # fmt: skip
-    get_db().collection(collections.LOAD_RUNS).document("other-run").set(running.to_doc())
+    hold_share("other-run", 4000, datetime.now(UTC) + timedelta(minutes=10))
     res = caller.call(
         "pack391_runLoadTest",
         {"scenarioId": "live_calls", "overrides": {"target": sandbox_url, "rps": 1500}},
     )
     assert (res.status, res.error["status"]) == (400, "FAILED_PRECONDITION"), res.body
     assert "global cap" in res.error["message"]
+    assert get_db().collection(collections.LOAD_RUNS).get() == []  # nothing recorded
+
+
+def test_concurrent_starts_never_exceed_the_cap_together(backends: Any) -> None:
+    """Issue 15: the cap used to be checked and written outside a transaction. Four admins
+    start 2,000 RPS runs at once under a 5,000 RPS cap: exactly two are admitted."""
+    service = load_service()
+    change = Change("admin-1", "loadtest.run", None, "req", datetime.now(UTC))
+    request = RunLoadTestRequest.model_validate(
+        {
+            "scenarioId": "live_calls",
+            "overrides": {"target": "http://127.0.0.1:9/", "rps": 2000, "durationSec": 30},
+        }
+    )
+
+    class Parked:  # the shards are not the point: record what would be dispatched
+        name = "parked"
+
+        def __init__(self) -> None:
+            self.dispatched: list[str] = []
+
+        def dispatch(self, run_id: str, shards: int, start_at: float) -> None:
+            self.dispatched.append(run_id)
+
+    parked = Parked()
+    service = LoadService(dataclasses.replace(service._p, dispatcher=parked))
+
+    def start(_: int) -> str:
+        try:
+            return service.start(request, change).run_id
+        except FailedPrecondition:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(start, range(4)))
+    admitted = [o for o in outcomes if o != "refused"]
+    assert len(admitted) == 2, outcomes
+    assert sorted(parked.dispatched) == sorted(admitted)
+    runs = get_db().collection(collections.LOAD_RUNS).get()
+    assert sorted(s.id for s in runs) == sorted(admitted)
+    ledger = LoadAdmissions(get_db()).held()
+    assert sorted(ledger) == sorted(admitted) and sum(a.rps for a in ledger.values()) == 4000
+
+
+def test_a_run_whose_shards_died_is_reaped_and_releases_its_share(
+    caller: Caller, sandbox_url: str
+) -> None:
+    """Issue 15: a run whose single-attempt task died stayed "running" and held the cap."""
+    now = datetime.now(UTC)
+    plan = build_plan("swipe_load", sandbox_url).to_json()
+    stuck = LoadRunDoc(
+        run_id="stuck-run", scenario_id="swipe_load", plan=plan, status="running", peak_rps=4000,
+        shards=5, requested_by="admin-1", created_at=now, start_at=now, expire_at=now,
+    )  # fmt: skip
+    get_db().collection(collections.LOAD_RUNS).document("stuck-run").set(stuck.to_doc())
+    hold_share("stuck-run", 4995, now - timedelta(seconds=1))  # its deadline has passed
+    run_id = run(caller, "live_calls", sandbox_url, rps=12, durationSec=1)  # 5,007 with it
+    reaped = caller.call("pack391_getLoadTestResults", {"runId": "stuck-run"}, role="ops")
+    assert reaped.result["status"] == "aborted"
+    held = LoadAdmissions(get_db()).held()
+    assert "stuck-run" not in held and run_id in held
+    wait_local_workers(60)
+    wait_for(load_service(), run_id, 60)
+    assert run_id not in LoadAdmissions(get_db()).held()  # released when it ended
 
 
 def test_every_scenario_passes_end_to_end_scaled_down(caller: Caller, sandbox_url: str) -> None:

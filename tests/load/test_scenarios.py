@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.load.policy import cap_problem, target_problem
+from functions.load.policy import Admission, admit_run, cap_problem, target_problem
 from functions.load.scenarios import (
     MIXES,
     Plan,
@@ -110,3 +111,37 @@ def test_target_allowlist(target: str, allowlist: list[str], local: bool, allowe
 )
 def test_global_rps_cap(new: float, running: list[float], allowed: bool) -> None:
     assert (cap_problem(new, running, 5000.0) is None) is allowed
+
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _ledger(*entries: tuple[str, float, int]) -> dict[str, Admission]:
+    return {r: Admission(r, rps, T0 + timedelta(seconds=s)) for r, rps, s in entries}
+
+
+@pytest.mark.parametrize(
+    ("ledger", "new_rps", "admitted", "held", "reaped"),
+    [
+        (_ledger(), 5000.0, True, ["new"], []),
+        (_ledger(("a", 3000.0, 60)), 2000.0, True, ["a", "new"], []),
+        (_ledger(("a", 3000.0, 60)), 2500.0, False, ["a"], []),
+        # a run past its deadline holds nothing: reaped, its share released
+        (_ledger(("dead", 4000.0, -1)), 2500.0, True, ["new"], ["dead"]),
+        (_ledger(("dead", 4000.0, 0), ("a", 3000.0, 60)), 2500.0, False, ["a"], ["dead"]),
+    ],
+)
+def test_admission_ledger(
+    ledger: dict[str, Admission],
+    new_rps: float,
+    admitted: bool,
+    held: list[str],
+    reaped: list[str],
+) -> None:
+    verdict = admit_run(ledger, Admission("new", new_rps, T0 + timedelta(minutes=5)), T0, 5000.0)
+    assert (verdict.admitted, sorted(verdict.held), list(verdict.reaped)) == (
+        admitted,
+        held,
+        reaped,
+    )
+    assert (verdict.problem is None) is admitted

@@ -12,8 +12,8 @@ from typing import Any
 import firebase_admin
 import pytest
 
-from functions.load import pack391_executeLoadTest
-from functions.load.adapters import TaskQueueDispatcher
+from functions.load import pack391ExecuteLoadTest
+from functions.load.adapters import TASK_FUNCTION, TaskQueueDispatcher
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
 
@@ -37,7 +37,7 @@ def test_one_task_per_shard_to_the_task_queue_function(tasks_api: FakeHttpApi) -
         firebase_admin.delete_app(app)
     posted = tasks_api.received("POST")
     assert [r.path for r in posted] == [
-        "/projects/demo-tasks/locations/europe-west1/queues/pack391_executeLoadTest/tasks"
+        "/projects/demo-tasks/locations/europe-west1/queues/pack391ExecuteLoadTest/tasks"
     ] * 3
     bodies = [json.loads(base64.b64decode(r.body["task"]["httpRequest"]["body"])) for r in posted]
     assert bodies == [
@@ -46,7 +46,16 @@ def test_one_task_per_shard_to_the_task_queue_function(tasks_api: FakeHttpApi) -
 
 
 def test_the_task_function_is_declared_for_the_queue() -> None:
-    endpoint: Any = pack391_executeLoadTest.__firebase_endpoint__  # type: ignore[attr-defined]
+    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__  # type: ignore[attr-defined]
     trigger = endpoint.taskQueueTrigger
     assert trigger["retryConfig"]["maxAttempts"] == 1
     assert endpoint.timeoutSeconds == 1800
+
+
+def test_the_queue_id_is_legal_and_names_the_task_function() -> None:
+    # Cloud Tasks (and the Firebase CLI's emulator) take queue ids of letters, digits and
+    # hyphens only; the SDK uses the function's name as its queue id.
+    assert re.fullmatch(r"[A-Za-z0-9-]{1,100}", TASK_FUNCTION)
+    assert TASK_FUNCTION.startswith("pack391")
+    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__  # type: ignore[attr-defined]
+    assert endpoint.entryPoint == TASK_FUNCTION

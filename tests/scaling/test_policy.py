@@ -12,6 +12,7 @@ from functions.scaling.policy import (
     DEFAULT_POLICY,
     decide,
     hpa_desired,
+    in_flight,
     manual_target,
     next_isolation,
     scale_up_limit,
@@ -23,6 +24,7 @@ from shared.models.scaling import (
     IsolationState,
     ManualAction,
     MetricsSnapshot,
+    PendingAction,
     Recommendation,
     ScaleAction,
     ServiceConfig,
@@ -403,3 +405,39 @@ def test_manual_target(
             manual_target(cfg(), 10, action, count, force)
         assert exc.value.field == "instanceCount"
         assert expected in exc.value.message
+
+
+def _intent(age_sec: float) -> PendingAction:
+    return PendingAction(
+        run_id="run-1",
+        source="guard",
+        desired_instances=5,
+        fence=7,
+        at=NOW - timedelta(seconds=age_sec),
+    )
+
+
+@pytest.mark.parametrize(
+    ("pending", "held"),
+    [
+        (None, False),
+        (_intent(0), True),
+        (_intent(-30), True),  # a manual intent stamped after the guard's minute
+        (_intent(179), True),
+        (_intent(180), False),  # abandoned: older than the operation could take
+        (_intent(3600), False),
+    ],
+)
+def test_an_action_in_flight_holds_other_deciders(
+    pending: PendingAction | None, held: bool
+) -> None:
+    why = in_flight(pending, NOW, 180)
+    assert (why is not None) is held
+    if why is not None:
+        assert why.startswith("guard action of run-1 to 5 instances in flight since")
+
+
+def test_state_after_completes_the_pending_action() -> None:
+    state = ServiceState(current_instances=3, pending=_intent(0))
+    decision = decide(service_config(), state, None, NOW)
+    assert state_after(state, decision, NOW, None).pending is None

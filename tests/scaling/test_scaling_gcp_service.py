@@ -3,6 +3,8 @@ Cloud Run and Cloud Monitoring fakes), with the registry in the Firestore emulat
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +26,17 @@ from functions.scaling.adapters import (
     PushedMetricsStore,
     ServiceRegistry,
 )
+from functions.scaling.policy import DEFAULT_POLICY
 from functions.scaling.service import ScalingPorts, ScalingService
 from shared.audit import Change
-from shared.errors import FailedPrecondition
+from shared.errors import BackendUnavailable, FailedPrecondition
 from shared.firestore import get_db
-from shared.models.scaling import InitScalingRequest, ReportMetricsRequest
+from shared.models.scaling import (
+    InitScalingRequest,
+    ManualScaleRequest,
+    ReportMetricsRequest,
+    ScaleGuardReport,
+)
 from tests.conftest import Backends
 from tests.fakes.cloud_run import FakeCloudRun
 from tests.fakes.grpc_api import FakeGrpcApi
@@ -61,7 +69,7 @@ class Gcp:
         self.monitoring = monitoring
         self.backends = backends
 
-    def service(self, dry_run: bool = False) -> ScalingService:
+    def service(self, dry_run: bool = False, **options: float) -> ScalingService:
         client = redis.Redis.from_url(self.backends.redis_url, decode_responses=True)
         run_client = run_v2.ServicesClient(
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
@@ -80,7 +88,7 @@ class Gcp:
             redis=client,
             dry_run=dry_run,
         )
-        service = ScalingService(ports)
+        service = ScalingService(ports, DEFAULT_POLICY, **options)
         change = Change("admin-1", "scaling.init", None, "req-1", NOW)
         service.init(InitScalingRequest(), "us-central1", "", PROJECT, change)
         return service
@@ -178,3 +186,97 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PACK391_SCALING_BACKEND", "kubernetes")
     with pytest.raises(FailedPrecondition):
         _backend()
+
+
+# ------------------------------------------- a platform slower than the lock (issue 15)
+
+LOCKS = ("{pack391:scaling}:lock:guard", "{pack391:scaling}:lock:service:api-gateway")
+"""The run's lock and api-gateway's (deleting them is what expiry does to a stalled run)."""
+
+
+def _first_run_held_in_cloud_run(gcp: Gcp, service: ScalingService) -> tuple[Any, Any]:
+    """Run 1 decides api-gateway 3 -> 5 and sends it; Cloud Run holds the update."""
+    slow = gcp.run.hold_next_patch()
+    reports: list[ScaleGuardReport] = []
+    runner = threading.Thread(target=lambda: reports.append(service.guard(NOW, "run-1")))
+    runner.start()
+    assert slow.arrived.wait(30), "run 1 never called Cloud Run"
+    return slow, runner
+
+
+def _finish(slow: Any, runner: threading.Thread) -> None:
+    slow.release.set()
+    runner.join(60)
+    assert not runner.is_alive()
+
+
+def _gateway_state(gcp: Gcp) -> Any:
+    doc = ServiceRegistry(get_db()).get("api-gateway")
+    assert doc is not None
+    return doc.state
+
+
+def test_the_lock_is_renewed_while_cloud_run_takes_longer_than_it(gcp: Gcp) -> None:
+    """A 1 s lock and a Cloud Run update that takes over 3 s: the next minute's run finds
+    the lock still held (renewed by the first run's heartbeat), so api-gateway is scaled
+    once, not once per run from the state run 1 has not saved yet."""
+    ttl = 1.0
+    service = gcp.service(lock_ttl_sec=ttl)
+    slow, runner = _first_run_held_in_cloud_run(gcp, service)
+    time.sleep(3 * ttl)  # three lifetimes of the lock
+    second = service.guard(NOW + timedelta(minutes=1), "run-2")
+    _finish(slow, runner)
+    assert [d for d in second.decisions if d.service_id == "api-gateway" and d.acted] == []
+    assert len(gcp.run.api.received("PATCH")) == 1
+    assert second.locked is False  # still held by run 1
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 5
+    state = _gateway_state(gcp)
+    assert (state.current_instances, state.pending, state.last_action_at) == (5, None, NOW)
+
+
+def test_an_action_in_flight_holds_the_next_run_even_once_the_lock_is_gone(gcp: Gcp) -> None:
+    """Run 1 stalls past its lock (the locks expire while its update is in Cloud Run). Run 2
+    takes the locks, but finds run 1's intent recorded before the call: it holds instead
+    of scaling api-gateway again from the unsaved state; run 1 then completes."""
+    service = gcp.service()
+    slow, runner = _first_run_held_in_cloud_run(gcp, service)
+    redis.Redis.from_url(gcp.backends.redis_url).delete(*LOCKS)
+    second = service.guard(NOW + timedelta(minutes=1), "run-2")
+    assert second.locked
+    held = next(d for d in second.decisions if d.service_id == "api-gateway")
+    assert (held.action.value, held.acted) == ("none", False)
+    assert held.reasons[0].startswith("guard action of run-1 to 5 instances in flight")
+    assert _gateway_state(gcp).pending.run_id == "run-1"
+    _finish(slow, runner)
+    assert len(gcp.run.api.received("PATCH")) == 1
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 5
+    state = _gateway_state(gcp)
+    assert (state.current_instances, state.pending, state.last_action_at) == (5, None, NOW)
+
+
+def test_a_manual_scale_and_the_guard_take_turns_on_a_service(gcp: Gcp) -> None:
+    """While the guard's update of api-gateway is in Cloud Run, a manual scale of it is
+    refused: by the service's lock, and by the recorded intent once that lock is gone.
+    Without that, the guard's late update (5) would land over the manual 10 and its
+    record would drop the manual pin. Once the guard is done, the manual scale goes."""
+    service = gcp.service(manual_wait_sec=0.2)
+    manual = ManualScaleRequest.model_validate(
+        {"serviceId": "api-gateway", "action": "scale_to", "instanceCount": 10, "reason": "t"}
+    )
+    slow, runner = _first_run_held_in_cloud_run(gcp, service)
+    during = Change("admin-1", "scaling.manual.scale_to", "t", "req-2", NOW + timedelta(seconds=30))
+    with pytest.raises(BackendUnavailable, match="in progress"):
+        service.manual_scale(manual, during)
+    redis.Redis.from_url(gcp.backends.redis_url).delete(*LOCKS)
+    with pytest.raises(BackendUnavailable, match="in flight"):
+        service.manual_scale(manual, during)
+    _finish(slow, runner)
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 5
+
+    after = Change("admin-1", "scaling.manual.scale_to", "t", "req-3", NOW + timedelta(seconds=40))
+    result = service.manual_scale(manual, after)
+    assert (result.previous_instances, result.instances) == (5, 10)
+    assert gcp.run.services[GATEWAY]["scaling"]["manualInstanceCount"] == 10
+    state = _gateway_state(gcp)
+    assert (state.current_instances, state.pending) == (10, None)
+    assert state.pinned_until == after.now + timedelta(seconds=30 * 60)
