@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty chromium clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-coldstart chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -13,7 +13,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-setup: $(STAMP) chromium
+# Node tools (issue 12): the Firebase CLI and the Firebase JS SDKs, exactly as
+# tools/package-lock.json pins them; reinstalled when either file is newer. They live in
+# tools/, not the source root: firebase-tools takes a functions source holding a
+# package.json for Node code ("Unexpected runtime python311").
+NODE_STAMP := tools/node_modules/.package-lock.json
+$(NODE_STAMP): tools/package.json tools/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make setup: npm is missing: install Node.js 20+ with npm (the Firebase CLI test and the ops page use node_modules)" >&2; exit 1; }
+	cd tools && npm ci --no-audit --no-fund
+	touch $@
+
+setup: $(STAMP) $(NODE_STAMP) chromium
 	@# load benchmarks (issue 5): wrk is the Debian package; installed only when root
 	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 || true
 
@@ -62,6 +72,9 @@ bench-load-capacity: setup   # wrk is Debian's package: apt-get install -y wrk
 
 bench-load-honesty: setup
 	$(BIN)/python -m bench.load_honesty
+
+bench-coldstart: setup
+	$(BIN)/python -m bench.coldstart
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from google.cloud import firestore
+from typing import TYPE_CHECKING, Any
 
 from shared import collections
 from shared.models.audit import AuditEntry
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
 
 
 @dataclass(frozen=True)

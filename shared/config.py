@@ -303,3 +303,44 @@ MARKET_SIGNUP_IDENTITY = params.StringParam(
         "phone number in the ID token), signed_in (any non-anonymous account), any."
     ),
 )
+
+
+# Production shape (issue 12) -----------------------------------------------
+# PACK391_REGION (above), PACK391_VPC_CONNECTOR and PACK391_VPC_EGRESS shape the deploy
+# itself: shared/options.py reads them from the environment of `firebase deploy`'s
+# discovery process (the CLI loads .env, .env.<project> into it), because the SDK takes
+# only plain strings for the region and the connector. Put them in .env.<project>: a value
+# typed at the CLI's prompt is saved there but reaches discovery only on the next deploy.
+
+VPC_CONNECTOR = params.StringParam(
+    "PACK391_VPC_CONNECTOR",
+    default="",
+    label="VPC connector",
+    description=(
+        "Serverless VPC Access connector every function uses to reach Memorystore at its "
+        "private address: a name in the functions' region, or "
+        "projects/P/locations/R/connectors/NAME; empty: none (Redis on a public address). "
+        "Read at deploy discovery: set it in .env.<project>."
+    ),
+)
+
+VPC_EGRESS = params.StringParam(
+    "PACK391_VPC_EGRESS",
+    default="PRIVATE_RANGES_ONLY",
+    label="VPC egress",
+    description=(
+        "With a connector: PRIVATE_RANGES_ONLY (only private addresses such as Memorystore "
+        "go through it; Google APIs and webhooks do not) or ALL_TRAFFIC. Read at deploy "
+        "discovery: set it in .env.<project>."
+    ),
+)
+
+HOT_MIN_INSTANCES = params.IntParam(
+    "PACK391_HOT_MIN_INSTANCES",
+    default=0,
+    label="Hot callables: minimum instances",
+    description=(
+        "Instances kept warm for each of pack391_checkRateLimit and pack391_checkMarketAccess, "
+        "called on every app request and signup (billed while idle); 0: scale to zero."
+    ),
+)

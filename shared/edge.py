@@ -337,6 +337,12 @@ def scheduled_function(
     In production only Cloud Scheduler's service account may invoke it (Cloud Run
     IAM); an error is logged and re-raised so the run is reported as failed and
     retried per ``retry_count``.
+
+    Only a POST (what Cloud Scheduler, the local scheduler, ``pack391 trigger`` and the
+    Firebase emulator's trigger URL send) runs the job. Anything else answers 200 with a
+    note and runs nothing: the Firebase CLI's emulator sends each new worker a
+    ``GET /__/health``, which functions-framework routes to the function, and that must
+    not take a second backup.
     """
 
     def decorator(handler: Callable[[ScheduledContext], None]) -> Endpoint:
@@ -353,6 +359,21 @@ def scheduled_function(
         decorate = scheduler_fn.on_schedule(
             schedule=schedule, timezone=Timezone(timezone), **options
         )
-        return cast(Endpoint, decorate(body))
+        sdk_endpoint = cast(Endpoint, decorate(body))
+
+        @functools.wraps(sdk_endpoint)  # keeps __firebase_endpoint__ for discovery
+        def endpoint(raw: flask.Request) -> flask.Response:
+            if raw.method != "POST":
+                return not_a_run(raw.method, handler.__name__)
+            response: flask.Response = sdk_endpoint(raw)
+            return response
+
+        return endpoint
 
     return decorator
+
+
+def not_a_run(method: str, name: str) -> flask.Response:
+    """The answer to a request that is not a scheduler run (a health check): 200, nothing run."""
+    body = {"ran": False, "note": f"{name} runs only on a POST from the scheduler, not a {method}"}
+    return flask.Response(json.dumps(body), status=200, mimetype="application/json")

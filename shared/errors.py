@@ -11,7 +11,6 @@ from typing import Any
 
 import redis
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
-from google.api_core import exceptions as gexc
 
 log = logging.getLogger("pack391")
 
@@ -87,16 +86,29 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.ResponseError,
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.RetryError,
 )
-"""Driver errors that mean "a backend is down", answered as ``UNAVAILABLE``.
+"""Driver errors that mean "a backend is down", answered as ``UNAVAILABLE``, with
+:data:`GOOGLE_UNAVAILABLE_ERRORS` (see :func:`is_unavailable`).
 
 ``redis.ResponseError`` (with ``OutOfMemoryError``, ``ReadOnlyError`` ...) is Redis
 refusing a command: out of memory under ``noeviction``, a replica after a failover,
 still loading. A script's own error is one too; the warning logged carries Redis's
 message, so such a bug is still visible in the log."""
+
+GOOGLE_UNAVAILABLE_ERRORS = ("ServiceUnavailable", "DeadlineExceeded", "RetryError")
+"""The same for Google APIs (Firestore ...): classes of ``google.api_core.exceptions``,
+named here and looked up only when needed, so that importing this module does not load
+google-api-core and grpc (a cold instance that only talks to Redis never needs them)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "a backend is down" (:data:`UNAVAILABLE_ERRORS`, or a Google
+    API's :data:`GOOGLE_UNAVAILABLE_ERRORS`)."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc, tuple(getattr(gexc, name) for name in GOOGLE_UNAVAILABLE_ERRORS))
 
 
 def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
@@ -105,7 +117,7 @@ def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
         return exc
     if isinstance(exc, Pack391Error):
         return HttpsError(exc.code, exc.message, {**exc.details, "requestId": request_id})
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    if is_unavailable(exc):
         # type and message: redis-py's repr() carries no message ("server:ReadOnlyError")
         log.warning("backend unavailable (request %s): %s: %s", request_id, type(exc).__name__, exc)
         unavailable = BackendUnavailable("a backend is unavailable, try again shortly")

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 import firebase_admin
-from firebase_admin import firestore as admin_firestore
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import firestore
 
 from shared.config import project_id
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
 
 
 @functools.cache
 def _client(project: str, emulator_host: str | None) -> firestore.Client:
+    # Imported here, not at module level: a cold instance whose function never reads
+    # Firestore on its first request does not load the client (and grpc) at start.
+    from firebase_admin import firestore as admin_firestore
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
     if emulator_host:
         return firestore.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     if not firebase_admin._apps:

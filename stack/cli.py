@@ -6,6 +6,7 @@
     pack391 trigger NAME                run a scheduled function now
     pack391 backup | verify | restore   logical backups of the local stack's Firestore
     pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token|local-revision
+                   |env|secrets   (env: .env.<project> for firebase deploy; secrets: check them)
                                         the deploy guard (local stack, or a deployed
                                         project with PACK391_FUNCTIONS_URL + PACK391_ID_TOKEN)
     pack391 seed-ops --firestore H:P    seed the ops dashboard's source collections
@@ -39,7 +40,7 @@ import requests
 from shared.config import FUNCTIONS_REGION, project_id
 from shared.errors import FailedPrecondition, Pack391Error
 from shared.thresholds import BACKUP_REGIONS
-from stack import loadtest, procs
+from stack import deploy_env, loadtest, procs
 from stack.scheduler import fire, start_scheduler
 from stack.tokens import ROLE_CLAIMS, role_token
 
@@ -343,8 +344,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if args.deploy_command == "wait":
             return _wait(args)
         if args.deploy_command == "token":
-            print(mint_id_token(args.uid, args.api_key))
+            print(mint_id_token(args.uid, args.api_key, args.service_account))
             return 0
+        if args.deploy_command in deploy_env.COMMANDS:
+            return deploy_env.cmd(args)
         if args.deploy_command == "local-revision":
             return _local_revision(args)
         name, data = _deploy_request(args)
@@ -395,15 +398,35 @@ def _local_revision(args: argparse.Namespace) -> int:
     return 0
 
 
-def mint_id_token(uid: str, api_key: str) -> str:
-    """A Firebase ID token with the ``admin`` claim for ``uid``: a custom token signed with
-    the service account of GOOGLE_APPLICATION_CREDENTIALS, exchanged through the Identity
-    Toolkit (``accounts:signInWithCustomToken``) with the project's web API key."""
+def signing_account(credential: Any) -> str | None:
+    """The service account whose key signs custom tokens through IAM ``signBlob`` when the
+    Application Default Credentials hold no key of their own: workload identity federation
+    (google-github-actions/auth writes an ``external_account`` file that impersonates a
+    service account) names it in its impersonation URL. None for a key file (it signs
+    itself) or when unknown (firebase-admin then asks the metadata server)."""
+    from google.oauth2 import service_account
+
+    if isinstance(credential, service_account.Credentials):
+        return None
+    email = getattr(credential, "service_account_email", None)
+    return email if isinstance(email, str) and "@" in email else None
+
+
+def mint_id_token(uid: str, api_key: str, service_account: str | None = None) -> str:
+    """A Firebase ID token with the ``admin`` claim for ``uid``: a custom token signed as
+    the service account of the Application Default Credentials (a key file's own key, or
+    IAM ``signBlob`` for ``service_account`` / the impersonated account of workload
+    identity federation), exchanged through the Identity Toolkit
+    (``accounts:signInWithCustomToken``) with the project's web API key."""
     import firebase_admin
     from firebase_admin import auth, credentials
 
+    adc = credentials.ApplicationDefault()
+    account = service_account or signing_account(adc.get_credential())
     app = firebase_admin.initialize_app(
-        credentials.ApplicationDefault(), name=f"pack391-deploy-{uuid.uuid4().hex}"
+        adc,
+        {"serviceAccountId": account} if account else None,
+        name=f"pack391-deploy-{uuid.uuid4().hex}",
     )
     try:
         custom = auth.create_custom_token(uid, {"admin": True}, app=app).decode()
@@ -477,6 +500,13 @@ def _add_deploy_parser(sub: Any) -> None:
         default=os.environ.get("FIREBASE_WEB_API_KEY", ""),
         help="the project's web API key (FIREBASE_WEB_API_KEY)",
     )
+    token.add_argument(
+        "--service-account",
+        default=os.environ.get("PACK391_DEPLOY_SERVICE_ACCOUNT") or None,
+        help="sign through IAM signBlob as this account (PACK391_DEPLOY_SERVICE_ACCOUNT; "
+        "default: the key file's own key, or the account workload identity impersonates)",
+    )
+    deploy_env.add_parsers(dsub)
     local = dsub.add_parser(
         "local-revision", help="local stack only: land a new revision of a service"
     )

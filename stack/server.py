@@ -35,10 +35,19 @@ HOSTING_DIR = Path(__file__).resolve().parent.parent / "hosting"
 
 FIREBASE_JSON = HOSTING_DIR.parent / "firebase.json"
 """Hosting's headers and rewrites come from here, so the local page runs under the same
-Content-Security-Policy and calls the same ``/ops/api/<name>`` paths as in production."""
+Content-Security-Policy and serves the same function rewrites (``/<name>``) as in production."""
 
 OPS_PAGE = "/ops/"
 """Where the ops dashboard page is (``hosting/ops/index.html``)."""
+
+FIREBASE8_DIR = HOSTING_DIR.parent / "tools" / "node_modules" / "firebase8"
+"""The Firebase JS SDK 8 that ``package.json`` installs (``"firebase8": "npm:firebase@8.10.1"``):
+its UMD builds are what Hosting serves at its reserved ``/__/firebase/<version>/<file>``
+URLs (Hosting serves SDK 8 and earlier only there), so the local stack serves the same
+files at the same URLs."""
+
+SDK_FILE = re.compile(r"firebase-[a-z0-9-]+\.js")
+"""The SDK builds served at ``/__/firebase/<version>/`` (``firebase-app.js``, ...)."""
 
 Function = Callable[[flask.Request], flask.Response]
 
@@ -152,6 +161,45 @@ def hosting_function_rewrite(config: dict[str, Any], path: str) -> str | None:
     return None
 
 
+def firebase8_version(sdk_dir: Path | None = None) -> str | None:
+    """The installed SDK 8's version (``node_modules/firebase8/package.json``), or None."""
+    try:
+        package = json.loads(((sdk_dir or FIREBASE8_DIR) / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    version = package.get("version") if isinstance(package, dict) else None
+    return version if isinstance(version, str) else None
+
+
+def firebase_sdk_response(version: str, filename: str) -> flask.Response:
+    """Hosting's reserved ``/__/firebase/<version>/<file>`` URLs, locally: the exact files
+    of ``node_modules/firebase8`` when that is the version asked for; otherwise a 404 that
+    says why (the page then shows that the SDK did not load)."""
+    sdk_dir = FIREBASE8_DIR  # read per request: tests point it elsewhere
+    installed = firebase8_version(sdk_dir)
+
+    def not_found(reason: str) -> flask.Response:
+        text = f"/__/firebase/{version}/{filename}: {reason}\n"
+        return flask.make_response(text, 404, {"Content-Type": "text/plain; charset=utf-8"})
+
+    if installed is None:
+        return not_found(
+            f"{sdk_dir} is missing: the local stack serves the Firebase JS SDK from "
+            "tools/node_modules/firebase8 (tools/package.json); run `make setup` "
+            "(npm ci in tools/)"
+        )
+    if version != installed:
+        return not_found(
+            f"the local stack serves only the installed Firebase JS SDK {installed} "
+            f"(tools/node_modules/firebase8), not {version}"
+        )
+    if not SDK_FILE.fullmatch(filename) or not (sdk_dir / filename).is_file():
+        return not_found(f"no such file in Firebase JS SDK {installed}")
+    response = flask.send_from_directory(sdk_dir, filename, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
     app = flask.Flask("pack391-local")
     described = describe(functions)
@@ -167,8 +215,9 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
     # The ops dashboard (issue 7): the Hosting folder, and the config Hosting serves at
     # /__/firebase/init.json in production, plus where the local callables are: a path on
     # this origin (the page refuses anything else). The ops routes send firebase.json's
-    # Hosting headers (its Content-Security-Policy included) and serve its function
-    # rewrites (/ops/api/<name>), so the page runs locally as it does on Hosting.
+    # Hosting headers (its Content-Security-Policy included), the SDK is served at
+    # Hosting's reserved URLs and the function rewrites (/<name>) are served too, so the
+    # page runs locally as it does on Hosting.
     @app.get("/__/firebase/init.json")
     def firebase_init() -> flask.Response:
         return flask.jsonify(
@@ -177,12 +226,25 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
             pack391FunctionsBase=f"/{project}/{FUNCTIONS_REGION.value}",
         )
 
+    # Hosting's reserved SDK URLs (the page loads /__/firebase/8.10.1/firebase-{app,auth,
+    # functions}.js): the same files, from node_modules/firebase8.
+    @app.get("/__/firebase/<version>/<filename>")
+    def firebase_sdk(version: str, filename: str) -> flask.Response:
+        return firebase_sdk_response(version, filename)
+
     hosting = hosting_config()
 
     def as_hosting(response: flask.Response) -> flask.Response:
         for key, value in hosting_headers(hosting, flask.request.path):
             response.headers[key] = value
         return response
+
+    def rewrite(path: str) -> flask.Response:
+        fn = functions.get(hosting_function_rewrite(hosting, path) or "")
+        if fn is None:
+            body = {"error": {"status": "NOT_FOUND", "message": "no rewrite for this path"}}
+            return as_hosting(flask.make_response(flask.jsonify(body), 404))
+        return as_hosting(fn(flask.request))
 
     @app.get("/ops")
     def ops_redirect() -> flask.Response:
@@ -199,14 +261,16 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
         except NotFound:
             return as_hosting(flask.make_response("Not Found", 404))
 
-    # firebase.json hosting.rewrites to functions (production: /ops/api/<name>, same origin).
+    # firebase.json hosting.rewrites to functions. The page's httpsCallable (SDK 8 with the
+    # site's origin as custom domain) calls /<name> on the ops site; SDK 8 keeps only the
+    # origin of a custom domain, so the rewrites are at the site's root.
+    @app.route("/<name>", methods=["GET", "POST"])  # anything else at the root: a 404
+    def root_rewrite(name: str) -> flask.Response:
+        return rewrite(flask.request.path)
+
     @app.post("/ops/<path:path>")
     def ops_rewrite(path: str) -> flask.Response:
-        fn = functions.get(hosting_function_rewrite(hosting, flask.request.path) or "")
-        if fn is None:
-            body = {"error": {"status": "NOT_FOUND", "message": "no rewrite for this path"}}
-            return as_hosting(flask.make_response(flask.jsonify(body), 404))
-        return as_hosting(fn(flask.request))
+        return rewrite(flask.request.path)
 
     @app.route("/<proj>/<region>/<name>", methods=["POST", "OPTIONS", "GET"])
     def invoke(proj: str, region: str, name: str) -> flask.Response:

@@ -8,7 +8,11 @@ its functions to EXPECTED.
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import pkgutil
+import re
 import subprocess
 import sys
 import tempfile
@@ -19,7 +23,10 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from pydantic import BaseModel
 
+import shared.models
+from shared import collections
 from stack.procs import free_port
 from stack.scheduler import trigger_for
 from tests.conftest import ROOT
@@ -76,15 +83,37 @@ EXPECTED: dict[str, str] = {
     "pack391_getLoadTestResults": CALLABLE,
     "pack391_abortLoadTest": CALLABLE,
     "pack391_cleanupLoadTests": CALLABLE,
-    "pack391_executeLoadTest": TASK_QUEUE,
+    "pack391ExecuteLoadTest": TASK_QUEUE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
 
+DISCOVERY_SETTINGS = ("PACK391_REGION", "PACK391_VPC_CONNECTOR", "PACK391_VPC_EGRESS")
+"""Read from the environment at discovery (shared/options.py): the fixtures set them."""
+
+
 @pytest.fixture(scope="module")
 def manifest() -> Iterator[dict[str, Any]]:
+    yield from _discover({})
+
+
+@pytest.fixture(scope="module")
+def manifest_in_europe() -> Iterator[dict[str, Any]]:
+    """Discovery as `firebase deploy` runs it with these values in .env.<project>."""
+    yield from _discover(
+        {
+            "PACK391_REGION": "europe-west1",
+            "PACK391_VPC_CONNECTOR": "pack391-redis",
+            "PACK391_VPC_EGRESS": "private-ranges-only",
+        }
+    )
+
+
+def _discover(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("FIRESTORE_EMULATOR_HOST", "REDIS_URL")}
+    dropped = ("FIRESTORE_EMULATOR_HOST", "REDIS_URL", *DISCOVERY_SETTINGS)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env.update(settings)
     env["ADMIN_PORT"] = str(port)
     with tempfile.TemporaryFile() as log:
         yield from _serve_manifest(env, port, log)
@@ -102,9 +131,12 @@ def _serve_manifest(env: dict[str, str], port: int, log: Any) -> Iterator[dict[s
         deadline = time.monotonic() + 60
         while True:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/__/functions.yaml", timeout=2)
+                # the first answer imports main: slow on a busy machine
+                response = requests.get(
+                    f"http://127.0.0.1:{port}/__/functions.yaml", timeout=(2, 60)
+                )
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     pytest.fail(f"manifest server did not start:\n{log.read().decode()}")
@@ -165,6 +197,9 @@ def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
         "PACK391_SCALING_HEALTH_URL_TEMPLATE",
         "PACK391_LOAD_TARGET_ALLOWLIST",
         "PACK391_LOAD_DISPATCHER",
+        "PACK391_VPC_CONNECTOR",
+        "PACK391_VPC_EGRESS",
+        "PACK391_HOT_MIN_INSTANCES",
     } <= set(params)
     assert all("default" in p for p in params.values() if p.get("type") != "secret")
 
@@ -174,6 +209,151 @@ def test_backup_key_is_a_secret_bound_to_the_functions_that_use_it(
 ) -> None:
     params = {p["name"]: p for p in manifest.get("params", [])}
     assert params["PACK391_BACKUP_KEY"]["type"] == "secret"
-    for name in ("pack391_backupFirestore", "pack391_verifyBackups", "pack391_restoreDrill"):
+    for name in (
+        "pack391_backupFirestore",
+        "pack391_verifyBackups",
+        "pack391_restoreDrill",
+        "pack391_getBackupStatus",  # status builds the store: logical needs the key
+    ):
         secrets = manifest["endpoints"][name]["secretEnvironmentVariables"]
         assert [s["key"] for s in secrets] == ["PACK391_BACKUP_KEY"]
+
+
+# Production shape (issue 12) ---------------------------------------------------
+
+
+def test_every_function_is_deployed_to_the_default_region_without_a_connector(
+    manifest: dict[str, Any],
+) -> None:
+    for name, endpoint in manifest["endpoints"].items():
+        assert endpoint["region"] == ["us-central1"], name
+        assert "vpc" not in endpoint, name  # empty PACK391_VPC_CONNECTOR: no vpc entry
+        assert endpoint["cpu"] is None, name  # not set_global_options' "gcf_gen1"
+
+
+def test_pack391_region_is_the_region_of_every_function(
+    manifest_in_europe: dict[str, Any],
+) -> None:
+    for name, endpoint in manifest_in_europe["endpoints"].items():
+        assert endpoint["region"] == ["europe-west1"], name
+
+
+def test_every_function_reaches_redis_through_the_vpc_connector(
+    manifest_in_europe: dict[str, Any],
+) -> None:
+    for name, endpoint in manifest_in_europe["endpoints"].items():
+        vpc = {"connector": "pack391-redis", "egressSettings": "PRIVATE_RANGES_ONLY"}
+        assert endpoint["vpc"] == vpc, name
+
+
+def test_hot_callables_keep_min_instances_from_a_param(manifest: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in manifest["params"]}
+    assert params["PACK391_HOT_MIN_INSTANCES"]["type"] == "int"
+    assert params["PACK391_HOT_MIN_INSTANCES"]["default"] == 0
+    hot = {"pack391_checkRateLimit", "pack391_checkMarketAccess"}
+    for name, endpoint in manifest["endpoints"].items():
+        want = "{{ params.PACK391_HOT_MIN_INSTANCES }}" if name in hot else None
+        assert endpoint["minInstances"] == want, name
+
+
+SCHEDULER_RETRY: dict[str, dict[str, int]] = {
+    # every minute, idempotent per minute: one retry 10 s later, inside the minute
+    "pack391_syncMarkets": {
+        "retryCount": 1,
+        "minBackoffSeconds": 10,
+        "maxBackoffSeconds": 10,
+        "maxDoublings": 0,
+    },
+    "pack391_detectDDoS": {
+        "retryCount": 1,
+        "minBackoffSeconds": 10,
+        "maxBackoffSeconds": 10,
+        "maxDoublings": 0,
+    },
+    "pack391_monitorDeployment": {
+        "retryCount": 1,
+        "minBackoffSeconds": 10,
+        "maxBackoffSeconds": 10,
+        "maxDoublings": 0,
+    },
+    "pack391_updateLiveMetrics": {
+        "retryCount": 1,
+        "minBackoffSeconds": 10,
+        "maxBackoffSeconds": 10,
+        "maxDoublings": 0,
+    },
+    # a retry could take a second scaling step in one minute: never retried
+    "pack391_scaleGuard": {"retryCount": 0},
+    # hourly
+    "pack391_cleanupExpiredBlocks": {
+        "retryCount": 3,
+        "minBackoffSeconds": 60,
+        "maxBackoffSeconds": 600,
+        "maxDoublings": 2,
+    },
+    "pack391_backupFirestore": {
+        "retryCount": 2,
+        "minBackoffSeconds": 120,
+        "maxBackoffSeconds": 600,
+        "maxDoublings": 2,
+    },
+    # daily
+    "pack391_verifyBackups": {
+        "retryCount": 3,
+        "minBackoffSeconds": 300,
+        "maxBackoffSeconds": 1800,
+        "maxDoublings": 2,
+    },
+    "pack391_cleanupMetrics": {
+        "retryCount": 3,
+        "minBackoffSeconds": 300,
+        "maxBackoffSeconds": 1800,
+        "maxDoublings": 2,
+    },
+}
+"""Cloud Scheduler retry settings per scheduled function (the why: beside each decorator)."""
+
+
+def test_every_scheduled_function_has_its_chosen_retry_settings(
+    manifest: dict[str, Any],
+) -> None:
+    found = {
+        name: endpoint["scheduleTrigger"]["retryConfig"]
+        for name, endpoint in manifest["endpoints"].items()
+        if "scheduleTrigger" in endpoint
+    }
+    assert found == SCHEDULER_RETRY
+
+
+def _models_with_expire_at() -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    for info in pkgutil.iter_modules(shared.models.__path__):
+        module = importlib.import_module(f"shared.models.{info.name}")
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value.__module__ == module.__name__
+                and "expire_at" in value.model_fields
+            ):
+                found.append(value)
+    return found
+
+
+def test_every_collection_that_writes_expire_at_has_a_ttl_policy() -> None:
+    """Each document model with ``expire_at`` names its collection first in its docstring
+    (``pack391_x/{id}``); that collection needs a TTL field override on the alias."""
+    overrides = json.loads((ROOT / "firestore.indexes.json").read_text())["fieldOverrides"]
+    ttl = {(o["collectionGroup"], o["fieldPath"]) for o in overrides if o.get("ttl") is True}
+    # Firestore wants an indexes list on every override ([]: the TTL field is not indexed)
+    assert all(isinstance(o.get("indexes"), list) for o in overrides)
+    known = {v for v in vars(collections).values() if isinstance(v, str)}
+    models = _models_with_expire_at()
+    assert len(models) >= 4  # scaling decisions and alerts, ops history, load runs
+    for model in models:
+        match = re.search(r"``([A-Za-z0-9_]+)/", model.__doc__ or "")
+        assert match is not None, f"{model.__name__}: docstring names no collection"
+        collection = match.group(1)
+        assert collection in known, f"{model.__name__}: {collection} not in shared.collections"
+        alias = model.model_fields["expire_at"].alias or "expire_at"
+        assert (collection, alias) in ttl, f"{collection}.{alias} has no TTL override"

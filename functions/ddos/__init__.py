@@ -10,6 +10,7 @@ from functions.ddos.adapters import ProtectionRepository, TrafficStore
 from functions.ddos.service import SHIELD_KIND_WALLET, ProtectionService
 from shared.audit import Change
 from shared.auth import Role
+from shared.config import HOT_MIN_INSTANCES
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.errors import InvalidInput, PermissionDenied
 from shared.firestore import get_db
@@ -74,7 +75,12 @@ def _subject(ctx: CallContext, req: CheckRateLimitRequest) -> Subject:
     return Subject(req.subject.uid, client)
 
 
-@callable_function(role=Role.USER, request=CheckRateLimitRequest, rate_limit=None)
+@callable_function(
+    role=Role.USER,
+    request=CheckRateLimitRequest,
+    rate_limit=None,
+    min_instances=HOT_MIN_INSTANCES,  # on every app request's path: no cold starts
+)
 def pack391_checkRateLimit(ctx: CallContext, req: CheckRateLimitRequest) -> RateDecisionView:
     """Count one request of ``endpointClass`` for the caller (or, for a trusted service,
     for ``subject``) and say whether it may proceed."""
@@ -138,14 +144,30 @@ def pack391_setAllowlist(ctx: CallContext, req: SetAllowlistRequest) -> Allowlis
     return protection_service().set_allowlist(req, change)
 
 
-@scheduled_function(schedule=DETECT_SCHEDULE)
+@scheduled_function(
+    schedule=DETECT_SCHEDULE,
+    # Retried once, 10 s later, in the same minute: detections are keyed by minute and kind
+    # (a re-run never duplicates) and every run already re-judges the minute before, so a
+    # repeat is safe; a lost run during an attack delays mitigation by a minute.
+    retry_count=1,
+    min_backoff_seconds=10,
+    max_backoff_seconds=10,
+    max_doublings=0,
+)
 def pack391_detectDDoS(ctx: ScheduledContext) -> None:
     """Judge the last minute's traffic; auto-mitigate critical attacks."""
     report = protection_service().detect(ctx.now)
     log.info("detectDDoS %s: %s", ctx.request_id, report)
 
 
-@scheduled_function(schedule=CLEANUP_SCHEDULE)
+@scheduled_function(
+    schedule=CLEANUP_SCHEDULE,
+    # Retried: deleting the mirrors of expired blocks is idempotent; 1, 2, 4 min.
+    retry_count=3,
+    min_backoff_seconds=60,
+    max_backoff_seconds=600,
+    max_doublings=2,
+)
 def pack391_cleanupExpiredBlocks(ctx: ScheduledContext) -> None:
     """Remove the Firestore mirrors of blocks that have expired."""
     report = CleanupReport(removed=protection_service().cleanup(ctx.now))

@@ -7,11 +7,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from functions.ddos.policy import MinuteTraffic
 from shared import collections
@@ -28,6 +26,11 @@ from shared.models.ddos import (
 )
 from shared.ratelimit import keys
 from shared.redis import LUA_DIR, lua_script
+
+if TYPE_CHECKING:
+    # The Firestore client is imported where it is used, so that a cold instance of a
+    # function that only talks to Redis (pack391_checkRateLimit) does not load it.
+    from google.cloud import firestore
 
 _SHIELD = LUA_DIR / "bf_attempt.lua"
 _PANIC = LUA_DIR / "panic_pass.lua"
@@ -273,6 +276,8 @@ class ProtectionRepository:
         self._db = db
 
     def set_geo(self, doc: GeoThrottleDoc, change: Change) -> GeoThrottleDoc:
+        from google.cloud import firestore
+
         ref = self._db.collection(collections.GEO_THROTTLES).document(doc.country)
 
         @firestore.transactional
@@ -311,6 +316,9 @@ class ProtectionRepository:
         )
 
     def active_blocks(self, now: datetime, limit: int = 100) -> list[BlockDoc]:
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         query = (
             self._db.collection(collections.BLOCKS)
             .where(filter=FieldFilter("expiresAt", ">", now))
@@ -323,6 +331,8 @@ class ProtectionRepository:
         """End the mirrors of ``subject``'s active blocks (``liftedAt``/``liftedBy``, and
         ``expiresAt`` now, so they leave the active lists and are cleaned up), with one
         audit entry, in one batch. Returns how many mirrors it ended."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         query = self._db.collection(collections.BLOCKS).where(
             filter=FieldFilter("subject", "==", subject)
         )
@@ -359,6 +369,8 @@ class ProtectionRepository:
 
     def set_allowlisted(self, entry: str, add: bool, change: Change) -> bool:
         """Add or remove an allowlist entry with its audit entry; False when nothing changed."""
+        from google.cloud import firestore
+
         ref = self._db.collection(collections.DDOS_ALLOWLIST).document(allowlist_id(entry))
 
         @firestore.transactional
@@ -393,6 +405,8 @@ class ProtectionRepository:
         return cast(bool, run(self._db.transaction()))
 
     def delete_expired_blocks(self, now: datetime, page: int = 400) -> int:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         expired = self._db.collection(collections.BLOCKS).where(
             filter=FieldFilter("expiresAt", "<=", now)
         )
@@ -402,6 +416,8 @@ class ProtectionRepository:
         self._db.collection(collections.PANIC_PASSES).document().set(doc.to_doc())
 
     def passes_since(self, since: datetime) -> int:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         query: Any = self._db.collection(collections.PANIC_PASSES).where(
             filter=FieldFilter("grantedAt", ">=", since)
         )
@@ -419,6 +435,8 @@ class ProtectionRepository:
         batch.commit()
 
     def recent_detections(self, limit: int = 20) -> list[DetectionDoc]:
+        from google.cloud import firestore
+
         query = (
             self._db.collection(collections.DDOS_DETECTIONS)
             .order_by("detectedAt", direction=firestore.Query.DESCENDING)

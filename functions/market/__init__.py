@@ -13,7 +13,7 @@ from functions.market.policy import applicant_of
 from functions.market.service import MarketService
 from shared.audit import Change
 from shared.auth import Role
-from shared.config import MARKET_SIGNUP_IDENTITY
+from shared.config import HOT_MIN_INSTANCES, MARKET_SIGNUP_IDENTITY
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.firestore import get_db
 from shared.models.market import (
@@ -78,7 +78,11 @@ def pack391_emergencyPauseMarkets(
     )
 
 
-@callable_function(role=Role.USER, request=CheckMarketAccessRequest)
+@callable_function(
+    role=Role.USER,
+    request=CheckMarketAccessRequest,
+    min_instances=HOT_MIN_INSTANCES,  # on every signup's path: no cold starts
+)
 def pack391_checkMarketAccess(ctx: CallContext, req: CheckMarketAccessRequest) -> MarketAccess:
     """For the caller: is signup admitted in ``country`` (counted when ``signup``), and
     are payments, payouts and marketing enabled there; ``activate`` makes the caller's
@@ -102,7 +106,16 @@ def pack391_releaseMarketAdmissions(
     return market_service().release(req, _change(ctx, "market.release_admissions", req.reason))
 
 
-@scheduled_function(schedule=SYNC_SCHEDULE)
+@scheduled_function(
+    schedule=SYNC_SCHEDULE,
+    # Retried once, 10 s later: a reconciliation (release expired, re-apply, restore) is
+    # idempotent, and after a Redis failover the sooner admissions are restored the
+    # sooner checkMarketAccess counts right again.
+    retry_count=1,
+    min_backoff_seconds=10,
+    max_backoff_seconds=10,
+    max_doublings=0,
+)
 def pack391_syncMarkets(ctx: ScheduledContext) -> None:
     """Release expired pending admissions, re-apply stored market changes to Redis and
     restore lost admissions."""

@@ -14,17 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared import collections
 from shared.audit import Change, write_audit
 from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
 from shared.redis import LUA_DIR, lua_script
+
+if TYPE_CHECKING:
+    # The Firestore client is imported where it is used: a cold instance checking market
+    # access (Redis first) does not load it at start.
+    from google.cloud import firestore
 
 _ADMIT = LUA_DIR / "admit_member.lua"
 _MIRROR = LUA_DIR / "mirror_versioned.lua"
@@ -81,6 +83,8 @@ class MarketRepository:
         """Apply ``mutate`` (current doc -> fields to change, or None for no change)
         in one transaction with the version record and the audit entry.
         Returns (before, after); after is None when nothing changed."""
+        from google.cloud import firestore
+
         ref = self._market_ref(country)
 
         @firestore.transactional
@@ -122,6 +126,8 @@ class MarketRepository:
 
     def set_all_paused(self, paused: bool, change: Change) -> tuple[GlobalMarketsDoc, bool]:
         """Set the all-markets switch; returns (the switch after, whether it changed)."""
+        from google.cloud import firestore
+
         ref = self._global_ref()
 
         @firestore.transactional
@@ -168,6 +174,8 @@ class MarketRepository:
     def record_admission(self, admission: AdmissionDoc) -> bool:
         """Create the admission; False (and nothing written) when the user already has
         one, which is then kept as it is (an activated admission stays activated)."""
+        from google.api_core import exceptions as gexc
+
         ref = self._admissions(admission.country).document(admission.uid)
         try:
             ref.create(admission.to_doc())
@@ -188,6 +196,8 @@ class MarketRepository:
         """Apply ``mutate`` (current admission or None -> the new admission, or None for
         no change) in one transaction; the new document replaces the old one whole, so a
         field it leaves out is removed. Returns (before, after)."""
+        from google.cloud import firestore
+
         ref = self._admissions(country).document(uid)
 
         @firestore.transactional
@@ -204,12 +214,16 @@ class MarketRepository:
     def expired_admissions(self, country: str, now: datetime, limit: int) -> list[str]:
         """Uids of up to ``limit`` pending admissions whose ``pendingUntil`` is at or before
         ``now``: a range on one field, served by Firestore's automatic single-field index."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         query = self._admissions(country).where(filter=FieldFilter(_PENDING_UNTIL, "<=", now))
         return [snap.id for snap in query.select([]).limit(limit).stream()]
 
     def pending_admissions(self, country: str, limit: int) -> list[str]:
         """Uids of up to ``limit`` pending admissions, soonest to expire first (every
         pending admission has a ``pendingUntil`` timestamp; active ones have none)."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         query = self._admissions(country).where(filter=FieldFilter(_PENDING_UNTIL, ">=", _EPOCH))
         return [snap.id for snap in query.select([]).limit(limit).stream()]
 
@@ -225,6 +239,8 @@ class MarketRepository:
         what the transaction reads (so an activation racing the release wins or loses
         cleanly, never half). With ``change``, one audit entry lists what was released,
         in the same transaction."""
+        from google.cloud import firestore
+
         refs = [self._admissions(country).document(uid) for uid in uids]
 
         @firestore.transactional

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from google.api_core import exceptions as gexc
 
 from functions.market.adapters import (
     AdmitOutcome,
@@ -212,6 +211,8 @@ class MarketService:
         raise BackendUnavailable(f"market {country} config kept changing; try again")
 
     def _persist_admission(self, admission: AdmissionDoc) -> bool:
+        from google.api_core import exceptions as gexc  # here: not loaded at a cold start
+
         try:
             return self._repo.record_admission(admission)
         except gexc.GoogleAPIError as exc:

@@ -104,7 +104,16 @@ def ops_service() -> OpsService:
     )
 
 
-@scheduled_function(schedule=UPDATE_SCHEDULE)
+@scheduled_function(
+    schedule=UPDATE_SCHEDULE,
+    # Retried once, 10 s later: the snapshot and the minute's point are overwritten, alert
+    # rules ignore a minute already evaluated, notifications are claimed before sending;
+    # a lost minute is a gap in the history and a minute's delay for alerts.
+    retry_count=1,
+    min_backoff_seconds=10,
+    max_backoff_seconds=10,
+    max_doublings=0,
+)
 def pack391_updateLiveMetrics(ctx: ScheduledContext) -> None:
     """Compute the live metrics; store the snapshot and the minute's history point; alerts."""
     report = ops_service().update(ctx.now, ctx.request_id)
@@ -140,7 +149,15 @@ def pack391_acknowledgeAlert(
     return ops_service().acknowledge(req.alert_id, change)
 
 
-@scheduled_function(schedule=CLEANUP_SCHEDULE)
+@scheduled_function(
+    schedule=CLEANUP_SCHEDULE,
+    # Retried: deleting points past their age is idempotent and otherwise waits a day
+    # (the TTL policy deletes them too); 5, 10, 20 min.
+    retry_count=3,
+    min_backoff_seconds=300,
+    max_backoff_seconds=1800,
+    max_doublings=2,
+)
 def pack391_cleanupMetrics(ctx: ScheduledContext) -> None:
     """Remove history points older than 30 days (a Firestore TTL policy on ``expireAt``
     does the same in production)."""

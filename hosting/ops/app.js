@@ -1,34 +1,75 @@
-// Avalo ops dashboard: calls pack391_getOpsDashboard and pack391_getHistoricalMetrics
-// with fetch() and the callable protocol ({"data": ...} in, {"result"|"error"} out).
+// Avalo ops dashboard: calls pack391_getOpsDashboard and pack391_getHistoricalMetrics (the
+// callable protocol: {"data": ...} in, {"result"} or {"error": {status, message, details}}
+// out) and shows them.
 //
-// Same origin only. The callables are always called on this page's own origin, and the
-// ID token is never sent anywhere else:
-// - in production, Firebase Hosting rewrites /ops/api/<name> to the function
-//   (firebase.json hosting.rewrites), so the base is /ops/api;
-// - the local stack's /__/firebase/init.json gives pack391FunctionsBase, which must be a
-//   path on this origin ("/project/region"); anything else (an absolute or
-//   protocol-relative URL) is refused and nothing is called.
-// Nothing comes from the query string (there is no ?region= and no ?token=).
-// ID token: in production, Firebase Auth (SDK 8 from Hosting's reserved /__/firebase/8.10.1/
-// URLs, the only SDK versions Hosting serves); locally, a token from
-// `pack391 token --role ops` typed in the token field (kept in sessionStorage).
+// Two ways to call, both on this page's own origin only (the ID token is never sent
+// anywhere else, and nothing comes from the query string: there is no ?region= and no
+// ?token=):
+//
+// - On Firebase Hosting (its /__/firebase/init.json has no pack391 keys): Firebase JS SDK 8
+//   (the only version Hosting serves, at its reserved /__/firebase/8.10.1/ URLs), signed in
+//   with Google through Firebase Auth, calls each function with
+//   firebase.app().functions(location.origin).httpsCallable(name): the SDK takes the ID
+//   token from firebase.auth() itself. SDK 8 keeps only the ORIGIN of a custom domain
+//   (new URL(domain).origin; a path such as /ops/api is dropped; firebase 13 keeps it), so it
+//   posts to <this origin>/<name>, and firebase.json hosting.rewrites sends
+//   /pack391_getOpsDashboard and /pack391_getHistoricalMetrics to the functions. The ops
+//   page is deployed to its own Hosting site (target "ops"), so those root paths are its
+//   own.
+//
+// - On the local stack (init.json has pack391Local and pack391FunctionsBase,
+//   "/<project>/<region>"): there is no Auth emulator, so there is no Firebase Auth user
+//   for the SDK to take a token from, and SDK 8 has no public way to hand httpsCallable a
+//   token from anywhere else (it reads only firebase.auth()'s current user). The operator
+//   pastes an emulator ID token (`pack391 token --role ops`, kept in sessionStorage), and
+//   tokenCall() below does what httpsCallable does, with fetch(): POST {"data": ...} with
+//   "Authorization: Bearer <token>" to <this origin>/<project>/<region>/<name>, the URL SDK
+//   8's functions.useEmulator(location.hostname, location.port) builds
+//   ("http://host:port/{projectId}/{region}/{name}", the local stack's scheme), and errors
+//   decoded as the SDK decodes them (code, message, details). pack391FunctionsBase must
+//   be a path on this origin: anything else (an absolute or protocol-relative URL) is
+//   refused and nothing is called. (Not chosen: wrapping window.fetch or setting the SDK's
+//   private contextProvider to slip the token into httpsCallable; the token mode is ~30
+//   explicit lines on public APIs, and Hosting's mode is the real SDK path, tested against
+//   the local stack too.) The SDK scripts load locally as well (the local stack serves
+//   them from node_modules/firebase8): the page runs the scripts Hosting runs, and one
+//   whose SDK did not load says so instead of failing later on Hosting.
 "use strict";
 
 const REFRESH_MS = 60 * 1000;
 const STALE_SEC = 180;
-const PRODUCTION_BASE = "/ops/api";
+const SDK_VERSION = "8.10.1";
 const TOKEN_KEY = "pack391Token";
-const state = { base: null, token: sessionStorage.getItem(TOKEN_KEY), user: null,
-                fetchedAt: null, snapshotAt: null, timer: null };
+const state = { mode: null, base: null, functions: null, token: sessionStorage.getItem(TOKEN_KEY),
+                user: null, fetchedAt: null, snapshotAt: null, timer: null };
 
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const num = (v, digits = 0) => (v === null || v === undefined ? "–" :
   Number(v).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 }));
 
+// An error as httpsCallable reports it (code such as "permission-denied", message, details),
+// plus its wire name ("PERMISSION_DENIED"), which the page puts in body[data-error].
 class CallError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(code, message, details) {
+    super(message);
+    this.code = code;
+    this.details = details;
+    this.status = String(code).toUpperCase().replace(/-/g, "_");
+  }
 }
+
+// The callable error codes (google.rpc.Code names -> the SDK's codes), and the SDK's
+// fallback from the HTTP status when the body has none (firebase-functions 0.6 in SDK 8).
+const CODES = { OK: "ok", CANCELLED: "cancelled", UNKNOWN: "unknown", INVALID_ARGUMENT: "invalid-argument",
+  DEADLINE_EXCEEDED: "deadline-exceeded", NOT_FOUND: "not-found", ALREADY_EXISTS: "already-exists",
+  PERMISSION_DENIED: "permission-denied", UNAUTHENTICATED: "unauthenticated",
+  RESOURCE_EXHAUSTED: "resource-exhausted", FAILED_PRECONDITION: "failed-precondition", ABORTED: "aborted",
+  OUT_OF_RANGE: "out-of-range", UNIMPLEMENTED: "unimplemented", INTERNAL: "internal",
+  UNAVAILABLE: "unavailable", DATA_LOSS: "data-loss" };
+const HTTP_CODES = { 200: "ok", 400: "invalid-argument", 401: "unauthenticated", 403: "permission-denied",
+  404: "not-found", 409: "aborted", 429: "resource-exhausted", 499: "cancelled", 500: "internal",
+  501: "unimplemented", 503: "unavailable", 504: "deadline-exceeded" };
 
 // A path on this origin, normalised ("/a/b"), or null: never "//host", "/\\host",
 // "https://host" or anything else the URL parser resolves to another origin.
@@ -40,23 +81,47 @@ function sameOriginBase(value) {
   return url.pathname.replace(/\/+$/, "");
 }
 
-async function idToken() {
-  if (state.user) return state.user.getIdToken();
-  return state.token;
+// Local token mode: the callable protocol with fetch() (see the top of this file).
+async function tokenCall(name, data) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const url = new URL(`${state.base}/${encodeURIComponent(name)}`, location.origin);
+  if (url.origin !== location.origin) throw new CallError("config", "refusing to call another origin");
+  let response;
+  try {
+    response = await fetch(url, { method: "POST", headers, body: JSON.stringify({ data }),
+                                  credentials: "same-origin", referrerPolicy: "no-referrer" });
+  } catch (err) {
+    throw new CallError("internal", `the request failed: ${err.message}`);
+  }
+  let body = null;
+  try { body = await response.json(); } catch { body = null; }
+  const error = body && typeof body.error === "object" ? body.error : null;
+  let code = HTTP_CODES[response.status] || (response.ok ? "ok" : "unknown");
+  if (error && typeof error.status === "string") code = CODES[error.status] || "internal";
+  if (code !== "ok") {
+    throw new CallError(code, error && typeof error.message === "string" ? error.message : `HTTP ${response.status}`,
+                        error ? error.details : undefined);
+  }
+  if (!body || !("result" in body)) throw new CallError("internal", "Response is missing data field.");
+  return body.result;
 }
 
-async function call(name, data) {
-  const token = await idToken();
-  const headers = { "Content-Type": "application/json" };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const url = new URL(`${state.base}/${encodeURIComponent(name)}`, location.origin);
-  if (url.origin !== location.origin) throw new CallError("CONFIG", "refusing to call another origin");
-  const response = await fetch(url, { method: "POST", headers, body: JSON.stringify({ data }),
-                                      credentials: "same-origin", referrerPolicy: "no-referrer" });
-  let body;
-  try { body = await response.json(); } catch { throw new CallError("UNAVAILABLE", `HTTP ${response.status}`); }
-  if (body.error) throw new CallError(body.error.status, body.error.message);
-  return body.result;
+// Hosting: the SDK's httpsCallable (token from firebase.auth(), same-origin rewrites).
+async function sdkCall(name, data) {
+  try {
+    return (await state.functions.httpsCallable(name)(data)).data;
+  } catch (err) {
+    throw new CallError(err.code || "unknown", err.message, err.details);
+  }
+}
+
+function call(name, data) {
+  return state.mode === "sdk" ? sdkCall(name, data) : tokenCall(name, data);
+}
+
+function loaded() {
+  document.body.dataset.loaded = String(Date.now());
 }
 
 function showMessage(text, status) {
@@ -190,8 +255,18 @@ function tickAge() {
   el.classList.toggle("stale", age > STALE_SEC);
 }
 
+function describeError(err) {
+  const details = err.details === undefined || err.details === null ? "" : ` Details: ${JSON.stringify(err.details)}.`;
+  return `(${err.code || "error"}): ${err.message}.${details}`;
+}
+
 async function refresh() {
-  if (!state.base) return;
+  if (!state.mode) return;
+  if (state.mode === "sdk" && !state.user) {
+    showMessage("Sign in to see the ops dashboard.", "UNAUTHENTICATED");
+    loaded();
+    return;
+  }
   try {
     const [dash, history] = await Promise.all([
       call("pack391_getOpsDashboard", {}),
@@ -200,40 +275,59 @@ async function refresh() {
     render(dash);
     renderCharts(history);
     delete document.body.dataset.error;
-    document.body.dataset.loaded = String(Date.now());
+    delete document.body.dataset.errorDetails;
+    loaded();
   } catch (err) {
-    if (err.status === "PERMISSION_DENIED") {
-      showMessage("This dashboard is for the ops team: your account does not have the ops or admin role. Ask an admin for access.");
-    } else if (err.status === "UNAUTHENTICATED") {
-      showMessage(!$("token").hidden
-        ? "Sign in to see the ops dashboard: paste an ID token (`pack391 token --role ops`) in the token field."
-        : "Sign in to see the ops dashboard.");
+    const status = err instanceof CallError ? err.status : "ERROR";
+    if (status === "PERMISSION_DENIED") {
+      showMessage("This dashboard is for the ops team: your account does not have the ops or admin role. " +
+        `Ask an admin for access. ${describeError(err)}`);
+    } else if (status === "UNAUTHENTICATED") {
+      showMessage(state.mode === "token"
+        ? `Sign in to see the ops dashboard: paste an ID token (\`pack391 token --role ops\`) in the token field. ${describeError(err)}`
+        : `Sign in to see the ops dashboard. ${describeError(err)}`);
     } else {
-      showMessage(`Could not load the dashboard (${err.status || "error"}): ${err.message}. Retrying every minute.`);
+      showMessage(`Could not load the dashboard ${describeError(err)} Retrying every minute.`);
     }
-    document.body.dataset.loaded = String(Date.now());
-    document.body.dataset.error = err.status || "error";
+    document.body.dataset.error = status;
+    document.body.dataset.errorDetails = err.details === undefined ? "" : JSON.stringify(err.details);
+    loaded();
   }
+}
+
+function sdkLoaded() {
+  return !!(window.firebase && typeof firebase.initializeApp === "function" &&
+            typeof firebase.auth === "function" && typeof firebase.functions === "function");
 }
 
 async function configure() {
   let init = {};
   try { init = await (await fetch("/__/firebase/init.json", { credentials: "same-origin" })).json(); } catch { init = {}; }
   if (!init || typeof init !== "object") init = {};
-  if (init.pack391FunctionsBase === undefined) {
-    state.base = PRODUCTION_BASE;
-  } else {
+  const local = init.pack391Local === true || init.pack391FunctionsBase !== undefined;
+  if (local) {
     state.base = sameOriginBase(init.pack391FunctionsBase);
     if (!state.base) {
       showMessage("Refusing the functions base from /__/firebase/init.json: pack391FunctionsBase must be " +
-        "a path on this site (such as /ops/api), not another origin. Nothing was called.", "CONFIG");
-      document.body.dataset.loaded = String(Date.now());
-      return null;
+        "a path on this site (such as /<project>/<region>), not another origin. Nothing was called.", "CONFIG");
+      loaded();
+      return false;
     }
   }
-  if (window.firebase && !init.pack391Local) {
+  if (!sdkLoaded()) {
+    showMessage(`The Firebase JS SDK ${SDK_VERSION} did not load from /__/firebase/${SDK_VERSION}/ ` +
+      "(firebase-app.js, firebase-auth.js, firebase-functions.js). On the local stack it is served from " +
+      "tools/node_modules/firebase8: run `make setup` (npm ci in tools/) and reload.", "SDK");
+    loaded();
+    return false;
+  }
+  if (!local) {
     firebase.initializeApp(init);
     const auth = firebase.auth();
+    // A custom domain: SDK 8 posts to <origin>/<name> (it keeps the origin only), which
+    // firebase.json rewrites to the function on this same site.
+    state.functions = firebase.app().functions(location.origin);
+    state.mode = "sdk";
     $("signin").hidden = false;
     $("signin").onclick = () => auth.signInWithPopup(new firebase.auth.GoogleAuthProvider());
     $("signout").onclick = () => auth.signOut();
@@ -241,10 +335,11 @@ async function configure() {
       state.user = user;
       $("signin").hidden = !!user;
       $("signout").hidden = !user;
-      if (user) refresh(); else showMessage("Sign in to see the ops dashboard.");
+      refresh();
     });
-    return false;
+    return true;
   }
+  state.mode = "token";
   $("token").hidden = false;
   $("token").value = state.token || "";
   $("token").onchange = () => {
@@ -252,6 +347,7 @@ async function configure() {
     sessionStorage.setItem(TOKEN_KEY, state.token);
     refresh();
   };
+  refresh();
   return true;
 }
 
@@ -266,9 +362,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   scrubQuery();
   $("refresh").onclick = refresh;
   $("range").onchange = refresh;
-  const local = await configure();
-  if (local === null) return;
-  if (local) refresh();
+  if (!(await configure())) return;
   state.timer = setInterval(refresh, REFRESH_MS);
   setInterval(tickAge, 1000);
 });

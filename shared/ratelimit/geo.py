@@ -18,15 +18,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
 from pydantic import ValidationError
 
 from shared import collections
 from shared.models.ddos import GeoThrottleDoc
 from shared.ratelimit.policy import GeoRule
 from shared.thresholds import GEO_CACHE_TTL_SEC, GEO_LOAD_TIMEOUT_SEC
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
 
 log = logging.getLogger("pack391.ratelimit")
 
@@ -94,6 +96,10 @@ class GeoRules:
             thread.join(self._first_wait)
 
     def _load(self, started: float, generation: int) -> None:
+        # Imported here, in the background read, not at module level: loading
+        # google-api-core (and grpc) is no part of a cold instance's start.
+        from google.api_core import exceptions as gexc
+
         try:
             snaps = self._db().collection(collections.GEO_THROTTLES).get(timeout=self._load_timeout)
             rules = {}

@@ -162,7 +162,7 @@ def test_the_workflow_is_valid_and_runs_the_pipeline_in_order() -> None:
         "pack391 deploy token",
         "pack391 deploy validate",
         "pack391 deploy pin-traffic",
-        "firebase-tools@13 deploy --only functions",
+        "./tools/node_modules/.bin/firebase deploy --only functions:pack391",
         "pack391 deploy start",
         "pack391 deploy wait",
     ]
@@ -172,12 +172,16 @@ def test_the_workflow_is_valid_and_runs_the_pipeline_in_order() -> None:
     invoked = 0
     for command in commands:
         for line in command.splitlines():
-            match = re.search(r"\./venv/bin/pack391 (deploy [^)]*)", line)
+            match = re.search(r"\./venv/bin/pack391 (deploy [^)|;&>]*)", line)
             if match:
                 args = shlex.split(match.group(1).replace('"$', '"X').replace("$(", ""))
                 parsed = parser.parse_args(args)  # exits (fails the test) on a bad command
                 assert parsed.command == "deploy"
                 invoked += 1
-    assert invoked == 6
+    # env, secrets, token, the bootstrap guard's status, validate, pin-traffic, start, wait,
+    # the bootstrap record's status, status on failure (tests/test_deploy_pipeline.py checks
+    # which of them a bootstrap run skips)
+    assert invoked == 10
     # PyYAML (YAML 1.1) reads the `on:` key as True
     assert workflow[True]["workflow_dispatch"]["inputs"]["environment"]["required"] is True
+    assert workflow[True]["workflow_dispatch"]["inputs"]["bootstrap"]["type"] == "boolean"

@@ -1,17 +1,20 @@
-"""The ops page's Hosting configuration (firebase.json), without a browser: the
-Content-Security-Policy and the other headers for ``/ops/**``, the rewrites that make the
-callables same-origin, the page's sources staying within that policy, and the local
-server sending exactly the headers Hosting would."""
+"""The ops page's Hosting configuration (firebase.json, .firebaserc), without a browser:
+its own Hosting target, the Content-Security-Policy and the other headers for ``/ops/**``,
+the rewrites that make the callables same-origin, the page's sources staying within that
+policy, and the local server sending exactly the headers Hosting would and serving the
+Firebase JS SDK at Hosting's reserved URLs."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
 
+import stack.server
 from stack.server import (
     FIREBASE_JSON,
     hosting_config,
@@ -78,20 +81,35 @@ def test_firebase_json_gives_ops_pages_a_strict_csp() -> None:
 def test_every_function_the_page_calls_is_rewritten_same_origin(
     functions: dict[str, Any],
 ) -> None:
+    """SDK 8's httpsCallable with the page's origin as custom domain posts to
+    ``<origin>/<name>`` (it keeps only the origin: ``new URL(domain).origin``), so each
+    function the page calls has a rewrite at the site's root."""
     config = hosting_config()
     names = called_functions()
     assert names == {"pack391_getOpsDashboard", "pack391_getHistoricalMetrics"}
     for name in names:
-        (rule,) = [r for r in config["rewrites"] if r["source"] == f"/ops/api/{name}"]
+        (rule,) = [r for r in config["rewrites"] if r["source"] == f"/{name}"]
         assert rule["function"] == {"functionId": name, "region": "us-central1"}
-        assert hosting_function_rewrite(config, f"/ops/api/{name}") == name
+        assert hosting_function_rewrite(config, f"/{name}") == name
         assert name in functions
-    assert hosting_function_rewrite(config, "/ops/api/pack391_acknowledgeAlert") is None
+    assert hosting_function_rewrite(config, "/pack391_acknowledgeAlert") is None
+    assert hosting_function_rewrite(config, "/ops/api/pack391_getOpsDashboard") is None
     assert hosting_function_rewrite(config, "/ops/") is None
-    # the production base is that same-origin prefix; nothing comes from the query string
-    assert 'const PRODUCTION_BASE = "/ops/api";' in APP_JS
+    # the custom domain is this origin; nothing comes from the query string
+    assert "firebase.app().functions(location.origin)" in APP_JS
     assert "URLSearchParams" not in APP_JS and "searchParams" not in APP_JS
     assert "cloudfunctions.net" not in APP_JS
+
+
+def test_the_ops_page_deploys_to_its_own_hosting_target() -> None:
+    """``"target": "ops"`` in firebase.json, mapped to a site in .firebaserc (for the demo
+    project; a real project maps it with ``firebase target:apply hosting ops <site-id>``),
+    so ``firebase deploy --only hosting:ops`` never lands on the project's default site."""
+    assert hosting_config()["target"] == "ops"
+    rc = json.loads((ROOT / ".firebaserc").read_text())
+    project = rc["projects"]["default"]
+    assert project == "demo-avalo"
+    assert rc["targets"][project]["hosting"]["ops"] == ["demo-avalo-ops"]
 
 
 def test_the_page_stays_within_the_policy() -> None:
@@ -101,6 +119,7 @@ def test_the_page_stays_within_the_policy() -> None:
     assert [re.search(r'src="([^"]+)"', attrs).group(1) for attrs, _ in scripts] == [  # type: ignore[union-attr]
         "/__/firebase/8.10.1/firebase-app.js",
         "/__/firebase/8.10.1/firebase-auth.js",
+        "/__/firebase/8.10.1/firebase-functions.js",
         "app.js",
     ]
     assert all(body.strip() == "" for _, body in scripts)
@@ -141,7 +160,7 @@ def test_hosting_glob_matching(glob: str, path: str, matches: bool) -> None:
         ("GET", "/ops/style.css"),
         ("GET", "/ops"),
         ("GET", "/ops/missing.js"),
-        ("POST", "/ops/api/pack391_getOpsDashboard"),
+        ("POST", "/ops/api/pack391_getOpsDashboard"),  # no rewrite there: a 404, with them
     ],
 )
 def test_the_local_server_sends_firebase_jsons_headers(
@@ -155,17 +174,60 @@ def test_the_local_server_sends_firebase_jsons_headers(
 
 def test_the_local_server_serves_the_rewrites_and_init_json(app: flask.Flask) -> None:
     client = app.test_client()
-    dashboard = client.post("/ops/api/pack391_getOpsDashboard", json={"data": {}})
+    dashboard = client.post("/pack391_getOpsDashboard", json={"data": {}})
     assert dashboard.status_code == 401  # the real callable: no token, no data
     assert dashboard.get_json()["error"]["status"] == "UNAUTHENTICATED"
-    missing = client.post("/ops/api/pack391_acknowledgeAlert", json={"data": {}})
-    assert missing.status_code == 404
+    assert client.get("/favicon.ico").status_code == 404
+    for missing in ("/pack391_acknowledgeAlert", "/ops/api/pack391_getOpsDashboard"):
+        response = client.post(missing, json={"data": {}})
+        assert response.status_code == 404
+        assert response.get_json()["error"]["status"] == "NOT_FOUND"
     init = client.get("/__/firebase/init.json").get_json()
     assert init["pack391FunctionsBase"].startswith("/")
     assert not init["pack391FunctionsBase"].startswith("//")
     # the page's scripts get the right type, which nosniff relies on
     with client.get("/ops/app.js") as script, client.get("/ops/style.css") as style:
         assert (script.mimetype, style.mimetype) == ("text/javascript", "text/css")
+
+
+SDK_DIR = ROOT / "tools" / "node_modules" / "firebase8"
+
+
+@pytest.mark.parametrize("name", ["firebase-app.js", "firebase-auth.js", "firebase-functions.js"])
+def test_the_local_server_serves_the_sdk_from_node_modules(app: flask.Flask, name: str) -> None:
+    """Hosting's reserved /__/firebase/8.10.1/ URLs: the exact files of firebase@8.10.1."""
+    assert json.loads((SDK_DIR / "package.json").read_text())["version"] == "8.10.1"
+    with app.test_client().get(f"/__/firebase/8.10.1/{name}") as response:
+        assert response.status_code == 200
+        assert response.mimetype == "text/javascript"
+        assert response.get_data() == (SDK_DIR / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/__/firebase/9.23.0/firebase-app.js", "serves only the installed Firebase JS SDK 8.10.1"),
+        ("/__/firebase/8.10.1/firebase-nope.js", "no such file"),
+        ("/__/firebase/8.10.1/package.json", "no such file"),
+        ("/__/firebase/8.10.1/firebase-app.js.map", "no such file"),
+        ("/__/firebase/8.10.1/..%2Fpackage.json", "Not Found"),
+    ],
+)
+def test_the_local_server_refuses_other_sdk_urls(app: flask.Flask, path: str, why: str) -> None:
+    response = app.test_client().get(path)
+    assert response.status_code == 404
+    assert why in response.get_data(as_text=True)
+    assert '"version"' not in response.get_data(as_text=True)
+
+
+def test_without_node_modules_the_sdk_urls_say_what_to_do(
+    app: flask.Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(stack.server, "FIREBASE8_DIR", tmp_path / "node_modules" / "firebase8")
+    response = app.test_client().get("/__/firebase/8.10.1/firebase-functions.js")
+    assert response.status_code == 404
+    text = response.get_data(as_text=True)
+    assert "node_modules/firebase8" in text and "npm ci" in text
 
 
 def test_firebase_json_is_the_file_the_server_reads() -> None:

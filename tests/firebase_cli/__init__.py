@@ -1,0 +1,1 @@
+"""The Firebase CLI test's harness: the machine's emulators and the JS SDK client."""

@@ -1,0 +1,632 @@
+"""A deploy pipeline that would get through (issue 12, part 2), offline.
+
+1. The deploy env file: the manifest is read as the Firebase CLI reads it (serving.py with
+   ADMIN_PORT, ``GET /__/functions.yaml``, as tests/test_discovery.py does),
+   ``pack391 deploy env`` writes ``.env.<project>`` from no variables (defaults) and from a
+   sample set, and the pinned firebase-tools' own code (``loadUserEnvs`` +
+   ``envWithTypes`` + ``resolveParams`` non-interactive) resolves
+   every non-secret param of the manifest from it, with a value of the param's type; the
+   Python SDK reads back, from what the CLI hands the functions, the value intended. Params
+   come from the manifest, never a list here: a param added tomorrow is covered.
+2. The workflows: valid YAML, every ``uses:`` a real action at its current major version,
+   every ``pack391``/``firebase`` command a subcommand that exists (its ``--help`` run
+   offline), workload identity federation with least-privilege permissions, Java 21,
+   ``npm ci``, pip caching.
+3. The bootstrap path skips exactly the steps that call deployed functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.auth import jwt
+
+from stack import cli, deploy_env
+from tests.conftest import ROOT
+from tests.fakes.http_api import FakeHttpApi, Recorded
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+PROJECT = "demo-pack391-deploy"
+
+NODE = shutil.which("node")
+FIREBASE_TOOLS = ROOT / "tools" / "node_modules" / "firebase-tools"
+FIREBASE_BIN = "./tools/node_modules/.bin/firebase"
+"""How the workflows run the pinned CLI (the Node tools live in tools/, out of the
+functions source)."""
+needs_cli = pytest.mark.skipif(
+    NODE is None or not FIREBASE_TOOLS.is_dir(),
+    reason="node and node_modules/firebase-tools (npm ci) are needed to run the CLI's code",
+)
+
+
+@pytest.fixture(scope="module")
+def manifest() -> Iterator[dict[str, Any]]:
+    """The manifest exactly as the CLI reads it (tests/test_discovery.py's approach, factored
+    into :func:`stack.deploy_env.read_manifest`, which ``pack391 deploy env`` runs)."""
+    try:
+        yield deploy_env.read_manifest(ROOT, sys.executable)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+RESOLVE_JS = r"""
+const fs = require("fs");
+const env = require("firebase-tools/lib/functions/env.js");
+const build = require("firebase-tools/lib/deploy/functions/build.js");
+const params = require("firebase-tools/lib/deploy/functions/params.js");
+const [dir, projectId, paramsFile] = process.argv.slice(1);
+(async () => {
+  const defined = JSON.parse(fs.readFileSync(paramsFile, "utf8"));
+  const raw = env.loadUserEnvs({ functionsSource: dir, projectId, projectDir: dir });
+  const { paramValues } = await params.resolveParams({
+    params: defined,
+    firebaseConfig: { projectId },
+    userEnvs: build.envWithTypes(defined, raw),
+    codebase: "pack391",
+    nonInteractive: true,
+    isEmulator: true, // secrets: Secret Manager, checked by `pack391 deploy secrets`
+  });
+  const out = {};
+  for (const p of defined) {
+    if (p.type === "secret") continue;
+    const v = paramValues[p.name];
+    const typed = { string: () => v.asString(), int: () => v.asNumber(),
+                    boolean: () => v.asBoolean(), list: () => v.asList() }[p.type]();
+    // what the deploy sets on the functions (lib/deploy/functions/prepare.js): the file's
+    // string, except lists, which get toSDK() (a JSON array)
+    out[p.name] = { typed, runtime: p.type === "list" ? v.toSDK() : raw[p.name] };
+  }
+  process.stdout.write("RESOLVED " + JSON.stringify(out) + "\n");
+})().catch((err) => { process.stderr.write(String(err.message || err) + "\n"); process.exit(1); });
+"""
+
+
+def cli_resolve(env_dir: Path, params: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pinned firebase-tools resolving ``params`` from the dotenv files of ``env_dir``,
+    non-interactively: {name: {typed, runtime}}; AssertionError with the CLI's message."""
+    params_file = env_dir / "params.json"
+    params_file.write_text(json.dumps(params))
+    done = subprocess.run(
+        [str(NODE), "-e", RESOLVE_JS, str(env_dir), PROJECT, str(params_file)],
+        cwd=ROOT,
+        env={**os.environ, "NODE_PATH": str(FIREBASE_TOOLS.parent)},  # tools/node_modules
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESOLVED "))
+    result: dict[str, Any] = json.loads(line.removeprefix("RESOLVED "))
+    return result
+
+
+def non_secret(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in params if p.get("type") != "secret"]
+
+
+def sample_variables(params: list[dict[str, Any]]) -> dict[str, str]:
+    """A value of the right type for every non-secret param, chosen to be awkward for a
+    dotenv file: quotes, '#', backslashes, newlines, spaces, JSON and comma lists."""
+    out: dict[str, str] = {}
+    for i, param in enumerate(non_secret(params)):
+        options = ((param.get("input") or {}).get("select") or {}).get("options")
+        kind = param["type"]
+        if options:
+            out[param["name"]] = str(options[-1]["value"])
+        elif kind == "string":
+            out[param["name"]] = f" {param['name']} \"q\" #not-a-comment a\\b 's'\nline2 "
+        elif kind == "int":
+            out[param["name"]] = str(-7 if i % 2 else 4200)
+        elif kind == "boolean":
+            out[param["name"]] = "TRUE" if not param.get("default") else "False"
+        elif kind == "list":
+            out[param["name"]] = '["a b","c#d","e\\"f","g\\\\h",""]' if i % 2 else "x,,y z"
+        else:
+            pytest.fail(f"{param['name']}: a param type this test does not know: {kind}")
+    return out
+
+
+def expected_value(param: Mapping[str, Any], variables: Mapping[str, str]) -> Any:
+    """What the functions must read for ``param``: its variable, typed, else its default."""
+    given = variables.get(param["name"])
+    if not given:
+        return param["default"]
+    kind = param["type"]
+    if kind == "int":
+        return int(given)
+    if kind == "boolean":
+        return given.lower() == "true"
+    if kind == "list":
+        return json.loads(given) if given.startswith("[") else [x for x in given.split(",") if x]
+    return given
+
+
+def write_env(tmp_path: Path, params: list[dict[str, Any]], variables: dict[str, str]) -> Path:
+    text = deploy_env.render(deploy_env.resolve(params, variables), PROJECT)
+    path = tmp_path / f".env.{PROJECT}"
+    path.write_text(text)
+    return path
+
+
+def runtime_values(
+    params: list[dict[str, Any]], resolved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """What the Python SDK's param objects read from the environment the CLI deploys."""
+    from firebase_functions import params as sdk
+
+    import main  # noqa: F401  (declares every param)
+
+    registry: dict[str, Any] = sdk._params
+    out = {}
+    for param in non_secret(params):
+        monkeypatch.setenv(param["name"], resolved[param["name"]]["runtime"])
+        out[param["name"]] = registry[param["name"]].value
+    return out
+
+
+# ------------------------------------------------------------------ 1. the env file
+
+
+@needs_cli
+@pytest.mark.parametrize("variable_set", ["none (defaults)", "sample"])
+def test_every_param_resolves_from_the_generated_file_with_its_type(
+    variable_set: str,
+    manifest: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    params = deploy_env.manifest_params(manifest)
+    assert non_secret(params), "the manifest lists no params"
+    variables = {} if variable_set.startswith("none") else sample_variables(params)
+    path = write_env(tmp_path, params, variables)
+    resolved = cli_resolve(tmp_path, params)  # raises if the CLI would stop at a param
+    assert set(resolved) == {p["name"] for p in non_secret(params)}
+    assert "PACK391_BACKUP_KEY" not in path.read_text()  # a secret is never written
+    python = runtime_values(params, resolved, monkeypatch)
+    for param in non_secret(params):
+        name, kind, typed = param["name"], param["type"], resolved[param["name"]]["typed"]
+        want = expected_value(param, variables)
+        if kind == "int":
+            assert isinstance(typed, int) and not isinstance(typed, bool), name
+        elif kind == "boolean":
+            assert isinstance(typed, bool), name
+        elif kind == "list":
+            assert isinstance(typed, list) and all(isinstance(x, str) for x in typed), name
+        else:
+            assert isinstance(typed, str), name
+        assert typed == want, f"{name}: the CLI reads {typed!r}, want {want!r}"
+        assert python[name] == want, f"{name}: the functions read {python[name]!r}"
+    # the generator's own dotenv reading is the CLI's
+    parsed = deploy_env.parse_dotenv(path.read_text())
+    for name, value in resolved.items():
+        if isinstance(value["typed"], list):
+            assert json.loads(parsed[name]) == value["typed"], name
+        else:
+            assert parsed[name] == value["runtime"], name
+
+
+@needs_cli
+def test_the_cli_stops_without_the_file_and_the_generator_names_a_param_it_cannot_resolve(
+    manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    params = deploy_env.manifest_params(manifest)
+    (tmp_path / ".env").write_text("# nothing\n")
+    with pytest.raises(AssertionError, match="In non-interactive mode but have no value"):
+        cli_resolve(tmp_path, params)  # defaults do not count: why the file is needed
+    extra = {"name": "PACK391_NEW_SETTING", "type": "string", "label": "new"}
+    with pytest.raises(deploy_env.ParamError) as raised:
+        deploy_env.resolve([*params, extra], {})
+    assert raised.value.problems == [
+        "PACK391_NEW_SETTING: no value and no default; set the variable PACK391_NEW_SETTING"
+    ]
+    assert deploy_env.resolve([*params, extra], {"PACK391_NEW_SETTING": "x"})[-1].raw == "x"
+
+
+def test_values_the_type_rejects_are_refused_naming_each_param(
+    manifest: dict[str, Any],
+) -> None:
+    params = deploy_env.manifest_params(manifest)
+    by_type: dict[str, str] = {}
+    for param in non_secret(params):
+        by_type.setdefault(param["type"], param["name"])
+    assert {"string", "int", "boolean", "list"} <= set(by_type)
+    bad = {
+        by_type["int"]: "12.5",
+        by_type["boolean"]: "yes",  # the CLI reads yes as true, the Python SDK as false
+        by_type["list"]: "['a']",  # the CLI turns ' into " before JSON.parse
+        "PACK391_BACKUP_KEY": "c2VjcmV0",  # a secret given as a variable
+    }
+    with pytest.raises(deploy_env.ParamError) as raised:
+        deploy_env.resolve(params, bad)
+    named = [problem.split(" ", 1)[0].rstrip(":") for problem in raised.value.problems]
+    assert sorted(named) == sorted(bad)
+    for value in ("1e3", " 5", "0x10", str(2**53), "", "+"):
+        if value:
+            with pytest.raises(deploy_env.ParamError, match=by_type["int"]):
+                deploy_env.resolve(params, {by_type["int"]: value})
+    expression = {"name": "PACK391_X", "type": "int", "default": "{{ params.OTHER }}"}
+    with pytest.raises(deploy_env.ParamError, match="PACK391_X: its default is an expression"):
+        deploy_env.resolve([expression], {})
+    reserved = {"name": "FIREBASE_THING", "type": "string", "default": "a"}
+    with pytest.raises(deploy_env.ParamError, match="FIREBASE_THING: the CLI refuses"):
+        deploy_env.resolve([reserved], {})
+
+
+def as_variable(param: Mapping[str, Any]) -> str:
+    """A param's default, spelled as a repository variable."""
+    default = param["default"]
+    if param["type"] == "list":
+        return (
+            ",".join(default)
+            if all("," not in x for x in default) and default
+            else (json.dumps(default))
+        )
+    if param["type"] == "boolean":
+        return "true" if default else "false"
+    return str(default)
+
+
+@needs_cli
+def test_the_command_reads_the_manifest_itself_and_takes_github_vars_as_json(
+    manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    """``pack391 deploy env`` as the workflow runs it: the manifest read by the command
+    itself, variables from ``toJSON(vars)`` overridden by own-name environment variables,
+    and the discovery run again with the file's values, as firebase deploy will run it."""
+    params = deploy_env.manifest_params(manifest)
+    given = {p["name"]: as_variable(p) for p in non_secret(params) if p.get("default") != ""}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACK391_")}
+    env.pop("REDIS_URL", None)
+    names = sorted(given)
+    env["REPO_VARS"] = json.dumps(
+        {**{n: given[n] for n in names[::2]}, "FIREBASE_PROJECT": PROJECT, names[1]: "stale"}
+    )
+    env.update({n: given[n] for n in names[1::2]})  # own-name variables win over the JSON
+    done = subprocess.run(
+        [*pack391(), "deploy", "env", "--project", PROJECT, "--out-dir", str(tmp_path),
+         "--vars-json-env", "REPO_VARS"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / f".env.{PROJECT}").read_text()
+    assert written == deploy_env.render(deploy_env.resolve(params, given), PROJECT)
+    for name in names:
+        assert f"{name}: variable" in done.stdout
+    (tmp_path / f".env.{PROJECT}").unlink()
+    # a value the manifest's types accept but the deploy's discovery refuses
+    env["PACK391_REGION"] = "Mars Base 1"
+    done = subprocess.run(
+        [*pack391(), "deploy", "env", "--project", PROJECT, "--out-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    assert "discovery fails with these values" in done.stderr
+    assert "PACK391_REGION='Mars Base 1'" in done.stderr
+    assert not (tmp_path / f".env.{PROJECT}").exists()
+    bad_int = next(p["name"] for p in non_secret(params) if p["type"] == "int")
+    env[bad_int] = "many"
+    done = subprocess.run(
+        [*pack391(), "deploy", "env", "--project", PROJECT, "--out-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"{bad_int} (int, from its variable): not an integer: 'many'" in done.stderr
+    assert not (tmp_path / f".env.{PROJECT}").exists()
+
+
+@needs_cli
+def test_the_python_dotenv_reader_is_the_clis(tmp_path: Path) -> None:
+    tricky = [
+        "plain", "", " lead and trail ", 'a "b" c', "it's", "#hash", "a # b", "back\\slash",
+        "end\\", "\\\"", "two\nlines", "tab\there", "cr\rlf", "[1,2]", '["a","b"]', "x=y",
+        "ünï©ødé", "$HOME", "'single'", '"double"',
+    ]  # fmt: skip
+    params = [
+        {"name": f"K{i}", "type": "string", "default": value} for i, value in enumerate(tricky)
+    ]
+    path = write_env(tmp_path, params, {})
+    resolved = cli_resolve(tmp_path, params)
+    assert [resolved[f"K{i}"]["typed"] for i in range(len(tricky))] == tricky
+    assert deploy_env.parse_dotenv(path.read_text()) == {f"K{i}": v for i, v in enumerate(tricky)}
+
+
+def test_the_committed_template_lists_every_param_of_the_manifest(
+    manifest: dict[str, Any],
+) -> None:
+    params = deploy_env.manifest_params(manifest)
+    text = (ROOT / ".env.example").read_text()
+    assert text == deploy_env.template(params), (
+        "regenerate: ./venv/bin/pack391 deploy env --example > .env.example"
+    )
+    written = deploy_env.parse_dotenv(text)
+    assert set(written) == {p["name"] for p in non_secret(params) if "default" in p}
+    assert not any(p["name"] in written for p in params if p["type"] == "secret")
+
+
+def test_missing_secrets_are_named_with_the_command_that_sets_them(
+    manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests
+
+    params = deploy_env.manifest_params(manifest)
+    secrets = [p["name"] for p in params if p["type"] == "secret"]
+    assert "PACK391_BACKUP_KEY" in secrets
+    with FakeHttpApi() as api:
+        monkeypatch.setenv("PACK391_SECRET_MANAGER_URL", api.url)
+        path = rf"/v1/projects/{PROJECT}/secrets/(?P<name>[^/]+)/versions/latest"
+        api.reply("GET", path, 404, {"error": {"code": 404}})
+        problems = deploy_env.missing_secrets(params, PROJECT, requests.Session())
+        assert problems == [
+            f"{n}: no such secret (firebase functions:secrets:set {n})" for n in secrets
+        ]
+        api.reply("GET", path, 200, {"name": "v/1", "state": "DISABLED"})
+        assert "DISABLED" in deploy_env.missing_secrets(params, PROJECT, requests.Session())[0]
+        api.reply("GET", path, 200, {"name": "v/1", "state": "ENABLED"})
+        assert deploy_env.missing_secrets(params, PROJECT, requests.Session()) == []
+
+
+def test_the_token_signs_through_iam_under_workload_identity_federation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """google-github-actions/auth writes an external_account file (no key): firebase-admin
+    cannot sign with it and, without a service account id, asks the metadata server, which a
+    GitHub runner has not. The token command names the impersonated account, so the custom
+    token is signed by IAM signBlob as that account."""
+    from google.auth import iam
+
+    account = "deployer@demo-pack391-test.iam.gserviceaccount.com"
+    credentials = {
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/"
+        "github/providers/repo",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/"
+        f"projects/-/serviceAccounts/{account}:generateAccessToken",
+        "credential_source": {
+            "url": "http://127.0.0.1:9/token?audience=x",
+            "headers": {"Authorization": "Bearer gh"},
+            "format": {"type": "json", "subject_token_field_name": "value"},
+        },
+    }
+    path = tmp_path / "wif.json"
+    path.write_text(json.dumps(credentials))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST")
+    monkeypatch.delenv("PACK391_DEPLOY_SERVICE_ACCOUNT", raising=False)
+    signed_as: list[str] = []
+
+    def sign(self: Any, message: bytes) -> bytes:
+        signed_as.append(self._service_account_email)
+        return b"iam-signature"
+
+    monkeypatch.setattr(iam.Signer, "sign", sign)
+    with FakeHttpApi() as api:
+
+        def exchange(req: Recorded, _m: re.Match[str]) -> tuple[int, Any]:
+            return 200, {"idToken": "the-id-token", "refreshToken": "r", "expiresIn": "3600"}
+
+        api.on("POST", r"/v1/accounts:signInWithCustomToken", exchange)
+        monkeypatch.setenv("PACK391_IDENTITY_TOOLKIT_URL", api.url)
+        code = cli.main(["deploy", "token", "--uid", "deploy-bot", "--api-key", "K"])
+        sent = api.received("POST")[0]
+    assert code == 0 and capsys.readouterr().out.strip() == "the-id-token"
+    assert signed_as == [account]
+    claims = jwt.decode(sent.body["token"], verify=False)  # type: ignore[no-untyped-call]
+    assert claims["iss"] == account and claims["uid"] == "deploy-bot"
+    assert claims["claims"] == {"admin": True}
+
+
+# ------------------------------------------------------------------ 2. the workflows
+
+ACTIONS = {
+    "actions/checkout": "v4",
+    "actions/setup-python": "v5",
+    "actions/setup-java": "v4",
+    "actions/setup-node": "v4",
+    "actions/cache": "v4",
+    "actions/upload-artifact": "v4",
+    "google-github-actions/auth": "v2",
+    "google-github-actions/setup-gcloud": "v2",
+}
+"""Real actions and their current major versions."""
+
+CALLS_FUNCTIONS = {"validate", "pin-traffic", "start", "wait", "status", "rollback", "control"}
+"""``pack391 deploy`` subcommands that call deployed pack391_* functions."""
+
+
+def pack391() -> list[str]:
+    script = ROOT / "venv" / "bin" / "pack391"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stack.cli"]
+
+
+def load(name: str) -> dict[Any, Any]:
+    workflow: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    return workflow
+
+
+def steps_of(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
+    (job,) = workflow["jobs"].values()
+    steps: list[dict[str, Any]] = job["steps"]
+    return steps
+
+
+def commands(step: dict[str, Any], program: str) -> list[list[str]]:
+    """Each invocation of ``program`` in the step's script, as argv (variables as X)."""
+    out = []
+    for line in step.get("run", "").splitlines():
+        for match in re.finditer(rf"{re.escape(program)} ([^)|;&>]*)", line):
+            words = match.group(1).replace('"$', '"X').replace("$(", "")
+            out.append(shlex.split(words))
+    return out
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "ci.yml"])
+def test_workflows_use_real_pinned_actions_java21_npm_ci_and_pip_cache(name: str) -> None:
+    steps = steps_of(load(name))
+    for step in steps:
+        if "uses" in step:
+            action, _, version = step["uses"].partition("@")
+            assert action in ACTIONS, f"{step['uses']}: not an allowed action"
+            assert version == ACTIONS[action], f"{step['uses']}: want @{ACTIONS[action]}"
+    by_action = {s["uses"].split("@")[0]: s.get("with", {}) for s in steps if "uses" in s}
+    assert by_action["actions/setup-java"] == {"distribution": "temurin", "java-version": "21"}
+    assert by_action["actions/setup-node"]["node-version"] == "20"
+    python = by_action["actions/setup-python"]
+    assert python["cache"] == "pip"
+    assert set(python["cache-dependency-path"].split()) == {
+        "requirements.txt",
+        "requirements-dev.txt",
+    }
+    runs = [s.get("run", "") for s in steps]
+    assert runs.index("npm ci --prefix tools") < runs.index("make test")
+    assert "firebase-tools@" not in (WORKFLOWS / name).read_text()  # the pinned one only
+
+
+def test_ci_and_deploy_permissions_are_least_privilege() -> None:
+    ci, deploy = load("ci.yml"), load("deploy.yml")
+    assert ci["permissions"] == {"contents": "read"}
+    assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
+    assert deploy["permissions"] == {"contents": "read"}
+    assert deploy["jobs"]["deploy"]["permissions"] == {"contents": "read", "id-token": "write"}
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert "credentials_json" not in text and "GCP_SA_KEY" not in text  # no long-lived key
+    steps = steps_of(deploy)
+    (auth,) = [s for s in steps if s.get("uses", "").startswith("google-github-actions/auth")]
+    assert auth["with"] == {
+        "workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
+        "service_account": "${{ vars.GCP_SERVICE_ACCOUNT }}",
+    }
+    needs_google = [
+        i for i, s in enumerate(steps) if commands(s, "./venv/bin/pack391") or FIREBASE_BIN in
+        s.get("run", "")
+    ]  # fmt: skip
+    assert steps.index(auth) < min(needs_google)
+
+
+def test_every_command_of_the_deploy_workflow_exists() -> None:
+    steps = steps_of(load("deploy.yml"))
+    parser = cli.build_parser()
+    seen = set()
+    for step in steps:
+        for argv in commands(step, "./venv/bin/pack391"):
+            parsed = parser.parse_args(argv)  # exits (fails the test) on a bad command
+            assert parsed.command == "deploy"
+            seen.add(argv[1])
+    assert {"env", "secrets", "token", "validate", "pin-traffic", "start", "wait"} <= seen
+    for sub in sorted(seen):
+        done = subprocess.run(
+            [*pack391(), "deploy", sub, "--help"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0 and f"pack391 deploy {sub}" in done.stdout, done.stderr
+    (deploy,) = [argv for s in steps for argv in commands(s, FIREBASE_BIN)]
+    assert deploy[0] == "deploy"
+    assert "--non-interactive" in deploy and "--only" in deploy
+    assert deploy[deploy.index("--only") + 1] == "functions:pack391"
+    assert json.loads((ROOT / "firebase.json").read_text())["functions"][0]["codebase"] == (
+        "pack391"
+    )
+    if NODE is None or not FIREBASE_TOOLS.is_dir():
+        pytest.skip("npm ci: the pinned firebase-tools is not installed")
+    pinned = json.loads((ROOT / "tools" / "package.json").read_text())["devDependencies"][
+        "firebase-tools"
+    ]
+    installed = json.loads((FIREBASE_TOOLS / "package.json").read_text())["version"]
+    assert installed == pinned
+    helps = {}
+    for command in ([], ["deploy"]):
+        done = subprocess.run(
+            [str(ROOT / FIREBASE_BIN), *command, "--help"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        helps[tuple(command)] = done.stdout
+    assert "Usage: firebase deploy" in helps[("deploy",)]
+    for option in (a for a in deploy if a.startswith("--")):
+        assert re.search(rf"\s{option}\b", helps[("deploy",)] + helps[()]), option
+
+
+def test_the_env_file_is_written_from_all_repository_variables_before_the_deploy() -> None:
+    steps = steps_of(load("deploy.yml"))
+    names = [s.get("name", s.get("uses", "")) for s in steps]
+    (env_step,) = [s for s in steps if any(a[:2] == ["deploy", "env"] for a in
+                                           commands(s, "./venv/bin/pack391"))]  # fmt: skip
+    assert env_step["env"] == {"PACK391_REPOSITORY_VARS": "${{ toJSON(vars) }}"}
+    assert "--vars-json-env PACK391_REPOSITORY_VARS" in env_step["run"]
+    (secrets_step,) = [s for s in steps if "pack391 deploy secrets" in s.get("run", "")]
+    (deploy_step,) = [s for s in steps if f"{FIREBASE_BIN} deploy" in s.get("run", "")]
+    assert steps.index(env_step) < steps.index(deploy_step)
+    assert steps.index(secrets_step) < steps.index(deploy_step)
+    assert names.index("Tests") < steps.index(env_step)
+
+
+# ------------------------------------------------------------------ 3. bootstrap
+
+
+def runs(step: dict[str, Any], bootstrap: bool) -> bool:
+    """Whether the step runs on the success path (the ``if:`` forms the workflow uses)."""
+    condition = str(step.get("if", "")).strip()
+    if not condition:
+        return True
+    if "failure()" in condition:
+        return False
+    flag = "true" if bootstrap else "false"
+    if condition == "env.BOOTSTRAP == 'true'":
+        return flag == "true"
+    if condition == "env.BOOTSTRAP != 'true'":
+        return flag != "true"
+    pytest.fail(f"{step.get('name')}: a condition this test does not know: {condition}")
+
+
+def test_bootstrap_skips_exactly_the_steps_that_need_deployed_functions() -> None:
+    workflow = load("deploy.yml")
+    dispatch = workflow[True]["workflow_dispatch"]["inputs"]  # YAML 1.1 reads `on` as True
+    assert dispatch["bootstrap"] == {
+        "description": dispatch["bootstrap"]["description"],
+        "type": "boolean",
+        "default": False,
+        "required": False,
+    }
+    assert dispatch["environment"]["required"] is True
+    bootstrap_env = workflow["jobs"]["deploy"]["env"]["BOOTSTRAP"]
+    assert "inputs.bootstrap" in bootstrap_env and "workflow_dispatch" in bootstrap_env
+    steps = steps_of(workflow)
+    (deploy_step,) = [s for s in steps if f"{FIREBASE_BIN} deploy" in s.get("run", "")]
+    at = steps.index(deploy_step)
+
+    def calls(step: dict[str, Any]) -> set[str]:
+        argvs = commands(step, "./venv/bin/pack391")
+        return {a[1] for a in argvs if a[0] == "deploy"} & CALLS_FUNCTIONS
+
+    normal = [s for s in steps if runs(s, bootstrap=False)]
+    first = [s for s in steps if runs(s, bootstrap=True)]
+    skipped = [s for s in normal if s not in first]
+    assert {c for s in skipped for c in calls(s)} == {"validate", "pin-traffic", "start", "wait"}
+    assert all(calls(s) for s in skipped)  # nothing else is skipped
+    assert deploy_step in first and deploy_step in normal
+    # before the deploy, a bootstrap run calls a function only to refuse when it answers
+    (guard,) = [s for s in first[: first.index(deploy_step)] if calls(s)]
+    assert guard["run"].lstrip().startswith("if ./venv/bin/pack391 deploy status")
+    assert "exit 1" in guard["run"]
+    # after it, the deployed guard answers and the run records it
+    (record,) = [s for s in first if steps.index(s) > at and calls(s)]
+    assert "GITHUB_STEP_SUMMARY" in record["run"] and "canary machinery" in record["run"]
+    # the normal path keeps the canary order
+    order = [next(i for i, s in enumerate(normal) if c in calls(s))
+             for c in ("validate", "pin-traffic")]  # fmt: skip
+    order += [normal.index(deploy_step)]
+    order += [next(i for i, s in enumerate(normal) if c in calls(s)) for c in ("start", "wait")]
+    assert order == sorted(order)
+    assert not [s for s in normal if s is guard or s is record]
