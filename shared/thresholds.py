@@ -62,6 +62,9 @@ RATE_LIMIT_PERIOD_SEC: Final[int] = 60
 RATE_LIMIT_FAIL_CLOSED_CLASSES: Final[frozenset[str]] = frozenset({"auth", "wallet", "payment"})
 """Classes denied (UNAVAILABLE) while Redis is down; the others are allowed (fail open)."""
 
+RATE_LIMIT_UNAVAILABLE_RETRY_SEC: Final[float] = 2.0
+"""``retryAfterSec`` of a fail-closed class's UNAVAILABLE answer while Redis is down."""
+
 BRUTE_FORCE_GUARDED_CLASSES: Final[frozenset[str]] = frozenset({"auth", "wallet", "payment"})
 """Classes a brute-force block (of the user or the IP) denies."""
 

@@ -31,7 +31,11 @@ from shared.ratelimit.policy import (
     over_ddos_limit,
 )
 from shared.redis import LUA_DIR, lua_script
-from shared.thresholds import DDOS_BLOCK_LIST_REFRESH_SEC, RATE_LIMIT_PERIOD_SEC
+from shared.thresholds import (
+    DDOS_BLOCK_LIST_REFRESH_SEC,
+    RATE_LIMIT_PERIOD_SEC,
+    RATE_LIMIT_UNAVAILABLE_RETRY_SEC,
+)
 
 log = logging.getLogger("pack391.ratelimit")
 
@@ -270,6 +274,7 @@ class RateLimiter:
                 f"{policy.endpoint_class.value} requests are refused while rate limiting is "
                 "unavailable; try again shortly",
                 endpointClass=policy.endpoint_class.value,
+                retryAfterSec=RATE_LIMIT_UNAVAILABLE_RETRY_SEC,
             ) from exc
         return RateDecision(
             allowed=True,

@@ -121,6 +121,7 @@ def test_redis_down_fails_closed_for_money_and_open_for_swipes(
     status, body = post(other_bundle, "transfer", "payer")
     assert (status, body["error"]["status"]) == (503, "UNAVAILABLE")
     assert body["error"]["details"]["endpointClass"] == "payment"
+    assert body["error"]["details"]["retryAfterSec"] == 2.0
     status, body = post(other_bundle, "swipe", "swiper")
     assert (status, body) == (200, {"result": {"ok": True}})
 
