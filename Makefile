@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-coldstart chromium clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart chaos chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -73,8 +73,16 @@ bench-load-capacity: setup   # wrk is Debian's package: apt-get install -y wrk
 bench-load-honesty: setup
 	$(BIN)/python -m bench.load_honesty
 
+bench-load-cpu: setup   # the generator's CPU per request vs Locust and wrk (docs/benchmarks.md)
+	$(BIN)/python -m bench.load_cpu
+
 bench-coldstart: setup
 	$(BIN)/python -m bench.coldstart
+
+# Chaos (issue 16): every fault of stack/faults.py during a load run against a stack of
+# its own; report in .local/chaos/report.json; exit 1 when an invariant breaks (docs/chaos.md).
+chaos: setup
+	$(BIN)/pack391 chaos-run --serve
 
 format: setup
 	$(BIN)/ruff check --fix .

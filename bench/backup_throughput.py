@@ -9,12 +9,14 @@ same run:
 
 1. the anchor: the emulator's own export (``POST /emulator/v1/projects/P:export``),
    timed, with its size on disk;
-2. a logical backup (three encrypted regional copies) with the first reader (one
-   ordered pass over the kindless all-descendants query), then one with the parallel
+2. a logical backup (three encrypted regional copies) with each reader: the first
+   (one ordered REST pass over the kindless all-descendants query), the parallel REST
    reader (the top-level collection trees read by ``--readers`` threads at one
-   ``readTime``), then the export again; ``--rounds`` repeats this, interleaved, because
-   the shared machine's load moves every figure between runs;
-3. a restore of the parallel reader's backup into an empty database, counts checked;
+   ``readTime``, NDJSON parts), and the gRPC reader (the same trees over gRPC, parts of
+   ``Document`` protobufs: the default), then the export again; ``--rounds`` repeats
+   this, interleaved, because the shared machine's load moves every figure between
+   runs. Each is timed, with the CPU seconds it cost the emulator and this process;
+3. a restore of the gRPC reader's backup into an empty database, counts checked;
 4. a full read-back verification of one copy.
 
 Prints the figures as a Markdown table (for docs/benchmarks.md) and writes them as
@@ -114,6 +116,12 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def cpu_sec(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(total: int, workers: int, readers: int, rounds: int) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="pack391-bench-"))
     child, host = procs.start_firestore_emulator(PROJECT, log_dir)
@@ -125,8 +133,19 @@ def run(total: int, workers: int, readers: int, rounds: int) -> dict[str, Any]:
         seed_sec = time.perf_counter() - started
         print(f"seeded {sum(counts.values())} documents in {seed_sec:.1f}s: {counts}", flush=True)
 
+        emulator_pid = child.process.pid
+        cpu: dict[str, list[tuple[float, float]]] = {}
+
+        def measured(label: str, t0: float, emu0: float, py0: float) -> float:
+            wall = time.perf_counter() - t0
+            cpu.setdefault(label, []).append(
+                (round(cpu_sec(emulator_pid) - emu0, 2), round(time.process_time() - py0, 2))
+            )
+            return wall
+
         def emulator_export() -> tuple[float, int]:
             out = Path(tempfile.mkdtemp(prefix="export-", dir=log_dir))
+            emu0, py0 = cpu_sec(emulator_pid), time.process_time()
             t0 = time.perf_counter()
             response = requests.post(
                 f"http://{host}/emulator/v1/projects/{PROJECT}:export",
@@ -137,44 +156,61 @@ def run(total: int, workers: int, readers: int, rounds: int) -> dict[str, Any]:
                 timeout=3600,
             )
             response.raise_for_status()
-            return time.perf_counter() - t0, du(out)
+            return measured("export", t0, emu0, py0), du(out)
 
         key = BackupKey.from_secret(os.urandom(32))
         dirs = {r: log_dir / "backups" / r for r in BACKUP_REGIONS}
-        one_pass = LogicalBackupStore(source, key, dirs, workers=workers, parallel=False)
-        store = LogicalBackupStore(source, key, dirs, workers=workers, readers=readers)
+        stores = {
+            reader: LogicalBackupStore(
+                source, key, dirs, workers=workers, readers=readers, reader=reader
+            )
+            for reader in ("one-pass", "rest", "grpc")
+        }
+        store = stores["grpc"]
 
-        def backup(which: LogicalBackupStore, backup_id: str) -> tuple[float, int]:
+        def backup(reader: str, backup_id: str) -> tuple[float, int]:
+            emu0, py0 = cpu_sec(emulator_pid), time.process_time()
             t0 = time.perf_counter()
-            created = which.create(backup_id, datetime.now(UTC))
+            created = stores[reader].create(backup_id, datetime.now(UTC))
             assert created.document_count == total, created.collection_counts
-            return time.perf_counter() - t0, created.size_bytes
+            return measured(reader, t0, emu0, py0), created.size_bytes
 
         export_sec, export_bytes = emulator_export()
         print(f"emulator export: {export_sec:.2f}s, {export_bytes} bytes", flush=True)
         exports = [export_sec]
-        old_runs: list[float] = []
-        new_runs: list[float] = []
+        runs: dict[str, list[float]] = {"one-pass": [], "rest": [], "grpc": []}
+        ratios: dict[str, list[float]] = {"one-pass": [], "rest": [], "grpc": []}
+        sizes: dict[str, int] = {}
         backup_id = ""
-        size = 0
         for n in range(rounds):
-            old_sec, _ = backup(one_pass, f"20261130T000000Z-old{n:03d}")
-            print(f"round {n}: one-pass backup {old_sec:.2f}s", flush=True)
-            backup_id = f"20261130T000000Z-new{n:03d}"
-            new_sec, size = backup(store, backup_id)
-            print(f"round {n}: parallel backup {new_sec:.2f}s, {size} bytes/copy", flush=True)
+            round_runs: dict[str, float] = {}
+            for reader in runs:
+                backup_id = f"20261130T000000Z-{reader[:4]}{n:03d}"
+                sec, sizes[reader] = backup(reader, backup_id)
+                round_runs[reader] = sec
+                print(
+                    f"round {n}: {reader} backup {sec:.2f}s, {sizes[reader]} bytes/copy, "
+                    f"CPU (emulator, python) {cpu[reader][-1]}",
+                    flush=True,
+                )
             export_sec, _ = emulator_export()
-            print(f"round {n}: emulator export {export_sec:.2f}s", flush=True)
-            old_runs.append(old_sec)
-            new_runs.append(new_sec)
+            print(f"round {n}: emulator export {export_sec:.2f}s {cpu['export'][-1]}", flush=True)
+            # the ratio of a round: against the mean of the exports just before and after
+            anchor = (exports[-1] + export_sec) / 2
             exports.append(export_sec)
+            for reader, sec in round_runs.items():
+                runs[reader].append(sec)
+                ratios[reader].append(round(sec / anchor, 2))
         anchor_sec = statistics.median(exports)
-        backup_sec = statistics.median(new_runs)
-        old_sec = statistics.median(old_runs)
+        backup_sec = statistics.median(runs["grpc"])
+        rest_sec = statistics.median(runs["rest"])
+        old_sec = statistics.median(runs["one-pass"])
 
         target = source.with_database("bench-restore")
+        emu0, py0 = cpu_sec(emulator_pid), time.process_time()
         restored = store.restore(backup_id, "europe-west1", target)
-        print(f"restore: {restored.duration_sec:.2f}s", flush=True)
+        measured("restore", time.perf_counter(), emu0, py0)
+        print(f"restore: {restored.duration_sec:.2f}s {cpu['restore'][-1]}", flush=True)
 
         record = BackupRecord(
             backup_id=backup_id,
@@ -200,14 +236,19 @@ def run(total: int, workers: int, readers: int, rounds: int) -> dict[str, Any]:
             "emulator_export_median_sec": round(anchor_sec, 3),
             "emulator_export_docs_per_sec": round(total / anchor_sec),
             "emulator_export_bytes": export_bytes,
-            "one_pass_backup_sec": [round(s, 3) for s in old_runs],
+            "one_pass_backup_sec": [round(s, 3) for s in runs["one-pass"]],
             "one_pass_vs_export_ratio": round(old_sec / anchor_sec, 2),
-            "parallel_backup_sec": [round(s, 3) for s in new_runs],
+            "rest_backup_sec": [round(s, 3) for s in runs["rest"]],
+            "rest_vs_export_ratio": round(rest_sec / anchor_sec, 2),
+            "grpc_backup_sec": [round(s, 3) for s in runs["grpc"]],
+            "round_ratios_vs_export": ratios,
+            "cpu_sec_emulator_python": cpu,
             "backup_sec": round(backup_sec, 3),
             "backup_docs_per_sec": round(total / backup_sec),
-            "backup_bytes_per_copy": size,
+            "backup_bytes_per_copy": sizes["grpc"],
+            "rest_backup_bytes_per_copy": sizes["rest"],
             "backup_vs_export_ratio": round(backup_sec / anchor_sec, 2),
-            "parallel_vs_one_pass_speedup": round(old_sec / backup_sec, 2),
+            "grpc_vs_rest_speedup": round(rest_sec / backup_sec, 2),
             "restore_sec": round(restored.duration_sec, 3),
             "restore_docs_per_sec": round(restore_rate),
             "verify_one_copy_sec": round(verify_sec, 3),
@@ -228,16 +269,32 @@ def table(r: dict[str, Any]) -> str:
         ("emulator export median, s", r["emulator_export_median_sec"]),
         ("emulator export, docs/s", f"{r['emulator_export_docs_per_sec']:,}"),
         ("emulator export size, bytes", f"{r['emulator_export_bytes']:,}"),
-        ("one-pass reader backup, s", " / ".join(str(s) for s in r["one_pass_backup_sec"])),
+        ("one-pass REST reader backup, s", " / ".join(str(s) for s in r["one_pass_backup_sec"])),
         ("one-pass backup / export (median)", r["one_pass_vs_export_ratio"]),
         (
-            f"parallel reader backup ({r['readers']} readers, 3 copies), s",
-            " / ".join(str(s) for s in r["parallel_backup_sec"]),
+            f"parallel REST reader backup ({r['readers']} readers), s",
+            " / ".join(str(s) for s in r["rest_backup_sec"]),
         ),
-        ("parallel reader backup, docs/s (median)", f"{r['backup_docs_per_sec']:,}"),
-        ("logical backup size per copy, bytes", f"{r['backup_bytes_per_copy']:,}"),
-        ("**parallel backup / export (median; target <= 4)**", r["backup_vs_export_ratio"]),
-        ("parallel / one-pass speed-up (median)", r["parallel_vs_one_pass_speedup"]),
+        ("parallel REST backup / export (median)", r["rest_vs_export_ratio"]),
+        (
+            f"gRPC reader backup ({r['readers']} readers, 3 copies), s",
+            " / ".join(str(s) for s in r["grpc_backup_sec"]),
+        ),
+        ("gRPC reader backup, docs/s (median)", f"{r['backup_docs_per_sec']:,}"),
+        ("**gRPC backup / export (median; target <= 4)**", r["backup_vs_export_ratio"]),
+        (
+            "gRPC backup / export per round",
+            " / ".join(str(x) for x in r["round_ratios_vs_export"]["grpc"]),
+        ),
+        ("gRPC / parallel REST speed-up (median)", r["grpc_vs_rest_speedup"]),
+        (
+            "backup size per copy (protobuf / NDJSON), bytes",
+            f"{r['backup_bytes_per_copy']:,} / {r['rest_backup_bytes_per_copy']:,}",
+        ),
+        *[
+            (f"CPU s (emulator, python): {label}", " / ".join(map(str, runs)))
+            for label, runs in r["cpu_sec_emulator_python"].items()
+        ],
         ("restore incl. count check, s", r["restore_sec"]),
         ("restore, docs/s", f"{r['restore_docs_per_sec']:,}"),
         ("verify one copy (hash, decrypt, parse), s", r["verify_one_copy_sec"]),
@@ -254,7 +311,7 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2, help="seal/write and restore threads")
     parser.add_argument("--readers", type=int, default=BACKUP_READ_THREADS_COUNT)
-    parser.add_argument("--rounds", type=int, default=2, help="one-pass/parallel/export rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="backup and export rounds")
     args = parser.parse_args()
     result = run(args.docs, args.workers, args.readers, args.rounds)
     out = ROOT / ".local" / "bench" / "backup_throughput.json"

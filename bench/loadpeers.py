@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +57,92 @@ def target(kind: str, *extra: str) -> Iterator[str]:
         proc.wait(10)
 
 
+def _tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds (user + sys) so far of ``root`` and each of its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent_of: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent_of[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree = {root}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parent_of.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return {pid: cpu[pid] for pid in tree if pid in cpu}
+
+
+def run_measured(
+    argv: list[str], timeout: float
+) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run ``argv`` to the end; its output, wall seconds and the CPU seconds (user + sys)
+    of its whole process tree: ``getrusage(RUSAGE_CHILDREN)`` counts every process of it
+    that was waited for (as GNU time does); /proc, sampled every 0.2 s, also sees one its
+    parent never waited for (the larger of the two is reported)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    seen: dict[int, float] = {}
+    with subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        out: list[str] = []
+        reader = threading.Thread(target=lambda: out.append(proc.communicate(timeout=timeout)[0]))
+        reader.start()
+        while reader.is_alive():
+            seen |= _tree_cpu(proc.pid)
+            reader.join(0.2)
+        wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    waited = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done = subprocess.CompletedProcess(argv, proc.returncode, out[0] if out else "", "")
+    return done, wall, max(waited, sum(seen.values()))
+
+
+def _cpu_fields(requests: int, cpu: float, wall: float) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "cpuSec": round(cpu, 2),
+        "requestsPerCpuSec": round(requests / cpu) if cpu > 0 else None,
+        "wallSec": round(wall, 1),
+    }
+
+
+def engine_cli(url: str, rps: float, duration: int, workers: int) -> dict[str, Any]:
+    """``pack391 loadtest live_calls`` as its own process tree (start-up included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run.json"
+        argv = [
+            sys.executable, "-m", "stack.cli", "loadtest", "live_calls", "--target", url,
+            "--rps", str(rps), "--duration", str(duration), "--workers", str(workers),
+            "--timeout", "10", "--quiet", "--json", str(out),
+        ]  # fmt: skip
+        done, wall, cpu = run_measured(argv, duration + 120)
+        if not out.exists():
+            return {"tool": "pack391", "error": done.stderr[-2000:]}
+        summary = json.loads(out.read_text())["summary"]
+    return {
+        "tool": "pack391",
+        "targetRps": rps,
+        "achievedRps": summary["achievedRps"],
+        "dropped": summary["dropped"],
+        "late": summary["late"],
+        "errors": summary["errors"],
+        "errorsByKind": summary["errorsByKind"],
+        **{f"{k}Ms": v for k, v in summary["latencyMs"].items() if k != "avg"},
+        **_cpu_fields(summary["requests"], cpu, wall),
+    }
+
+
 def engine(url: str, rps: float, duration: int, workers: int) -> dict[str, Any]:
     """This engine at a constant rate (the ``live_calls`` scenario's constant shape)."""
     plan = build_plan(
@@ -86,9 +176,7 @@ def locust(url: str, rps: float, duration: int, workers: int) -> dict[str, Any]:
         ]  # fmt: skip
         if workers > 1:
             argv += ["--processes", str(workers)]
-        started = time.monotonic()
-        subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=duration + 120)
-        wall = time.monotonic() - started
+        _, wall, cpu = run_measured(argv, duration + 120)
         with open(prefix + "_stats.csv", newline="") as fh:
             rows = {r["Name"]: r for r in csv.DictReader(fh)}
     agg = rows["Aggregated"]
@@ -100,9 +188,11 @@ def locust(url: str, rps: float, duration: int, workers: int) -> dict[str, Any]:
         "achievedRps": round(achieved, 2),
         "errors": int(agg["Failure Count"]),
         "p50Ms": float(agg["50%"]),
+        "p95Ms": float(agg["95%"]),
         "p99Ms": float(agg["99%"]),
-        "wallSec": round(wall, 1),
+        "maxMs": float(agg["Max Response Time"]),
         "held": abs(achieved - rps) <= 0.01 * rps,
+        **_cpu_fields(count, cpu, wall),
     }
 
 
@@ -111,17 +201,24 @@ def wrk(url: str, duration: int, threads: int = 2, connections: int = 64) -> dic
     binary = shutil.which("wrk")
     if binary is None:
         return {"tool": "wrk", "error": "wrk is not installed: apt-get install -y wrk"}
-    out = subprocess.run(
-        [binary, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url + "/swipe"],
-        capture_output=True, text=True, timeout=duration + 60,
-    ).stdout  # fmt: skip
+    argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    argv.append(url + "/swipe")
+    done, wall, cpu = run_measured(argv, duration + 60)
+    out = done.stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    count = re.search(r"(\d+) requests in", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def pct(p: str) -> float | None:
+        hit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        return round(float(hit.group(1)) * scale[hit.group(2)], 3) if hit else None
+
     return {
         "tool": "wrk",
         "achievedRps": float(found.group(1)) if found else None,
-        "p99Ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+        "p50Ms": pct("50"),
+        "p99Ms": pct("99"),
         "threads": threads,
         "connections": connections,
+        **_cpu_fields(int(count.group(1)) if count else 0, cpu, wall),
     }

@@ -76,10 +76,19 @@ class RateLimited(Pack391Error):
         self.retry_after_sec = retry_after_sec
 
 
+BACKEND_RETRY_AFTER_SEC = 2.0
+"""``retryAfterSec`` of every UNAVAILABLE answer that does not name its own."""
+
+
 class BackendUnavailable(Pack391Error):
-    """A backend (Redis, Firestore, a Google API) did not answer in time."""
+    """A backend (Redis, Firestore, a Google API) did not answer in time; the answer says
+    when to retry (``retryAfterSec``)."""
 
     code = FunctionsErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, **details: Any) -> None:
+        details.setdefault("retryAfterSec", BACKEND_RETRY_AFTER_SEC)
+        super().__init__(message, **details)
 
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -121,6 +130,8 @@ def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
         # type and message: redis-py's repr() carries no message ("server:ReadOnlyError")
         log.warning("backend unavailable (request %s): %s: %s", request_id, type(exc).__name__, exc)
         unavailable = BackendUnavailable("a backend is unavailable, try again shortly")
-        return HttpsError(unavailable.code, unavailable.message, {"requestId": request_id})
+        return HttpsError(
+            unavailable.code, unavailable.message, {**unavailable.details, "requestId": request_id}
+        )
     log.error("unhandled error (request %s)", request_id, exc_info=exc)
     return HttpsError(FunctionsErrorCode.INTERNAL, "internal error", {"requestId": request_id})

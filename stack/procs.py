@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -88,6 +89,9 @@ class Child:
     def stop(self, timeout_sec: float = 5.0) -> None:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
+                # A paused (SIGSTOP, `pack391 chaos ...-pause`) child would hold SIGTERM
+                # pending until the timeout: wake it first.
+                os.killpg(self.process.pid, signal.SIGCONT)
                 os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout_sec)
@@ -111,10 +115,19 @@ def spawn(
     log_dir: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    append: bool = False,
 ) -> Child:
+    """Start ``argv`` as a child (own process group, dies with us), output to
+    ``log_dir/NAME.log`` (appended to on a restart, so the crash stays readable).
+
+    Call it from the thread that lives as long as the child should: Linux sends the
+    parent-death signal when the *thread* that forked the child exits."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    with open(log_path, "wb") as log_file:
+    with open(log_path, "ab" if append else "wb") as log_file:
+        if append:
+            log_file.write(f"\n---- restarted at {time.strftime('%H:%M:%S')} ----\n".encode())
+            log_file.flush()
         process = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -137,7 +150,7 @@ def _wait_until(child: Child, ready: object, timeout_sec: float) -> None:
         with contextlib.suppress(OSError):  # not listening yet
             if callable(ready) and ready():
                 return
-        time.sleep(0.1)
+        time.sleep(0.05)
     child.stop()
     raise StackError(
         f"{child.name} did not become ready in {timeout_sec:.0f}s:\n{child.log_tail()}"
@@ -177,8 +190,9 @@ def start_firestore_emulator(
     return child, host
 
 
-def start_redis(log_dir: Path, port: int | None = None) -> tuple[Child, str]:
-    """Start a private redis-server (no persistence); returns the child and its URL."""
+def start_redis(log_dir: Path, port: int | None = None, append: bool = False) -> tuple[Child, str]:
+    """Start a private redis-server (no persistence: a restart on the same ``port`` comes
+    back empty, as a Memorystore basic-tier restart does); returns the child and its URL."""
     server = shutil.which("redis-server")
     if server is None:
         raise StackError(REDIS_HELP)
@@ -199,7 +213,7 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[Child, str]:
         "--maxmemory-policy",
         "noeviction",
     ]
-    child = spawn("redis", argv, log_dir)
+    child = spawn("redis", argv, log_dir, append=append)
     child.cleanup.append(data_dir)
 
     def ready() -> bool:
@@ -209,6 +223,56 @@ def start_redis(log_dir: Path, port: int | None = None) -> tuple[Child, str]:
 
     _wait_until(child, ready, 15)
     return child, f"redis://127.0.0.1:{port}/0"
+
+
+def start_latency_proxy(
+    log_dir: Path,
+    upstream_port: int,
+    listen_port: int | None = None,
+    control_port: int | None = None,
+    append: bool = False,
+) -> tuple[Child, int, int]:
+    """Start :mod:`stack.latency_proxy` in front of ``127.0.0.1:upstream_port``; returns
+    the child, the port clients use and the control port (HTTP)."""
+    listen_port = listen_port or free_port()
+    control_port = control_port or free_port()
+    argv = [
+        sys.executable, "-m", "stack.latency_proxy",
+        "--listen-port", str(listen_port),
+        "--upstream", f"127.0.0.1:{upstream_port}",
+        "--control-port", str(control_port),
+    ]  # fmt: skip
+    source = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(source), "PYTHONUNBUFFERED": "1"}
+    child = spawn("redis-proxy", argv, log_dir, env=env, cwd=source, append=append)
+
+    def ready() -> bool:
+        url = f"http://127.0.0.1:{control_port}/health"
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+
+    _wait_until(child, ready, 15)
+    return child, listen_port, control_port
+
+
+def wait_http(child: Child, url: str, timeout_sec: float = 60.0) -> None:
+    """Wait until ``url`` answers 200 (StackError when the child exits or time runs out)."""
+
+    def ready() -> bool:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+
+    _wait_until(child, ready, timeout_sec)
+
+
+def process_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, ppid)`` of a live process from ``/proc`` (state ``T``: stopped), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1])
 
 
 def wipe_firestore(host: str, project: str) -> None:

@@ -15,9 +15,12 @@ emulator and Redis, and is served by one of the scaling registry's services:
 
 Each service serves at most ``instances x LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE``
 requests at once (the rest queue, which is latency); ``POST /__resize`` (the local
-scaler's resize hook) changes ``instances``. Every ``LOAD_SANDBOX_METRICS_INTERVAL_SEC``
-each service pushes its sample to ``pack391_reportServiceMetrics`` (the scaling push
-path), registering the resize hook. Data is tagged with the request's ``loadRunId``.
+scaler's resize hook) changes ``instances``. ``POST /__faults {"errorPct": 50,
+"ttlSec": 30}`` (``pack391 chaos sandbox-errors``) answers that share of the endpoints'
+requests with 500 until the ttl runs out or ``errorPct`` is back to 0. Every
+``LOAD_SANDBOX_METRICS_INTERVAL_SEC`` each service pushes its sample to
+``pack391_reportServiceMetrics`` (the scaling push path), registering the resize
+hook. Data is tagged with the request's ``loadRunId``.
 
 Run: ``python -m stack.sandbox --port 5002 --functions-url http://127.0.0.1:5001/P/R``.
 """
@@ -36,13 +39,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiohttp import ClientSession, ClientTimeout, web
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 
 from shared import thresholds as t
 from shared.collections import LOAD_SANDBOX_COLLECTIONS
 
 log = logging.getLogger("pack391.sandbox")
+
+BACKEND_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.RedisError,
+    TimeoutError,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.RetryError,
+)
+"""Failures of Redis or Firestore: answered 503 with Retry-After, never 500."""
+BACKEND_RETRY_AFTER_SEC = 1
 
 SWIPES, MESSAGES, PAYOUTS, PURCHASES = LOAD_SANDBOX_COLLECTIONS
 PREFIX = "pack391:sandbox:"
@@ -144,8 +161,16 @@ class Sandbox:
             sid: ServiceSim(sid, Capacity(t.SCALING_SERVICE_INSTANCES[sid][0]))
             for sid in sorted(set(SERVICE_OF.values()))
         }
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+        # one retry on a broken connection: after a Redis restart every pooled connection
+        # is stale once, and a service should not answer 503 for that
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            redis_url,
+            retry=AsyncRetry(NoBackoff(), 1),
+            retry_on_error=[redis.exceptions.ConnectionError],
+        )
         self._rng = random.Random()
+        self.error_pct = 0.0
+        self._errors_until: float | None = None
 
     # ---------------------------------------------------------------- app
 
@@ -166,6 +191,8 @@ class Sandbox:
             app.router.add_post(path, self._served(path, handler))
         app.router.add_post("/__resize", self.resize)
         app.router.add_get("/__health", self.health)
+        app.router.add_get("/__faults", self.faults)
+        app.router.add_post("/__faults", self.faults)
         app.on_startup.append(self._start_reporting)
         app.on_cleanup.append(self._stop)
         return app
@@ -184,10 +211,24 @@ class Sandbox:
             if not isinstance(body, dict):
                 return web.json_response({"error": "body must be an object"}, status=400)
             run_id = str(body.get("loadRunId") or "untagged")
+            if self._injected_error():
+                service.requests += 1
+                service.errors += 1
+                service.latencies_ms.append((time.monotonic() - started) * 1000)
+                return web.json_response({"error": "injected fault"}, status=500)
             await service.capacity.acquire()
             began = time.monotonic()
             try:
                 response = await handler(run_id, body)
+            except BACKEND_DOWN as exc:
+                # a backend down is not the service's bug: 503 and when to retry, as the
+                # real platform answers (no 500 while Redis or Firestore is away)
+                log.warning("sandbox %s: backend unavailable: %s", path, type(exc).__name__)
+                response = web.json_response(
+                    {"error": "backend unavailable"},
+                    status=503,
+                    headers={"Retry-After": str(BACKEND_RETRY_AFTER_SEC)},
+                )
             except Exception:
                 log.exception("sandbox %s failed", path)
                 response = web.json_response({"error": "internal"}, status=500)
@@ -310,6 +351,36 @@ class Sandbox:
         await service.capacity.resize(instances)
         log.info("resized %s to %d instances", service.service_id, instances)
         return web.json_response({"serviceId": service.service_id, "instances": instances})
+
+    # ---------------------------------------------------------------- faults
+
+    def _injected_error(self) -> bool:
+        if not self.error_pct:
+            return False
+        if self._errors_until is not None and time.monotonic() >= self._errors_until:
+            log.info("injected errors (%.0f%%) expired", self.error_pct)
+            self.error_pct, self._errors_until = 0.0, None
+            return False
+        return self._rng.random() * 100 < self.error_pct
+
+    async def faults(self, request: web.Request) -> web.Response:
+        """``GET``: the injected error share; ``POST {"errorPct", "ttlSec"}``: set it."""
+        if request.method == "POST":
+            try:
+                body = await request.json()
+                pct = float(body.get("errorPct", 0))
+                ttl = body.get("ttlSec")
+                ttl_sec = float(ttl) if ttl is not None else None
+            except (ValueError, TypeError, AttributeError):
+                return web.json_response({"error": "give errorPct (0-100), ttlSec"}, status=400)
+            if not 0 <= pct <= 100 or (ttl_sec is not None and ttl_sec <= 0):
+                return web.json_response({"error": "errorPct 0-100, ttlSec > 0"}, status=400)
+            self.error_pct = pct
+            self._errors_until = time.monotonic() + ttl_sec if pct and ttl_sec else None
+            log.warning("injected errors: %.0f%% of requests (ttl %s s)", pct, ttl_sec)
+        self._injected_error()  # expire
+        ttl_left = round(self._errors_until - time.monotonic(), 3) if self._errors_until else None
+        return web.json_response({"errorPct": self.error_pct, "ttlSec": ttl_left})
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -3,16 +3,24 @@
 A backup is, in each region's destination (directory or ``gs://`` prefix), a folder
 ``<backupId>/`` holding
 
-- ``parts/<top-level collection>-<n>.ndjson.gz.enc`` (with its subcollections):
-  gzip-compressed NDJSON, one document per line as
-  ``{"name": "<path relative to the database>", "fields": {...}}`` where ``fields``
-  is Firestore's own typed JSON (``timestampValue``, ``geoPointValue``,
-  ``referenceValue``, ``bytesValue``, ``mapValue``, ``arrayValue``, ``nullValue``...),
-  so every value round-trips exactly (full timestamp precision, int64, NaN). Each part
-  is sealed with AES-256-GCM (random 96-bit nonce first), with the backup id, the
-  region of the copy, the part's index in the manifest and its name as associated data
-  (:class:`PartContext`): a part cannot be swapped for another, moved to another region's
-  copy or into another backup's folder;
+- ``parts/<top-level collection>-<n>.pb.gz.enc`` (schema version 3, with its
+  subcollections): gzip-compressed protobuf, the documents exactly as Firestore's gRPC
+  API returned them (``google.firestore.v1.Document``: full name, typed fields, create
+  and update times), as length-prefixed records: the wire form of
+  ``repeated google.firestore.v1.Document documents = 1`` (each record is the tag byte
+  ``0x0a``, a varint length and the ``Document``'s bytes; any protobuf library reads it
+  as a ``ListDocumentsResponse`` without a page token). Nothing is converted on the
+  way, so every value round-trips exactly (full timestamp precision, int64, NaN and
+  infinities, bytes, geopoints, references, nested maps and arrays);
+- or, in schema versions 1 and 2 (still read, and still written by the REST readers
+  kept as the benchmark's baselines), ``parts/<top>-<n>.ndjson.gz.enc``: gzip NDJSON,
+  one document per line as ``{"name": "<path relative to the database>", "fields":
+  {...}}`` where ``fields`` is Firestore's own typed JSON;
+
+each part sealed with AES-256-GCM (random 96-bit nonce first), with the schema version,
+the backup id, the region of the copy, the part's index in the manifest and its name as
+associated data (:class:`PartContext`): a part cannot be swapped for another, moved to
+another region's copy or into another backup's folder, or read as another format;
 - ``meta/firestore.rules.enc``, ``meta/firestore.indexes.json.enc``: the deployed
   bundle's rules and index definitions, sealed the same way;
 - ``manifest.json``, written last (atomically): the backup id and region it belongs
@@ -25,7 +33,8 @@ A backup is, in each region's destination (directory or ``gs://`` prefix), a fol
 Schema version 1 (before 2026-11-30) bound only the part name; such backups are still
 read: their manifest's backup id (under its HMAC) is checked the same way, but a part of
 a version-1 backup is not bound to its region or index (the three copies were
-byte-identical).
+byte-identical). Version 2 (2026-11-30): NDJSON parts bound by :class:`PartContext`.
+Version 3 (issue 15, part 6): protobuf parts, the same binding.
 
 Keys: the configured 32-byte secret is never used directly: HKDF derives the
 encryption key, the manifest MAC key and the public fingerprint from it.
@@ -40,6 +49,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +58,20 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from firebase_functions.https_fn import FunctionsErrorCode
+from google.cloud.firestore_v1.types import firestore as firestore_types
 
 from shared.errors import Pack391Error
 
-SCHEMA_VERSION = 2
-"""Version of the manifest and part format written; a restore refuses versions it does
-not know (:data:`READABLE_SCHEMA_VERSIONS`)."""
+SCHEMA_VERSION = 3
+"""Version of the manifest and part format written by the gRPC reader; a restore
+refuses versions it does not know (:data:`READABLE_SCHEMA_VERSIONS`)."""
 
-READABLE_SCHEMA_VERSIONS = (1, 2)
-"""1: parts bound to their name only, no region in the manifest. 2: :class:`PartContext`."""
+JSON_SCHEMA_VERSION = 2
+"""The newest NDJSON format (written by the REST readers, the benchmark's baselines)."""
+
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+"""1: NDJSON parts bound to their name only, no region in the manifest. 2: NDJSON,
+:class:`PartContext`. 3: protobuf ``Document`` records, :class:`PartContext`."""
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -176,6 +191,34 @@ def decode_part(name: str, compressed: bytes) -> list[dict[str, Any]]:
         return [json.loads(line) for line in text.splitlines() if line]
     except (OSError, EOFError, ValueError) as exc:
         raise BackupIntegrityError(f"part {name} does not decode: {exc}", part=name) from exc
+
+
+def part_suffix(schema_version: int) -> str:
+    """The file name ending of a part of that format."""
+    return ".pb.gz.enc" if schema_version >= 3 else ".ndjson.gz.enc"
+
+
+_DocumentList = firestore_types.ListDocumentsResponse.pb()
+"""``repeated Document documents = 1`` (and a page token, never set here)."""
+
+
+def encode_documents(docs: Sequence[Any]) -> bytes:
+    """``google.firestore.v1.Document`` protobufs -> length-prefixed records -> gzip:
+    one serialisation and one compression, both in C, for the whole part."""
+    return gzip.compress(
+        _DocumentList(documents=docs).SerializeToString(), compresslevel=GZIP_LEVEL, mtime=0
+    )
+
+
+def decode_documents(name: str, compressed: bytes) -> Sequence[Any]:
+    """The ``Document`` protobufs of a version-3 part, in order."""
+    try:
+        found = _DocumentList.FromString(gzip.decompress(compressed))
+    except (OSError, EOFError, ValueError) as exc:  # protobuf's DecodeError is a ValueError
+        raise BackupIntegrityError(f"part {name} does not decode: {exc}", part=name) from exc
+    if found.next_page_token:
+        raise BackupIntegrityError(f"part {name} is not a list of documents", part=name)
+    return found.documents  # type: ignore[no-any-return]
 
 
 def sha256(data: bytes) -> str:

@@ -8,30 +8,56 @@ the generator makes more than ``LOAD_TEST_LATE_START_MS`` behind is ``late``; on
 cannot make at all (more than ``LOAD_TEST_DROP_AFTER_MS`` behind, or the in-flight
 bound reached) is ``dropped``: both are counted apart from the target's errors.
 
-One aiohttp session per shard (connection reuse, at most ``max_in_flight`` open),
-a per-request timeout, and an abort check every ``LOAD_TEST_ABORT_POLL_SEC``: an
-abort cancels what is in flight and returns well inside ``LOAD_TEST_ABORT_WITHIN_SEC``.
+The per-request path is kept lean, because every CPU-second the generator burns is
+one the system under test loses when they share a machine (docs/benchmarks.md has the
+profile). The event loop is uvloop's when it is installed. Starts are driven by one
+timer callback that starts every start already due, then re-arms for the next one
+(no task, coroutine or future per request). Requests go over a small HTTP/1.1 client
+of kept-alive connections (:class:`_Http`, asyncio protocols): a request is one
+``write`` of a pre-built head plus its JSON body, its response is parsed in
+``data_received`` (Content-Length or chunked) and recorded there. At most
+``max_in_flight`` requests (one per connection, no pipelining) are open; a request
+past ``timeout_sec`` is a ``timeout`` error and its connection is closed (checked
+every ``LOAD_TEST_ABORT_POLL_SEC``). Error kinds keep aiohttp's names
+(``ClientConnectorError``, ``ServerDisconnectedError``) so reports stay comparable.
+
+An abort check runs every ``LOAD_TEST_ABORT_POLL_SEC``: an abort closes what is in
+flight and returns well inside ``LOAD_TEST_ABORT_WITHIN_SEC``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import random
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import urlsplit
 
-import aiohttp
-
-from functions.load.results import Seconds, SecondStats, breached
+from functions.load.results import Seconds, SecondStats, breached, percentiles
 from functions.load.scenarios import ENDPOINTS, RUN_HEADER, Plan, arrival_offsets, pick_endpoint
 from shared import thresholds as t
+
+try:  # the event loop: uvloop's when installed (requirements.txt pins it)
+    import uvloop
+
+    _loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+except ImportError:  # pragma: no cover - the plain asyncio loop works the same, slower
+    _loop_factory = None
 
 AbortCheck = Callable[[], str | None]
 """Returns why the run must stop, or None. Called from a worker thread."""
 
 SliceSink = Callable[[Seconds, "Progress"], None]
 """Receives finished seconds (and progress) as the shard goes. Called from a thread."""
+
+_now = time.monotonic
+"""The engine's clock (latency and schedule): full resolution, unlike uvloop's
+``loop.time()``, which is the loop's cached millisecond."""
 
 
 @dataclass
@@ -80,7 +106,6 @@ class Outcome:
 @dataclass
 class _State:
     seconds: Seconds = field(default_factory=dict)
-    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     abort_reason: str | None = None
     abort_seen_at: float | None = None
 
@@ -89,6 +114,241 @@ class _State:
         if stats is None:
             stats = self.seconds[sec] = SecondStats()
         return stats
+
+
+# ------------------------------------------------------------------ HTTP/1.1
+
+
+class _Conn(asyncio.Protocol):
+    """One kept-alive connection carrying at most one request at a time."""
+
+    __slots__ = (
+        "buf", "chunked", "close_after", "due", "http", "name", "need", "pending", "sec",
+        "sent_at", "status", "transport", "until_eof",
+    )  # fmt: skip
+
+    def __init__(self, http: _Http) -> None:
+        self.http = http
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.name = ""
+        self.sec = 0
+        self.due = 0.0
+        self.sent_at = 0.0
+        self.pending: bytes | None = None
+        """The request to write once connected."""
+        self.status = 0
+        """The response's status once its head is in; 0 while reading the head."""
+        self.need = 0
+        self.chunked = False
+        self.close_after = False
+        self.until_eof = False
+
+    def begin(self, name: str, sec: int, due: float, data: bytes) -> None:
+        self.name, self.sec, self.due = name, sec, due
+        self.status = 0
+        self.buf = b""
+        self.sent_at = _now()
+        if self.transport is None:
+            self.pending = data
+        else:
+            self.transport.write(data)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self.pending is not None:
+            data, self.pending = self.pending, None
+            self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self not in self.http.busy:
+            return  # a late answer to a request already timed out or aborted
+        buf = self.buf + data if self.buf else data
+        if not self.status:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if not self._head(buf[:end]):
+                self.http.finish(self, "ClientResponseError", close=True)
+                return
+            buf = buf[end + 4 :]
+        if self.chunked:
+            self.buf = buf
+            try:
+                done = self._chunks_done()
+            except ValueError:  # a chunk size that is not hex
+                self.http.finish(self, "ClientResponseError", close=True)
+                return
+            if done:
+                self.http.finish(self, None, close=self.close_after)
+        elif self.until_eof:
+            self.buf = b""
+        elif len(buf) >= self.need:
+            self.buf = b""
+            self.http.finish(self, None, close=self.close_after or len(buf) > self.need)
+        else:
+            self.need -= len(buf)
+            self.buf = b""
+
+    def _head(self, head: bytes) -> bool:
+        """Reads the status line and the framing headers; False when malformed."""
+        try:
+            status = int(head[9:12])
+        except ValueError:
+            return False
+        lower = head.lower()
+        self.status = status
+        self.chunked = b"\r\ntransfer-encoding: chunked" in lower
+        self.close_after = b"\r\nconnection: close" in lower or (
+            lower.startswith(b"http/1.0") and b"\r\nconnection: keep-alive" not in lower
+        )
+        self.until_eof = False
+        self.need = 0
+        if status < 200 or status in (204, 304) or self.chunked:
+            return True
+        at = lower.find(b"\r\ncontent-length:")
+        if at < 0:
+            self.until_eof = self.close_after = True
+            return True
+        stop = lower.find(b"\r\n", at + 2)
+        try:
+            self.need = int(lower[at + 17 : stop if stop >= 0 else None])
+        except ValueError:
+            return False
+        return True
+
+    def _chunks_done(self) -> bool:
+        """Consumes whole chunks from ``buf``; True once the last one (and trailer) is in."""
+        buf = self.buf
+        while True:
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                break
+            size = int(buf[:eol].split(b";", 1)[0], 16)
+            if size == 0:
+                rest = buf[eol + 2 :]
+                if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest:
+                    self.buf = b""
+                    return True
+                break
+            if len(buf) < eol + 2 + size + 2:
+                break
+            buf = buf[eol + 2 + size + 2 :]
+        self.buf = buf
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        http = self.http
+        if self in http.idle:
+            http.idle.remove(self)
+        if self in http.busy:
+            completed = self.status and self.until_eof
+            http.finish(self, None if completed else "ServerDisconnectedError", close=False)
+        self.transport = None
+
+
+class _Http:
+    """Kept-alive HTTP/1.1 connections to one target, one request each at a time."""
+
+    def __init__(self, runner: ShardRunner, loop: asyncio.AbstractEventLoop) -> None:
+        self.runner = runner
+        self.loop = loop
+        parts = urlsplit(runner.plan.target)
+        self.host = parts.hostname or "127.0.0.1"
+        self.ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        self.port = parts.port or (443 if self.ssl else 80)
+        default_port = (parts.scheme, self.port) in (("http", 80), ("https", 443))
+        host_header = parts.hostname if default_port else f"{parts.hostname}:{self.port}"
+        prefix = parts.path.rstrip("/")
+        self.heads = {
+            name: (
+                f"{e.method} {prefix}{e.path} HTTP/1.1\r\nHost: {host_header}\r\n"
+                f"{RUN_HEADER}: {runner.run_id}\r\nUser-Agent: pack391-load\r\n"
+                "Accept: */*\r\nContent-Type: application/json\r\nContent-Length: "
+            ).encode("ascii")
+            for name, e in ENDPOINTS.items()
+        }
+        self.idle: list[_Conn] = []
+        self.busy: set[_Conn] = set()
+        self.connecting: set[asyncio.Future[Any]] = set()
+
+    def start(self, name: str, sec: int, due: float, body: bytes) -> None:
+        data = b"%s%d\r\n\r\n%s" % (self.heads[name], len(body), body)
+        if self.idle:
+            conn = self.idle.pop()
+            self.busy.add(conn)
+            conn.begin(name, sec, due, data)
+            return
+        conn = _Conn(self)
+        self.busy.add(conn)
+        conn.begin(name, sec, due, data)
+        opening = asyncio.ensure_future(
+            self.loop.create_connection(
+                lambda: conn,
+                self.host,
+                self.port,
+                ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None,
+            )
+        )
+        self.connecting.add(opening)
+        opening.add_done_callback(lambda f: self._opened(f, conn))
+
+    def _opened(self, opening: asyncio.Future[Any], conn: _Conn) -> None:
+        self.connecting.discard(opening)
+        if opening.cancelled():
+            self.busy.discard(conn)
+        elif opening.exception() is not None:
+            if conn in self.busy:
+                self.finish(conn, "ClientConnectorError", close=False)
+        elif conn not in self.busy and conn.transport is not None:
+            conn.transport.close()  # its request timed out (or the run stopped) meanwhile
+
+    def finish(self, conn: _Conn, kind: str | None, *, close: bool) -> None:
+        """Records ``conn``'s request (latency from its scheduled start) and frees it:
+        back to the idle ones, or closed when the request broke it."""
+        self.busy.discard(conn)
+        conn.pending = None
+        broken = close or kind is not None
+        if kind is None and conn.status >= 400:
+            kind = f"http_{conn.status}"
+        self.runner._record(conn.name, conn.sec, conn.due, kind)
+        if broken:
+            if conn.transport is not None:
+                conn.transport.close()
+        elif conn.transport is not None and not conn.transport.is_closing():
+            self.idle.append(conn)
+
+    def expire(self, timeout_sec: float) -> None:
+        """Every request open longer than ``timeout_sec`` is a ``timeout``."""
+        cutoff = _now() - timeout_sec
+        for conn in [c for c in self.busy if c.sent_at <= cutoff]:
+            self.finish(conn, "timeout", close=True)
+
+    async def close(self) -> None:
+        """Drops what is in flight (unrecorded, as a cancelled request) and every connection."""
+        for opening in self.connecting:
+            opening.cancel()
+        if self.connecting:
+            await asyncio.wait(set(self.connecting), timeout=1.0)
+        for conn in [*self.busy, *self.idle]:
+            if conn.transport is not None:
+                conn.transport.close()
+        self.busy.clear()
+        self.idle.clear()
+        await asyncio.sleep(0)  # let the transports finish closing before the loop does
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run`` on uvloop's loop when it is installed."""
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        return runner.run(coro)
+
+
+# ------------------------------------------------------------------ the shard
 
 
 class ShardRunner:
@@ -115,36 +375,35 @@ class ShardRunner:
         self._state = _State()
         self.progress = Progress(shard)
         self._rng = random.Random(f"{run_id}:{shard}")
+        self._http: _Http | None = None
 
     # ---------------------------------------------------------------- running
 
     def run(self, start_at: float | None = None) -> tuple[Outcome, Seconds]:
         """Run to the end (or an abort); returns the outcome and any seconds not yet
         handed to the sink (all of them when there is no sink)."""
-        return asyncio.run(self.run_async(start_at))
+        result: tuple[Outcome, Seconds] = _run(self.run_async(start_at))
+        return result
 
     async def run_async(self, start_at: float | None = None) -> tuple[Outcome, Seconds]:
         loop = asyncio.get_running_loop()
         if start_at is not None:
             await self._wait_until(start_at)
-        t0 = loop.time()
+        t0 = _now()
+        self._http = http = _Http(self, loop)
         watcher = asyncio.create_task(self._watch(t0))
-        connector = aiohttp.TCPConnector(limit=self.plan.max_in_flight, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=self.plan.timeout_sec)
-        headers = {RUN_HEADER: self.run_id}
         try:
-            async with aiohttp.ClientSession(
-                connector=connector, timeout=timeout, headers=headers
-            ) as session:
-                await self._schedule(session, t0)
-                await self._drain(t0)
+            await self._schedule(t0)
+            await self._drain()
         finally:
             watcher.cancel()
+            await http.close()
         state = self._state
         aborted = state.abort_reason is not None
-        elapsed = min(loop.time() - t0, float(self.plan.duration_sec))
+        elapsed = min(_now() - t0, float(self.plan.duration_sec))
         # a completed shard covered the whole schedule, even when its last start came early
         self.progress.elapsed_sec = round(elapsed if aborted else self.plan.duration_sec, 3)
+        self.progress.in_flight = 0
         outcome = Outcome(
             status="aborted" if aborted else "completed",
             abort_reason=state.abort_reason,
@@ -170,62 +429,77 @@ class ShardRunner:
         while (delay := start_at - time.time()) > 0 and self._state.abort_reason is None:
             await asyncio.sleep(min(delay, t.LOAD_TEST_ABORT_POLL_SEC))
 
-    async def _schedule(self, session: aiohttp.ClientSession, t0: float) -> None:
+    async def _schedule(self, t0: float) -> None:
+        """Starts every scheduled start on time: one timer callback starts all that are
+        due (never one early), then re-arms for the next; returns when the schedule
+        ends or the run is aborted."""
         loop = asyncio.get_running_loop()
         plan = self.plan
         late_after = t.LOAD_TEST_LATE_START_MS / 1000.0
         drop_after = t.LOAD_TEST_DROP_AFTER_MS / 1000.0
+        abort_poll = t.LOAD_TEST_ABORT_POLL_SEC
         state = self._state
         progress = self.progress
-        for index, offset in arrival_offsets(
+        http = self._http
+        assert http is not None
+        busy = http.busy
+        max_in_flight = plan.max_in_flight
+        mix = plan.mix
+        payloads = {name: ENDPOINTS[name].payload for name, _ in mix}
+        rng, run_id = self._rng, self.run_id
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        offsets: Iterator[tuple[int, float]] = arrival_offsets(
             plan.shape, plan.rps, plan.duration_sec, self.shard, plan.shards
-        ):
-            due = t0 + offset
-            while (delay := due - loop.time()) > 0:
-                if state.abort_reason is not None:
-                    return
-                await asyncio.sleep(min(delay, t.LOAD_TEST_ABORT_POLL_SEC))
-            if state.abort_reason is not None:
-                return
-            sec = int(offset)
-            stats = state.second(sec)
-            stats.scheduled += 1
-            progress.scheduled += 1
-            behind = loop.time() - due
-            if behind > drop_after or len(state.in_flight) >= plan.max_in_flight:
-                stats.dropped += 1
-                progress.dropped += 1
-                continue
-            if behind > late_after:
-                stats.late += 1
-                progress.late += 1
-            stats.sent += 1
-            progress.sent += 1
-            name = pick_endpoint(plan.mix, index)
-            task = asyncio.create_task(self._send(session, name, index, due, sec))
-            state.in_flight.add(task)
-            task.add_done_callback(state.in_flight.discard)
+        )
+        done: asyncio.Future[None] = loop.create_future()
+        upcoming = next(offsets, None)
+        stats: SecondStats | None = None
+        stats_sec = -1
 
-    async def _send(
-        self, session: aiohttp.ClientSession, name: str, index: int, due: float, sec: int
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        endpoint = ENDPOINTS[name]
-        body = endpoint.payload(self._rng, self.run_id, index)
-        body["loadRunId"] = self.run_id
-        kind: str | None = None
-        try:
-            async with session.request(
-                endpoint.method, self.plan.target + endpoint.path, json=body
-            ) as response:
-                await response.read()
-                if response.status >= 400:
-                    kind = f"http_{response.status}"
-        except TimeoutError:
-            kind = "timeout"
-        except aiohttp.ClientError as exc:
-            kind = type(exc).__name__
-        latency_us = int((loop.time() - due) * 1_000_000)
+        def tick() -> None:
+            nonlocal upcoming, stats, stats_sec
+            if state.abort_reason is not None:
+                done.set_result(None)
+                return
+            now = _now()
+            while upcoming is not None:
+                index, offset = upcoming
+                due = t0 + offset
+                if due > now:
+                    # whole milliseconds, rounded up (as asyncio's selector does): the
+                    # loop's timers are millisecond ones, and a start is never made early
+                    delay = min(math.ceil((due - now) * 1000) / 1000, abort_poll)
+                    loop.call_later(delay, tick)
+                    return
+                sec = int(offset)
+                if sec != stats_sec or stats is None:
+                    stats, stats_sec = state.second(sec), sec
+                stats.scheduled += 1
+                progress.scheduled += 1
+                behind = now - due
+                if behind > drop_after or len(busy) >= max_in_flight:
+                    stats.dropped += 1
+                    progress.dropped += 1
+                else:
+                    if behind > late_after:
+                        stats.late += 1
+                        progress.late += 1
+                    stats.sent += 1
+                    progress.sent += 1
+                    name = pick_endpoint(mix, index)
+                    body = payloads[name](rng, run_id, index)
+                    body["loadRunId"] = run_id
+                    http.start(name, sec, due, dumps(body).encode())
+                upcoming = next(offsets, None)
+                now = _now()
+            done.set_result(None)
+
+        tick()
+        await done
+
+    def _record(self, name: str, sec: int, due: float, kind: str | None) -> None:
+        """One finished request: its latency from the scheduled start, and its error."""
+        latency_us = int((_now() - due) * 1_000_000)
         stats = self._state.second(sec)
         stats.record(name, latency_us)
         self.progress.completed += 1
@@ -233,36 +507,37 @@ class ShardRunner:
             stats.errors[f"{name}|{kind}"] += 1
             self.progress.errors += 1
 
-    async def _drain(self, t0: float) -> None:
-        """Wait for what is in flight (up to the timeout), or cancel it on abort."""
+    async def _drain(self) -> None:
+        """Wait for what is in flight (up to the timeout); the caller closes the rest."""
         state = self._state
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.plan.timeout_sec + 1.0
-        while state.in_flight and loop.time() < deadline and state.abort_reason is None:
-            await asyncio.wait(set(state.in_flight), timeout=t.LOAD_TEST_ABORT_POLL_SEC)
-        for task in list(state.in_flight):
-            task.cancel()
-        if state.in_flight:
-            await asyncio.wait(set(state.in_flight), timeout=1.0)
+        http = self._http
+        assert http is not None
+        deadline = _now() + self.plan.timeout_sec + 1.0
+        while http.busy and _now() < deadline and state.abort_reason is None:
+            await asyncio.sleep(min(0.01 * (1 + len(http.busy)), t.LOAD_TEST_ABORT_POLL_SEC))
 
     # ---------------------------------------------------------------- watching
 
     async def _watch(self, t0: float) -> None:
-        """Abort checks, abort-on-fail, and handing finished seconds to the sink."""
-        loop = asyncio.get_running_loop()
+        """Abort checks, timeouts, abort-on-fail, and handing finished seconds to the sink."""
         state = self._state
         plan = self.plan
-        last_flush = loop.time()
+        http = self._http
+        assert http is not None
+        last_flush = _now()
         evaluated = -1
+        shown = -1
         streak = 0
         while True:
             await asyncio.sleep(t.LOAD_TEST_ABORT_POLL_SEC)
-            now = loop.time() - t0
+            http.expire(plan.timeout_sec)
+            now = _now() - t0
             self.progress.elapsed_sec = round(min(now, plan.duration_sec), 3)
-            self.progress.in_flight = len(state.in_flight)
+            self.progress.in_flight = len(http.busy)
             last = state.seconds.get(int(now) - 1)
-            if last is not None and last.hist:
-                self.progress.recent_p95_ms = last.total().get_value_at_percentile(95) / 1000
+            if last is not None and last.hist and int(now) - 1 != shown:
+                shown = int(now) - 1  # once per second: that second is whole by now
+                self.progress.recent_p95_ms = percentiles(last.total(), (95,))[0] / 1000
             if self._on_tick is not None:
                 self._on_tick(self.progress)
             if self._abort_check is not None and state.abort_reason is None:
@@ -281,8 +556,8 @@ class ShardRunner:
                         if self._on_breach is not None:
                             await asyncio.to_thread(self._on_breach, why)
                         break
-            if self._sink is not None and loop.time() - last_flush >= t.LOAD_TEST_SLICE_SEC:
-                last_flush = loop.time()
+            if self._sink is not None and _now() - last_flush >= t.LOAD_TEST_SLICE_SEC:
+                last_flush = _now()
                 sealed_before = int(now - plan.timeout_sec) - 1
                 done = {s: v for s, v in state.seconds.items() if s < sealed_before}
                 for sec in done:

@@ -113,14 +113,44 @@ def _ms(us: float) -> float:
     return round(us / 1000.0, 3)
 
 
+def recorded(hist: HdrHistogram) -> list[tuple[int, int]]:
+    """``(value, count)`` of every non-empty bucket in order, ``value`` being the bucket's
+    highest equivalent value: what ``get_recorded_iterator`` yields, without its Python
+    walk over every bucket of the range (a second's report took ~20 ms that way)."""
+    counts = hist.counts[: hist.counts_len]
+    return [
+        (hist.get_highest_equivalent_value(hist.get_value_from_index(i)), c)
+        for i, c in enumerate(counts)
+        if c
+    ]
+
+
+def percentiles(hist: HdrHistogram, wanted: tuple[float, ...]) -> list[int]:
+    """``get_value_at_percentile`` for each of ``wanted`` (ascending), in one pass."""
+    buckets = recorded(hist)
+    out = []
+    total, at = 0, 0
+    for pct in wanted:
+        target = hist.get_target_count_at_percentile(pct)
+        while at < len(buckets) and total + buckets[at][1] < target:
+            total += buckets[at][1]
+            at += 1
+        out.append(buckets[at][0] if at < len(buckets) else 0)
+    return out
+
+
 def latency_of(hist: HdrHistogram) -> dict[str, float]:
-    if hist.get_total_count() == 0:
+    """avg, p50, p95, p99 and max, exactly as hdrh's own methods compute them."""
+    count = hist.get_total_count()
+    if count == 0:
         return {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    mean = sum(c * hist._hdr_median_equiv_value(v) for v, c in recorded(hist)) / count
+    p50, p95, p99 = percentiles(hist, (50, 95, 99))
     return {
-        "avg": _ms(hist.get_mean_value()),
-        "p50": _ms(hist.get_value_at_percentile(50)),
-        "p95": _ms(hist.get_value_at_percentile(95)),
-        "p99": _ms(hist.get_value_at_percentile(99)),
+        "avg": _ms(mean),
+        "p50": _ms(p50),
+        "p95": _ms(p95),
+        "p99": _ms(p99),
         "max": _ms(hist.get_max_value()),
     }
 
@@ -207,7 +237,7 @@ def breached(stats: SecondStats, th: Thresholds) -> bool:
     if stats.sent and 100.0 * errors / stats.sent >= th.error_rate_pct:
         return True
     hist = stats.total()
-    p99_ms = float(hist.get_value_at_percentile(99)) / 1000
+    p99_ms = float(percentiles(hist, (99,))[0]) / 1000
     return bool(hist.get_total_count() > 0 and p99_ms >= th.p99_ms)
 
 
@@ -242,10 +272,10 @@ def heatmap(seconds: Seconds) -> dict[str, Any]:
     counts: list[list[int]] = []
     for sec in secs:
         row = [0] * (len(bounds) + 1)
-        for item in seconds[sec].total().get_recorded_iterator():
-            value_ms = item.value_iterated_to / 1000.0
+        for value, count in recorded(seconds[sec].total()):
+            value_ms = value / 1000.0
             j = next((i for i, b in enumerate(bounds) if value_ms <= b), len(bounds))
-            row[j] += item.count_at_value_iterated_to
+            row[j] += count
         counts.append(row)
     return {"secs": secs, "bucketsMs": list(bounds), "counts": counts}
 

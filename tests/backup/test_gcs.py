@@ -45,7 +45,7 @@ def test_backup_verify_restore_and_delete_in_buckets(
     assert created.locations["europe-west1"] == f"gs://avalo-europe-west1/pack391/{BACKUP}"
     names = {name for bucket, name in gcs.objects if bucket == "avalo-asia-northeast1"}
     assert f"pack391/{BACKUP}/manifest.json" in names
-    assert f"pack391/{BACKUP}/parts/orders-00000.ndjson.gz.enc" in names
+    assert f"pack391/{BACKUP}/parts/orders-00000.pb.gz.enc" in names
     assert all(b"user 1" not in data for data in gcs.objects.values())
     record = BackupRecord(
         backup_id=BACKUP,
@@ -62,7 +62,7 @@ def test_backup_verify_restore_and_delete_in_buckets(
     with pytest.raises(NonEmptyTarget):
         gcs_store.restore(BACKUP, "asia-northeast1", source.with_database("from-gcs"))
 
-    key = ("avalo-us-central1", f"pack391/{BACKUP}/parts/users-00000.ndjson.gz.enc")
+    key = ("avalo-us-central1", f"pack391/{BACKUP}/parts/users-00000.pb.gz.enc")
     gcs.objects[key] = gcs.objects[key][:-1] + b"\x00"
     with pytest.raises(BackupIntegrityError, match="users-00000"):
         gcs_store.verify(record, "us-central1")

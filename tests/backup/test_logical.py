@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from requests.adapters import HTTPAdapter
+from google.cloud.firestore_v1.types import document as document_types
+from google.protobuf import json_format
 
 from functions.backup.adapters import (
     MANIFEST,
@@ -26,7 +27,8 @@ from shared.firestore import get_db
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus
 from shared.thresholds import BACKUP_REGIONS
 from tests.backup.conftest import WHEN, new_key
-from tests.conftest import Backends
+
+_Document = document_types.Document.pb()
 
 
 def now() -> datetime:
@@ -143,12 +145,12 @@ def test_tampered_part_fails_verify_and_restore_naming_the_part(
     seeded: int,
 ) -> None:
     store.create("20260101T000000Z-dddddd", now())
-    part = region_dirs["europe-west1"] / "20260101T000000Z-dddddd/parts/orders-00000.ndjson.gz.enc"
+    part = region_dirs["europe-west1"] / "20260101T000000Z-dddddd/parts/orders-00000.pb.gz.enc"
     _flip_byte(part)
     record = record_of("20260101T000000Z-dddddd", seeded)
     with pytest.raises(BackupIntegrityError, match="orders-00000") as err:
         store.verify(record, "europe-west1")
-    assert err.value.part == "parts/orders-00000.ndjson.gz.enc"
+    assert err.value.part == "parts/orders-00000.pb.gz.enc"
     store.verify(record, "us-central1")  # the other copies are intact
     target = source.with_database("tampered")
     with pytest.raises(BackupIntegrityError, match="orders-00000"):
@@ -161,13 +163,13 @@ def test_rehashed_part_still_fails_its_authentication_tag(
 ) -> None:
     store.create("20260101T000000Z-eeeeee", now())
     copy = region_dirs["us-central1"] / "20260101T000000Z-eeeeee"
-    part = copy / "parts/users-00000.ndjson.gz.enc"
+    part = copy / "parts/users-00000.pb.gz.enc"
     _flip_byte(part)
     manifest = json.loads((copy / MANIFEST).read_text())
     import hashlib
 
     for entry in manifest["parts"]:
-        if entry["name"] == "parts/users-00000.ndjson.gz.enc":
+        if entry["name"] == "parts/users-00000.pb.gz.enc":
             entry["sha256"] = hashlib.sha256(part.read_bytes()).hexdigest()
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BackupIntegrityError, match=r"manifest.json failed authentication"):
@@ -183,7 +185,7 @@ def test_swapped_parts_fail_authentication(
         db.document(f"b/{i}").set({"i": i})
     store.create("20260101T000000Z-ffffff", now())
     parts = region_dirs["asia-northeast1"] / "20260101T000000Z-ffffff/parts"
-    a, b = parts / "a-00000.ndjson.gz.enc", parts / "b-00000.ndjson.gz.enc"
+    a, b = parts / "a-00000.pb.gz.enc", parts / "b-00000.pb.gz.enc"
     a_bytes = a.read_bytes()
     a.write_bytes(b.read_bytes())
     b.write_bytes(a_bytes)
@@ -208,37 +210,26 @@ def test_wrong_key_fails_cleanly(
     assert target.is_empty()
 
 
-class _DropAfter(HTTPAdapter):
-    """A transport that loses the connection after ``n`` requests (a crash halfway)."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.left = n
-
-    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        self.left -= 1
-        if self.left < 0:
-            raise requests.ConnectionError("connection lost mid-backup")
-        return super().send(request, *args, **kwargs)
-
-
 def test_interrupted_backup_leaves_no_manifest(
-    backends: Backends,
     source: FirestoreDocuments,
     key: BackupKey,
     region_dirs: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
     seeded: int,
 ) -> None:
-    session = requests.Session()
-    session.headers["Authorization"] = "Bearer owner"
-    # the collection listing, the completeness count, two pages of five; then it drops
-    session.mount("http://", _DropAfter(4))
-    api = f"http://{backends.firestore_host}/v1"
-    flaky = FirestoreDocuments(session, api, source.project, source.database)
+    streamed = source.stream_documents
+
+    def drops_after_twelve(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for n, doc in enumerate(streamed(*args, **kwargs)):
+            if n == 12:  # two parts of five are on their way to the sealers
+                raise ConnectionError("connection lost mid-backup")
+            yield doc
+
+    monkeypatch.setattr(source, "stream_documents", drops_after_twelve)
     store = LogicalBackupStore(
-        flaky, key, region_dirs, workers=1, readers=1, part_docs=5, read_page=5
+        source, key, region_dirs, workers=1, readers=1, part_docs=5, read_page=5
     )
-    with pytest.raises(requests.ConnectionError):
+    with pytest.raises(ConnectionError, match="mid-backup"):
         store.create("20260101T000000Z-123456", now())
     for region in BACKUP_REGIONS:
         copy = region_dirs[region] / "20260101T000000Z-123456"
@@ -278,19 +269,38 @@ def test_point_in_time_needs_the_managed_backend(store: LogicalBackupStore, seed
         store.drill(None, now() - timedelta(minutes=5), "us-central1", "t2")
 
 
-def _backed_up(store: LogicalBackupStore, backup_id: str) -> dict[str, Any]:
+def _backed_up(store: LogicalBackupStore, backup_id: str) -> dict[str, str]:
+    """Relative name -> the document's fields as canonical JSON, whatever the format:
+    typed JSON (versions 1 and 2) is parsed into the ``Document`` protobuf the gRPC
+    reader keeps (version 3), so both compare value for value."""
     manifest = store.manifest(backup_id, "us-central1")
-    docs = store._documents(backup_id, "us-central1", manifest)
-    return {d["name"]: d["fields"] for page in docs for d in page}
+    prefix = len(manifest.source_database) + len("/documents/")
+    found: dict[str, str] = {}
+    for page in store._documents(backup_id, "us-central1", manifest):
+        for d in page:
+            if isinstance(d, dict):
+                name, doc = d["name"], json_format.ParseDict({"fields": d["fields"]}, _Document())
+            else:
+                name, doc = d.name[prefix:], d
+            found[name] = json.dumps(
+                json_format.MessageToDict(doc)["fields"] if doc.fields else {}, sort_keys=True
+            )
+    return found
 
 
-def test_parallel_reader_reads_what_the_one_pass_reader_reads_at_one_time(
-    source: FirestoreDocuments, key: BackupKey, region_dirs: dict[str, Path], seeded: int
+@pytest.mark.parametrize("old_reader", ["one-pass", "rest"])
+def test_grpc_reader_reads_what_the_rest_readers_read_at_one_time(
+    source: FirestoreDocuments,
+    key: BackupKey,
+    region_dirs: dict[str, Path],
+    seeded: int,
+    old_reader: str,
 ) -> None:
-    """The trees of the top-level collections, read by several threads, hold the same
-    documents as the one ordered pass: subcollections at any depth, a collection whose
-    only documents are in a subcollection, ids that are prefixes of one another, and
-    nothing written or deleted after the snapshot."""
+    """The trees of the top-level collections, read over gRPC by several threads, hold
+    the same documents with the same values as the REST readers (the one ordered pass,
+    and the parallel REST reader): subcollections at any depth, a collection whose only
+    documents are in a subcollection, ids that are prefixes of one another, every value
+    type, and nothing written or deleted after the snapshot. Both formats restore."""
     db = get_db()
     db.document("ghost/missing-parent/sub/s1").set({"x": 1})  # no ghost document itself
     db.document("user/u9").set({"prefix of": "users"})
@@ -303,9 +313,13 @@ def test_parallel_reader_reads_what_the_one_pass_reader_reads_at_one_time(
     db.document("users/u1/posts/p0").delete()
     db.document("gone/g1").delete()  # the whole top-level collection, after the snapshot
     parallel = LogicalBackupStore(source, key, region_dirs, readers=3, part_docs=4, read_page=3)
-    single = LogicalBackupStore(source, key, region_dirs, parallel=False, part_docs=4)
+    single = LogicalBackupStore(
+        source, key, region_dirs, reader=old_reader, readers=3, part_docs=4, read_page=3
+    )
     a = parallel.create("20260101T000000Z-0a0a0a", snapshot)
     b = single.create("20260101T000000Z-0b0b0b", snapshot)
+    assert parallel.manifest("20260101T000000Z-0a0a0a", "us-central1").schema_version == 3
+    assert single.manifest("20260101T000000Z-0b0b0b", "us-central1").schema_version == 2
     assert a.document_count == b.document_count == seeded + 5
     assert a.collection_counts == b.collection_counts
     assert a.collection_counts["ghost"] == 1 and "user" in a.collection_counts
@@ -317,6 +331,15 @@ def test_parallel_reader_reads_what_the_one_pass_reader_reads_at_one_time(
     assert parallel.manifest("20260101T000000Z-0a0a0a", "europe-west1").group_counts == (
         single.manifest("20260101T000000Z-0b0b0b", "europe-west1").group_counts
     )
+    # every value type came through both formats (NaN, -inf, int64, bytes, times...)
+    assert '"nan": {"doubleValue": "NaN"}' in read_parallel["users/u1"]
+    # and both formats restore to the same database content
+    targets = [source.with_database(f"{old_reader}-{n}") for n in range(2)]
+    parallel.restore("20260101T000000Z-0a0a0a", "us-central1", targets[0])
+    single.restore("20260101T000000Z-0b0b0b", "us-central1", targets[1])
+    restored = [all_docs(t) for t in targets]
+    first, second = (json.dumps(r, sort_keys=True) for r in restored)
+    assert first.replace(f"{old_reader}-0", f"{old_reader}-1") == second
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 4096])

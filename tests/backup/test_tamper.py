@@ -107,7 +107,7 @@ def test_a_part_swapped_in_from_another_region_is_refused_naming_it(
     """Each region's copy is sealed for its region: a part copied over from another
     region (byte-identical before, so it passed) no longer matches."""
     store.create(NEW, datetime.now(UTC))
-    part = "parts/users-00000.ndjson.gz.enc"
+    part = "parts/users-00000.pb.gz.enc"
     shutil.copy(
         region_dirs["asia-northeast1"] / NEW / part, region_dirs["us-central1"] / NEW / part
     )
@@ -124,6 +124,7 @@ def test_a_part_swapped_in_from_another_region_is_refused_naming_it(
         PartContext(NEW, "europe-west1", 3, "parts/orders-00000.ndjson.gz.enc"),  # other region
         PartContext(NEW, "us-central1", 4, "parts/orders-00000.ndjson.gz.enc"),  # other index
         PartContext(NEW, "us-central1", 3, "parts/users-00000.ndjson.gz.enc"),  # other name
+        PartContext(NEW, "us-central1", 3, "parts/orders-00000.ndjson.gz.enc", 2),  # format
     ],
 )
 def test_a_sealed_part_opens_only_where_it_was_sealed(
@@ -175,12 +176,13 @@ def _rewrite_as_version_1(store: LogicalBackupStore, key: BackupKey, dirs: dict[
 
 
 def test_backups_of_the_first_format_are_still_read_and_id_checked(
-    store: LogicalBackupStore,
     key: BackupKey,
     source: FirestoreDocuments,
     region_dirs: dict[str, Path],
     seeded: int,
 ) -> None:
+    # the first format's parts were NDJSON, as the REST readers still write them
+    store = LogicalBackupStore(source, key, region_dirs, reader="rest")
     store.create(NEW, datetime.now(UTC))
     _rewrite_as_version_1(store, key, region_dirs)
     for region in BACKUP_REGIONS:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import threading
 import time
+from collections import Counter
 
 import pytest
+from aiohttp import web
 
 from functions.load.engine import ShardRunner
-from functions.load.results import summarize
-from functions.load.scenarios import build_plan
+from functions.load.results import (
+    SecondStats,
+    heatmap,
+    latency_of,
+    percentiles,
+    recorded,
+    summarize,
+)
+from functions.load.scenarios import ENDPOINTS, RUN_HEADER, build_plan, pick_endpoint
 from shared import thresholds as t
+from stack.aioserve import served_aiohttp
 
 
 def test_a_stalling_target_shows_in_p99_and_the_rate_holds(stalling_url: str) -> None:
@@ -92,3 +104,107 @@ def test_shards_started_together_share_the_schedule(stalling_url: str) -> None:
     for th in threads:
         th.join()
     assert sorted(results) == [20, 20, 20]
+
+
+def _recording_app(seen: list[tuple[str, str, dict[str, object], int]]) -> web.Application:
+    """Answers by path: chunked bodies, a 500, a closed connection after each answer, a
+    stall past the timeout; records (path, run header, body, peer port) of each request."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        peer = request.transport.get_extra_info("peername")[1] if request.transport else 0
+        seen.append((request.path, request.headers.get(RUN_HEADER, ""), body, peer))
+        if request.path == "/call/start":
+            resp = web.StreamResponse()
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(b'{"ok":')
+            await resp.write(b" true}")
+            await resp.write_eof()
+            return resp
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def test_requests_are_tagged_per_endpoint_over_kept_alive_connections() -> None:
+    """Every request carries the run id (header and body), the mix's shares hold exactly,
+    chunked answers parse, and a few connections carry the whole run."""
+    seen: list[tuple[str, str, dict[str, object], int]] = []
+    with served_aiohttp(_recording_app(seen)) as url:
+        plan = build_plan("live_calls", url, rps=200, duration_sec=2, shards=1)
+        outcome, seconds = ShardRunner("tag-run1", plan, 0).run()
+    summary = summarize(seconds, plan.thresholds, outcome.elapsed_sec, plan.rps)
+    assert summary["requests"] == summary["completed"] == 400 and summary["errors"] == 0
+    assert {h for _, h, _, _ in seen} == {"tag-run1"}
+    assert all(b["loadRunId"] == "tag-run1" and str(b["uid"]).startswith("load-tag-run1-")
+               for _, _, b, _ in seen)  # fmt: skip
+    counts = Counter(path for path, _, _, _ in seen)
+    expected = Counter(ENDPOINTS[pick_endpoint(plan.mix, i)].path for i in range(400))
+    assert counts == expected and 55 <= expected["/call/start"] <= 65
+    assert summary["endpoints"]["call_start"]["count"] == expected["/call/start"]
+    assert len({port for *_, port in seen}) <= 20
+
+
+def test_http_errors_closed_connections_and_timeouts_are_counted_by_kind() -> None:
+    """500s are ``http_500``, answers that close their connection are fine, and a
+    request past the timeout is a ``timeout`` recorded at the timeout."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        if request.path == "/call/start":
+            await asyncio.sleep(2.0)  # past the 0.5 s timeout
+        elif '"video":true' in body:
+            return web.json_response({"error": "boom"}, status=500)
+        return web.Response(text="ok", headers={"Connection": "close"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    with served_aiohttp(app) as url:
+        plan = build_plan("live_calls", url, rps=100, duration_sec=1, shards=1, timeout_sec=0.5)
+        outcome, seconds = ShardRunner("kind-run", plan, 0).run()
+    summary = summarize(seconds, plan.thresholds, outcome.elapsed_sec, plan.rps)
+    errors: Counter[str] = Counter()
+    for stats in seconds.values():
+        errors.update(stats.errors)
+    assert summary["requests"] == 100 == summary["completed"]
+    assert errors["call_start|timeout"] == 15
+    assert errors["call_heartbeat|http_500"] > 0
+    assert sum(errors.values()) == 15 + errors["call_heartbeat|http_500"]
+    assert summary["endpoints"]["call_start"]["p50"] >= 500
+
+
+def test_latency_counts_from_the_scheduled_start(fast_url: str) -> None:
+    """A fast target: every latency is small and positive, nothing late or dropped."""
+    plan = build_plan("live_calls", fast_url, rps=500, duration_sec=2, shards=1)
+    outcome, seconds = ShardRunner("fast-run", plan, 0).run()
+    summary = summarize(seconds, plan.thresholds, outcome.elapsed_sec, plan.rps)
+    assert summary["requests"] == 1000 and summary["dropped"] == 0 and summary["late"] == 0
+    assert 0 < summary["latencyMs"]["p50"] < 50
+    assert [s.scheduled for _, s in sorted(seconds.items())] == [500, 500]
+
+
+def test_the_fast_report_path_equals_hdrh_own_methods() -> None:
+    """``latency_of``, ``percentiles`` and ``heatmap`` walk only the non-empty buckets;
+    their figures are exactly hdrh's (mean, percentiles, recorded iterator)."""
+    rng = random.Random(7)
+    for shape in (0.3, 1.0, 2.5):
+        stats = SecondStats()
+        for i in range(3000):
+            stats.record("a" if i % 3 else "b", int(rng.lognormvariate(7, shape)))
+        hist = stats.total()
+        assert latency_of(hist) == {
+            "avg": round(hist.get_mean_value() / 1000, 3),
+            "p50": round(hist.get_value_at_percentile(50) / 1000, 3),
+            "p95": round(hist.get_value_at_percentile(95) / 1000, 3),
+            "p99": round(hist.get_value_at_percentile(99) / 1000, 3),
+            "max": round(hist.get_max_value() / 1000, 3),
+        }
+        wanted = (1.0, 33.3, 90.0, 99.9, 100.0)
+        assert percentiles(hist, wanted) == [hist.get_value_at_percentile(p) for p in wanted]
+        walk = [(i.value_iterated_to, i.count_at_value_iterated_to)
+                for i in hist.get_recorded_iterator()]  # fmt: skip
+        assert recorded(hist) == walk
+        assert sum(heatmap({0: stats})["counts"][0]) == 3000
