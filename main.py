@@ -58,11 +58,11 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_rollbackController": "functions.deploy_guard",
     "pack391_startDeployment": "functions.deploy_guard",
     # load testing (issue 5)
-    "pack391_abortLoadTest": "functions.load",
-    "pack391_cleanupLoadTests": "functions.load",
-    "pack391_getLoadTestResults": "functions.load",
-    "pack391_runLoadTest": "functions.load",
-    "pack391ExecuteLoadTest": "functions.load",
+    "pack391_abortLoadTest": "functions.load.edges",
+    "pack391_cleanupLoadTests": "functions.load.edges",
+    "pack391_getLoadTestResults": "functions.load.edges",
+    "pack391_runLoadTest": "functions.load.edges",
+    "pack391ExecuteLoadTest": "functions.load.edges",
     # market soft-launch controls
     "pack391_checkMarketAccess": "functions.market",
     "pack391_emergencyPauseMarkets": "functions.market",
@@ -139,7 +139,7 @@ else:
         pack391_rollbackController,
         pack391_startDeployment,
     )
-    from functions.load import (
+    from functions.load.edges import (
         pack391_abortLoadTest,
         pack391_cleanupLoadTests,
         pack391_getLoadTestResults,

@@ -20,8 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from functions.load.scenarios import build_plan
-from functions.load.service import new_run_id
+from functions.load.scenarios import build_plan, new_run_id
 from shared.clock import utc_now
 from stack.loadtest import run_local
 

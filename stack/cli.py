@@ -39,11 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis as redis_lib
 import requests
 
 from shared.config import FUNCTIONS_REGION, project_id
-from shared.errors import FailedPrecondition, Pack391Error
 from shared.thresholds import BACKUP_REGIONS
 from stack import deploy_env, faults, loadtest, procs
 from stack.scheduler import fire, start_scheduler
@@ -154,6 +152,8 @@ class Stack:
         redis_server_port: int | None = None
         proxy_control: str | None = None
         if redis_url:
+            import redis as redis_lib  # here: `pack391 loadtest` workers need none of it
+
             redis_lib.Redis.from_url(redis_url, socket_timeout=2).ping()
         else:
             child, server_url = procs.start_redis(self.log_dir)
@@ -590,6 +590,8 @@ def _local_revision(args: argparse.Namespace) -> int:
     if not args.redis_url:
         print("pack391 deploy local-revision: give --redis-url (printed by serve)", file=sys.stderr)
         return 2
+    import redis as redis_lib
+
     platform = LocalTraffic(redis_lib.Redis.from_url(args.redis_url, decode_responses=True))
     platform.deploy(args.service, args.revision)
     _print({"service": args.service, "shares": platform.observe(args.service, "").shares})
@@ -802,6 +804,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not isinstance(store, LogicalBackupStore):
         print("pack391 restore: only logical backups restore here", file=sys.stderr)
         return 2
+    from shared.errors import FailedPrecondition
+
     target = FirestoreDocuments.for_environment(project_id(), args.database)
     try:
         result = store.restore(args.backup_id, args.region, target, overwrite=args.overwrite)
@@ -978,9 +982,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # shared.errors (and through it the Firebase SDK) is imported only when a command
+    # needs it: `pack391 loadtest` and its forked workers stay light
     try:
         code: int = args.func(args)
-    except (procs.StackError, Pack391Error) as exc:
+    except procs.StackError as exc:
+        print(f"pack391 {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from shared.errors import Pack391Error
+
+        if not isinstance(exc, Pack391Error):
+            raise
         print(f"pack391 {args.command}: {exc}", file=sys.stderr)
         return 2
     return code

@@ -11,8 +11,10 @@ from __future__ import annotations
 import enum
 import math
 import random
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from shared import thresholds as t
@@ -335,3 +337,8 @@ def build_plan(
         ),
         abort_on_fail=bool(abort_on_fail),
     )
+
+
+def new_run_id(now: datetime) -> str:
+    """A run's id: its start time, then 8 random hex digits (sorts by time)."""
+    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"

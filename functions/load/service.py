@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from functions.load.adapters import (
 from functions.load.engine import Progress, ShardRunner, progress_doc
 from functions.load.policy import Admission, target_problem
 from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
-from functions.load.scenarios import Plan, build_plan
+from functions.load.scenarios import Plan, build_plan, new_run_id
 from shared import thresholds as t
 from shared.audit import Change, write_audit
 from shared.errors import FailedPrecondition, InvalidInput, NotFound
@@ -76,10 +75,6 @@ def plan_for(req: RunLoadTestRequest, default_target: str) -> Plan:
         max_in_flight=o.max_in_flight,
         abort_on_fail=o.abort_on_fail,
     )
-
-
-def new_run_id(now: datetime) -> str:
-    return f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 class LoadService:

@@ -46,7 +46,7 @@ def test_one_task_per_shard_to_the_task_queue_function(tasks_api: FakeHttpApi) -
 
 
 def test_the_task_function_is_declared_for_the_queue() -> None:
-    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__  # type: ignore[attr-defined]
+    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__
     trigger = endpoint.taskQueueTrigger
     assert trigger["retryConfig"]["maxAttempts"] == 1
     assert endpoint.timeoutSeconds == 1800
@@ -57,5 +57,5 @@ def test_the_queue_id_is_legal_and_names_the_task_function() -> None:
     # hyphens only; the SDK uses the function's name as its queue id.
     assert re.fullmatch(r"[A-Za-z0-9-]{1,100}", TASK_FUNCTION)
     assert TASK_FUNCTION.startswith("pack391")
-    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__  # type: ignore[attr-defined]
+    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__
     assert endpoint.entryPoint == TASK_FUNCTION

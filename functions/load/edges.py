@@ -1,0 +1,155 @@
+"""Load & stress testing (pack391-load): the ``pack391_*`` edges.
+
+``pack391_runLoadTest`` records a run and fans its shards out (Cloud Tasks to the
+task-queue function ``pack391ExecuteLoadTest`` in production and under the Firebase
+CLI's emulators, worker processes in the local stack); each shard writes per-second
+HdrHistograms that ``pack391_getLoadTestResults`` merges exactly.
+
+``pack391ExecuteLoadTest`` is the one exception to the ``pack391_*`` naming: the Python
+SDK names a task-queue function's Cloud Tasks queue after the function, and queue ids
+allow only letters, digits and hyphens, so Cloud Tasks and its emulator refuse an
+underscore (firebase-tools #11034, #7884). Every enqueuer takes the name from
+``functions.load.adapters.TASK_FUNCTION``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import uuid
+from typing import Any
+
+from firebase_functions import https_fn, tasks_fn
+from firebase_functions.options import MemoryOption, RateLimits, RetryConfig
+
+from functions.load.adapters import (
+    AbortFlags,
+    Dispatcher,
+    FailoverLog,
+    LoadAdmissions,
+    LoadRunRepository,
+    LocalProcessDispatcher,
+    SyntheticData,
+    TaskQueueDispatcher,
+)
+from functions.load.policy import parse_allowlist
+from functions.load.service import LoadPorts, LoadService
+from shared import thresholds as t
+from shared.audit import Change
+from shared.auth import Role
+from shared.config import FUNCTIONS_REGION, LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
+from shared.edge import CallContext, callable_function, parse_request, to_wire
+from shared.errors import FailedPrecondition, to_https_error
+from shared.firestore import get_db
+from shared.models.load import (
+    AbortLoadTestRequest,
+    AbortLoadTestResult,
+    CleanupLoadTestsRequest,
+    CleanupLoadTestsResult,
+    ExecuteShardRequest,
+    GetLoadTestResultsRequest,
+    LoadTestResults,
+    RunLoadTestRequest,
+    RunLoadTestResult,
+)
+from shared.redis import get_redis
+
+log = logging.getLogger("pack391.load")
+
+DEFAULT_LOCAL_TARGET = f"http://127.0.0.1:{os.environ.get('PACK391_SANDBOX_PORT', '5002')}"
+"""Where the local stack serves the sandbox (``pack391 serve``)."""
+
+TASK_TIMEOUT_SEC = 1800
+"""The task-queue function's limit (the most Cloud Functions allows an HTTP task)."""
+
+
+def _dispatcher() -> Dispatcher:
+    configured = LOAD_DISPATCHER.value.strip().lower()
+    if configured == "auto":
+        configured = "local" if is_emulated() else "tasks"
+    if configured == "local":
+        return LocalProcessDispatcher()
+    if configured == "tasks":
+        return TaskQueueDispatcher(FUNCTIONS_REGION.value)
+    raise FailedPrecondition(f"PACK391_LOAD_DISPATCHER must be auto, tasks or local: {configured}")
+
+
+@functools.cache
+def _service_for(db_id: int, redis_id: int, dispatcher: str, allowlist: str) -> LoadService:
+    del db_id, redis_id, dispatcher  # cache key: a new client or setting gets a new service
+    db, client = get_db(), get_redis()
+    return LoadService(
+        LoadPorts(
+            runs=LoadRunRepository(db),
+            admissions=LoadAdmissions(db),
+            aborts=AbortFlags(client),
+            dispatcher=_dispatcher(),
+            failover=FailoverLog(db, client),
+            synthetic=SyntheticData(db, client),
+            db=db,
+            allowlist=parse_allowlist(allowlist),
+            local_mode=is_emulated(),
+            default_target=DEFAULT_LOCAL_TARGET,
+        )
+    )
+
+
+def load_service() -> LoadService:
+    """The service wired to the configured Firestore, Redis and dispatcher."""
+    return _service_for(
+        id(get_db()), id(get_redis()), LOAD_DISPATCHER.value, LOAD_TARGET_ALLOWLIST.value
+    )
+
+
+@callable_function(role=Role.ADMIN, request=RunLoadTestRequest)
+def pack391_runLoadTest(ctx: CallContext, req: RunLoadTestRequest) -> RunLoadTestResult:
+    """Validate (allowlist, global RPS cap), record the run (audited), dispatch its shards."""
+    change = Change(ctx.caller.uid, "loadtest.run", req.scenario_id, ctx.request_id, ctx.now)
+    return load_service().start(req, change)
+
+
+@callable_function(role=Role.OPS, request=GetLoadTestResultsRequest)
+def pack391_getLoadTestResults(ctx: CallContext, req: GetLoadTestResultsRequest) -> LoadTestResults:
+    """Status, progress, summary and verdicts, timeline, heatmap, crash map, failover log."""
+    return load_service().results(req.run_id)
+
+
+@callable_function(role=Role.ADMIN, request=AbortLoadTestRequest)
+def pack391_abortLoadTest(ctx: CallContext, req: AbortLoadTestRequest) -> AbortLoadTestResult:
+    """Stop every shard of a run (within ``LOAD_TEST_ABORT_WITHIN_SEC``). Audited."""
+    change = Change(ctx.caller.uid, "loadtest.abort", req.reason, ctx.request_id, ctx.now)
+    return load_service().abort(req.run_id, change)
+
+
+@callable_function(role=Role.ADMIN, request=CleanupLoadTestsRequest)
+def pack391_cleanupLoadTests(
+    ctx: CallContext, req: CleanupLoadTestsRequest
+) -> CleanupLoadTestsResult:
+    """Remove runs (one, or those older than N days) and their tagged synthetic data."""
+    change = Change(ctx.caller.uid, "loadtest.cleanup", None, ctx.request_id, ctx.now)
+    return load_service().cleanup(req, change)
+
+
+def execute_shard(data: Any) -> dict[str, Any]:
+    """The body of ``pack391ExecuteLoadTest``: what the local dispatcher's worker
+    processes call directly."""
+    req = parse_request(ExecuteShardRequest, data)
+    result: dict[str, Any] = to_wire(load_service().execute(req))
+    return result
+
+
+@tasks_fn.on_task_dispatched(
+    retry_config=RetryConfig(max_attempts=1),
+    rate_limits=RateLimits(max_concurrent_dispatches=t.LOAD_TEST_MAX_SHARDS),
+    timeout_sec=TASK_TIMEOUT_SEC,
+    memory=MemoryOption.GB_1,
+)
+def pack391ExecuteLoadTest(req: https_fn.CallableRequest[Any]) -> Any:
+    """One shard of a run (task-queue function: Cloud Tasks invokes it, and IAM limits
+    invokers to the queue; one attempt, since a retried shard would double its load)."""
+    request_id = uuid.uuid4().hex
+    try:
+        return execute_shard(req.data)
+    except Exception as exc:  # the one catch-all, as in shared.edge
+        raise to_https_error(exc, request_id) from exc
