@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from shared import firestore as shared_firestore  # noqa: E402
 from shared import redis as shared_redis  # noqa: E402
 from shared.ratelimit import middleware as ratelimit_middleware  # noqa: E402
 from stack import procs  # noqa: E402
+from stack.scheduler import scheduler_headers  # noqa: E402
 from stack.tokens import emulator_id_token, role_token  # noqa: E402
 
 
@@ -141,6 +143,14 @@ class Caller:
             self.url(name), json={"data": data if data is not None else {}}, headers=headers
         )
         return CallResult(response.status_code, response.get_json())
+
+    def trigger(self, name: str, schedule_time: datetime | None = None) -> int:
+        """Run a scheduled function as Cloud Scheduler does (its POST and headers)."""
+        when = schedule_time or datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
+        response = self.app.test_client().post(
+            self.url(name), data=b"{}", headers=scheduler_headers(name, "us-central1", when)
+        )
+        return response.status_code
 
     def raw(
         self, name: str, body: bytes, content_type: str = "application/json", role: str = "admin"

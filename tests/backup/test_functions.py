@@ -20,17 +20,7 @@ DRILL = "pack391_restoreDrill"
 
 
 def run_scheduled(caller: Caller, name: str) -> int:
-    response = caller.app.test_client().post(
-        caller.url(name),
-        data=b"{}",
-        headers={
-            "Content-Type": "application/json",
-            "X-CloudScheduler": "true",
-            "X-CloudScheduler-JobName": f"firebase-schedule-{name}-us-central1",
-            "X-CloudScheduler-ScheduleTime": "2026-11-27T21:00:00Z",
-        },
-    )
-    return response.status_code
+    return caller.trigger(name)
 
 
 @pytest.mark.parametrize(("name", "role_needed"), [(STATUS, "ops"), (DRILL, "admin")])

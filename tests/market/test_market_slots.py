@@ -59,17 +59,7 @@ def activate(caller: Caller, country: str, uid: str) -> CallResult:
 
 
 def run_scheduled_sync(caller: Caller) -> int:
-    response = caller.app.test_client().post(
-        caller.url("pack391_syncMarkets"),
-        data=b"{}",
-        headers={
-            "Content-Type": "application/json",
-            "X-CloudScheduler": "true",
-            "X-CloudScheduler-JobName": "firebase-schedule-pack391_syncMarkets-us-central1",
-            "X-CloudScheduler-ScheduleTime": "2026-11-27T21:00:00Z",
-        },
-    )
-    return response.status_code
+    return caller.trigger("pack391_syncMarkets")
 
 
 # ------------------------------------------------------------ identity rule
