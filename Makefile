@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart chaos chromium clean
+.PHONY: setup run test lint format bench-ratelimit bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack chaos rehearse chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -47,6 +47,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest
@@ -79,10 +80,21 @@ bench-load-cpu: setup   # the generator's CPU per request vs Locust and wrk (doc
 bench-coldstart: setup
 	$(BIN)/python -m bench.coldstart
 
+# Issue 14: the highest swipe_load rate the whole local stack holds on this machine
+# (generator, sandbox, Redis and the emulator on the same cores), CPU per component;
+# .local/bench-stack.json. About 5-8 minutes.
+bench-stack: setup
+	$(BIN)/python -m bench.stack
+
 # Chaos (issue 16): every fault of stack/faults.py during a load run against a stack of
 # its own; report in .local/chaos/report.json; exit 1 when an invariant breaks (docs/chaos.md).
 chaos: setup
 	$(BIN)/pack391 chaos-run --serve
+
+# Launch rehearsal (issue 14): launch day on a stack of its own, every claim of the spec
+# judged; reports in .local/rehearse/rehearsal.{json,html}; exit 1 when a claim fails (~16 min).
+rehearse: setup
+	$(BIN)/pack391 rehearse --serve
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -37,15 +37,14 @@ import grpc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
-from functions.ops.adapters import (
-    AggregateMetricsSource,
-    OpsRepository,
-    UnavailablePanel,
-    WebhookNotifier,
-)
+from functions.ops.metrics_source import AggregateMetricsSource
+from functions.ops.panels import UnavailablePanel
 from functions.ops.policy import alert_rules, start_of_day
+from functions.ops.repository import OpsRepository
 from functions.ops.service import OpsService, Panels
 from shared import collections, thresholds
+from shared.alerts.notifier import WebhookNotifier
+from shared.alerts.store import AlertStore
 from shared.models.ops import (
     FraudAlerts,
     PanicActivations,
@@ -250,6 +249,7 @@ def run(sizes: list[int], runs: int, naive_runs: int) -> dict[str, Any]:
             service = OpsService(
                 source,
                 OpsRepository(client),
+                AlertStore(client, notify=lambda: False),
                 WebhookNotifier(""),
                 Panels(UnavailablePanel("-"), UnavailablePanel("-"), UnavailablePanel("-")),
                 lambda: True,

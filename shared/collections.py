@@ -64,7 +64,16 @@ DDOS_ALLOWLIST: Final = "pack391_ddos_allowlist"
 :class:`shared.models.ddos.AllowlistEntryDoc`, kept with ``pack391_setAllowlist`` (issue 11)."""
 
 ALERTS: Final = "pack391_alerts"
-"""Alerts for the ops team from every area, :class:`shared.models.alerts.AlertDoc`."""
+"""Alerts for the ops team from every area, one model: :class:`shared.models.alerts.AlertDoc`
+(source, kind, dedupKey, severity, status open -> acknowledged -> resolved, notifications).
+Written only through :mod:`shared.alerts.store`; ``expireAt`` (set on resolve) for a TTL
+policy."""
+
+ALERT_KEYS: Final = "pack391_alert_keys"
+"""One document per alert dedup key (id: sha1 of the key),
+:class:`shared.models.alerts.AlertKeyDoc`: the id of the key's open or acknowledged alert
+(None once resolved). Read and written in every raise/resolve transaction, so concurrent
+raisers of one key serialise on it and one key never has two active alerts."""
 # Auto-scaling (issue 4) ---------------------------------------------------
 
 SCALING_SERVICES: Final = "pack391_scaling_services"
@@ -77,9 +86,15 @@ SCALING_DECISIONS: Final = "pack391_scaling_decisions"
 :class:`shared.models.scaling.DecisionDoc`: inputs, each metric's recommendation, the
 action and why, and what the platform answered."""
 
-SCALING_ALERTS: Final = "pack391_scaling_alerts"
-"""One document per isolation change (isolated, half-open, re-isolated, recovered),
-:class:`shared.models.scaling.AlertDoc`."""
+SCALING_EVENTS: Final = "pack391_scaling_events"
+"""The isolation event log: one document per isolation change (isolated, half-open,
+re-isolated, recovered), :class:`shared.models.scaling.ScalingEventDoc`; ``expireAt`` for
+a TTL policy. The alert an isolation raises is in :data:`ALERTS`
+(``scaling:isolation:{serviceId}``)."""
+
+LEGACY_SCALING_ALERTS: Final = "pack391_scaling_alerts"
+"""Before issue 13, the isolation event log: read only by ``pack391 migrate-alerts``, which
+copies it into :data:`SCALING_EVENTS`."""
 
 # Disaster recovery (issue 8): shapes in shared/models/backup.py
 # --------------------------------------------------------------------------
@@ -91,13 +106,14 @@ the backup id, which sorts by time). Written by ``pack391_backupFirestore``."""
 BACKUP_VERIFICATIONS: Final = "pack391_backup_verifications"
 """One :class:`shared.models.backup.VerificationReport` per ``pack391_verifyBackups`` run."""
 
-BACKUP_ALERTS: Final = "pack391_backup_alerts"
-"""One :class:`shared.models.backup.BackupAlert` per verification that found a broken promise."""
+LEGACY_BACKUP_ALERTS: Final = "pack391_backup_alerts"
+"""Before issue 13, a copy of each backup alert; dropped (the alerts are in :data:`ALERTS`,
+``source: "backup"``): ``pack391 migrate-alerts --delete-old`` deletes what is left."""
 
 BACKUP_DRILLS: Final = "pack391_backup_drills"
 """One :class:`shared.models.backup.DrillRecord` per ``pack391_restoreDrill``."""
 
-BACKUP_EXCLUDED: Final = (BACKUPS, BACKUP_VERIFICATIONS, BACKUP_ALERTS, BACKUP_DRILLS)
+BACKUP_EXCLUDED: Final = (BACKUPS, BACKUP_VERIFICATIONS, LEGACY_BACKUP_ALERTS, BACKUP_DRILLS)
 """Collections a logical backup leaves out: the backup bookkeeping itself (a restore
 must not bring back a stale catalog of the backups it came from)."""
 
@@ -162,7 +178,7 @@ and ``pack391_cleanupMetrics`` removes older points daily."""
 OPS_ALERT_RULES: Final = "pack391_ops_alert_rules"
 """One document per alert rule (id: the rule name), :class:`shared.models.ops.AlertRuleStateDoc`:
 consecutive minutes the condition held and the open alert. The alerts themselves are in
-:data:`ALERTS` (``source: "ops"``, :class:`shared.models.alerts.OpsAlertDoc`)."""
+:data:`ALERTS` (``source: "ops"``, dedup key ``ops:{rule}``)."""
 
 # The app's source collections (written by the app's other bundles, read by the ops
 # metrics with aggregation queries). Field names as in :mod:`shared.models.ops`.

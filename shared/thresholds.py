@@ -406,6 +406,38 @@ LOAD_SANDBOX_AI_DELAY_MS: Final[tuple[float, float]] = (40.0, 120.0)
 LOAD_SANDBOX_METRICS_INTERVAL_SEC: Final[float] = 10.0
 """Sandbox: how often each simulated service pushes its metrics sample."""
 
+# Local stack under load, added with issue 14 ------------------------------
+
+LOAD_SANDBOX_QUEUE_PER_INSTANCE: Final[int] = 8
+"""Sandbox admission: requests one simulated instance holds waiting beyond those it
+serves (queue = instances x this). A request past it is shed at once with 503 and
+``Retry-After``, as Cloud Run answers when over capacity: shed rather than queue, so an
+overload leaves no backlog behind it."""
+
+LOAD_SANDBOX_QUEUE_WAIT_MAX_MS: Final[float] = 500.0
+"""Sandbox admission: a queued request still waiting after this long is shed (503)."""
+
+LOAD_SANDBOX_SHED_RETRY_AFTER_SEC: Final[int] = 1
+"""Sandbox admission: the ``Retry-After`` of a shed request."""
+
+LOAD_SANDBOX_BACKEND_TIMEOUT_SEC: Final[float] = 5.0
+"""Sandbox: the bound on waiting for a pooled Redis connection and on one Firestore
+call (past it: 503 with ``Retry-After``, never a pile-up)."""
+
+LOAD_TEST_SHED_PCT: Final[float] = 1.0
+"""Pass threshold: share of requests shed by the target (503 with ``Retry-After``,
+counted apart from errors)."""
+
+LOAD_TEST_PROGRESS_EVERY_SEC: Final[float] = 5.0
+"""``pack391 loadtest`` progress when stderr is not a terminal: one line this often."""
+
+STACK_LOG_MAX_BYTES: Final[int] = 10 * 1024 * 1024
+"""Local stack: a child's log file (``.local/logs/NAME.log``) past this size is moved to
+``NAME.log.1`` (replacing the previous one) and started afresh."""
+
+STACK_LOG_CHECK_SEC: Final[float] = 2.0
+"""Local stack: how often the log files' sizes are checked."""
+
 # --------------------------------------------------------------------------
 # Deploy guard (pack391-deploy-guard)
 # --------------------------------------------------------------------------
@@ -556,6 +588,13 @@ WEBHOOK_TIMEOUT_SEC: Final[float] = 5.0
 
 WEBHOOK_CLAIM_SEC: Final[int] = 120
 """A notification claimed by a run that died is claimable again after this long."""
+
+ALERT_RETENTION_DAYS: Final[int] = 90
+"""A resolved alert (``pack391_alerts``) is kept this long after it resolved, then its
+``expireAt`` TTL deletes it. Open and acknowledged alerts never expire."""
+
+ALERT_NOTIFY_SCAN_DOCS: Final[int] = 100
+"""Alerts with an undelivered notification read per delivery run (open and resolve each)."""
 
 DASHBOARD_RECENT_ITEMS: Final[int] = 20
 """Open alerts, detections, decisions shown by ``pack391_getOpsDashboard`` (each)."""

@@ -38,15 +38,17 @@ DOCS = {
     "detection": f"{collections.DDOS_DETECTIONS}/d1",
     "allowlist": f"{collections.DDOS_ALLOWLIST}/10.0.0.0_8",
     "alert": f"{collections.ALERTS}/a1",
+    "alert_key": f"{collections.ALERT_KEYS}/k1",
     "own_pass": f"{collections.PANIC_PASSES}/p1",
     # auto-scaling engine (issue 4)
     "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
     "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
-    "scaling_alert": f"{collections.SCALING_ALERTS}/a1",
+    "scaling_event": f"{collections.SCALING_EVENTS}/e1",
+    "legacy_scaling_alert": f"{collections.LEGACY_SCALING_ALERTS}/a1",
     # disaster recovery (issue 8)
     "backup": f"{collections.BACKUPS}/20260101T000000Z-abcdef",
     "backup_verification": f"{collections.BACKUP_VERIFICATIONS}/v1",
-    "backup_alert": f"{collections.BACKUP_ALERTS}/a1",
+    "legacy_backup_alert": f"{collections.LEGACY_BACKUP_ALERTS}/a1",
     "backup_drill": f"{collections.BACKUP_DRILLS}/d1",
     # deploy guard (issue 6)
     "deployment": f"{collections.DEPLOYMENTS}/d1",
@@ -77,15 +79,17 @@ READERS = {
     "detection": {"ops", "admin"},
     "allowlist": {"ops", "admin"},
     "alert": {"ops", "admin"},
+    "alert_key": {"ops", "admin"},
     "own_pass": {"user", "ops", "admin"},
     # auto-scaling engine (issue 4)
     "scaling_service": {"ops", "admin"},
     "scaling_decision": {"ops", "admin"},
-    "scaling_alert": {"ops", "admin"},
+    "scaling_event": {"ops", "admin"},
+    "legacy_scaling_alert": set(),  # dropped (issue 13): no rule, nobody reads
     # disaster recovery (issue 8)
     "backup": {"ops", "admin"},
     "backup_verification": {"ops", "admin"},
-    "backup_alert": {"ops", "admin"},
+    "legacy_backup_alert": set(),
     "backup_drill": {"ops", "admin"},
     # deploy guard (issue 6)
     "deployment": {"ops", "admin"},

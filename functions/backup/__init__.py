@@ -5,11 +5,11 @@ Each edge parses, authorizes (the role is in its decorator) and calls the servic
 
 from __future__ import annotations
 
-import functools
 import logging
 
-from functions.backup.adapters import BackupCatalog, configured_store
+from functions.backup.catalog import BackupCatalog
 from functions.backup.service import BackupService
+from functions.backup.wiring import configured_store
 from shared.audit import Change
 from shared.auth import Role
 from shared.config import BACKUP_KEY, project_id
@@ -21,6 +21,7 @@ from shared.models.backup import (
     GetBackupStatusRequest,
     RestoreDrillRequest,
 )
+from shared.wiring import wired
 
 log = logging.getLogger("pack391.backup")
 
@@ -31,15 +32,14 @@ VERIFY_SCHEDULE = "30 3 * * *"
 """``pack391_verifyBackups`` runs daily at 03:30 UTC (away from the hourly backup)."""
 
 
-@functools.cache
-def _service_for(db_id: int, project: str) -> BackupService:
-    del db_id  # cache key: a new client (tests, reconfiguration) gets a new service
+@wired(redis=False)
+def _service_for(project: str) -> BackupService:
     return BackupService(configured_store(project), BackupCatalog(get_db()))
 
 
 def backup_service() -> BackupService:
     """The service wired to the configured backend and Firestore."""
-    return _service_for(id(get_db()), project_id())
+    return _service_for(project_id())
 
 
 def reset_backup_service() -> None:

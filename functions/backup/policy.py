@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
+from shared.errors import Pack391Error
+from shared.models.alerts import AlertSource, Severity
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus, CheckResult, CheckStatus
 from shared.thresholds import (
     BACKUP_FRESHNESS_SLACK_SEC,
@@ -229,3 +233,48 @@ def projected_rto_sec(documents: int, docs_per_sec: float) -> float:
 
 def within_rto(duration_sec: float) -> bool:
     return duration_sec <= RTO_SEC
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error for a report or a drill: our own errors' message, or the type and text
+    of anything else (a Google API error's text carries its HTTP status)."""
+    if isinstance(exc, Pack391Error):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def mark(record: BackupRecord, status: BackupStatus, **changes: Any) -> BackupRecord:
+    """``record`` moved to ``status``, with ``changes`` (field names) applied."""
+    return record.model_copy(update={"status": status, **changes})
+
+
+def promise_alert_key(check_name: str) -> str:
+    """One alert per promise (``fresh:<region>``, ``readable:<region>``, ``pitr``,
+    ``retention``) while it stays broken."""
+    return f"backup:promise:{check_name}"
+
+
+def promise_alerts(checks: Iterable[CheckResult], verification_id: str) -> list[AlertChange]:
+    """A verification's alerts: each broken promise raises (or updates) its alert; each
+    kept promise resolves its alert if one is active (verification passes again)."""
+    out: list[AlertChange] = []
+    for check in checks:
+        key = promise_alert_key(check.name)
+        if check.status is CheckStatus.BROKEN:
+            out.append(
+                AlertSpec(
+                    source=AlertSource.BACKUP,
+                    kind="backup_promise_broken",
+                    dedup_key=key,
+                    severity=Severity.HIGH,
+                    title=f"Backups: promise {check.name} broken: {check.detail}",
+                    evidence={
+                        "verificationId": verification_id,
+                        "check": check.name,
+                        "problem": f"{check.name}: {check.detail}",
+                    },
+                )
+            )
+        else:
+            out.append(AlertResolve(key, f"verification {verification_id}: {check.detail}"))
+    return out

@@ -9,12 +9,13 @@ import time
 from datetime import datetime, timedelta
 
 from functions.backup import policy
-from functions.backup.adapters import BackupCatalog, BackupStore, describe_error, mark
 from functions.backup.archive import BackupIntegrityError, WrongKey
+from functions.backup.catalog import BackupCatalog
+from functions.backup.policy import describe_error, mark
+from functions.backup.ports import BackupStore
 from shared.audit import Change
 from shared.errors import FailedPrecondition, InvalidInput, NotFound
 from shared.models.backup import (
-    BackupAlert,
     BackupRecord,
     BackupStatus,
     BackupStatusView,
@@ -130,12 +131,7 @@ class BackupService:
             measured_rpo_sec=policy.measured_rpo_sec(pitr, oldest_latest, now),
             expired_backup_ids=expired,
         )
-        alert = (
-            BackupAlert(at=now, verification_id=verification_id, problems=broken)
-            if broken
-            else None
-        )
-        self._catalog.save_verification(report, alert)
+        self._catalog.save_verification(report, policy.promise_alerts(checks, verification_id))
         if broken:
             log.warning("backup verification %s: %s", verification_id, "; ".join(broken))
         return report

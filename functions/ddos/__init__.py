@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 
 from functions.ddos.adapters import ProtectionRepository, TrafficStore
 from functions.ddos.service import SHIELD_KIND_WALLET, ProtectionService
+from shared.alerts.store import AlertStore
 from shared.audit import Change
 from shared.auth import Role
 from shared.config import HOT_MIN_INSTANCES
@@ -36,6 +36,7 @@ from shared.ratelimit.limiter import Subject
 from shared.ratelimit.middleware import default_limiter, geo_rules, subject_of
 from shared.ratelimit.policy import EndpointClass
 from shared.redis import get_redis
+from shared.wiring import wired
 
 log = logging.getLogger("pack391.ddos")
 
@@ -43,19 +44,19 @@ DETECT_SCHEDULE = "* * * * *"
 CLEANUP_SCHEDULE = "0 * * * *"
 
 
-@functools.cache
-def _service_for(db_id: int, redis_id: int) -> ProtectionService:
-    del db_id, redis_id  # cache key only
+@wired()
+def _service_for() -> ProtectionService:
     return ProtectionService(
         TrafficStore(get_redis()),
         ProtectionRepository(get_db()),
+        AlertStore(get_db()),
         geo_rules,
         lambda: default_limiter().blocked,
     )
 
 
 def protection_service() -> ProtectionService:
-    return _service_for(id(get_db()), id(get_redis()))
+    return _service_for()
 
 
 def _subject(ctx: CallContext, req: CheckRateLimitRequest) -> Subject:

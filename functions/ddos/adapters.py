@@ -7,23 +7,24 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from functions.ddos.policy import MinuteTraffic
-from shared import collections
-from shared.audit import Change, write_audit
+from shared import collections, protection
+from shared.audit import DELETE, Change, Delete, audited_write, write_audit
+from shared.clock import ms
 from shared.firestore import delete_matching
 from shared.models.ddos import (
     AllowlistEntryDoc,
     BlockDoc,
-    BlockKind,
     BlockScope,
     DetectionDoc,
     GeoThrottleDoc,
     PanicPassDoc,
 )
+from shared.protection import DDoSMode
 from shared.ratelimit import keys
 from shared.redis import LUA_DIR, lua_script
 
@@ -34,14 +35,6 @@ if TYPE_CHECKING:
 
 _SHIELD = LUA_DIR / "bf_attempt.lua"
 _PANIC = LUA_DIR / "panic_pass.lua"
-
-
-def ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_ms(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1000, UTC)
 
 
 @dataclass(frozen=True)
@@ -61,13 +54,6 @@ class PassOutcome:
     expires_at_ms: int
     passes_left: int
     newly_granted: bool
-
-
-@dataclass(frozen=True)
-class DDoSMode:
-    until_ms: int
-    reason: str
-    evidence: dict[str, Any]
 
 
 class TrafficStore:
@@ -128,11 +114,7 @@ class TrafficStore:
     # --- DDoS mode and source blocks
 
     def ddos_mode(self) -> DDoSMode | None:
-        raw = self._redis.get(keys.DDOS_MODE)
-        if not raw:
-            return None
-        data = json.loads(cast(str, raw))
-        return DDoSMode(int(data["untilMs"]), str(data["reason"]), dict(data.get("evidence") or {}))
+        return protection.ddos_mode(self._redis)
 
     def extend_ddos_mode(
         self, until_ms: int, reason: str, now: datetime, evidence: dict[str, Any] | None = None
@@ -276,34 +258,11 @@ class ProtectionRepository:
         self._db = db
 
     def set_geo(self, doc: GeoThrottleDoc, change: Change) -> GeoThrottleDoc:
-        from google.cloud import firestore
-
+        """Replace a country's throttle (versioned, audited, in one transaction)."""
         ref = self._db.collection(collections.GEO_THROTTLES).document(doc.country)
-
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> GeoThrottleDoc:
-            snap = ref.get(transaction=tx)
-            before = GeoThrottleDoc.model_validate(snap.to_dict()) if snap.exists else None
-            after = doc.model_copy(
-                update={
-                    "version": (before.version if before else 0) + 1,
-                    "updated_at": change.now,
-                    "updated_by": change.actor_uid,
-                    "reason": change.reason,
-                }
-            )
-            tx.set(ref, after.to_doc())
-            write_audit(
-                self._db,
-                tx,
-                change,
-                target=f"{collections.GEO_THROTTLES}/{doc.country}",
-                before=before.model_dump(mode="json", by_alias=True) if before else None,
-                after=after.model_dump(mode="json", by_alias=True),
-            )
-            return after
-
-        return cast(GeoThrottleDoc, run(self._db.transaction()))
+        _, after, _ = audited_write(self._db, ref, change, GeoThrottleDoc, lambda _: doc)
+        assert after is not None  # a replacement always writes
+        return after
 
     def geo_rules(self) -> list[GeoThrottleDoc]:
         docs = self._db.collection(collections.GEO_THROTTLES).stream()
@@ -369,40 +328,22 @@ class ProtectionRepository:
 
     def set_allowlisted(self, entry: str, add: bool, change: Change) -> bool:
         """Add or remove an allowlist entry with its audit entry; False when nothing changed."""
-        from google.cloud import firestore
-
         ref = self._db.collection(collections.DDOS_ALLOWLIST).document(allowlist_id(entry))
 
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> bool:
-            snap = ref.get(transaction=tx)
-            if snap.exists == add:
-                return False
-            before = snap.to_dict() if snap.exists else None
-            after = None
-            if add:
-                doc = AllowlistEntryDoc(
-                    entry=entry,
-                    reason=change.reason or "",
-                    added_by=change.actor_uid,
-                    added_at=change.now,
-                )
-                tx.set(ref, doc.to_doc())
-                after = doc.model_dump(mode="json", by_alias=True)
-            else:
-                tx.delete(ref)
-            write_audit(
-                self._db,
-                tx,
-                change,
-                target=f"{collections.DDOS_ALLOWLIST}/{entry}",
-                before=before
-                and AllowlistEntryDoc.model_validate(before).model_dump(mode="json", by_alias=True),
-                after=after,
+        def build(current: AllowlistEntryDoc | None) -> AllowlistEntryDoc | Delete | None:
+            if (current is not None) == add:
+                return None
+            if not add:
+                return DELETE
+            return AllowlistEntryDoc(
+                entry=entry,
+                reason=change.reason or "",
+                added_by=change.actor_uid,
+                added_at=change.now,
             )
-            return True
 
-        return cast(bool, run(self._db.transaction()))
+        target = f"{collections.DDOS_ALLOWLIST}/{entry}"
+        return audited_write(self._db, ref, change, AllowlistEntryDoc, build, target=target)[2]
 
     def delete_expired_blocks(self, now: datetime, page: int = 400) -> int:
         from google.cloud.firestore_v1.base_query import FieldFilter
@@ -423,26 +364,13 @@ class ProtectionRepository:
         )
         return int(query.count(alias="n").get()[0][0].value)
 
-    def record_detection(
-        self, doc_id: str, detection: DetectionDoc, alert: dict[str, Any] | None
-    ) -> None:
-        batch = self._db.batch()
-        batch.set(
-            self._db.collection(collections.DDOS_DETECTIONS).document(doc_id), detection.to_doc()
-        )
-        if alert is not None:
-            batch.set(self._db.collection(collections.ALERTS).document(f"ddos_{doc_id}"), alert)
-        batch.commit()
+    def record_detection(self, doc_id: str, detection: DetectionDoc) -> None:
+        """One detection (its id is minute and kind: a re-run overwrites, never duplicates).
+        Its alert goes through :mod:`shared.alerts`."""
+        self._db.collection(collections.DDOS_DETECTIONS).document(doc_id).set(detection.to_doc())
 
     def recent_detections(self, limit: int = 20) -> list[DetectionDoc]:
-        from google.cloud import firestore
-
-        query = (
-            self._db.collection(collections.DDOS_DETECTIONS)
-            .order_by("detectedAt", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
-        return [DetectionDoc.model_validate(s.to_dict()) for s in query.stream()]
+        return protection.recent_detections(self._db, limit)
 
 
 def total_requests(counters: dict[str, str]) -> int:
@@ -454,34 +382,6 @@ def total_requests(counters: dict[str, str]) -> int:
     return sum(int(v) for name, v in counters.items() if name.startswith("req:"))
 
 
-def block_doc(
-    scope: BlockScope,
-    subject: str,
-    kind: BlockKind,
-    reason: str,
-    offence: int,
-    now: datetime,
-    until_ms: int,
-    evidence: dict[str, Any] | None = None,
-) -> BlockDoc:
-    return BlockDoc(
-        scope=scope,
-        subject=subject,
-        kind=kind,
-        reason=reason,
-        offence=offence,
-        blocked_at=now,
-        expires_at=from_ms(until_ms),
-        evidence=evidence or {},
-    )
-
-
 def allowlist_id(entry: str) -> str:
     """The document id of an allowlist entry (a CIDR's "/" is not allowed in ids)."""
     return entry.replace("/", "_").replace(":", "-")
-
-
-def minutes_back(now: datetime, count: int, skip: int = 0) -> list[int]:
-    """The ids of the ``count`` minutes before ``now``'s minute, after skipping ``skip``."""
-    current = keys.minute_of(now)
-    return [current - skip - i for i in range(1, count + 1)]

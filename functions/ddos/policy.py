@@ -5,11 +5,15 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared import thresholds as t
-from shared.models.alerts import Severity
-from shared.models.ddos import DetectionKind
+from shared.alerts.policy import AlertResolve, AlertSpec
+from shared.clock import from_ms
+from shared.models.alerts import AlertSource, Severity
+from shared.models.ddos import BlockDoc, BlockKind, BlockScope, DetectionKind
+from shared.ratelimit import keys
 
 
 @dataclass(frozen=True)
@@ -286,3 +290,94 @@ def plan_mitigation(
             )
             (held if share > cap_pct else apply).append(action)
     return MitigationPlan(tuple(apply), tuple(held), tuple(skipped))
+
+
+def minutes_back(now: datetime, count: int, skip: int = 0) -> list[int]:
+    """The ids (epoch minutes) of the ``count`` minutes before ``now``'s minute, after
+    skipping ``skip``."""
+    current = keys.minute_of(now)
+    return [current - skip - i for i in range(1, count + 1)]
+
+
+def block_doc(
+    scope: BlockScope,
+    subject: str,
+    kind: BlockKind,
+    reason: str,
+    offence: int,
+    now: datetime,
+    until_ms: int,
+    evidence: Mapping[str, Any] | None = None,
+) -> BlockDoc:
+    """The Firestore mirror of a block placed at ``now`` until ``until_ms`` (epoch ms)."""
+    return BlockDoc(
+        scope=scope,
+        subject=subject,
+        kind=kind,
+        reason=reason,
+        offence=offence,
+        blocked_at=now,
+        expires_at=from_ms(until_ms),
+        evidence=dict(evidence or {}),
+    )
+
+
+# ------------------------------------------------------------------- alerts
+
+MODE_ALERT_KEY = "ddos:mode"
+"""The dedup key of the DDoS-mode alert (one while the mode is on)."""
+
+
+def detection_alert_key(kind: str) -> str:
+    """One alert per kind of critical detection while it keeps being detected."""
+    return f"ddos:detection:{kind}"
+
+
+def detection_alert(
+    detection: Detection, mitigated: bool, held: int, evidence: Mapping[str, Any]
+) -> AlertSpec:
+    """The alert of a critical detection: what was seen, what was done, what is held for a
+    human (blocks over the blast-radius cap)."""
+    what = "auto-mitigated" if mitigated else "not mitigated"
+    if held:
+        what += f"; {held} action(s) held for a human"
+    return AlertSpec(
+        source=AlertSource.DDOS,
+        kind=detection.kind.value,
+        dedup_key=detection_alert_key(detection.kind.value),
+        severity=detection.severity,
+        title=f"DDoS: {detection.kind.value.replace('_', ' ')} ({what})",
+        evidence=evidence,
+    )
+
+
+def mode_alert(reason: str, until_iso: str, evidence: Mapping[str, Any]) -> AlertSpec:
+    """The alert of DDoS mode (every limit scaled down for everyone): raised when the
+    detector turns it on or extends it, resolved when it ends."""
+    return AlertSpec(
+        source=AlertSource.DDOS,
+        kind="ddos_mode",
+        dedup_key=MODE_ALERT_KEY,
+        severity=Severity.CRITICAL,
+        title=f"DDoS mode on until {until_iso}: {reason}",
+        evidence={**evidence, "reason": reason, "until": until_iso},
+    )
+
+
+def cleared_alerts(
+    active_keys: Sequence[str], critical_kinds: set[str], mode_on: bool
+) -> list[AlertResolve]:
+    """The DDoS alerts a detector run resolves: the DDoS-mode alert once the mode has ended
+    (expired), and each detection alert whose kind this run no longer detects as critical
+    (the condition no longer holds; blocks it placed stay until they expire or are
+    lifted). Other areas' keys are left alone."""
+    out: list[AlertResolve] = []
+    for key in sorted(set(active_keys)):
+        if key == MODE_ALERT_KEY:
+            if not mode_on:
+                out.append(AlertResolve(key, "DDoS mode ended"))
+        elif key.startswith("ddos:detection:"):
+            kind = key.removeprefix("ddos:detection:")
+            if kind not in critical_kinds:
+                out.append(AlertResolve(key, f"{kind.replace('_', ' ')} no longer detected"))
+    return out

@@ -12,14 +12,13 @@ from functions.ddos import policy
 from functions.ddos.adapters import (
     ProtectionRepository,
     TrafficStore,
-    block_doc,
-    from_ms,
-    minutes_back,
-    ms,
 )
 from shared import thresholds as t
+from shared.alerts.policy import AlertChange, AlertSpec
+from shared.alerts.store import AlertStore
 from shared.audit import Change
-from shared.models.alerts import AlertDoc
+from shared.clock import from_ms, iso, ms
+from shared.models.alerts import AlertSource
 from shared.models.ddos import (
     AllowlistResult,
     BlockKind,
@@ -64,11 +63,13 @@ class ProtectionService:
         self,
         store: TrafficStore,
         repo: ProtectionRepository,
+        alerts: AlertStore,
         geo: Callable[[], GeoRules] | None = None,
         blocked: Callable[[], BlockedAddresses] | None = None,
     ) -> None:
         self._store = store
         self._repo = repo
+        self._alerts = alerts
         self._geo = geo
         self._blocked = blocked
 
@@ -111,7 +112,7 @@ class ProtectionService:
         ):
             if until_ms and subject:
                 self._repo.mirror_block(
-                    block_doc(
+                    policy.block_doc(
                         scope,
                         subject,
                         BlockKind.BRUTE_FORCE,
@@ -149,7 +150,7 @@ class ProtectionService:
     def detect(self, now: datetime) -> DetectionReport:
         """Judge the last complete minute and the current one so far; mitigate critical ones."""
         current = keys.minute_of(now)
-        history_minutes = minutes_back(now, t.DDOS_BASELINE_WINDOW_MIN, skip=1)
+        history_minutes = policy.minutes_back(now, t.DDOS_BASELINE_WINDOW_MIN, skip=1)
         history = self._store.history(history_minutes)
         baseline = policy.baseline_of(history)
         judged = [(current - 1, self._store.minute(current - 1))]
@@ -167,8 +168,12 @@ class ProtectionService:
         critical = [d for _, d in found if d.critical]
         plan = self._plan(critical, judged, history_minutes, now)
         blocked, blocked_users = self._apply(plan, now)
+        raised: dict[str, AlertSpec] = {}
         for minute, detection in found:
-            self._record(minute, detection, blocked, blocked_users, plan, now)
+            spec = self._record(minute, detection, blocked, blocked_users, plan, now)
+            if spec is not None:
+                raised[spec.dedup_key] = spec  # once per kind per run
+        self._update_alerts(list(raised.values()), {d.kind.value for d in critical}, plan, now)
         if found:
             log.warning("DDoS detector: %s", [(d.kind.value, d.severity.value) for _, d in found])
         if plan.held:
@@ -250,7 +255,7 @@ class ProtectionService:
                 self._store.block_user(action.target, block_until, now)
                 blocked_users.append(action.target)
             self._repo.mirror_block(
-                block_doc(
+                policy.block_doc(
                     scope,
                     action.target,
                     BlockKind.DDOS,
@@ -273,7 +278,8 @@ class ProtectionService:
         blocked_users: list[str],
         plan: policy.MitigationPlan,
         now: datetime,
-    ) -> None:
+    ) -> AlertSpec | None:
+        """Record a detection; the alert it raises when critical."""
         held = [
             {
                 "action": a.kind,
@@ -299,31 +305,47 @@ class ProtectionService:
             held=held,
             detected_at=now,
         )
-        alert = None
-        if detection.critical:
-            what = "auto-mitigated" if doc.mitigated else "not mitigated"
-            if held:
-                what += f"; {len(held)} action(s) held for a human"
-            alert = AlertDoc(
-                source="ddos",
-                kind=detection.kind.value,
-                severity=detection.severity,
-                title=f"DDoS: {detection.kind.value.replace('_', ' ')} ({what})",
-                evidence={
-                    **detection.evidence,
-                    "ddosMode": mode_on,
-                    "blockedSources": doc.blocked_sources,
-                    "blockedUsers": doc.blocked_users,
-                    "actions": [
-                        {"action": a.kind, "target": a.target, "evidence": a.evidence}
-                        for a in plan.apply
-                        if a.kind == "ddos_mode" or a in applied
-                    ],
-                    "held": held,
-                },
-                opened_at=now,
-            ).to_doc()
-        self._repo.record_detection(f"{minute}_{detection.kind.value}", doc, alert)
+        self._repo.record_detection(f"{minute}_{detection.kind.value}", doc)
+        if not detection.critical:
+            return None
+        return policy.detection_alert(
+            detection,
+            doc.mitigated,
+            len(held),
+            {
+                **detection.evidence,
+                "ddosMode": mode_on,
+                "blockedSources": doc.blocked_sources,
+                "blockedUsers": doc.blocked_users,
+                "actions": [
+                    {"action": a.kind, "target": a.target, "evidence": a.evidence}
+                    for a in plan.apply
+                    if a.kind == "ddos_mode" or a in applied
+                ],
+                "held": held,
+            },
+        )
+
+    def _update_alerts(
+        self,
+        raised: list[AlertSpec],
+        critical_kinds: set[str],
+        plan: policy.MitigationPlan,
+        now: datetime,
+    ) -> None:
+        """Raise this run's alerts (DDoS mode's when this run turned it on or extended it);
+        resolve the ones whose condition cleared (:func:`policy.cleared_alerts`)."""
+        changes: list[AlertChange] = list(raised)
+        mode = self._store.ddos_mode()
+        for action in plan.apply:
+            if action.kind == "ddos_mode" and mode is not None:
+                changes.append(
+                    policy.mode_alert(mode.reason, iso(from_ms(mode.until_ms)), action.evidence)
+                )
+        active = [a.dedup_key for _, a in self._alerts.active_of(AlertSource.DDOS) if a.dedup_key]
+        changes += policy.cleared_alerts(active, critical_kinds, mode is not None)
+        if changes:
+            self._alerts.apply(changes, now)
 
     # ---------------------------------------------------------- operators
 
@@ -332,6 +354,12 @@ class ProtectionService:
         if req.scope is LiftScope.DDOS_MODE:
             mode = self._store.ddos_mode()
             ended = self._store.end_ddos_mode()
+            self._alerts.resolve(
+                policy.MODE_ALERT_KEY,
+                change.now,
+                by=change.actor_uid,
+                reason=f"DDoS mode lifted by {change.actor_uid}: {change.reason or 'no reason'}",
+            )
             self._repo.audit_only(
                 change,
                 "redis:ddos_mode",
@@ -397,7 +425,7 @@ class ProtectionService:
     # --------------------------------------------------------------- stats
 
     def stats(self, now: datetime) -> DDoSStatsView:
-        hour = [*minutes_back(now, 59), keys.minute_of(now)]
+        hour = [*policy.minutes_back(now, 59), keys.minute_of(now)]
         counters = self._store.counters(hour)
         mode = self._store.ddos_mode()
         current = self._store.minute(keys.minute_of(now))

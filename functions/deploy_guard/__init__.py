@@ -7,11 +7,9 @@ the local stack.
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
-from google.cloud import monitoring_v3, run_v2
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
 from functions.deploy_guard.adapters import (
@@ -26,7 +24,6 @@ from functions.deploy_guard.adapters import (
     TrafficSplitter,
 )
 from functions.deploy_guard.service import DeployGuard, DeployPorts
-from functions.scaling.adapters import PushedMetricsStore
 from shared.audit import Change
 from shared.auth import Role
 from shared.config import (
@@ -34,12 +31,13 @@ from shared.config import (
     DEPLOY_PROBE_URLS,
     DEPLOY_SERVICES,
     FUNCTIONS_REGION,
-    is_emulated,
     project_id,
 )
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
-from shared.errors import FailedPrecondition
 from shared.firestore import get_db
+from shared.gcp.cloudrun import CloudRunServices, services_client
+from shared.gcp.monitoring import MonitoringReader, metric_client
+from shared.metrics_store import PushedMetricsStore
 from shared.models.deploy import (
     ControlRequest,
     DeploymentList,
@@ -56,6 +54,7 @@ from shared.models.deploy import (
     ValidationReport,
 )
 from shared.redis import get_redis
+from shared.wiring import backend_choice, wired
 
 log = logging.getLogger("pack391.deploy")
 
@@ -65,33 +64,21 @@ MONITOR_SCHEDULE = "* * * * *"
 INDEX_FILE = Path(__file__).resolve().parents[2] / "firestore.indexes.json"
 
 
-def _backend() -> str:
-    configured = DEPLOY_BACKEND.value.strip().lower()
-    if configured == "auto":
-        return "local" if is_emulated() else "gcp"
-    if configured not in ("gcp", "local"):
-        raise FailedPrecondition(f"PACK391_DEPLOY_BACKEND must be auto, gcp or local: {configured}")
-    return configured
-
-
-@functools.cache
+@wired()
 def _guard_for(
-    db_id: int,
-    redis_id: int,
     backend: str,
     project: str,
     region: str,
     services: tuple[str, ...],
     urls: tuple[str, ...],
 ) -> DeployGuard:
-    del db_id, redis_id  # cache key only
     db = get_db()
     splitter: TrafficSplitter
     metrics: RevisionMetrics
     indexes: FirestoreAdminClient | None = None
     if backend == "gcp":
-        splitter = CloudRunTraffic(run_v2.ServicesClient(), project)
-        metrics = MonitoringRevisionMetrics(monitoring_v3.MetricServiceClient(), project)
+        splitter = CloudRunTraffic(CloudRunServices(services_client(), project))
+        metrics = MonitoringRevisionMetrics(MonitoringReader(metric_client(), project))
         indexes = FirestoreAdminClient()
     else:
         splitter = LocalTraffic(get_redis())
@@ -114,9 +101,7 @@ def _guard_for(
 def deploy_guard() -> DeployGuard:
     """The guard wired to the configured backends."""
     return _guard_for(
-        id(get_db()),
-        id(get_redis()),
-        _backend(),
+        backend_choice("PACK391_DEPLOY_BACKEND", DEPLOY_BACKEND.value),
         project_id(),
         FUNCTIONS_REGION.value,
         tuple(DEPLOY_SERVICES.value),

@@ -3,10 +3,11 @@
 - :class:`DeployStore`: Firestore (reports, deployments, the per-environment active lock,
   audit entries and alerts), each deployment change in one transaction.
 - Traffic splitters (:class:`TrafficSplitter`): :class:`CloudRunTraffic` (Cloud Run Admin
-  API, ``Service.traffic`` / ``traffic_statuses``) and :class:`LocalTraffic` (the split in
-  Redis, honoured by the local sandbox).
+  API through :mod:`shared.gcp.cloudrun`, ``Service.traffic`` / ``traffic_statuses``) and
+  :class:`LocalTraffic` (the split in Redis, honoured by the local sandbox).
 - Revision metrics (:class:`RevisionMetrics`): :class:`MonitoringRevisionMetrics` (Cloud
-  Monitoring grouped by revision) and :class:`PushedRevisionMetrics` (the scaling push path,
+  Monitoring grouped by revision, through :mod:`shared.gcp.monitoring`) and
+  :class:`PushedRevisionMetrics` (the pushed-metrics store of :mod:`shared.metrics_store`,
   with the revision name as the service id).
 - :class:`BusinessMetrics`: payout, token-ledger and auth events per revision (Firestore).
 - :class:`GateReader`: what the pre-deploy gates look at.
@@ -15,26 +16,28 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 import redis
 from google.api_core import exceptions as gexc
-from google.cloud import firestore, monitoring_v3, run_v2
+from google.cloud import firestore
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.protobuf import field_mask_pb2
 
-from functions.scaling.adapters import PushedMetricsStore, ServiceRegistry
+from functions.deploy_guard.policy import deployment_alerts
 from shared import collections
 from shared import thresholds as t
+from shared.alerts.policy import AlertChange
+from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
+from shared.gcp import monitoring as gm
+from shared.gcp.cloudrun import CloudRunServices, serving_shares, short_revision
 from shared.isolation import PREFIX
-from shared.models.alerts import AlertDoc
+from shared.metrics_store import PushedMetricsStore
 from shared.models.deploy import (
     ACTIVE_PHASES,
     DeploymentDoc,
@@ -43,6 +46,7 @@ from shared.models.deploy import (
 )
 from shared.models.scaling import ReportMetricsRequest, ServiceConfig, ServiceDoc
 from shared.redis import lua_script
+from shared.services import ServiceRegistryReader
 
 _SET_SPLIT = Path(__file__).with_name("lua") / "set_split.lua"
 
@@ -164,12 +168,13 @@ class DeployStore:
         deployment_id: str,
         mutate: Callable[[DeploymentDoc], DeploymentDoc | None],
         change: Change | None,
-        alert: Callable[[DeploymentDoc], AlertDoc | None] = lambda _d: None,
+        alerts: Callable[[DeploymentDoc, DeploymentDoc], list[AlertChange]] = deployment_alerts,
     ) -> tuple[DeploymentDoc, DeploymentDoc] | None:
         """Read, ``mutate`` (pure; None: nothing to do), write: one transaction, so two
         overlapping runs never both apply a change. A traffic change is audited (as
         ``change``, or as the monitor when None); a final phase frees the environment once
-        the platform was seen serving its split (``confirmed_at``).
+        the platform was seen serving its split (``confirmed_at``); a phase change raises or
+        resolves its ``alerts`` (a rollback's, in ``pack391_alerts``) in the same transaction.
         Answers (before, after), or None when ``mutate`` declined."""
         ref = self._dep(deployment_id)
 
@@ -185,6 +190,9 @@ class DeployStore:
             if after.traffic_percent != before.traffic_percent:
                 # a new wanted split: writers of the older one must not record theirs
                 after = after.model_copy(update={"generation": before.generation + 1})
+            raised = alerts(before, after)
+            if raised:  # reads first: before this transaction's writes
+                AlertStore(self._db).apply(raised, after.updated_at, tx)
             tx.set(ref, after.to_doc())
             moved = after.traffic_percent != before.traffic_percent or after.phase != before.phase
             if change is not None or moved:
@@ -199,9 +207,6 @@ class DeployStore:
                     before={"phase": before.phase.value, "trafficPercent": before.traffic_percent},
                     after={"phase": after.phase.value, "trafficPercent": after.traffic_percent},
                 )
-            raised = alert(after) if after.phase != before.phase else None
-            if raised is not None:
-                tx.set(self._db.collection(collections.ALERTS).document(), raised.to_doc())
             if after.phase not in ACTIVE_PHASES and after.confirmed_at is not None:
                 tx.delete(self._active(after.environment))
             return before, after
@@ -292,60 +297,31 @@ class CloudRunTraffic:
 
     platform = "cloud_run"
 
-    def __init__(self, client: run_v2.ServicesClient, project: str) -> None:
-        self._client = client
-        self._project = project
+    def __init__(self, services: CloudRunServices) -> None:
+        self._services = services
 
     def name(self, service: str, region: str) -> str:
-        return f"projects/{self._project}/locations/{region}/services/{service}"
-
-    @staticmethod
-    def _statuses(service: run_v2.Service) -> dict[str, int]:
-        latest = service.latest_ready_revision.rsplit("/", 1)[-1]
-        shares: dict[str, int] = {}
-        for status in service.traffic_statuses:
-            is_latest = (
-                status.type_
-                == run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
-            )
-            revision = latest if is_latest else status.revision.rsplit("/", 1)[-1]
-            if revision and status.percent:
-                shares[revision] = shares.get(revision, 0) + int(status.percent)
-        return shares
+        return self._services.name(service, region)
 
     def observe(self, service: str, region: str) -> Observed:
-        found = self._client.get_service(name=self.name(service, region))
-        latest = found.latest_ready_revision.rsplit("/", 1)[-1] or None
-        return Observed(latest, self._statuses(found), found.etag or None)
+        found = self._services.get(service, region)
+        latest = short_revision(found.latest_ready_revision) or None
+        return Observed(latest, serving_shares(found), found.etag or None)
 
     def apply(
         self, service: str, region: str, split: dict[str, int], etag: str | None = None
     ) -> dict[str, int]:
         """With ``etag``, the update carries ``Service.etag``: Cloud Run refuses it (409
         ``ABORTED``) when the service changed since, which is :class:`TrafficConflict`."""
-        revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-        request = run_v2.UpdateServiceRequest(
-            service=run_v2.Service(
-                name=self.name(service, region),
-                traffic=[
-                    run_v2.TrafficTarget(type_=revision_type, revision=rev, percent=pct)
-                    for rev, pct in sorted(split.items())
-                ],
-                etag=etag or "",
-            ),
-            update_mask=field_mask_pb2.FieldMask(paths=["traffic"]),
-        )
         try:
-            operation = self._client.update_service(request=request)
+            updated = self._services.set_traffic(
+                service, region, split, etag, t.DEPLOY_TRAFFIC_TIMEOUT_SEC
+            )
         except gexc.Conflict as exc:  # Aborted is a Conflict (HTTP 409)
             if etag is None:
                 raise
             raise TrafficConflict(f"{service} changed since etag {etag}: {exc}") from exc
-        updated = cast(
-            run_v2.Service,
-            operation.result(timeout=t.DEPLOY_TRAFFIC_TIMEOUT_SEC),  # type: ignore[no-untyped-call]
-        )
-        return self._statuses(updated)
+        return serving_shares(updated)
 
 
 # ------------------------------------------------------------------ metrics
@@ -391,63 +367,54 @@ class PushedRevisionMetrics:
         )
 
 
-_A = monitoring_v3.Aggregation
+_REVISION_COUNTS = gm.Query(
+    gm.REQUESTS,
+    gm.Aligner.ALIGN_DELTA,
+    gm.Reducer.REDUCE_SUM,
+    ("resource.labels.revision_name", "metric.labels.response_code_class"),
+)
+_REVISION_P95 = gm.Query(
+    gm.LATENCY,
+    gm.Aligner.ALIGN_PERCENTILE_95,
+    gm.Reducer.REDUCE_MAX,
+    ("resource.labels.revision_name",),
+)
 
 
 class MonitoringRevisionMetrics:
     """Cloud Run's request count (by response class) and p95 latency for one revision and
     minute, from Cloud Monitoring (filtered on the revision, aligned per minute)."""
 
-    def __init__(self, client: monitoring_v3.MetricServiceClient, project: str) -> None:
-        self._client = client
-        self._project = project
-
-    def _series(
-        self, service: str, region: str, revision: str, start: datetime, metric: str, agg: Any
-    ) -> list[monitoring_v3.TimeSeries]:
-        end = start + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{self._project}",
-            filter=(
-                f'metric.type = "{metric}" AND resource.type = "cloud_run_revision" '
-                f'AND resource.labels.service_name = "{service}" '
-                f'AND resource.labels.location = "{region}" '
-                f'AND resource.labels.revision_name = "{revision}"'
-            ),
-            interval=monitoring_v3.TimeInterval(start_time=start, end_time=end),
-            aggregation=agg,
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
-        )
-        return list(self._client.list_time_series(request=request))
+    def __init__(self, reader: gm.MonitoringReader) -> None:
+        self._reader = reader
 
     def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
         minute = timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        counts = _A(
-            alignment_period=minute,
-            per_series_aligner=_A.Aligner.ALIGN_DELTA,
-            cross_series_reducer=_A.Reducer.REDUCE_SUM,
-            group_by_fields=["resource.labels.revision_name", "metric.labels.response_code_class"],
-        )
-        latency = _A(
-            alignment_period=minute,
-            per_series_aligner=_A.Aligner.ALIGN_PERCENTILE_95,
-            cross_series_reducer=_A.Reducer.REDUCE_MAX,
-            group_by_fields=["resource.labels.revision_name"],
-        )
+        end = start + minute
         requests = errors = 0
-        for series in self._series(
-            service, region, revision, start, "run.googleapis.com/request_count", counts
-        ):
-            n = sum(int(p.value.int64_value) for p in series.points)
+        counts = self._reader.series(
+            _REVISION_COUNTS,
+            gm.cloud_run_filter(gm.REQUESTS, service, region, revision),
+            start,
+            end,
+            minute,
+        )
+        for series in counts:
+            n = sum(int(sample.value) for sample in series.samples)
             requests += n
-            if series.metric.labels.get("response_code_class") == "5xx":
+            if series.labels.get("response_code_class") == "5xx":
                 errors += n
         p95: float | None = None
-        for series in self._series(
-            service, region, revision, start, "run.googleapis.com/request_latencies", latency
-        ):
-            for point in series.points:
-                p95 = max(p95 or 0.0, float(point.value.double_value))
+        latencies = self._reader.series(
+            _REVISION_P95,
+            gm.cloud_run_filter(gm.LATENCY, service, region, revision),
+            start,
+            end,
+            minute,
+        )
+        for series in latencies:
+            for sample in series.samples:
+                p95 = max(p95 or 0.0, sample.value)
         return RevisionWindow(requests=requests, errors=errors, p95_latency_ms=p95)
 
 
@@ -512,7 +479,7 @@ class GateReader:
         self.business = BusinessMetrics(db)
 
     def services(self) -> list[ServiceDoc]:
-        return ServiceRegistry(self._db).all_services()
+        return ServiceRegistryReader(self._db).all_services()
 
     def stuck_payouts(self, older_than: datetime) -> int:
         query: Any = (
@@ -568,11 +535,6 @@ def _index_key(group: str, fields: list[tuple[str, str]]) -> str:
 def load_index_specs(path: Path) -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = json.loads(path.read_text())["indexes"]
     return specs
-
-
-def new_id() -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    return f"{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 class TrafficNotApplied(Exception):

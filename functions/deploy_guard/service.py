@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from functions.deploy_guard import policy
 from functions.deploy_guard.adapters import (
@@ -37,13 +36,12 @@ from functions.deploy_guard.adapters import (
     TrafficNotApplied,
     TrafficSplitter,
     load_index_specs,
-    new_id,
 )
-from functions.scaling.adapters import minute_of, probe
 from shared import thresholds as t
 from shared.audit import Change
+from shared.clock import minute_of, new_id
 from shared.errors import FailedPrecondition, InvalidInput, NotFound
-from shared.models.alerts import AlertDoc, Severity
+from shared.gcp.probe import probe
 from shared.models.deploy import (
     ACTIVE_PHASES,
     Analysis,
@@ -51,8 +49,6 @@ from shared.models.deploy import (
     DeploymentDoc,
     DeploymentList,
     DeploymentStatus,
-    GateResult,
-    GateStatus,
     Phase,
     PinnedService,
     PinTrafficRequest,
@@ -67,13 +63,8 @@ from shared.models.deploy import (
     ValidateRequest,
     ValidationReport,
 )
-from shared.models.scaling import IsolationState
 
 log = logging.getLogger("pack391.deploy")
-
-PAYMENT_SERVICE = "payment-processor"
-"""The scaling registry's id of the payment processor (the payment gate checks it)."""
-
 
 TRAFFIC_WRITE_ATTEMPTS = 3
 """Conditional traffic writes one call makes before it leaves the split to the next
@@ -107,26 +98,6 @@ def _sum(windows: list[RevisionWindow]) -> RevisionWindow:
     return RevisionWindow(**total, p95_latency_ms=max(p95s) if p95s else None)
 
 
-def _rollback_alert(dep: DeploymentDoc) -> AlertDoc | None:
-    if dep.phase != Phase.ROLLING_BACK:
-        return None
-    last = dep.analyses[-1] if dep.analyses else None
-    return AlertDoc(
-        source="deploy",
-        kind="rollback",
-        severity=Severity.HIGH,
-        title=f"Deployment {dep.deployment_id} ({dep.version}) rolled back: {dep.reason}",
-        evidence={
-            "deploymentId": dep.deployment_id,
-            "environment": dep.environment,
-            "reason": dep.reason,
-            "step": dep.step,
-            "analysis": last.model_dump(mode="json", by_alias=True) if last else None,
-        },
-        opened_at=dep.updated_at,
-    )
-
-
 class DeployGuard:
     def __init__(self, ports: DeployPorts) -> None:
         self.p = ports
@@ -134,17 +105,30 @@ class DeployGuard:
     # ------------------------------------------------------------ gates
 
     def validate(self, req: ValidateRequest, change: Change) -> ValidationReport:
+        """Read what the six gates judge (registry, health probes, payouts, wallets, auth
+        events, indexes, endpoints); the verdicts are the policy's."""
         now = change.now
+        services = self.p.gates.services()
+        healthy = {
+            d.config.service_id: probe(d.config.health_url or "", t.DEPLOY_PROBE_TIMEOUT_SEC).ok
+            for d in policy.services_to_probe(services)
+        }
+        stuck = self.p.gates.stuck_payouts(policy.stuck_payout_cutoff(now))
+        checked, mismatches = self.p.gates.wallet_mismatches(t.DEPLOY_WALLET_SAMPLE_COUNT)
+        auth = self.p.business.counts(None, policy.auth_window_start(now), now)["auth_failure"]
+        wanted = load_index_specs(self.p.index_file)
+        missing = self.p.gates.missing_indexes(self.p.project, wanted)
+        endpoints = {url: probe(url, t.DEPLOY_PROBE_TIMEOUT_SEC) for url in self.p.probe_urls}
         gates = [
-            self._system_health(),
-            self._payment_system(now),
-            self._token_system(),
-            self._auth_system(now),
-            self._indexes(),
-            self._endpoints(),
+            policy.system_health_gate(services, healthy),
+            policy.payment_gate(services, healthy, stuck),
+            policy.token_gate(checked, mismatches),
+            policy.auth_gate(*auth),
+            policy.index_gate(len(wanted), missing),
+            policy.endpoint_gate(endpoints),
         ]
         report = ValidationReport(
-            report_id=new_id(),
+            report_id=new_id(now),
             version=req.version,
             environment=req.environment,
             passed=policy.gates_passed(gates),
@@ -154,122 +138,6 @@ class DeployGuard:
         )
         self.p.store.save_report(report, change)
         return report
-
-    def _system_health(self) -> GateResult:
-        services = self.p.gates.services()
-        if not services:
-            return GateResult(
-                name="system_health",
-                status=GateStatus.SKIPPED,
-                evidence={"why": "no service in the scaling registry"},
-            )
-        states: dict[str, str] = {}
-        for doc in services:
-            cfg = doc.config
-            status = "healthy"
-            if doc.state.isolation != IsolationState.NONE:
-                status = "isolated"
-            elif cfg.health_url and not probe(cfg.health_url, t.DEPLOY_PROBE_TIMEOUT_SEC).ok:
-                status = "down"
-            states[cfg.service_id] = status
-        bad = sorted(s for s, v in states.items() if v in ("down", "isolated"))
-        return GateResult(
-            name="system_health",
-            status=GateStatus.FAIL if bad else GateStatus.PASS,
-            evidence={"services": states, "unhealthy": bad},
-        )
-
-    def _payment_system(self, now: datetime) -> GateResult:
-        evidence: dict[str, Any] = {}
-        ok = True
-        doc = next(
-            (d for d in self.p.gates.services() if d.config.service_id == PAYMENT_SERVICE), None
-        )
-        if doc is None:
-            evidence["processor"] = "not registered"
-        else:
-            isolated = doc.state.isolation != IsolationState.NONE
-            url = doc.config.health_url
-            down = bool(url) and not probe(url or "", t.DEPLOY_PROBE_TIMEOUT_SEC).ok
-            evidence["processor"] = "isolated" if isolated else "down" if down else "healthy"
-            ok = not (isolated or down)
-        stuck = self.p.gates.stuck_payouts(now - timedelta(seconds=t.DEPLOY_STUCK_PAYOUT_AGE_SEC))
-        evidence.update(stuckPayouts=stuck, maxStuck=t.DEPLOY_STUCK_PAYOUT_MAX_COUNT)
-        ok = ok and stuck <= t.DEPLOY_STUCK_PAYOUT_MAX_COUNT
-        return GateResult(
-            name="payment_system",
-            status=GateStatus.PASS if ok else GateStatus.FAIL,
-            evidence=evidence,
-        )
-
-    def _token_system(self) -> GateResult:
-        checked, bad = self.p.gates.wallet_mismatches(t.DEPLOY_WALLET_SAMPLE_COUNT)
-        if checked == 0:
-            return GateResult(
-                name="token_system", status=GateStatus.SKIPPED, evidence={"why": "no wallets"}
-            )
-        return GateResult(
-            name="token_system",
-            status=GateStatus.FAIL if bad else GateStatus.PASS,
-            evidence={"walletsChecked": checked, "mismatches": bad},
-        )
-
-    def _auth_system(self, now: datetime) -> GateResult:
-        start = now - timedelta(seconds=t.DEPLOY_AUTH_WINDOW_SEC)
-        failed, total = self.p.business.counts(None, start, now)["auth_failure"]
-        if total == 0:
-            return GateResult(
-                name="auth_system",
-                status=GateStatus.SKIPPED,
-                evidence={"why": "no auth events in the window"},
-            )
-        rate = 100.0 * failed / total
-        return GateResult(
-            name="auth_system",
-            status=GateStatus.FAIL if rate > t.DEPLOY_AUTH_FAILURE_RATE_PCT else GateStatus.PASS,
-            evidence={
-                "failureRatePct": round(rate, 3),
-                "thresholdPct": t.DEPLOY_AUTH_FAILURE_RATE_PCT,
-                "events": total,
-            },
-        )
-
-    def _indexes(self) -> GateResult:
-        wanted = load_index_specs(self.p.index_file)
-        missing = self.p.gates.missing_indexes(self.p.project, wanted)
-        if missing is None:
-            return GateResult(
-                name="database_indexes",
-                status=GateStatus.SKIPPED,
-                evidence={
-                    "why": "the Firestore emulator needs no indexes",
-                    "declared": len(wanted),
-                },
-            )
-        return GateResult(
-            name="database_indexes",
-            status=GateStatus.FAIL if missing else GateStatus.PASS,
-            evidence={"declared": len(wanted), "missing": missing},
-        )
-
-    def _endpoints(self) -> GateResult:
-        if not self.p.probe_urls:
-            return GateResult(
-                name="api_endpoints",
-                status=GateStatus.SKIPPED,
-                evidence={"why": "no probe URLs configured (PACK391_DEPLOY_PROBE_URLS)"},
-            )
-        results = {url: probe(url, t.DEPLOY_PROBE_TIMEOUT_SEC) for url in self.p.probe_urls}
-        evidence = {
-            url: {"ok": r.ok, "status": r.status, "ms": round(r.ms, 1), "error": r.error}
-            for url, r in results.items()
-        }
-        failed = any(not r.ok for r in results.values())
-        return GateResult(
-            name="api_endpoints",
-            status=GateStatus.FAIL if failed else GateStatus.PASS,
-            evidence={"probes": evidence},
-        )
 
     # ------------------------------------------------------------ start
 
@@ -290,7 +158,8 @@ class DeployGuard:
             canary = seen.latest_ready
             if canary is None or canary == stable:
                 raise FailedPrecondition(
-                    f"service {name} has no new revision: {stable} is the latest ready"
+                    f"service {name} has no new revision: {stable} is the latest ready "
+                    f"(deploy one; on the local stack: pack391 deploy revision {name})"
                 )
             targets.append(
                 ServiceTarget(
@@ -311,7 +180,7 @@ class DeployGuard:
         if req.force and req.reason is None:
             raise InvalidInput("reason", "a forced start needs a reason")
         dep = DeploymentDoc(
-            deployment_id=new_id(),
+            deployment_id=new_id(now),
             version=req.version,
             environment=req.environment,
             phase=Phase.PENDING,
@@ -537,7 +406,7 @@ class DeployGuard:
                 return None  # another run judged this minute
             return policy.on_check(d, analysis, now)
 
-        changed = self.p.store.update(dep.deployment_id, judged, None, _rollback_alert)
+        changed = self.p.store.update(dep.deployment_id, judged, None)
         if changed is None:
             return self.p.store.get(dep.deployment_id) or dep
         return self._apply(changed[1], now)
@@ -554,7 +423,7 @@ class DeployGuard:
                 return None
             return policy.rollback(d, now, reason, by=change.actor_uid)
 
-        changed = self.p.store.update(deployment_id, roll, change, _rollback_alert)
+        changed = self.p.store.update(deployment_id, roll, change)
         dep = changed[1] if changed else self.p.store.get(deployment_id)
         if dep is None:
             raise NotFound(f"no deployment {deployment_id}")

@@ -242,13 +242,16 @@ def wait_local_workers(timeout_sec: float) -> None:
 
 
 class FailoverLog:
-    """What the rest of the bundle did during a run's window."""
+    """What the rest of the bundle did during a run's window: scaling decisions and the
+    isolation event log, DDoS detections, and the alerts of every area (one store,
+    ``pack391_alerts``) opened or resolved in the window."""
 
     SOURCES = (
         (collections.SCALING_DECISIONS, "at", "scaling_decision"),
-        (collections.SCALING_ALERTS, "at", "isolation"),
+        (collections.SCALING_EVENTS, "at", "isolation"),
         (collections.DDOS_DETECTIONS, "detectedAt", "ddos_detection"),
         (collections.ALERTS, "openedAt", "alert"),
+        (collections.ALERTS, "resolvedAt", "alert_resolved"),
     )
 
     def __init__(self, db: firestore.Client, client: redis.Redis) -> None:
@@ -307,7 +310,18 @@ def _s(raw: Any) -> str:
 
 
 def _brief(data: dict[str, Any]) -> dict[str, Any]:
-    keep = ("serviceId", "action", "reason", "kind", "status", "severity", "title", "state")
+    keep = (
+        "serviceId",
+        "action",
+        "reason",
+        "source",
+        "kind",
+        "status",
+        "severity",
+        "title",
+        "state",
+        "resolution",
+    )
     return {k: str(data[k]) for k in keep if k in data}
 
 

@@ -14,7 +14,6 @@ underscore (firebase-tools #11034, #7884). Every enqueuer takes the name from
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import uuid
@@ -40,7 +39,7 @@ from shared.audit import Change
 from shared.auth import Role
 from shared.config import FUNCTIONS_REGION, LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
 from shared.edge import CallContext, callable_function, parse_request, to_wire
-from shared.errors import FailedPrecondition, to_https_error
+from shared.errors import to_https_error
 from shared.firestore import get_db
 from shared.models.load import (
     AbortLoadTestRequest,
@@ -54,30 +53,29 @@ from shared.models.load import (
     RunLoadTestResult,
 )
 from shared.redis import get_redis
+from shared.wiring import backend_choice, wired
 
 log = logging.getLogger("pack391.load")
 
 DEFAULT_LOCAL_TARGET = f"http://127.0.0.1:{os.environ.get('PACK391_SANDBOX_PORT', '5002')}"
 """Where the local stack serves the sandbox (``pack391 serve``)."""
 
+DISPATCHERS = ("tasks", "local")
+"""Where shards run: Cloud Tasks (deployed) or local processes (``auto`` under the emulators)."""
+
 TASK_TIMEOUT_SEC = 1800
 """The task-queue function's limit (the most Cloud Functions allows an HTTP task)."""
 
 
 def _dispatcher() -> Dispatcher:
-    configured = LOAD_DISPATCHER.value.strip().lower()
-    if configured == "auto":
-        configured = "local" if is_emulated() else "tasks"
-    if configured == "local":
+    if backend_choice("PACK391_LOAD_DISPATCHER", LOAD_DISPATCHER.value, DISPATCHERS) == "local":
         return LocalProcessDispatcher()
-    if configured == "tasks":
-        return TaskQueueDispatcher(FUNCTIONS_REGION.value)
-    raise FailedPrecondition(f"PACK391_LOAD_DISPATCHER must be auto, tasks or local: {configured}")
+    return TaskQueueDispatcher(FUNCTIONS_REGION.value)
 
 
-@functools.cache
-def _service_for(db_id: int, redis_id: int, dispatcher: str, allowlist: str) -> LoadService:
-    del db_id, redis_id, dispatcher  # cache key: a new client or setting gets a new service
+@wired()
+def _service_for(dispatcher: str, allowlist: str) -> LoadService:
+    del dispatcher  # cache key: a new setting gets a new service
     db, client = get_db(), get_redis()
     return LoadService(
         LoadPorts(
@@ -97,9 +95,7 @@ def _service_for(db_id: int, redis_id: int, dispatcher: str, allowlist: str) -> 
 
 def load_service() -> LoadService:
     """The service wired to the configured Firestore, Redis and dispatcher."""
-    return _service_for(
-        id(get_db()), id(get_redis()), LOAD_DISPATCHER.value, LOAD_TARGET_ALLOWLIST.value
-    )
+    return _service_for(LOAD_DISPATCHER.value, LOAD_TARGET_ALLOWLIST.value)
 
 
 @callable_function(role=Role.ADMIN, request=RunLoadTestRequest)

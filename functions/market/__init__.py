@@ -5,7 +5,6 @@ Each edge parses, authorizes (the role is in its decorator) and calls the servic
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from functions.market.adapters import MarketEnforcementStore, MarketRepository
@@ -29,6 +28,7 @@ from shared.models.market import (
     UpdateMarketControlResult,
 )
 from shared.redis import get_redis
+from shared.wiring import wired
 
 log = logging.getLogger("pack391.market")
 
@@ -36,15 +36,14 @@ SYNC_SCHEDULE = "* * * * *"
 """``pack391_syncMarkets`` runs every minute."""
 
 
-@functools.cache
-def _service_for(db_id: int, redis_id: int) -> MarketService:
-    del db_id, redis_id  # cache key: a new client (tests, reconfiguration) gets a new service
+@wired()
+def _service_for() -> MarketService:
     return MarketService(MarketRepository(get_db()), MarketEnforcementStore(get_redis()))
 
 
 def market_service() -> MarketService:
     """The service wired to the configured Firestore and Redis."""
-    return _service_for(id(get_db()), id(get_redis()))
+    return _service_for()
 
 
 def _change(ctx: CallContext, action: str, reason: str | None) -> Change:

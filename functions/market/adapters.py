@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from shared import collections
-from shared.audit import Change, write_audit
+from shared.audit import Change, audited_write, write_audit
 from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
 from shared.redis import LUA_DIR, lua_script
 
@@ -83,82 +83,36 @@ class MarketRepository:
         """Apply ``mutate`` (current doc -> fields to change, or None for no change)
         in one transaction with the version record and the audit entry.
         Returns (before, after); after is None when nothing changed."""
-        from google.cloud import firestore
 
-        ref = self._market_ref(country)
-
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> tuple[MarketDoc, MarketDoc | None]:
-            snap = ref.get(transaction=tx)
-            before = (
-                MarketDoc.model_validate(snap.to_dict())
-                if snap.exists
-                else MarketDoc(country=country)
-            )
-            fields = mutate(before)
+        def build(current: MarketDoc | None) -> MarketDoc | None:
+            fields = mutate(current or MarketDoc(country=country))
             if fields is None:
-                return before, None
-            after = before.model_copy(
-                update={
-                    **fields,
-                    "version": before.version + 1,
-                    "updated_at": change.now,
-                    "updated_by": change.actor_uid,
-                    "reason": change.reason,
-                }
-            )
-            after = MarketDoc.model_validate(after.model_dump())
-            if snap.exists:
-                versions = ref.collection(collections.MARKET_VERSIONS)
-                tx.set(versions.document(str(before.version)), before.to_doc())
-            tx.set(ref, after.to_doc())
-            write_audit(
-                self._db,
-                tx,
-                change,
-                target=f"{collections.MARKETS}/{country}",
-                before=before.model_dump(mode="json", by_alias=True) if snap.exists else None,
-                after=after.model_dump(mode="json", by_alias=True),
-            )
-            return before, after
+                return None
+            return (current or MarketDoc(country=country)).model_copy(update=fields)
 
-        return cast(tuple[MarketDoc, MarketDoc | None], run(self._db.transaction()))
+        before, after, _ = audited_write(
+            self._db,
+            self._market_ref(country),
+            change,
+            MarketDoc,
+            build,
+            history=collections.MARKET_VERSIONS,
+        )
+        return before or MarketDoc(country=country), after
 
     def set_all_paused(self, paused: bool, change: Change) -> tuple[GlobalMarketsDoc, bool]:
         """Set the all-markets switch; returns (the switch after, whether it changed)."""
-        from google.cloud import firestore
 
-        ref = self._global_ref()
+        def build(current: GlobalMarketsDoc | None) -> GlobalMarketsDoc | None:
+            current = current or GlobalMarketsDoc()
+            if current.all_paused == paused:
+                return None
+            return current.model_copy(update={"all_paused": paused})
 
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> tuple[GlobalMarketsDoc, bool]:
-            snap = ref.get(transaction=tx)
-            before = (
-                GlobalMarketsDoc.model_validate(snap.to_dict())
-                if snap.exists
-                else GlobalMarketsDoc()
-            )
-            if before.all_paused == paused:
-                return before, False
-            after = GlobalMarketsDoc(
-                all_paused=paused,
-                version=before.version + 1,
-                reason=change.reason,
-                updated_at=change.now,
-                updated_by=change.actor_uid,
-            )
-            tx.set(ref, after.to_doc())
-            write_audit(
-                self._db,
-                tx,
-                change,
-                target=f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
-                before=before.model_dump(mode="json", by_alias=True),
-                after=after.model_dump(mode="json", by_alias=True),
-            )
-            return after, True
-
-        return cast(tuple[GlobalMarketsDoc, bool], run(self._db.transaction()))
+        before, after, changed = audited_write(
+            self._db, self._global_ref(), change, GlobalMarketsDoc, build
+        )
+        return (after if changed and after else before or GlobalMarketsDoc()), changed
 
     def versions(self, country: str) -> list[MarketDoc]:
         """Previous versions of a market, oldest first."""

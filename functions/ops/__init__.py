@@ -5,26 +5,23 @@ Each edge parses, authorizes (the role is in its decorator) and calls the servic
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import datetime
 
 import redis
 from google.cloud import firestore
 
-from functions.ddos.adapters import TrafficStore, from_ms
-from functions.ops.adapters import (
-    AggregateMetricsSource,
-    OpsRepository,
-    RecentDocsPanel,
-    WebhookNotifier,
-    redis_up,
-)
+from functions.ops.metrics_source import AggregateMetricsSource
+from functions.ops.panels import RecentDocsPanel
 from functions.ops.policy import alert_rules
+from functions.ops.repository import OpsRepository, redis_up
 from functions.ops.service import OpsService, Panels
-from shared import collections
+from shared import collections, protection
+from shared.alerts.notifier import WebhookNotifier
+from shared.alerts.store import AlertStore
 from shared.audit import Change
 from shared.auth import Role
+from shared.clock import from_ms
 from shared.config import OPS_ALERT_FOR_MINUTES, OPS_WEBHOOK_URL
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.firestore import get_db
@@ -39,6 +36,7 @@ from shared.models.ops import (
     OpsDashboardView,
 )
 from shared.redis import get_redis
+from shared.wiring import wired
 
 log = logging.getLogger("pack391.ops")
 
@@ -71,24 +69,24 @@ def panels(db: firestore.Client) -> Panels:
     )
 
 
-@functools.cache
-def _service_for(db_id: int, redis_id: int, webhook: str, for_minutes: int) -> OpsService:
-    del db_id, redis_id  # cache key: a new client (tests, reconfiguration) gets a new service
+@wired()
+def _service_for(webhook: str, for_minutes: int) -> OpsService:
     db, client = get_db(), get_redis()
-    store = TrafficStore(client)
 
     def ddos_mode() -> tuple[bool, datetime | None, str | None]:
         try:
-            mode = store.ddos_mode()
+            mode = protection.ddos_mode(client)
         except redis.RedisError:  # the dashboard still loads; Redis shows as down
             return False, None, "unknown: Redis is unavailable"
         if mode is None:
             return False, None, None
         return True, from_ms(mode.until_ms), mode.reason
 
+    alerts = AlertStore(db, notify=lambda: bool(webhook))
     return OpsService(
         AggregateMetricsSource(db),
-        OpsRepository(db),
+        OpsRepository(db, alerts),
+        alerts,
         WebhookNotifier(webhook),
         panels(db),
         lambda: redis_up(client),
@@ -99,9 +97,7 @@ def _service_for(db_id: int, redis_id: int, webhook: str, for_minutes: int) -> O
 
 def ops_service() -> OpsService:
     """The service wired to the configured Firestore, Redis and webhook."""
-    return _service_for(
-        id(get_db()), id(get_redis()), OPS_WEBHOOK_URL.value, OPS_ALERT_FOR_MINUTES.value
-    )
+    return _service_for(OPS_WEBHOOK_URL.value, OPS_ALERT_FOR_MINUTES.value)
 
 
 @scheduled_function(
@@ -115,7 +111,8 @@ def ops_service() -> OpsService:
     max_doublings=0,
 )
 def pack391_updateLiveMetrics(ctx: ScheduledContext) -> None:
-    """Compute the live metrics; store the snapshot and the minute's history point; alerts."""
+    """Compute the live metrics; store the snapshot and the minute's history point; run the
+    alert rules; deliver every area's pending alert notifications."""
     report = ops_service().update(ctx.now, ctx.request_id)
     log.info("live metrics %s: %s", ctx.request_id, report)
 
@@ -144,7 +141,8 @@ def pack391_getOpsDashboard(ctx: CallContext, req: GetOpsDashboardRequest) -> Op
 def pack391_acknowledgeAlert(
     ctx: CallContext, req: AcknowledgeAlertRequest
 ) -> AcknowledgeAlertResult:
-    """Acknowledge an open ops alert (an ops action, audited)."""
+    """Acknowledge an open alert of any area (an ops action, audited). A deploy rollback
+    alert resolves on acknowledgement; the others stay listed until their condition clears."""
     change = Change(ctx.caller.uid, "ops.alert.acknowledge", req.note, ctx.request_id, ctx.now)
     return ops_service().acknowledge(req.alert_id, change)
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from shared import thresholds
-from shared.models.alerts import Severity
+from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
+from shared.clock import minute_of
+from shared.models.alerts import AlertSource, Severity
 from shared.models.ops import (
     Bucket,
     HealthStatus,
@@ -25,11 +27,6 @@ from shared.models.ops import (
     SystemHealth,
 )
 from shared.models.scaling import IsolationState
-
-
-def minute_of(moment: datetime) -> datetime:
-    """The UTC minute ``moment`` falls in."""
-    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def start_of_day(moment: datetime) -> datetime:
@@ -200,27 +197,32 @@ def _held(rule: AlertRule, before: RuleState, minute: datetime) -> RuleOutcome:
     return RuleOutcome(AlertAction.NONE, RuleState(consecutive, minute, None), None)
 
 
-def notification_text(title: str, value: float, threshold: float, event: str) -> str:
-    """Slack-compatible text of a notification (``event``: opened or resolved)."""
-    icon = ":rotating_light:" if event == "opened" else ":white_check_mark:"
-    return (
-        f"{icon} [pack391 ops] {event.upper()}: {title} "
-        f"(value {value:g}, threshold > {threshold:g})"
-    )
+def rule_alert_key(rule: RuleName) -> str:
+    """One alert per rule while its condition holds."""
+    return f"ops:{rule.value}"
 
 
-def may_send(state: str, attempts: int, last_attempt_at: datetime | None, now: datetime) -> bool:
-    """Whether a run may claim a notification now: pending, or failed with attempts left,
-    or claimed by a run that died long enough ago. Sent is never sent again."""
-    if attempts >= thresholds.WEBHOOK_MAX_ATTEMPTS:
-        return False
-    if state in ("pending", "failed"):
-        return True
-    if state == "sending":
-        return last_attempt_at is None or now - last_attempt_at >= timedelta(
-            seconds=thresholds.WEBHOOK_CLAIM_SEC
+def rule_alert(rule: AlertRule, value: float, outcome: RuleOutcome) -> AlertChange | None:
+    """The alert change of a rule's outcome: raise when it opens (id: per rule and minute)
+    or stays open (seen again, with the latest value), resolve when it clears."""
+    if outcome.action is AlertAction.RESOLVE:
+        return AlertResolve(
+            rule_alert_key(rule.name), f"value {value:g} back at or under {rule.threshold:g}"
         )
-    return False
+    if outcome.action not in (AlertAction.OPEN, AlertAction.KEEP):
+        return None
+    return AlertSpec(
+        source=AlertSource.OPS,
+        kind=rule.name.value,
+        dedup_key=rule_alert_key(rule.name),
+        severity=rule.severity,
+        title=rule.title,
+        evidence={"value": value, "threshold": rule.threshold, "forMinutes": rule.for_minutes},
+        alert_id=outcome.alert_id if outcome.action is AlertAction.OPEN else None,
+        rule=rule.name.value,
+        threshold=rule.threshold,
+        value=value,
+    )
 
 
 # ------------------------------------------------------------------ history

@@ -8,27 +8,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from functions.ops.adapters import MetricsSource, Notifier, OpsRepository, PanelSource
+from functions.ops.metrics_source import MetricsSource
+from functions.ops.panels import PanelSource
 from functions.ops.policy import (
     AlertAction,
     AlertRule,
     downsample,
     evaluate_rule,
     flatten,
-    may_send,
-    minute_of,
-    notification_text,
+    rule_alert,
     rule_value,
     scaling_service_status,
     system_health,
 )
-from shared import thresholds
+from functions.ops.repository import OpsRepository
+from shared import collections, thresholds
+from shared.alerts.notifier import Notifier, deliver
+from shared.alerts.store import AlertStore
 from shared.audit import Change
-from shared.clock import iso
+from shared.clock import minute_of
 from shared.errors import NotFound
-from shared.models.alerts import AlertStatus, Notification, NotificationState, OpsAlertDoc
 from shared.models.ops import (
     AcknowledgeAlertResult,
+    AlertView,
     DDoSPanel,
     HistoricalMetricsView,
     HistoryPointDoc,
@@ -68,13 +70,14 @@ class OpsService:
         self,
         source: MetricsSource,
         repo: OpsRepository,
+        alerts: AlertStore,
         notifier: Notifier,
         panels: Panels,
         redis_up: Callable[[], bool],
         ddos_mode: DDoSModeReader,
         rules: list[AlertRule],
     ) -> None:
-        self._source, self._repo, self._notifier = source, repo, notifier
+        self._source, self._repo, self._alerts, self._notifier = source, repo, alerts, notifier
         self._panels, self._redis_up, self._ddos_mode, self._rules = (
             panels,
             redis_up,
@@ -126,86 +129,28 @@ class OpsService:
         return report
 
     def _apply(self, rule: AlertRule, value: float, now: datetime) -> str:
-        notify_state = (
-            NotificationState.PENDING if self._notifier.enabled else NotificationState.DISABLED
-        )
-
-        def new_alert(alert_id: str) -> OpsAlertDoc:
-            return OpsAlertDoc(
-                source="ops",
-                kind=rule.name.value,
-                severity=rule.severity,
-                title=rule.title,
-                evidence={
-                    "value": value,
-                    "threshold": rule.threshold,
-                    "forMinutes": rule.for_minutes,
-                },
-                status=AlertStatus.OPEN,
-                opened_at=now,
-                rule=rule.name.value,
-                threshold=rule.threshold,
-                value=value,
-                notify_open=Notification(state=notify_state),
-                updated_at=now,
-            )
-
         outcome = self._repo.apply_rule(
-            rule.name.value, lambda state: evaluate_rule(rule, value, state, now), new_alert, now
+            rule.name.value,
+            lambda state: evaluate_rule(rule, value, state, now),
+            lambda decided: rule_alert(rule, value, decided),
+            now,
         )
         if outcome.action in (AlertAction.OPEN, AlertAction.RESOLVE):
             log.info("ops alert %s: %s (%s)", rule.name.value, outcome.action, outcome.alert_id)
         return outcome.action.value
 
-    # ------------------------------------------------------------ notifications
+    # ---------------------------------------------------------------- alerts
 
     def deliver(self, now: datetime) -> int:
-        """Send every undelivered notification once (claimed in a transaction first)."""
-        if not self._notifier.enabled:
-            return 0
-        sent = 0
-        for alert_id, alert in self._repo.pending_notifications():
-            for doc_field, event in (("notifyOpen", "opened"), ("notifyResolve", "resolved")):
-                claimed = self._repo.claim_notification(
-                    alert_id,
-                    doc_field,
-                    lambda n: may_send(n.state, n.attempts, n.last_attempt_at, now),
-                    now,
-                )
-                if claimed is None:
-                    continue
-                text = notification_text(alert.title, alert.value, alert.threshold, event)
-                payload = {
-                    "text": text,
-                    "alert": {
-                        "id": alert_id,
-                        "event": event,
-                        "rule": alert.rule,
-                        "severity": alert.severity.value,
-                        "value": alert.value,
-                        "threshold": alert.threshold,
-                        "openedAt": iso(alert.opened_at),
-                    },
-                }
-                result = self._notifier.send(payload, f"{alert_id}:{event}")
-                self._repo.set_notification(
-                    alert_id,
-                    doc_field,
-                    Notification(
-                        state=NotificationState.SENT if result.ok else NotificationState.FAILED,
-                        attempts=claimed.attempts + result.attempts,
-                        last_attempt_at=now,
-                        sent_at=now if result.ok else None,
-                        last_error=result.error,
-                    ),
-                )
-                sent += int(result.ok)
-        return sent
+        """Send every area's undelivered alert notifications (opened and resolved)."""
+        return deliver(self._alerts, self._notifier, now)
 
     def acknowledge(self, alert_id: str, change: Change) -> AcknowledgeAlertResult:
-        doc, changed = self._repo.acknowledge(alert_id, change)
+        """Acknowledge an open alert of any area (audited); acknowledging one that is
+        already acknowledged or resolved changes nothing."""
+        doc, changed = self._alerts.acknowledge(alert_id, change)
         if doc is None:
-            raise NotFound(f"no open ops alert {alert_id}", field="alertId")
+            raise NotFound(f"no alert {alert_id}", field="alertId")
         return AcknowledgeAlertResult(
             id=alert_id,
             status=doc.status,
@@ -213,6 +158,29 @@ class OpsService:
             acknowledged_by=doc.acknowledged_by,
             changed=changed,
         )
+
+    def open_alerts(self) -> list[AlertView]:
+        """Open and acknowledged alerts of every area, newest first (an acknowledged alert
+        stays listed, with its status, until it resolves)."""
+        return [
+            AlertView(
+                id=alert_id,
+                collection=collections.ALERTS,
+                source=doc.source.value,
+                kind=doc.kind,
+                severity=doc.severity.value,
+                title=doc.title,
+                status=doc.status.value,
+                opened_at=doc.opened_at,
+                last_seen_at=doc.last_seen_at,
+                occurrences=doc.occurrences,
+                acknowledged_by=doc.acknowledged_by,
+                value=doc.value,
+                threshold=doc.threshold,
+                notification=doc.notify_open.state.value if doc.notify_open else None,
+            )
+            for alert_id, doc in self._alerts.open_alerts(thresholds.DASHBOARD_RECENT_ITEMS)
+        ]
 
     # ------------------------------------------------------------------ reads
 
@@ -262,12 +230,10 @@ class OpsService:
             )
             for doc in self._repo.scaling_services()
         ]
-        alerts = self._repo.open_alerts() + self._repo.open_scaling_alerts()
-        alerts.sort(key=lambda a: a.opened_at, reverse=True)
         return OpsDashboardView(
             generated_at=now,
             live=self.live(now),
-            open_alerts=alerts,
+            open_alerts=self.open_alerts(),
             services=services,
             deployments=self._panels.deployments.read(now),
             ddos=DDoSPanel(

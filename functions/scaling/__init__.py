@@ -7,17 +7,13 @@ deployed, pushed metrics + the local scaler under the local stack.
 
 from __future__ import annotations
 
-import functools
 import logging
-
-from google.cloud import monitoring_v3, run_v2
 
 from functions.scaling.adapters import (
     CloudMonitoringSource,
     CloudRunScaler,
     LocalScaler,
     MetricsSource,
-    PushedMetricsStore,
     Scaler,
     ServiceRegistry,
 )
@@ -29,12 +25,13 @@ from shared.config import (
     SCALING_BACKEND,
     SCALING_DRY_RUN,
     SCALING_HEALTH_URL_TEMPLATE,
-    is_emulated,
     project_id,
 )
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
-from shared.errors import FailedPrecondition
 from shared.firestore import get_db
+from shared.gcp.cloudrun import CloudRunServices, services_client
+from shared.gcp.monitoring import MonitoringReader, metric_client
+from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import (
     HealthReport,
     InitScalingRequest,
@@ -46,6 +43,7 @@ from shared.models.scaling import (
     ServiceHealthRequest,
 )
 from shared.redis import get_redis
+from shared.wiring import backend_choice, wired
 
 log = logging.getLogger("pack391.scaling")
 
@@ -53,29 +51,15 @@ GUARD_SCHEDULE = "* * * * *"
 """``pack391_scaleGuard`` runs every minute."""
 
 
-def _backend() -> str:
-    configured = SCALING_BACKEND.value.strip().lower()
-    if configured == "auto":
-        return "local" if is_emulated() else "gcp"
-    if configured not in ("gcp", "local"):
-        raise FailedPrecondition(
-            f"PACK391_SCALING_BACKEND must be auto, gcp or local: {configured}"
-        )
-    return configured
-
-
-@functools.cache
-def _service_for(
-    db_id: int, redis_id: int, backend: str, dry_run: bool, project: str
-) -> ScalingService:
-    del db_id, redis_id  # cache key: a new client (tests, reconfiguration) gets a new service
+@wired()
+def _service_for(backend: str, dry_run: bool, project: str) -> ScalingService:
     client = get_redis()
     pushed = PushedMetricsStore(client)
     metrics: MetricsSource
     scaler: Scaler
     if backend == "gcp":
-        metrics = CloudMonitoringSource(monitoring_v3.MetricServiceClient(), project)
-        scaler = CloudRunScaler(run_v2.ServicesClient(), project)
+        metrics = CloudMonitoringSource(MonitoringReader(metric_client(), project))
+        scaler = CloudRunScaler(CloudRunServices(services_client(), project))
     else:
         metrics, scaler = pushed, LocalScaler(client, pushed)
     ports = ScalingPorts(
@@ -92,9 +76,8 @@ def _service_for(
 
 def scaling_service() -> ScalingService:
     """The service wired to the configured Firestore, Redis and scaling backend."""
-    return _service_for(
-        id(get_db()), id(get_redis()), _backend(), SCALING_DRY_RUN.value, project_id()
-    )
+    backend = backend_choice("PACK391_SCALING_BACKEND", SCALING_BACKEND.value)
+    return _service_for(backend, SCALING_DRY_RUN.value, project_id())
 
 
 @callable_function(role=Role.ADMIN, request=InitScalingRequest)

@@ -2,20 +2,22 @@
 
 - :class:`ServiceRegistry`: Firestore, the registry (config + live state), decisions, alerts.
 - Metrics sources (:class:`MetricsSource`): :class:`CloudMonitoringSource` (Google Cloud
-  Monitoring through ``google-cloud-monitoring``) and :class:`PushedMetricsStore` (samples
-  services push, kept per minute in Redis).
+  Monitoring through :mod:`shared.gcp.monitoring`) and
+  :class:`shared.metrics_store.PushedMetricsStore` (samples services push, kept per
+  minute in Redis).
 - Scalers (:class:`Scaler`): :class:`CloudRunScaler` (Cloud Run Admin API through
-  ``google-cloud-run``) and :class:`LocalScaler` (records the desired count in Redis and
-  calls the resize hook a local service registered).
+  :mod:`shared.gcp.cloudrun`) and :class:`LocalScaler` (records the desired count in
+  Redis and calls the resize hook a local service registered).
 - :class:`GuardLock`: the Redis lock that keeps two scale-guard runs from acting twice.
-- :func:`probe`: the HTTP health probe.
+
+The HTTP health probe is :func:`shared.gcp.probe.probe`; the registry's read side is
+:class:`shared.services.ServiceRegistryReader`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 import urllib.error
@@ -30,39 +32,38 @@ from typing import Any, ClassVar, Protocol, cast
 
 import redis
 from google.api_core import exceptions as gexc
-from google.cloud import firestore, monitoring_v3, run_v2
-from google.protobuf import field_mask_pb2
+from google.cloud import firestore
 
 from functions.scaling.policy import merge_config
 from shared import collections
 from shared import thresholds as t
+from shared.alerts.policy import AlertChange
+from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
+from shared.gcp import monitoring as gm
+from shared.gcp.cloudrun import CloudRunServices, manual_instances
 from shared.isolation import PREFIX
+from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import (
-    AlertDoc,
     DecisionDoc,
     InitScalingResult,
     MetricsSnapshot,
     PendingAction,
     PlatformAnswer,
-    ReportMetricsRequest,
+    ScalingEventDoc,
     ServiceConfig,
     ServiceDoc,
     ServiceState,
 )
 from shared.redis import lua_script
+from shared.services import ServiceRegistryReader
 
 LUA = Path(__file__).with_name("lua")
-_RECORD = LUA / "record_sample.lua"
 _RELEASE = LUA / "release_lock.lua"
 _RENEW = LUA / "renew_lock.lua"
 _ACQUIRE = LUA / "acquire_lock.lua"
 
 log = logging.getLogger("pack391.scaling")
-
-
-def minute_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 # ----------------------------------------------------------------- ports
@@ -86,22 +87,9 @@ class Scaler(Protocol):
 # ------------------------------------------------------------- Firestore
 
 
-class ServiceRegistry:
-    """Firestore: ``pack391_scaling_services`` (+ decisions and alerts)."""
-
-    def __init__(self, db: firestore.Client) -> None:
-        self._db = db
-
-    def _ref(self, service_id: str) -> firestore.DocumentReference:
-        return self._db.collection(collections.SCALING_SERVICES).document(service_id)
-
-    def all_services(self) -> list[ServiceDoc]:
-        docs = self._db.collection(collections.SCALING_SERVICES).order_by("__name__").stream()
-        return [ServiceDoc.model_validate(snap.to_dict()) for snap in docs]
-
-    def get(self, service_id: str) -> ServiceDoc | None:
-        snap = self._ref(service_id).get()
-        return ServiceDoc.model_validate(snap.to_dict()) if snap.exists else None
+class ServiceRegistry(ServiceRegistryReader):
+    """Firestore: ``pack391_scaling_services`` (+ decisions and alerts): the reader's
+    queries and the scaling engine's writes."""
 
     def init(
         self,
@@ -198,11 +186,14 @@ class ServiceRegistry:
         service_id: str,
         state: ServiceState,
         decision: DecisionDoc,
-        alert: AlertDoc | None,
+        event: ScalingEventDoc | None,
+        alert: AlertChange | None,
+        now: datetime,
         expected: PendingAction | None = None,
     ) -> bool:
-        """A guard run's outcome for one service: state, decision and alert in one
-        transaction. The state is written only if the service's pending action is still
+        """A guard run's outcome for one service: state, decision, isolation event and its
+        alert (raised or resolved in ``pack391_alerts``) in one transaction. The state, event
+        and alert are written only if the service's pending action is still
         ``expected`` (this run's intent, or what it read): False when another holder's
         intent or outcome replaced it (the decision is recorded, marked superseded)."""
         decisions = self._db.collection(collections.SCALING_DECISIONS)
@@ -211,13 +202,15 @@ class ServiceRegistry:
         def run(tx: firestore.Transaction) -> bool:
             current = self._pending_is(tx, service_id, expected)
             record = decision if current else _superseded(decision)
+            if alert is not None and current:  # reads first: before this run's writes
+                AlertStore(self._db).apply([alert], now, tx)
             if current:
                 tx.update(
                     self._ref(service_id), {"state": state.to_doc(), "updatedAt": decision.at}
                 )
             tx.set(decisions.document(), record.to_doc())
-            if alert is not None and current:
-                tx.set(self._db.collection(collections.SCALING_ALERTS).document(), alert.to_doc())
+            if event is not None and current:
+                tx.set(self._db.collection(collections.SCALING_EVENTS).document(), event.to_doc())
             return current
 
         return cast(bool, run(self._db.transaction()))
@@ -286,77 +279,6 @@ def _superseded(decision: DecisionDoc) -> DecisionDoc:
 
 
 # ----------------------------------------------------------------- Redis
-
-
-class PushedMetricsStore:
-    """Samples pushed by services (or sidecars), summed per minute in Redis.
-
-    One hash per service and minute: request and error counts (summed), CPU (mean of the
-    samples), p95 latency (the largest reported: conservative), queue depth (the latest).
-    """
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
-
-    def _bucket(self, service_id: str, minute: datetime) -> str:
-        return f"{PREFIX}:m:{service_id}:{int(minute.timestamp())}"
-
-    def _hook_key(self, service_id: str) -> str:
-        return f"{PREFIX}:hook:{service_id}"
-
-    def record(self, req: ReportMetricsRequest, now: datetime) -> datetime:
-        minute = minute_of(now)
-
-        def arg(value: float | int | None) -> str:
-            return "" if value is None else repr(value)
-
-        lua_script(_RECORD, self._redis)(
-            keys=[self._bucket(req.service_id, minute)],
-            args=[
-                arg(req.requests),
-                arg(req.errors),
-                arg(req.cpu_pct),
-                arg(req.p95_latency_ms),
-                arg(req.queue_depth),
-                t.PUSHED_METRICS_RETENTION_SEC,
-            ],
-        )
-        return minute
-
-    def read(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
-        """The latest complete minute with samples (older ones come back stale)."""
-        minute = minute_of(now)
-        look_back = math.ceil(t.SCALE_METRICS_MAX_AGE_SEC / t.SCALE_GUARD_INTERVAL_SEC) + 1
-        minutes = [minute - timedelta(minutes=k) for k in range(1, look_back + 1)]
-        pipe = self._redis.pipeline(transaction=False)
-        for m in minutes:
-            pipe.hgetall(self._bucket(cfg.service_id, m))
-        for m, raw in zip(minutes, pipe.execute(), strict=True):
-            if raw:
-                return _snapshot_of(m, raw)
-        return None
-
-    def register_hook(self, service_id: str, url: str) -> None:
-        self._redis.set(self._hook_key(service_id), url)
-
-    def hook_url(self, service_id: str) -> str | None:
-        url = self._redis.get(self._hook_key(service_id))
-        return str(url) if url else None
-
-
-def _snapshot_of(minute: datetime, raw: dict[str, str]) -> MetricsSnapshot:
-    requests = int(raw["requests"]) if "requests" in raw else None
-    errors = int(raw.get("errors", "0"))
-    cpu_n = int(raw.get("cpu_n", "0"))
-    return MetricsSnapshot(
-        at=minute,
-        source="pushed",
-        cpu_pct=float(raw["cpu_sum"]) / cpu_n if cpu_n else None,
-        p95_latency_ms=float(raw["p95_max"]) if "p95_max" in raw else None,
-        error_rate_pct=100.0 * errors / requests if requests else None,
-        requests_per_min=float(requests) if requests is not None else None,
-        queue_backlog=int(raw["queue"]) if "queue" in raw else None,
-    )
 
 
 HEARTBEATS_PER_TTL = 3
@@ -513,38 +435,20 @@ class CloudRunScaler:
     """
 
     platform = "cloud_run"
-    MASK = ("scaling.scaling_mode", "scaling.manual_instance_count")
 
-    def __init__(self, client: run_v2.ServicesClient, project: str) -> None:
-        self._client = client
-        self._project = project
+    def __init__(self, services: CloudRunServices) -> None:
+        self._services = services
 
     def name(self, cfg: ServiceConfig) -> str:
-        return f"projects/{self._project}/locations/{cfg.region}/services/{cfg.cloud_run_service}"
+        return self._services.name(cfg.cloud_run_service, cfg.region)
 
     def observed(self, cfg: ServiceConfig) -> int | None:
-        service = self._client.get_service(name=self.name(cfg))
-        scaling = service.scaling
-        if scaling.scaling_mode == run_v2.ServiceScaling.ScalingMode.MANUAL:
-            return int(scaling.manual_instance_count)
-        return None
+        return manual_instances(self._services.get(cfg.cloud_run_service, cfg.region))
 
     def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
-        request = run_v2.UpdateServiceRequest(
-            service=run_v2.Service(
-                name=self.name(cfg),
-                scaling=run_v2.ServiceScaling(
-                    scaling_mode=run_v2.ServiceScaling.ScalingMode.MANUAL,
-                    manual_instance_count=instances,
-                ),
-            ),
-            update_mask=field_mask_pb2.FieldMask(paths=list(self.MASK)),
-        )
         try:
-            operation = self._client.update_service(request=request)
-            service = cast(
-                run_v2.Service,
-                operation.result(timeout=t.SCALE_OPERATION_TIMEOUT_SEC),  # type: ignore[no-untyped-call]
+            service, operation = self._services.set_manual_instances(
+                cfg.cloud_run_service, cfg.region, instances, t.SCALE_OPERATION_TIMEOUT_SEC
             )
         except (gexc.GoogleAPIError, TimeoutError) as exc:
             return PlatformAnswer(
@@ -560,7 +464,7 @@ class CloudRunScaler:
             instances=held,
             detail={
                 "service": self.name(cfg),
-                "operation": operation.operation.name,
+                "operation": operation,
                 "generation": int(service.generation),
             },
         )
@@ -568,87 +472,50 @@ class CloudRunScaler:
 
 # ------------------------------------------------------ Cloud Monitoring
 
-_A = monitoring_v3.Aggregation
-_CPU = "run.googleapis.com/container/cpu/utilizations"
-_LATENCY = "run.googleapis.com/request_latencies"
-_REQUESTS = "run.googleapis.com/request_count"
-_QUEUE = "cloudtasks.googleapis.com/queue/depth"
-
-
-@dataclass(frozen=True)
-class _Query:
-    metric: str
-    aligner: Any
-    reducer: Any
-    group_by: tuple[str, ...] = ()
-
 
 class CloudMonitoringSource:
     """Cloud Run's built-in metrics (and a Cloud Tasks queue's depth for workers),
     aligned per minute: CPU utilisation (mean), p95 request latency (worst revision),
     request count by response class (5xx share is the error rate)."""
 
-    QUERIES: ClassVar[dict[str, _Query]] = {
-        "cpu": _Query(_CPU, _A.Aligner.ALIGN_MEAN, _A.Reducer.REDUCE_MEAN),
-        "latency": _Query(_LATENCY, _A.Aligner.ALIGN_PERCENTILE_95, _A.Reducer.REDUCE_MAX),
-        "requests": _Query(
-            _REQUESTS,
-            _A.Aligner.ALIGN_DELTA,
-            _A.Reducer.REDUCE_SUM,
+    QUERIES: ClassVar[dict[str, gm.Query]] = {
+        "cpu": gm.Query(gm.CPU, gm.Aligner.ALIGN_MEAN, gm.Reducer.REDUCE_MEAN),
+        "latency": gm.Query(gm.LATENCY, gm.Aligner.ALIGN_PERCENTILE_95, gm.Reducer.REDUCE_MAX),
+        "requests": gm.Query(
+            gm.REQUESTS,
+            gm.Aligner.ALIGN_DELTA,
+            gm.Reducer.REDUCE_SUM,
             ("metric.labels.response_code_class",),
         ),
-        "queue": _Query(_QUEUE, _A.Aligner.ALIGN_MAX, _A.Reducer.REDUCE_SUM),
+        "queue": gm.Query(gm.QUEUE_DEPTH, gm.Aligner.ALIGN_MAX, gm.Reducer.REDUCE_SUM),
     }
 
-    def __init__(self, client: monitoring_v3.MetricServiceClient, project: str) -> None:
-        self._client = client
-        self._project = project
+    def __init__(self, reader: gm.MonitoringReader) -> None:
+        self._reader = reader
 
     def _filter(self, cfg: ServiceConfig, metric: str) -> str:
-        if metric == _QUEUE:
-            return (
-                f'metric.type = "{metric}" AND resource.type = "cloud_tasks_queue" '
-                f'AND resource.labels.queue_id = "{cfg.queue_source}"'
-            )
-        return (
-            f'metric.type = "{metric}" AND resource.type = "cloud_run_revision" '
-            f'AND resource.labels.service_name = "{cfg.cloud_run_service}" '
-            f'AND resource.labels.location = "{cfg.region}"'
-        )
-
-    def _series(
-        self, cfg: ServiceConfig, query: _Query, now: datetime
-    ) -> list[monitoring_v3.TimeSeries]:
-        start = now - timedelta(seconds=t.SCALE_METRICS_MAX_AGE_SEC + t.SCALE_GUARD_INTERVAL_SEC)
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{self._project}",
-            filter=self._filter(cfg, query.metric),
-            interval=monitoring_v3.TimeInterval(start_time=start, end_time=now),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period=timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
-                per_series_aligner=query.aligner,
-                cross_series_reducer=query.reducer,
-                group_by_fields=list(query.group_by),
-            ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
-        )
-        return list(self._client.list_time_series(request=request))
+        if metric == gm.QUEUE_DEPTH:
+            return gm.cloud_tasks_filter(metric, cfg.queue_source or "")
+        return gm.cloud_run_filter(metric, cfg.cloud_run_service, cfg.region)
 
     def read(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
+        start = now - timedelta(seconds=t.SCALE_METRICS_MAX_AGE_SEC + t.SCALE_GUARD_INTERVAL_SEC)
+        period = timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC)
         latest: dict[str, tuple[datetime, float]] = {}
         for key, query in self.QUERIES.items():
             if key == "queue" and not cfg.is_worker:
                 continue
-            for series in self._series(cfg, query, now):
-                label = series.metric.labels.get("response_code_class", "")
-                if not series.points:
+            found = self._reader.series(query, self._filter(cfg, query.metric), start, now, period)
+            for series in found:
+                if not series.samples:
                     continue
-                point = series.points[0]  # newest first
+                newest = series.samples[0]
+                label = series.labels.get("response_code_class", "")
                 name = f"{key}:{label}" if key == "requests" else key
-                latest[name] = (point.interval.end_time, _number(point.value))
+                latest[name] = (newest.end, newest.value)
         if not latest:
             return None
-        newest = max(end for end, _ in latest.values())
+        newest_end = max(end for end, _ in latest.values())
 
         def value(name: str) -> float | None:
             found = latest.get(name)
@@ -660,7 +527,7 @@ class CloudMonitoringSource:
         cpu = value("cpu")
         queue = value("queue")
         return MetricsSnapshot(
-            at=newest - timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
+            at=newest_end - timedelta(seconds=t.SCALE_GUARD_INTERVAL_SEC),
             source="cloud_monitoring",
             cpu_pct=None if cpu is None else 100.0 * cpu,
             p95_latency_ms=value("latency"),
@@ -668,39 +535,3 @@ class CloudMonitoringSource:
             requests_per_min=total,
             queue_backlog=None if queue is None else int(queue),
         )
-
-
-def _number(value: monitoring_v3.TypedValue) -> float:
-    kind = monitoring_v3.TypedValue.pb(value).WhichOneof("value")
-    if kind == "int64_value":
-        return float(value.int64_value)
-    if kind == "distribution_value":
-        return float(value.distribution_value.mean)
-    return float(value.double_value)
-
-
-# ------------------------------------------------------------------ probe
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    ok: bool
-    status: int | None
-    ms: float
-    error: str | None = None
-
-
-def probe(url: str, timeout_sec: float = t.HEALTH_PROBE_TIMEOUT_SEC) -> ProbeResult:
-    """GET ``url``: healthy on a 2xx within the timeout."""
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_sec) as response:
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        ms = (time.monotonic() - started) * 1000
-        reason = getattr(exc, "reason", exc)
-        return ProbeResult(False, None, ms, f"{type(exc).__name__}: {reason}")
-    ms = (time.monotonic() - started) * 1000
-    return ProbeResult(200 <= status < 300, status, ms)

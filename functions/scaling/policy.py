@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from shared import thresholds as t
+from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
 from shared.errors import InvalidInput
+from shared.models.alerts import AlertSource, Severity
 from shared.models.scaling import (
     AlertKind,
     DecisionSummary,
@@ -435,3 +437,50 @@ def merge_config(base: ServiceConfig, fields: Mapping[str, object], field: str) 
             f"minInstances {merged.min_instances} is over maxInstances {merged.max_instances}",
         )
     return merged
+
+
+ISOLATION_MESSAGES: dict[AlertKind, str] = {
+    AlertKind.ISOLATED: "error rate over the threshold: callers fail fast",
+    AlertKind.HALF_OPEN: "half-open: a share of calls goes through to test recovery",
+    AlertKind.REISOLATED: "still failing while half-open: isolated again",
+    AlertKind.RECOVERED: "error rate stayed under the threshold: isolation lifted",
+}
+"""What each isolation change means, in words (event log and alert)."""
+
+
+def isolation_dedup_key(service_id: str) -> str:
+    """One isolation alert per service."""
+    return f"scaling:isolation:{service_id}"
+
+
+def isolation_alert(
+    service_id: str,
+    event: AlertKind,
+    error_rate_pct: float | None,
+    threshold_pct: float,
+    dry_run: bool,
+) -> AlertChange:
+    """The isolation alert of an isolation change: opened (critical) when the service is
+    isolated, updated when it turns half-open or is isolated again (the severity never
+    goes down while it is active), resolved when the service recovers."""
+    key = isolation_dedup_key(service_id)
+    prefix = "[dry run] " if dry_run else ""
+    message = f"{prefix}{service_id}: {ISOLATION_MESSAGES[event]}"
+    if event is AlertKind.RECOVERED:
+        return AlertResolve(key, message)
+    return AlertSpec(
+        source=AlertSource.SCALING,
+        kind="isolation",
+        dedup_key=key,
+        severity=Severity.HIGH if event is AlertKind.HALF_OPEN else Severity.CRITICAL,
+        title=message,
+        evidence={
+            "serviceId": service_id,
+            "event": event.value,
+            "errorRatePct": error_rate_pct,
+            "thresholdPct": threshold_pct,
+            "dryRun": dry_run,
+        },
+        value=error_rate_pct,
+        threshold=threshold_pct,
+    )

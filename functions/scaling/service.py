@@ -15,30 +15,30 @@ from functions.scaling.adapters import (
     GuardLock,
     Lease,
     MetricsSource,
-    PushedMetricsStore,
     Scaler,
     ServiceRegistry,
-    minute_of,
-    probe,
 )
 from functions.scaling.policy import (
     DEFAULT_POLICY,
+    ISOLATION_MESSAGES,
     Decision,
     PolicyConfig,
     decide,
     in_flight,
     is_stale,
+    isolation_alert,
     manual_target,
     merge_config,
     state_after,
 )
 from shared import thresholds as t
 from shared.audit import Change
+from shared.clock import minute_of
 from shared.errors import BackendUnavailable, FailedPrecondition, NotFound
+from shared.gcp.probe import probe
 from shared.isolation import set_isolation
+from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import (
-    AlertDoc,
-    AlertKind,
     DecisionDoc,
     DecisionSummary,
     HealthReport,
@@ -55,6 +55,7 @@ from shared.models.scaling import (
     ReportMetricsResult,
     ScaleAction,
     ScaleGuardReport,
+    ScalingEventDoc,
     ServiceConfig,
     ServiceDoc,
     ServiceHealth,
@@ -390,8 +391,19 @@ class ScalingService:
         record = record.model_copy(
             update={"isolation_before": state.isolation, "isolation_after": isolation_after}
         )
-        alert = self._alert(cfg, decision, metrics, now)
-        if not self._p.registry.save_run(sid, new_state, record, alert, expected):
+        event = self._isolation_event(cfg, decision, metrics, now)
+        alert = (
+            None
+            if event is None
+            else isolation_alert(
+                cfg.service_id,
+                event.kind,
+                event.error_rate_pct,
+                event.threshold_pct,
+                self._p.dry_run,
+            )
+        )
+        if not self._p.registry.save_run(sid, new_state, record, event, alert, now, expected):
             log.error("scale guard %s: %s was superseded before it was recorded", run_id, sid)
         return record
 
@@ -453,30 +465,25 @@ class ScalingService:
             expire_at=_expiry(now),
         )
 
-    def _alert(
+    def _isolation_event(
         self,
         cfg: ServiceConfig,
         decision: Decision,
         metrics: MetricsSnapshot | None,
         now: datetime,
-    ) -> AlertDoc | None:
+    ) -> ScalingEventDoc | None:
+        """The event-log entry of this run's isolation change (None: no change)."""
         kind = decision.isolation.alert if decision.isolation else None
         if kind is None:
             return None
-        messages: dict[AlertKind, str] = {
-            AlertKind.ISOLATED: "error rate over the threshold: callers fail fast",
-            AlertKind.HALF_OPEN: "half-open: a share of calls goes through to test recovery",
-            AlertKind.REISOLATED: "still failing while half-open: isolated again",
-            AlertKind.RECOVERED: "error rate stayed under the threshold: isolation lifted",
-        }
         prefix = "[dry run] " if self._p.dry_run else ""
-        return AlertDoc(
+        return ScalingEventDoc(
             service_id=cfg.service_id,
             kind=kind,
             at=now,
             error_rate_pct=None if metrics is None else metrics.error_rate_pct,
             threshold_pct=self._policy.error_rate_threshold_pct,
-            message=f"{prefix}{cfg.service_id}: {messages[kind]}",
+            message=f"{prefix}{cfg.service_id}: {ISOLATION_MESSAGES[kind]}",
             expire_at=_expiry(now),
         )
 

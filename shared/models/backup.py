@@ -86,15 +86,6 @@ class VerificationReport(WireModel):
     """Backups retention deleted during this run."""
 
 
-class BackupAlert(WireModel):
-    """``pack391_backup_alerts/{id}``: a broken promise, for whoever watches alerts."""
-
-    at: datetime
-    kind: str = "backup_promise_broken"
-    verification_id: str
-    problems: list[str]
-
-
 class DrillRecord(WireModel):
     """``pack391_backup_drills/{id}``: one restore drill and its measured RTO."""
 

@@ -234,6 +234,8 @@ class AlertView(WireModel):
     title: str
     status: str
     opened_at: datetime
+    last_seen_at: datetime | None = None
+    occurrences: int = 1
     acknowledged_by: str | None = None
     value: float | None = None
     threshold: float | None = None

@@ -59,6 +59,8 @@ class ManualAction(enum.StrEnum):
 
 
 class AlertKind(enum.StrEnum):
+    """An isolation change of a service (the kind of a :class:`ScalingEventDoc`). Closed."""
+
     ISOLATED = "isolated"
     HALF_OPEN = "half_open"
     REISOLATED = "reisolated"
@@ -197,8 +199,9 @@ class DecisionDoc(WireModel):
     """When a Firestore TTL policy may delete it."""
 
 
-class AlertDoc(WireModel):
-    """``pack391_scaling_alerts/{id}``: isolation changes."""
+class ScalingEventDoc(WireModel):
+    """``pack391_scaling_events/{id}``: the isolation event log, one per isolation change
+    (the alert it raises or resolves is in ``pack391_alerts``)."""
 
     service_id: str
     kind: AlertKind

@@ -15,8 +15,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import GeoPoint
 
 from functions.backup import reset_backup_service
-from functions.backup.adapters import FirestoreDocuments, LogicalBackupStore
 from functions.backup.archive import BackupKey
+from functions.backup.documents import FirestoreDocuments
+from functions.backup.logical_store import LogicalBackupStore
 from shared.firestore import get_db
 from shared.thresholds import BACKUP_REGIONS
 from tests.conftest import Backends

@@ -10,9 +10,10 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from functions.backup.adapters import FirestoreDocuments, LogicalBackupStore, NonEmptyTarget
 from functions.backup.archive import BackupIntegrityError, BackupKey
 from functions.backup.destinations import destination_for
+from functions.backup.documents import FirestoreDocuments
+from functions.backup.logical_store import LogicalBackupStore, NonEmptyTarget
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus
 from shared.thresholds import BACKUP_REGIONS
 from tests.fakes.cloud_storage import FakeCloudStorage, serve

@@ -14,14 +14,9 @@ import pytest
 from google.cloud.firestore_v1.types import document as document_types
 from google.protobuf import json_format
 
-from functions.backup.adapters import (
-    MANIFEST,
-    FirestoreDocuments,
-    LogicalBackupStore,
-    NonEmptyTarget,
-    json_array_items,
-)
 from functions.backup.archive import BackupIntegrityError, BackupKey, WrongKey
+from functions.backup.documents import FirestoreDocuments, json_array_items
+from functions.backup.logical_store import MANIFEST, LogicalBackupStore, NonEmptyTarget
 from shared import collections
 from shared.firestore import get_db
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus

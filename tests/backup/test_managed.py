@@ -10,19 +10,18 @@ from typing import Any
 
 import pytest
 
-from functions.backup.adapters import (
-    BackupCatalog,
-    FirestoreDocuments,
-    ManagedBackupStore,
-    admin_client,
-)
 from functions.backup.archive import BackupIntegrityError
+from functions.backup.catalog import BackupCatalog
+from functions.backup.documents import FirestoreDocuments
+from functions.backup.managed_store import ManagedBackupStore
 from functions.backup.service import BackupService
+from functions.backup.wiring import admin_client
 from shared.audit import Change
 from shared.errors import InvalidInput
 from shared.firestore import get_db
 from shared.models.backup import BackupBackend, BackupStatus, CheckStatus, RestoreDrillRequest
 from shared.thresholds import BACKUP_REGIONS
+from tests.backup.alert_helpers import alert_problems, backup_alerts
 from tests.conftest import PROJECT, Backends
 from tests.fakes.firestore_admin import FakeFirestoreAdmin, serve
 
@@ -127,7 +126,7 @@ def test_verify_reads_each_export_and_pitr_and_passes(
     }
     assert report.measured_rpo_sec == 7.25 + 0.0  # seconds since the last whole minute
     assert any(r.path.endswith("databases/(default)") and r.method == "GET" for r in fake.requests)
-    assert not list(get_db().collection("pack391_backup_alerts").stream())
+    assert backup_alerts() == {}
 
 
 def test_pitr_disabled_and_stale_backups_raise_an_alert(
@@ -141,12 +140,31 @@ def test_pitr_disabled_and_stale_backups_raise_an_alert(
     broken = {c.name for c in report.checks if c.status is CheckStatus.BROKEN}
     assert broken == {"pitr", *(f"fresh:{r}" for r in BACKUP_REGIONS)}
     assert report.measured_rpo_sec == 2 * 3600 + 7.25
-    alerts = [a.to_dict() or {} for a in get_db().collection("pack391_backup_alerts").stream()]
-    assert len(alerts) == 1 and alerts[0]["verificationId"] == "v2"
-    assert any("disabled" in p for p in alerts[0]["problems"])
-    shared = get_db().collection("pack391_alerts").document("backup_v2").get().to_dict() or {}
-    assert (shared["source"], shared["severity"], shared["status"]) == ("backup", "high", "open")
-    assert shared["evidence"]["problems"] == alerts[0]["problems"]
+    alerts = backup_alerts()
+    assert set(alerts) == broken  # one alert per broken promise
+    assert {(a["severity"], a["status"]) for _, a in alerts.values()} == {("high", "open")}
+    assert any("disabled" in p for p in alert_problems("v2"))
+    assert alerts["pitr"][1]["dedupKey"] == "backup:promise:pitr"
+
+
+def test_a_broken_promise_alert_resolves_when_verification_passes_again(
+    service: BackupService, fake: FakeFirestoreAdmin
+) -> None:
+    service.backup(NOW)
+    fake.pitr_enabled = False
+    fake.databases["(default)"] = fake._database("(default)")
+    assert not service.verify(NOW + timedelta(minutes=30), "v-fail").ok
+    ((pitr_id, pitr),) = [(i, a) for i, a in backup_alerts().values() if a["status"] == "open"]
+    assert pitr["evidence"]["check"] == "pitr"
+    assert not service.verify(NOW + timedelta(minutes=40), "v-fail-2").ok  # still broken
+    assert backup_alerts()["pitr"][0] == pitr_id  # the same alert, updated
+    assert backup_alerts()["pitr"][1]["occurrences"] == 2
+    fake.pitr_enabled = True
+    fake.databases["(default)"] = fake._database("(default)")
+    assert service.verify(NOW + timedelta(minutes=50), "v-pass").ok
+    same_id, resolved = backup_alerts()["pitr"]
+    assert (same_id, resolved["status"], resolved["resolvedBy"]) == (pitr_id, "resolved", "system")
+    assert resolved["resolution"].startswith("verification v-pass: ")
 
 
 def test_failed_export_is_recorded_failed(service: BackupService, fake: FakeFirestoreAdmin) -> None:
@@ -253,8 +271,7 @@ def test_admin_api_errors_mid_verify_are_reported_with_an_alert(
     assert checks["pitr"].status is CheckStatus.BROKEN
     assert "cannot read the setting" in checks["pitr"].detail
     assert not report.ok
-    shared = get_db().collection("pack391_alerts").document("backup_v-api").get().to_dict() or {}
-    assert len(shared["evidence"]["problems"]) == 4
+    assert len(alert_problems("v-api")) == 4
 
 
 def test_a_drill_that_times_out_deletes_its_clone_and_says_so(

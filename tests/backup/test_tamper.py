@@ -15,12 +15,6 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage  # type: ignore[attr-defined]
 
 from functions.backup import archive
-from functions.backup.adapters import (
-    MANIFEST,
-    BackupCatalog,
-    FirestoreDocuments,
-    LogicalBackupStore,
-)
 from functions.backup.archive import (
     BackupIntegrityError,
     BackupKey,
@@ -28,7 +22,10 @@ from functions.backup.archive import (
     PartContext,
     PartEntry,
 )
+from functions.backup.catalog import BackupCatalog
 from functions.backup.destinations import destination_for
+from functions.backup.documents import FirestoreDocuments
+from functions.backup.logical_store import MANIFEST, LogicalBackupStore
 from functions.backup.service import BackupService
 from shared import collections
 from shared.audit import Change
@@ -41,6 +38,7 @@ from shared.models.backup import (
     RestoreDrillRequest,
 )
 from shared.thresholds import BACKUP_REGIONS
+from tests.backup.alert_helpers import alert_problems
 from tests.backup.conftest import new_key
 from tests.fakes.cloud_storage import FakeCloudStorage, serve
 
@@ -204,9 +202,7 @@ def service(store: LogicalBackupStore, seeded: int) -> BackupService:
 
 
 def _alert_problems(verification_id: str) -> list[str]:
-    doc = get_db().collection(collections.ALERTS).document(f"backup_{verification_id}").get()
-    problems: list[str] = (doc.to_dict() or {}).get("evidence", {}).get("problems", [])
-    return problems
+    return alert_problems(verification_id)
 
 
 def test_a_wrong_key_is_a_broken_promise_and_a_failed_drill(

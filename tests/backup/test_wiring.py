@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from google.auth.exceptions import DefaultCredentialsError
 
-from functions.backup.adapters import (
-    LogicalBackupStore,
+from functions.backup.archive import BackupKey, InvalidKey
+from functions.backup.logical_store import LogicalBackupStore
+from functions.backup.wiring import (
     backup_destinations,
     backup_key,
     configured_store,
     parse_destinations,
 )
-from functions.backup.archive import BackupKey, InvalidKey
 from shared.errors import FailedPrecondition
 from shared.thresholds import BACKUP_REGIONS
 from tests.conftest import PROJECT

@@ -288,8 +288,9 @@ def test_single_source_flood_is_detected_and_mitigated_within_a_minute(
     limiter.flush_counters()
 
     alerts = docs(collections.ALERTS)
-    assert [(a["source"], a["kind"], a["severity"]) for a in alerts] == [
-        ("ddos", "single_source_flood", "critical")
+    assert sorted((a["source"], a["kind"], a["severity"], a["status"]) for a in alerts) == [
+        ("ddos", "ddos_mode", "critical", "open"),
+        ("ddos", "single_source_flood", "critical", "open"),
     ]
     stats = caller.call(STATS, {}, role="ops").result
     assert stats["mode"]["active"] is True
@@ -300,9 +301,61 @@ def test_single_source_flood_is_detected_and_mitigated_within_a_minute(
     assert stats["deniedLastHour"]["general"] == 1
     assert stats["requestsLastHour"]["swipe"] == 5 * 300 + 1200
 
-    # a second run over the same minutes records nothing twice
+    # a second run over the same minutes records nothing twice: the alerts are updated
     protection_service().detect(attack_start + timedelta(seconds=26))
-    assert len(docs(collections.ALERTS)) == 1
+    again = docs(collections.ALERTS)
+    assert len(again) == 2 and {a["occurrences"] for a in again} == {2}
+
+
+def test_ddos_alerts_resolve_when_the_flood_stops_and_the_mode_ends(
+    caller: Caller, backends: Backends
+) -> None:
+    t0 = minute_start(datetime.now(UTC))
+    for m in range(5, 0, -1):  # five quiet minutes of history
+        drive(t0 - timedelta(minutes=m), 50, 300, crowd(40))
+    attacker = Subject(None, ClientInfo("203.0.113.66", "PL", "curl"))
+    drive(t0 + timedelta(seconds=5), 20, 1200, lambda i: attacker)
+    assert protection_service().detect(t0 + timedelta(seconds=30)).mitigated
+
+    def by_kind() -> dict[str, dict[str, Any]]:
+        return {a["kind"]: a for a in docs(collections.ALERTS)}
+
+    assert {k: a["status"] for k, a in by_kind().items()} == {
+        "ddos_mode": "open",
+        "single_source_flood": "open",
+    }
+    # two minutes later the judged minutes are quiet: the flood alert resolves; DDoS mode
+    # is still on (it lasts longer), so its alert stays open
+    quiet = protection_service().detect(t0 + timedelta(minutes=2, seconds=30))
+    assert [d for d in quiet.detections if d.critical] == []
+    flood = by_kind()["single_source_flood"]
+    assert (flood["status"], flood["resolvedBy"]) == ("resolved", "system")
+    assert flood["resolution"] == "single source flood no longer detected"
+    assert by_kind()["ddos_mode"]["status"] == "open"
+    # an admin ends DDoS mode: its alert resolves, by that admin
+    lifted = caller.call(
+        "pack391_liftBlock", {"scope": "ddos_mode", "reason": "over"}, role="admin", uid="ada"
+    )
+    assert lifted.result["lifted"] == ["ddos_mode"]
+    mode = by_kind()["ddos_mode"]
+    assert (mode["status"], mode["resolvedBy"]) == ("resolved", "ada")
+    assert caller.call("pack391_getOpsDashboard", role="ops").result["openAlerts"] == []
+
+
+def test_the_mode_alert_resolves_when_the_detector_sees_the_mode_ended(
+    backends: Backends,
+) -> None:
+    t0 = minute_start(datetime.now(UTC))
+    for m in range(5, 0, -1):
+        drive(t0 - timedelta(minutes=m), 50, 700, crowd(60))
+    drive(t0, 30, 8000, crowd(2000, "app"))
+    assert protection_service().detect(t0 + timedelta(seconds=30)).mitigated
+    (mode,) = [a for a in docs(collections.ALERTS) if a["kind"] == "ddos_mode"]
+    assert mode["status"] == "open"
+    redis.Redis.from_url(backends.redis_url).delete(keys.DDOS_MODE)  # it expired
+    protection_service().detect(t0 + timedelta(minutes=3))
+    (mode,) = [a for a in docs(collections.ALERTS) if a["kind"] == "ddos_mode"]
+    assert (mode["status"], mode["resolution"]) == ("resolved", "DDoS mode ended")
 
 
 def test_distributed_attack(backends: Backends) -> None:

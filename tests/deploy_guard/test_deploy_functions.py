@@ -18,9 +18,9 @@ from google.cloud import firestore
 
 from functions.deploy_guard import deploy_guard
 from functions.deploy_guard.adapters import LocalTraffic
-from functions.scaling.adapters import PushedMetricsStore
 from shared import collections
 from shared.firestore import get_db
+from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import IsolationState, ReportMetricsRequest, ServiceDoc, ServiceState
 from shared.redis import get_redis
 from stack.scheduler import scheduler_headers
@@ -386,6 +386,48 @@ def test_rollback_controller(landed: Caller) -> None:
     assert platform().observe(SERVICE, "").shares == {OLD: 100}
     assert done["history"][-2]["detail"]["reason"] == "bad smell"
     assert "deploy.rollback" in audit_actions(get_db(), dep_id)
+
+
+def rollback_alerts() -> list[tuple[str, dict[str, Any]]]:
+    snaps = get_db().collection(collections.ALERTS).stream()
+    return sorted(
+        (s.id, s.to_dict() or {}) for s in snaps if (s.to_dict() or {})["kind"] == "rollback"
+    )
+
+
+def test_a_rollback_alert_resolves_when_a_human_acknowledges_it(landed: Caller) -> None:
+    dep_id = start(landed)["deploymentId"]
+    landed.call("pack391_rollbackController", {"deploymentId": dep_id, "reason": "bad smell"})
+    ((alert_id, alert),) = rollback_alerts()
+    assert (alert["source"], alert["status"], alert["dedupKey"]) == (
+        "deploy",
+        "open",
+        f"deploy:rollback:{ENV}:{SERVICE}",
+    )
+    assert alert["evidence"]["deploymentId"] == dep_id
+    acked = landed.call("pack391_acknowledgeAlert", {"alertId": alert_id}, role="ops", uid="olga")
+    assert (acked.result["status"], acked.result["changed"]) == ("resolved", True)
+    ((_, done),) = rollback_alerts()
+    assert (done["status"], done["resolvedBy"], done["acknowledgedBy"]) == (
+        "resolved",
+        "olga",
+        "olga",
+    )
+    assert landed.call("pack391_getOpsDashboard", role="ops").result["openAlerts"] == []
+
+
+def test_a_rollback_alert_resolves_when_the_next_deployment_succeeds(landed: Caller) -> None:
+    first = start(landed)["deploymentId"]
+    landed.call("pack391_rollbackController", {"deploymentId": first, "reason": "bad smell"})
+    ((alert_id, alert),) = rollback_alerts()
+    assert alert["status"] == "open"
+    second = start(landed)["deploymentId"]  # the fixed build, same service
+    control = "pack391_controlDeployment"
+    promoted = landed.call(control, {"deploymentId": second, "action": "promote", "reason": "ok"})
+    assert promoted.result["phase"] == "succeeded"
+    ((same_id, done),) = rollback_alerts()
+    assert (same_id, done["status"], done["resolvedBy"]) == (alert_id, "resolved", "system")
+    assert done["resolution"] == f"deployment {second} (v2) succeeded"
 
 
 # --------------------------------------------------- exactly-once progress

@@ -14,14 +14,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, run_v2
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
-from google.cloud.monitoring_v3.services.metric_service.transports import (
-    MetricServiceGrpcTransport,
-)
 
 from functions.deploy_guard.adapters import (
     BusinessMetrics,
@@ -35,10 +31,12 @@ from functions.deploy_guard.adapters import (
     load_index_specs,
 )
 from functions.deploy_guard.service import DeployGuard, DeployPorts
-from functions.scaling.adapters import PushedMetricsStore
 from shared.audit import Change
 from shared.errors import FailedPrecondition
 from shared.firestore import get_db
+from shared.gcp.cloudrun import CloudRunServices, services_client
+from shared.gcp.monitoring import MonitoringReader, metric_client
+from shared.metrics_store import PushedMetricsStore
 from shared.models.deploy import PinTrafficRequest, StartRequest
 from shared.redis import get_redis
 from tests.conftest import ROOT, Backends
@@ -54,19 +52,15 @@ LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATES
 MINUTE = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def rest_client(api: FakeHttpApi) -> run_v2.ServicesClient:
-    return run_v2.ServicesClient(
-        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-        transport="rest",
-        client_options={"api_endpoint": api.url},
-    )
+def rest_client(api: FakeHttpApi) -> CloudRunServices:
+    return CloudRunServices(services_client(api.url), PROJECT)
 
 
 @pytest.fixture
 def cloud_run() -> Iterator[tuple[FakeCloudRun, CloudRunTraffic]]:
     with FakeHttpApi() as api:
         fake = FakeCloudRun(api)
-        yield fake, CloudRunTraffic(rest_client(api), PROJECT)
+        yield fake, CloudRunTraffic(rest_client(api))
 
 
 def test_observe_reads_traffic_statuses_and_resolves_latest(
@@ -155,14 +149,11 @@ def test_monitoring_reads_one_revisions_minute() -> None:
             monitoring_v3.ListTimeSeriesResponse,
             _answers,
         )
-        channel = grpc.insecure_channel(api.target)
-        client = monitoring_v3.MetricServiceClient(
-            transport=MetricServiceGrpcTransport(channel=channel)
-        )
-        metrics = MonitoringRevisionMetrics(client, PROJECT)
+        client = metric_client(api.target)
+        metrics = MonitoringRevisionMetrics(MonitoringReader(client, PROJECT))
         window = metrics.window("api", REGION, "api-00002", MINUTE)
         empty = metrics.window("api", REGION, "api-00001", MINUTE)
-        channel.close()
+        client.transport.close()  # type: ignore[no-untyped-call]
     assert (window.requests, window.errors, window.p95_latency_ms) == (1000, 60, 321.5)
     assert (empty.requests, empty.p95_latency_ms) == (0, None)
     sent = api.requests[0][1]

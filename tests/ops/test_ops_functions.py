@@ -10,14 +10,18 @@ import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from functions.ops import ops_service
-from functions.ops.adapters import RecentDocsPanel
+from functions.ops.panels import RecentDocsPanel
 from functions.ops.policy import flatten
+from functions.scaling.policy import isolation_alert
 from shared import collections, thresholds
 from shared import redis as shared_redis
+from shared.alerts.policy import AlertSpec
+from shared.alerts.store import AlertStore
 from shared.audit import Change
 from shared.firestore import get_db
+from shared.models.alerts import AlertSource, Severity
 from shared.models.ops import LiveMetrics
-from shared.models.scaling import IsolationState
+from shared.models.scaling import AlertKind, IsolationState
 from stack.ops_seed import SeedSpec, expected, seed
 from stack.procs import free_port
 from tests.conftest import Backends, Caller
@@ -286,26 +290,13 @@ def test_dashboard_gathers_every_area(caller: Caller, backends: Backends) -> Non
     db = get_db()
     register_service("api-gateway", IsolationState.OPEN, instances=5)
     ops_service().update(datetime.now(UTC), "r0")
-    db.collection(collections.SCALING_ALERTS).document("s1").set(
-        {
-            "serviceId": "chat-service",
-            "kind": "isolated",
-            "at": at(-5),
-            "errorRatePct": 4.0,
-            "thresholdPct": 1.5,
-            "message": "chat-service isolated",
-        }
-    )
-    db.collection(collections.SCALING_ALERTS).document("s2").set(
-        {
-            "serviceId": "feed-service",
-            "kind": "recovered",
-            "at": at(-5),
-            "errorRatePct": 0.2,
-            "thresholdPct": 1.5,
-            "message": "feed-service recovered",
-        }
-    )
+    store = AlertStore(db)
+    for service_id in ("chat-service", "feed-service"):
+        isolated = isolation_alert(service_id, AlertKind.ISOLATED, 4.0, 1.5, False)
+        assert isinstance(isolated, AlertSpec)
+        store.raise_alert(isolated, at(-5))
+    store.apply([isolation_alert("feed-service", AlertKind.RECOVERED, 0.2, 1.5, False)], at(-4))
+    # an alert written before issue 13 (no dedup key, no lifecycle) still shows
     db.collection(collections.ALERTS).document("ddos_x").set(
         {
             "source": "ddos",
@@ -335,7 +326,7 @@ def test_dashboard_gathers_every_area(caller: Caller, backends: Backends) -> Non
         }
     ]
     sources = sorted((a["source"], a["kind"]) for a in dash["openAlerts"])
-    assert sources == [("ddos", "traffic_spike"), ("ops", "service_down"), ("scaling", "isolated")]
+    assert sources == [("ddos", "traffic_spike"), ("ops", "service_down"), ("scaling", "isolation")]
     assert dash["ddos"]["modeActive"] is True and dash["ddos"]["modeReason"] == "traffic spike"
     assert dash["markets"][0]["country"] == "PL"
     assert dash["markets"][0]["launchStatus"] == "soft_launch"
@@ -413,3 +404,57 @@ def test_dashboard_shows_recent_deployments_and_backups(caller: Caller) -> None:
         "complete",
         12,
     )
+
+
+@pytest.mark.parametrize("source", list(AlertSource))
+def test_acknowledge_works_for_every_areas_alert(
+    caller: Caller, backends: Backends, source: AlertSource
+) -> None:
+    """Every area's alert can be acknowledged through the one edge; it stays on the
+    dashboard (acknowledged) until its area resolves it, except the alerts that resolve on
+    acknowledgement (deploy rollbacks)."""
+    store = AlertStore(get_db())
+    key = f"{source.value}:test:thing"
+    alert_id = store.raise_alert(
+        AlertSpec(
+            source=source,
+            kind="test",
+            dedup_key=key,
+            severity=Severity.HIGH,
+            title=f"{source.value} trouble",
+            resolve_on_acknowledge=source is AlertSource.DEPLOY,
+        ),
+        at(0),
+    )
+    result = caller.call("pack391_acknowledgeAlert", {"alertId": alert_id}, role="ops", uid="olga")
+    expected = "resolved" if source is AlertSource.DEPLOY else "acknowledged"
+    assert (result.result["status"], result.result["changed"]) == (expected, True)
+    listed = caller.call("pack391_getOpsDashboard", role="ops").result["openAlerts"]
+    if source is AlertSource.DEPLOY:
+        assert listed == []
+        return
+    assert [(a["id"], a["source"], a["status"]) for a in listed] == [
+        (alert_id, source.value, "acknowledged")
+    ]
+    assert store.resolve(key, at(1)) == alert_id  # its area saw the condition clear
+    assert caller.call("pack391_getOpsDashboard", role="ops").result["openAlerts"] == []
+
+
+def test_every_areas_alerts_are_notified_when_opened_and_resolved(
+    backends: Backends, webhook: FakeHttpApi
+) -> None:
+    """The ops scheduled function delivers the notifications of every area's alerts."""
+    store = AlertStore(get_db())  # the webhook is configured: notifications are pending
+    isolated = isolation_alert("chat-service", AlertKind.ISOLATED, 4.0, 1.5, False)
+    alert_id = store.apply([isolated], at(0))[0]
+    service = ops_service()
+    assert service.update(at(0), "r0").notifications_sent == 1
+    store.apply([isolation_alert("chat-service", AlertKind.RECOVERED, 0.5, 1.5, False)], at(1))
+    assert service.update(at(1), "r1").notifications_sent == 1
+    posts = [p.body for p in webhook.received("POST", "/hook")]
+    assert [(p["alert"]["id"], p["alert"]["source"], p["alert"]["event"]) for p in posts] == [
+        (alert_id, "scaling", "opened"),
+        (alert_id, "scaling", "resolved"),
+    ]
+    assert posts[1]["text"].startswith(":white_check_mark: [pack391 scaling] RESOLVED")
+    assert service.update(at(2), "r2").notifications_sent == 0  # nothing sent twice

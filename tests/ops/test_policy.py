@@ -15,12 +15,12 @@ from functions.ops.policy import (
     alert_rules,
     downsample,
     evaluate_rule,
-    may_send,
-    notification_text,
+    rule_alert,
     scaling_service_status,
     system_health,
 )
-from shared.models.alerts import Severity
+from shared.alerts.policy import AlertResolve, AlertSpec
+from shared.models.alerts import AlertSource, Severity
 from shared.models.ops import HealthStatus, ServiceHealth, ServiceStatus
 from shared.models.scaling import IsolationState
 
@@ -124,29 +124,27 @@ def test_scaling_service_status(isolation: IsolationState, expected: ServiceStat
     assert scaling_service_status(isolation) is expected
 
 
-@pytest.mark.parametrize(
-    ("state", "attempts", "last_attempt_min_ago", "expected"),
-    [
-        ("pending", 0, None, True),
-        ("failed", 3, 1, True),
-        ("failed", 9, 1, False),  # WEBHOOK_MAX_ATTEMPTS reached
-        ("sent", 1, 1, False),  # never twice
-        ("disabled", 0, None, False),
-        ("sending", 1, 1, False),  # another run holds it
-        ("sending", 1, 3, True),  # that run died (claim older than 120 s)
-    ],
-)
-def test_may_send(
-    state: str, attempts: int, last_attempt_min_ago: float | None, expected: bool
-) -> None:
-    last = None if last_attempt_min_ago is None else at(-last_attempt_min_ago)
-    assert may_send(state, attempts, last, at(0)) is expected
-
-
-def test_notification_text_is_slack_text() -> None:
-    assert notification_text("Failed payouts", 11, 10, "opened") == (
-        ":rotating_light: [pack391 ops] OPENED: Failed payouts (value 11, threshold > 10)"
+def test_rule_alert_opens_keeps_and_resolves_by_its_dedup_key() -> None:
+    payouts = rule(1)
+    opened = evaluate_rule(payouts, 11, RuleState(), at(0))
+    spec = rule_alert(payouts, 11, opened)
+    assert isinstance(spec, AlertSpec)
+    assert (spec.source, spec.kind, spec.dedup_key, spec.alert_id) == (
+        AlertSource.OPS,
+        "failed_payouts",
+        "ops:failed_payouts",
+        opened.alert_id,
     )
+    assert (spec.rule, spec.value, spec.threshold) == ("failed_payouts", 11, 10)
+    kept = evaluate_rule(payouts, 12, opened.state, at(1))
+    again = rule_alert(payouts, 12, kept)
+    assert isinstance(again, AlertSpec)
+    assert (again.alert_id, again.value) == (None, 12)  # updates the open alert
+    resolved = evaluate_rule(payouts, 3, kept.state, at(2))
+    assert rule_alert(payouts, 3, resolved) == AlertResolve(
+        "ops:failed_payouts", "value 3 back at or under 10"
+    )
+    assert rule_alert(payouts, 3, evaluate_rule(payouts, 3, resolved.state, at(3))) is None
 
 
 def test_downsample_min_avg_max_per_bucket() -> None:

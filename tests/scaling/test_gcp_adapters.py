@@ -11,15 +11,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, run_v2
-from google.cloud.monitoring_v3.services.metric_service.transports import (
-    MetricServiceGrpcTransport,
-)
 
 from functions.scaling.adapters import CloudMonitoringSource, CloudRunScaler
+from shared.gcp.cloudrun import CloudRunServices, services_client
+from shared.gcp.monitoring import MonitoringReader, metric_client
 from shared.models.scaling import ServiceConfig
 from tests.fakes.cloud_run import FakeCloudRun
 from tests.fakes.grpc_api import FakeGrpcApi
@@ -42,12 +39,7 @@ def cfg(**over: Any) -> ServiceConfig:
 def cloud_run() -> Iterator[tuple[FakeCloudRun, CloudRunScaler]]:
     with FakeHttpApi() as api:
         fake = FakeCloudRun(api)
-        client = run_v2.ServicesClient(
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            transport="rest",
-            client_options={"api_endpoint": api.url},
-        )
-        yield fake, CloudRunScaler(client, PROJECT)
+        yield fake, CloudRunScaler(CloudRunServices(services_client(api.url), PROJECT))
 
 
 def test_cloud_run_scaler_sets_manual_instances_and_waits_for_the_operation(
@@ -147,12 +139,9 @@ def monitoring() -> Iterator[tuple[FakeGrpcApi, CloudMonitoringSource]]:
             monitoring_v3.ListTimeSeriesResponse,
             monitoring_answers,
         )
-        channel = grpc.insecure_channel(api.target)
-        client = monitoring_v3.MetricServiceClient(
-            transport=MetricServiceGrpcTransport(channel=channel)
-        )
-        yield api, CloudMonitoringSource(client, PROJECT)
-        channel.close()
+        client = metric_client(api.target)
+        yield api, CloudMonitoringSource(MonitoringReader(client, PROJECT))
+        client.transport.close()  # type: ignore[no-untyped-call]
 
 
 def test_monitoring_source_reads_cloud_run_metrics(
@@ -203,9 +192,6 @@ def test_monitoring_source_without_points_is_no_data() -> None:
             monitoring_v3.ListTimeSeriesResponse,
             lambda _r: monitoring_v3.ListTimeSeriesResponse(),
         )
-        channel = grpc.insecure_channel(api.target)
-        client = monitoring_v3.MetricServiceClient(
-            transport=MetricServiceGrpcTransport(channel=channel)
-        )
-        assert CloudMonitoringSource(client, PROJECT).read(cfg(), NOW) is None
-        channel.close()
+        client = metric_client(api.target)
+        assert CloudMonitoringSource(MonitoringReader(client, PROJECT)).read(cfg(), NOW) is None
+        client.transport.close()  # type: ignore[no-untyped-call]

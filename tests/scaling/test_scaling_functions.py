@@ -277,6 +277,13 @@ def test_burst_sizes_workers_to_the_backlog(
 # ---------------------------------------------------------------- isolation
 
 
+def active_alerts() -> list[tuple[str, dict[str, Any]]]:
+    """The open and acknowledged alerts in pack391_alerts, by id."""
+    snaps = get_db().collection(collections.ALERTS).stream()
+    found = [(s.id, s.to_dict() or {}) for s in snaps]
+    return sorted((i, d) for i, d in found if d["status"] in ("open", "acknowledged"))
+
+
 def test_isolation_fails_callers_fast_and_recovers_half_open(
     caller: Caller, backends: Backends
 ) -> None:
@@ -308,11 +315,24 @@ def test_isolation_fails_callers_fast_and_recovers_half_open(
         ensure_available("payment-processor")
     res = caller.call(HEALTH, {"serviceId": "payment-processor"}, role="ops").result
     assert res["services"][0]["status"] == "isolated"
+    (alert_id, alert), *more = active_alerts()
+    assert more == []
+    assert (alert["source"], alert["kind"], alert["severity"], alert["status"]) == (
+        "scaling",
+        "isolation",
+        "critical",
+        "open",
+    )
+    assert alert["dedupKey"] == "scaling:isolation:payment-processor"
 
     minute(1, errors=0)  # still open (open for 2 minutes)
     assert isolation_state("payment-processor") is IsolationState.OPEN
     minute(2, errors=0)  # half-open: 10% of calls pass
     assert isolation_state("payment-processor") is IsolationState.HALF_OPEN
+    (same_id, half_open), *more = active_alerts()  # the same alert, updated
+    assert (same_id, more, half_open["occurrences"]) == (alert_id, [], 2)
+    assert half_open["evidence"]["event"] == "half_open"
+    assert half_open["severity"] == "critical"  # never goes down while active
     ensure_available("payment-processor", draw=lambda: 0.05)
     with pytest.raises(ServiceIsolated):
         ensure_available("payment-processor", draw=lambda: 0.5)
@@ -323,12 +343,18 @@ def test_isolation_fails_callers_fast_and_recovers_half_open(
     assert isolation_state("payment-processor") is IsolationState.NONE
     ensure_available("payment-processor")
 
-    alerts = sorted(
-        (d.to_dict() or {} for d in get_db().collection(collections.SCALING_ALERTS).stream()),
+    events = sorted(
+        (d.to_dict() or {} for d in get_db().collection(collections.SCALING_EVENTS).stream()),
         key=lambda a: a["at"],
     )
-    assert [a["kind"] for a in alerts] == ["isolated", "half_open", "recovered"]
-    assert alerts[0]["errorRatePct"] == 5.0 and alerts[0]["thresholdPct"] == 1.5
+    assert [a["kind"] for a in events] == ["isolated", "half_open", "recovered"]
+    assert events[0]["errorRatePct"] == 5.0 and events[0]["thresholdPct"] == 1.5
+    # the isolation alert resolved when the service recovered
+    assert active_alerts() == []
+    resolved = get_db().collection(collections.ALERTS).document(alert_id).get().to_dict() or {}
+    assert (resolved["status"], resolved["resolvedBy"]) == ("resolved", "system")
+    assert resolved["resolvedAt"] == t0 + timedelta(minutes=7)
+    assert resolved["durationSec"] == 6 * 60.0
     # while isolated, low traffic never scaled it down
     assert all(d["action"] != "scale_down" for d in decisions(get_db(), "payment-processor"))
 

@@ -9,21 +9,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 import pytest
 import redis
 from firebase_functions import https_fn
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import monitoring_v3, run_v2
-from google.cloud.monitoring_v3.services.metric_service.transports import (
-    MetricServiceGrpcTransport,
-)
+from google.cloud import monitoring_v3
 
 from functions.scaling.adapters import (
     KEEP_EXTERNAL_SCALING,
     CloudMonitoringSource,
     CloudRunScaler,
-    PushedMetricsStore,
     ServiceRegistry,
 )
 from functions.scaling.policy import DEFAULT_POLICY
@@ -31,6 +25,9 @@ from functions.scaling.service import ScalingPorts, ScalingService
 from shared.audit import Change
 from shared.errors import BackendUnavailable, FailedPrecondition
 from shared.firestore import get_db
+from shared.gcp.cloudrun import CloudRunServices, services_client
+from shared.gcp.monitoring import MonitoringReader, metric_client
+from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import (
     InitScalingRequest,
     ManualScaleRequest,
@@ -71,20 +68,13 @@ class Gcp:
 
     def service(self, dry_run: bool = False, **options: float) -> ScalingService:
         client = redis.Redis.from_url(self.backends.redis_url, decode_responses=True)
-        run_client = run_v2.ServicesClient(
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            transport="rest",
-            client_options={"api_endpoint": self.run.api.url},
-        )
-        channel = grpc.insecure_channel(self.monitoring.target)
-        metrics_client = monitoring_v3.MetricServiceClient(
-            transport=MetricServiceGrpcTransport(channel=channel)
-        )
+        run_client = services_client(self.run.api.url)
+        metrics_client = metric_client(self.monitoring.target)
         ports = ScalingPorts(
             registry=ServiceRegistry(get_db()),
-            metrics=CloudMonitoringSource(metrics_client, PROJECT),
+            metrics=CloudMonitoringSource(MonitoringReader(metrics_client, PROJECT)),
             pushed=PushedMetricsStore(client),
-            scaler=CloudRunScaler(run_client, PROJECT),
+            scaler=CloudRunScaler(CloudRunServices(run_client, PROJECT)),
             redis=client,
             dry_run=dry_run,
         )
@@ -178,7 +168,11 @@ def test_keep_external_scaling_stops_deploys_resetting_instances() -> None:
 
 
 def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    from functions.scaling import _backend
+    from shared.config import SCALING_BACKEND
+    from shared.wiring import backend_choice
+
+    def _backend() -> str:
+        return backend_choice("PACK391_SCALING_BACKEND", SCALING_BACKEND.value)
 
     assert _backend() == "local"  # auto under the emulator
     monkeypatch.setenv("PACK391_SCALING_BACKEND", "gcp")

@@ -1,0 +1,8 @@
+"""One alert model for every area (issue 13).
+
+- :mod:`shared.alerts.policy`: pure decisions (what a raise, resolve or acknowledgement
+  does to an alert, notification text and retry rule) and :class:`AlertSpec`;
+- :mod:`shared.alerts.store`: Firestore (``pack391_alerts``, ``pack391_alert_keys``);
+- :mod:`shared.alerts.notifier`: the webhook and the delivery loop the ops scheduled
+  function runs for every area's alerts.
+"""

@@ -1,0 +1,312 @@
+"""The alert store: ``pack391_alerts`` and its dedup pointers ``pack391_alert_keys``.
+
+Every area raises, resolves and acknowledges its alerts here (the content is decided
+by the area's policy, :class:`shared.alerts.policy.AlertSpec`).
+
+Dedup is race-free: a raise or resolve reads and writes the key's pointer document
+(``pack391_alert_keys/{sha1(key)}``, the id of the key's active alert) in its
+transaction, so two concurrent raisers serialise on it. Firestore transactions only
+serialise on documents that exist, so a raise first creates the pointer (empty) if it
+is missing, outside the transaction; pointers are never deleted.
+
+:meth:`AlertStore.apply` (and :meth:`raise_alert`, :meth:`resolve`) take the caller's
+transaction, so an area raises or resolves atomically with its own state change; the
+caller must make every read of its own before calling (Firestore transactions read
+before they write), and write after. Without one they run their own transaction.
+
+google-cloud-firestore is imported where it is used: a rate-limit instance imports this
+module (through its area) without loading the client at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from shared import collections, thresholds
+from shared.alerts.policy import (
+    AlertChange,
+    AlertResolve,
+    AlertSpec,
+    acknowledgement,
+    alert_id_for,
+    is_active,
+    key_id,
+    new_alert,
+    raised_again,
+    resolution,
+)
+from shared.audit import Change, write_audit
+from shared.models.alerts import (
+    ACTIVE_STATUSES,
+    SYSTEM_ACTOR,
+    AlertDoc,
+    AlertKeyDoc,
+    AlertSource,
+    AlertStatus,
+    Notification,
+    NotificationState,
+)
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+NOTIFY_FIELDS = ("notifyOpen", "notifyResolve")
+"""The two notifications of an alert: ``opened`` and ``resolved``."""
+
+
+def webhook_configured() -> bool:
+    """Whether an ops webhook is configured (new alerts' notifications are pending then,
+    disabled otherwise)."""
+    from shared.config import OPS_WEBHOOK_URL
+
+    return bool(OPS_WEBHOOK_URL.value)
+
+
+class AlertStore:
+    """Firestore: the alerts of every area."""
+
+    def __init__(self, db: firestore.Client, notify: Callable[[], bool] = webhook_configured):
+        self._db = db
+        self._notify = notify
+
+    # ------------------------------------------------------------------ refs
+
+    def _alert_ref(self, alert_id: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.ALERTS).document(alert_id)
+
+    def _key_ref(self, dedup_key: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.ALERT_KEYS).document(key_id(dedup_key))
+
+    def _ensure_key(self, dedup_key: str, now: datetime) -> None:
+        """Create the key's pointer if missing (outside any transaction: see the module)."""
+        from google.api_core import exceptions as gexc
+
+        with contextlib.suppress(gexc.AlreadyExists):
+            self._key_ref(dedup_key).create(
+                AlertKeyDoc(dedup_key=dedup_key, updated_at=now).to_doc()
+            )
+
+    # ---------------------------------------------------------- raise, resolve
+
+    def raise_alert(
+        self, spec: AlertSpec, now: datetime, tx: firestore.Transaction | None = None
+    ) -> str:
+        """Open an alert for ``spec``, or update the active one of its dedup key. Its id."""
+        (alert_id,) = self.apply([spec], now, tx)
+        assert alert_id is not None  # a raise always names its alert
+        return alert_id
+
+    def resolve(
+        self,
+        dedup_key: str,
+        now: datetime,
+        by: str = SYSTEM_ACTOR,
+        reason: str = "condition cleared",
+        tx: firestore.Transaction | None = None,
+    ) -> str | None:
+        """Resolve the active alert of ``dedup_key``: its id, None when none was active."""
+        (alert_id,) = self.apply([AlertResolve(dedup_key, reason, by)], now, tx)
+        return alert_id
+
+    def apply(
+        self,
+        changes: Sequence[AlertChange],
+        now: datetime,
+        tx: firestore.Transaction | None = None,
+    ) -> list[str | None]:
+        """Raise or resolve each change (in ``tx``, or one transaction of their own): per
+        change the id of the alert raised/updated or resolved (None: nothing to resolve).
+        All reads happen before any write, so several changes share one transaction."""
+        for change in changes:
+            if isinstance(change, AlertSpec):
+                self._ensure_key(change.dedup_key, now)
+        if tx is not None:
+            return self._apply_in(tx, changes, now)
+        from google.cloud import firestore
+
+        @firestore.transactional
+        def run(own: firestore.Transaction) -> list[str | None]:
+            return self._apply_in(own, changes, now)
+
+        return cast(list[str | None], run(self._db.transaction()))
+
+    def _apply_in(
+        self, tx: firestore.Transaction, changes: Sequence[AlertChange], now: datetime
+    ) -> list[str | None]:
+        notify = any(isinstance(c, AlertSpec) for c in changes) and self._notify()
+        # reads: each key's pointer, then the alert it points at
+        active: dict[str, tuple[str, AlertDoc] | None] = {}
+        for change in changes:
+            key = change.dedup_key
+            if key in active:
+                continue
+            pointer = self._key_ref(key).get(transaction=tx)
+            alert_id = (pointer.to_dict() or {}).get("alertId") if pointer.exists else None
+            active[key] = None
+            if alert_id:
+                snap = self._alert_ref(alert_id).get(transaction=tx)
+                if snap.exists:
+                    doc = AlertDoc.model_validate(snap.to_dict())
+                    if is_active(doc):
+                        active[key] = (alert_id, doc)
+        # writes
+        out: list[str | None] = []
+        for change in changes:
+            key = change.dedup_key
+            found = active[key]
+            if isinstance(change, AlertSpec):
+                if found is not None:
+                    alert_id, doc = found
+                    fields = raised_again(doc, change, now)
+                    tx.update(self._alert_ref(alert_id), fields)
+                    active[key] = (alert_id, _with(doc, fields))
+                else:
+                    alert_id = alert_id_for(change, now)
+                    doc = new_alert(change, now, notify)
+                    tx.create(self._alert_ref(alert_id), doc.to_doc())
+                    self._point(tx, key, alert_id, now)
+                    active[key] = (alert_id, doc)
+                out.append(alert_id)
+            elif found is not None:
+                alert_id, doc = found
+                tx.update(self._alert_ref(alert_id), resolution(doc, now, change.by, change.reason))
+                self._point(tx, key, None, now)
+                active[key] = None
+                out.append(alert_id)
+            else:
+                out.append(None)
+        return out
+
+    def _point(
+        self, tx: firestore.Transaction, key: str, alert_id: str | None, now: datetime
+    ) -> None:
+        pointer = AlertKeyDoc(dedup_key=key, alert_id=alert_id, updated_at=now)
+        tx.set(self._key_ref(key), pointer.to_doc())
+
+    # ---------------------------------------------------------- acknowledge
+
+    def acknowledge(self, alert_id: str, change: Change) -> tuple[AlertDoc | None, bool]:
+        """Acknowledge an open alert of any area (audited in the same transaction); an
+        alert that resolves on acknowledgement is resolved by the human. Answers (the
+        alert as it is now, changed); (None, False) when there is no such alert; an
+        acknowledged or resolved alert is answered unchanged."""
+        ref = self._alert_ref(alert_id)
+        from google.cloud import firestore
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> tuple[AlertDoc | None, bool]:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                return None, False
+            doc = AlertDoc.model_validate(snap.to_dict())
+            fields = acknowledgement(doc, change.now, change.actor_uid)
+            if fields is None:
+                return doc, False
+            resolves = fields["status"] == AlertStatus.RESOLVED.value
+            release = False
+            if resolves and doc.dedup_key is not None:
+                pointer = self._key_ref(doc.dedup_key).get(transaction=tx)
+                release = pointer.exists and (pointer.to_dict() or {}).get("alertId") == alert_id
+            tx.update(ref, fields)
+            if release and doc.dedup_key is not None:
+                self._point(tx, doc.dedup_key, None, change.now)
+            write_audit(
+                self._db,
+                tx,
+                change,
+                target=f"{collections.ALERTS}/{alert_id}",
+                before={"status": doc.status.value},
+                after={"status": fields["status"]},
+            )
+            return _with(doc, fields), True
+
+        return cast(tuple[AlertDoc | None, bool], run(self._db.transaction()))
+
+    # ---------------------------------------------------------------- reads
+
+    def get(self, alert_id: str) -> AlertDoc | None:
+        snap = self._alert_ref(alert_id).get()
+        return AlertDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+    def open_alerts(
+        self, limit: int = thresholds.DASHBOARD_RECENT_ITEMS
+    ) -> list[tuple[str, AlertDoc]]:
+        """Open and acknowledged alerts of every area, newest first."""
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self._db.collection(collections.ALERTS)
+            .where(filter=FieldFilter("status", "in", [s.value for s in ACTIVE_STATUSES]))
+            .order_by("openedAt", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [(s.id, AlertDoc.model_validate(s.to_dict())) for s in query.stream()]
+
+    def active_of(self, source: AlertSource) -> list[tuple[str, AlertDoc]]:
+        """The open and acknowledged alerts ``source`` raised (for an area that resolves
+        whatever it no longer sees)."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (
+            self._db.collection(collections.ALERTS)
+            .where(filter=FieldFilter("source", "==", source.value))
+            .where(filter=FieldFilter("status", "in", [s.value for s in ACTIVE_STATUSES]))
+        )
+        return sorted((s.id, AlertDoc.model_validate(s.to_dict())) for s in query.stream())
+
+    # --------------------------------------------------------- notifications
+
+    def pending_notifications(self) -> list[tuple[str, AlertDoc]]:
+        """Alerts of every area whose open or resolve notification is not delivered yet."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        found: dict[str, AlertDoc] = {}
+        states = [NotificationState.PENDING, NotificationState.FAILED, NotificationState.SENDING]
+        for name in NOTIFY_FIELDS:
+            query = (
+                self._db.collection(collections.ALERTS)
+                .where(filter=FieldFilter(f"{name}.state", "in", [s.value for s in states]))
+                .limit(thresholds.ALERT_NOTIFY_SCAN_DOCS)
+            )
+            for snap in query.stream():
+                found[snap.id] = AlertDoc.model_validate(snap.to_dict())
+        return sorted(found.items())
+
+    def claim_notification(
+        self, alert_id: str, field: str, may: Callable[[Notification], bool], now: datetime
+    ) -> Notification | None:
+        """Claim the alert's ``field`` notification (``notifyOpen``/``notifyResolve``) for
+        this run in a transaction: at most one run sends it at a time."""
+        ref = self._alert_ref(alert_id)
+        from google.cloud import firestore
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> Notification | None:
+            snap = ref.get(transaction=tx)
+            raw = (snap.to_dict() or {}).get(field) if snap.exists else None
+            if raw is None:
+                return None
+            current = Notification.model_validate(raw)
+            if not may(current):
+                return None
+            claimed = current.model_copy(
+                update={"state": NotificationState.SENDING, "last_attempt_at": now}
+            )
+            tx.update(ref, {field: claimed.to_doc()})
+            return claimed
+
+        return cast(Notification | None, run(self._db.transaction()))
+
+    def set_notification(self, alert_id: str, field: str, value: Notification) -> None:
+        self._alert_ref(alert_id).update({field: value.to_doc()})
+
+
+def _with(doc: AlertDoc, fields: dict[str, Any]) -> AlertDoc:
+    """``doc`` with Firestore field updates (camelCase) applied."""
+    data = doc.model_dump(mode="python", by_alias=True)
+    data.update(fields)
+    return AlertDoc.model_validate(data)

@@ -1,0 +1,84 @@
+"""The ``pack391`` command: run the local stack and talk to it.
+
+    pack391 serve                       the local stack (what `make run` runs)
+    pack391 token --role admin          an ID token the local stack accepts
+    pack391 call NAME '{"json": 1}'     call a callable, print its result
+    pack391 trigger NAME                run a scheduled function now
+    pack391 backup | verify | restore   logical backups of the local stack's Firestore
+    pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token|local-revision
+                   |env|secrets   (env: .env.<project> for firebase deploy; secrets: check them)
+                                        the deploy guard (local stack, or a deployed
+                                        project with PACK391_FUNCTIONS_URL + PACK391_ID_TOKEN)
+    pack391 seed-ops --firestore H:P    seed the ops dashboard's source collections
+    pack391 loadtest SCENARIO           a load-test scenario from this machine (CI gate)
+    pack391 chaos FAULT [--for S]       apply a fault to the running stack for S seconds
+    pack391 migrate-alerts              older alert collections into pack391_alerts
+    pack391 rehearse                    launch day on the local stack, every claim judged
+
+Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
+(us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
+FIRESTORE_EMULATOR_JAR (where the emulator jar is). backup, verify and restore need
+FIRESTORE_EMULATOR_HOST and read the PACK391_BACKUP_* settings the functions use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from stack import procs
+
+# How a command group is registered: a module with ``add_parser(subparsers)`` that adds
+# its command(s) to ``subparsers`` (``subparsers.add_parser(NAME, ...)``, its flags, and
+# ``set_defaults(func=cmd_...)`` where ``cmd_...(args: argparse.Namespace) -> int``
+# returns the exit code), listed below in the order of ``pack391 --help``. A new group is
+# a new module under stack/cli/ (or a stack module that owns its command, as loadtest
+# does) plus one line here; the group modules are imported only by build_parser, so
+# ``import stack.cli`` stays light. Calls to functions go through stack.cli.caller.
+COMMAND_GROUPS: tuple[str, ...] = (
+    "stack.cli.serve",  # serve: the local stack's supervisor
+    "stack.cli.call",  # token, call
+    "stack.cli.trigger",  # trigger
+    "stack.cli.backup",  # backup, verify, restore
+    "stack.cli.deploy",  # deploy ... (the deploy guard; deploy env/secrets: stack.deploy_env)
+    "stack.cli.ops",  # seed-ops
+    "stack.loadtest",  # loadtest
+    "stack.chaos_run",  # chaos-run: each fault during a load run, checked
+    "stack.cli.chaos",  # chaos: one fault against the running stack
+    "stack.migrate_alerts",  # migrate-alerts: older alert collections into the one alert model
+    "stack.rehearse.cli",  # rehearse: launch day on the local stack, every claim judged
+)
+"""The modules whose ``add_parser(subparsers)`` build ``pack391``'s commands, in order."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pack391",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_GROUPS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # shared.errors (and through it the Firebase SDK) is imported only when a command
+    # needs it: `pack391 loadtest` and its forked workers stay light
+    try:
+        code: int = args.func(args)
+    except procs.StackError as exc:
+        print(f"pack391 {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from shared.errors import Pack391Error
+
+        if not isinstance(exc, Pack391Error):
+            raise
+        print(f"pack391 {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return code

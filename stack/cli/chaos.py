@@ -1,0 +1,74 @@
+"""``pack391 chaos FAULT`` (issue 16): apply one fault to the running stack (its state
+file, ``.local/stack.json``) for a while, undo it and report the recovery
+(:mod:`stack.faults`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from stack import faults
+
+
+def add_parser(sub: Any) -> None:
+    chaos = sub.add_parser(
+        "chaos",
+        help="apply a fault to the running stack for a while, then undo it",
+        description=faults.__doc__.split("\n\n")[2] if faults.__doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chaos.add_argument("fault", choices=faults.FAULTS)
+    chaos.add_argument("--for", dest="seconds", type=float, default=10.0, help="seconds (10)")
+    chaos.add_argument("--delay-ms", type=float, help="redis-slow: delay per command (200)")
+    chaos.add_argument("--error-pct", type=float, help="sandbox-errors: share of 500s (50)")
+    chaos.add_argument(
+        "--recover-sec", type=float, help="how long to wait for health after the undo (60)"
+    )
+    chaos.add_argument(
+        "--state", help="the stack's state file (default $PACK391_STACK_STATE or .local/stack.json)"
+    )
+    chaos.set_defaults(func=cmd_chaos)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Apply a fault to the running stack (``.local/stack.json``) for ``--for`` seconds."""
+    try:
+        handle = faults.StackHandle.load(Path(args.state) if args.state else None)
+        for line in faults.reap(handle):
+            print(line, flush=True)
+        options: dict[str, float] = {"max_sec": args.seconds + faults.LEASE_GRACE_SEC}
+        if args.delay_ms is not None:
+            options["delay_ms"] = args.delay_ms
+        if args.error_pct is not None:
+            options["error_pct"] = args.error_pct
+        if args.recover_sec is not None:
+            options["recover_sec"] = args.recover_sec
+        undo = faults.start_fault(handle, args.fault, **options)
+    except (faults.FaultError, OSError, requests.RequestException) as exc:
+        print(f"pack391 chaos: {exc}", file=sys.stderr)
+        return 2
+    notes = getattr(undo, "notes", "")
+    print(f"{args.fault}: applied for {args.seconds:g}s ({notes})", flush=True)
+    interrupted = False
+    try:
+        time.sleep(args.seconds)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        window = undo()
+    outage = window.undone_at - window.started_at
+    if window.recovered_at is None:
+        print(f"{args.fault}: undone after {outage:.1f}s but NOT recovered ({window.notes})",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return 1
+    print(
+        f"{args.fault}: undone after {outage:.1f}s, recovered in "
+        f"{window.recovered_at - window.undone_at:.1f}s ({window.notes})",
+        flush=True,
+    )
+    return 130 if interrupted else 0

@@ -1,0 +1,333 @@
+"""``pack391 deploy``: the deploy guard from the command line (validate, pin traffic,
+start, status, wait, rollback, control), the deploy token of a deployed project, the
+local platform's new revision, and the deploy environment (:mod:`stack.deploy_env`).
+
+Calls go through :func:`stack.cli.caller.invoke`: the local stack by default, a deployed
+project with PACK391_FUNCTIONS_URL and PACK391_ID_TOKEN."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import requests
+
+from stack import deploy_env
+from stack.cli import caller
+
+FINAL_PHASES = {"succeeded": 0, "rolled_back": 1, "failed": 1}
+"""Exit code of ``pack391 deploy wait`` per final phase (2: timed out)."""
+
+IDENTITY_TOOLKIT = "https://identitytoolkit.googleapis.com"
+"""Where a custom token is exchanged for an ID token (PACK391_IDENTITY_TOOLKIT_URL)."""
+
+
+def add_parser(sub: Any) -> None:
+    deploy = sub.add_parser(
+        "deploy",
+        help="the deploy guard: validate, pin traffic, start, watch, roll back",
+        description=(
+            "Talks to the local stack by default. For a deployed project set "
+            "PACK391_FUNCTIONS_URL (e.g. https://us-central1-PROJECT.cloudfunctions.net) and "
+            "PACK391_ID_TOKEN (from `pack391 deploy token`)."
+        ),
+    )
+    dsub = deploy.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
+
+    def env_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument("--env", required=required, help="environment, e.g. production")
+
+    def services_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--services", nargs="+", help="Cloud Run services (default: configured)")
+
+    validate = dsub.add_parser("validate", help="run the pre-deploy gates (exit 1 if one fails)")
+    validate.add_argument("--version", required=True)
+    env_arg(validate)
+    pin = dsub.add_parser("pin-traffic", help="pin traffic to the serving revisions")
+    env_arg(pin)
+    services_arg(pin)
+    start = dsub.add_parser("start", help="start a canary deployment")
+    start.add_argument("--version", required=True)
+    env_arg(start)
+    services_arg(start)
+    start.add_argument("--force", action="store_true", help="start without a passing report")
+    start.add_argument("--reason", help="why (required with --force)")
+    start.add_argument("--bake-sec", type=int, help="hold of each step (default 300)")
+    start.add_argument("--id-only", action="store_true", help="print only the deployment id")
+    status = dsub.add_parser("status", help="one deployment, or the recent ones")
+    status.add_argument("deployment_id", nargs="?")
+    env_arg(status, required=False)
+    wait = dsub.add_parser(
+        "wait", help="poll until succeeded (exit 0), rolled back/failed (1) or timeout (2)"
+    )
+    wait.add_argument("deployment_id")
+    wait.add_argument("--timeout", type=float, default=3600.0, help="seconds")
+    wait.add_argument("--interval", type=float, default=15.0, help="seconds between polls")
+    rollback = dsub.add_parser("rollback", help="100%% back to the stable revisions")
+    rollback.add_argument("deployment_id")
+    rollback.add_argument("--reason", required=True)
+    control = dsub.add_parser("control", help="promote, pause, resume or abort")
+    control.add_argument("deployment_id")
+    control.add_argument("action", choices=["promote", "pause", "resume", "abort"])
+    control.add_argument("--reason", required=True)
+    token = dsub.add_parser(
+        "token", help="mint a deployed project's admin ID token for a service account"
+    )
+    token.add_argument("--uid", default="deploy-bot", help="the Firebase user id to sign in as")
+    token.add_argument(
+        "--api-key",
+        default=os.environ.get("FIREBASE_WEB_API_KEY", ""),
+        help="the project's web API key (FIREBASE_WEB_API_KEY)",
+    )
+    token.add_argument(
+        "--service-account",
+        default=os.environ.get("PACK391_DEPLOY_SERVICE_ACCOUNT") or None,
+        help="sign through IAM signBlob as this account (PACK391_DEPLOY_SERVICE_ACCOUNT; "
+        "default: the key file's own key, or the account workload identity impersonates)",
+    )
+    deploy_env.add_parsers(dsub)
+    local = dsub.add_parser(
+        "local-revision", help="local stack only: land a new revision of a service"
+    )
+    local.add_argument("service")
+    local.add_argument("revision")
+    local.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL"), help="the stack's Redis (REDIS_URL)"
+    )
+    revision = dsub.add_parser(
+        "revision",
+        help="local stack only: deploy a new revision of a service (or all), with faults",
+        description=(
+            "What `firebase deploy` does on the local platform: a new latest revision of "
+            "SERVICE named SERVICE-NNNNN (or --name), at 0 %% while the service's traffic is "
+            "pinned (as `make run` leaves it), so `pack391_startDeployment` finds it. The "
+            "sandbox applies its faults only to the requests the revision serves."
+        ),
+    )
+    revision.add_argument("service", metavar="SERVICE", help="a registry service, or all")
+    revision.add_argument("--name", help="the revision's name (default SERVICE-NNNNN)")
+    revision.add_argument(
+        "--error-pct", type=float, default=0.0, help="share of its requests answering 500"
+    )
+    revision.add_argument(
+        "--latency-ms", type=float, default=0.0, help="latency added to each of its requests"
+    )
+    revision.add_argument(
+        "--fail-payouts", action="store_true", help="its /payout/request fails (anomalies)"
+    )
+    revision.add_argument(
+        "--token-mismatch",
+        action="store_true",
+        help="its /chat/message debits a wrong amount (token mismatches)",
+    )
+    revision.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="the stack's Redis (default: REDIS_URL, else the running stack's state file)",
+    )
+    deploy.set_defaults(func=cmd_deploy)
+
+
+def _print(result: Any) -> None:
+    print(json.dumps(result, indent=2, sort_keys=True), flush=True)
+
+
+def _deploy_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    services = {"services": args.services} if getattr(args, "services", None) else {}
+    if args.deploy_command == "validate":
+        return "pack391_preDeployValidator", {"version": args.version, "environment": args.env}
+    if args.deploy_command == "pin-traffic":
+        return "pack391_pinTraffic", {"environment": args.env, **services}
+    if args.deploy_command == "start":
+        data: dict[str, Any] = {"version": args.version, "environment": args.env, **services}
+        if args.force:
+            data.update(force=True, reason=args.reason)
+        elif args.reason:
+            data["reason"] = args.reason
+        if args.bake_sec is not None:
+            data["bakeSec"] = args.bake_sec
+        return "pack391_startDeployment", data
+    if args.deploy_command == "status":
+        if args.deployment_id:
+            return "pack391_getDeploymentStatus", {"deploymentId": args.deployment_id}
+        return "pack391_getDeploymentStatus", {"environment": args.env} if args.env else {}
+    if args.deploy_command == "rollback":
+        return "pack391_rollbackController", {
+            "deploymentId": args.deployment_id,
+            "reason": args.reason,
+        }
+    return "pack391_controlDeployment", {
+        "deploymentId": args.deployment_id,
+        "action": args.action,
+        "reason": args.reason,
+    }
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    try:
+        if args.deploy_command == "wait":
+            return _wait(args)
+        if args.deploy_command == "token":
+            print(mint_id_token(args.uid, args.api_key, args.service_account))
+            return 0
+        if args.deploy_command in deploy_env.COMMANDS:
+            return deploy_env.cmd(args)
+        if args.deploy_command == "local-revision":
+            return _local_revision(args)
+        if args.deploy_command == "revision":
+            return _revision(args)
+        name, data = _deploy_request(args)
+        result = caller.invoke(name, data)
+    except caller.CallFailed as failed:
+        return caller.report(failed)
+    if args.deploy_command == "validate":
+        _print(result)
+        return 0 if result["passed"] else 1
+    if args.deploy_command == "start" and args.id_only:
+        print(result["deploymentId"])
+        return 0
+    _print(result)
+    return 0
+
+
+def _wait(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    last = None
+    while True:
+        status = caller.invoke("pack391_getDeploymentStatus", {"deploymentId": args.deployment_id})
+        seen = (status["phase"], status["step"], status["trafficPercent"])
+        if seen != last:
+            print(f"{args.deployment_id}: {seen[0]} step {seen[1]} at {seen[2]}%", flush=True)
+            last = seen
+        if status["phase"] in FINAL_PHASES:
+            if status["phase"] != "succeeded":
+                _print({"phase": status["phase"], "history": status["history"][-3:]})
+            return FINAL_PHASES[status["phase"]]
+        if time.monotonic() >= deadline:
+            print(f"pack391 deploy wait: still {status['phase']} after {args.timeout}s",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        time.sleep(args.interval)
+
+
+def _local_revision(args: argparse.Namespace) -> int:
+    """What a deploy does on the local platform: a new latest revision, at 0 % when the
+    service's traffic is pinned (at 100 % on a first deploy)."""
+    from functions.deploy_guard.adapters import LocalTraffic
+
+    if not args.redis_url:
+        print("pack391 deploy local-revision: give --redis-url (printed by serve)", file=sys.stderr)
+        return 2
+    import redis as redis_lib
+
+    platform = LocalTraffic(redis_lib.Redis.from_url(args.redis_url, decode_responses=True))
+    platform.deploy(args.service, args.revision)
+    _print({"service": args.service, "shares": platform.observe(args.service, "").shares})
+    return 0
+
+
+def _stack_redis_url(given: str | None) -> str | None:
+    """``--redis-url`` / REDIS_URL, else the running stack's (its state file)."""
+    if given:
+        return given
+    from stack.faults import FaultError, StackHandle
+
+    try:
+        return StackHandle.load().redis_url
+    except FaultError:
+        return None
+
+
+def _revision(args: argparse.Namespace) -> int:
+    """``pack391 deploy revision``: a new revision with faults on the local platform."""
+    import redis as redis_lib
+
+    from stack.revisions import SERVICES, LocalRevisions, RevisionFaults, describe
+
+    prefix = "pack391 deploy revision"
+    services = list(SERVICES) if args.service == "all" else [args.service]
+    if args.service not in (*SERVICES, "all"):
+        print(f"{prefix}: no such service {args.service!r}: one of {', '.join(SERVICES)}, or all",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.name and len(services) > 1:
+        print(f"{prefix}: --name names one revision: give one SERVICE", file=sys.stderr)
+        return 2
+    try:
+        faults = RevisionFaults(
+            error_pct=args.error_pct,
+            latency_ms=args.latency_ms,
+            fail_payouts=args.fail_payouts,
+            token_mismatch=args.token_mismatch,
+        )
+    except ValueError as exc:
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return 2
+    url = _stack_redis_url(args.redis_url)
+    if not url:
+        print(f"{prefix}: no running stack (start `make run`) and no --redis-url", file=sys.stderr)
+        return 2
+    revisions = LocalRevisions(redis_lib.Redis.from_url(url, decode_responses=True))
+    out = []
+    for service in services:
+        try:
+            revisions.deploy(service, args.name, faults)
+        except ValueError as exc:
+            print(f"{prefix}: {exc}", file=sys.stderr)
+            return 2
+        except redis_lib.RedisError as exc:
+            print(f"{prefix}: cannot reach the stack's Redis at {url}: {exc}", file=sys.stderr)
+            return 3
+        out.append(describe(revisions, service))
+    _print(out[0] if len(out) == 1 else out)
+    return 0
+
+
+def signing_account(credential: Any) -> str | None:
+    """The service account whose key signs custom tokens through IAM ``signBlob`` when the
+    Application Default Credentials hold no key of their own: workload identity federation
+    (google-github-actions/auth writes an ``external_account`` file that impersonates a
+    service account) names it in its impersonation URL. None for a key file (it signs
+    itself) or when unknown (firebase-admin then asks the metadata server)."""
+    from google.oauth2 import service_account
+
+    if isinstance(credential, service_account.Credentials):
+        return None
+    email = getattr(credential, "service_account_email", None)
+    return email if isinstance(email, str) and "@" in email else None
+
+
+def mint_id_token(uid: str, api_key: str, service_account: str | None = None) -> str:
+    """A Firebase ID token with the ``admin`` claim for ``uid``: a custom token signed as
+    the service account of the Application Default Credentials (a key file's own key, or
+    IAM ``signBlob`` for ``service_account`` / the impersonated account of workload
+    identity federation), exchanged through the Identity Toolkit
+    (``accounts:signInWithCustomToken``) with the project's web API key."""
+    import firebase_admin
+    from firebase_admin import auth, credentials
+
+    adc = credentials.ApplicationDefault()
+    account = service_account or signing_account(adc.get_credential())
+    app = firebase_admin.initialize_app(
+        adc,
+        {"serviceAccountId": account} if account else None,
+        name=f"pack391-deploy-{uuid.uuid4().hex}",
+    )
+    try:
+        custom = auth.create_custom_token(uid, {"admin": True}, app=app).decode()
+    finally:
+        firebase_admin.delete_app(app)
+    base = os.environ.get("PACK391_IDENTITY_TOOLKIT_URL", IDENTITY_TOOLKIT).rstrip("/")
+    response = requests.post(
+        f"{base}/v1/accounts:signInWithCustomToken?key={api_key}",
+        json={"token": custom, "returnSecureToken": True},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["idToken"]
+    return token

@@ -1,0 +1,137 @@
+"""The alert store against the Firestore emulator: dedup under concurrent raisers, raise
+and resolve inside a caller's transaction, acknowledgement, the open list."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+
+from shared import collections
+from shared.alerts.policy import AlertResolve, AlertSpec
+from shared.alerts.store import AlertStore
+from shared.audit import Change
+from shared.firestore import get_db
+from shared.models.alerts import AlertSource, Severity
+from tests.conftest import Backends
+
+T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def spec(key: str = "scaling:isolation:api", **kw: Any) -> AlertSpec:
+    fields: dict[str, Any] = {
+        "source": AlertSource.SCALING,
+        "kind": "isolation",
+        "dedup_key": key,
+        "severity": Severity.HIGH,
+        "title": f"{key} isolated",
+        **kw,
+    }
+    return AlertSpec(**fields)
+
+
+def alerts() -> dict[str, dict[str, Any]]:
+    return {s.id: s.to_dict() or {} for s in get_db().collection(collections.ALERTS).stream()}
+
+
+def store() -> AlertStore:
+    return AlertStore(get_db(), notify=lambda: False)
+
+
+def test_concurrent_raisers_of_one_key_make_exactly_one_alert(backends: Backends) -> None:
+    barrier = threading.Barrier(4)
+    ids: list[str] = []
+
+    def raiser(i: int) -> None:
+        own = AlertStore(get_db(), notify=lambda: False)
+        barrier.wait()
+        ids.append(own.raise_alert(spec(evidence={"raiser": i}), at(0) + timedelta(seconds=i)))
+
+    threads = [threading.Thread(target=raiser, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    (only_id,) = set(ids)
+    assert len(ids) == 4
+    (doc,) = alerts().values()
+    assert (doc["status"], doc["occurrences"]) == ("open", 4)
+    pointer = store()._key_ref("scaling:isolation:api").get().to_dict() or {}
+    assert pointer["alertId"] == only_id
+
+
+def test_raise_updates_resolve_closes_and_the_next_raise_opens_a_new_one(
+    backends: Backends,
+) -> None:
+    s = store()
+    first = s.raise_alert(spec(), at(0))
+    assert s.raise_alert(spec(severity=Severity.CRITICAL, title="worse"), at(1)) == first
+    assert s.raise_alert(spec(severity=Severity.LOW), at(2)) == first
+    doc = alerts()[first]
+    assert (doc["occurrences"], doc["severity"], doc["lastSeenAt"]) == (3, "critical", at(2))
+    assert s.resolve("scaling:isolation:other", at(3)) is None  # nothing active: nothing
+    assert s.resolve("scaling:isolation:api", at(3), reason="recovered") == first
+    assert s.resolve("scaling:isolation:api", at(4)) is None  # once
+    done = alerts()[first]
+    assert (done["status"], done["resolvedBy"], done["resolution"], done["durationSec"]) == (
+        "resolved",
+        "system",
+        "recovered",
+        180.0,
+    )
+    assert done["expireAt"] > done["resolvedAt"]
+    second = s.raise_alert(spec(), at(5))
+    assert second != first and alerts()[second]["status"] == "open"
+
+
+def test_raise_and_resolve_inside_the_callers_transaction(backends: Backends) -> None:
+    db, s = get_db(), store()
+    state = db.collection("pack391_test_state").document("svc")
+
+    @firestore.transactional
+    def isolate(tx: firestore.Transaction, isolated: bool) -> list[str | None]:
+        state.get(transaction=tx)  # the area's own read first
+        change = spec() if isolated else AlertResolve("scaling:isolation:api", "recovered")
+        out = s.apply([change, spec("scaling:isolation:web")], at(0), tx)
+        tx.set(state, {"isolated": isolated})  # then the area's own write
+        return out
+
+    opened = isolate(db.transaction(), True)
+    assert len(set(opened)) == 2 and len(alerts()) == 2
+    resolved = isolate(db.transaction(), False)
+    assert resolved[0] == opened[0] and resolved[1] == opened[1]
+    assert alerts()[opened[0]]["status"] == "resolved"
+    assert alerts()[opened[1]]["occurrences"] == 2
+    assert state.get().to_dict() == {"isolated": False}
+
+
+def test_acknowledge_any_area_and_the_open_list(backends: Backends) -> None:
+    s = store()
+    ddos = s.raise_alert(spec("ddos:mode", source=AlertSource.DDOS, kind="ddos_mode"), at(0))
+    deploy = s.raise_alert(
+        spec("deploy:rollback:prod:api", source=AlertSource.DEPLOY, resolve_on_acknowledge=True),
+        at(1),
+    )
+    assert [i for i, _ in s.open_alerts()] == [deploy, ddos]  # newest first
+    change = Change("olga", "ops.alert.acknowledge", "on it", "req-1", at(2))
+    doc, changed = s.acknowledge(ddos, change)
+    assert changed and doc is not None and doc.status == "acknowledged"
+    assert s.acknowledge(ddos, change)[1] is False  # a no-op answer
+    assert s.acknowledge("nope", change) == (None, False)
+    # acknowledged stays listed until it resolves; a rollback alert resolves on it
+    doc, changed = s.acknowledge(deploy, change)
+    assert changed and doc is not None and (doc.status, doc.resolved_by) == ("resolved", "olga")
+    assert [(i, a.status.value) for i, a in s.open_alerts()] == [(ddos, "acknowledged")]
+    assert s.raise_alert(spec("deploy:rollback:prod:api"), at(3)) != deploy  # key released
+    s.resolve("ddos:mode", at(4))
+    assert alerts()[ddos]["status"] == "resolved"
+    audit = [a.to_dict() or {} for a in get_db().collection(collections.AUDIT_LOG).stream()]
+    assert sorted(a["target"] for a in audit) == sorted(
+        [f"{collections.ALERTS}/{ddos}", f"{collections.ALERTS}/{deploy}"]
+    )
