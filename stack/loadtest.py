@@ -15,8 +15,9 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from functions.load.engine import Progress, ShardRunner
 from functions.load.policy import cap_problem, parse_allowlist, target_problem
@@ -104,15 +105,61 @@ def _line(plan: Plan, progress: dict[int, dict[str, Any]]) -> str:
     wanted = sum(r["scheduled"] for r in rows) / elapsed if elapsed > 0 else 0.0
     p95 = max((r["recent_p95_ms"] for r in rows), default=0.0)
     return (
-        f"\r{elapsed:6.1f}/{plan.duration_sec}s  sent {rate:8.1f}/s of {wanted:8.1f}/s scheduled  "
+        f"{elapsed:6.1f}/{plan.duration_sec}s  sent {rate:8.1f}/s of {wanted:8.1f}/s scheduled  "
         f"p95(last s) {p95:8.1f} ms  errors {sum(r['errors'] for r in rows):6d}  "
+        f"shed {sum(r.get('shed', 0) for r in rows):6d}  "
         f"dropped {sum(r['dropped'] for r in rows):6d}  in flight "
         f"{sum(r['in_flight'] for r in rows):5d}"
     )
 
 
-def run_local(plan: Plan, run_id: str, quiet: bool = True) -> dict[str, Any]:
-    """Run ``plan`` in ``plan.shards`` worker processes; the merged results."""
+class ProgressPrinter:
+    """Live progress on ``stream``: on a terminal one line rewritten in place (``\\r``)
+    at every update; otherwise (a pipe, a CI log, a file) a whole line at most every
+    ``every_sec``, so the log gets readable lines instead of one endless one."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        every_sec: float = t.LOAD_TEST_PROGRESS_EVERY_SEC,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.every_sec = every_sec
+        self.clock = clock
+        self.tty = stream.isatty()
+        self._last: float | None = None
+        self._pending: str | None = None
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            print(f"\r{text}", end="", file=self.stream, flush=True)
+            self._pending = text
+            return
+        now = self.clock()
+        if self._last is None or now - self._last >= self.every_sec:
+            print(text, file=self.stream, flush=True)
+            self._last, self._pending = now, None
+        else:
+            self._pending = text
+
+    def end(self) -> None:
+        """Ends the live line (terminal) or prints the last state not yet shown (log)."""
+        if self.tty:
+            print(file=self.stream, flush=True)
+        elif self._pending is not None:
+            print(self._pending, file=self.stream, flush=True)
+        self._pending = None
+
+
+def run_local(
+    plan: Plan,
+    run_id: str,
+    quiet: bool = True,
+    progress_every_sec: float = t.LOAD_TEST_PROGRESS_EVERY_SEC,
+) -> dict[str, Any]:
+    """Run ``plan`` in ``plan.shards`` worker processes; the merged results. Unless
+    ``quiet``, progress goes to stderr (see :class:`ProgressPrinter`)."""
     # fork, not spawn: a spawned worker re-imports this CLI (about 0.7 CPU-s each, the
     # largest share of a 30 s run's CPU). Safe here: the parent has opened no gRPC
     # channel, started no thread and runs no event loop when it forks (each worker makes
@@ -127,6 +174,7 @@ def run_local(plan: Plan, run_id: str, quiet: bool = True) -> dict[str, Any]:
     ]
     for w in workers:
         w.start()
+    printer = ProgressPrinter(sys.stderr, progress_every_sec)
     parts: list[Seconds] = []
     progress: dict[int, dict[str, Any]] = {}
     outcomes: dict[int, dict[str, Any]] = {}
@@ -144,7 +192,7 @@ def run_local(plan: Plan, run_id: str, quiet: bool = True) -> dict[str, Any]:
             elif kind == "done":
                 outcomes[shard] = payload
             if not quiet:
-                print(_line(plan, progress), end="", file=sys.stderr, flush=True)
+                printer.show(_line(plan, progress))
     except KeyboardInterrupt:
         stop.set()
         print("\nstopping every worker...", file=sys.stderr)
@@ -158,7 +206,7 @@ def run_local(plan: Plan, run_id: str, quiet: bool = True) -> dict[str, Any]:
         for w in workers:
             w.join(10)
     if not quiet:
-        print(file=sys.stderr)
+        printer.end()
     seconds = merge(parts)
     elapsed = max(o["elapsedSec"] for o in outcomes.values())
     aborted = [o["reason"] for o in outcomes.values() if o["status"] == "aborted"]
@@ -218,6 +266,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         "requests": s["requests"],
         "errors": s["errors"],
         "errorsByKind": s["errorsByKind"],
+        "errorRatePct": s["errorRatePct"],
+        "shed": s["shed"],
+        "shedRatePct": s["shedRatePct"],
         "dropped": s["dropped"],
         "late": s["late"],
         "latencyMs": s["latencyMs"],

@@ -3,6 +3,13 @@
 Shared by ``pack391 serve`` and the pytest fixtures, so both run exactly the
 same servers. Every child runs in its own process group and receives SIGTERM
 when its parent dies (Linux ``PR_SET_PDEATHSIG``), so nothing is left behind.
+
+A child's output goes to ``LOG_DIR/NAME.log``, opened in append mode, and is capped:
+every ``STACK_LOG_CHECK_SEC`` a file over ``STACK_LOG_MAX_BYTES`` is copied to
+``NAME.log.1`` (replacing the previous one) and truncated in place (logrotate's
+``copytruncate``: the child keeps writing to the same descriptor, at the new end), so
+a long or loud run never fills the disk. Lines written between the copy and the
+truncation are lost.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from shared import thresholds as t
 
 JAR_CANDIDATES = (
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
@@ -42,6 +52,16 @@ It needs Java 11 or newer on PATH."""
 
 REDIS_HELP = """No redis-server on PATH.
 Install it (Debian/Ubuntu: apt-get install redis-server), or point REDIS_URL at a running Redis."""
+
+
+ACCESS_LOG_ENV = "PACK391_ACCESS_LOG"
+"""Set to 1 for a per-request access log from the functions server and the sandbox (off
+by default: one line per request fills the logs under load)."""
+
+
+def access_log_wanted(flag: bool = False) -> bool:
+    """Whether a per-request access log was asked for (``flag`` or ``PACK391_ACCESS_LOG=1``)."""
+    return flag or os.environ.get(ACCESS_LOG_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class StackError(RuntimeError):
@@ -103,10 +123,76 @@ class Child:
             shutil.rmtree(path, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        """The last ``lines`` of its output (reaching into ``NAME.log.1`` after a rotation)."""
+        found: list[str] = []
+        for path in (self.log_path, rotated_path(self.log_path)):
+            try:
+                found = path.read_text(errors="replace").splitlines() + found
+            except OSError:
+                continue
+            if len(found) >= lines:
+                break
+        return "\n".join(found[-lines:])
+
+
+def rotated_path(log_path: Path) -> Path:
+    """Where a capped log's previous contents go: ``NAME.log.1``."""
+    return log_path.with_name(log_path.name + ".1")
+
+
+def cap_log(log_path: Path, max_bytes: int) -> bool:
+    """Rotate ``log_path`` when it is over ``max_bytes`` (copy to ``NAME.log.1``, truncate
+    in place); True when it did."""
+    try:
+        if log_path.stat().st_size <= max_bytes:
+            return False
+        shutil.copyfile(log_path, rotated_path(log_path))
+        os.truncate(log_path, 0)
+    except OSError:
+        return False
+    return True
+
+
+class LogCapper:
+    """A daemon thread keeping the logs of running children under their cap."""
+
+    def __init__(self, every_sec: float = t.STACK_LOG_CHECK_SEC) -> None:
+        self.every_sec = every_sec
+        self._watched: dict[Path, tuple[subprocess.Popen[bytes], int]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, log_path: Path, process: subprocess.Popen[bytes], max_bytes: int) -> None:
+        with self._lock:
+            self._watched[log_path] = (process, max_bytes)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="pack391-log-cap", daemon=True
+                )
+                self._thread.start()
+
+    def check_once(self) -> list[Path]:
+        """Rotate every watched log over its cap; forget those of exited children."""
+        rotated = []
+        with self._lock:
+            watched = list(self._watched.items())
+        for path, (process, max_bytes) in watched:
+            if cap_log(path, max_bytes):
+                rotated.append(path)
+            if process.poll() is not None:
+                with self._lock:
+                    if self._watched.get(path, (None, 0))[0] is process:
+                        del self._watched[path]
+        return rotated
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.every_sec)
+            self.check_once()
+
+
+LOG_CAPPER = LogCapper()
+"""The one capper of this process's children's logs."""
 
 
 def spawn(
@@ -116,15 +202,20 @@ def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     append: bool = False,
+    log_max_bytes: int = t.STACK_LOG_MAX_BYTES,
 ) -> Child:
     """Start ``argv`` as a child (own process group, dies with us), output to
-    ``log_dir/NAME.log`` (appended to on a restart, so the crash stays readable).
+    ``log_dir/NAME.log`` (appended to on a restart, so the crash stays readable), capped
+    at ``log_max_bytes`` (see the module's doc).
 
     Call it from the thread that lives as long as the child should: Linux sends the
     parent-death signal when the *thread* that forked the child exits."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    with open(log_path, "ab" if append else "wb") as log_file:
+    if not append:
+        log_path.write_bytes(b"")
+    # always O_APPEND: after a truncation the child's next write lands at the new end
+    with open(log_path, "ab") as log_file:
         if append:
             log_file.write(f"\n---- restarted at {time.strftime('%H:%M:%S')} ----\n".encode())
             log_file.flush()
@@ -137,6 +228,7 @@ def spawn(
             cwd=cwd,
             preexec_fn=_die_with_parent,
         )
+    LOG_CAPPER.watch(log_path, process, log_max_bytes)
     return Child(name, process, log_path)
 
 

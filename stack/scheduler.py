@@ -4,11 +4,16 @@ Schedules are unix-cron strings (what Cloud Scheduler accepts), parsed by
 APScheduler's ``CronTrigger``. Each run is an HTTP POST to the local functions
 server with the headers Cloud Scheduler sends, so the function runs exactly as
 deployed.
+
+Logging: one INFO line per run (``scheduled NAME ok|failed (STATUS) in N.NN s``, from
+``pack391.scheduler``); APScheduler's own loggers are kept at WARNING, so its several
+INFO lines per job and minute stay out of the ``pack391 serve`` terminal.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +22,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("pack391.scheduler")
+
+APSCHEDULER_LOG_LEVEL = logging.WARNING
+"""APScheduler's loggers (``apscheduler.*``): its per-run INFO lines are noise here."""
 
 
 def scheduler_headers(name: str, region: str, schedule_time: datetime) -> dict[str, str]:
@@ -54,6 +62,7 @@ def start_scheduler(
     base_url: str, project: str, region: str, functions: dict[str, dict[str, Any]]
 ) -> BackgroundScheduler:
     """Start firing every ``trigger == "schedule"`` function of ``functions``."""
+    logging.getLogger("apscheduler").setLevel(APSCHEDULER_LOG_LEVEL)
     scheduler = BackgroundScheduler(timezone="UTC")
     for name, info in sorted(functions.items()):
         if info.get("trigger") != "schedule":
@@ -61,11 +70,14 @@ def start_scheduler(
 
         def run(fn_name: str = name) -> None:
             started = datetime.now(UTC).replace(microsecond=0)
+            began = time.monotonic()
             try:
                 status = fire(base_url, project, region, fn_name, started)
-                log.info("scheduled %s -> %d", fn_name, status)
             except requests.RequestException as exc:
                 log.error("scheduled %s could not be sent: %s", fn_name, exc)
+                return
+            outcome = "ok" if status == 200 else f"failed ({status})"
+            log.info("scheduled %s %s in %.2f s", fn_name, outcome, time.monotonic() - began)
 
         scheduler.add_job(
             run,

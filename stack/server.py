@@ -6,7 +6,8 @@ ones): this is the URL scheme the Firebase client SDKs' ``connectFunctionsEmulat
 uses. Scheduled functions are served at the same scheme and run when called with
 Cloud Scheduler's headers (``pack391 trigger`` and the local scheduler do that).
 
-Run: ``python -m stack.server --port 5001`` from the source directory (main.py).
+Run: ``python -m stack.server --port 5001`` from the source directory (main.py). No
+per-request access log unless ``--access-log`` or ``PACK391_ACCESS_LOG=1``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.serving import make_server
 
 from shared.config import FUNCTIONS_REGION, project_id
+from stack.procs import ACCESS_LOG_ENV, access_log_wanted
 
 log = logging.getLogger("pack391.server")
 
@@ -290,8 +292,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PACK391_PORT", "5001")))
+    parser.add_argument(
+        "--access-log", action="store_true", help=f"log every request (or {ACCESS_LOG_ENV}=1)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not access_log_wanted(args.access_log):
+        # werkzeug logs one INFO line per request: off unless asked for
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     functions = load_functions()
     app = create_app(functions, project_id())
     server = make_server(args.host, args.port, app, threaded=True)

@@ -6,7 +6,10 @@ without waiting for earlier ones, and its latency is measured from that schedule
 time, so a stalled target shows in the percentiles (no coordinated omission). A start
 the generator makes more than ``LOAD_TEST_LATE_START_MS`` behind is ``late``; one it
 cannot make at all (more than ``LOAD_TEST_DROP_AFTER_MS`` behind, or the in-flight
-bound reached) is ``dropped``: both are counted apart from the target's errors.
+bound reached) is ``dropped``: both are counted apart from the target's errors. A
+``503`` answer carrying ``Retry-After`` is ``shed`` (the target refused it for being
+over capacity, as Cloud Run does), counted apart from errors too and kept out of the
+latency histograms (:data:`SHED`).
 
 The per-request path is kept lean, because every CPU-second the generator burns is
 one the system under test loses when they share a machine (docs/benchmarks.md has the
@@ -56,6 +59,9 @@ SliceSink = Callable[[Seconds, "Progress"], None]
 """Receives finished seconds (and progress) as the shard goes. Called from a thread."""
 
 _now = time.monotonic
+
+SHED = "shed"
+"""The kind of a request the target shed: ``503`` with ``Retry-After``."""
 """The engine's clock (latency and schedule): full resolution, unlike uvloop's
 ``loop.time()``, which is the loop's cached millisecond."""
 
@@ -70,6 +76,7 @@ class Progress:
     errors: int = 0
     dropped: int = 0
     late: int = 0
+    shed: int = 0
     in_flight: int = 0
     recent_p95_ms: float = 0.0
     """p95 of the last whole second (the live display)."""
@@ -86,6 +93,7 @@ def progress_doc(progress: Progress) -> dict[str, float | int]:
         "errors": progress.errors,
         "dropped": progress.dropped,
         "late": progress.late,
+        "shed": progress.shed,
         "inFlight": progress.in_flight,
         "recentP95Ms": progress.recent_p95_ms,
     }
@@ -123,8 +131,8 @@ class _Conn(asyncio.Protocol):
     """One kept-alive connection carrying at most one request at a time."""
 
     __slots__ = (
-        "buf", "chunked", "close_after", "due", "http", "name", "need", "pending", "sec",
-        "sent_at", "status", "transport", "until_eof",
+        "buf", "chunked", "close_after", "due", "http", "name", "need", "pending",
+        "retry_after", "sec", "sent_at", "status", "transport", "until_eof",
     )  # fmt: skip
 
     def __init__(self, http: _Http) -> None:
@@ -143,6 +151,8 @@ class _Conn(asyncio.Protocol):
         self.chunked = False
         self.close_after = False
         self.until_eof = False
+        self.retry_after = False
+        """The response is a 503 with ``Retry-After`` (shed)."""
 
     def begin(self, name: str, sec: int, due: float, data: bytes) -> None:
         self.name, self.sec, self.due = name, sec, due
@@ -204,6 +214,7 @@ class _Conn(asyncio.Protocol):
             lower.startswith(b"http/1.0") and b"\r\nconnection: keep-alive" not in lower
         )
         self.until_eof = False
+        self.retry_after = status == 503 and b"\r\nretry-after:" in lower
         self.need = 0
         if status < 200 or status in (204, 304) or self.chunked:
             return True
@@ -314,7 +325,7 @@ class _Http:
         conn.pending = None
         broken = close or kind is not None
         if kind is None and conn.status >= 400:
-            kind = f"http_{conn.status}"
+            kind = SHED if conn.retry_after else f"http_{conn.status}"
         self.runner._record(conn.name, conn.sec, conn.due, kind)
         if broken:
             if conn.transport is not None:
@@ -498,11 +509,15 @@ class ShardRunner:
         await done
 
     def _record(self, name: str, sec: int, due: float, kind: str | None) -> None:
-        """One finished request: its latency from the scheduled start, and its error."""
-        latency_us = int((_now() - due) * 1_000_000)
+        """One finished request: its latency from the scheduled start, and its error (a
+        shed request: counted as shed, no latency)."""
         stats = self._state.second(sec)
-        stats.record(name, latency_us)
         self.progress.completed += 1
+        if kind == SHED:
+            stats.shed[name] += 1
+            self.progress.shed += 1
+            return
+        stats.record(name, int((_now() - due) * 1_000_000))
         if kind is not None:
             stats.errors[f"{name}|{kind}"] += 1
             self.progress.errors += 1

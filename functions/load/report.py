@@ -55,7 +55,7 @@ def heatmap_svg(heat: dict[str, Any]) -> str:
 
 
 def lines_svg(series: dict[str, list[float]], unit: str, svg_id: str) -> str:
-    colors = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c"]
+    colors = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd"]
     n = max((len(v) for v in series.values()), default=0)
     top = max((x for v in series.values() for x in v), default=0.0) or 1.0
     left = 60
@@ -115,6 +115,7 @@ def render_html(
         "scheduled/s": [float(r["scheduled"]) for r in timeline],
         "sent/s": [float(r["sent"]) for r in timeline],
         "errors/s": [float(r["errors"]) for r in timeline],
+        "shed/s": [float(r.get("shed", 0)) for r in timeline],
         "dropped/s": [float(r["dropped"]) for r in timeline],
     }
     return f"""<!doctype html>
@@ -134,7 +135,10 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 13px; }}
 {summary["scheduled"]} scheduled; {summary["dropped"]} dropped, {summary["late"]} late);
 latency avg {lat["avg"]} ms, p50 {lat["p50"]}, p95 {lat["p95"]}, p99 {lat["p99"]},
 max {lat["max"]} ms (measured from each request's scheduled start); {summary["errors"]} errors
-{html.escape(json.dumps(summary["errorsByKind"]))}.</p>
+({summary["errorRatePct"]}% of the requests served)
+{html.escape(json.dumps(summary["errorsByKind"]))}; {summary.get("shed", 0)} shed by the
+target ({summary.get("shedRatePct", 0.0)}%: 503 with Retry-After, over capacity; not
+errors, not in the latency figures).</p>
 <h2>Thresholds</h2>
 {_table(summary["thresholds"], ["name", "limit", "actual", "passed"])}
 <h2>Latency heatmap</h2>

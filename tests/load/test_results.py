@@ -18,6 +18,7 @@ from functions.load.results import (
     seconds_from_json,
     seconds_to_json,
     summarize,
+    timeline,
     verdict,
 )
 from functions.load.scenarios import Thresholds
@@ -113,3 +114,27 @@ def test_histogram_range_clamps() -> None:
     assert hist.get_total_count() == 2
     assert hist.get_min_value() >= 1
     assert Counter({"x": 1}) == Counter({"x": 1}) and new_histogram().get_total_count() == 0
+
+
+def test_shed_is_counted_apart_from_errors_and_latency() -> None:
+    stats = SecondStats(scheduled=100, sent=100)
+    for _ in range(80):
+        stats.record("swipe", 5_000)
+    stats.errors.update({"swipe|http_500": 2})
+    stats.shed.update({"swipe": 20})
+    again = SecondStats.from_json(stats.to_json())
+    assert again.shed == stats.shed
+    merged = merge([{0: stats}, {0: again}])
+    summary = summarize(merged, Thresholds(), 1.0, 200)
+    assert summary["shed"] == 40 and summary["shedByEndpoint"] == {"swipe": 40}
+    assert summary["completed"] == 160  # shed answers are not in the latency histograms
+    assert summary["errorsByKind"] == {"http_500": 4}
+    assert summary["errorRatePct"] == pytest.approx(100 * 4 / 160)  # of what was served
+    assert summary["shedRatePct"] == 20.0
+    failed = {v["name"] for v in summary["thresholds"] if not v["passed"]}
+    assert failed == {"errorRatePct", "shedPct"}
+    assert timeline(merged)[0]["shed"] == 40
+    # a slice stored before shed existed reads as none shed
+    legacy = stats.to_json()
+    del legacy["shed"]
+    assert SecondStats.from_json(legacy).shed == {}

@@ -1,0 +1,9 @@
+"""``pack391 rehearse``: launch day played on the local stack (issue 14, part 3).
+
+- :mod:`stack.rehearse.recording`: the recorded data (series, acts, documents), pure.
+- :mod:`stack.rehearse.claims`: each claim of the spec as a pure function of a recording.
+- :mod:`stack.rehearse.report`: the JSON and the self-contained HTML/SVG report, pure.
+- :mod:`stack.rehearse.timeline`: the recorder (samples the stack every few seconds).
+- :mod:`stack.rehearse.script`: the acts, in order, with their timings.
+- :mod:`stack.rehearse.cli`: ``pack391 rehearse [--out DIR] [--claims ...] [--short]``.
+"""
