@@ -49,8 +49,11 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers (one per core here), one test file per worker at a time (module fixtures such
+# as a whole `pack391 serve` stay on one worker; each worker starts its own emulator and
+# redis-server): the short rehearsal waits on real minutes while the other worker runs.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 2 --dist loadfile
 
 # Benchmarks: each prints its figures and the ratios against its peer (docs/benchmarks.md).
 bench-ratelimit: setup
