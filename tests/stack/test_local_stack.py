@@ -6,20 +6,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
 from stack.procs import free_port
 from stack.scheduler import scheduler_headers
-from tests.conftest import ROOT
+from tests.stack.serving import PACK391, start_serve
 
-PACK391 = Path(sys.executable).with_name("pack391")
 PROJECT = "demo-avalo"
 
 
@@ -67,7 +64,6 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    assert PACK391.exists(), "the pack391 CLI is not installed in the venv (make setup)"
     port = free_port()
     env = {
         k: v
@@ -76,32 +72,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     env["PACK391_PORT"] = str(port)
     logs = tmp_path_factory.mktemp("stack-logs")
-    process = subprocess.Popen(
-        [str(PACK391), "serve", "--log-dir", str(logs)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "ready" in line:
-            break
-    if not any("ready" in line for line in output):
-        process.kill()
-        pytest.fail("pack391 serve did not become ready:\n" + "".join(output))
+    process, output = start_serve(env, logs, 120)
     yield Stack(process, env, port, output)
     if process.poll() is None:
         process.kill()
         process.wait()
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def test_serve_prints_urls_and_an_example(stack: Stack) -> None:

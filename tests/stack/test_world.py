@@ -9,12 +9,9 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +19,7 @@ import redis
 
 from stack.procs import free_port
 from stack.revisions import SERVICES, LocalRevisions
-from tests.conftest import ROOT
-
-PACK391 = Path(sys.executable).with_name("pack391")
+from tests.stack.serving import PACK391, start_serve
 
 
 @dataclass
@@ -52,7 +47,6 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    assert PACK391.exists(), "the pack391 CLI is not installed in the venv (make setup)"
     tmp = tmp_path_factory.mktemp("world")
     env = {
         k: v
@@ -65,27 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         PACK391_SANDBOX_PORT=str(free_port()),
         PACK391_STACK_STATE=str(tmp / "stack.json"),
     )
-    process = subprocess.Popen(
-        [str(PACK391), "serve", "--log-dir", str(tmp / "logs")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + 150
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "ready" in line:
-            break
-    if not any("ready" in line for line in output):
-        process.kill()
-        pytest.fail("pack391 serve did not become ready:\n" + "".join(output))
+    process, _ = start_serve(env, tmp / "logs", 150)
     state = json.loads((tmp / "stack.json").read_text())
     yield World(process, env, state)
     process.send_signal(signal.SIGTERM)
@@ -94,7 +68,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def test_a_fresh_stack_registers_seven_services_each_serving_a_revision(world: World) -> None:
