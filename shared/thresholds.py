@@ -593,6 +593,12 @@ ALERT_RETENTION_DAYS: Final[int] = 90
 """A resolved alert (``pack391_alerts``) is kept this long after it resolved, then its
 ``expireAt`` TTL deletes it. Open and acknowledged alerts never expire."""
 
+ALERT_TX_MAX_ATTEMPTS: Final[int] = 12
+"""Attempts of the alert store's own transactions (the client's default is 5). Raisers of
+one dedup key serialise on its pointer document; several areas raising at once must all
+land rather than fail their run on ``ABORTED`` (the emulator, contended, answers
+"Transaction lock timeout" for whole attempts)."""
+
 ALERT_NOTIFY_SCAN_DOCS: Final[int] = 100
 """Alerts with an undelivered notification read per delivery run (open and resolve each)."""
 

@@ -131,7 +131,10 @@ class AlertStore:
         def run(own: firestore.Transaction) -> list[str | None]:
             return self._apply_in(own, changes, now)
 
-        return cast(list[str | None], run(self._db.transaction()))
+        return cast(
+            list[str | None],
+            run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+        )
 
     def _apply_in(
         self, tx: firestore.Transaction, changes: Sequence[AlertChange], now: datetime
@@ -223,7 +226,10 @@ class AlertStore:
             )
             return _with(doc, fields), True
 
-        return cast(tuple[AlertDoc | None, bool], run(self._db.transaction()))
+        return cast(
+            tuple[AlertDoc | None, bool],
+            run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+        )
 
     # ---------------------------------------------------------------- reads
 
@@ -299,7 +305,10 @@ class AlertStore:
             tx.update(ref, {field: claimed.to_doc()})
             return claimed
 
-        return cast(Notification | None, run(self._db.transaction()))
+        return cast(
+            Notification | None,
+            run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+        )
 
     def set_notification(self, alert_id: str, field: str, value: Notification) -> None:
         self._alert_ref(alert_id).update({field: value.to_doc()})
