@@ -599,6 +599,10 @@ one dedup key serialise on its pointer document; several areas raising at once m
 land rather than fail their run on ``ABORTED`` (the emulator, contended, answers
 "Transaction lock timeout" for whole attempts)."""
 
+ALERT_TX_ROUNDS: Final[int] = 4
+"""Rounds of :data:`ALERT_TX_MAX_ATTEMPTS` attempts, with a jittered, doubling pause
+between rounds, before a raise or resolve gives up."""
+
 ALERT_NOTIFY_SCAN_DOCS: Final[int] = 100
 """Alerts with an undelivered notification read per delivery run (open and resolve each)."""
 

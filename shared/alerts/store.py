@@ -21,6 +21,8 @@ module (through its area) without loading the client at start.
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -125,16 +127,24 @@ class AlertStore:
                 self._ensure_key(change.dedup_key, now)
         if tx is not None:
             return self._apply_in(tx, changes, now)
+        from google.api_core import exceptions as gexc
         from google.cloud import firestore
 
         @firestore.transactional
         def run(own: firestore.Transaction) -> list[str | None]:
             return self._apply_in(own, changes, now)
 
-        return cast(
-            list[str | None],
-            run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
-        )
+        for attempt in range(thresholds.ALERT_TX_ROUNDS):
+            try:
+                own = self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)
+                return cast(list[str | None], run(own))
+            except gexc.Aborted:
+                # raisers of one key that read its pointer together retry in lockstep and
+                # abort each other again: a jittered, doubling pause breaks the tie
+                if attempt + 1 == thresholds.ALERT_TX_ROUNDS:
+                    raise
+                time.sleep(random.uniform(0.05, 0.25) * 2**attempt)
+        raise AssertionError("unreachable: the last round re-raises")
 
     def _apply_in(
         self, tx: firestore.Transaction, changes: Sequence[AlertChange], now: datetime
