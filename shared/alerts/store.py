@@ -5,9 +5,21 @@ by the area's policy, :class:`shared.alerts.policy.AlertSpec`).
 
 Dedup is race-free: a raise or resolve reads and writes the key's pointer document
 (``pack391_alert_keys/{sha1(key)}``, the id of the key's active alert) in its
-transaction, so two concurrent raisers serialise on it. Firestore transactions only
-serialise on documents that exist, so a raise first creates the pointer (empty) if it
-is missing, outside the transaction; pointers are never deleted.
+transaction, so two concurrent raisers serialise on it. A raise first makes sure the
+pointer exists (a plain read; the first raise of a key creates it empty), so raisers
+serialise on an existing document; pointers are never deleted. Should the pointer still
+be missing inside the transaction, the raise creates it there with ``create``, which
+fails (``ALREADY_EXISTS``, retried) if a concurrent raiser made it first: dedup does not
+rest on how a database locks a document that does not exist yet. (The emulator does
+lock it: concurrent raisers that find the pointer missing still serialise.)
+
+Contention is retried, never surfaced as a failed raise: the pointer's creation and the
+transaction are one unit, run in up to ``ALERT_TX_ROUNDS`` rounds with a jittered,
+doubling pause between them. A round fails on ``ABORTED`` (raised by a read or a write
+that waited on another transaction's lock: the emulator's "Transaction lock timeout"),
+on the client giving up after ``ALERT_TX_MAX_ATTEMPTS`` aborted commits (its
+``ValueError``), or on ``ALREADY_EXISTS`` (a pointer created by a concurrent raiser).
+Only the last round's error reaches the caller.
 
 :meth:`AlertStore.apply` (and :meth:`raise_alert`, :meth:`resolve`) take the caller's
 transaction, so an area raises or resolves atomically with its own state change; the
@@ -25,7 +37,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared import collections, thresholds
 from shared.alerts.policy import (
@@ -55,6 +67,8 @@ from shared.models.alerts import (
 if TYPE_CHECKING:
     from google.cloud import firestore
 
+_T = TypeVar("_T")
+
 NOTIFY_FIELDS = ("notifyOpen", "notifyResolve")
 """The two notifications of an alert: ``opened`` and ``resolved``."""
 
@@ -82,14 +96,25 @@ class AlertStore:
     def _key_ref(self, dedup_key: str) -> firestore.DocumentReference:
         return self._db.collection(collections.ALERT_KEYS).document(key_id(dedup_key))
 
-    def _ensure_key(self, dedup_key: str, now: datetime) -> None:
-        """Create the key's pointer if missing (outside any transaction: see the module)."""
+    def _ensure_keys(self, keys: Sequence[str], now: datetime) -> None:
+        """Make sure each key's pointer exists (outside any transaction: see the module).
+
+        A plain read first: pointers are never deleted, so after a key's first raise this
+        is all it costs, and it never waits on a lock (a ``create`` of an existing
+        pointer that raisers hold in their transactions waits for them, and can time out
+        with ``ABORTED``). Contention is retried here, in rounds (:func:`_contended`)."""
         from google.api_core import exceptions as gexc
 
-        with contextlib.suppress(gexc.AlreadyExists):
-            self._key_ref(dedup_key).create(
-                AlertKeyDoc(dedup_key=dedup_key, updated_at=now).to_doc()
-            )
+        for key in dict.fromkeys(keys):
+            ref = self._key_ref(key)
+
+            def create(ref: firestore.DocumentReference = ref, key: str = key) -> None:
+                if ref.get().exists:
+                    return
+                with contextlib.suppress(gexc.AlreadyExists):
+                    ref.create(AlertKeyDoc(dedup_key=key, updated_at=now).to_doc())
+
+            _contended(create)
 
     # ---------------------------------------------------------- raise, resolve
 
@@ -122,29 +147,24 @@ class AlertStore:
         """Raise or resolve each change (in ``tx``, or one transaction of their own): per
         change the id of the alert raised/updated or resolved (None: nothing to resolve).
         All reads happen before any write, so several changes share one transaction."""
-        for change in changes:
-            if isinstance(change, AlertSpec):
-                self._ensure_key(change.dedup_key, now)
+        raised = [c.dedup_key for c in changes if isinstance(c, AlertSpec)]
         if tx is not None:
+            # the caller's transaction retries its own commit; the pointer is made sure
+            # of before any read of ours (a missing one is created in ``tx`` anyway)
+            self._ensure_keys(raised, now)
             return self._apply_in(tx, changes, now)
-        from google.api_core import exceptions as gexc
         from google.cloud import firestore
 
         @firestore.transactional
         def run(own: firestore.Transaction) -> list[str | None]:
             return self._apply_in(own, changes, now)
 
-        for attempt in range(thresholds.ALERT_TX_ROUNDS):
-            try:
-                own = self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)
-                return cast(list[str | None], run(own))
-            except gexc.Aborted:
-                # raisers of one key that read its pointer together retry in lockstep and
-                # abort each other again: a jittered, doubling pause breaks the tie
-                if attempt + 1 == thresholds.ALERT_TX_ROUNDS:
-                    raise
-                time.sleep(random.uniform(0.05, 0.25) * 2**attempt)
-        raise AssertionError("unreachable: the last round re-raises")
+        def unit() -> list[str | None]:
+            self._ensure_keys(raised, now)
+            own = self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)
+            return cast(list[str | None], run(own))
+
+        return _contended(unit)
 
     def _apply_in(
         self, tx: firestore.Transaction, changes: Sequence[AlertChange], now: datetime
@@ -152,11 +172,14 @@ class AlertStore:
         notify = any(isinstance(c, AlertSpec) for c in changes) and self._notify()
         # reads: each key's pointer, then the alert it points at
         active: dict[str, tuple[str, AlertDoc] | None] = {}
+        missing: set[str] = set()
         for change in changes:
             key = change.dedup_key
             if key in active:
                 continue
             pointer = self._key_ref(key).get(transaction=tx)
+            if not pointer.exists:
+                missing.add(key)
             alert_id = (pointer.to_dict() or {}).get("alertId") if pointer.exists else None
             active[key] = None
             if alert_id:
@@ -180,7 +203,8 @@ class AlertStore:
                     alert_id = alert_id_for(change, now)
                     doc = new_alert(change, now, notify)
                     tx.create(self._alert_ref(alert_id), doc.to_doc())
-                    self._point(tx, key, alert_id, now)
+                    self._point(tx, key, alert_id, now, create=key in missing)
+                    missing.discard(key)
                     active[key] = (alert_id, doc)
                 out.append(alert_id)
             elif found is not None:
@@ -194,10 +218,20 @@ class AlertStore:
         return out
 
     def _point(
-        self, tx: firestore.Transaction, key: str, alert_id: str | None, now: datetime
+        self,
+        tx: firestore.Transaction,
+        key: str,
+        alert_id: str | None,
+        now: datetime,
+        create: bool = False,
     ) -> None:
-        pointer = AlertKeyDoc(dedup_key=key, alert_id=alert_id, updated_at=now)
-        tx.set(self._key_ref(key), pointer.to_doc())
+        """Point ``key`` at ``alert_id``; ``create``: the pointer was missing when read, so
+        the commit fails (``ALREADY_EXISTS``, retried) if a concurrent raiser made it."""
+        pointer = AlertKeyDoc(dedup_key=key, alert_id=alert_id, updated_at=now).to_doc()
+        if create:
+            tx.create(self._key_ref(key), pointer)
+        else:
+            tx.set(self._key_ref(key), pointer)
 
     # ---------------------------------------------------------- acknowledge
 
@@ -236,9 +270,11 @@ class AlertStore:
             )
             return _with(doc, fields), True
 
-        return cast(
-            tuple[AlertDoc | None, bool],
-            run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+        return _contended(
+            lambda: cast(
+                tuple[AlertDoc | None, bool],
+                run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+            )
         )
 
     # ---------------------------------------------------------------- reads
@@ -315,13 +351,36 @@ class AlertStore:
             tx.update(ref, {field: claimed.to_doc()})
             return claimed
 
-        return cast(
-            Notification | None,
-            run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+        return _contended(
+            lambda: cast(
+                Notification | None,
+                run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
+            )
         )
 
     def set_notification(self, alert_id: str, field: str, value: Notification) -> None:
         self._alert_ref(alert_id).update({field: value.to_doc()})
+
+
+def _contended(unit: Callable[[], _T]) -> _T:
+    """Run ``unit`` (reads and writes of the alert store), again after contention: up to
+    ``ALERT_TX_ROUNDS`` rounds with a jittered, doubling pause between them (raisers of
+    one key that read its pointer together retry in lockstep and abort each other again:
+    the pause breaks the tie). Contention is ``ABORTED`` from any read, write or commit,
+    the client's ``ValueError`` after its own attempts at an aborted commit, and
+    ``ALREADY_EXISTS`` from a pointer created concurrently. The last round's error is
+    raised."""
+    from google.api_core import exceptions as gexc
+
+    for attempt in range(thresholds.ALERT_TX_ROUNDS):
+        try:
+            return unit()
+        except (gexc.Aborted, gexc.AlreadyExists, ValueError) as exc:
+            contended = not isinstance(exc, ValueError) or isinstance(exc.__cause__, gexc.Aborted)
+            if not contended or attempt + 1 == thresholds.ALERT_TX_ROUNDS:
+                raise
+            time.sleep(random.uniform(0.05, 0.25) * 2**attempt)
+    raise AssertionError("unreachable: the last round re-raises")
 
 
 def _with(doc: AlertDoc, fields: dict[str, Any]) -> AlertDoc:
