@@ -19,6 +19,11 @@ imports that cost the most (cumulative), and the modules that cost the most them
 
 Target (issue 12): ``pack391_checkRateLimit`` at most half the time and at most 70 % of
 the memory of the import-everything case.
+
+Then the ``pack391`` CLI (issue 23): the wall time of whole ``pack391 ARGS`` processes
+(interpreter start included, as a user waits for it), medians over the same interleaved
+repetitions, against ``pack391 --help``, which still imports every command group (what
+every command paid before). Target: ``pack391 call --help`` at most 0.5 s.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +60,18 @@ HEAVY = [
 
 TIME_TARGET = 0.5
 MEMORY_TARGET = 0.7
+
+CLI_CASES: list[list[str]] = [
+    ["--help"],
+    ["call", "--help"],
+    ["token", "--role", "admin"],
+    ["trigger", "--help"],
+    ["deploy", "validate", "--help"],
+    ["loadtest", "--help"],
+]
+"""``pack391`` argument lists timed; the first (every group imported) is the reference."""
+CLI_TARGET_SEC = 0.5
+"""``pack391 call --help`` at most this long (issue 23)."""
 
 CHILD = """\
 import json, sys, time
@@ -183,6 +201,48 @@ def importtime(source: Path, target: str, top: int) -> tuple[list[ImportCost], l
     return by_cumulative, by_self
 
 
+@dataclass
+class CliFigures:
+    args: str
+    runs: int
+    seconds: float
+    """Median wall time of the whole ``pack391 ARGS`` process."""
+
+
+def cli_once(source: Path, args: list[str]) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(source)
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "stack.cli", *args],
+        cwd=source, env=env, capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    return time.perf_counter() - began
+
+
+def measure_cli(source: Path, reps: int) -> list[CliFigures]:
+    for args in CLI_CASES:  # warm-up
+        cli_once(source, args)
+    samples: list[list[float]] = [[] for _ in CLI_CASES]
+    for rep in range(reps):
+        for i in [(rep + k) % len(CLI_CASES) for k in range(len(CLI_CASES))]:
+            samples[i].append(cli_once(source, CLI_CASES[i]))
+    return [
+        CliFigures(" ".join(args), len(runs), statistics.median(runs))
+        for args, runs in zip(CLI_CASES, samples, strict=True)
+    ]
+
+
+def report_cli(figures: list[CliFigures]) -> None:
+    base = figures[0]
+    print(f"{'pack391 ARGS':<30} {'runs':>4} {'wall s':>7} {'time x':>7}")
+    for f in figures:
+        print(f"{f.args:<30} {f.runs:>4} {f.seconds:>7.3f} {f.seconds / base.seconds:>7.2f}")
+    call = next(f for f in figures if f.args == "call --help")
+    met = "met" if call.seconds <= CLI_TARGET_SEC else "NOT met"
+    print(f"\npack391 call --help: {call.seconds:.3f} s (target <= {CLI_TARGET_SEC} s: {met})")
+
+
 def report(figures: list[Figures]) -> None:
     base = figures[0]
     print(
@@ -216,12 +276,14 @@ def main() -> None:
     args = parser.parse_args()
 
     figures = measure(args.source, args.reps)
+    cli_figures = measure_cli(args.source, args.reps)
     by_cumulative, by_self = importtime(args.source, RATE_LIMIT, args.top)
     if args.json:
         print(
             json.dumps(
                 {
                     "figures": [asdict(f) for f in figures],
+                    "cli": [asdict(f) for f in cli_figures],
                     "importtime": {
                         "target": RATE_LIMIT,
                         "top_level_by_cumulative": [asdict(c) for c in by_cumulative],
@@ -242,6 +304,8 @@ def main() -> None:
     print("modules by their own import time")
     for c in by_self:
         print(f"  {c.self_ms:8.1f} ms  {c.module}")
+    print()
+    report_cli(cli_figures)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
+
+if TYPE_CHECKING:  # imported where used: `pack391 trigger` fires once, no scheduler
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("pack391.scheduler")
 
@@ -55,6 +57,8 @@ def fire(base_url: str, project: str, region: str, name: str, schedule_time: dat
 
 def trigger_for(schedule: str, timezone: str | None) -> CronTrigger:
     """The APScheduler trigger for a unix-cron schedule (raises ValueError when invalid)."""
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger.from_crontab(schedule, timezone=timezone or "UTC")
 
 
@@ -63,6 +67,8 @@ def start_scheduler(
 ) -> BackgroundScheduler:
     """Start firing every ``trigger == "schedule"`` function of ``functions``."""
     logging.getLogger("apscheduler").setLevel(APSCHEDULER_LOG_LEVEL)
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     scheduler = BackgroundScheduler(timezone="UTC")
     for name, info in sorted(functions.items()):
         if info.get("trigger") != "schedule":

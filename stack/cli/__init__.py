@@ -32,27 +32,37 @@ from stack import procs
 # How a command group is registered: a module with ``add_parser(subparsers)`` that adds
 # its command(s) to ``subparsers`` (``subparsers.add_parser(NAME, ...)``, its flags, and
 # ``set_defaults(func=cmd_...)`` where ``cmd_...(args: argparse.Namespace) -> int``
-# returns the exit code), listed below in the order of ``pack391 --help``. A new group is
-# a new module under stack/cli/ (or a stack module that owns its command, as loadtest
-# does) plus one line here; the group modules are imported only by build_parser, so
-# ``import stack.cli`` stays light. Calls to functions go through stack.cli.caller.
-COMMAND_GROUPS: tuple[str, ...] = (
-    "stack.cli.serve",  # serve: the local stack's supervisor
-    "stack.cli.call",  # token, call
-    "stack.cli.trigger",  # trigger
-    "stack.cli.backup",  # backup, verify, restore
-    "stack.cli.deploy",  # deploy ... (the deploy guard; deploy env/secrets: stack.deploy_env)
-    "stack.cli.ops",  # seed-ops
-    "stack.loadtest",  # loadtest
-    "stack.chaos_run",  # chaos-run: each fault during a load run, checked
-    "stack.cli.chaos",  # chaos: one fault against the running stack
-    "stack.migrate_alerts",  # migrate-alerts: older alert collections into the one alert model
-    "stack.rehearse.cli",  # rehearse: launch day on the local stack, every claim judged
-)
-"""The modules whose ``add_parser(subparsers)`` build ``pack391``'s commands, in order."""
+# returns the exit code), listed below in the order of ``pack391 --help``, with the
+# commands it adds. A new group is a new module under stack/cli/ (or a stack module that
+# owns its command, as loadtest does) plus one line here. ``pack391 COMMAND`` imports
+# only COMMAND's module (tests/stack/test_cli_dispatch.py checks the names and what a
+# command loads); ``pack391 --help`` and a mistyped command import them all. Calls to
+# functions go through stack.cli.caller.
+COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
+    "stack.cli.serve": ("serve",),  # the local stack's supervisor
+    "stack.cli.call": ("token", "call"),
+    "stack.cli.trigger": ("trigger",),
+    "stack.cli.backup": ("backup", "verify", "restore"),
+    "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.deploy_env
+    "stack.cli.ops": ("seed-ops",),
+    "stack.loadtest": ("loadtest",),
+    "stack.chaos_run": ("chaos-run",),  # each fault during a load run, checked
+    "stack.cli.chaos": ("chaos",),  # one fault against the running stack
+    "stack.migrate_alerts": ("migrate-alerts",),  # older alert collections, one alert model
+    "stack.rehearse.cli": ("rehearse",),  # launch day on the local stack, every claim judged
+}
+"""The modules whose ``add_parser(subparsers)`` build ``pack391``'s commands, in the order
+of ``pack391 --help``, each with the commands it adds."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def module_of(command: str | None) -> str | None:
+    """The module that adds ``command`` (None: not a command of ``pack391``)."""
+    return next((m for m, names in COMMAND_GROUPS.items() if command in names), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """``pack391``'s parser: every command, or (``command`` given and known) only the
+    commands of its module, so that a run imports what it runs and nothing else."""
     parser = argparse.ArgumentParser(
         prog="pack391",
         description=__doc__.split("\n\n")[0],
@@ -60,13 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_GROUPS:
+    only = module_of(command)
+    for name in COMMAND_GROUPS if only is None else (only,):
         importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # the command is the first word (``pack391`` itself takes no option but --help)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     # shared.errors (and through it the Firebase SDK) is imported only when a command
     # needs it: `pack391 loadtest` and its forked workers stay light
     try:

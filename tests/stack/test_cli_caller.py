@@ -8,11 +8,9 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
-from stack import cli
 from stack.cli import caller
 from stack.procs import free_port
 from tests.conftest import ROOT, Backends
@@ -128,20 +126,6 @@ def test_no_answer_and_a_non_json_answer(
     with pytest.raises(caller.CallFailed) as missing:
         caller.call(caller.local(), "pack391_noSuchFunction", {})
     assert (missing.value.status, missing.value.http_status) == ("NOT_FOUND", 404)
-
-
-def test_the_commands_are_registered_in_help_order() -> None:
-    """Every group of COMMAND_GROUPS registers its commands; the split kept them all, in
-    the order of ``pack391 --help`` (groups added later come after)."""
-    parser = cli.build_parser()
-    (sub,) = [a for a in parser._actions if a.dest == "command"]
-    choices: dict[str, Any] = sub.choices  # type: ignore[assignment]
-    before_split = [
-        "serve", "token", "call", "trigger", "backup", "verify", "restore", "deploy",
-        "seed-ops", "loadtest", "chaos-run", "chaos",
-    ]  # fmt: skip
-    assert list(choices)[: len(before_split)] == before_split
-    assert all(callable(choices[name].get_default("func")) for name in choices)
 
 
 def test_python_m_stack_cli_calls_the_local_stack(functions_base: str) -> None:

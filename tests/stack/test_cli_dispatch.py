@@ -1,0 +1,84 @@
+"""``pack391 COMMAND`` imports only COMMAND's module (issue 23: every CLI call in the
+suite and in the README paid 2.2 s importing all twelve; ``pack391 call --help`` now
+takes about 0.2 s, measured in ``make bench-coldstart``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from stack import cli
+from tests.conftest import ROOT
+
+LOADED = """\
+import json, sys
+from stack.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+"""Runs ``pack391 ARGS`` in a fresh interpreter and prints, last on stderr, its exit code
+and every module it loaded."""
+
+HEAVY = ["google.cloud.firestore_v1", "grpc", "aiohttp", "firebase_admin", "apscheduler"]
+"""What a one-shot command that only talks HTTP to the stack (call, token, trigger,
+deploy, chaos) must not pay for."""
+
+LIGHT = {"call", "token", "trigger", "deploy", "chaos", "seed-ops", "backup", "rehearse"}
+
+
+def loaded(*args: str) -> tuple[int, set[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return report["code"], set(report["modules"])
+
+
+def test_every_group_registers_exactly_its_commands_in_help_order() -> None:
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    choices: dict[str, Any] = sub.choices  # type: ignore[assignment]
+    listed = [name for names in cli.COMMAND_GROUPS.values() for name in names]
+    assert list(choices) == listed
+    assert all(callable(choices[name].get_default("func")) for name in choices)
+    for module, names in cli.COMMAND_GROUPS.items():
+        (sub,) = [a for a in cli.build_parser(names[0])._actions if a.dest == "command"]
+        assert list(sub.choices) == list(names), module  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", [n for names in cli.COMMAND_GROUPS.values() for n in names])
+def test_a_command_loads_its_own_module_and_no_other_group(command: str) -> None:
+    code, modules = loaded(command, "--help")
+    assert code == 0
+    own = cli.module_of(command)
+    assert own in modules
+    # a group module may import another (chaos-run starts a stack with serve's code), but
+    # the dispatcher never imports a group for its own sake: pick the ones nothing imports
+    others = {m for m in cli.COMMAND_GROUPS if m != own}
+    if command in LIGHT:
+        assert not others & modules, sorted(others & modules)
+        assert not {m for m in modules for h in HEAVY if m == h or m.startswith(h + ".")}
+
+
+def test_help_and_a_mistyped_command_still_list_every_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stack.cli", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    for names in cli.COMMAND_GROUPS.values():
+        assert all(name in done.stdout for name in names)
+    typo = subprocess.run(
+        [sys.executable, "-m", "stack.cli", "cal", "x"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert typo.returncode == 2 and "invalid choice: 'cal'" in typo.stderr
+    assert "'call'" in typo.stderr
