@@ -46,7 +46,7 @@ import aiohttp
 
 from functions.load.scenarios import ENDPOINTS, MIXES, pick_endpoint
 from stack import chaos_check as cc
-from stack import faults
+from stack import faults, procs
 from stack.faults import FaultError, StackHandle
 from stack.procs import free_port
 from stack.scheduler import scheduler_headers
@@ -391,29 +391,15 @@ class Backends:
 
     def __init__(self, handle: StackHandle) -> None:
         import redis
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import firestore
 
-        # the client reads the emulator host when it is built: set it for that moment only
-        # (this runs inside other processes too, e.g. the test session, whose own
-        # Firestore client must keep pointing at its own emulator)
-        before = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = handle.firestore_host
-        try:
-            self.db = firestore.Client(
-                project=handle.project,
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            )
-        finally:
-            if before is None:
-                os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-            else:
-                os.environ["FIRESTORE_EMULATOR_HOST"] = before
+        # never through FIRESTORE_EMULATOR_HOST: this runs inside other processes too (a
+        # test session), whose own clients must keep their own emulator
+        self.db = procs.firestore_client(handle.firestore_host, handle.project)
         self.redis = redis.Redis.from_url(handle.redis_url, socket_timeout=5)
 
     def close(self) -> None:
         self.redis.close()
-        self.db.close()  # type: ignore[no-untyped-call]
+        self.db.close()
 
     def admissions(self, country: str) -> set[str]:
         from shared import collections as c

@@ -26,12 +26,15 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared import thresholds as t
+from stack import ports
 
 JAR_CANDIDATES = (
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
@@ -64,16 +67,72 @@ def access_log_wanted(flag: bool = False) -> bool:
     return flag or os.environ.get(ACCESS_LOG_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+EMULATOR_JAVA_OPTS_ENV = "PACK391_EMULATOR_JAVA_OPTS"
+"""Extra JVM options for the Firestore emulator (space-separated), e.g. the test suite's
+``-XX:TieredStopAtLevel=1 -XX:+UseSerialGC``: a short-lived emulator then spends its CPU
+on requests rather than on the optimising compiler and parallel GC threads."""
+
+
 class StackError(RuntimeError):
     """A backend could not be found or started; the message says what to do."""
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 for a server about to start (:func:`stack.ports.free_port`:
+    from ``PACK391_PORT_RANGE`` when set, else the kernel's choice)."""
+    return ports.free_port()
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address), from ``/proc/net/tcp{,6}``."""
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows, None)
+                for row in rows:
+                    fields = row.split()
+                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN; inode is field 9
+                    listening = len(fields) > 9 and fields[3] == "0A"
+                    if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        found.add(fields[9])
+        except OSError:
+            continue
+    return found
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = process_stat(int(entry))
+            if stat is not None:
+                children.setdefault(stat[1], []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def owns_listener(pid: int, port: int) -> bool:
+    """Whether the process ``pid`` (or one below it) holds the socket listening on
+    ``port``: a readiness check must not take another server on a reused or raced port
+    for the one it started."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for member in _process_tree(pid):
+        fd_dir = f"/proc/{member}/fd"
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(fd_dir):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"{fd_dir}/{fd}") in wanted:
+                        return True
+    return False
 
 
 def find_emulator_jar() -> str:
@@ -232,6 +291,21 @@ def spawn(
     return Child(name, process, log_path)
 
 
+@dataclass
+class Starting:
+    """A child that was spawned and is not known to be ready yet: :meth:`wait` for it.
+    Several can start at once (the stack spawns its backends together and then waits for
+    each), since most of a start is the child's own work."""
+
+    child: Child
+    ready: Callable[[], bool]
+    timeout_sec: float
+
+    def wait(self) -> Child:
+        _wait_until(self.child, self.ready, self.timeout_sec)
+        return self.child
+
+
 def _wait_until(child: Child, ready: object, timeout_sec: float) -> None:
     deadline = time.monotonic() + timeout_sec
     while time.monotonic() < deadline:
@@ -253,6 +327,14 @@ def start_firestore_emulator(
     project: str, log_dir: Path, rules: Path | None = None, port: int | None = None
 ) -> tuple[Child, str]:
     """Start the emulator; returns the child and its ``host:port``."""
+    starting, host = launch_firestore_emulator(project, log_dir, rules, port)
+    return starting.wait(), host
+
+
+def launch_firestore_emulator(
+    project: str, log_dir: Path, rules: Path | None = None, port: int | None = None
+) -> tuple[Starting, str]:
+    """Spawn the emulator without waiting for it: its :class:`Starting` and ``host:port``."""
     jar = find_emulator_jar()
     java = shutil.which("java")
     if java is None:
@@ -262,6 +344,7 @@ def start_firestore_emulator(
         java,
         "-Duser.language=en",
         "-Xmx1g",
+        *os.environ.get(EMULATOR_JAVA_OPTS_ENV, "").split(),
         "-cp",
         jar,
         "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
@@ -275,16 +358,25 @@ def start_firestore_emulator(
     host = f"127.0.0.1:{port}"
 
     def ready() -> bool:
+        if not owns_listener(child.process.pid, port):
+            return False
         with urllib.request.urlopen(f"http://{host}/", timeout=1) as response:
             return bool(response.status == 200)
 
-    _wait_until(child, ready, 60)
-    return child, host
+    return Starting(child, ready, 60), host
 
 
 def start_redis(log_dir: Path, port: int | None = None, append: bool = False) -> tuple[Child, str]:
     """Start a private redis-server (no persistence: a restart on the same ``port`` comes
     back empty, as a Memorystore basic-tier restart does); returns the child and its URL."""
+    starting, url = launch_redis(log_dir, port, append)
+    return starting.wait(), url
+
+
+def launch_redis(
+    log_dir: Path, port: int | None = None, append: bool = False
+) -> tuple[Starting, str]:
+    """Spawn redis-server without waiting for it: its :class:`Starting` and URL."""
     server = shutil.which("redis-server")
     if server is None:
         raise StackError(REDIS_HELP)
@@ -309,12 +401,13 @@ def start_redis(log_dir: Path, port: int | None = None, append: bool = False) ->
     child.cleanup.append(data_dir)
 
     def ready() -> bool:
+        if not owns_listener(child.process.pid, port):
+            return False
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
-    _wait_until(child, ready, 15)
-    return child, f"redis://127.0.0.1:{port}/0"
+    return Starting(child, ready, 15), f"redis://127.0.0.1:{port}/0"
 
 
 def start_latency_proxy(
@@ -326,6 +419,21 @@ def start_latency_proxy(
 ) -> tuple[Child, int, int]:
     """Start :mod:`stack.latency_proxy` in front of ``127.0.0.1:upstream_port``; returns
     the child, the port clients use and the control port (HTTP)."""
+    starting, listen, control = launch_latency_proxy(
+        log_dir, upstream_port, listen_port, control_port, append
+    )
+    return starting.wait(), listen, control
+
+
+def launch_latency_proxy(
+    log_dir: Path,
+    upstream_port: int,
+    listen_port: int | None = None,
+    control_port: int | None = None,
+    append: bool = False,
+) -> tuple[Starting, int, int]:
+    """Spawn the latency proxy without waiting for it (it connects upstream per client
+    connection, so Redis may still be starting): its :class:`Starting` and ports."""
     listen_port = listen_port or free_port()
     control_port = control_port or free_port()
     argv = [
@@ -339,18 +447,23 @@ def start_latency_proxy(
     child = spawn("redis-proxy", argv, log_dir, env=env, cwd=source, append=append)
 
     def ready() -> bool:
+        if not owns_listener(child.process.pid, listen_port):
+            return False
         url = f"http://127.0.0.1:{control_port}/health"
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
 
-    _wait_until(child, ready, 15)
-    return child, listen_port, control_port
+    return Starting(child, ready, 15), listen_port, control_port
 
 
 def wait_http(child: Child, url: str, timeout_sec: float = 60.0) -> None:
-    """Wait until ``url`` answers 200 (StackError when the child exits or time runs out)."""
+    """Wait until ``url`` answers 200 from a listener the child holds (StackError when the
+    child exits or time runs out)."""
+    port = urllib.parse.urlsplit(url).port
 
     def ready() -> bool:
+        if port is not None and not owns_listener(child.process.pid, port):
+            return False
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
 
@@ -375,3 +488,24 @@ def wipe_firestore(host: str, project: str) -> None:
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
+
+
+def firestore_client(host: str, project: str) -> Any:
+    """A Firestore client on the emulator at ``host``, leaving ``FIRESTORE_EMULATOR_HOST``
+    alone: the process's own clients (a test session's, the functions under test) keep
+    their emulator, and no other thread ever sees a swapped environment.
+
+    The client reads ``FIRESTORE_EMULATOR_HOST`` once, in its constructor, into
+    ``_emulator_host``, and uses it only when it first opens its channel (an insecure one,
+    with the emulator's ``Bearer owner``): setting it on this one client before any call
+    is what the environment variable would do, for this client alone."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    client = firestore.Client(
+        project=project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": host},
+    )
+    client._emulator_host = host
+    return client

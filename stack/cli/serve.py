@@ -23,11 +23,11 @@ from typing import Any
 
 import requests
 
+from shared import thresholds as t
 from shared.config import FUNCTIONS_REGION, project_id
 from stack import faults, loadtest, procs
 from stack.cli import caller
 from stack.scheduler import start_scheduler
-from stack.world import DEPLOY_SERVICES_ENV, bootstrap_world
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]
 """The functions source directory (where main.py and firebase.json are)."""
@@ -106,7 +106,8 @@ class Stack:
         # (production's, for Memorystore a millisecond away) turns a busy moment into a
         # stray fail-open decision. Locally the budget is 250 ms unless set.
         env.setdefault("PACK391_REDIS_TIMEOUT_MS", "250")
-        env.setdefault("PACK391_DEPLOY_SERVICES", DEPLOY_SERVICES_ENV)  # the spec's seven
+        # the spec's seven services (stack.world.DEPLOY_SERVICES_ENV, without its imports)
+        env.setdefault("PACK391_DEPLOY_SERVICES", ",".join(t.SCALING_SERVICE_INSTANCES))
         port = caller.local_port()
         sandbox_port = loadtest.sandbox_port()
         for wanted, setting in ((port, "PACK391_PORT"), (sandbox_port, "PACK391_SANDBOX_PORT")):
@@ -118,12 +119,16 @@ class Stack:
         for stale in faults_dir.glob("*.json"):  # a previous stack's leases mean nothing now
             stale.unlink(missing_ok=True)
 
+        # Every child is spawned first and waited for after: their starts (a JVM, two
+        # Python servers importing the bundle) overlap instead of adding up.
+        waits: list[procs.Starting] = []
         firestore_host = os.environ.get("FIRESTORE_EMULATOR_HOST")
         if not firestore_host:
-            child, firestore_host = procs.start_firestore_emulator(
+            starting, firestore_host = procs.launch_firestore_emulator(
                 project, self.log_dir, rules=SOURCE_DIR / "firestore.rules"
             )
-            self._add(child, int(firestore_host.rsplit(":", 1)[1]), None)
+            waits.append(starting)
+            self._add(starting.child, int(firestore_host.rsplit(":", 1)[1]), None)
         redis_url = os.environ.get("REDIS_URL")
         redis_server_port: int | None = None
         proxy_control: str | None = None
@@ -132,15 +137,17 @@ class Stack:
 
             redis_lib.Redis.from_url(redis_url, socket_timeout=2).ping()
         else:
-            child, server_url = procs.start_redis(self.log_dir)
+            starting, server_url = procs.launch_redis(self.log_dir)
+            waits.append(starting)
             redis_server_port = int(server_url.rsplit(":", 1)[1].split("/")[0])
-            self._add(child, redis_server_port, self._redis_restarter(redis_server_port))
+            self._add(starting.child, redis_server_port, self._redis_restarter(redis_server_port))
             # Clients talk to Redis through the latency proxy ("Redis is slow" on demand).
-            proxy, proxy_port, control_port = procs.start_latency_proxy(
+            proxying, proxy_port, control_port = procs.launch_latency_proxy(
                 self.log_dir, redis_server_port
             )
-            self._add(proxy, proxy_port, self._proxy_restarter(redis_server_port, proxy_port,
-                                                               control_port))  # fmt: skip
+            waits.append(proxying)
+            restart = self._proxy_restarter(redis_server_port, proxy_port, control_port)
+            self._add(proxying.child, proxy_port, restart)
             redis_url = f"redis://127.0.0.1:{proxy_port}/0"
             proxy_control = f"http://127.0.0.1:{control_port}"
 
@@ -171,12 +178,16 @@ class Stack:
             procs.wait_http(child, sandbox_health, 60)
             return child
 
-        # Both start at once (each takes seconds to import); then wait for both.
+        # Both start at once (each takes seconds to import), beside the backends.
         server = procs.spawn("functions", functions_argv, self.log_dir, env, SOURCE_DIR)
         sandbox = procs.spawn("sandbox", sandbox_argv, self.log_dir, env, SOURCE_DIR)
         self._add(server, port, start_functions)
         # load testing (issue 5): the sandbox of the app's endpoints the scenarios hit
         self._add(sandbox, sandbox_port, start_sandbox)
+        from stack.world import bootstrap_world  # meanwhile: it loads the deploy guard
+
+        for starting in waits:
+            starting.wait()
         listing = _wait_for_server(server, caller.local_base_url(), self.stopping)
         self.scheduler = start_scheduler(
             caller.local_base_url(), project, region, listing["functions"]
@@ -332,11 +343,15 @@ def _wait_for_server(
     child: procs.Child, base_url: str, stopping: threading.Event | None = None
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 60
+    port = int(base_url.rsplit(":", 1)[1])
     while time.monotonic() < deadline:
         if stopping is not None and stopping.is_set():
             raise procs.StackError("stopping")
         if child.process.poll() is not None:
             raise procs.StackError(f"the functions server exited:\n{child.log_tail()}")
+        if not procs.owns_listener(child.process.pid, port):  # not up yet, or not ours
+            time.sleep(0.2)
+            continue
         try:
             listing: dict[str, Any] = requests.get(f"{base_url}/__/functions", timeout=1).json()
             return listing

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -62,18 +61,9 @@ def epoch(value: Any) -> float | None:
 def firestore_client(handle: StackHandle) -> Any:
     """A Firestore client on the stack's emulator, leaving this process's own setting
     alone (the client reads the emulator host when it is built)."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
+    from stack import procs
 
-    before = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = handle.firestore_host
-    try:
-        return firestore.Client(project=handle.project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-    finally:
-        if before is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = before
+    return procs.firestore_client(handle.firestore_host, handle.project)
 
 
 class Recorder:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from shared import collections
 from stack import procs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Backends
 
 
 def test_missing_jar_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,11 +22,11 @@ def test_missing_jar_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_missing_redis_server_says_what_to_do(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(procs.StackError) as caught:
-        procs.start_redis(ROOT / ".local" / "test-logs")
+        procs.start_redis(tmp_path)
     assert "apt-get install redis-server" in str(caught.value)
     assert "REDIS_URL" in str(caught.value)
 
@@ -51,3 +53,15 @@ def test_firebase_json_declares_the_bundle() -> None:
         assert kept_out in codebase["ignore"]
     assert config["firestore"] == {"rules": "firestore.rules", "indexes": "firestore.indexes.json"}
     assert {"functions", "firestore", "auth"} <= set(config["emulators"])
+
+
+def test_a_client_on_another_emulator_leaves_the_environment_alone(
+    backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the process's own setting points nowhere; the client must not need it, nor change it
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    client = procs.firestore_client(backends.firestore_host, backends.project)
+    client.collection("pack391_test").document("d").set({"n": 1})
+    assert client.collection("pack391_test").document("d").get().to_dict() == {"n": 1}
+    assert os.environ["FIRESTORE_EMULATOR_HOST"] == "127.0.0.1:9"
+    client.close()
