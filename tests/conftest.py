@@ -38,6 +38,22 @@ os.environ["PACK391_FRONT_DOOR"] = "direct"
 os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
 os.environ.pop("REDIS_URL", None)
 
+from stack import ports  # noqa: E402
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+"""``gw0``, ``gw1``... in a pytest-xdist worker (set before conftest is imported); empty in
+a plain run and in the xdist controller."""
+PORT_BLOCK = ports.claim_block(int(WORKER[2:]) + 1 if WORKER.startswith("gw") else 0)
+"""This process's own ports (held until it exits): every server the tests start, and
+every stack they start, takes its ports from this block (stack/ports.py), never from the
+kernel's ephemeral range, where a client socket or another worker's server can take a
+port between its choice and its bind."""
+os.environ[ports.PORT_RANGE_ENV] = PORT_BLOCK.spec
+# Every emulator the tests start (the session's and each test stack's) lives seconds to
+# minutes: the client compiler only and one GC thread halve its CPU (measured: 4.8 s
+# against 10.4 s for the same 600 requests), and two cores are shared by two workers.
+os.environ.setdefault("PACK391_EMULATOR_JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+
 import flask  # noqa: E402
 import redis  # noqa: E402
 import requests  # noqa: E402
@@ -84,7 +100,11 @@ def backends() -> Iterator[Backends]:
 
 @pytest.fixture(autouse=True)
 def clean(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Empty Firestore and Redis before each test that uses the backends."""
+    """Empty Firestore and Redis before each test that uses the backends (except in a
+    ``module_data`` module, which seeds its data once and leaves it as it found it)."""
+    if request.node.get_closest_marker("module_data") is not None:
+        yield
+        return
     if "backends" in request.fixturenames or "functions" in request.fixturenames:
         be: Backends = request.getfixturevalue("backends")
         procs.wipe_firestore(be.firestore_host, be.project)
@@ -189,3 +209,32 @@ def live_server(app: flask.Flask) -> Iterator[str]:
     requests.get(f"{base}/__/health", timeout=5).raise_for_status()
     yield base
     server.shutdown()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    PORT_BLOCK.release()
+
+
+# ------------------------------------------------------------------ the suite's shape
+
+COLLECTED_FLOOR_FILE = ROOT / "tests" / "collected-floor.txt"
+"""The number of tests the whole suite collects at least. ``make test`` fails when it
+collects fewer: tests do not drop out silently (a module that stops importing, a
+parametrisation that empties). Lower it in the same commit that removes tests, saying why;
+raise it when adding some."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before ``-m``/``-k`` deselect anything: the whole suite (pytest run with no paths,
+    as ``make test`` runs both its phases) must collect at least the floor."""
+    if config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return
+    floor = int(COLLECTED_FLOOR_FILE.read_text().split()[0])
+    if len(items) < floor:
+        raise pytest.UsageError(
+            f"the suite collected {len(items)} tests, fewer than the floor of {floor} "
+            f"({COLLECTED_FLOOR_FILE.relative_to(ROOT)}): a test module stopped importing "
+            "or a parametrisation emptied. If tests were removed on purpose, lower the "
+            "floor in the same commit."
+        )

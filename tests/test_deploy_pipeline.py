@@ -35,6 +35,7 @@ from google.auth import jwt
 from stack import cli, deploy_env
 from tests.conftest import ROOT
 from tests.fakes.http_api import FakeHttpApi, Recorded
+from tests.needs import missing
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PROJECT = "demo-pack391-deploy"
@@ -44,10 +45,21 @@ FIREBASE_TOOLS = ROOT / "tools" / "node_modules" / "firebase-tools"
 FIREBASE_BIN = "./tools/node_modules/.bin/firebase"
 """How the workflows run the pinned CLI (the Node tools live in tools/, out of the
 functions source)."""
-needs_cli = pytest.mark.skipif(
-    NODE is None or not FIREBASE_TOOLS.is_dir(),
-    reason="node and node_modules/firebase-tools (npm ci) are needed to run the CLI's code",
-)
+
+
+@pytest.fixture
+def cli_installed(request: pytest.FixtureRequest) -> None:
+    """The CLI's own code runs here: node and the pinned firebase-tools (tests/needs.py)."""
+    if NODE is None or not FIREBASE_TOOLS.is_dir():
+        missing(
+            request.config,
+            "FIREBASE_CLI",
+            "node and tools/node_modules/firebase-tools are needed to run the CLI's code: "
+            "install Node.js 20+ and run `make setup` (npm ci in tools/)",
+        )
+
+
+needs_cli = pytest.mark.usefixtures("cli_installed")
 
 
 @pytest.fixture(scope="module")
@@ -539,7 +551,7 @@ def test_every_command_of_the_deploy_workflow_exists() -> None:
         "pack391"
     )
     if NODE is None or not FIREBASE_TOOLS.is_dir():
-        pytest.skip("npm ci: the pinned firebase-tools is not installed")
+        missing(None, "FIREBASE_CLI", "npm ci: the pinned firebase-tools is not installed")
     pinned = json.loads((ROOT / "tools" / "package.json").read_text())["devDependencies"][
         "firebase-tools"
     ]

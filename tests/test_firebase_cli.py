@@ -10,19 +10,17 @@ SDK (``tools/emulator-client.mjs``, beside the node_modules it imports). Java 21
 Firestore and the Pub/Sub emulators
 come from this machine (:mod:`tests.firebase_cli.environment`); nothing is downloaded.
 
-Anything missing FAILS the test with the reason. ``PACK391_SKIP_FIREBASE_CLI=1`` turns
-that into a skip, with a loud warning on stderr.
+Anything missing FAILS the test with the reason (tests/needs.py);
+``PACK391_SKIP_FIREBASE_CLI=1`` turns that into a skip, with a loud warning on stderr.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -50,8 +48,8 @@ from tests.firebase_cli.environment import (
     manifest_text,
     node_and_cli,
 )
+from tests.needs import missing
 
-SKIP_ENV = "PACK391_SKIP_FIREBASE_CLI"
 PROJECT = "demo-pack391-cli"
 """A ``demo-`` project (never reaches Google), not the README's ``demo-avalo``: a
 developer's own emulators for that project may be running on this machine."""
@@ -170,15 +168,7 @@ class RunningCli:
 
 
 def _unavailable(config: pytest.Config, reason: str) -> None:
-    if os.environ.get(SKIP_ENV) == "1":
-        banner = "!" * 78
-        message = f"WARNING: the Firebase CLI test is SKIPPED ({SKIP_ENV}=1): {reason}"
-        capture = config.pluginmanager.get_plugin("capturemanager")
-        shown = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
-        with shown:  # on the terminal, past pytest's capture
-            print(f"\n{banner}\n{message}\n{banner}", file=sys.stderr)
-        pytest.skip(f"{SKIP_ENV}=1: {reason}")
-    pytest.fail(f"the Firebase CLI test cannot run: {reason} (or set {SKIP_ENV}=1)")
+    missing(config, "FIREBASE_CLI", f"the Firebase CLI test cannot run: {reason}")
 
 
 def _wait_ready(child: procs.Child) -> float:
@@ -227,6 +217,11 @@ def firebase_cli(request: pytest.FixtureRequest) -> Iterator[RunningCli]:
             FUNCTIONS_DISCOVERY_TIMEOUT="120",
             CI="1",
         )
+        # the CLI's Firestore and Pub/Sub emulators are JVMs this test keeps for seconds:
+        # the suite's emulator options (tests/conftest.py) halve their CPU too
+        java_opts = os.environ.get(procs.EMULATOR_JAVA_OPTS_ENV, "").strip()
+        if java_opts:
+            env["JAVA_TOOL_OPTIONS"] = java_opts
         with served_aiohttp(minimal_app()) as target:
             argv = [
                 node, str(FIREBASE_CLI), "emulators:start", "--only", ",".join(EMULATORS),

@@ -6,6 +6,7 @@ Python admin client used to seed the data bypasses them, as in production.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ import requests
 
 from shared import collections
 from shared.firestore import get_db
+from stack import procs
 from stack.tokens import emulator_id_token
 from tests.conftest import Backends
 
@@ -111,12 +113,55 @@ SEED: dict[str, dict[str, Any]] = {"own_pass": {"uid": "u1"}}
 """Documents whose rules read their data (the rest get {"seeded": True})."""
 
 
-@pytest.fixture
-def seeded(backends: Backends) -> Backends:
+pytestmark = pytest.mark.module_data
+
+
+def seed() -> None:
+    """Every document of DOCS, in one batch (one commit)."""
     db = get_db()
+    batch = db.batch()
     for name, path in DOCS.items():
-        db.document(path).set({"seeded": True, **SEED.get(name, {})})
+        batch.set(db.document(path), {"seeded": True, **SEED.get(name, {})})
+    batch.commit()
+
+
+@pytest.fixture(scope="module")
+def seeded_once(backends: Backends) -> Backends:
+    """The module's data, written once: the rules are read-only for every client, so the
+    644 read and write checks leave it as they found it (``module_data``: the per-test
+    wipe is skipped here). A test that writes through the admin client uses ``seeded``."""
+    procs.wipe_firestore(backends.firestore_host, backends.project)
+    seed()
     return backends
+
+
+def as_seeded() -> bool:
+    """Whether the data is exactly the module's (one read of every document)."""
+    db = get_db()
+    snaps = {s.reference.path: s for s in db.get_all([db.document(p) for p in DOCS.values()])}
+    return all(
+        snaps[path].exists and snaps[path].to_dict() == {"seeded": True, **SEED.get(name, {})}
+        for name, path in DOCS.items()
+    )
+
+
+@pytest.fixture
+def seeded(seeded_once: Backends) -> Iterator[Backends]:
+    """The module's data, put back after a test that changed it (a denied write changes
+    nothing, but a test that failed because one was allowed must not change what the next
+    one reads; the admission test writes documents of its own)."""
+    yield seeded_once
+    procs.wipe_firestore(seeded_once.firestore_host, seeded_once.project)
+    seed()
+
+
+@pytest.fixture
+def seeded_unchanged(seeded_once: Backends) -> Iterator[Backends]:
+    """The module's data for a test that must not change it; put back if it did."""
+    yield seeded_once
+    if not as_seeded():
+        procs.wipe_firestore(seeded_once.firestore_host, seeded_once.project)
+        seed()
 
 
 def _headers(role: str, project: str) -> dict[str, str]:
@@ -134,9 +179,9 @@ def _url(be: Backends, path: str) -> str:
 
 @pytest.mark.parametrize("doc", sorted(DOCS))
 @pytest.mark.parametrize("role", sorted(ROLES))
-def test_read(seeded: Backends, doc: str, role: str) -> None:
+def test_read(seeded_once: Backends, doc: str, role: str) -> None:
     response = requests.get(
-        _url(seeded, DOCS[doc]), headers=_headers(role, seeded.project), timeout=10
+        _url(seeded_once, DOCS[doc]), headers=_headers(role, seeded_once.project), timeout=10
     )
     expected = 200 if role in READERS[doc] else 403
     assert response.status_code == expected, response.text
@@ -144,25 +189,22 @@ def test_read(seeded: Backends, doc: str, role: str) -> None:
 
 @pytest.mark.parametrize("doc", sorted(DOCS))
 @pytest.mark.parametrize("role", sorted(ROLES))
-def test_no_client_writes(seeded: Backends, doc: str, role: str) -> None:
+def test_no_client_writes(seeded_unchanged: Backends, doc: str, role: str) -> None:
+    be = seeded_unchanged
     body = {"fields": {"launchStatus": {"stringValue": "public"}}}
     response = requests.patch(
-        _url(seeded, DOCS[doc]), json=body, headers=_headers(role, seeded.project), timeout=10
+        _url(be, DOCS[doc]), json=body, headers=_headers(role, be.project), timeout=10
     )
     assert response.status_code == 403, response.text
-    delete = requests.delete(
-        _url(seeded, DOCS[doc]), headers=_headers(role, seeded.project), timeout=10
-    )
+    delete = requests.delete(_url(be, DOCS[doc]), headers=_headers(role, be.project), timeout=10)
     assert delete.status_code == 403, delete.text
     assert get_db().document(DOCS[doc]).get().to_dict() == {"seeded": True, **SEED.get(doc, {})}
 
 
-def test_market_list_for_ops_only(seeded: Backends) -> None:
-    url = _url(seeded, M)
-    assert requests.get(url, headers=_headers("ops", seeded.project), timeout=10).status_code == 200
-    assert (
-        requests.get(url, headers=_headers("user", seeded.project), timeout=10).status_code == 403
-    )
+def test_market_list_for_ops_only(seeded_once: Backends) -> None:
+    url, project = _url(seeded_once, M), seeded_once.project
+    assert requests.get(url, headers=_headers("ops", project), timeout=10).status_code == 200
+    assert requests.get(url, headers=_headers("user", project), timeout=10).status_code == 403
 
 
 def test_user_cannot_create_or_activate_their_own_admission(seeded: Backends) -> None:

@@ -87,6 +87,10 @@ class Settings:
     push_second: float = 5.0
     """The push begins at this second of a minute (the guard judges whole minutes: a
     breach late in a minute is seen a minute later; recorded in the claim's detail)."""
+    push_window_sec: float = 0.0
+    """Or up to this much later, when the hold reaches that window anyway (``--short``:
+    less waiting for a minute; the minute's mean utilisation still clears the target's
+    band with a push begun by second 12: (12 x 33 % + 48 x 92 %) / 60 = 80 %)."""
     drop_rps: float = 15.0
     scale_down_wait_sec: float = 480.0
     chat_rps: float = 30.0
@@ -110,6 +114,7 @@ class Settings:
 
 
 SCALING_CLAIMS = ("scale_up", "scale_down", "no_degradation")
+
 DEPLOY_CLAIMS = ("canary_steps", "auto_rollback", "pre_deploy_gates", "rollback_within")
 
 
@@ -542,8 +547,11 @@ class Rehearsal:
         self.slow_rev = self.deploy_revision(
             SCALED_SERVICE, take_all=True, latency_ms=s.service_latency_ms
         )
-        # the hold ends (and the push begins) at second push_second of a minute
-        hold_sec = s.hold_sec + (s.push_second - (time.time() + 1 + s.hold_sec) % 60) % 60
+        # the hold ends (and the push begins) at second push_second of a minute, or within
+        # push_window_sec after it
+        second = (time.time() + 1 + s.hold_sec) % 60
+        late = second - s.push_second
+        hold_sec = s.hold_sec + (0.0 if 0 <= late <= s.push_window_sec else (-late) % 60)
         with self.act("hold", service=SCALED_SERVICE, rps=s.hold_rps, revision=self.slow_rev):
             self._phase("hold", s.hold_rps, hold_sec)
         with self.act("push", service=SCALED_SERVICE, rps=s.push_rps):

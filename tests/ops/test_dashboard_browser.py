@@ -40,6 +40,7 @@ from shared.models.scaling import IsolationState
 from stack.ops_seed import SeedSpec, seed
 from stack.server import hosting_config, hosting_headers
 from tests.conftest import PROJECT, ROOT, Backends, Caller
+from tests.needs import missing
 from tests.ops.helpers import ddos_mode_on, register_service
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,11 +73,13 @@ document.addEventListener("securitypolicyviolation", (e) =>
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
     if shutil.which("chromium") is None:
-        pytest.skip(
-            "Debian's chromium is not installed and `make setup` could not install it "
-            "(it needs root and apt-get)"
+        missing(
+            request.config,
+            "BROWSER",
+            "Debian's chromium is not installed: `make setup` installs it as root "
+            "(apt-get install chromium)",
         )
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
