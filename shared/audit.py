@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from shared import collections
+from shared.firestore import transact
 from shared.models import WireModel
 from shared.models.audit import AuditEntry
 
@@ -127,4 +128,4 @@ def audited_write(
         )
         return before, after, True
 
-    return cast(tuple[M | None, M | None, bool], run(db.transaction()))
+    return cast(tuple[M | None, M | None, bool], transact(db, run))

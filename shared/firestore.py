@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import firebase_admin
 
+from shared import thresholds
 from shared.config import project_id
 
 if TYPE_CHECKING:
     from google.cloud import firestore
+
+_T = TypeVar("_T")
 
 
 @functools.cache
@@ -60,3 +66,38 @@ def delete_matching(db: firestore.Client, query: firestore.Query, page: int = 40
             batch.delete(snap.reference)
         batch.commit()
         deleted += len(snaps)
+
+
+def contended(unit: Callable[[], _T], also: tuple[type[Exception], ...] = ()) -> _T:
+    """Run ``unit`` (a transaction, or a transaction and what it needs first), again after
+    contention: up to ``TX_ROUNDS`` rounds with a jittered, doubling pause between them.
+
+    Contention is ``ABORTED`` from any read, write or commit (a read that waited on another
+    transaction's lock raises it before the client's own retry loop sees it), the
+    client's ``ValueError`` after ``max_attempts`` aborted commits, and the exceptions of
+    ``also`` (the alert store adds ``ALREADY_EXISTS``: a pointer created concurrently).
+    Writers of one document that read it together retry in lockstep and abort each other
+    again: the pause breaks the tie. Retrying is safe: a failed round committed nothing.
+    The last round's error is raised; any other error at once."""
+    from google.api_core import exceptions as gexc
+
+    retried: tuple[type[Exception], ...] = (gexc.Aborted, ValueError, *also)
+    for attempt in range(thresholds.TX_ROUNDS):
+        try:
+            return unit()
+        except retried as exc:
+            is_contention = not isinstance(exc, ValueError) or isinstance(
+                exc.__cause__, gexc.Aborted
+            )
+            if not is_contention or attempt + 1 == thresholds.TX_ROUNDS:
+                raise
+            time.sleep(random.uniform(0.05, 0.25) * 2**attempt)
+    raise AssertionError("unreachable: the last round re-raises")
+
+
+def transact(db: firestore.Client, run: Any) -> Any:
+    """``run`` (a ``@firestore.transactional`` function of one transaction) in a new
+    transaction of ``db`` with ``TX_MAX_ATTEMPTS`` attempts, in :func:`contended` rounds:
+    its result. Every transaction of the bundle goes through here, so contention on a hot
+    document is retried, never answered as a server error."""
+    return contended(lambda: run(db.transaction(max_attempts=thresholds.TX_MAX_ATTEMPTS)))

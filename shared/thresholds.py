@@ -593,15 +593,16 @@ ALERT_RETENTION_DAYS: Final[int] = 90
 """A resolved alert (``pack391_alerts``) is kept this long after it resolved, then its
 ``expireAt`` TTL deletes it. Open and acknowledged alerts never expire."""
 
-ALERT_TX_MAX_ATTEMPTS: Final[int] = 12
-"""Attempts of the alert store's own transactions (the client's default is 5). Raisers of
-one dedup key serialise on its pointer document; several areas raising at once must all
-land rather than fail their run on ``ABORTED`` (the emulator, contended, answers
-"Transaction lock timeout" for whole attempts)."""
+TX_MAX_ATTEMPTS: Final[int] = 12
+"""Attempts of every transaction the bundle runs (the client's default is 5): the client
+retries an aborted commit this many times, keeping its place in line. Writers of one hot
+document (an alert's dedup key, the load-test admission ledger, a market's slots)
+serialise on it; under contention the emulator answers "Transaction lock timeout" for
+whole attempts (:func:`shared.firestore.contended`)."""
 
-ALERT_TX_ROUNDS: Final[int] = 4
-"""Rounds of :data:`ALERT_TX_MAX_ATTEMPTS` attempts, with a jittered, doubling pause
-between rounds, before a raise or resolve gives up."""
+TX_ROUNDS: Final[int] = 4
+"""Rounds of :data:`TX_MAX_ATTEMPTS` attempts, with a jittered, doubling pause between
+rounds (0.05-0.25 s, doubling), before a transaction's contention reaches its caller."""
 
 ALERT_NOTIFY_SCAN_DOCS: Final[int] = 100
 """Alerts with an undelivered notification read per delivery run (open and resolve each)."""

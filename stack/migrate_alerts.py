@@ -187,7 +187,9 @@ def _claim(db: firestore.Client, alert_id: str, conversion: Conversion, now: dat
         tx.set(keys.document(key_id(key)), pointer_doc.to_doc())
         return key
 
-    return cast(str, run(db.transaction()))
+    from shared.firestore import transact
+
+    return cast(str, transact(db, run))
 
 
 # ----------------------------------------------------------------------- CLI

@@ -11,6 +11,7 @@ from shared import collections
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
+from shared.firestore import transact
 from shared.models.backup import BackupRecord, DrillRecord, VerificationReport
 
 
@@ -43,7 +44,7 @@ class BackupCatalog:
             AlertStore(self._db).apply(alerts, report.at, tx)  # its reads before any write
             tx.set(ref, report.to_doc())
 
-        run(self._db.transaction())
+        transact(self._db, run)
 
     def _newest(self, collection: str) -> dict[str, Any] | None:
         query = (

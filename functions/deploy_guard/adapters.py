@@ -34,6 +34,7 @@ from shared import thresholds as t
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
+from shared.firestore import transact
 from shared.gcp import monitoring as gm
 from shared.gcp.cloudrun import CloudRunServices, serving_shares, short_revision
 from shared.isolation import PREFIX
@@ -146,7 +147,7 @@ class DeployStore:
             )
             return dep
 
-        return cast(DeploymentDoc | str, run(self._db.transaction()))
+        return cast(DeploymentDoc | str, transact(self._db, run))
 
     def get(self, deployment_id: str) -> DeploymentDoc | None:
         snap = self._dep(deployment_id).get()
@@ -211,7 +212,7 @@ class DeployStore:
                 tx.delete(self._active(after.environment))
             return before, after
 
-        return cast(tuple[DeploymentDoc, DeploymentDoc] | None, run(self._db.transaction()))
+        return cast(tuple[DeploymentDoc, DeploymentDoc] | None, transact(self._db, run))
 
     def audit_only(self, change: Change, target: str, after: dict[str, Any]) -> None:
         """An admin action whose effect lives outside Firestore (a traffic pin)."""
@@ -243,7 +244,7 @@ class DeployStore:
             tx.update(ref, {"appliedPercent": percent, "updatedAt": now})
             return dep.model_copy(update={"applied_percent": percent, "updated_at": now})
 
-        return cast(DeploymentDoc | None, run(self._db.transaction()))
+        return cast(DeploymentDoc | None, transact(self._db, run))
 
 
 # ------------------------------------------------------------------ traffic

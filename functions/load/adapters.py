@@ -21,7 +21,7 @@ from google.cloud import firestore
 from functions.load.policy import Admission, AdmissionVerdict, admit_run
 from functions.load.results import Seconds, seconds_from_json, seconds_to_json
 from shared import collections
-from shared.firestore import delete_matching
+from shared.firestore import delete_matching, transact
 from shared.models.load import LoadRunDoc
 from shared.ratelimit import keys as ratelimit_keys
 
@@ -164,7 +164,7 @@ class LoadAdmissions:
                 write(tx)
             return verdict
 
-        return cast(AdmissionVerdict, run(self._db.transaction()))
+        return cast(AdmissionVerdict, transact(self._db, run))
 
     def release(self, run_id: str) -> None:
         """Give a run's share back (it ended); a no-op when it holds none."""

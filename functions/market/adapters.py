@@ -20,6 +20,7 @@ import redis
 
 from shared import collections
 from shared.audit import Change, audited_write, write_audit
+from shared.firestore import transact
 from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
 from shared.redis import LUA_DIR, lua_script
 
@@ -163,7 +164,7 @@ class MarketRepository:
                 tx.set(ref, after.to_doc())
             return before, after
 
-        return cast(tuple[AdmissionDoc | None, AdmissionDoc | None], run(self._db.transaction()))
+        return cast(tuple[AdmissionDoc | None, AdmissionDoc | None], transact(self._db, run))
 
     def expired_admissions(self, country: str, now: datetime, limit: int) -> list[str]:
         """Uids of up to ``limit`` pending admissions whose ``pendingUntil`` is at or before
@@ -234,7 +235,7 @@ class MarketRepository:
                 )
             return outcome
 
-        return cast(ReleaseOutcome, run(self._db.transaction()))
+        return cast(ReleaseOutcome, transact(self._db, run))
 
     def delete_admission(self, country: str, uid: str) -> None:
         self._admissions(country).document(uid).delete()

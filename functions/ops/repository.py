@@ -17,7 +17,7 @@ from functions.ops.policy import AlertAction, RuleOutcome, RuleState
 from shared import collections, protection, thresholds
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
-from shared.firestore import delete_matching
+from shared.firestore import delete_matching, transact
 from shared.models.ddos import DetectionDoc
 from shared.models.market import MarketDoc
 from shared.models.ops import AlertRuleStateDoc, HistoryPointDoc, LiveSnapshotDoc
@@ -121,7 +121,7 @@ class OpsRepository:
             tx.set(ref, new_doc.to_doc())
             return outcome
 
-        return cast(RuleOutcome, run(self._db.transaction()))
+        return cast(RuleOutcome, transact(self._db, run))
 
     # --- other areas
 

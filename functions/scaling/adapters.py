@@ -40,6 +40,7 @@ from shared import thresholds as t
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
+from shared.firestore import transact
 from shared.gcp import monitoring as gm
 from shared.gcp.cloudrun import CloudRunServices, manual_instances
 from shared.isolation import PREFIX
@@ -141,7 +142,7 @@ class ServiceRegistry(ServiceRegistryReader):
                 result.updated.append(sid)
             return result
 
-        return cast(InitScalingResult, run(self._db.transaction()))
+        return cast(InitScalingResult, transact(self._db, run))
 
     def _pending_is(
         self, tx: firestore.Transaction, service_id: str, expected: PendingAction | None
@@ -165,7 +166,7 @@ class ServiceRegistry(ServiceRegistryReader):
             tx.update(self._ref(service_id), {"state.pending": intent.to_doc()})
             return True
 
-        return cast(bool, run(self._db.transaction()))
+        return cast(bool, transact(self._db, run))
 
     def clear_action(self, service_id: str, intent: PendingAction) -> None:
         """The platform did not take ``intent``: it is no longer in flight."""
@@ -175,7 +176,7 @@ class ServiceRegistry(ServiceRegistryReader):
             if self._pending_is(tx, service_id, intent):
                 tx.update(self._ref(service_id), {"state.pending": None})
 
-        run(self._db.transaction())
+        transact(self._db, run)
 
     def add_decision(self, decision: DecisionDoc) -> None:
         """A decision that changes no state (held while another action is in flight)."""
@@ -213,7 +214,7 @@ class ServiceRegistry(ServiceRegistryReader):
                 tx.set(self._db.collection(collections.SCALING_EVENTS).document(), event.to_doc())
             return current
 
-        return cast(bool, run(self._db.transaction()))
+        return cast(bool, transact(self._db, run))
 
     def save_manual(
         self,
@@ -233,7 +234,7 @@ class ServiceRegistry(ServiceRegistryReader):
             self._write_manual(tx, before, state, decision, change, current)
             return current
 
-        return cast(bool, run(self._db.transaction()))
+        return cast(bool, transact(self._db, run))
 
     def _write_manual(
         self,

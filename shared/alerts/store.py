@@ -14,10 +14,10 @@ rest on how a database locks a document that does not exist yet. (The emulator d
 lock it: concurrent raisers that find the pointer missing still serialise.)
 
 Contention is retried, never surfaced as a failed raise: the pointer's creation and the
-transaction are one unit, run in up to ``ALERT_TX_ROUNDS`` rounds with a jittered,
+transaction are one unit, run in up to ``TX_ROUNDS`` rounds with a jittered,
 doubling pause between them. A round fails on ``ABORTED`` (raised by a read or a write
 that waited on another transaction's lock: the emulator's "Transaction lock timeout"),
-on the client giving up after ``ALERT_TX_MAX_ATTEMPTS`` aborted commits (its
+on the client giving up after ``TX_MAX_ATTEMPTS`` aborted commits (its
 ``ValueError``), or on ``ALREADY_EXISTS`` (a pointer created by a concurrent raiser).
 Only the last round's error reaches the caller.
 
@@ -33,11 +33,9 @@ module (through its area) without loading the client at start.
 from __future__ import annotations
 
 import contextlib
-import random
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from shared import collections, thresholds
 from shared.alerts.policy import (
@@ -53,6 +51,7 @@ from shared.alerts.policy import (
     resolution,
 )
 from shared.audit import Change, write_audit
+from shared.firestore import contended, transact
 from shared.models.alerts import (
     ACTIVE_STATUSES,
     SYSTEM_ACTOR,
@@ -66,8 +65,6 @@ from shared.models.alerts import (
 
 if TYPE_CHECKING:
     from google.cloud import firestore
-
-_T = TypeVar("_T")
 
 NOTIFY_FIELDS = ("notifyOpen", "notifyResolve")
 """The two notifications of an alert: ``opened`` and ``resolved``."""
@@ -102,7 +99,8 @@ class AlertStore:
         A plain read first: pointers are never deleted, so after a key's first raise this
         is all it costs, and it never waits on a lock (a ``create`` of an existing
         pointer that raisers hold in their transactions waits for them, and can time out
-        with ``ABORTED``). Contention is retried here, in rounds (:func:`_contended`)."""
+        with ``ABORTED``). Contention is retried here, in rounds
+        (:func:`shared.firestore.contended`)."""
         from google.api_core import exceptions as gexc
 
         for key in dict.fromkeys(keys):
@@ -114,7 +112,7 @@ class AlertStore:
                 with contextlib.suppress(gexc.AlreadyExists):
                     ref.create(AlertKeyDoc(dedup_key=key, updated_at=now).to_doc())
 
-            _contended(create)
+            contended(create)
 
     # ---------------------------------------------------------- raise, resolve
 
@@ -161,10 +159,12 @@ class AlertStore:
 
         def unit() -> list[str | None]:
             self._ensure_keys(raised, now)
-            own = self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)
+            own = self._db.transaction(max_attempts=thresholds.TX_MAX_ATTEMPTS)
             return cast(list[str | None], run(own))
 
-        return _contended(unit)
+        from google.api_core import exceptions as gexc
+
+        return contended(unit, also=(gexc.AlreadyExists,))
 
     def _apply_in(
         self, tx: firestore.Transaction, changes: Sequence[AlertChange], now: datetime
@@ -270,12 +270,7 @@ class AlertStore:
             )
             return _with(doc, fields), True
 
-        return _contended(
-            lambda: cast(
-                tuple[AlertDoc | None, bool],
-                run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
-            )
-        )
+        return cast(tuple[AlertDoc | None, bool], transact(self._db, run))
 
     # ---------------------------------------------------------------- reads
 
@@ -351,36 +346,10 @@ class AlertStore:
             tx.update(ref, {field: claimed.to_doc()})
             return claimed
 
-        return _contended(
-            lambda: cast(
-                Notification | None,
-                run(self._db.transaction(max_attempts=thresholds.ALERT_TX_MAX_ATTEMPTS)),
-            )
-        )
+        return cast(Notification | None, transact(self._db, run))
 
     def set_notification(self, alert_id: str, field: str, value: Notification) -> None:
         self._alert_ref(alert_id).update({field: value.to_doc()})
-
-
-def _contended(unit: Callable[[], _T]) -> _T:
-    """Run ``unit`` (reads and writes of the alert store), again after contention: up to
-    ``ALERT_TX_ROUNDS`` rounds with a jittered, doubling pause between them (raisers of
-    one key that read its pointer together retry in lockstep and abort each other again:
-    the pause breaks the tie). Contention is ``ABORTED`` from any read, write or commit,
-    the client's ``ValueError`` after its own attempts at an aborted commit, and
-    ``ALREADY_EXISTS`` from a pointer created concurrently. The last round's error is
-    raised."""
-    from google.api_core import exceptions as gexc
-
-    for attempt in range(thresholds.ALERT_TX_ROUNDS):
-        try:
-            return unit()
-        except (gexc.Aborted, gexc.AlreadyExists, ValueError) as exc:
-            contended = not isinstance(exc, ValueError) or isinstance(exc.__cause__, gexc.Aborted)
-            if not contended or attempt + 1 == thresholds.ALERT_TX_ROUNDS:
-                raise
-            time.sleep(random.uniform(0.05, 0.25) * 2**attempt)
-    raise AssertionError("unreachable: the last round re-raises")
 
 
 def _with(doc: AlertDoc, fields: dict[str, Any]) -> AlertDoc:

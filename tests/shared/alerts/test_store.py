@@ -175,7 +175,7 @@ def test_acknowledge_any_area_and_the_open_list(backends: Backends) -> None:
 def test_contention_is_retried_in_rounds_and_other_errors_are_not() -> None:
     from google.api_core import exceptions as gexc
 
-    from shared.alerts.store import _contended
+    from shared.firestore import contended as _contended
 
     def aborted(message: str) -> Exception:
         return gexc.Aborted(message)  # type: ignore[no-untyped-call]
@@ -198,7 +198,13 @@ def test_contention_is_retried_in_rounds_and_other_errors_are_not() -> None:
             raise contention[len(calls) - 1]
         return "raised"
 
-    assert _contended(contended) == "raised" and len(calls) == 4
+    assert _contended(contended, also=(gexc.AlreadyExists,)) == "raised" and len(calls) == 4
+
+    calls.clear()
+    contention.insert(0, gexc.AlreadyExists("a run of that id"))  # type: ignore[no-untyped-call]
+    with pytest.raises(gexc.AlreadyExists):  # not contention unless the caller says so
+        _contended(contended)
+    assert len(calls) == 1
 
     calls.clear()
 
@@ -220,4 +226,4 @@ def test_contention_is_retried_in_rounds_and_other_errors_are_not() -> None:
         _contended(always_aborted)
     from shared import thresholds
 
-    assert len(calls) == thresholds.ALERT_TX_ROUNDS
+    assert len(calls) == thresholds.TX_ROUNDS
