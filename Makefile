@@ -49,15 +49,17 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Two phases (README, "Tests"): every test not marked `serial` on two pytest-xdist workers,
-# one test file per worker at a time (a module's own stack stays on one worker; each
-# worker has its own emulator, redis-server and port block); then the `serial` tests
-# alone: claims about real minutes and tests that need a quiet core. Both phases collect
-# the whole suite and check it against tests/collected-floor.txt.
-PYTEST_WORKERS ?= 2
+# One pytest-xdist session in two phases (README, "Tests"; tests/lanes.py): the parallel
+# phase, every test file not in a serial lane on three workers, one file per worker at a
+# time, longest first (each worker has its own emulator, redis-server and port block);
+# then the serial phase, two lanes side by side behind a gate that opens when the last
+# parallel test is done: the claims about real minutes (the short rehearsal, whose stack
+# and hold start early on a fourth worker and whose push waits for the gate) and the
+# tests that need a quiet core. The session checks the collected count against
+# tests/collected-floor.txt.
+PYTEST_WORKERS ?= 4
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"
-	$(BIN)/python -m pytest -m serial -p no:xdist
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --serial-lanes
 
 # Benchmarks: each prints its figures and the ratios against its peer (docs/benchmarks.md).
 bench-ratelimit: setup

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import http.client
 import os
 import shutil
 import signal
@@ -480,14 +481,41 @@ def process_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
+_WIPE_CONNECTIONS: dict[str, http.client.HTTPConnection] = {}
+_WIPE_LOCK = threading.Lock()
+
+
 def wipe_firestore(host: str, project: str) -> None:
-    """Delete every document in the emulator (its own endpoint; fast)."""
-    request = urllib.request.Request(
-        f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents",
-        method="DELETE",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        response.read()
+    """Delete every document in the emulator (its own endpoint; fast). Over one kept-alive
+    connection per emulator: the test suite wipes before each of ~1,400 tests, and a new
+    connection per wipe (urllib's) cost 11 ms against 3."""
+    path = f"/emulator/v1/projects/{project}/databases/(default)/documents"
+    with _WIPE_LOCK:
+        for attempt in range(2):
+            conn = _WIPE_CONNECTIONS.get(host)
+            if conn is None:
+                conn = _WIPE_CONNECTIONS[host] = http.client.HTTPConnection(host, timeout=30)
+            try:
+                conn.request("DELETE", path)
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()  # a restarted or replaced emulator: connect again, once
+                del _WIPE_CONNECTIONS[host]
+                if attempt:
+                    raise
+                continue
+            if response.status != 200:
+                raise StackError(f"wiping the emulator at {host}: HTTP {response.status}")
+            return
+
+
+def forget_wipe_connection(host: str) -> None:
+    """Close the kept-alive wipe connection to ``host`` (its emulator is stopping)."""
+    with _WIPE_LOCK:
+        conn = _WIPE_CONNECTIONS.pop(host, None)
+    if conn is not None:
+        conn.close()
 
 
 def firestore_client(host: str, project: str) -> Any:

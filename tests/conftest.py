@@ -8,6 +8,7 @@ Flask test client on the local server's app, or HTTP against it.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -93,9 +94,18 @@ def backends() -> Iterator[Backends]:
         shared_firestore.reset_clients()
         shared_redis.reset_clients()
         yield Backends(host, url)
+        procs.forget_wipe_connection(host)
+        _redis_of(url).close()
+        _redis_of.cache_clear()
     finally:
         for child in reversed(children):
             child.stop()
+
+
+@functools.cache
+def _redis_of(url: str) -> redis.Redis:
+    """One client per test Redis (a new one per test cost 2 ms of the 0.2 a FLUSHALL takes)."""
+    return redis.Redis.from_url(url)
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +118,7 @@ def clean(request: pytest.FixtureRequest) -> Iterator[None]:
     if "backends" in request.fixturenames or "functions" in request.fixturenames:
         be: Backends = request.getfixturevalue("backends")
         procs.wipe_firestore(be.firestore_host, be.project)
-        redis.Redis.from_url(be.redis_url).flushall()
+        _redis_of(be.redis_url).flushall()
         ratelimit_middleware.reset()  # no traffic counters buffered by an earlier test
     yield
 
@@ -224,10 +234,54 @@ parametrisation that empties). Lower it in the same commit that removes tests, s
 raise it when adding some."""
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--serial-lanes",
+        action="store_true",
+        help="with -n: the parallel phase, then the serial lanes behind a gate (make test; "
+        "tests/lanes.py)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller of a ``--serial-lanes`` run makes the gate's path; its
+    workers, started after this, inherit it."""
+    from tests.lanes import GATE_ENV
+
+    controller = not hasattr(config, "workerinput")
+    if controller and config.getoption("serial_lanes") and config.getoption("numprocesses"):
+        gate_dir = Path(tempfile.mkdtemp(prefix="pack391-gate-"))
+        os.environ[GATE_ENV] = str(gate_dir / "parallel-phase-done")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if not config.getoption("serial_lanes"):
+        return None  # xdist's own
+    from tests.lanes import SerialLanes
+
+    return SerialLanes(config, log)
+
+
+@pytest.hookimpl(tryfirst=True, wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """A ``quiet`` lane test waits for the gate before its timeout's clock starts (an outer
+    wrapper: pytest-timeout times inside it)."""
+    from tests.lanes import lane_of_file, wait_for_gate
+
+    if lane_of_file(item.nodeid) == "quiet":
+        wait_for_gate()
+    return (yield)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Before ``-m``/``-k`` deselect anything: the whole suite (pytest run with no paths,
-    as ``make test`` runs both its phases) must collect at least the floor."""
+    as ``make test`` runs both its phases) must collect at least the floor. Each
+    ``serial`` test is in its lane; the order is the scheduler's (tests/lanes.py)."""
+    from tests.lanes import lane_of_item, order_key
+
+    lanes = {item.nodeid: lane_of_item(item) for item in items}
+    items.sort(key=lambda item: order_key(item, lanes[item.nodeid]))
     if config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
         return
     floor = int(COLLECTED_FLOOR_FILE.read_text().split()[0])

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.serial  # a quiet core: thresholds judged on real latencies
 
 
 def loadtest(*args: str) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,8 @@ from functions.load.scenarios import ENDPOINTS, RUN_HEADER, build_plan, pick_end
 from shared import thresholds as t
 from stack.aioserve import served_aiohttp
 
+pytestmark = pytest.mark.serial  # a quiet core: real-time rates and latency bounds
+
 
 def test_a_stalling_target_shows_in_p99_and_the_rate_holds(stalling_url: str) -> None:
     """The target freezes 0.5 s every 2 s: a closed-loop generator would wait and
@@ -176,7 +178,6 @@ def test_http_errors_closed_connections_and_timeouts_are_counted_by_kind() -> No
     assert summary["endpoints"]["call_start"]["p50"] >= 500
 
 
-@pytest.mark.serial  # 500 RPS from one core: late starts appear when the other worker runs
 def test_latency_counts_from_the_scheduled_start(fast_url: str) -> None:
     """A fast target: every latency is small and positive, nothing late or dropped."""
     plan = build_plan("live_calls", fast_url, rps=500, duration_sec=2, shards=1)

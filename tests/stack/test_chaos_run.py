@@ -31,9 +31,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     config = replace(
         ChaosConfig(),
         faults=FAULTS,
-        before_sec=2.0,
+        before_sec=1.0,
         during_sec=4.0,
-        after_sec=6.0,
+        after_sec=4.0,
         out_dir=out,
     )
     emulator_before = os.environ.get("FIRESTORE_EMULATOR_HOST")

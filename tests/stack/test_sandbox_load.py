@@ -21,6 +21,8 @@ from stack.aioserve import served_aiohttp
 from stack.sandbox import Admission, Sandbox, admission
 from tests.conftest import Backends
 
+pytestmark = pytest.mark.serial  # a quiet core: admission and shedding under load
+
 OLD_POOL_SIZE = 100
 """redis-py's default (non-blocking) pool size, which the sandbox used to overflow."""
 
