@@ -59,7 +59,7 @@ lint: setup
 # tests/collected-floor.txt.
 PYTEST_WORKERS ?= 4
 test: lint
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --serial-lanes
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --serial-lanes --durations=20
 
 # Benchmarks: each prints its figures and the ratios against its peer (docs/benchmarks.md).
 bench-ratelimit: setup
