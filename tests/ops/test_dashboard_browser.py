@@ -43,7 +43,9 @@ from tests.conftest import PROJECT, ROOT, Backends, Caller
 from tests.needs import missing
 from tests.ops.helpers import ddos_mode_on, register_service
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PACK391_CHROMIUM") or shutil.which("chromium")
+"""Debian's chromium, or the browser ``PACK391_CHROMIUM`` names (GitHub's runners have
+Google Chrome, not Debian's chromium)."""
 SCREENSHOT = (
     ROOT / "docs" / "ops-dashboard.png"
     if os.environ.get("PACK391_REFRESH_SCREENSHOT") == "1"
@@ -74,12 +76,12 @@ document.addEventListener("securitypolicyviolation", (e) =>
 
 @pytest.fixture(scope="module")
 def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
-    if shutil.which("chromium") is None:
+    if CHROMIUM is None or not os.access(CHROMIUM, os.X_OK):
         missing(
             request.config,
             "BROWSER",
             "Debian's chromium is not installed: `make setup` installs it as root "
-            "(apt-get install chromium)",
+            "(apt-get install chromium), or set PACK391_CHROMIUM to a Chromium or Chrome",
         )
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
