@@ -50,7 +50,7 @@ from limits import parse, storage, strategies
 
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.geo import GeoRules
-from shared.ratelimit.limiter import RateLimiter, Subject
+from shared.ratelimit.limiter import Credential, RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass, GeoRule
 from stack import procs
 
@@ -89,7 +89,7 @@ def ours_front_door(client: redis.Redis, cls: EndpointClass = EndpointClass.GENE
     def decide(i: int) -> bool:
         who = ClientInfo(ip_of(i), None, "fp")
         now = datetime.now(UTC)
-        if limiter.door(who, now):
+        if limiter.door(who, now, Credential.USER).retry_ms:
             return False  # turned away at the door: no decision (shared/edge.py)
         subject = Subject(f"user-{i}", who, door_counted=True)
         return limiter.decide(cls, subject, now).allowed
@@ -104,7 +104,7 @@ def door_alone(client: redis.Redis, calls: int) -> dict[str, float]:
     clients = [ClientInfo(ip_of(i), None, "fp") for i in range(10_000)]
     began = time.perf_counter()
     for k in range(calls):
-        limiter.door(clients[k % 10_000], datetime.now(UTC))
+        limiter.door(clients[k % 10_000], datetime.now(UTC), Credential.USER)
     elapsed = time.perf_counter() - began
     return {"calls": calls, "usPerCall": round(elapsed / calls * 1e6, 2)}
 

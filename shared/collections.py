@@ -25,6 +25,12 @@ soft-launch admission carries ``pendingUntil`` until activated (then ``activated
 ``pack391_syncMarkets`` deletes those whose ``pendingUntil`` has passed (a range query on
 that one field: the automatic single-field index serves it)."""
 
+MARKET_MEMBERS: Final = "pack391_market_members"
+"""One document per user holding a soft-launch place (id: uid),
+:class:`shared.models.market.MarketMemberDoc`: the country of that place. Written and
+deleted only in the transactions that record and release the admission, so one user holds
+at most one soft-launch place across markets (issue 21). Internal: no client reads it."""
+
 CONFIG: Final = "pack391_config"
 """Bundle-wide switches, one document each (e.g. ``markets``:
 :class:`shared.models.market.GlobalMarketsDoc`, the all-markets emergency pause)."""

@@ -22,6 +22,18 @@ REDIS_URL = params.StringParam(
     description=("Memorystore/Redis for rate limits, counters and flags (redis:// or rediss://)."),
 )
 
+REDIS_TELEMETRY_URL = params.StringParam(
+    "PACK391_REDIS_TELEMETRY_URL",
+    default="",
+    label="Redis URL for traffic telemetry",
+    description=(
+        "Optional second Redis (or database) for the per-minute traffic counters the DDoS "
+        "detector reads, configured with an eviction policy (allkeys-lru), so telemetry can "
+        "never take the memory enforcement needs (blocks, buckets, passes: noeviction). "
+        "Empty: the counters share REDIS_URL."
+    ),
+)
+
 REDIS_TIMEOUT_MS = params.IntParam(
     "PACK391_REDIS_TIMEOUT_MS",
     default=50,
@@ -177,6 +189,51 @@ CLOUDFLARE_RANGES = params.ListParam(
     description=(
         "cloudflare mode: Cloudflare's published egress ranges (ips-v4 and ips-v6); "
         "CF-Connecting-IP and CF-IPCountry are believed only from these."
+    ),
+)
+
+LB_ADDRESSES = params.ListParam(
+    "PACK391_LB_ADDRESSES",
+    default=[],
+    label="Load balancer: forwarding rule addresses",
+    description=(
+        "load-balancer mode: the external address(es) of the forwarding rule (the right-most "
+        "X-Forwarded-For entry the load balancer writes). A request without one of them on "
+        "the right did not come through the load balancer and is keyed by its real address. "
+        "Required on a deployed function in that mode."
+    ),
+)
+
+IPV6_PREFIX = params.IntParam(
+    "PACK391_IPV6_PREFIX",
+    default=64,
+    label="IPv6 prefix of one client",
+    description=(
+        "IPv6 clients are counted, limited and blocked by this many leading bits (64: one "
+        "subscriber's or one server's network, as Cloudflare counts them); 32..128."
+    ),
+)
+
+ESTABLISHED_MIN_AGE_MIN = params.IntParam(
+    "PACK391_ESTABLISHED_MIN_AGE_MIN",
+    default=60,
+    label="Established user: minutes since sign-in",
+    description=(
+        "A signed-in user counts as established (shields a shared address, sizes its quota, "
+        "may take panic passes and soft-launch places) once this many minutes have passed "
+        "since its sign-in (the ID token's auth_time); anonymous, staff and service "
+        "accounts never do."
+    ),
+)
+
+DDOS_SHADOW_ACTIONS = params.ListParam(
+    "PACK391_DDOS_SHADOW_ACTIONS",
+    default=[],
+    label="DDoS actions in shadow mode",
+    description=(
+        "Automatic mitigation actions that only record what they would do (in the detection "
+        "and its alert) without enforcing it, as Cloud Armor's preview mode does: any of "
+        "ddos_mode, block_address, block_user, refuse_anonymous."
     ),
 )
 
@@ -344,3 +401,88 @@ HOT_MIN_INSTANCES = params.IntParam(
         "called on every app request and signup (billed while idle); 0: scale to zero."
     ),
 )
+
+
+# Bill ceiling (issue 21) ---------------------------------------------------
+# The ceilings and the App Check switch are params resolved by the CLI at deploy (max
+# instances) or read per request (App Check). The front door's deploy shape (ingress in
+# load-balancer mode, the origin secret's binding in cloudflare mode) is read from
+# PACK391_FRONT_DOOR in the environment of `firebase deploy`'s discovery, like the region
+# (shared/options.py): put it in .env.<project>.
+
+MAX_INSTANCES_USER = params.IntParam(
+    "PACK391_MAX_INSTANCES_USER",
+    default=100,
+    label="User callables: maximum instances",
+    description=(
+        "Most instances each user callable (role user: what the app and its backends call, "
+        "such as checkRateLimit) may scale to: the ceiling on what traffic, token-less floods "
+        "included, can cost. Size: peak RPS x CPU seconds per request / 0.6, with headroom "
+        "(docs/traffic-protection.md, A ceiling on the bill)."
+    ),
+)
+
+MAX_INSTANCES_OPS = params.IntParam(
+    "PACK391_MAX_INSTANCES_OPS",
+    default=3,
+    label="Ops and admin callables: maximum instances",
+    description=(
+        "Most instances each ops or admin callable may scale to: operators and services "
+        "reporting metrics, never the public."
+    ),
+)
+
+MAX_INSTANCES_SCHEDULED = params.IntParam(
+    "PACK391_MAX_INSTANCES_SCHEDULED",
+    default=2,
+    label="Scheduled functions: maximum instances",
+    description=(
+        "Most instances each scheduled function may scale to (one run a minute at most, "
+        "plus a retry or an overlapping slow run)."
+    ),
+)
+
+ENFORCE_APP_CHECK = params.BoolParam(
+    "PACK391_ENFORCE_APP_CHECK",
+    default=False,
+    label="Enforce App Check on user callables",
+    description=(
+        "true: a user callable answers UNAUTHENTICATED to a request without a valid Firebase "
+        "App Check token (X-Firebase-AppCheck); ops and admin callables, and app backends "
+        "(service: true), are unaffected. Turn it on once every app build in use sends App "
+        "Check tokens. Read on every request."
+    ),
+)
+
+CLOUDFLARE_ORIGIN_HEADER = params.StringParam(
+    "PACK391_CLOUDFLARE_ORIGIN_HEADER",
+    default="X-Pack391-Origin-Secret",
+    label="Cloudflare origin secret header",
+    description=(
+        "cloudflare mode: the request header your zone's Transform Rule sets to "
+        "PACK391_CLOUDFLARE_ORIGIN_SECRET; Cloudflare's headers are believed only when it "
+        "carries the secret."
+    ),
+)
+
+CLOUDFLARE_ORIGIN_SECRET = params.SecretParam(
+    "PACK391_CLOUDFLARE_ORIGIN_SECRET",
+    label="Cloudflare origin secret",
+    description=(
+        "cloudflare mode: the value your zone's Transform Rule sets in "
+        "PACK391_CLOUDFLARE_ORIGIN_HEADER, proof that a request came through your own zone "
+        "(16+ characters: openssl rand -hex 32). Required deployed in cloudflare mode; bound "
+        "only to the callables of a cloudflare-mode deploy. Other modes: any value."
+    ),
+)
+
+ORIGIN_SECRET_MIN_CHARS = 16
+"""Shortest origin secret accepted: a shorter one is guessable by the clients it must keep
+out (``openssl rand -hex 32`` gives 64)."""
+
+
+def is_deployed_instance() -> bool:
+    """True on a deployed function: ``K_SERVICE`` is set (Cloud Run and Cloud Functions 2nd
+    gen set it on every instance) and no emulator is (the Firebase CLI's emulator sets
+    ``K_SERVICE`` too, with ``FUNCTIONS_EMULATOR``)."""
+    return bool(os.environ.get("K_SERVICE")) and not is_emulated()

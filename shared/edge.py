@@ -15,16 +15,22 @@ Firebase callable (``https_fn.on_call``) that
    ``INTERNAL`` carrying only the request id (the exception goes to the log).
 
 :func:`scheduled_function` does the same for Cloud Scheduler triggers. Both keep
-the SDK's ``__firebase_endpoint__`` so ``firebase deploy`` discovers them.
+the SDK's ``__firebase_endpoint__`` so ``firebase deploy`` discovers them, each with a
+ceiling on its instances and the front door's deploy shape (:func:`callable_options`,
+:func:`scheduled_options`); a user callable can require App Check
+(:func:`sdk_callable`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
 import math
 import re
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +45,16 @@ from pydantic import BaseModel, ValidationError
 
 from shared.auth import Caller, Role, authorize, caller_from_token
 from shared.clock import utc_now
-from shared.errors import InvalidInput, to_https_error
-from shared.ratelimit.middleware import door, enforce
+from shared.config import (
+    ENFORCE_APP_CHECK,
+    MAX_INSTANCES_OPS,
+    MAX_INSTANCES_SCHEDULED,
+    MAX_INSTANCES_USER,
+)
+from shared.errors import InvalidInput, PermissionDenied, RateLimited, to_https_error
+from shared.options import callable_ingress, callable_secrets
+from shared.ratelimit.limiter import Credential, DoorVerdict
+from shared.ratelimit.middleware import client_of, default_limiter, door, enforce
 from shared.ratelimit.policy import EndpointClass, Reason
 
 log = logging.getLogger("pack391")
@@ -145,6 +159,7 @@ def to_wire(result: Any) -> Any:
 def _error_response(
     code: https_fn.FunctionsErrorCode, message: str, details: dict[str, Any] | None = None
 ) -> flask.Response:
+    leave_body_unread()  # every caller refuses the request here: nothing reads it later
     err = https_fn.HttpsError(code, message)
     error: dict[str, Any] = {
         "status": str(err._http_error_code.canonical_name.value),
@@ -203,19 +218,66 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJsonConstant(name)
 
 
+def leave_body_unread() -> None:
+    """The current request is refused before its body is read (the front door, a wrong
+    Content-Type, a Content-Length over the limit): make sure nothing reads it after the
+    answer either. functions-framework, the server of a deployed function, calls
+    ``request.get_data()`` after every response ("read the entire request before
+    responding"), which would read a refused body whole, up to Cloud Run's 32 MiB, into
+    memory. An empty cached body stops that; a body already (partly) read stays cached."""
+    if flask.has_request_context() and getattr(flask.request, "_cached_data", None) is None:
+        flask.request._cached_data = b""
+
+
+BODY_READ_CHUNK = 64 * 1024
+"""Bytes asked of the request stream at a time while reading a body (:func:`read_body`)."""
+
+
+def read_body(request: flask.Request, limit: int) -> bytes | None:
+    """The request body, or None when it is longer than ``limit`` bytes.
+
+    Read from the stream in chunks and never more than ``limit + 1`` bytes, so a chunked
+    body (``Transfer-Encoding: chunked``, no ``Content-Length``) is refused as soon as it
+    passes the limit instead of being read whole first (``get_data`` reads to the end).
+    What was read becomes the request's cached body (werkzeug's ``get_data`` returns
+    ``_cached_data`` when set), so the SDK's ``request.get_json()`` and ``request.data``
+    see exactly these bytes. For a body too long that is its first ``limit + 1`` bytes,
+    the rest left unread: functions-framework (what a deployed function runs) calls
+    ``request.get_data()`` after every response ("read the entire request before
+    responding"), which would otherwise read the whole body into memory after all. The
+    request goes no further than its refusal, so nothing takes the truncated body for the
+    real one."""
+    cached = getattr(request, "_cached_data", None)
+    if isinstance(cached, bytes):
+        return cached if len(cached) <= limit else None
+    stream = request.stream
+    parts: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = stream.read(min(BODY_READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    raw = b"".join(parts)
+    request._cached_data = raw
+    return raw if total <= limit else None
+
+
 def malformed_body_problem(request: flask.Request) -> str | None:
     """Why a POST is not a valid callable request, or None when it is.
 
     Size and nesting depth are checked on the raw bytes first, so an oversized or
-    50,000-deep body is refused before any parser (ours or the SDK's) sees it."""
+    50,000-deep body is refused before any parser (ours or the SDK's) sees it; the size
+    while reading (:func:`read_body`), never after reading a chunked body whole."""
     content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         return "Content-Type must be application/json"
     too_large = f"request body is larger than {MAX_BODY_BYTES} bytes"
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return too_large
-    raw = request.get_data(cache=True)
-    if len(raw) > MAX_BODY_BYTES:
+    raw = read_body(request, MAX_BODY_BYTES)
+    if raw is None:  # longer than the limit, whatever Content-Length said (or did not)
         return too_large
     if nests_deeper_than(raw, MAX_BODY_DEPTH):
         return f"request body nests deeper than {MAX_BODY_DEPTH} levels"
@@ -235,40 +297,127 @@ def malformed_body_problem(request: flask.Request) -> str | None:
     return None
 
 
-def _staff_token(request: flask.Request, role: Role) -> bool:
-    """True when the request carries a valid ID token of a caller with ``role`` (ops or
-    admin). Verified here only for requests from a blocked address, before the SDK
-    verifies it again, so that operators reach their tools during an attack."""
-    if role is Role.USER:
-        return False
-    header = request.headers.get("Authorization") or ""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return False
+TOKEN_CACHE_MAX = 4096
+"""Verified ID tokens this instance remembers (until each expires): the front door
+verifies a token once, not once per request. Only tokens that verified are kept, so
+bad tokens cannot fill it."""
+
+_tokens: dict[str, tuple[dict[str, Any], float]] = {}
+_tokens_lock = threading.Lock()
+_CLAIMS = "pack391.door_claims"
+
+
+def verified_claims(request: flask.Request) -> dict[str, Any] | None:
+    """The claims of the request's Firebase ID token when it verifies, else None (no
+    token, not a bearer token, a bad or expired one). Verified at the front door, before
+    the SDK verifies it again, so that traffic without a valid token meets the pre-auth
+    bucket and a service is known by its principal; remembered per request and, by
+    token, per instance until the token expires."""
+    if _CLAIMS in request.environ:
+        cached: dict[str, Any] | None = request.environ[_CLAIMS]
+        return cached
+    claims = _verify(request.headers.get("Authorization") or "")
+    request.environ[_CLAIMS] = claims
+    return claims
+
+
+def _verify(header: str) -> dict[str, Any] | None:
+    if not header.startswith("Bearer "):  # exactly what the SDK accepts
+        return None
+    token = header.replace("Bearer ", "")
+    now = time.time()
+    hit = _tokens.get(token)
+    if hit is not None and hit[1] > now:
+        return hit[0]
     try:
-        claims = firebase_auth.verify_id_token(token.strip())
-    except Exception:  # any bad token: not staff
-        return False
-    return Caller(uid=str(claims.get("uid") or ""), claims=dict(claims)).has(role)
+        claims = dict(firebase_auth.verify_id_token(token))
+    except Exception:  # any bad token: no valid credential
+        return None
+    expires = float(claims.get("exp") or 0)
+    with _tokens_lock:
+        if len(_tokens) >= TOKEN_CACHE_MAX:
+            for key in [k for k, (_, exp) in _tokens.items() if exp <= now] or list(_tokens):
+                del _tokens[key]
+        _tokens[token] = (claims, expires)
+    return claims
+
+
+def forget_tokens() -> None:
+    """Forget the verified tokens (tests that change the Auth configuration)."""
+    with _tokens_lock:
+        _tokens.clear()
+
+
+def credential_of(claims: dict[str, Any] | None) -> Credential:
+    if claims is None:
+        return Credential.NONE
+    if claims.get("service") is True:
+        return Credential.SERVICE
+    return Credential.USER
+
+
+_REFUSALS = {
+    Reason.IP_BLOCK: "this address is blocked by DDoS protection",
+    Reason.ANON_REFUSED: (
+        "this address takes only signed-in requests for now (DDoS protection): sign in"
+    ),
+    Reason.PREAUTH_LIMIT: "too many requests without a valid ID token from this address",
+}
+
+
+def _refusal(verdict: DoorVerdict, request_id: str) -> flask.Response:
+    retry = max(1, math.ceil(verdict.retry_ms / 1000))
+    return _error_response(
+        https_fn.FunctionsErrorCode.RESOURCE_EXHAUSTED,
+        f"{_REFUSALS.get(verdict.reason, 'refused')}; retry in {retry}s",
+        {"retryAfterSec": retry, "reason": verdict.reason.value, "requestId": request_id},
+    )
 
 
 def front_door(request: flask.Request, role: Role) -> flask.Response | None:
-    """Count every request per client address before its token is verified (so floods
-    without a valid token are seen and blocked), and turn blocked addresses away, except
-    for a valid ops or admin caller of an ops or admin function. None: go on."""
+    """Count every request at the front door, before the SDK sees it, and turn away what
+    must not go on. None: go on.
+
+    - A CORS preflight (OPTIONS) is answered by the SDK, never counted or refused.
+    - The ID token is verified here (:func:`verified_claims`). A trusted service is
+      counted under its principal, never under its egress address.
+    - Every other request is counted per client address; a DDoS-blocked address is
+      turned away, except for a valid ops or admin caller of an ops or admin function
+      (operators must reach their tools during an attack).
+    - A request without a valid token also meets the address's pre-auth bucket and the
+      refusal of held blocks (:meth:`shared.ratelimit.limiter.RateLimiter.door`)."""
+    if request.method == "OPTIONS":
+        return None
     request_id = request_id_of(request)
     try:
-        blocked_ms = door(request, utc_now())
+        claims = verified_claims(request)
+        verdict = door(request, utc_now(), credential_of(claims))
     except Exception as exc:  # a misconfigured front door, never an HTML 500
         err = to_https_error(exc, request_id)
         return _error_response(err.code, err.message, err.details)
-    if not blocked_ms or _staff_token(request, role):
+    if not verdict.retry_ms:
         return None
-    retry = math.ceil(blocked_ms / 1000)
-    return _error_response(
-        https_fn.FunctionsErrorCode.RESOURCE_EXHAUSTED,
-        f"this address is blocked by DDoS protection; retry in {retry}s",
-        {"retryAfterSec": retry, "reason": Reason.IP_BLOCK.value, "requestId": request_id},
+    if (
+        verdict.reason is Reason.IP_BLOCK
+        and role in (Role.OPS, Role.ADMIN)
+        and claims is not None
+        and Caller(uid=str(claims.get("uid") or ""), claims=claims).has(role)
+    ):
+        return None
+    return _refusal(verdict, request_id)
+
+
+def _wrong_role(request: flask.Request, now: datetime, exc: PermissionDenied) -> Exception:
+    """A valid token with the wrong role draws from the address's pre-auth bucket: the
+    refusal once it is empty, else the permission error itself."""
+    verdict = default_limiter().charge_preauth(client_of(request), now)
+    if not verdict.retry_ms:
+        return exc
+    retry = max(1, math.ceil(verdict.retry_ms / 1000))
+    return RateLimited(
+        f"{_REFUSALS.get(verdict.reason, 'refused')}; retry in {retry}s",
+        retry_after_sec=retry,
+        reason=verdict.reason.value,
     )
 
 
@@ -294,26 +443,38 @@ def callable_function(
             try:
                 auth = req.auth
                 caller = caller_from_token(auth.uid if auth else None, auth.token if auth else None)
-                authorize(caller, role)
                 now = utc_now()
+                try:
+                    authorize(caller, role)
+                except PermissionDenied as denied:
+                    raise _wrong_role(req.raw_request, now, denied) from None
                 if rate_limit is not None:
                     # an ops/admin caller of an ops/admin function: its own bucket, never
-                    # an IP block or DDoS mode (the operators must reach their tools)
-                    staff = role is not Role.USER
-                    enforce(rate_limit, req.raw_request, caller.uid, now, staff=staff)
+                    # an IP block or DDoS mode (the operators must reach their tools); a
+                    # trusted service's own call: its principal's bucket
+                    staff = role in (Role.OPS, Role.ADMIN)
+                    enforce(
+                        rate_limit,
+                        req.raw_request,
+                        caller.uid,
+                        now,
+                        staff=staff,
+                        service=caller.is_service and not staff,
+                        claims=caller.claims,
+                    )
                 parsed = parse_request(request, req.data)
                 ctx = CallContext(caller, request_id, now, req.raw_request)
                 return to_wire(handler(ctx, parsed))
             except Exception as exc:  # the one catch-all: see to_https_error
                 raise to_https_error(exc, request_id) from exc
 
-        sdk_endpoint = cast(Endpoint, https_fn.on_call(**options)(cast(Any, body)))
+        sdk_endpoint = sdk_callable(role, options, body)  # the bill's ceiling: see there
 
         @functools.wraps(sdk_endpoint)
         def endpoint(raw: flask.Request) -> flask.Response:
-            # every request is counted; a CORS preflight (no token, harmless) is never refused
+            # every request but a CORS preflight is counted, and may be turned away
             turned_away = front_door(raw, role)
-            if turned_away is not None and raw.method != "OPTIONS":
+            if turned_away is not None:
                 return turned_away
             if raw.method == "POST":
                 problem = malformed_body_problem(raw)
@@ -357,7 +518,7 @@ def scheduled_function(
                 raise
 
         decorate = scheduler_fn.on_schedule(
-            schedule=schedule, timezone=Timezone(timezone), **options
+            schedule=schedule, timezone=Timezone(timezone), **scheduled_options(options)
         )
         sdk_endpoint = cast(Endpoint, decorate(body))
 
@@ -377,3 +538,83 @@ def not_a_run(method: str, name: str) -> flask.Response:
     """The answer to a request that is not a scheduler run (a health check): 200, nothing run."""
     body = {"ran": False, "note": f"{name} runs only on a POST from the scheduler, not a {method}"}
     return flask.Response(json.dumps(body), status=200, mimetype="application/json")
+
+
+# Bill ceiling (issue 21) --------------------------------------------------------------
+
+
+def callable_options(role: Role, options: dict[str, Any]) -> dict[str, Any]:
+    """The SDK options of a callable: what its decorator gives, plus
+
+    - ``max_instances``: ``PACK391_MAX_INSTANCES_USER`` for user callables,
+      ``PACK391_MAX_INSTANCES_OPS`` for ops and admin ones (param expressions the CLI
+      resolves at deploy), unless the function sets its own;
+    - ``ingress``: internal and Cloud Load Balancing in ``load-balancer`` mode
+      (:func:`shared.options.callable_ingress`), unless the function sets its own;
+    - ``secrets``: the Cloudflare origin secret in ``cloudflare`` mode, added to the
+      function's own (:func:`shared.options.callable_secrets`).
+
+    The last two follow ``PACK391_FRONT_DOOR`` as the deploy's discovery reads it."""
+    merged = dict(options)
+    # a service's callables take an app backend's traffic (one call per user event)
+    ceiling = MAX_INSTANCES_USER if role in (Role.USER, Role.SERVICE) else MAX_INSTANCES_OPS
+    merged.setdefault("max_instances", ceiling)
+    ingress = callable_ingress()
+    if ingress is not None:
+        merged.setdefault("ingress", ingress)
+    extra = [s for s in callable_secrets() if s not in (merged.get("secrets") or [])]
+    if extra:
+        merged["secrets"] = [*(merged.get("secrets") or []), *extra]
+    return merged
+
+
+def scheduled_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The SDK options of a scheduled function: ``max_instances``
+    ``PACK391_MAX_INSTANCES_SCHEDULED`` unless the function sets its own."""
+    return {"max_instances": MAX_INSTANCES_SCHEDULED, **options}
+
+
+def sdk_callable(role: Role, options: dict[str, Any], body: Callable[..., Any]) -> Endpoint:
+    """The SDK's callable endpoint for ``body`` with :func:`callable_options`.
+
+    App Check: the SDK fixes ``enforce_app_check`` when it decorates, and the switch is a
+    param read per request (``PACK391_ENFORCE_APP_CHECK``). So a user callable gets both
+    SDK endpoints, and each request goes to the enforcing one while the param is true: a
+    request without a valid ``X-Firebase-AppCheck`` token then answers ``401
+    UNAUTHENTICATED`` from the SDK itself. An app backend (ID token claim ``service:
+    true``, see :func:`_claims_as_sent`) is no app and has no App Check token: it goes to
+    the other one. Ops and admin callables, and a function that sets
+    ``enforce_app_check`` itself, keep one endpoint. The returned function carries the
+    SDK's ``__firebase_endpoint__`` (one manifest entry: App Check is not in it)."""
+    merged = callable_options(role, options)
+    plain = cast(Endpoint, https_fn.on_call(**merged)(cast(Any, body)))
+    if role is not Role.USER or "enforce_app_check" in options:
+        return plain
+    enforcing = cast(
+        Endpoint, https_fn.on_call(**{**merged, "enforce_app_check": True})(cast(Any, body))
+    )
+
+    @functools.wraps(plain)
+    def by_app_check_param(raw: flask.Request) -> flask.Response:
+        enforce = ENFORCE_APP_CHECK.value and _claims_as_sent(raw).get("service") is not True
+        return (enforcing if enforce else plain)(raw)
+
+    return by_app_check_param
+
+
+def _claims_as_sent(request: flask.Request) -> dict[str, Any]:
+    """The claims of the request's bearer token as sent, *not verified*: enough to route
+    it, never to trust it. Only routing depends on them (an app backend's token skips
+    App Check), and the SDK verifies the same token before any handler runs: a forged
+    ``service: true`` is ``401 UNAUTHENTICATED`` there, whichever endpoint it reached."""
+    header = request.headers.get("Authorization") or ""
+    if not header.startswith("Bearer "):
+        return {}
+    parts = header.removeprefix("Bearer ").strip().split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:  # not base64, not UTF-8, not JSON: no claims
+        return {}
+    return payload if isinstance(payload, dict) else {}

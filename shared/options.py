@@ -1,4 +1,5 @@
-"""Deploy-time options every ``pack391_*`` function shares: its region and VPC access.
+"""Deploy-time options every ``pack391_*`` function shares: its region and VPC access,
+and (issue 21) what the front door asks of the callables: their ingress and secrets.
 
 :func:`apply_global_options` runs in ``main.py`` right after firebase-admin starts and
 before any function module is imported: the SDK writes each function's manifest entry
@@ -21,9 +22,16 @@ from __future__ import annotations
 
 import re
 
-from firebase_functions import options
+from firebase_functions import options, params
 
-from shared.config import FUNCTIONS_REGION, VPC_CONNECTOR, VPC_EGRESS
+from shared.config import (
+    CLOUDFLARE_ORIGIN_SECRET,
+    FRONT_DOOR,
+    FRONT_DOORS,
+    FUNCTIONS_REGION,
+    VPC_CONNECTOR,
+    VPC_EGRESS,
+)
 
 _REGION = re.compile(r"^[a-z]+(?:-[a-z]+)+[0-9]+$")
 """A Cloud region id: ``us-central1``, ``europe-west1``, ``northamerica-northeast1``."""
@@ -99,3 +107,33 @@ def apply_global_options() -> None:
         vpc_connector_egress_settings=egress if connector is not None else None,
         cpu=options.RESET_VALUE,
     )
+
+
+# Bill ceiling (issue 21): the front door's deploy shape ----------------------------------
+
+
+def deploy_front_door() -> str | None:
+    """``PACK391_FRONT_DOOR`` as the deploy's discovery reads it (normalised), or None when
+    it is not a known mode: the functions then answer every call ``FAILED_PRECONDITION``
+    naming it, and ``pack391 deploy env`` refuses it before the deploy."""
+    mode = FRONT_DOOR.value.strip().lower()
+    return mode if mode in FRONT_DOORS else None
+
+
+def callable_ingress() -> options.IngressSetting | None:
+    """The Cloud Run ingress of every callable: internal and Cloud Load Balancing in
+    ``load-balancer`` mode, so no client reaches the function around the balancer (and
+    writes the ``X-Forwarded-For`` entries the balancer would); otherwise None (the
+    platform's default, all traffic). Scheduled and task-queue functions keep theirs:
+    only their invokers' IAM identities may call them."""
+    if deploy_front_door() == "load-balancer":
+        return options.IngressSetting.ALLOW_INTERNAL_AND_GCLB
+    return None
+
+
+def callable_secrets() -> list[params.SecretParam]:
+    """Secrets every callable binds for its front door: the Cloudflare origin secret in
+    ``cloudflare`` mode (checked on every request), none otherwise."""
+    if deploy_front_door() == "cloudflare":
+        return [CLOUDFLARE_ORIGIN_SECRET]
+    return []

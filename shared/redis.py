@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from shared.config import REDIS_TIMEOUT_MS, REDIS_URL
+from shared.config import REDIS_TELEMETRY_URL, REDIS_TIMEOUT_MS, REDIS_URL
 
 LUA_DIR = Path(__file__).with_name("lua")
 
@@ -40,6 +40,15 @@ def _client(url: str, timeout_ms: int) -> redis.Redis:
 def get_redis() -> redis.Redis:
     """The pooled client for ``REDIS_URL``."""
     return _client(REDIS_URL.value, REDIS_TIMEOUT_MS.value)
+
+
+def get_telemetry_redis() -> redis.Redis:
+    """The client for the traffic counters: ``PACK391_REDIS_TELEMETRY_URL`` when set (a
+    Redis with an eviction policy of its own), else the same client as :func:`get_redis`."""
+    url = REDIS_TELEMETRY_URL.value.strip()
+    if not url or url == REDIS_URL.value:
+        return get_redis()
+    return _client(url, REDIS_TIMEOUT_MS.value)
 
 
 def reset_clients() -> None:

@@ -32,11 +32,14 @@ RATE_LIMIT_PER_MIN: Final[MappingProxyType[str, int]] = MappingProxyType(
         "swipe": 100,
         "general": 200,
         "staff": 600,
+        "service": 1200,
     }
 )
 """Requests per minute allowed per user and per client IP, by endpoint class. ``staff``
 is the class of ops and admin callers of ops and admin functions: counted per user
-only, exempt from IP blocks, IP buckets and DDoS mode (issue 11)."""
+only, exempt from IP blocks, IP buckets and DDoS mode (issue 11). ``service`` is the class
+of a trusted app backend's own calls (``service: true`` claim), counted per principal the
+same way, never by its egress address (issue 21)."""
 
 RATE_LIMIT_NEAR_LIMIT_PCT: Final[float] = 80.0
 """Share of a limit above which a request is counted as near-limit."""
@@ -662,8 +665,9 @@ BACKUP_REASON_MAX_CHARS: Final[int] = 500
 
 MARKET_ADMISSION_PENDING_SEC: Final[int] = 24 * 60 * 60
 """A soft-launch admission stays *pending* this long after signup: activated by the
-app when onboarding completes (``pack391_checkMarketAccess {activate: true}``) it is
-kept; not activated by then, ``pack391_syncMarkets`` releases the slot."""
+app's backend when onboarding completes (``pack391_checkMarketAccess {activate: true,
+uid}`` from a ``service: true`` caller) it is kept; not activated by then,
+``pack391_syncMarkets`` releases the slot."""
 
 MARKET_RELEASE_MAX_UIDS_COUNT: Final[int] = 500
 """Most admissions one ``pack391_releaseMarketAdmissions`` call names or releases (one
@@ -674,3 +678,70 @@ MARKET_RELEASE_PAGE_COUNT: Final[int] = 400
 
 MARKET_UID_MAX_CHARS: Final[int] = 128
 """Longest Firebase Auth uid (Firebase's own limit); longer ids are not users."""
+
+
+# --------------------------------------------------------------------------
+# Keys that match who is really there (issue 21)
+# --------------------------------------------------------------------------
+
+ADDRESS_QUOTA_BASE_USERS: Final[int] = 20
+"""An address's own bucket holds this many users' limits even with no established user
+seen behind it: signed-in traffic is limited per user; the address bucket only stops one
+address from sending more than a crowd would."""
+
+ADDRESS_QUOTA_MAX_USERS: Final[int] = 2000
+"""...and at most this many users' limits, however many established users it has (a
+carrier NAT puts hundreds of subscribers behind one IPv4 address)."""
+
+PREAUTH_PER_MIN: Final[int] = 60
+"""Requests per minute one address may send without a valid ID token (no token, a bad
+one, the wrong role) to one function instance: checked in process at the front door,
+before the token is verified, with no Redis round trip."""
+
+PREAUTH_FLEET_PER_MIN: Final[int] = 120
+"""...and across every instance in a minute: the backstop read back from Redis with the
+counters' own flush (about once a second), so a fleet of 100 instances does not give one
+address 100 buckets."""
+
+PREAUTH_MAX_TRACKED_COUNT: Final[int] = 50_000
+"""Most addresses one instance keeps a pre-auth bucket for; beyond it, full (expired)
+buckets are dropped first, then the oldest."""
+
+ANON_REFUSE_SEC: Final[int] = 60 * 60
+"""How long an address whose block is held (shared, or over the blast-radius cap) stays
+refused for traffic without a valid token: the narrow action that hurts no signed-in
+user."""
+
+BRUTE_FORCE_ADDRESS_MIN_ACCOUNTS: Final[int] = 5
+"""Distinct accounts with a server-observed failure from one address within the window
+that block the address (the credential-stuffing signature); a client's own reports never
+feed the address."""
+
+BRUTE_FORCE_ADDRESS_OFFENCE_MEMORY_SEC: Final[int] = 7 * 24 * 60 * 60
+"""How long an address's brute-force offences are remembered for escalation: shorter than
+a user's, since a /64 or a carrier address changes hands."""
+
+REDIS_MEMORY_ALERT_PCT: Final[float] = 80.0
+"""The DDoS detector alerts (every minute) when a Redis of traffic protection is at this
+share of its ``maxmemory`` or more."""
+
+ANON_LOCKDOWN_SEC: Final[int] = 15 * 60
+"""How long a lockdown lasts (every request without a valid token refused at the front
+door): the answer to every global signal, extended while it goes on. No callable of this
+bundle serves a caller without a token, and the Firebase SDKs refresh ID tokens before
+they expire, so legitimate traffic without one is a rounding error."""
+
+DDOS_TOKENLESS_SHARE_PCT: Final[float] = 50.0
+"""A global signal whose minute carried at least this share of requests without a valid
+token is a token-less attack: the lockdown alone answers it, and the limits of signed-in
+users stay as they are (no DDoS mode)."""
+
+DDOS_SHARED_PER_USER_PER_MIN: Final[float] = 60.0
+"""A shared address whose rate is at most this per established user behind it is
+explained by its users (a busy carrier NAT): no action, no alert."""
+
+DDOS_MIN_BASELINE_MINUTES: Final[int] = 3
+"""Minutes of history the detector needs before DDoS mode may come on by itself: before
+that, the usual traffic (and so the mode's blast radius) is unknown, and a launch's
+first busy minutes look like a spike; the mode is held for a human (the lockdown of
+token-less traffic, which costs no signed-in user anything, still applies)."""

@@ -446,6 +446,62 @@ def variables_from(environ: Mapping[str, str], json_env: str | None) -> dict[str
     return {**json_variables(environ, json_env), **{k: v for k, v in environ.items() if v}}
 
 
+# ------------------------------------------------------------------ the deploy's shape
+
+INGRESS_BEHIND_LOAD_BALANCER = "ALLOW_INTERNAL_AND_GCLB"
+"""The manifest's ``ingressSettings`` that keeps clients from going around a load balancer."""
+
+ORIGIN_SECRET = "PACK391_CLOUDFLARE_ORIGIN_SECRET"
+"""The secret every callable binds in cloudflare mode (shared/options.py)."""
+
+DEPLOYED_FRONT_DOORS = ("google", "load-balancer", "cloudflare")
+"""``PACK391_FRONT_DOOR`` values a deployed function accepts (``direct`` is refused there)."""
+
+
+def shape_problems(manifest: Mapping[str, Any], values: Mapping[str, str]) -> list[str]:
+    """What would leave the deployed functions open, or refuse every call, read from the
+    manifest that discovery produced with the env file's ``values``: one line per problem.
+
+    - every function has a ``maxInstances`` (the ceiling on the bill, issue 21);
+    - ``PACK391_FRONT_DOOR`` is one a deployed function accepts (``direct`` answers every
+      call ``FAILED_PRECONDITION`` there);
+    - ``load-balancer``: every callable's ingress is internal and Cloud Load Balancing,
+      or a client goes around the balancer and writes its ``X-Forwarded-For`` entries;
+    - ``cloudflare``: every callable binds ``PACK391_CLOUDFLARE_ORIGIN_SECRET``, the proof
+      that a request came through your own zone."""
+    problems: list[str] = []
+    door = (values.get("PACK391_FRONT_DOOR") or "google").strip().lower()
+    if door == "direct":
+        problems.append(
+            "PACK391_FRONT_DOOR=direct: a deployed function refuses every call in direct mode "
+            "(its TCP peer is Google's front end); choose google, load-balancer or cloudflare"
+        )
+    elif door not in DEPLOYED_FRONT_DOORS:
+        problems.append(
+            f"PACK391_FRONT_DOOR={door!r}: not one of {', '.join(DEPLOYED_FRONT_DOORS)}"
+        )
+    endpoints: Mapping[str, Any] = manifest.get("endpoints") or {}
+    for name, endpoint in sorted(endpoints.items()):
+        if endpoint.get("maxInstances") is None:
+            problems.append(f"{name}: no maxInstances: nothing caps what its traffic costs")
+        if "callableTrigger" not in endpoint and "httpsTrigger" not in endpoint:
+            continue
+        ingress = endpoint.get("ingressSettings")
+        if door == "load-balancer" and ingress != INGRESS_BEHIND_LOAD_BALANCER:
+            problems.append(
+                f"{name}: ingress {ingress or 'ALLOW_ALL (unset)'} in load-balancer mode: a "
+                f"client can call it around the load balancer; it must be "
+                f"{INGRESS_BEHIND_LOAD_BALANCER} (PACK391_FRONT_DOOR at discovery)"
+            )
+        secrets = [s.get("key") for s in endpoint.get("secretEnvironmentVariables") or []]
+        if door == "cloudflare" and ORIGIN_SECRET not in secrets:
+            problems.append(
+                f"{name}: does not bind {ORIGIN_SECRET} in cloudflare mode: it could not tell "
+                "your zone's requests from anyone else's Cloudflare Worker"
+            )
+    return problems
+
+
 # ------------------------------------------------------------------ Secret Manager
 
 
@@ -506,15 +562,17 @@ def add_parsers(dsub: Any) -> None:
     secrets.add_argument("--manifest", type=Path, help="a saved functions.yaml")
 
 
-def _load(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _load(args: argparse.Namespace) -> dict[str, Any]:
     if args.manifest:
-        return manifest_params(yaml.safe_load(args.manifest.read_text()))
-    return manifest_params(read_manifest())
+        loaded: dict[str, Any] = yaml.safe_load(args.manifest.read_text())
+        return loaded
+    return read_manifest()
 
 
 def cmd(args: argparse.Namespace) -> int:
     """Run ``pack391 deploy env|secrets``."""
-    params = _load(args)
+    manifest = _load(args)
+    params = manifest_params(manifest)
     if args.deploy_command == "secrets":
         import google.auth
         from google.auth.transport.requests import AuthorizedSession
@@ -563,6 +621,13 @@ def cmd(args: argparse.Namespace) -> int:
         if manifest_params(again) != params:
             print("pack391 deploy env: the params change with these values", file=sys.stderr)
             return 1
+        manifest = again
+    problems = shape_problems(manifest, parse_dotenv(text))
+    if problems:  # the deploy would go through and leave the functions open: refuse
+        for problem in problems:
+            print(f"pack391 deploy env: {problem}", file=sys.stderr)
+        print("pack391 deploy env: nothing written", file=sys.stderr)
+        return 1
     known = {str(p.get("name")) for p in params}
     for name in sorted(json_variables(os.environ, args.vars_json_env)):
         if name.startswith("PACK391_") and name not in known:

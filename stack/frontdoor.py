@@ -23,7 +23,11 @@ small reverse proxy, which forwards the way each front end does:
     (``XX`` when unknown, as Cloudflare does), appends the peer to ``X-Forwarded-For``,
     and connects to its upstream from ``source_address``: chained in front of a
     ``google`` proxy, that is the Cloudflare egress address the function sees at the
-    right of ``X-Forwarded-For``, as in production.
+    right of ``X-Forwarded-For``, as in production. With ``origin_secret`` it stands in
+    for *your* zone: like the Transform Rule that proves it (a "Set static" request
+    header), it sets ``origin_header`` to the secret, overwriting whatever the client
+    sent. Without it, it is anyone else's Cloudflare (a Worker sends from the same
+    ranges) and the header passes through as the client wrote it.
 
 Every method is forwarded with its body and headers (hop-by-hop headers dropped); the
 upstream's status, headers and body come back. Countries come from a ``{ip: country}``
@@ -80,6 +84,10 @@ DEFAULT_COUNTRY_HEADER = "X-Client-Region"
 CLOUDFLARE_UNKNOWN_COUNTRY = "XX"
 """What Cloudflare sends in ``CF-IPCountry`` when it has no country for the client."""
 
+DEFAULT_ORIGIN_HEADER = "X-Pack391-Origin-Secret"
+"""The header your zone's Transform Rule sets to the origin secret (the default of
+``PACK391_CLOUDFLARE_ORIGIN_HEADER``)."""
+
 
 class Mode(enum.StrEnum):
     """Which front end the proxy behaves like."""
@@ -118,9 +126,12 @@ def forwarded_headers(
     *,
     country_header: str = DEFAULT_COUNTRY_HEADER,
     forwarding_rule: str = DEFAULT_FORWARDING_RULE,
+    origin_secret: str | None = None,
+    origin_header: str = DEFAULT_ORIGIN_HEADER,
 ) -> Headers:
     """The headers ``mode``'s front end sends upstream for a request from ``peer``
-    (hop-by-hop headers, and those the request's ``Connection`` names, removed)."""
+    (hop-by-hop headers, and those the request's ``Connection`` names, removed);
+    ``origin_secret``: cloudflare mode, the Transform Rule of your own zone."""
     named = {
         token.strip().lower()
         for value in _values(headers, "connection")
@@ -138,11 +149,16 @@ def forwarded_headers(
         value = f"{own}, {region}" if own else region
         return [*_without(kept, country_header), (country_header, value)]
     kept = _without(kept, "CF-Connecting-IP", "CF-IPCountry")
+    proof: Headers = []
+    if origin_secret is not None:  # "Set static": the client's own value is replaced
+        kept = _without(kept, origin_header)
+        proof = [(origin_header, origin_secret)]
     kept = _appended(kept, "X-Forwarded-For", peer)
     return [
         *kept,
         ("CF-Connecting-IP", peer),
         ("CF-IPCountry", country or CLOUDFLARE_UNKNOWN_COUNTRY),
+        *proof,
     ]
 
 
@@ -162,6 +178,8 @@ class FrontDoorProxy:
         country_header: str = DEFAULT_COUNTRY_HEADER,
         forwarding_rule: str = DEFAULT_FORWARDING_RULE,
         source_address: str | None = None,
+        origin_secret: str | None = None,
+        origin_header: str = DEFAULT_ORIGIN_HEADER,
         host: str = "127.0.0.1",
         port: int = 0,
         timeout: float = 30.0,
@@ -177,6 +195,8 @@ class FrontDoorProxy:
         self.country_header = country_header
         self.forwarding_rule = forwarding_rule
         self.source_address = source_address
+        self.origin_secret = origin_secret
+        self.origin_header = origin_header
         self.timeout = timeout
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -230,6 +250,8 @@ class FrontDoorProxy:
             self.countries,
             country_header=self.country_header,
             forwarding_rule=self.forwarding_rule,
+            origin_secret=self.origin_secret,
+            origin_header=self.origin_header,
         )
         connection = http.client.HTTPConnection(
             self.upstream_host,
@@ -363,6 +385,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--source-address", default=None, help="connect upstream from this local address"
     )
+    parser.add_argument(
+        "--origin-secret",
+        default=None,
+        help="cloudflare mode: set the origin header to this secret, as your zone's Transform "
+        "Rule does (PACK391_CLOUDFLARE_ORIGIN_SECRET)",
+    )
+    parser.add_argument("--origin-header", default=DEFAULT_ORIGIN_HEADER)
     args = parser.parse_args(argv)
     try:
         countries = _country_pairs(args.country)
@@ -376,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         country_header=args.country_header,
         forwarding_rule=args.forwarding_rule,
         source_address=args.source_address,
+        origin_secret=args.origin_secret,
+        origin_header=args.origin_header,
         host=args.host,
         port=args.port,
     )

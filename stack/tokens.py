@@ -18,6 +18,7 @@ ROLE_CLAIMS: dict[str, dict[str, Any]] = {
     "user": {},
     "verified": {"email_verified": True},
     "influencer": {"influencer": True, "email_verified": True},
+    "service": {"service": True},
 }
 """Custom claims for each role the CLI and tests can ask for."""
 

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -438,6 +439,57 @@ def test_the_token_signs_through_iam_under_workload_identity_federation(
     claims = jwt.decode(sent.body["token"], verify=False)  # type: ignore[no-untyped-call]
     assert claims["iss"] == account and claims["uid"] == "deploy-bot"
     assert claims["claims"] == {"admin": True}
+
+
+# ------------------------------------------------------------------ the deploy's shape (issue 21)
+
+
+def test_the_pre_deploy_check_refuses_a_deploy_that_leaves_the_functions_open(
+    manifest: dict[str, Any],
+) -> None:
+    """``pack391 deploy env`` checks the manifest discovery produced with the file's values
+    (``shape_problems``): a ceiling on every function, a front door a deployed function
+    accepts, and in load-balancer mode no callable reachable around the balancer."""
+
+    def door(mode: str) -> dict[str, str]:
+        return {"PACK391_FRONT_DOOR": mode}
+
+    callables = sorted(n for n, e in manifest["endpoints"].items() if "callableTrigger" in e)
+    assert len(callables) > 30
+    assert deploy_env.shape_problems(manifest, door("google")) == []
+    # discovered as firebase deploy runs it with load-balancer in .env.<project>: passes
+    behind = deploy_env.read_manifest(env_file_values=door("load-balancer"))
+    assert deploy_env.shape_problems(behind, door("load-balancer")) == []
+    # the same mode with callables still public (discovery saw another front door): refused
+    problems = deploy_env.shape_problems(manifest, door("load-balancer"))
+    assert [p.split(":", 1)[0] for p in problems] == callables
+    assert all("around the load balancer" in p and "ALLOW_INTERNAL_AND_GCLB" in p for p in problems)
+    problems = deploy_env.shape_problems(manifest, door("cloudflare"))
+    assert [p.split(":", 1)[0] for p in problems] == callables
+    assert all("PACK391_CLOUDFLARE_ORIGIN_SECRET" in p for p in problems)
+    assert deploy_env.shape_problems(manifest, door("direct"))[0].startswith(
+        "PACK391_FRONT_DOOR=direct: a deployed function refuses every call"
+    )
+    assert "not one of" in deploy_env.shape_problems(manifest, door("googel"))[0]
+    uncapped = copy.deepcopy(manifest)
+    uncapped["endpoints"]["pack391_detectDDoS"]["maxInstances"] = None
+    assert deploy_env.shape_problems(uncapped, door("google")) == [
+        "pack391_detectDDoS: no maxInstances: nothing caps what its traffic costs"
+    ]
+
+
+def test_the_command_refuses_direct_before_the_deploy(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACK391_")}
+    env.pop("REDIS_URL", None)
+    env["PACK391_FRONT_DOOR"] = "direct"
+    done = subprocess.run(
+        [*pack391(), "deploy", "env", "--project", PROJECT, "--out-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    assert "PACK391_FRONT_DOOR=direct: a deployed function refuses every call" in done.stderr
+    assert "nothing written" in done.stderr
+    assert not (tmp_path / f".env.{PROJECT}").exists()
 
 
 # ------------------------------------------------------------------ 2. the workflows

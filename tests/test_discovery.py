@@ -27,6 +27,8 @@ from pydantic import BaseModel
 
 import shared.models
 from shared import collections
+from shared.auth import Role
+from shared.thresholds import LOAD_TEST_MAX_SHARDS
 from stack.procs import free_port
 from stack.scheduler import trigger_for
 from tests.conftest import ROOT
@@ -45,6 +47,7 @@ EXPECTED: dict[str, str] = {
     "pack391_checkRateLimit": CALLABLE,
     "pack391_walletBruteForceShield": CALLABLE,
     "pack391_panicEscalation": CALLABLE,
+    "pack391_recordAuthFailure": CALLABLE,
     "pack391_setGeoThrottle": CALLABLE,
     "pack391_getDDoSStats": CALLABLE,
     "pack391_detectDDoS": "* * * * *",
@@ -88,7 +91,12 @@ EXPECTED: dict[str, str] = {
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
 
-DISCOVERY_SETTINGS = ("PACK391_REGION", "PACK391_VPC_CONNECTOR", "PACK391_VPC_EGRESS")
+DISCOVERY_SETTINGS = (
+    "PACK391_REGION",
+    "PACK391_VPC_CONNECTOR",
+    "PACK391_VPC_EGRESS",
+    "PACK391_FRONT_DOOR",
+)
 """Read from the environment at discovery (shared/options.py): the fixtures set them."""
 
 
@@ -107,6 +115,16 @@ def manifest_in_europe() -> Iterator[dict[str, Any]]:
             "PACK391_VPC_EGRESS": "private-ranges-only",
         }
     )
+
+
+@pytest.fixture(scope="module")
+def manifest_behind_load_balancer() -> Iterator[dict[str, Any]]:
+    yield from _discover({"PACK391_FRONT_DOOR": "load-balancer"})
+
+
+@pytest.fixture(scope="module")
+def manifest_behind_cloudflare() -> Iterator[dict[str, Any]]:
+    yield from _discover({"PACK391_FRONT_DOOR": "Cloudflare"})  # any case, as at run time
 
 
 def _discover(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
@@ -200,6 +218,11 @@ def test_params_are_declared_with_defaults(manifest: dict[str, Any]) -> None:
         "PACK391_VPC_CONNECTOR",
         "PACK391_VPC_EGRESS",
         "PACK391_HOT_MIN_INSTANCES",
+        "PACK391_MAX_INSTANCES_USER",
+        "PACK391_MAX_INSTANCES_OPS",
+        "PACK391_MAX_INSTANCES_SCHEDULED",
+        "PACK391_ENFORCE_APP_CHECK",
+        "PACK391_CLOUDFLARE_ORIGIN_HEADER",
     } <= set(params)
     assert all("default" in p for p in params.values() if p.get("type") != "secret")
 
@@ -254,6 +277,95 @@ def test_hot_callables_keep_min_instances_from_a_param(manifest: dict[str, Any])
     for name, endpoint in manifest["endpoints"].items():
         want = "{{ params.PACK391_HOT_MIN_INSTANCES }}" if name in hot else None
         assert endpoint["minInstances"] == want, name
+
+
+# A ceiling on the bill (issue 21) -------------------------------------------------------
+
+ORIGIN_SECRET = "PACK391_CLOUDFLARE_ORIGIN_SECRET"
+
+
+def _roles() -> dict[str, Role]:
+    import main
+
+    return {
+        name: fn.__pack391_role__
+        for name, fn in vars(main).items()
+        if hasattr(fn, "__pack391_role__")
+    }
+
+
+def test_every_function_has_a_ceiling_on_its_instances(manifest: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in manifest["params"]}
+    ceilings = {
+        "PACK391_MAX_INSTANCES_USER": params["PACK391_MAX_INSTANCES_USER"],
+        "PACK391_MAX_INSTANCES_OPS": params["PACK391_MAX_INSTANCES_OPS"],
+        "PACK391_MAX_INSTANCES_SCHEDULED": params["PACK391_MAX_INSTANCES_SCHEDULED"],
+    }
+    assert all(p["type"] == "int" for p in ceilings.values())
+    assert ceilings["PACK391_MAX_INSTANCES_USER"]["default"] == 100
+    assert 1 <= ceilings["PACK391_MAX_INSTANCES_OPS"]["default"] <= 5  # operators, not crowds
+    assert 1 <= ceilings["PACK391_MAX_INSTANCES_SCHEDULED"]["default"] <= 3
+    roles = _roles()
+    users = {name for name, role in roles.items() if role in (Role.USER, Role.SERVICE)}
+    assert {
+        "pack391_checkRateLimit",
+        "pack391_checkMarketAccess",
+        "pack391_walletBruteForceShield",
+        "pack391_panicEscalation",
+    } <= users
+    found: dict[str, Any] = {}
+    for name, endpoint in manifest["endpoints"].items():
+        assert endpoint.get("maxInstances") is not None, f"{name}: no ceiling"
+        found[name] = endpoint["maxInstances"]
+    for name, ceiling in found.items():
+        endpoint = manifest["endpoints"][name]
+        if "scheduleTrigger" in endpoint:
+            want: Any = "{{ params.PACK391_MAX_INSTANCES_SCHEDULED }}"
+        elif "taskQueueTrigger" in endpoint:
+            want = LOAD_TEST_MAX_SHARDS  # never more instances than shards run at once
+        elif name in users:
+            want = "{{ params.PACK391_MAX_INSTANCES_USER }}"
+        else:
+            assert roles[name] in (Role.OPS, Role.ADMIN), name
+            want = "{{ params.PACK391_MAX_INSTANCES_OPS }}"
+        assert ceiling == want, name
+
+
+def test_app_check_is_a_param_off_by_default(manifest: dict[str, Any]) -> None:
+    params = {p["name"]: p for p in manifest["params"]}
+    assert params["PACK391_ENFORCE_APP_CHECK"]["type"] == "boolean"
+    assert params["PACK391_ENFORCE_APP_CHECK"]["default"] is False
+
+
+def test_behind_a_load_balancer_the_callables_take_only_internal_and_its_traffic(
+    manifest: dict[str, Any], manifest_behind_load_balancer: dict[str, Any]
+) -> None:
+    for name, endpoint in manifest_behind_load_balancer["endpoints"].items():
+        if "callableTrigger" in endpoint:
+            assert endpoint["ingressSettings"] == "ALLOW_INTERNAL_AND_GCLB", name
+        else:  # scheduled and task-queue functions: their invokers' IAM, not the public
+            assert endpoint.get("ingressSettings") is None, name
+    for name, endpoint in manifest["endpoints"].items():  # the default front door: public
+        assert endpoint.get("ingressSettings") is None, name
+
+
+def test_behind_cloudflare_every_callable_binds_the_origin_secret(
+    manifest: dict[str, Any], manifest_behind_cloudflare: dict[str, Any]
+) -> None:
+    params = {p["name"]: p for p in manifest["params"]}
+    assert params[ORIGIN_SECRET]["type"] == "secret"
+    assert params["PACK391_CLOUDFLARE_ORIGIN_HEADER"]["default"] == "X-Pack391-Origin-Secret"
+
+    def bound(endpoint: dict[str, Any]) -> list[str]:
+        return [s["key"] for s in endpoint.get("secretEnvironmentVariables") or []]
+
+    for name, endpoint in manifest_behind_cloudflare["endpoints"].items():
+        assert (ORIGIN_SECRET in bound(endpoint)) == ("callableTrigger" in endpoint), name
+        assert endpoint.get("ingressSettings") is None, name
+    backup = manifest_behind_cloudflare["endpoints"]["pack391_getBackupStatus"]
+    assert bound(backup) == ["PACK391_BACKUP_KEY", ORIGIN_SECRET]  # added to its own
+    for name, endpoint in manifest["endpoints"].items():  # other modes: not bound
+        assert ORIGIN_SECRET not in bound(endpoint), name
 
 
 SCHEDULER_RETRY: dict[str, dict[str, int]] = {

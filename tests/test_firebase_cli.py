@@ -253,7 +253,7 @@ def test_the_emulator_env_file_gives_every_param_a_value() -> None:
     }
     values = env_file_values((ROOT / ENV_FILE).read_text())
     secrets = {n for n, p in declared.items() if isinstance(p, params.SecretParam)}
-    assert secrets == {"PACK391_BACKUP_KEY"}
+    assert secrets == {"PACK391_BACKUP_KEY", "PACK391_CLOUDFLARE_ORIGIN_SECRET"}
     assert set(declared) - secrets == set(values), "params and .env.local differ"
     assert set(env_file_values((ROOT / SECRET_TEMPLATE).read_text())) == secrets
     assert all(not v for v in env_file_values((ROOT / SECRET_TEMPLATE).read_text()).values())

@@ -32,6 +32,7 @@ DOCS = {
     "market": f"{M}/PL",
     "version": f"{M}/PL/{collections.MARKET_VERSIONS}/1",
     "own_admission": f"{M}/PL/{collections.MARKET_ADMISSIONS}/u1",
+    "own_market_member": f"{collections.MARKET_MEMBERS}/u1",
     "config": f"{collections.CONFIG}/{collections.CONFIG_MARKETS_DOC}",
     "audit": f"{collections.AUDIT_LOG}/e1",
     "unknown": "somewhere_else/doc",
@@ -73,6 +74,7 @@ READERS = {
     "market": {"ops", "admin"},
     "version": {"ops", "admin"},
     "own_admission": {"user", "ops", "admin"},
+    "own_market_member": set(),  # internal to the market transactions (issue 21)
     "config": {"ops", "admin"},
     "audit": {"admin"},
     "unknown": set(),
@@ -235,3 +237,40 @@ def test_user_cannot_create_or_activate_their_own_admission(seeded: Backends) ->
     assert create.status_code == 403, create.text
     assert own.get().to_dict() == pending
     assert not get_db().document(f"{M}/DE/{collections.MARKET_ADMISSIONS}/u1").get().exists
+
+
+def test_user_cannot_free_or_claim_their_market_place(seeded: Backends) -> None:
+    """The per-user place document (one soft-launch place across markets) is the
+    functions' alone: a user can neither delete it to take a second place, nor point it
+    at another market, nor create one; and cannot list who holds places."""
+    db = get_db()
+    held = {"uid": "u1", "country": "PL", "admittedAt": datetime(2026, 12, 1, tzinfo=UTC)}
+    db.document(DOCS["own_market_member"]).set(held)
+    headers = _headers("user", seeded.project)
+    url = _url(seeded, DOCS["own_market_member"])
+    assert requests.delete(url, headers=headers, timeout=10).status_code == 403
+    moved = requests.patch(
+        url,
+        params={"updateMask.fieldPaths": "country"},
+        json={"fields": {"country": {"stringValue": "DE"}}},
+        headers=headers,
+        timeout=10,
+    )
+    assert moved.status_code == 403, moved.text
+    created = requests.post(
+        _url(seeded, collections.MARKET_MEMBERS),
+        params={"documentId": "u2"},
+        json={"fields": {"uid": {"stringValue": "u2"}, "country": {"stringValue": "DE"}}},
+        headers=_headers("other_user", seeded.project),
+        timeout=10,
+    )
+    assert created.status_code == 403, created.text
+    for role in ("user", "ops", "admin"):
+        listing = requests.get(
+            _url(seeded, collections.MARKET_MEMBERS),
+            headers=_headers(role, seeded.project),
+            timeout=10,
+        )
+        assert listing.status_code == 403, (role, listing.text)
+    assert db.document(DOCS["own_market_member"]).get().to_dict() == held
+    assert not db.document(f"{collections.MARKET_MEMBERS}/u2").get().exists

@@ -6,16 +6,17 @@ import ipaddress
 import logging
 
 from functions.ddos.adapters import ProtectionRepository, TrafficStore
-from functions.ddos.service import SHIELD_KIND_WALLET, ProtectionService
+from functions.ddos.service import SHIELD_KIND_AUTH, SHIELD_KIND_WALLET, ProtectionService
 from shared.alerts.store import AlertStore
 from shared.audit import Change
 from shared.auth import Role
-from shared.config import HOT_MIN_INSTANCES
+from shared.config import DDOS_SHADOW_ACTIONS, ESTABLISHED_MIN_AGE_MIN, HOT_MIN_INSTANCES
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.errors import InvalidInput, PermissionDenied
 from shared.firestore import get_db
 from shared.models.ddos import (
     AllowlistResult,
+    AuthFailureRequest,
     CheckRateLimitRequest,
     CleanupReport,
     DDoSStatsView,
@@ -31,11 +32,11 @@ from shared.models.ddos import (
     ShieldView,
     WalletAttemptRequest,
 )
-from shared.ratelimit.client import ClientInfo, fingerprint
+from shared.ratelimit.client import ClientInfo, fingerprint, source_key
 from shared.ratelimit.limiter import Subject
-from shared.ratelimit.middleware import default_limiter, geo_rules, subject_of
+from shared.ratelimit.middleware import default_limiter, front_door, geo_rules, subject_of
 from shared.ratelimit.policy import EndpointClass
-from shared.redis import get_redis
+from shared.redis import get_redis, get_telemetry_redis
 from shared.wiring import wired
 
 log = logging.getLogger("pack391.ddos")
@@ -47,11 +48,13 @@ CLEANUP_SCHEDULE = "0 * * * *"
 @wired()
 def _service_for() -> ProtectionService:
     return ProtectionService(
-        TrafficStore(get_redis()),
+        TrafficStore(get_redis(), get_telemetry_redis()),
         ProtectionRepository(get_db()),
         AlertStore(get_db()),
         geo_rules,
         lambda: default_limiter().blocked,
+        shadow=lambda: DDOS_SHADOW_ACTIONS.value,
+        ipv6_prefix=lambda: front_door().ipv6_prefix,
     )
 
 
@@ -60,20 +63,27 @@ def protection_service() -> ProtectionService:
 
 
 def _subject(ctx: CallContext, req: CheckRateLimitRequest) -> Subject:
+    """Whom a check is about: the caller, or (for a trusted service) the user it names,
+    counted once, under that user's own address (the service itself was not counted at
+    the front door: it is a principal, not an address)."""
     if req.subject is None:
-        return subject_of(ctx.raw_request, ctx.caller.uid)
-    if ctx.caller.claims.get("service") is not True:
+        return subject_of(ctx.raw_request, ctx.caller.uid, ctx.caller.claims, ctx.now)
+    if not ctx.caller.is_service:
         raise PermissionDenied(
             "only a trusted service (service: true) may ask about another subject"
         )
     try:
-        ip = str(ipaddress.ip_address(req.subject.ip))
+        ip = ipaddress.ip_address(req.subject.ip)
     except ValueError:
         raise InvalidInput("subject.ip", "must be an IPv4 or IPv6 address") from None
     client = ClientInfo(
-        ip, req.subject.country, fingerprint({"user-agent": req.subject.user_agent})
+        source_key(str(ip), front_door().ipv6_prefix),
+        req.subject.country,
+        fingerprint({"user-agent": req.subject.user_agent}),
     )
-    return Subject(req.subject.uid, client)
+    return Subject(
+        req.subject.uid, client, established=bool(req.subject.uid) and req.subject.established
+    )
 
 
 @callable_function(
@@ -85,7 +95,10 @@ def _subject(ctx: CallContext, req: CheckRateLimitRequest) -> Subject:
 def pack391_checkRateLimit(ctx: CallContext, req: CheckRateLimitRequest) -> RateDecisionView:
     """Count one request of ``endpointClass`` for the caller (or, for a trusted service,
     for ``subject``) and say whether it may proceed."""
-    decision = default_limiter().decide(req.endpoint_class, _subject(ctx, req), ctx.now)
+    own = req.subject is None and ctx.caller.is_service  # a service asking about itself
+    decision = default_limiter().decide(
+        req.endpoint_class, _subject(ctx, req), ctx.now, service=own
+    )
     return RateDecisionView(
         allowed=decision.allowed,
         remaining=decision.remaining,
@@ -99,17 +112,41 @@ def pack391_checkRateLimit(ctx: CallContext, req: CheckRateLimitRequest) -> Rate
 
 @callable_function(role=Role.USER, request=WalletAttemptRequest, rate_limit=EndpointClass.GENERAL)
 def pack391_walletBruteForceShield(ctx: CallContext, req: WalletAttemptRequest) -> ShieldView:
-    """Record a wallet PIN/auth attempt of the caller; 5 failures block user and IP."""
+    """A client's own report of a wallet PIN attempt: it feeds only the caller's window
+    (5 failures block the caller, never the address; see pack391_recordAuthFailure)."""
     subject = subject_of(ctx.raw_request, ctx.caller.uid)
     return protection_service().record_attempt(
         SHIELD_KIND_WALLET, ctx.caller.uid, subject.client.ip, req.attempt == "failure", ctx.now
     )
 
 
+@callable_function(role=Role.SERVICE, request=AuthFailureRequest, rate_limit=EndpointClass.GENERAL)
+def pack391_recordAuthFailure(ctx: CallContext, req: AuthFailureRequest) -> ShieldView:
+    """For a trusted backend (``service: true``): a failed attempt it observed server-side.
+    Feeds the user's server window and the address's window of distinct failing accounts
+    (the credential-stuffing signature); the answer says whether the user (or the address)
+    is now blocked."""
+    if req.uid is None and req.account is None:
+        raise InvalidInput("account", "name the account: uid or account is required")
+    try:
+        ip = ipaddress.ip_address(req.ip)
+    except ValueError:
+        raise InvalidInput("ip", "must be an IPv4 or IPv6 address") from None
+    kind = SHIELD_KIND_WALLET if req.kind == "wallet" else SHIELD_KIND_AUTH
+    return protection_service().record_server_failure(
+        kind,
+        req.uid,
+        source_key(str(ip), front_door().ipv6_prefix),
+        ctx.now,
+        account=req.account,
+    )
+
+
 @callable_function(role=Role.USER, request=PanicRequest)
 def pack391_panicEscalation(ctx: CallContext, req: PanicRequest) -> PanicView:
-    """A 5-minute priority-lane pass for the caller (a few per day)."""
-    return protection_service().panic_pass(ctx.caller.uid, ctx.now)
+    """A 5-minute priority-lane pass for the caller (a few per day), if the caller is an
+    established account (``FAILED_PRECONDITION`` saying why otherwise)."""
+    return protection_service().panic_pass(ctx.caller, ctx.now, ESTABLISHED_MIN_AGE_MIN.value * 60)
 
 
 @callable_function(role=Role.ADMIN, request=SetGeoThrottleRequest)

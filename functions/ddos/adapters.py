@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from functions.ddos.policy import MinuteTraffic
+from functions.ddos.policy import MinuteTraffic, RedisMemory
 from shared import collections, protection
 from shared.audit import DELETE, Change, Delete, audited_write, write_audit
 from shared.clock import ms
@@ -46,6 +46,8 @@ class ShieldOutcome:
     ip_blocked_until_ms: int
     user_offence: int
     ip_offence: int
+    address_held: bool = False
+    """The address reached the distinct-accounts limit but is shared: not blocked."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,11 @@ class PassOutcome:
 class TrafficStore:
     """Redis side of traffic protection."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, telemetry: redis.Redis | None = None) -> None:
+        """``client``: enforcement state (blocks, mode, shields, passes; noeviction);
+        ``telemetry``: the traffic counters (default: the same Redis)."""
         self._redis = client
+        self._telemetry = telemetry if telemetry is not None else client
 
     # --- brute-force shield and panic passes
 
@@ -76,8 +81,18 @@ class TrafficStore:
         block_ms: Iterable[int],
         offence_memory_ms: int,
         success_resets: int = 0,
+        *,
+        address_scope: bool = False,
+        account: str = "",
+        address_min_accounts: int = 0,
+        address_offence_memory_ms: int = 0,
+        shared_min_users: int = 0,
     ) -> ShieldOutcome:
+        """One attempt. ``address_scope``: a failure the server observed, which also feeds
+        the address's window of distinct failing accounts (``account``: the account it
+        was for); without it only the user's own window is fed."""
         subject = uid or ""
+        minute = keys.minute_of(now)
         out = lua_script(_SHIELD, self._redis)(
             keys=[
                 keys.failures(kind, "user", subject),
@@ -87,6 +102,8 @@ class TrafficStore:
                 keys.block("bf", "user", subject),
                 keys.block("bf", "ip", ip),
                 keys.shield_successes(kind, subject),
+                keys.stats_ip_established(minute - 1, ip),
+                keys.stats_ip_established(minute, ip),
             ],
             args=[
                 ms(now),
@@ -98,9 +115,24 @@ class TrafficStore:
                 uuid.uuid4().hex,
                 1 if uid else 0,
                 success_resets,
+                2 if address_scope else 0,
+                account or subject,
+                shared_min_users,
+                address_offence_memory_ms,
+                address_min_accounts,
             ],
         )
-        return ShieldOutcome(*(int(v) for v in out[:3]), *(int(v) for v in out[3:]))  # type: ignore[arg-type]
+        values = [int(v) for v in out]
+        return ShieldOutcome(
+            blocked=bool(values[0]),
+            attempts_left=values[1],
+            blocked_until_ms=values[2],
+            user_blocked_until_ms=values[3],
+            ip_blocked_until_ms=values[4],
+            user_offence=values[5],
+            ip_offence=values[6],
+            address_held=bool(values[7]),
+        )
 
     def grant_pass(self, uid: str, now: datetime, duration_ms: int, per_day: int) -> PassOutcome:
         day = now.astimezone(UTC).strftime("%Y%m%d")
@@ -129,7 +161,19 @@ class TrafficStore:
         return DDoSMode(until_ms, reason, evidence or {})
 
     def end_ddos_mode(self) -> bool:
-        return bool(self._redis.delete(keys.DDOS_MODE))
+        """End DDoS mode and the lockdown; True when either was on."""
+        return bool(self._redis.delete(keys.DDOS_MODE, keys.ANON_LOCKDOWN))
+
+    def lockdown_until_ms(self) -> int:
+        """When the lockdown of requests without a valid token ends (0: off)."""
+        raw = self._redis.get(keys.ANON_LOCKDOWN)
+        return int(raw) if raw else 0
+
+    def extend_lockdown(self, until_ms: int, now: datetime) -> None:
+        """Refuse every request without a valid token until ``until_ms`` (never shortens)."""
+        if self.lockdown_until_ms() >= until_ms:
+            return
+        self._redis.set(keys.ANON_LOCKDOWN, str(until_ms), px=max(1, until_ms - ms(now)))
 
     def block_source(self, ip: str, until_ms: int, now: datetime) -> None:
         """Block an address for every class: the exact key the decision checks, and the
@@ -138,6 +182,14 @@ class TrafficStore:
         pipe.set(keys.block("ddos", "ip", ip), str(until_ms), px=max(1, until_ms - ms(now)))
         pipe.zadd(keys.BLOCKED_ADDRESSES, {ip: until_ms})
         pipe.zremrangebyscore(keys.BLOCKED_ADDRESSES, "-inf", ms(now))
+        pipe.execute()
+
+    def refuse_anonymous(self, ip: str, until_ms: int, now: datetime) -> None:
+        """Refuse traffic without a valid token from an address (the front door's copy is
+        read from this sorted set with the block list); expired entries trimmed."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zadd(keys.ANON_REFUSED_ADDRESSES, {ip: until_ms})
+        pipe.zremrangebyscore(keys.ANON_REFUSED_ADDRESSES, "-inf", ms(now))
         pipe.execute()
 
     def block_user(self, uid: str, until_ms: int, now: datetime) -> None:
@@ -153,40 +205,59 @@ class TrafficStore:
         pipe.delete(keys.block("bf", scope, subject))
         if scope == "ip":
             pipe.zrem(keys.BLOCKED_ADDRESSES, subject)
+            pipe.zrem(keys.ANON_REFUSED_ADDRESSES, subject)
         removed = pipe.execute()
-        return [kind for kind, n in zip(("ddos", "brute_force"), removed[:2], strict=True) if n]
+        lifted = [kind for kind, n in zip(("ddos", "brute_force"), removed[:2], strict=True) if n]
+        if scope == "ip" and removed[3]:
+            lifted.append("refuse_anonymous")
+        return lifted
 
     def address_users(
         self, minute: int, ips: Iterable[str], top: int
     ) -> dict[str, tuple[int, list[tuple[str, int]]]]:
-        """For each address: distinct signed-in users behind it in ``minute`` and the
-        heaviest of them (uid, requests)."""
+        """For each address: distinct *established* users behind it in ``minute`` (anonymous,
+        new, staff and service accounts do not count) and the heaviest signed-in users
+        behind it (uid, requests), established or not."""
         wanted = list(ips)
         if not wanted:
             return {}
-        pipe = self._redis.pipeline(transaction=False)
+        counts = self._redis.pipeline(transaction=False)
+        tops = self._telemetry.pipeline(transaction=False)
         for ip in wanted:
-            pipe.zcard(keys.stats_ip_users(minute, ip))
-            pipe.zrevrange(keys.stats_ip_users(minute, ip), 0, top - 1, withscores=True)
-        values = pipe.execute()
+            counts.pfcount(keys.stats_ip_established(minute, ip))
+            tops.zrevrange(keys.stats_ip_users(minute, ip), 0, top - 1, withscores=True)
+        established = counts.execute()
+        heaviest = tops.execute()
         return {
-            ip: (int(values[2 * i]), [(str(u), int(n)) for u, n in values[2 * i + 1]])
+            ip: (int(established[i]), [(str(u), int(n)) for u, n in heaviest[i]])
             for i, ip in enumerate(wanted)
         }
 
     def distinct_users(self, minute: int) -> int:
-        return int(self._redis.pfcount(keys.stats_users_hll(minute)))
+        """Distinct established users of ``minute``."""
+        return int(self._telemetry.pfcount(keys.stats_users_hll(minute)))
+
+    def over_mode_users(self, minutes: Iterable[int]) -> tuple[list[int], list[int]]:
+        """Per minute: established users over DDoS mode's share of a limit, and established
+        users (the inputs of :func:`functions.ddos.policy.ddos_mode_blast_radius_pct`)."""
+        wanted = list(minutes)
+        pipe = self._telemetry.pipeline(transaction=False)
+        for m in wanted:
+            pipe.pfcount(keys.stats_overddos_users(m))
+            pipe.pfcount(keys.stats_users_hll(m))
+        values = [int(v) for v in pipe.execute()]
+        return values[0::2], values[1::2]
 
     # --- counters
 
     def minute(self, minute: int, elapsed_fraction: float = 1.0, top: int = 10) -> MinuteTraffic:
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._telemetry.pipeline(transaction=False)
         pipe.hgetall(keys.stats(minute))
         pipe.pfcount(keys.stats_hll(minute))
         pipe.zrevrange(keys.stats_ips(minute), 0, top - 1, withscores=True)
         pipe.zrevrange(keys.stats_fingerprints(minute), 0, 4, withscores=True)
         counters, distinct, ips, fps = pipe.execute()
-        counts = self._redis.pipeline(transaction=False)
+        counts = self._telemetry.pipeline(transaction=False)
         for fp, _ in fps:
             counts.pfcount(keys.stats_fingerprint_ips(minute, fp))
         fp_ips = counts.execute() if fps else []
@@ -207,7 +278,7 @@ class TrafficStore:
         """Each fingerprint's share (percent) of every earlier minute that had traffic."""
         fps = list(fingerprints)
         wanted = list(minutes)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._telemetry.pipeline(transaction=False)
         for m in wanted:
             pipe.hgetall(keys.stats(m))
             for fp in fps:
@@ -227,7 +298,7 @@ class TrafficStore:
     def history(self, minutes: Iterable[int]) -> list[tuple[int, int]]:
         """(requests, distinct IPs) of each minute that has any counts."""
         wanted = list(minutes)
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._telemetry.pipeline(transaction=False)
         for m in wanted:
             pipe.hgetall(keys.stats(m))
             pipe.pfcount(keys.stats_hll(m))
@@ -239,9 +310,29 @@ class TrafficStore:
                 out.append((total_requests(counters), int(distinct)))
         return out
 
+    def memory(self) -> list[RedisMemory]:
+        """``INFO memory`` of the enforcement Redis and (when it is another one) of the
+        telemetry Redis."""
+        out = []
+        roles = [("enforcement", self._redis)]
+        if self._telemetry is not self._redis:
+            roles.append(("telemetry", self._telemetry))
+        for role, client in roles:
+            info = client.info("memory")
+            out.append(
+                RedisMemory(
+                    role,
+                    int(info.get("used_memory", 0)),
+                    int(info.get("maxmemory", 0)),
+                    str(info.get("maxmemory_policy", "")),
+                    shared=len(roles) == 1,
+                )
+            )
+        return out
+
     def counters(self, minutes: Iterable[int]) -> dict[str, int]:
         """The per-minute stats hashes of ``minutes``, summed field by field."""
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._telemetry.pipeline(transaction=False)
         for m in minutes:
             pipe.hgetall(keys.stats(m))
         total: dict[str, int] = {}

@@ -72,9 +72,6 @@ def detect(
     ``usual_share_pct`` is each top fingerprint's usual share of traffic (0 when
     it was not seen before)."""
     found: list[Detection] = []
-    rate = traffic.per_min(traffic.requests)
-    spike = rate / baseline.requests_per_min
-
     flooders = [
         (ip, traffic.per_min(n))
         for ip, n in traffic.top_ips
@@ -93,6 +90,11 @@ def detect(
             )
         )
 
+    # The spike is judged on the traffic the single sources above do not explain: each of
+    # them gets its own per-key answer, and one address must never switch on the global
+    # mode (a busy carrier NAT would, on ordinary traffic).
+    rate = max(0.0, traffic.per_min(traffic.requests) - sum(r for _, r in flooders))
+    spike = rate / baseline.requests_per_min
     if spike >= t.DDOS_SPIKE_FACTOR:
         severity = Severity.CRITICAL if spike >= t.DDOS_SPIKE_CRITICAL_FACTOR else Severity.HIGH
         found.append(
@@ -187,13 +189,26 @@ class AddressUsers:
 
 @dataclass(frozen=True)
 class MitigationAction:
-    """One automatic action and why: ``kind`` is ``ddos_mode``, ``block_address`` or
-    ``block_user``; ``target`` the address or uid (empty for DDoS mode)."""
+    """One automatic action and why: ``kind`` is one of :data:`ACTION_KINDS`; ``target``
+    the address or uid (empty for DDoS mode)."""
 
     kind: str
     target: str
     blast_radius_pct: float
     evidence: dict[str, Any]
+
+
+ACTION_KINDS = ("ddos_mode", "anon_lockdown", "block_address", "block_user", "refuse_anonymous")
+"""``refuse_anonymous``: the address is refused for traffic without a valid token (no
+token, a bad one), which hurts no signed-in user: the narrow action applied whenever an
+address block is held. ``anon_lockdown``: the same for every address, the first answer to
+every global signal."""
+
+GLOBAL_KINDS = frozenset(
+    {DetectionKind.TRAFFIC_SPIKE, DetectionKind.DISTRIBUTED_ATTACK, DetectionKind.BOT_SWARM}
+)
+"""Only these switch on DDoS mode (limits scaled down for everyone): a single source gets a
+per-key answer."""
 
 
 @dataclass(frozen=True)
@@ -203,20 +218,23 @@ class MitigationPlan:
     """Actions over the blast-radius cap: not applied; an alert asks a human."""
     skipped: tuple[MitigationAction, ...]
     """Actions on allowlisted addresses: never taken."""
+    shadowed: tuple[MitigationAction, ...] = ()
+    """Actions of a kind in shadow mode: recorded with their evidence, not enforced."""
 
 
 def _pct(part: float, whole: float) -> float:
     return round(part * 100 / whole, 2) if whole > 0 else 0.0
 
 
-def ddos_mode_blast_radius_pct(baseline_counters: Mapping[str, int]) -> float:
-    """Share of usual (baseline) allowed requests that DDoS mode's halved limits would have
-    denied: the requests that used more than the DDoS-mode share of their limit."""
-    allowed = sum(v for k, v in baseline_counters.items() if k.startswith("req:")) - sum(
-        v for k, v in baseline_counters.items() if k.startswith("den:")
-    )
-    over = sum(v for k, v in baseline_counters.items() if k.startswith("overddos:"))
-    return _pct(over, allowed)
+def ddos_mode_blast_radius_pct(over_users: Sequence[int], users: Sequence[int]) -> float:
+    """Share of usual (baseline) established users whom DDoS mode's scaled-down limits
+    would have denied: per baseline minute, the established users who used more of a
+    limit than the mode allows, over the established users of that minute; the median
+    minute. Measured in people with some history (not requests, not anonymous or new
+    accounts, not staff), so a few accounts running near their limits do not make the
+    mode look dangerous, and throwaway accounts do not count."""
+    shares = [_pct(o, u) for o, u in zip(over_users, users, strict=True) if u > 0]
+    return round(float(statistics.median(shares)), 2) if shares else 0.0
 
 
 def plan_mitigation(
@@ -226,28 +244,53 @@ def plan_mitigation(
     ddos_mode_blast_pct: float,
     allowlisted: Callable[[str], bool],
     cap_pct: float = t.DDOS_BLAST_RADIUS_MAX_PCT,
+    shadow: frozenset[str] = frozenset(),
+    tokenless_share_pct: float = 0.0,
+    baseline_minutes: int = t.DDOS_BASELINE_WINDOW_MIN,
 ) -> MitigationPlan:
     """What auto-mitigation does about ``critical`` detections.
 
-    - DDoS mode, unless it would deny more than ``cap_pct`` of usual traffic.
+    - A global signal (:data:`GLOBAL_KINDS`) locks out traffic without a valid token
+      (``anon_lockdown``: no signed-in user feels it). DDoS mode (limits scaled down for
+      everyone) comes on top only when the attack is not token-less (less than
+      ``DDOS_TOKENLESS_SHARE_PCT`` of the minute without a valid token: ``tokenless_share_pct``)
+      and it would deny at most ``cap_pct`` of usual established users. With fewer than
+      ``DDOS_MIN_BASELINE_MINUTES`` minutes of history (a new deploy, the first minutes
+      of a launch) "usual" is unknown, so the mode is held for a human.
+    - A shared address whose rate its established users explain (at most
+      ``DDOS_SHARED_PER_USER_PER_MIN`` each: a busy carrier NAT) is left alone, skipped.
     - Each flooding address is blocked, unless it is allowlisted, or shared (at least
-      ``DDOS_SHARED_ADDRESS_MIN_USERS`` signed-in users behind it: a NAT or a front end,
+      ``DDOS_SHARED_ADDRESS_MIN_USERS`` established users behind it: a NAT or a front end,
       never blocked automatically: its flooding users are blocked instead), or blocking it
-      would deny more than ``cap_pct`` of the minute's signed-in users.
+      would deny more than ``cap_pct`` of the minute's established users.
+    - A held address block is never "unmitigated": the address is refused for traffic
+      without a valid token (``refuse_anonymous``), which no signed-in user feels.
+    - A kind in ``shadow`` is recorded with what it would have done, not enforced.
+    ``addresses`` and ``distinct_users`` count established users only.
     Held actions are the human's to take (``pack391_liftBlock`` / the allowlist undo)."""
     apply: list[MitigationAction] = []
     held: list[MitigationAction] = []
     skipped: list[MitigationAction] = []
     if not critical:
         return MitigationPlan((), (), ())
-    kinds = sorted({d.kind.value for d in critical})
-    mode = MitigationAction(
-        "ddos_mode",
-        "",
-        ddos_mode_blast_pct,
-        {"detections": kinds, "blastRadiusPct": ddos_mode_blast_pct, "capPct": cap_pct},
-    )
-    (held if ddos_mode_blast_pct > cap_pct else apply).append(mode)
+    global_kinds = sorted({d.kind.value for d in critical if d.kind in GLOBAL_KINDS})
+    if global_kinds:
+        signal = {"detections": global_kinds, "tokenlessSharePct": round(tokenless_share_pct, 2)}
+        apply.append(MitigationAction("anon_lockdown", "", 0.0, signal))
+        if tokenless_share_pct < t.DDOS_TOKENLESS_SHARE_PCT:
+            mode = MitigationAction(
+                "ddos_mode",
+                "",
+                ddos_mode_blast_pct,
+                {
+                    **signal,
+                    "blastRadiusPct": ddos_mode_blast_pct,
+                    "capPct": cap_pct,
+                    "baselineMinutes": baseline_minutes,
+                },
+            )
+            unknown = baseline_minutes < t.DDOS_MIN_BASELINE_MINUTES
+            (held if unknown or ddos_mode_blast_pct > cap_pct else apply).append(mode)
 
     seen: set[str] = set()
     for detection in critical:
@@ -268,11 +311,21 @@ def plan_mitigation(
             if allowlisted(ip):
                 skipped.append(MitigationAction("block_address", ip, 0.0, evidence))
                 continue
+            if (
+                who.distinct_users >= t.DDOS_SHARED_ADDRESS_MIN_USERS
+                and not flooders
+                and who.requests_per_min <= who.distinct_users * t.DDOS_SHARED_PER_USER_PER_MIN
+            ):
+                explained = {**evidence, "sharedAddress": True, "explained": True}
+                skipped.append(MitigationAction("block_address", ip, 0.0, explained))
+                continue
+            narrow = MitigationAction("refuse_anonymous", ip, 0.0, {**evidence, "narrow": True})
             if who.distinct_users >= t.DDOS_SHARED_ADDRESS_MIN_USERS:
                 shared = {**evidence, "sharedAddress": True}
                 if not flooders:
                     share = _pct(who.distinct_users, distinct_users)
                     held.append(MitigationAction("block_address", ip, share, shared))
+                apply.append(narrow)
                 for uid, rate in flooders:
                     share = _pct(1, distinct_users)
                     action = MitigationAction(
@@ -288,8 +341,15 @@ def plan_mitigation(
             action = MitigationAction(
                 "block_address", ip, share, {**evidence, "blastRadiusPct": share}
             )
-            (held if share > cap_pct else apply).append(action)
-    return MitigationPlan(tuple(apply), tuple(held), tuple(skipped))
+            if share > cap_pct:
+                held.append(action)
+                apply.append(narrow)
+            else:
+                apply.append(action)
+    shadowed = tuple(a for a in apply if a.kind in shadow)
+    return MitigationPlan(
+        tuple(a for a in apply if a.kind not in shadow), tuple(held), tuple(skipped), shadowed
+    )
 
 
 def minutes_back(now: datetime, count: int, skip: int = 0) -> list[int]:
@@ -348,6 +408,81 @@ def detection_alert(
         severity=detection.severity,
         title=f"DDoS: {detection.kind.value.replace('_', ' ')} ({what})",
         evidence=evidence,
+    )
+
+
+@dataclass(frozen=True)
+class RedisMemory:
+    """``INFO memory`` of one Redis the protection uses."""
+
+    role: str
+    """``enforcement`` (blocks, buckets, passes) or ``telemetry`` (the traffic counters)."""
+    used_bytes: int
+    max_bytes: int
+    """``maxmemory``: 0 when the server has none."""
+    policy: str
+    shared: bool = False
+    """Telemetry shares this Redis (no ``PACK391_REDIS_TELEMETRY_URL``)."""
+
+
+def redis_memory_alert_key(role: str) -> str:
+    return f"ddos:redis_memory:{role}"
+
+
+def redis_memory_changes(
+    memory: Sequence[RedisMemory], pct: float = t.REDIS_MEMORY_ALERT_PCT
+) -> list[AlertSpec | AlertResolve]:
+    """Raise an alert for each Redis at ``pct`` % or more of its ``maxmemory`` (critical for
+    the enforcement Redis: when it is full, wallet and payment are refused for everyone);
+    resolve it once below. A Redis without ``maxmemory`` is never judged full."""
+    out: list[AlertSpec | AlertResolve] = []
+    for m in memory:
+        key = redis_memory_alert_key(m.role)
+        used_pct = _pct(m.used_bytes, m.max_bytes) if m.max_bytes > 0 else 0.0
+        if used_pct < pct:
+            out.append(AlertResolve(key, f"Redis ({m.role}) memory back under {pct:g}%"))
+            continue
+        out.append(
+            AlertSpec(
+                source=AlertSource.DDOS,
+                kind="redis_memory",
+                dedup_key=key,
+                severity=Severity.CRITICAL if m.role == "enforcement" else Severity.HIGH,
+                title=f"Redis ({m.role}) at {used_pct:g}% of its memory",
+                evidence={
+                    "role": m.role,
+                    "usedBytes": m.used_bytes,
+                    "maxBytes": m.max_bytes,
+                    "policy": m.policy,
+                    "telemetryShared": m.shared,
+                },
+                rule="redis_memory_pct",
+                threshold=pct,
+                value=used_pct,
+            )
+        )
+    return out
+
+
+BRUTE_FORCE_HELD_ALERT_KEY = "ddos:bruteforce_held"
+
+
+def brute_force_held_alert(kind: str, ip: str) -> AlertSpec:
+    """A shared address reached the distinct-failing-accounts limit: its block is held
+    for a human (blocking it would lock out everyone behind it). Acknowledging resolves it."""
+    return AlertSpec(
+        source=AlertSource.DDOS,
+        kind="brute_force_held",
+        dedup_key=BRUTE_FORCE_HELD_ALERT_KEY,
+        severity=Severity.HIGH,
+        title=f"Brute force from shared address {ip} ({kind}): block held for a human",
+        evidence={
+            "address": ip,
+            "kind": kind,
+            "minAccounts": t.BRUTE_FORCE_ADDRESS_MIN_ACCOUNTS,
+            "sharedMinUsers": t.DDOS_SHARED_ADDRESS_MIN_USERS,
+        },
+        resolve_on_acknowledge=True,
     )
 
 

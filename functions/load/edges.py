@@ -140,6 +140,8 @@ def execute_shard(data: Any) -> dict[str, Any]:
     rate_limits=RateLimits(max_concurrent_dispatches=t.LOAD_TEST_MAX_SHARDS),
     timeout_sec=TASK_TIMEOUT_SEC,
     memory=MemoryOption.GB_1,
+    # the bill's ceiling (issue 21): never more instances than shards may run at once
+    max_instances=t.LOAD_TEST_MAX_SHARDS,
 )
 def pack391ExecuteLoadTest(req: https_fn.CallableRequest[Any]) -> Any:
     """One shard of a run (task-queue function: Cloud Tasks invokes it, and IAM limits

@@ -14,6 +14,7 @@ from shared.audit import Change
 from shared.auth import Role
 from shared.config import HOT_MIN_INSTANCES, MARKET_SIGNUP_IDENTITY
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.errors import InvalidInput, PermissionDenied
 from shared.firestore import get_db
 from shared.models.market import (
     CheckMarketAccessRequest,
@@ -27,6 +28,7 @@ from shared.models.market import (
     UpdateMarketControlRequest,
     UpdateMarketControlResult,
 )
+from shared.ratelimit.middleware import client_of
 from shared.redis import get_redis
 from shared.wiring import wired
 
@@ -83,17 +85,29 @@ def pack391_emergencyPauseMarkets(
     min_instances=HOT_MIN_INSTANCES,  # on every signup's path: no cold starts
 )
 def pack391_checkMarketAccess(ctx: CallContext, req: CheckMarketAccessRequest) -> MarketAccess:
-    """For the caller: is signup admitted in ``country`` (counted when ``signup``), and
-    are payments, payouts and marketing enabled there; ``activate`` makes the caller's
-    pending admission active (the app calls it when onboarding completes)."""
+    """For the caller: is signup admitted in ``country`` (counted when ``signup``; for the
+    country the front door reports, when it reports one), and are payments, payouts and
+    marketing enabled there. ``activate`` with ``uid``: an app backend (``service: true``)
+    that saw the user finish onboarding makes their pending admission active (audited)."""
     if req.activate:
-        return market_service().activate(req.country, ctx.caller.uid, ctx.now)
+        if not ctx.caller.is_service:
+            raise PermissionDenied(
+                "activate: only an app backend (a service principal, ID token claim "
+                "service: true) activates an admission, for the user it names (uid), once "
+                "it has seen that user complete onboarding; the user's own app cannot"
+            )
+        if req.uid is None:
+            raise InvalidInput("uid", "name the user whose admission becomes active")
+        return market_service().activate(
+            req.country, req.uid, _change(ctx, "market.activate", None)
+        )
     return market_service().check_access(
         req.country,
         applicant_of(ctx.caller.uid, ctx.caller.claims),
         req.signup,
         MARKET_SIGNUP_IDENTITY.value,
         ctx.now,
+        client_of(ctx.raw_request).country if req.signup else None,
     )
 
 

@@ -21,7 +21,7 @@ import redis
 from shared import collections
 from shared.audit import Change, audited_write, write_audit
 from shared.firestore import transact
-from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
+from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc, MarketMemberDoc
 from shared.redis import LUA_DIR, lua_script
 
 if TYPE_CHECKING:
@@ -35,6 +35,16 @@ _HYDRATE_CHUNK = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PENDING_UNTIL = "pendingUntil"
 """The field the expiry queries range over (absent on admissions that never expire)."""
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What recording a soft-launch admission found."""
+
+    recorded: bool
+    """The admission (and the user's per-user document) were written."""
+    held_elsewhere: str | None = None
+    """Not recorded: the user holds a soft-launch place in this other market."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,60 @@ class MarketRepository:
             return False
         return True
 
+    def _member_ref(self, uid: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.MARKET_MEMBERS).document(uid)
+
+    def held_place(self, uid: str) -> str | None:
+        """The market whose soft-launch place ``uid`` holds, or None: its per-user document,
+        when that market's admission still exists (a pointer whose admission is gone is
+        stale, and the next recording takes it over). A plain read, for refusing early;
+        :meth:`record_exclusive_admission` decides in its transaction."""
+        snap = self._member_ref(uid).get()
+        if not snap.exists:
+            return None
+        member = MarketMemberDoc.model_validate(snap.to_dict())
+        held = self._admissions(member.country).document(uid).get()
+        return member.country if held.exists else None
+
+    def record_exclusive_admission(self, admission: AdmissionDoc) -> RecordOutcome:
+        """Record a soft-launch admission and the user's per-user document
+        (``pack391_market_members/{uid}``) in one transaction, unless the user already
+        has an admission in this market (kept as it is: ``recorded`` False) or holds a
+        place in another one (``held_elsewhere``). Concurrent signups of one user in two
+        markets read and write the same per-user document, so one of them commits and the
+        other, retried, finds the place taken."""
+        from google.cloud import firestore
+
+        uid, country = admission.uid, admission.country
+        ref = self._admissions(country).document(uid)
+        member_ref = self._member_ref(uid)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> RecordOutcome:
+            snaps = {
+                s.reference.path: s for s in self._db.get_all([ref, member_ref], transaction=tx)
+            }
+            if snaps[ref.path].exists:
+                return RecordOutcome(recorded=False)
+            member_snap = snaps[member_ref.path]
+            if member_snap.exists:
+                member = MarketMemberDoc.model_validate(member_snap.to_dict())
+                if member.country != country:
+                    held = self._admissions(member.country).document(uid)
+                    if held.get(transaction=tx).exists:
+                        return RecordOutcome(recorded=False, held_elsewhere=member.country)
+                    # stale pointer (its admission is gone): the user holds no place
+            tx.set(ref, admission.to_doc())
+            tx.set(
+                member_ref,
+                MarketMemberDoc(
+                    uid=uid, country=country, admitted_at=admission.admitted_at
+                ).to_doc(),
+            )
+            return RecordOutcome(recorded=True)
+
+        return cast(RecordOutcome, transact(self._db, run))
+
     def get_admission(self, country: str, uid: str) -> AdmissionDoc | None:
         snap = self._admissions(country).document(uid).get()
         return AdmissionDoc.model_validate(snap.to_dict()) if snap.exists else None
@@ -147,10 +211,12 @@ class MarketRepository:
         country: str,
         uid: str,
         mutate: Callable[[AdmissionDoc | None], AdmissionDoc | None],
+        change: Change | None = None,
     ) -> tuple[AdmissionDoc | None, AdmissionDoc | None]:
         """Apply ``mutate`` (current admission or None -> the new admission, or None for
         no change) in one transaction; the new document replaces the old one whole, so a
-        field it leaves out is removed. Returns (before, after)."""
+        field it leaves out is removed. With ``change``, a change is audited in the same
+        transaction (no change, no entry). Returns (before, after)."""
         from google.cloud import firestore
 
         ref = self._admissions(country).document(uid)
@@ -162,6 +228,19 @@ class MarketRepository:
             after = mutate(before)
             if after is not None:
                 tx.set(ref, after.to_doc())
+                if change is not None:
+                    write_audit(
+                        self._db,
+                        tx,
+                        change,
+                        target=ref.path,
+                        before=(
+                            before.model_dump(mode="json", by_alias=True, exclude_none=True)
+                            if before is not None
+                            else None
+                        ),
+                        after=after.model_dump(mode="json", by_alias=True, exclude_none=True),
+                    )
             return before, after
 
         return cast(tuple[AdmissionDoc | None, AdmissionDoc | None], transact(self._db, run))
@@ -192,29 +271,37 @@ class MarketRepository:
     ) -> ReleaseOutcome:
         """Delete the admissions of ``uids`` that ``may_release`` accepts, deciding on
         what the transaction reads (so an activation racing the release wins or loses
-        cleanly, never half). With ``change``, one audit entry lists what was released,
-        in the same transaction."""
+        cleanly, never half). A released user's per-user document
+        (``pack391_market_members/{uid}``) is deleted with the admission when it names
+        this market, so the user may take a place elsewhere. With ``change``, one audit
+        entry lists what was released, in the same transaction."""
         from google.cloud import firestore
 
         refs = [self._admissions(country).document(uid) for uid in uids]
+        member_refs = [self._member_ref(uid) for uid in uids]
 
         @firestore.transactional
         def run(tx: firestore.Transaction) -> ReleaseOutcome:
-            found = {
-                snap.id: AdmissionDoc.model_validate(snap.to_dict())
-                for snap in self._db.get_all(refs, transaction=tx)
+            snaps = {
+                snap.reference.path: snap
+                for snap in self._db.get_all([*refs, *member_refs], transaction=tx)
                 if snap.exists
             }
             outcome = ReleaseOutcome()
-            for ref in refs:
-                admission = found.get(ref.id)
-                if admission is None:
+            for ref, member_ref in zip(refs, member_refs, strict=True):
+                snap = snaps.get(ref.path)
+                if snap is None:
                     outcome.missing.append(ref.id)
-                elif may_release(admission):
-                    tx.delete(ref)
-                    outcome.released.append(admission)
-                else:
+                    continue
+                admission = AdmissionDoc.model_validate(snap.to_dict())
+                if not may_release(admission):
                     outcome.kept.append(ref.id)
+                    continue
+                tx.delete(ref)
+                outcome.released.append(admission)
+                member = snaps.get(member_ref.path)
+                if member is not None and (member.to_dict() or {}).get("country") == country:
+                    tx.delete(member_ref)
             if change is not None:
                 write_audit(
                     self._db,
@@ -236,9 +323,6 @@ class MarketRepository:
             return outcome
 
         return cast(ReleaseOutcome, transact(self._db, run))
-
-    def delete_admission(self, country: str, uid: str) -> None:
-        self._admissions(country).document(uid).delete()
 
     def count_admissions(self, country: str) -> int:
         """The market's user count: one aggregation RPC, whatever the count."""

@@ -158,6 +158,46 @@ def decide_signup(
     return AdmissionDecision(True, AdmissionReason.ADMITTED)
 
 
+def signup_country(stated: str, front_door: str | None) -> str:
+    """The market a signup is for: the client's ``stated`` country, which must be the one
+    the front door reports when it reports one (``load-balancer``: its client-region
+    header; ``cloudflare``: ``CF-IPCountry``). A mismatch is refused, naming both, rather
+    than silently counted in the front door's market: the client asked about one market,
+    and admitting it into another would answer a question it did not ask (and a place
+    taken by a VPN or a roaming phone in the wrong market is a place someone lost).
+    Without a front-door country (``google``, ``direct``: a plain ``firebase deploy``
+    gives none) the stated country is all there is, and is used as it is."""
+    if front_door is None or front_door == stated:
+        return stated
+    raise FailedPrecondition(
+        f"signup for {stated} refused: the request comes from {front_door} (as the front "
+        f"door reports it); sign up for {front_door}, or from {stated}",
+        reason="country_mismatch",
+        country=stated,
+        frontDoorCountry=front_door,
+    )
+
+
+def holds_one_place(status: LaunchStatus) -> bool:
+    """Does an admission into a market at ``status`` take the user's one place across
+    markets? Soft-launch places do (they are the scarce, self-service ones). Influencer
+    places are granted by a claim an admin sets, and public ones are unlimited."""
+    return status is LaunchStatus.SOFT_LAUNCH
+
+
+def admitted_elsewhere(country: str, held: str) -> FailedPrecondition:
+    """The answer to a soft-launch signup in ``country`` by a user holding a place in
+    ``held``: one soft-launch place per user, across markets."""
+    return FailedPrecondition(
+        f"you hold a soft-launch place in {held}: one place per user across markets, so "
+        f"none in {country} (the place in {held} is freed when it is released or expires "
+        "unactivated)",
+        reason="admitted_elsewhere",
+        country=country,
+        heldCountry=held,
+    )
+
+
 def pending_until(status: LaunchStatus, now: datetime) -> datetime | None:
     """When an admission made now into a market at ``status`` expires unless activated:
     soft-launch places are pending for :data:`MARKET_ADMISSION_PENDING_SEC`; others

@@ -20,6 +20,7 @@ from functions.market.adapters import (
     EnforcementSnapshot,
     MarketEnforcementStore,
     MarketRepository,
+    RecordOutcome,
     ReleaseOutcome,
 )
 from functions.market.policy import (
@@ -27,14 +28,17 @@ from functions.market.policy import (
     Applicant,
     MarketState,
     admin_may_release,
+    admitted_elsewhere,
     apply_patch,
     config_of,
     decide_activation,
     decide_signup,
     features_enabled,
+    holds_one_place,
     is_expired,
     parse_signup_identity,
     pending_until,
+    signup_country,
 )
 from shared.audit import Change
 from shared.errors import BackendUnavailable, FailedPrecondition
@@ -157,13 +161,19 @@ class MarketService:
         signup: bool,
         identity_rule: str,
         now: datetime,
+        front_door_country: str | None = None,
     ) -> MarketAccess:
         """May ``applicant`` sign up in ``country`` (counted when ``signup``), and which
         money and marketing flows are on there now. ``identity_rule`` is the value of
         ``PACK391_MARKET_SIGNUP_IDENTITY``; it is parsed (and an invalid value refused
-        as a configuration error) only for signups, so feature checks keep working."""
+        as a configuration error) only for signups, so feature checks keep working.
+        ``front_door_country``: the country the front door reports for the request (None
+        when it reports none); a signup for another country is refused
+        (:func:`~functions.market.policy.signup_country`)."""
         try:
-            return self._check_access(country, applicant, signup, identity_rule, now)
+            return self._check_access(
+                country, applicant, signup, identity_rule, now, front_door_country
+            )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise BackendUnavailable("market enforcement is unavailable (Redis)") from exc
 
@@ -174,8 +184,11 @@ class MarketService:
         signup: bool,
         identity_rule: str,
         now: datetime,
+        front_door_country: str | None,
     ) -> MarketAccess:
         rule = parse_signup_identity(identity_rule) if signup else None
+        if signup:
+            country = signup_country(country, front_door_country)
         for _ in range(_ADMIT_ATTEMPTS):
             market, switch, snap = self._enforcement_state(country, applicant.uid)
             state = MarketState(market, switch.all_paused, snap.is_member, snap.member_count)
@@ -184,6 +197,13 @@ class MarketService:
             decision = decide_signup(state, applicant, rule)
             if not decision.admit or decision.reason is AdmissionReason.ALREADY_ADMITTED:
                 return _access(state, decision.admit, decision.reason)
+            exclusive = holds_one_place(market.launch_status)
+            if exclusive:
+                # refused before Redis: a user holding a place elsewhere never takes this
+                # market's last slot, even for the moment the transaction below would take
+                held = self._held_place(applicant.uid)
+                if held is not None and held != country:
+                    raise admitted_elsewhere(country, held)
             outcome = self._store.admit(
                 country, applicant.uid, decision.capacity, market.version, switch.version
             )
@@ -201,7 +221,13 @@ class MarketService:
                 influencer=applicant.influencer,
                 pending_until=pending_until(market.launch_status, now),
             )
-            if not self._persist_admission(admission):
+            recorded = self._persist_admission(admission, exclusive)
+            if recorded.held_elsewhere is not None:
+                # a concurrent signup of this user in another market won the transaction:
+                # give this market's slot back
+                self._store.remove_member(country, applicant.uid)
+                raise admitted_elsewhere(country, recorded.held_elsewhere)
+            if not recorded.recorded:
                 # Firestore already records this user (Redis had lost them): the set now
                 # holds them again, and their admission is kept as it was.
                 return _access(counted, True, AdmissionReason.ALREADY_ADMITTED)
@@ -210,34 +236,51 @@ class MarketService:
             )
         raise BackendUnavailable(f"market {country} config kept changing; try again")
 
-    def _persist_admission(self, admission: AdmissionDoc) -> bool:
+    def _held_place(self, uid: str) -> str | None:
         from google.api_core import exceptions as gexc  # here: not loaded at a cold start
 
         try:
-            return self._repo.record_admission(admission)
+            return self._repo.held_place(uid)
+        except gexc.GoogleAPIError as exc:
+            raise BackendUnavailable("could not read the user's market place; try again") from exc
+
+    def _persist_admission(self, admission: AdmissionDoc, exclusive: bool) -> RecordOutcome:
+        """Record the admission: a soft-launch one (``exclusive``) with the user's
+        per-user document in one transaction (:meth:`MarketRepository.record_exclusive_admission`),
+        others as they are."""
+        from google.api_core import exceptions as gexc  # here: not loaded at a cold start
+
+        try:
+            if exclusive:
+                return self._repo.record_exclusive_admission(admission)
+            return RecordOutcome(recorded=self._repo.record_admission(admission))
         except gexc.GoogleAPIError as exc:
             # Not recorded, so not admitted: give the slot back.
             self._store.remove_member(admission.country, admission.uid)
             raise BackendUnavailable("could not record the admission; try again") from exc
 
-    def activate(self, country: str, uid: str, now: datetime) -> MarketAccess:
-        """The caller finished onboarding: their (pending) admission becomes active and
-        is never released by expiry. Idempotent; ``FAILED_PRECONDITION`` when the caller
-        has no admission in ``country``."""
+    def activate(self, country: str, uid: str, change: Change) -> MarketAccess:
+        """An app backend (a service principal) saw ``uid`` finish onboarding: their
+        (pending) admission becomes active and is never released by expiry; audited
+        (``change``: the service, the action, the request) in the same transaction.
+        Idempotent (an active admission changes nothing and is not audited again);
+        ``FAILED_PRECONDITION`` when ``uid`` has no admission in ``country``."""
+        now = change.now
 
         def mutate(current: AdmissionDoc | None) -> AdmissionDoc | None:
             verdict = decide_activation(current)
             if verdict is ActivationVerdict.NOT_ADMITTED or current is None:
                 raise FailedPrecondition(
-                    f"you are not admitted in {country}: sign up first ({{signup: true}}); "
-                    "an admission not activated in time is released",
+                    f"{uid} is not admitted in {country}: the user signs up first "
+                    "({signup: true}); an admission not activated in time is released",
                     reason="not_admitted",
+                    uid=uid,
                 )
             if verdict is ActivationVerdict.ALREADY_ACTIVE:
                 return None
             return current.model_copy(update={"pending_until": None, "activated_at": now})
 
-        before, after = self._repo.update_admission(country, uid, mutate)
+        before, after = self._repo.update_admission(country, uid, mutate, change)
         admission = after or before
         try:
             market, switch, snap = self._enforcement_state(country, uid)

@@ -5,18 +5,30 @@
 -- (shared/ratelimit/counters.py), not written here.
 --
 -- KEYS[1] user bucket   KEYS[4] brute-force block, user   KEYS[7] the user's panic pass
--- KEYS[2] IP bucket     KEYS[5] brute-force block, IP     KEYS[8] DDoS mode flag
+-- KEYS[2] address bucket KEYS[5] brute-force block, IP     KEYS[8] DDoS mode flag
 -- KEYS[3] country bucket KEYS[6] DDoS block, IP            KEYS[9] DDoS block, user
 --
 -- ARGV: 1 now_us, 2 period_us, 3 limit, 4 limit in DDoS mode, 5 country cap (0: none),
 --       6 has user (0/1), 7 brute-force guarded class (0/1), 8 shadow mode (0/1),
---       9 staff (0/1): an ops/admin caller of an ops/admin function. Staff are counted in
---         their own user bucket only: no IP bucket, no country cap, no IP block, no DDoS
---         mode, so an attack (or its mitigation) never locks the operators out.
+--       9 principal only (0/1): an ops/admin caller of an ops/admin function, or a
+--         trusted service's own call. Counted in their own principal's bucket only: no
+--         address bucket, no country cap, no IP block, no DDoS mode, so an attack (or its
+--         mitigation) never locks the operators out, and an app backend's egress address
+--         never stands for its users.
+--       10 the address quota in users: base + the established users seen behind the
+--          address lately, at most the max (the caller's copy, read back by the batched
+--          counters' flush: no Redis work here)
 --
--- A panic pass (DDoS mode only) restores the normal limit and skips the country cap,
--- but both buckets still count and apply: a pass never lets one address send more than
--- its normal allowance, whoever else shares it.
+-- Signed-in traffic is limited per user; the address bucket of a signed-in request holds
+-- limit x ARGV[10]: one user of a carrier NAT never uses up everyone's quota. A request without a user is
+-- counted in the address's own anonymous bucket (KEYS[2] is then that key) at the plain
+-- limit.
+--
+-- A panic pass (DDoS mode only; only established accounts get one) restores the normal
+-- limit, and nothing else: the country cap still applies (a pass is a lane back to normal
+-- service, never a way around a region-wide cap an operator set), and both buckets still
+-- count and apply: a pass never lets one address send more than its normal allowance,
+-- whoever else shares it.
 --
 -- Returns {allowed 0/1, remaining, retry_after_us, reset_after_us, reason, limit}.
 
@@ -73,8 +85,13 @@ local pass = has_user and ddos and redis.call('EXISTS', KEYS[7]) == 1
 local limit = tonumber(ddos and ARGV[4] or ARGV[3])
 local user_limit = tonumber(pass and ARGV[3] or limit)
 local cap = tonumber(ARGV[5])
-if pass or staff then
+if staff then
   cap = 0
+end
+
+local address_limit = limit
+if has_user and not staff then
+  address_limit = limit * tonumber(ARGV[10])
 end
 
 local updates = {}
@@ -85,7 +102,7 @@ if not reason then
     buckets[#buckets + 1] = {KEYS[1], user_limit, 'user_limit'}
   end
   if not staff then
-    buckets[#buckets + 1] = {KEYS[2], user_limit, 'ip_limit'}
+    buckets[#buckets + 1] = {KEYS[2], address_limit, 'ip_limit'}
   end
   if cap > 0 then
     buckets[#buckets + 1] = {KEYS[3], cap, 'country_cap'}

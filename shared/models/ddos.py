@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -31,6 +32,10 @@ class SubjectOverride(RequestModel):
     ip: Annotated[StrictStr, Field(min_length=2, max_length=45)]
     country: CountryCode | None = None
     user_agent: Annotated[StrictStr, Field(max_length=512)] = ""
+    established: StrictBool = False
+    """The service vouches that the user is established (a registered account signed in
+    for at least ``PACK391_ESTABLISHED_MIN_AGE_MIN``): it then counts among the users
+    behind its address."""
 
 
 class CheckRateLimitRequest(RequestModel):
@@ -40,8 +45,8 @@ class CheckRateLimitRequest(RequestModel):
     @field_validator("endpoint_class")
     @classmethod
     def _not_staff(cls, value: EndpointClass) -> EndpointClass:
-        if value is EndpointClass.STAFF:
-            raise ValueError("staff is not a class callers may ask about")
+        if value in (EndpointClass.STAFF, EndpointClass.SERVICE):
+            raise ValueError(f"{value.value} is not a class callers may ask about")
         return value
 
 
@@ -57,6 +62,19 @@ class RateDecisionView(WireModel):
 
 class WalletAttemptRequest(RequestModel):
     attempt: Literal["failure", "success"]
+
+
+class AuthFailureRequest(RequestModel):
+    """A failure a trusted backend observed (a wrong PIN, a bad password)."""
+
+    kind: Literal["auth", "wallet"]
+    ip: Annotated[StrictStr, Field(min_length=2, max_length=45)]
+    """The client address the backend saw the attempt from (as its own front door says)."""
+    uid: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    """The account's uid, when the attempt named an existing account."""
+    account: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+    """Otherwise a stable id of the login name tried (for example its salted hash): the
+    address scope counts distinct accounts."""
 
 
 class ShieldView(WireModel):
@@ -159,6 +177,8 @@ class DDoSModeView(WireModel):
     reason: str | None = None
     evidence: dict[str, Any] = Field(default_factory=dict)
     limit_factor: float
+    lockdown_until: datetime | None = None
+    """While set, every request without a valid token is refused at the front door."""
 
 
 class OffenderView(WireModel):
@@ -225,10 +245,18 @@ class LiftBlockRequest(RequestModel):
         if value is None:
             raise ValueError(f"required for scope {scope.value}")
         if scope is LiftScope.IP:
+            text = value.strip()
             try:
-                return str(ipaddress.ip_address(value.strip()))
+                return str(ipaddress.ip_address(text))
             except ValueError:
-                raise ValueError("must be an IPv4 or IPv6 address") from None
+                pass
+            try:  # an IPv6 client is blocked as its /64: the key as shown by the stats
+                network = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError("must be an IPv4 or IPv6 address (or an IPv6 /64)") from None
+            if network.version != 6:
+                raise ValueError("must be an IPv4 or IPv6 address (or an IPv6 /64)")
+            return str(network)
         return value
 
 
@@ -251,6 +279,9 @@ class DDoSStatsView(WireModel):
     requests_last_hour: dict[str, int]
     denied_last_hour: dict[str, int]
     denied_by_reason_last_hour: dict[str, int]
+    bot_scores_last_hour: dict[str, int] = Field(default_factory=dict)
+    """Requests by Cloudflare's bot score bucket (``1``, ``2-29``, ``30-99``), where your
+    zone sent a proven score (cloudflare mode with Bot Management)."""
     shadow_denied_last_hour: dict[str, int]
     near_limit_last_hour: dict[str, int]
     panic_passes_used_last_hour: int

@@ -61,7 +61,7 @@ class AdmissionReason(enum.StrEnum):
     under ``PACK391_MARKET_SIGNUP_IDENTITY``: anonymous, or (``verified``) neither a
     verified email nor a phone number. Nothing was counted; sign in properly and retry."""
     ACTIVATED = "activated"
-    """Answer to ``activate: true``: the caller's admission is active and never expires."""
+    """Answer to ``activate: true``: the user's admission is active and never expires."""
 
 
 def _normalise_country(value: Any) -> Any:
@@ -147,18 +147,32 @@ Uid = Annotated[
 
 class CheckMarketAccessRequest(RequestModel):
     country: CountryCode
+    """The market asked about. For a signup it must be the country the front door reports
+    when it reports one (``FAILED_PRECONDITION``, ``reason: "country_mismatch"``
+    otherwise); under a front door that reports none (``google``, ``direct``) it is the
+    client's word."""
     signup: StrictBool = False
     """True when the caller is signing up: an admission is counted (soft launch: a
-    pending one, see ``activate``)."""
+    pending one, see ``activate``). A soft-launch place is one per user across markets
+    (``FAILED_PRECONDITION``, ``reason: "admitted_elsewhere"``, when the user holds one
+    in another market)."""
     activate: StrictBool = False
-    """True when the caller finished onboarding: their pending admission becomes active
-    (kept for good). ``FAILED_PRECONDITION`` when the caller is not admitted."""
+    """True when an app backend (a caller with the ``service: true`` claim) has seen the
+    user named by ``uid`` finish onboarding: their pending admission becomes active
+    (kept for good; audited). ``PERMISSION_DENIED`` for any other caller;
+    ``FAILED_PRECONDITION`` when the user is not admitted."""
+    uid: Uid | None = None
+    """With ``activate``: the user whose admission becomes active."""
 
     @model_validator(mode="after")
     def _one_action(self) -> CheckMarketAccessRequest:
         if self.signup and self.activate:
             # raised as is (not a ValueError) so the error names its field
             raise InvalidInput("activate", "sign up first, then activate: not both in one call")
+        if self.uid is not None and not self.activate:
+            raise InvalidInput(
+                "uid", "only with activate: true (an app backend activating a user's admission)"
+            )
         return self
 
 
@@ -231,6 +245,22 @@ class AdmissionDoc(WireModel):
     def to_doc(self) -> dict[str, object]:
         """Absent fields stay absent: only pending admissions have ``pendingUntil`` (the
         field the expiry query ranges over)."""
+        return self.model_dump(mode="python", by_alias=True, exclude_none=True)
+
+
+class MarketMemberDoc(WireModel):
+    """``pack391_market_members/{uid}``: the one soft-launch place a user holds, across
+    markets. Created in the transaction that records a soft-launch admission, deleted in
+    the transaction that releases it; a signup into another soft-launch market reads it
+    in its own transaction, so two concurrent signups of one user in two markets yield
+    one place."""
+
+    uid: str
+    country: str
+    """The market whose soft-launch place the user holds."""
+    admitted_at: datetime
+
+    def to_doc(self) -> dict[str, object]:
         return self.model_dump(mode="python", by_alias=True, exclude_none=True)
 
 

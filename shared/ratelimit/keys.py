@@ -47,10 +47,19 @@ def panic_count(uid: str, day: str) -> str:
 
 DDOS_MODE = f"{PREFIX}:ddos:mode"
 
+ANON_LOCKDOWN = f"{PREFIX}:ddos:anon"
+"""Set (with a TTL) while every request without a valid token is refused at the front door:
+the answer to a global attack without tokens, which no signed-in user feels (issue 21)."""
+
 BLOCKED_ADDRESSES = f"{PREFIX}:block:ddos:ips"
 """Sorted set: every address under a DDoS block, scored by the block's end (ms). The
 front door reads it (about once a second per instance) to turn blocked addresses away
 before token verification; ``block(\"ddos\", \"ip\", ip)`` stays the exact check."""
+
+
+ANON_REFUSED_ADDRESSES = f"{PREFIX}:block:anon:ips"
+"""Sorted set: addresses refused for traffic without a valid token, scored by the end
+(ms): the narrow action of a held address block (issue 21). Read with the block list."""
 
 
 def shield_successes(kind: str, uid: str) -> str:
@@ -86,3 +95,21 @@ def stats_ip_users(minute: int, ip: str) -> str:
 def stats_users_hll(minute: int) -> str:
     """Distinct signed-in users of the minute (HyperLogLog): the blast-radius base."""
     return f"{PREFIX}:st:{minute}:uhll"
+
+
+def stats_ip_established(minute: int, ip: str) -> str:
+    """Distinct *established* users seen behind one address (HyperLogLog): the address's
+    quota (:file:`shared/lua/rate_decide.lua`) and the shared-address rule read it."""
+    return f"{PREFIX}:st:{minute}:ipe:{ip}"
+
+
+def stats_overddos_users(minute: int) -> str:
+    """Distinct established users who used more of a limit than DDoS mode would allow
+    (HyperLogLog): DDoS mode's blast radius, in people."""
+    return f"{PREFIX}:st:{minute}:odu"
+
+
+def stats_preauth(minute: int) -> str:
+    """Requests without a valid token per address, fleet-wide (zset): the pre-auth
+    bucket's backstop, read back by each instance's counter flush."""
+    return f"{PREFIX}:st:{minute}:pre"

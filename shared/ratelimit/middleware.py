@@ -19,11 +19,15 @@ from typing import Any, TypeVar
 import flask
 from firebase_functions import https_fn
 
+from shared.auth import is_established
 from shared.clock import utc_now
 from shared.config import (
     CLOUDFLARE_RANGES,
     COUNTRY_HEADER,
+    ESTABLISHED_MIN_AGE_MIN,
     FRONT_DOOR,
+    IPV6_PREFIX,
+    LB_ADDRESSES,
     RATE_LIMIT_SHADOW_CLASSES,
     REDIS_TIMEOUT_MS,
     TRUSTED_HOPS,
@@ -32,9 +36,9 @@ from shared.errors import FailedPrecondition, RateLimited, to_https_error
 from shared.firestore import get_db
 from shared.ratelimit.client import ClientInfo, FrontDoorConfig, client_info, front_door_config
 from shared.ratelimit.geo import GeoRules
-from shared.ratelimit.limiter import RateDecision, RateLimiter, Subject
+from shared.ratelimit.limiter import Credential, DoorVerdict, RateDecision, RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass
-from shared.redis import get_redis
+from shared.redis import get_redis, get_telemetry_redis
 
 __all__ = [
     "EndpointClass",
@@ -45,6 +49,7 @@ __all__ = [
     "default_limiter",
     "door",
     "enforce",
+    "established_min_age_sec",
     "front_door",
     "rate_limited",
     "subject_of",
@@ -60,14 +65,17 @@ def _geo_rules() -> GeoRules:
 
 
 @functools.cache
-def _limiter(redis_id: int, shadow: frozenset[str]) -> RateLimiter:
-    del redis_id  # cache key only
-    return RateLimiter(get_redis(), _geo_rules(), shadow)
+def _limiter(redis_id: int, telemetry_id: int, shadow: frozenset[str]) -> RateLimiter:
+    del redis_id, telemetry_id  # cache keys only
+    return RateLimiter(get_redis(), _geo_rules(), shadow, telemetry=get_telemetry_redis())
 
 
 def default_limiter() -> RateLimiter:
-    """The limiter wired to the configured Redis, geo rules and shadow classes."""
-    return _limiter(id(get_redis()), frozenset(RATE_LIMIT_SHADOW_CLASSES.value))
+    """The limiter wired to the configured Redis (and telemetry Redis), geo rules and
+    shadow classes."""
+    return _limiter(
+        id(get_redis()), id(get_telemetry_redis()), frozenset(RATE_LIMIT_SHADOW_CLASSES.value)
+    )
 
 
 def reset() -> None:
@@ -84,9 +92,16 @@ def geo_rules() -> GeoRules:
 
 @functools.cache
 def _front_door(
-    mode: str, hops: int, country_header: str, cloudflare: tuple[str, ...]
+    mode: str,
+    hops: int,
+    country_header: str,
+    cloudflare: tuple[str, ...],
+    ipv6_prefix: int,
+    lb_addresses: tuple[str, ...],
 ) -> FrontDoorConfig:
-    return front_door_config(mode, hops, country_header, cloudflare)
+    return front_door_config(
+        mode, hops, country_header, cloudflare, ipv6_prefix, lb_addresses=lb_addresses
+    )
 
 
 def front_door() -> FrontDoorConfig:
@@ -97,8 +112,17 @@ def front_door() -> FrontDoorConfig:
             hops = TRUSTED_HOPS.value
         except ValueError:
             raise ValueError("PACK391_TRUSTED_HOPS: not an integer") from None
+        try:
+            prefix = IPV6_PREFIX.value
+        except ValueError:
+            raise ValueError("PACK391_IPV6_PREFIX: not an integer") from None
         return _front_door(
-            FRONT_DOOR.value, hops, COUNTRY_HEADER.value, tuple(CLOUDFLARE_RANGES.value)
+            FRONT_DOOR.value,
+            hops,
+            COUNTRY_HEADER.value,
+            tuple(CLOUDFLARE_RANGES.value),
+            prefix,
+            tuple(LB_ADDRESSES.value),
         )
     except (ValueError, TypeError) as exc:
         raise FailedPrecondition(f"traffic protection is misconfigured: {exc}") from exc
@@ -122,18 +146,37 @@ def client_of(request: flask.Request) -> ClientInfo:
     return client
 
 
-def door(request: flask.Request, now: datetime) -> int:
-    """Count ``request`` at the front door, before its token is verified; returns how long
-    its address stays blocked (ms; 0: not blocked). See :meth:`RateLimiter.door`."""
-    blocked_ms = default_limiter().door(client_of(request), now)
-    request.environ[_DOOR_COUNTED] = True
-    return blocked_ms
+def door(
+    request: flask.Request, now: datetime, credential: Credential = Credential.USER
+) -> DoorVerdict:
+    """Count ``request`` at the front door, before the SDK verifies its token again; say
+    whether it may go on. See :meth:`RateLimiter.door`."""
+    verdict = default_limiter().door(client_of(request), now, credential)
+    if credential is not Credential.SERVICE:
+        request.environ[_DOOR_COUNTED] = True
+    return verdict
 
 
-def subject_of(request: flask.Request, uid: str | None) -> Subject:
-    """The subject of a request: the caller's uid and the client behind the front door."""
+def established_min_age_sec() -> float:
+    return float(ESTABLISHED_MIN_AGE_MIN.value) * 60
+
+
+def subject_of(
+    request: flask.Request,
+    uid: str | None,
+    claims: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Subject:
+    """The subject of a request: the caller's uid and the client behind the front door;
+    ``claims`` (the verified token's) say whether the user counts as established."""
+    established = bool(uid) and is_established(
+        claims or {}, (now or utc_now()).timestamp(), established_min_age_sec()
+    )
     return Subject(
-        uid or None, client_of(request), door_counted=bool(request.environ.get(_DOOR_COUNTED))
+        uid or None,
+        client_of(request),
+        door_counted=bool(request.environ.get(_DOOR_COUNTED)),
+        established=established,
     )
 
 
@@ -144,10 +187,16 @@ def enforce(
     now: datetime,
     *,
     staff: bool = False,
+    service: bool = False,
+    claims: dict[str, Any] | None = None,
 ) -> RateDecision:
     """Count this request; raise :class:`RateLimited` when it is over the limit.
-    ``staff``: the caller holds the ops or admin role a function requires (its own bucket)."""
-    decision = default_limiter().decide(endpoint_class, subject_of(request, uid), now, staff=staff)
+    ``staff``: the caller holds the ops or admin role a function requires (its own bucket);
+    ``service``: a trusted service's own call (its principal's bucket); ``claims``: the
+    verified token's, for whether the user counts as established."""
+    decision = default_limiter().decide(
+        endpoint_class, subject_of(request, uid, claims, now), now, staff=staff, service=service
+    )
     if not decision.allowed:
         raise RateLimited(
             f"too many {endpoint_class.value} requests; retry in {decision.retry_after_sec:g}s",
@@ -180,7 +229,15 @@ def rate_limited(
         @functools.wraps(handler)
         def wrapper(req: https_fn.CallableRequest[Any]) -> R:
             try:
-                enforce(cls, req.raw_request, req.auth.uid if req.auth else None, utc_now())
+                auth = req.auth
+                enforce(
+                    cls,
+                    req.raw_request,
+                    auth.uid if auth else None,
+                    utc_now(),
+                    service=bool(auth and auth.token.get("service") is True),
+                    claims=dict(auth.token) if auth else None,
+                )
             except Exception as exc:
                 raise to_https_error(exc, uuid.uuid4().hex) from exc
             return handler(req)

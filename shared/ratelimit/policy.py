@@ -24,6 +24,9 @@ class EndpointClass(enum.StrEnum):
     GENERAL = "general"
     STAFF = "staff"
     """Ops and admin callers of ops and admin functions (their own per-user bucket)."""
+    SERVICE = "service"
+    """A trusted app backend's own calls (``service: true``): per principal, never per
+    egress address (issue 21)."""
 
 
 class FailMode(enum.StrEnum):
@@ -52,6 +55,11 @@ class Reason(enum.StrEnum):
     """DDoS mode is on and the caller holds a panic pass: throttles were bypassed."""
     REDIS_UNAVAILABLE = "redis_unavailable"
     """Redis did not answer; the class fails open."""
+    PREAUTH_LIMIT = "preauth_limit"
+    """Too many requests without a valid token (none, bad, wrong role) from one address."""
+    ANON_REFUSED = "anon_refused"
+    """The address is refused for traffic without a valid token (a held block's narrow
+    action)."""
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,14 @@ about 16 minutes; ``--short`` within about 3).
 Tracks run side by side, each a thread playing its acts in order (offsets from the start):
 
 - **probes** (0 s): ``market`` (soft launch of SE with 5 places, 8 verified signups,
-  then public), ``brute_force`` (wallet PIN failures from one user and one address until
-  refused), ``rate_limits`` (each class exhausted for a fresh user and address, checked
-  at limit + 1; the staff bucket through an ops function; then every callable the server
-  lists, called by a caller whose buckets are spent);
+  then public), ``brute_force`` (a user's own reports of wallet PIN failures until the
+  user is refused, its address untouched; then a trusted backend's reports of
+  server-observed failures for distinct accounts from one address until the address is
+  blocked), ``rate_limits`` (each class exhausted for a fresh user and address, checked
+  at limit + 1; the staff bucket through an ops function; a service principal's own
+  bucket; then every callable the server lists, called by a caller whose buckets are
+  spent), ``population`` (stack.population's launch-day traffic under every attack, on a
+  simulated clock, with a redis-server and a Firestore project of its own);
 - **scaling**: media-processing (``SCALED_SERVICE``) first serves a revision taking
   ``service_latency_ms`` per request (so its 3 instances x 8 slots hold 120 RPS:
   capacity is the sandbox's slots, not this box's CPU), ``hold`` (its load at
@@ -366,6 +370,8 @@ class Rehearsal:
             self.market()
         if self.s.wants("brute_force"):
             self.brute_force()
+        if self.s.wants("population"):
+            self.population()
         if self.s.wants("rate_limits"):
             # after the attacks: spending every bucket is traffic the detector keeps in its
             # baseline, and DDoS mode's blast radius (how much usual traffic halved limits
@@ -415,18 +421,71 @@ class Rehearsal:
         uid, ip = f"rh-{self.run_id}-bf", self.addr(0, 66)
         token = s.user(uid)
         attempts = []
+        stuffing = []
         with self.act("brute_force", uid=uid, address=ip):
+            # a user's own reports block the user, never the address behind it
             for n in range(1, t.BRUTE_FORCE_MAX_FAILURES_COUNT + 3):
                 a = s.call("pack391_walletBruteForceShield", {"attempt": "failure"}, token, ip)
                 blocked = bool(a.result.get("blocked")) or a.status == "RESOURCE_EXHAUSTED"
                 attempts.append({"n": n, "status": a.status, "blocked": blocked,
                                  "reason": a.details.get("reason") or a.result.get("reason"),
                                  "attemptsLeft": a.result.get("attemptsLeft")})  # fmt: skip
-            time.sleep(1.5)  # the block's Firestore mirror
+            neighbour = s.call(
+                "pack391_checkRateLimit", {"endpointClass": "wallet"},
+                s.user(f"{uid}-neighbour"), ip,
+            )  # fmt: skip
+            # credential stuffing: failures a backend saw, one per account, from one address
+            backend = role_token(self.h.project, "service", f"rh-{self.run_id}-backend")
+            victim_ip = self.addr(0, 67)
+            for n in range(1, t.BRUTE_FORCE_ADDRESS_MIN_ACCOUNTS + 2):
+                a = s.call(
+                    "pack391_recordAuthFailure",
+                    {"kind": "auth", "ip": victim_ip, "account": f"login-{n}"},
+                    backend, self.addr(0, 68),
+                )  # fmt: skip
+                blocked = bool(a.result.get("blocked"))
+                stuffing.append({"n": n, "status": a.status, "blocked": blocked})
+            time.sleep(1.5)  # the blocks' Firestore mirrors
         self.rec.docs["bruteForce"] = {
             "uid": uid, "address": ip, "attempts": attempts,
-            "blocks": self.recorder.blocks({uid, ip}),
+            "neighbourAllowed": neighbour.result.get("allowed"),
+            "stuffingAddress": victim_ip, "stuffing": stuffing,
+            "blocks": self.recorder.blocks({uid, ip, victim_ip}),
         }  # fmt: skip
+
+    def population(self) -> None:
+        """Launch-day traffic under every attack of issue 21 (:mod:`stack.population`), on a
+        simulated clock, against a redis-server of its own and a project of its own in the
+        stack's Firestore emulator: its blocks, lockdowns and alerts must not touch the
+        stack the other acts judge."""
+        import tempfile
+        from pathlib import Path
+
+        import redis
+
+        from stack import procs
+        from stack.population import ATTACKS, Population, PopulationConfig, rows_json
+
+        project = f"demo-pack391-population-{self.run_id}"
+        log_dir = Path(tempfile.mkdtemp(prefix="pack391-rehearse-population-"))
+        with self.act("population", project=project):
+            child, url = procs.start_redis(log_dir)
+            client = redis.Redis.from_url(url, decode_responses=True)
+            db = procs.firestore_client(self.h.firestore_host, project)
+            try:
+
+                def reset() -> None:
+                    client.flushall()
+                    procs.wipe_firestore(self.h.firestore_host, project)
+
+                rows = Population(client, db, PopulationConfig.small(), reset).run_all(
+                    list(ATTACKS)
+                )
+            finally:
+                client.close()
+                procs.forget_wipe_connection(self.h.firestore_host)
+                child.stop()
+        self.rec.docs["population"] = rows_json(rows)
 
     def rate_limits(self) -> None:
         """Each class spent for a fresh user and address: the first denial must come at
@@ -434,13 +493,20 @@ class Rehearsal:
         s = self.stack
         classes = []
         with self.act("rate_limits"):
-            for i, cls in enumerate(k for k in t.RATE_LIMIT_PER_MIN if k != "staff"):
+            users = (k for k in t.RATE_LIMIT_PER_MIN if k not in ("staff", "service"))
+            for i, cls in enumerate(users):
                 uid, ip = f"rh-{self.run_id}-rl-{cls}", self.addr(1, 10 + i)
                 token = s.user(uid)
                 probe = functools.partial(
                     s.call, "pack391_checkRateLimit", {"endpointClass": cls}, token, ip
                 )
                 classes.append(self._probe_class(cls, probe))
+            # a trusted service's own calls: per principal, never by its egress address
+            backend = role_token(self.h.project, "service", f"rh-{self.run_id}-svc")
+            classes.append(self._probe_class("service", functools.partial(
+                s.call, "pack391_checkRateLimit", {"endpointClass": "general"}, backend,
+                self.addr(2, 9),
+            )))  # fmt: skip
             # staff: ops and admin callers of ops and admin functions, per user, any address
             staff = role_token(self.h.project, "admin", f"rh-{self.run_id}-staff")
             addresses = [self.addr(2, k) for k in range(1, 6)]
@@ -485,8 +551,9 @@ class Rehearsal:
         )  # fmt: skip
         user, user_ip = s.user(f"rh-{self.run_id}-rl-all"), self.addr(3, 1)
         staff = role_token(self.h.project, "admin", f"rh-{self.run_id}-rl-staff")
+        backend = role_token(self.h.project, "service", f"rh-{self.run_id}-rl-svc")
         burst_ips = [self.addr(3, k) for k in range(20, 44)]
-        user_classes = [c for c in t.RATE_LIMIT_PER_MIN if c != "staff"]
+        user_classes = [c for c in t.RATE_LIMIT_PER_MIN if c not in ("staff", "service")]
         rows: dict[str, dict[str, Any]] = {}
 
         def spend_user(i: int) -> tuple[str, Answer]:
@@ -497,6 +564,11 @@ class Rehearsal:
         def spend_staff(i: int) -> tuple[str, Answer]:
             ip = burst_ips[i % len(burst_ips)]
             return "staff", s.call("pack391_getLiveMetrics", {}, staff, ip)
+
+        def spend_service(i: int) -> tuple[str, Answer]:
+            ip = burst_ips[i % len(burst_ips)]
+            answer = s.call("pack391_checkRateLimit", {"endpointClass": "general"}, backend, ip)
+            return "service", answer
 
         def sweep(
             targets: list[str], spend: Callable[[int], tuple[str, Answer]], token: str,
@@ -541,14 +613,19 @@ class Rehearsal:
 
         todo = list(names)
         as_staff: set[str] = set()
+        as_service: set[str] = set()
         for _ in range(rounds):
-            users = [n for n in todo if n not in as_staff]
+            users = [n for n in todo if n not in as_staff and n not in as_service]
             if users:
                 sweep(users, spend_user, user, "user", len(user_classes))
                 as_staff |= {n for n in users if rows[n]["answer"] == "PERMISSION_DENIED"}
-            staffs = [n for n in todo if n in as_staff]
+            staffs = [n for n in todo if n in as_staff and n not in as_service]
             if staffs:
                 sweep(staffs, spend_staff, staff, "staff", 1)
+                as_service |= {n for n in staffs if rows[n]["answer"] == "PERMISSION_DENIED"}
+            services = [n for n in todo if n in as_service]
+            if services:
+                sweep(services, spend_service, backend, "service", 1)
             todo = [n for n in names if rows.get(n, {}).get("status") != "RESOURCE_EXHAUSTED"]
             if not todo:
                 break

@@ -13,6 +13,7 @@ from functions.ddos.policy import (
     merge,
     usual_shares,
 )
+from shared.alerts.policy import AlertSpec
 from shared.models.alerts import Severity
 from shared.models.ddos import DetectionKind
 from shared.models.ddos import DetectionKind as K
@@ -80,8 +81,19 @@ CASES = [
     ),
     (
         "partial minute is extrapolated",
-        MinuteTraffic(1, 2000, 300, [("6.6.6.6", 150)], elapsed_fraction=0.2),
+        MinuteTraffic(1, 2200, 300, [("6.6.6.6", 150)], elapsed_fraction=0.2),
         {K.TRAFFIC_SPIKE: Severity.CRITICAL, K.SINGLE_SOURCE_FLOOD: Severity.CRITICAL},
+    ),
+    # issue 21: the spike is judged on what the single sources do not explain
+    (
+        "one address's flood is no global spike",
+        MinuteTraffic(1, 11_000, 201, [("6.6.6.6", 10_000), ("1.1.1.1", 5)]),
+        {K.SINGLE_SOURCE_FLOOD: Severity.CRITICAL},
+    ),
+    (
+        "a spike beside a flood is still a spike",
+        MinuteTraffic(1, 16_000, 400, [("6.6.6.6", 5_000), *spread(400, 25)]),
+        {K.SINGLE_SOURCE_FLOOD: Severity.CRITICAL, K.TRAFFIC_SPIKE: Severity.CRITICAL},
     ),
 ]
 
@@ -138,15 +150,26 @@ def _plan(
     distinct_users: int,
     mode_pct: float = 0.0,
     allow: tuple[str, ...] = (),
+    detections: tuple[policy.Detection, ...] = (FLOOD,),
+    tokenless: float = 0.0,
+    shadow: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, str]]:
-    """(applied|held|skipped, action, target) rows of a plan, for literal tables."""
+    """(applied|held|skipped|shadowed, action, target) rows of a plan, for literal tables."""
     plan = policy.plan_mitigation(
-        [FLOOD], {who.ip: who}, distinct_users, mode_pct, lambda ip: ip in allow, cap_pct=5.0
+        list(detections),
+        {who.ip: who},
+        distinct_users,
+        mode_pct,
+        lambda ip: ip in allow,
+        cap_pct=5.0,
+        shadow=shadow,
+        tokenless_share_pct=tokenless,
     )
     return [
         *[("applied", a.kind, a.target) for a in plan.apply],
         *[("held", a.kind, a.target) for a in plan.held],
         *[("skipped", a.kind, a.target) for a in plan.skipped],
+        *[("shadowed", a.kind, a.target) for a in plan.shadowed],
     ]
 
 
@@ -154,82 +177,127 @@ IP = "203.0.113.1"
 
 
 @pytest.mark.parametrize(
-    ("who", "distinct_users", "mode_pct", "allow", "expected"),
+    ("who", "distinct_users", "allow", "expected"),
     [
-        # an address with no signed-in users (an unauthenticated flood): blocked
-        (
-            policy.AddressUsers(IP, 5000, 0),
-            1000,
-            0.0,
-            (),
-            [("applied", "ddos_mode", ""), ("applied", "block_address", IP)],
-        ),
+        # an address with no established users (an unauthenticated flood): blocked; one
+        # address never switches on DDoS mode (issue 21)
+        (policy.AddressUsers(IP, 5000, 0), 1000, (), [("applied", "block_address", IP)]),
         # one user, the flooder itself: nobody innocent is behind it
         (
             policy.AddressUsers(IP, 5000, 1, [("bad", 5000)]),
             10,
-            0.0,
             (),
-            [("applied", "ddos_mode", ""), ("applied", "block_address", IP)],
+            [("applied", "block_address", IP)],
         ),
-        # 4 innocent users of 10 in the minute behind the address: 40 % > 5 %: held
+        # 4 innocent users of 10 in the minute behind the address: 40 % > 5 %: held, and
+        # the narrow action applied anyway
         (
             policy.AddressUsers(IP, 5000, 5, [("bad", 4900), ("u1", 20)]),
             10,
-            0.0,
             (),
-            [("applied", "ddos_mode", ""), ("held", "block_address", IP)],
+            [("applied", "refuse_anonymous", IP), ("held", "block_address", IP)],
         ),
         # ... the same address among 1,000 users: 0.4 %: blocked
         (
             policy.AddressUsers(IP, 5000, 5, [("bad", 4900), ("u1", 20)]),
             1000,
-            0.0,
             (),
-            [("applied", "ddos_mode", ""), ("applied", "block_address", IP)],
+            [("applied", "block_address", IP)],
         ),
-        # a shared address (a NAT: 25 users): never blocked; its flooding user is
+        # a shared address (a NAT: 25 established users): never blocked; its flooding user
+        # is, and traffic without a token from it is refused
         (
             policy.AddressUsers(IP, 5000, 25, [("bad", 4000), ("u1", 40)]),
             1000,
-            0.0,
             (),
-            [("applied", "ddos_mode", ""), ("applied", "block_user", "bad")],
+            [("applied", "refuse_anonymous", IP), ("applied", "block_user", "bad")],
         ),
-        # a shared address with no single flooding user: a human decides
+        # a shared address with no single flooding user: a human decides; meanwhile
+        # traffic without a token from it is refused
+        (
+            policy.AddressUsers(IP, 20_000, 200, [("u1", 60), ("u2", 50)]),
+            1000,
+            (),
+            [("applied", "refuse_anonymous", IP), ("held", "block_address", IP)],
+        ),
+        # a busy carrier NAT whose rate its established users explain: nothing to do
         (
             policy.AddressUsers(IP, 5000, 200, [("u1", 60), ("u2", 50)]),
             1000,
-            0.0,
             (),
-            [("applied", "ddos_mode", ""), ("held", "block_address", IP)],
-        ),
-        # DDoS mode would deny 12 % of usual traffic: held
-        (
-            policy.AddressUsers(IP, 5000, 0),
-            1000,
-            12.0,
-            (),
-            [("applied", "block_address", IP), ("held", "ddos_mode", "")],
+            [("skipped", "block_address", IP)],
         ),
         # allowlisted: never blocked
-        (
-            policy.AddressUsers(IP, 5000, 0),
-            1000,
-            0.0,
-            (IP,),
-            [("applied", "ddos_mode", ""), ("skipped", "block_address", IP)],
-        ),
+        (policy.AddressUsers(IP, 5000, 0), 1000, (IP,), [("skipped", "block_address", IP)]),
     ],
 )
 def test_plan_mitigation(
     who: policy.AddressUsers,
     distinct_users: int,
-    mode_pct: float,
     allow: tuple[str, ...],
     expected: list[tuple[str, str, str]],
 ) -> None:
-    assert _plan(who, distinct_users, mode_pct, allow) == expected
+    assert _plan(who, distinct_users, 0.0, allow) == expected
+
+
+SPIKE = policy.Detection(DetectionKind.TRAFFIC_SPIKE, Severity.CRITICAL, {})
+QUIET = policy.AddressUsers("198.51.100.1", 10, 1)
+
+
+@pytest.mark.parametrize(
+    ("detections", "mode_pct", "tokenless", "expected"),
+    [
+        # a global signal: the lockdown of token-less traffic, and DDoS mode
+        ((SPIKE,), 0.0, 10.0, [("applied", "anon_lockdown", ""), ("applied", "ddos_mode", "")]),
+        # ... carried by requests without a token: the lockdown alone answers it
+        ((SPIKE,), 0.0, 80.0, [("applied", "anon_lockdown", "")]),
+        # DDoS mode would deny 12 % of the usual established users: held
+        ((SPIKE,), 12.0, 10.0, [("applied", "anon_lockdown", ""), ("held", "ddos_mode", "")]),
+        # a single source and a spike: each gets its answer
+        (
+            (FLOOD, SPIKE),
+            0.0,
+            10.0,
+            [
+                ("applied", "anon_lockdown", ""),
+                ("applied", "ddos_mode", ""),
+                ("applied", "block_address", IP),
+            ],
+        ),
+    ],
+)
+def test_global_signals_get_global_answers(
+    detections: tuple[policy.Detection, ...],
+    mode_pct: float,
+    tokenless: float,
+    expected: list[tuple[str, str, str]],
+) -> None:
+    who = policy.AddressUsers(IP, 5000, 0)
+    assert _plan(who, 1000, mode_pct, detections=detections, tokenless=tokenless) == expected
+
+
+def test_without_a_baseline_ddos_mode_is_held_for_a_human() -> None:
+    """A launch's first busy minutes look like a spike; with under 3 minutes of history the
+    usual traffic is unknown, so the mode waits for a human (the lockdown does not)."""
+    plan = policy.plan_mitigation(
+        [SPIKE], {}, 1000, 0.0, lambda ip: False, tokenless_share_pct=0.0, baseline_minutes=2
+    )
+    assert [a.kind for a in plan.apply] == ["anon_lockdown"]
+    assert [(a.kind, a.evidence["baselineMinutes"]) for a in plan.held] == [("ddos_mode", 2)]
+
+
+def test_shadowed_actions_are_planned_not_applied() -> None:
+    rows = _plan(
+        policy.AddressUsers(IP, 5000, 0),
+        1000,
+        detections=(FLOOD, SPIKE),
+        shadow=frozenset({"block_address", "ddos_mode"}),
+    )
+    assert rows == [
+        ("applied", "anon_lockdown", ""),
+        ("shadowed", "ddos_mode", ""),
+        ("shadowed", "block_address", IP),
+    ]
 
 
 def test_nothing_critical_plans_nothing() -> None:
@@ -238,13 +306,31 @@ def test_nothing_critical_plans_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("counters", "expected"),
+    ("over", "users", "expected"),
     [
-        ({}, 0.0),
-        ({"req:swipe": 1000, "overddos:swipe": 20}, 2.0),
-        ({"req:swipe": 1000, "den:swipe": 200, "overddos:swipe": 80}, 10.0),
-        ({"req:general": 500, "req:auth": 500, "overddos:auth": 50}, 5.0),
+        ([], [], 0.0),
+        ([2], [100], 2.0),
+        ([0, 10, 5], [100, 100, 100], 5.0),  # the median minute
+        ([3, 3], [0, 60], 5.0),  # a minute without established users does not count
     ],
 )
-def test_ddos_mode_blast_radius(counters: dict[str, int], expected: float) -> None:
-    assert policy.ddos_mode_blast_radius_pct(counters) == expected
+def test_ddos_mode_blast_radius_counts_established_people(
+    over: list[int], users: list[int], expected: float
+) -> None:
+    assert policy.ddos_mode_blast_radius_pct(over, users) == expected
+
+
+@pytest.mark.parametrize(
+    ("used", "maximum", "expected"),
+    [
+        (50, 100, "resolve"),
+        (80, 100, "raise"),
+        (99, 0, "resolve"),  # no maxmemory: never judged full
+    ],
+)
+def test_redis_memory_alerts(used: int, maximum: int, expected: str) -> None:
+    (change,) = policy.redis_memory_changes(
+        [policy.RedisMemory("enforcement", used, maximum, "noeviction")], pct=80.0
+    )
+    assert ("raise" if isinstance(change, AlertSpec) else "resolve") == expected
+    assert change.dedup_key == "ddos:redis_memory:enforcement"

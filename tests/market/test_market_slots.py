@@ -30,6 +30,9 @@ ANONYMOUS: dict[str, Any] = {"firebase": {"identities": {}, "sign_in_provider": 
 """Claims of a Firebase anonymous account."""
 UNVERIFIED: dict[str, Any] = {"email_verified": False}
 """Claims of an email account whose address nobody checked."""
+SERVICE: dict[str, Any] = {"service": True}
+"""Claims of an app backend (a service principal): the one caller that activates."""
+BACKEND = "app-backend"
 
 
 def members(backends: Backends, country: str) -> set[str]:
@@ -55,7 +58,9 @@ def audit_entries(action: str) -> list[dict[str, Any]]:
 
 
 def activate(caller: Caller, country: str, uid: str) -> CallResult:
-    return call_as(caller, ACCESS, {"country": country, "activate": True}, uid, **VERIFIED)
+    """The app's backend, having seen ``uid`` complete onboarding, activates their admission."""
+    data = {"country": country, "activate": True, "uid": uid}
+    return call_as(caller, ACCESS, data, BACKEND, **SERVICE)
 
 
 def run_scheduled_sync(caller: Caller) -> int:
@@ -245,11 +250,11 @@ def test_activation_needs_an_admission(caller: Caller) -> None:
     res = activate(caller, "PL", "stranger")
     assert (res.status, res.error["status"]) == (400, "FAILED_PRECONDITION")
     assert res.error["details"]["reason"] == "not_admitted"
-    assert "sign up first" in res.error["message"]
+    assert "signs up first" in res.error["message"]
     assert admissions("PL") == {}
 
 
-def test_activation_is_idempotent_and_only_for_oneself(caller: Caller) -> None:
+def test_activation_is_idempotent_and_only_for_the_named_user(caller: Caller) -> None:
     configure(caller, "PL", launchStatus="soft_launch", trafficLimit=5)
     signup(caller, "PL", "u1")
     first = activate(caller, "PL", "u1").result

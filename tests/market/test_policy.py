@@ -13,16 +13,19 @@ from functions.market.policy import (
     MarketState,
     SignupIdentity,
     admin_may_release,
+    admitted_elsewhere,
     applicant_of,
     apply_patch,
     decide_activation,
     decide_signup,
     features_enabled,
+    holds_one_place,
     identity_allows,
     is_expired,
     is_pending,
     parse_signup_identity,
     pending_until,
+    signup_country,
 )
 from shared.errors import FailedPrecondition, InvalidInput
 from shared.models.market import AdmissionDoc, MarketConfig, MarketDoc
@@ -359,3 +362,49 @@ def test_apply_patch_rejects(current: MarketConfig, changes: dict[str, object], 
     with pytest.raises(InvalidInput) as caught:
         apply_patch(current, changes)
     assert caught.value.field == field
+
+
+# ------------------------------------------------- trust (issue 21, item 7)
+
+
+@pytest.mark.parametrize(
+    ("status", "exclusive"),
+    [
+        (S.SOFT_LAUNCH, True),
+        (S.INFLUENCER_ONLY, False),
+        (S.PUBLIC, False),
+        (S.NOT_STARTED, False),
+        (S.PAUSED, False),
+    ],
+)
+def test_only_soft_launch_places_are_one_per_user(status: S, exclusive: bool) -> None:
+    assert holds_one_place(status) is exclusive
+
+
+def test_admitted_elsewhere_names_both_markets() -> None:
+    error = admitted_elsewhere("DE", "PL")
+    assert isinstance(error, FailedPrecondition)
+    assert error.details == {"reason": "admitted_elsewhere", "country": "DE", "heldCountry": "PL"}
+    assert "PL" in error.message and "DE" in error.message
+
+
+@pytest.mark.parametrize(
+    ("stated", "front_door", "expected"),
+    [
+        ("PL", None, "PL"),  # google, direct: no server-side country, the stated one
+        ("PL", "PL", "PL"),
+        ("PL", "DE", None),  # refused
+    ],
+)
+def test_signup_country(stated: str, front_door: str | None, expected: str | None) -> None:
+    if expected is not None:
+        assert signup_country(stated, front_door) == expected
+        return
+    with pytest.raises(FailedPrecondition) as refused:
+        signup_country(stated, front_door)
+    assert refused.value.details == {
+        "reason": "country_mismatch",
+        "country": stated,
+        "frontDoorCountry": front_door,
+    }
+    assert stated in refused.value.message and str(front_door) in refused.value.message

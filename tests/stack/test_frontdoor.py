@@ -8,7 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -257,16 +257,31 @@ def forgeries(victim: str) -> list[list[tuple[str, str]]]:
     ]
 
 
-def exhaust_payment_ip_bucket(caller: Caller, base: str, *, source: str, victim: str) -> None:
-    """Four payment checks from ``source`` as four users, each forging ``victim``'s (and
-    other) addresses: the fourth is denied by ``source``'s own address bucket (3/min)."""
-    answers = [
-        check(caller, base, "payment", uid=f"{source}-{i}", source=source, headers=forged)
-        for i, forged in enumerate(forgeries(victim))
+ADDRESS_PAYMENTS = 20 * 3
+"""An address's payment quota with no established user behind it: 20 users' limits
+(``ADDRESS_QUOTA_BASE_USERS`` x 3, issue 21)."""
+
+
+def spend_payment_address(
+    caller: Caller, base: str, *, source: str, headers: Callable[[int], Headers]
+) -> list[dict[str, Any]]:
+    """Payment checks from ``source`` by 21 users, 3 each until one is refused: the 61st,
+    by ``source``'s own address quota, if every request counted as ``source``."""
+    return [
+        check(caller, base, "payment", uid=f"{source}-{k // 3}", source=source, headers=headers(k))
+        for k in range(ADDRESS_PAYMENTS + 1)
     ]
-    assert [a["allowed"] for a in answers] == [True, True, True, False]
-    assert [a["remaining"] for a in answers] == [2, 1, 0, 0]
-    assert answers[3]["reason"] == "ip_limit"
+
+
+def exhaust_payment_ip_bucket(caller: Caller, base: str, *, source: str, victim: str) -> None:
+    """Payment checks from ``source`` as many users, each forging ``victim``'s (and other)
+    addresses: the address quota that runs out is ``source``'s own."""
+    forged = forgeries(victim)
+    answers = spend_payment_address(
+        caller, base, source=source, headers=lambda k: forged[k % len(forged)]
+    )
+    assert [a["allowed"] for a in answers] == [True] * ADDRESS_PAYMENTS + [False]
+    assert answers[-1]["reason"] == "ip_limit"
 
 
 def fresh(answer: dict[str, Any]) -> bool:
@@ -343,19 +358,16 @@ def test_cloudflare_is_believed_only_from_its_ranges(
         assert around["limit"] == 5  # around Cloudflare: no country at all
 
         # B, going around Cloudflare and claiming to be A, fills only its own bucket
-        answers = [
-            check(caller, google.url, "payment", uid=f"b-{i}", source=B, headers=forged)
-            for i in range(4)
-        ]
-        assert [a["allowed"] for a in answers] == [True, True, True, False]
-        assert answers[3]["reason"] == "ip_limit"
+        answers = spend_payment_address(caller, google.url, source=B, headers=lambda k: forged)
+        assert [a["allowed"] for a in answers] == [True] * ADDRESS_PAYMENTS + [False]
+        assert answers[-1]["reason"] == "ip_limit"
         a = check(caller, cloudflare.url, "payment", uid="a", source=A)
         assert fresh(a) and a["limit"] == 1  # BR: 3 x 0.4
 
     default_limiter().flush_counters()
     stats = caller.call(STATS, {}, role="ops").result
     offenders = {o["ip"]: o["requests"] for o in stats["topOffenders"]}
-    assert (offenders.get(B), offenders.get(A)) == (5, 2)
+    assert (offenders.get(B), offenders.get(A)) == (1 + ADDRESS_PAYMENTS + 1, 2)
     assert CLOUDFLARE_EGRESS not in offenders
 
 

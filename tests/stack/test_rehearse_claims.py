@@ -283,6 +283,7 @@ def test_ddos_detection(
 
 LIMITS = {
     "auth": 5, "wallet": 10, "payment": 3, "ai": 50, "swipe": 100, "general": 200, "staff": 600,
+    "service": 1200,
 }  # fmt: skip
 
 
@@ -346,6 +347,17 @@ def classes(**wrong: int) -> list[dict[str, Any]]:
             },
             True,
         ),
+        # a service principal's own bucket is never scaled by DDoS mode either (issue 21)
+        (
+            {
+                "class": "service",
+                "deniedAt": 1201,
+                "retryAfterSec": 0.05,
+                "elapsedSec": 0.0,
+                "ddosMode": True,
+            },
+            True,
+        ),
     ],
 )
 def test_class_enforced(probe: dict[str, Any], enforced: bool) -> None:
@@ -365,7 +377,7 @@ def test_class_enforced(probe: dict[str, Any], enforced: bool) -> None:
           "endpoints": [{"name": "a", "status": "RESOURCE_EXHAUSTED"}]},
          False, 1.0, "payment"),
         ({"classes": classes()[:2], "endpoints": [{"name": "a", "status": "RESOURCE_EXHAUSTED"}]},
-         False, 1.0, "ai, general, payment, staff, swipe"),
+         False, 1.0, "ai, general, payment, service, staff, swipe"),
         ({"classes": classes(), "endpoints": []}, False, 0.0, "no endpoint probed"),
     ],
 )  # fmt: skip
@@ -382,24 +394,79 @@ def attempts(blocked_from: int | None, n: int = 7) -> list[dict[str, Any]]:
 
 
 BLOCKS = [
-    {"id": "b1", "scope": "user", "kind": "brute_force"},
-    {"id": "b2", "scope": "ip", "kind": "brute_force"},
+    {"id": "b1", "scope": "user", "subject": "u", "kind": "brute_force"},
+    {"id": "b2", "scope": "ip", "subject": "127.9.0.67", "kind": "brute_force"},
 ]
+
+
+def bf_doc(
+    blocked_from: int | None,
+    blocks: list[dict[str, Any]],
+    n: int = 7,
+    neighbour: bool = True,
+    stuffing_at: int | None = 5,
+) -> dict[str, Any]:
+    return {
+        "uid": "u",
+        "address": "127.9.0.66",
+        "attempts": attempts(blocked_from, n),
+        "neighbourAllowed": neighbour,
+        "stuffingAddress": "127.9.0.67",
+        "stuffing": [
+            {"n": i, "blocked": stuffing_at is not None and i >= stuffing_at} for i in range(1, 7)
+        ],
+        "blocks": blocks,
+    }
+
+
+OWN_ADDRESS = {"id": "b3", "scope": "ip", "subject": "127.9.0.66", "kind": "brute_force"}
 
 
 @pytest.mark.parametrize(
     ("bf", "passed", "figure", "why_has"),
     [
-        ({"attempts": attempts(6), "blocks": BLOCKS}, True, 6.0, "attempt 6 refused"),
-        ({"attempts": attempts(None), "blocks": []}, False, None, "never blocked"),
-        ({"attempts": attempts(6), "blocks": BLOCKS[:1]}, False, 6.0, "want ip and user"),
-        ({"attempts": attempts(7, 9), "blocks": BLOCKS}, False, 7.0, "blocked at attempt 7"),
+        (bf_doc(6, BLOCKS), True, 6.0, "attempt 6 refused the user, its address untouched"),
+        (bf_doc(None, []), False, None, "never blocked"),
+        (bf_doc(6, BLOCKS[:1]), False, 6.0, "credential stuffing blocked the address"),
+        (bf_doc(7, BLOCKS, n=9), False, 7.0, "user blocked at attempt 7"),
+        # a user's own reports must never block its address, nor its neighbour
+        (bf_doc(6, [*BLOCKS, OWN_ADDRESS]), False, 6.0, "blocked its address or its neighbour"),
+        (bf_doc(6, BLOCKS, neighbour=False), False, 6.0, "its neighbour"),
+        (bf_doc(6, BLOCKS, stuffing_at=4), False, 6.0, "at account 4 (want 5)"),
     ],
 )
 def test_brute_force(bf: dict[str, Any], passed: bool, figure: float | None, why_has: str) -> None:
     result = c.brute_force(rec(docs={"bruteForce": bf}))
     assert (result.passed, result.figure) == (passed, figure)
     assert why_has in result.why
+
+
+def population_row(scenario: str, **goals: str) -> dict[str, Any]:
+    verdicts = {"legit": "PASS", "attack": "PASS", "memory": "n/a", "key": "n/a", **goals}
+    return {"scenario": scenario, "legitDeniedPct": 0.0, "goals": verdicts}
+
+
+@pytest.mark.parametrize(
+    ("rows", "passed", "why_has"),
+    [
+        ([population_row("none"), population_row("single_source")], True, "2 scenarios"),
+        (
+            [population_row("none"), population_row("ua_rotating", memory="FAIL")],
+            False,
+            "ua_rotating: memory",
+        ),
+        ([], False, "no scenario ran"),
+    ],
+)
+def test_population(rows: list[dict[str, Any]], passed: bool, why_has: str) -> None:
+    result = c.population(rec(docs={"population": rows}))
+    assert result.passed is passed
+    assert why_has in result.why
+
+
+def test_population_missing_names_its_act() -> None:
+    result = c.population(rec(docs={}))
+    assert result.passed is False and "population" in result.why
 
 
 # ------------------------------------------------------------------ ops, markets, backups
@@ -471,4 +538,4 @@ def test_judge_runs_the_claims_asked_for_in_their_order() -> None:
     results = c.judge(rec(), ["brute_force", "scale_up"])
     assert [r.claim for r in results] == ["scale_up", "brute_force"]
     assert all(not r.passed and "did not run" in r.why for r in results)
-    assert len(c.judge(rec())) == 14
+    assert len(c.judge(rec())) == 15

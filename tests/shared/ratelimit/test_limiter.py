@@ -65,9 +65,18 @@ def test_user_and_ip_are_separate_buckets(limiter: RateLimiter) -> None:
     # same user from another IP: the user bucket is empty
     denied = limiter.decide(cls, who("a", "2.2.2.2"), NOW)
     assert (denied.allowed, denied.reason) == (False, Reason.USER_LIMIT)
-    # other users behind the first IP: the IP bucket is empty
-    other = limiter.decide(cls, who("b", "1.1.1.1"), NOW)
-    assert (other.allowed, other.reason) == (False, Reason.IP_LIMIT)
+    # other users behind the first IP are served: the address's own quota holds 20 users'
+    # limits (issue 21: one subscriber of a carrier NAT never spends everyone's)
+    others = [
+        limiter.decide(cls, who(f"b{i}", "1.1.1.1"), NOW) for i in range(19) for _ in range(3)
+    ]
+    assert all(d.allowed for d in others)
+    full = limiter.decide(cls, who("b-last", "1.1.1.1"), NOW)
+    assert (full.allowed, full.reason) == (False, Reason.IP_LIMIT)  # 20 x 3 spent
+    # without a user, the address's anonymous bucket has the plain limit
+    anonymous = [limiter.decide(cls, who(None, "4.4.4.4"), NOW) for _ in range(4)]
+    assert [(d.allowed, d.reason) for d in anonymous][-1] == (False, Reason.IP_LIMIT)
+    assert all(d.allowed for d in anonymous[:3])
     # a fresh user on a fresh IP passes
     assert limiter.decide(cls, who("c", "3.3.3.3"), NOW).allowed
 
@@ -223,8 +232,9 @@ def test_ddos_mode_tightens_and_panic_pass_bypasses(
     # and still passes through the address's bucket: a pass holder behind an address that
     # is flooding gets what is left of the address's normal allowance, not a way around it
     client.set(keys.panic_pass("vip2"), "1", px=60_000)
-    for i in range(5):
-        limiter.decide(EndpointClass.AUTH, who(f"flooder-{i}", "8.8.8.9"), NOW)
+    for i in range(20):  # the address's quota in DDoS mode: 20 users x 2
+        for _ in range(2):
+            limiter.decide(EndpointClass.AUTH, who(f"flooder-{i}", "8.8.8.9"), NOW)
     shared = limiter.decide(EndpointClass.AUTH, who("vip2", "8.8.8.9"), NOW)
     assert (shared.allowed, shared.reason) == (False, Reason.IP_LIMIT)
     # a pass does not lift a brute-force block
