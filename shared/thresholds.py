@@ -745,3 +745,8 @@ DDOS_MIN_BASELINE_MINUTES: Final[int] = 3
 that, the usual traffic (and so the mode's blast radius) is unknown, and a launch's
 first busy minutes look like a spike; the mode is held for a human (the lockdown of
 token-less traffic, which costs no signed-in user anything, still applies)."""
+
+DDOS_BOT_SCORE_LOW_SHARE_PCT: Final[float] = 50.0
+"""A minute where at least this share of requests carried a proven Cloudflare bot score
+under 30 is a bot swarm (critical in a traffic spike): Cloudflare's verdict, counted only
+through your own zone (``PACK391_CLOUDFLARE_ORIGIN_SECRET``)."""

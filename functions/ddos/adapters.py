@@ -270,6 +270,7 @@ class TrafficStore:
                 (fp, int(n), int(count)) for (fp, n), count in zip(fps, fp_ips, strict=True)
             ],
             elapsed_fraction=elapsed_fraction,
+            bot_scored_low=int(counters.get("bot:1", 0)) + int(counters.get("bot:2-29", 0)),
         )
 
     def fingerprint_history(

@@ -521,6 +521,10 @@ def test_cloudflare_bot_scores_are_counted_in_four_buckets(caller: Caller) -> No
     limiter.flush_counters()
     stats = caller.call(STATS, {}, role="ops").result
     assert stats["botScoresLastHour"] == {"1": 2, "2-29": 2, "30-99": 2}
+    # and feeds detection: 4 of the minute's 7 requests scored automated
+    report = detect(this_minute())
+    (swarm,) = [d for d in report.detections if d.kind.value == "bot_swarm"]
+    assert (swarm.severity.value, swarm.evidence["botScoredLow"]) == ("high", 4)
 
 
 # ------------------------------------------------------------------ bounded state

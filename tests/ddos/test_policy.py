@@ -84,6 +84,22 @@ CASES = [
         MinuteTraffic(1, 2200, 300, [("6.6.6.6", 150)], elapsed_fraction=0.2),
         {K.TRAFFIC_SPIKE: Severity.CRITICAL, K.SINGLE_SOURCE_FLOOD: Severity.CRITICAL},
     ),
+    # issue 21: Cloudflare's proven bot scores feed detection
+    (
+        "most of a spike scored automated by Cloudflare is a critical swarm",
+        MinuteTraffic(1, 10_000, 400, spread(400, 25), bot_scored_low=8000),
+        {K.TRAFFIC_SPIKE: Severity.CRITICAL, K.BOT_SWARM: Severity.CRITICAL},
+    ),
+    (
+        "scored automated without a spike is high",
+        MinuteTraffic(1, 2000, 260, spread(260, 7), bot_scored_low=1500),
+        {K.BOT_SWARM: Severity.HIGH},
+    ),
+    (
+        "a few automated requests are no swarm",
+        MinuteTraffic(1, 2000, 260, spread(260, 7), bot_scored_low=300),
+        {},
+    ),
     # issue 21: the spike is judged on what the single sources do not explain
     (
         "one address's flood is no global spike",
