@@ -245,11 +245,17 @@ class ServiceHealthRequest(RequestModel):
     service_id: ServiceId | None = None
 
 
+NO_REASON_GIVEN = "no reason given"
+"""What a manual scale without a ``reason`` is audited with (the spec's own troubleshooting
+call, ``manualScale({serviceId, action, instanceCount})``, gives none; issue 22)."""
+
+
 class ManualScaleRequest(RequestModel):
     service_id: ServiceId
     action: ManualAction
     instance_count: InstanceCount | None = None
-    reason: Reason
+    reason: Reason = NO_REASON_GIVEN
+    """Why, for the audit log; optional (the caller is recorded either way)."""
     force: StrictBool = False
     """Allow a count outside the service's min/max (still within the hard maximum)."""
 

@@ -101,7 +101,7 @@ def test_roles(caller: Caller, name: str, data: Any, role_ok: str, role_denied: 
 @pytest.mark.parametrize(
     ("name", "data", "field"),
     [
-        (MANUAL, {"serviceId": "api-gateway", "action": "scale_up"}, "reason"),
+        (MANUAL, {"serviceId": "api-gateway", "action": "scale_up", "reason": ""}, "reason"),
         (MANUAL, {"serviceId": "api-gateway", "action": "grow", "reason": "r"}, "action"),
         (
             MANUAL,
@@ -419,6 +419,29 @@ def test_manual_scale_bounds_force_audit_and_pin(
     assert run_guard(app, backends.project, next_minute()) == 200
     last = decisions(get_db(), "chat-service")[-1]
     assert last["action"] == "none" and last["reasons"][0].startswith("pinned")
+
+
+def test_the_specs_troubleshooting_call_works_as_written(
+    caller: Caller, backends: Backends, hook: FakeHttpApi
+) -> None:
+    """Issue 22: ``pack391_manualScale({serviceId: "api-gateway", action: "scale_to",
+    instanceCount: 10})``, verbatim from the spec's troubleshooting section, answered
+    ``reason: Field required``. Now it scales, audited as "no reason given" with the caller
+    recorded."""
+    init(caller)
+    report(caller, serviceId="api-gateway", cpuPct=10, resizeHookUrl=f"{hook.url}/resize")
+    res = caller.call(
+        MANUAL, {"serviceId": "api-gateway", "action": "scale_to", "instanceCount": 10}
+    ).result
+    assert res["instances"] == 10
+    [entry] = [
+        d.to_dict() or {}
+        for d in get_db()
+        .collection(collections.AUDIT_LOG)
+        .where(filter=firestore.FieldFilter("action", "==", "scaling.manual.scale_to"))
+        .stream()
+    ]
+    assert (entry["reason"], entry["actorUid"]) == ("no reason given", "admin-1")
 
 
 # ------------------------------------------------------------------- health
