@@ -193,6 +193,11 @@ class Dispatcher(Protocol):
     def dispatch(self, run_id: str, shards: int, start_at: float) -> None: ...
 
 
+DISPATCH_DEADLINE_SEC = 1800
+"""Each shard's task may run this long: Cloud Tasks' maximum for HTTP targets, the task
+function's own timeout, and longer than the longest run plus its start delay."""
+
+
 class TaskQueueDispatcher:
     """Production: one Cloud Tasks task per shard, dispatched to the task-queue function
     ``pack391ExecuteLoadTest`` (firebase-admin's task queue client)."""
@@ -207,10 +212,15 @@ class TaskQueueDispatcher:
         queue = admin_functions.task_queue(
             f"locations/{self._region}/functions/{TASK_FUNCTION}", app=self._app
         )
+        # Cloud Tasks cuts an HTTP task off after its dispatch deadline, 10 minutes unless
+        # the task says otherwise (firebase-admin's TaskOptions.dispatch_deadline_seconds,
+        # 15 s to 30 min; Cloud Tasks API, Task.dispatchDeadline), while a run may last
+        # LOAD_TEST_MAX_DURATION_SEC (25 min) after its start delay: ask for the most.
+        options = admin_functions.TaskOptions(dispatch_deadline_seconds=DISPATCH_DEADLINE_SEC)
         for shard in range(shards):
             # firebase-admin 7.7 posts the task body as json(data) as given, while the task
             # function (the callable protocol) reads {"data": ...}: wrap it here.
-            queue.enqueue({"data": {"runId": run_id, "shard": shard, "startAt": start_at}})
+            queue.enqueue({"data": {"runId": run_id, "shard": shard, "startAt": start_at}}, options)
 
 
 _children: list[subprocess.Popen[bytes]] = []

@@ -140,6 +140,10 @@ def execute_shard(data: Any) -> dict[str, Any]:
     rate_limits=RateLimits(max_concurrent_dispatches=t.LOAD_TEST_MAX_SHARDS),
     timeout_sec=TASK_TIMEOUT_SEC,
     memory=MemoryOption.GB_1,
+    # one shard per instance, one vCPU each (issue 22): a shard paces its requests in real
+    # time, and 80 shards sharing one CPU (the gen2 default concurrency) would not
+    concurrency=1,
+    cpu=1,
     # the bill's ceiling (issue 21): never more instances than shards may run at once
     max_instances=t.LOAD_TEST_MAX_SHARDS,
 )

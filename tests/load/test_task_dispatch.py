@@ -43,6 +43,8 @@ def test_one_task_per_shard_to_the_task_queue_function(tasks_api: FakeHttpApi) -
     assert bodies == [
         {"data": {"runId": "run-123456", "shard": k, "startAt": 1_800_000_000.5}} for k in range(3)
     ]
+    # Cloud Tasks' default dispatch deadline (10 min) would cut off a run allowed 25 min
+    assert {r.body["task"].get("dispatchDeadline") for r in posted} == {"1800s"}
 
 
 def test_the_task_function_is_declared_for_the_queue() -> None:
@@ -50,6 +52,9 @@ def test_the_task_function_is_declared_for_the_queue() -> None:
     trigger = endpoint.taskQueueTrigger
     assert trigger["retryConfig"]["maxAttempts"] == 1
     assert endpoint.timeoutSeconds == 1800
+    # one shard per instance on a vCPU of its own, and room for every shard at once
+    assert (endpoint.concurrency, endpoint.cpu) == (1, 1)
+    assert endpoint.maxInstances >= 64
 
 
 def test_the_queue_id_is_legal_and_names_the_task_function() -> None:
