@@ -289,6 +289,20 @@ def test_deploy_never_reads_the_emulator_env_file(pytestconfig: pytest.Config) -
     assert "*.local" in ignore  # nor is it uploaded
 
 
+def test_the_workflows_credentials_file_is_never_uploaded() -> None:
+    """Issue 22: google-github-actions/auth writes the workflow's credentials into the
+    workspace as ``gha-creds-<random>.json`` (its ``create_credentials_file``, on by
+    default), which is the functions' source directory: ``firebase deploy`` uploaded it
+    with the code. firebase-tools matches ``functions.ignore`` globs against paths relative
+    to the source."""
+    import fnmatch
+
+    ignore = json.loads((ROOT / "firebase.json").read_text())["functions"][0]["ignore"]
+    for path in ("gha-creds-0123456789abcdef.json", "gha-creds-a1b2.json"):
+        assert any(fnmatch.fnmatch(path, pattern) for pattern in ignore), path
+    assert not any(fnmatch.fnmatch("main.py", pattern) for pattern in ignore)
+
+
 def test_the_functions_source_holds_no_package_json() -> None:
     """firebase-tools tries its Node runtime first, for any source with a package.json: the
     Node tools live in tools/, which is not uploaded either."""
