@@ -458,7 +458,37 @@ DEPLOYED_FRONT_DOORS = ("google", "load-balancer", "cloudflare")
 """``PACK391_FRONT_DOOR`` values a deployed function accepts (``direct`` is refused there)."""
 
 
-def shape_problems(manifest: Mapping[str, Any], values: Mapping[str, str]) -> list[str]:
+LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "::1", "0.0.0.0")
+"""Hosts of a Redis URL that on a deployed function are the function's own container."""
+
+
+def redis_problems(values: Mapping[str, str], project: str) -> list[str]:
+    """A real (non-``demo-``) project must reach a real Redis: ``REDIS_URL`` is not a
+    loopback address (on Cloud Run that is the container itself: every rate-limit call
+    would fail, auth, wallet and payment closed for everyone) and a Serverless VPC Access
+    connector is set (Memorystore has only a private address). A ``demo-`` project never
+    reaches Google (the emulators), so it may."""
+    if project.startswith("demo-"):
+        return []
+    problems: list[str] = []
+    url = (values.get("REDIS_URL") or "").strip()
+    host = url.split("://", 1)[-1].split("@")[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    if not url or host.startswith(LOOPBACK_HOSTS):
+        problems.append(
+            f"REDIS_URL={url or '(unset)'}: on a deployed function that is the function's own "
+            "container; set your Memorystore instance's address (redis://10.x.y.z:6379/0)"
+        )
+    if not (values.get("PACK391_VPC_CONNECTOR") or "").strip():
+        problems.append(
+            "PACK391_VPC_CONNECTOR is empty: Memorystore has only a private address, which a "
+            "function reaches through a Serverless VPC Access connector"
+        )
+    return problems
+
+
+def shape_problems(
+    manifest: Mapping[str, Any], values: Mapping[str, str], project: str = ""
+) -> list[str]:
     """What would leave the deployed functions open, or refuse every call, read from the
     manifest that discovery produced with the env file's ``values``: one line per problem.
 
@@ -468,8 +498,10 @@ def shape_problems(manifest: Mapping[str, Any], values: Mapping[str, str]) -> li
     - ``load-balancer``: every callable's ingress is internal and Cloud Load Balancing,
       or a client goes around the balancer and writes its ``X-Forwarded-For`` entries;
     - ``cloudflare``: every callable binds ``PACK391_CLOUDFLARE_ORIGIN_SECRET``, the proof
-      that a request came through your own zone."""
-    problems: list[str] = []
+      that a request came through your own zone;
+    - a real ``project`` has a Redis that is not loopback and a VPC connector
+      (:func:`redis_problems`, issue 22)."""
+    problems: list[str] = redis_problems(values, project) if project else []
     door = (values.get("PACK391_FRONT_DOOR") or "google").strip().lower()
     if door == "direct":
         problems.append(
@@ -622,7 +654,7 @@ def cmd(args: argparse.Namespace) -> int:
             print("pack391 deploy env: the params change with these values", file=sys.stderr)
             return 1
         manifest = again
-    problems = shape_problems(manifest, parse_dotenv(text))
+    problems = shape_problems(manifest, parse_dotenv(text), args.project)
     if problems:  # the deploy would go through and leave the functions open: refuse
         for problem in problems:
             print(f"pack391 deploy env: {problem}", file=sys.stderr)

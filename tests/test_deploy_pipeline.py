@@ -478,6 +478,42 @@ def test_the_pre_deploy_check_refuses_a_deploy_that_leaves_the_functions_open(
     ]
 
 
+@pytest.mark.parametrize(
+    ("values", "problems"),
+    [
+        # a demo project never reaches Google: the emulators' loopback Redis is fine
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, ["demo"]),
+        # a real project with the defaults: every rate-limit call would fail, silently
+        ({}, ["REDIS_URL=(unset)", "PACK391_VPC_CONNECTOR is empty"]),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:6379/0", "PACK391_VPC_CONNECTOR": "c"},
+            ["REDIS_URL=redis://127.0.0.1:6379/0"],
+        ),
+        (
+            {"REDIS_URL": "rediss://:pw@localhost:6378/0", "PACK391_VPC_CONNECTOR": "c"},
+            ["REDIS_URL"],
+        ),
+        ({"REDIS_URL": "redis://10.0.0.3:6379/0"}, ["PACK391_VPC_CONNECTOR is empty"]),
+        ({"REDIS_URL": "redis://10.0.0.3:6379/0", "PACK391_VPC_CONNECTOR": "pack391-redis"}, []),
+    ],
+)
+def test_a_real_project_refuses_a_loopback_redis_or_no_connector(
+    manifest: dict[str, Any], values: dict[str, str], problems: list[str]
+) -> None:
+    """Issue 22: a missing REDIS_URL or VPC connector silently deployed with loopback Redis
+    (on Cloud Run, the container itself)."""
+    demo = problems == ["demo"]
+    found = deploy_env.shape_problems(
+        manifest, {"PACK391_FRONT_DOOR": "google", **values}, PROJECT if demo else "avalo-prod"
+    )
+    if demo:
+        assert found == []
+        return
+    assert len(found) == len(problems), found
+    for line, start in zip(found, problems, strict=True):
+        assert line.startswith(start), line
+
+
 def test_the_command_refuses_direct_before_the_deploy(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACK391_")}
     env.pop("REDIS_URL", None)
