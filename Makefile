@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint format bench-ratelimit bench-population bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack chaos rehearse chromium clean
+.PHONY: setup lock run test lint format bench-ratelimit bench-population bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack chaos rehearse chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -12,6 +12,18 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# The locks (issue 22): requirements.in and requirements-dev.in compiled with the hash of
+# every file PyPI has for each pinned version (Cloud Build installs requirements.txt on Linux
+# x86_64 Python 3.11: pip install -r requirements.txt, hash-checked); the dev lock is
+# constrained to the runtime lock, so the venv the tests run in holds the deployed set.
+# The machine's pip configuration (local wheel folders) is left out: hashes are PyPI's.
+PIP_COMPILE := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null CUSTOM_COMPILE_COMMAND="make lock" \
+  $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+  --no-emit-index-url --no-emit-find-links --index-url https://pypi.org/simple
+lock: $(STAMP)
+	$(PIP_COMPILE) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
 # Node tools (issue 12): the Firebase CLI and the Firebase JS SDKs, exactly as
 # tools/package-lock.json pins them; reinstalled when either file is newer. They live in

@@ -36,6 +36,7 @@ FUNCTION_AREAS: dict[str, str] = {
     # disaster recovery (issue 8)
     "pack391_backupFirestore": "functions.backup",
     "pack391_getBackupStatus": "functions.backup",
+    "pack391_pollBackupExports": "functions.backup",
     "pack391_restoreDrill": "functions.backup",
     "pack391_verifyBackups": "functions.backup",
     # traffic protection (pack391-ddos)
@@ -64,6 +65,7 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_getLoadTestResults": "functions.load.edges",
     "pack391_runLoadTest": "functions.load.edges",
     "pack391ExecuteLoadTest": "functions.load.edges",
+    "pack391JudgeDeployment": "functions.deploy_guard",
     # market soft-launch controls
     "pack391_checkMarketAccess": "functions.market",
     "pack391_emergencyPauseMarkets": "functions.market",
@@ -116,6 +118,7 @@ else:
     from functions.backup import (
         pack391_backupFirestore,
         pack391_getBackupStatus,
+        pack391_pollBackupExports,
         pack391_restoreDrill,
         pack391_verifyBackups,
     )
@@ -140,6 +143,7 @@ else:
         pack391_reportRevisionMetrics,
         pack391_rollbackController,
         pack391_startDeployment,
+        pack391JudgeDeployment,
     )
     from functions.load.edges import (
         pack391_abortLoadTest,
@@ -176,6 +180,7 @@ else:
 
 __all__ = [
     "pack391ExecuteLoadTest",
+    "pack391JudgeDeployment",
     "pack391_abortLoadTest",
     "pack391_acknowledgeAlert",
     "pack391_backupFirestore",
@@ -201,6 +206,7 @@ __all__ = [
     "pack391_monitorDeployment",
     "pack391_panicEscalation",
     "pack391_pinTraffic",
+    "pack391_pollBackupExports",
     "pack391_preDeployValidator",
     "pack391_recordAuthFailure",
     "pack391_releaseMarketAdmissions",

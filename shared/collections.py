@@ -137,6 +137,12 @@ in the same environment fails inside the same transaction."""
 DEPLOY_REPORTS: Final = "pack391_deploy_reports"
 """One document per pre-deploy validation, :class:`shared.models.deploy.ValidationReport`."""
 
+DEPLOY_SNAPSHOTS: Final = "pack391_deploy_snapshots"
+"""One document per environment (id: the environment), a
+:class:`shared.models.deploy.TrafficSnapshot`: the revision each service served before
+the deploy (``pack391_pinTraffic``), which is the stable side of the next canary even
+after ``firebase deploy`` moved all traffic to the new revision (issue 22)."""
+
 # The app's business collections the deploy guard reads (written by the app's other
 # bundles). Each event names the Cloud Run revision that served it.
 

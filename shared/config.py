@@ -22,6 +22,39 @@ REDIS_URL = params.StringParam(
     description=("Memorystore/Redis for rate limits, counters and flags (redis:// or rediss://)."),
 )
 
+REDIS_AUTH = params.SecretParam(
+    "PACK391_REDIS_AUTH",
+    label="Redis AUTH string",
+    description=(
+        "Memorystore's AUTH string (Secret Manager), sent as the password of REDIS_URL and "
+        "PACK391_REDIS_TELEMETRY_URL, which carry none. Bound only when "
+        "PACK391_REDIS_AUTH_ENABLED is true, to every function that uses Redis; otherwise "
+        "any value (pack391 deploy secrets --create stores a placeholder)."
+    ),
+)
+
+REDIS_AUTH_ENABLED = params.BoolParam(
+    "PACK391_REDIS_AUTH_ENABLED",
+    default=False,
+    label="Redis needs AUTH",
+    description=(
+        "true: Memorystore has AUTH on, and every function that uses Redis binds the secret "
+        "PACK391_REDIS_AUTH. Read at deploy discovery: set it in .env.<project>."
+    ),
+)
+
+REDIS_CA_CERT = params.StringParam(
+    "PACK391_REDIS_CA_CERT",
+    default="",
+    label="Redis server CA (PEM)",
+    description=(
+        "rediss:// only: the PEM text of the CA that signs the Redis server's certificate "
+        "(Memorystore's in-transit encryption uses a per-instance CA no system trusts: "
+        "gcloud redis instances describe ... --format='value(serverCaCerts[0].cert)'); a "
+        "literal \\n stands for a line break. Empty: the system's CAs."
+    ),
+)
+
 REDIS_TELEMETRY_URL = params.StringParam(
     "PACK391_REDIS_TELEMETRY_URL",
     default="",
@@ -105,6 +138,20 @@ BACKUP_DRILL_DATABASE = params.StringParam(
     default="pack391-drill",
     label="Restore drill database",
     description="Logical drills restore into this (empty) database id, then empty it.",
+)
+
+
+RUNTIME_SERVICE_ACCOUNT = params.StringParam(
+    "PACK391_RUNTIME_SERVICE_ACCOUNT",
+    default="pack391-runtime@{project}.iam.gserviceaccount.com",
+    label="Runtime service account",
+    description=(
+        "The service account every pack391 function runs as ({project}: the project id), "
+        "created by `pack391 bootstrap` with exactly the roles the bundle's API calls need "
+        "(docs/bootstrap.md); without one, functions run as the default compute account, "
+        "which organisations created since 2024 leave without roles. Read at deploy "
+        "discovery: set it in .env.<project>."
+    ),
 )
 
 
@@ -294,6 +341,17 @@ DEPLOY_SERVICES = params.ListParam(
     description="Cloud Run services a deployment moves when a start names none.",
 )
 
+CANARY_FAST_JUDGE = params.BoolParam(
+    "PACK391_CANARY_FAST_JUDGE",
+    default=True,
+    label="Fast canary judge",
+    description=(
+        "While a canary is live, check it for a conclusive breach every 10 s (a Cloud Tasks "
+        "chain to pack391JudgeDeployment; timers on the local stack), so a bad canary is "
+        "rolled back within the spec's minute; false: only the minute monitor judges."
+    ),
+)
+
 DEPLOY_PROBE_URLS = params.ListParam(
     "PACK391_DEPLOY_PROBE_URLS",
     default=[],
@@ -304,13 +362,25 @@ DEPLOY_PROBE_URLS = params.ListParam(
 
 # Ops dashboard (issue 7) ---------------------------------------------------
 
-OPS_WEBHOOK_URL = params.StringParam(
+OPS_WEBHOOK_URL = params.SecretParam(
     "PACK391_OPS_WEBHOOK_URL",
-    default="",
     label="Ops alert webhook",
     description=(
         "URL that ops alerts are POSTed to as JSON ({text, alert}; a Slack incoming webhook "
-        "works); empty: alerts are recorded but not sent."
+        "works): a secret, since the URL is the credential. Bound only when "
+        "PACK391_OPS_WEBHOOK_ENABLED is true, to the function that sends alerts; otherwise "
+        "any value (pack391 deploy secrets --create stores a placeholder)."
+    ),
+)
+
+OPS_WEBHOOK_ENABLED = params.BoolParam(
+    "PACK391_OPS_WEBHOOK_ENABLED",
+    default=False,
+    label="Send ops alerts to the webhook",
+    description=(
+        "true: alerts are sent to PACK391_OPS_WEBHOOK_URL (bound to the sending function); "
+        "false: alerts are recorded but not sent. Read at deploy discovery too: set it in "
+        ".env.<project>."
     ),
 )
 

@@ -52,7 +52,7 @@ from shared.config import (
     MAX_INSTANCES_USER,
 )
 from shared.errors import InvalidInput, PermissionDenied, RateLimited, to_https_error
-from shared.options import callable_ingress, callable_secrets
+from shared.options import callable_ingress, callable_secrets, redis_secrets
 from shared.ratelimit.limiter import Credential, DoorVerdict
 from shared.ratelimit.middleware import client_of, default_limiter, door, enforce
 from shared.ratelimit.policy import EndpointClass, Reason
@@ -485,15 +485,18 @@ def callable_function(
 
         endpoint.__pack391_role__ = role  # type: ignore[attr-defined]
         endpoint.__pack391_rate_limit__ = rate_limit  # type: ignore[attr-defined]
+        endpoint.__pack391_request__ = request  # type: ignore[attr-defined]
         return endpoint
 
     return decorator
 
 
 def scheduled_function(
-    *, schedule: str, timezone: str = "Etc/UTC", **options: Any
+    *, schedule: str, timezone: str = "Etc/UTC", uses_redis: bool = True, **options: Any
 ) -> Callable[[Callable[[ScheduledContext], None]], Endpoint]:
-    """Declare a scheduled ``pack391_*`` function (unix-cron ``schedule``).
+    """Declare a scheduled ``pack391_*`` function (unix-cron ``schedule``). ``uses_redis``
+    (the default): it binds the Redis AUTH secret when Redis needs one
+    (:func:`shared.options.redis_secrets`).
 
     In production only Cloud Scheduler's service account may invoke it (Cloud Run
     IAM); an error is logged and re-raised so the run is reported as failed and
@@ -518,7 +521,9 @@ def scheduled_function(
                 raise
 
         decorate = scheduler_fn.on_schedule(
-            schedule=schedule, timezone=Timezone(timezone), **scheduled_options(options)
+            schedule=schedule,
+            timezone=Timezone(timezone),
+            **scheduled_options(options, uses_redis),
         )
         sdk_endpoint = cast(Endpoint, decorate(body))
 
@@ -568,10 +573,16 @@ def callable_options(role: Role, options: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def scheduled_options(options: dict[str, Any]) -> dict[str, Any]:
+def scheduled_options(options: dict[str, Any], uses_redis: bool = True) -> dict[str, Any]:
     """The SDK options of a scheduled function: ``max_instances``
-    ``PACK391_MAX_INSTANCES_SCHEDULED`` unless the function sets its own."""
-    return {"max_instances": MAX_INSTANCES_SCHEDULED, **options}
+    ``PACK391_MAX_INSTANCES_SCHEDULED`` unless the function sets its own; the Redis AUTH
+    secret added to its own secrets when it ``uses_redis`` and Redis needs AUTH."""
+    merged = {"max_instances": MAX_INSTANCES_SCHEDULED, **options}
+    own = list(merged.get("secrets") or [])
+    extra = [s for s in redis_secrets() if uses_redis and s not in own]
+    if extra:
+        merged["secrets"] = [*own, *extra]
+    return merged
 
 
 def sdk_callable(role: Role, options: dict[str, Any], body: Callable[..., Any]) -> Endpoint:

@@ -133,5 +133,16 @@ def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
         return HttpsError(
             unavailable.code, unavailable.message, {**unavailable.details, "requestId": request_id}
         )
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.Forbidden):  # PermissionDenied (gRPC) is a Forbidden too
+        # the functions' own service account lacks a permission: a setup problem the
+        # caller cannot retry away, named so that an operator can grant it (issue 22)
+        log.error("a Google API refused the runtime account (request %s): %s", request_id, exc)
+        refused = FailedPrecondition(
+            f"a Google API refused the functions' service account: {exc.message} "
+            "(pack391 bootstrap grants what the bundle needs: docs/bootstrap.md)"
+        )
+        return HttpsError(refused.code, refused.message, {"requestId": request_id})
     log.error("unhandled error (request %s)", request_id, exc_info=exc)
     return HttpsError(FunctionsErrorCode.INTERNAL, "internal error", {"requestId": request_id})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import cast
 
 import redis
 
@@ -67,6 +68,11 @@ class PushedMetricsStore:
             if raw:
                 return snapshot_of(m, raw)
         return None
+
+    def minute(self, service_id: str, minute: datetime) -> MetricsSnapshot | None:
+        """One minute's bucket as it stands (the current minute: the samples so far)."""
+        raw = cast(dict[str, str], self._redis.hgetall(self._bucket(service_id, minute_of(minute))))
+        return snapshot_of(minute_of(minute), raw) if raw else None
 
     def register_hook(self, service_id: str, url: str) -> None:
         self._redis.set(self._hook_key(service_id), url)

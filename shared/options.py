@@ -29,6 +29,10 @@ from shared.config import (
     FRONT_DOOR,
     FRONT_DOORS,
     FUNCTIONS_REGION,
+    OPS_WEBHOOK_ENABLED,
+    OPS_WEBHOOK_URL,
+    REDIS_AUTH,
+    REDIS_AUTH_ENABLED,
     VPC_CONNECTOR,
     VPC_EGRESS,
 )
@@ -87,6 +91,26 @@ def vpc_egress() -> options.VpcEgressSetting:
         raise ValueError(f"PACK391_VPC_EGRESS={raw!r}: use one of {allowed}") from None
 
 
+_SERVICE_ACCOUNT = re.compile(r"^[a-z][-a-z0-9]{4,28}[a-z0-9]@[-a-z0-9.]+\.gserviceaccount\.com$")
+"""A service account email: a 6-30 character account id at a ``gserviceaccount.com`` domain."""
+
+
+def runtime_service_account(project: str | None = None) -> str:
+    """``PACK391_RUNTIME_SERVICE_ACCOUNT`` with ``{project}`` filled in (default
+    ``pack391-runtime@{project}.iam.gserviceaccount.com``, the account ``pack391 bootstrap``
+    creates); a malformed value fails the deploy naming the param."""
+    from shared.config import RUNTIME_SERVICE_ACCOUNT, project_id
+
+    raw = RUNTIME_SERVICE_ACCOUNT.value.strip()
+    email = raw.replace("{project}", project or project_id())
+    if not _SERVICE_ACCOUNT.match(email):
+        raise ValueError(
+            f"PACK391_RUNTIME_SERVICE_ACCOUNT={raw!r} is not a service account email such as "
+            "pack391-runtime@{project}.iam.gserviceaccount.com"
+        )
+    return email
+
+
 def apply_global_options() -> None:
     """Set the options every function shares. Call before importing any function module.
 
@@ -97,6 +121,9 @@ def apply_global_options() -> None:
     - ``cpu``: left unset (``null``), as before. ``set_global_options`` would otherwise
       write its own default ``"gcf_gen1"`` into every function, which the CLI turns into
       a fraction of a vCPU and a concurrency of 1.
+    - ``service_account``: :func:`runtime_service_account` (issue 22). Unset, a function
+      runs as the default compute account, which new organisations leave without roles;
+      this account has exactly the roles ``pack391 bootstrap`` grants (stack/permissions.py).
     """
     region = deploy_region()
     connector = vpc_connector(region)
@@ -106,6 +133,7 @@ def apply_global_options() -> None:
         vpc_connector=connector,
         vpc_connector_egress_settings=egress if connector is not None else None,
         cpu=options.RESET_VALUE,
+        service_account=runtime_service_account(),
     )
 
 
@@ -132,8 +160,27 @@ def callable_ingress() -> options.IngressSetting | None:
 
 
 def callable_secrets() -> list[params.SecretParam]:
-    """Secrets every callable binds for its front door: the Cloudflare origin secret in
-    ``cloudflare`` mode (checked on every request), none otherwise."""
-    if deploy_front_door() == "cloudflare":
-        return [CLOUDFLARE_ORIGIN_SECRET]
-    return []
+    """Secrets every callable binds: the Cloudflare origin secret in ``cloudflare`` mode
+    (checked on every request), and the Redis AUTH string when Redis needs it (every
+    callable's front door counts the call in Redis: :func:`redis_secrets`)."""
+    found = [CLOUDFLARE_ORIGIN_SECRET] if deploy_front_door() == "cloudflare" else []
+    return [*found, *redis_secrets()]
+
+
+# Secrets of optional features (issue 22) ----------------------------------------------
+# A SecretParam must exist in Secret Manager before `firebase deploy`, and Secret Manager
+# refuses an empty payload, so "empty means off" cannot be a secret's value: a BoolParam,
+# read at discovery like the front door, decides whether the functions bind the secret.
+
+
+def redis_secrets() -> list[params.SecretParam]:
+    """What a function that uses Redis binds: ``PACK391_REDIS_AUTH`` when
+    ``PACK391_REDIS_AUTH_ENABLED`` is true at discovery, else nothing (the client then
+    sends no password: :func:`shared.redis.connection_options`)."""
+    return [REDIS_AUTH] if REDIS_AUTH_ENABLED.value else []
+
+
+def webhook_secrets() -> list[params.SecretParam]:
+    """What the function that sends ops alerts binds: ``PACK391_OPS_WEBHOOK_URL`` when
+    ``PACK391_OPS_WEBHOOK_ENABLED`` is true at discovery, else nothing."""
+    return [OPS_WEBHOOK_URL] if OPS_WEBHOOK_ENABLED.value else []

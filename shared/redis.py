@@ -10,22 +10,57 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from shared.config import REDIS_TELEMETRY_URL, REDIS_TIMEOUT_MS, REDIS_URL
+from shared.config import (
+    REDIS_AUTH,
+    REDIS_CA_CERT,
+    REDIS_TELEMETRY_URL,
+    REDIS_TIMEOUT_MS,
+    REDIS_URL,
+)
 
 LUA_DIR = Path(__file__).with_name("lua")
 
 
+def ca_pem(raw: str) -> str:
+    """``PACK391_REDIS_CA_CERT`` as PEM text: a literal ``\\n`` (how one line of a dotenv
+    file carries it) stands for a line break."""
+    return raw.strip().replace("\\n", "\n")
+
+
+def connection_options(url: str, password: str, ca_cert: str) -> dict[str, Any]:
+    """What the client adds to ``url``: the AUTH string (``PACK391_REDIS_AUTH``, bound as a
+    secret; empty: none, or the URL's own) and, for ``rediss://``, TLS that verifies the
+    server: its certificate must chain to ``ca_cert`` (PEM; Memorystore's per-instance CA,
+    which no system trusts) or, without one, to the system's CAs.
+
+    With a CA given the host name is not checked: the CA is the instance's own (Memorystore
+    creates one per instance), so a certificate it signed can only be that instance's, and
+    the instance is reached by its private address, which its certificate need not name."""
+    options: dict[str, Any] = {}
+    if password:
+        options["password"] = password
+    if url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = "required"
+        pem = ca_pem(ca_cert)
+        if pem:
+            options["ssl_ca_data"] = pem
+            options["ssl_check_hostname"] = False
+    return options
+
+
 @functools.cache
-def _client(url: str, timeout_ms: int) -> redis.Redis:
+def _client(url: str, timeout_ms: int, password: str = "", ca_cert: str = "") -> redis.Redis:
     timeout = timeout_ms / 1000
     return redis.Redis.from_url(
         url,
+        **connection_options(url, password, ca_cert),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         decode_responses=True,
@@ -37,9 +72,14 @@ def _client(url: str, timeout_ms: int) -> redis.Redis:
     )
 
 
+def _secure() -> tuple[str, str]:
+    """The AUTH string (empty where the secret is not bound) and the server CA."""
+    return REDIS_AUTH.value, REDIS_CA_CERT.value
+
+
 def get_redis() -> redis.Redis:
-    """The pooled client for ``REDIS_URL``."""
-    return _client(REDIS_URL.value, REDIS_TIMEOUT_MS.value)
+    """The pooled client for ``REDIS_URL`` (with the AUTH secret and the CA, when set)."""
+    return _client(REDIS_URL.value, REDIS_TIMEOUT_MS.value, *_secure())
 
 
 def get_telemetry_redis() -> redis.Redis:
@@ -48,7 +88,7 @@ def get_telemetry_redis() -> redis.Redis:
     url = REDIS_TELEMETRY_URL.value.strip()
     if not url or url == REDIS_URL.value:
         return get_redis()
-    return _client(url, REDIS_TIMEOUT_MS.value)
+    return _client(url, REDIS_TIMEOUT_MS.value, *_secure())
 
 
 def reset_clients() -> None:

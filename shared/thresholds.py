@@ -278,8 +278,27 @@ PUSHED_METRICS_RETENTION_SEC: Final[int] = 60 * 60
 HEALTH_PROBE_TIMEOUT_SEC: Final[float] = 2.0
 """Timeout of the HTTP probe of a service's health URL."""
 
-SCALE_OPERATION_TIMEOUT_SEC: Final[float] = 120.0
-"""How long the Cloud Run scaler waits for its update operation."""
+SCALE_OPERATION_TIMEOUT_SEC: Final[float] = 60.0
+"""Deadline of one Cloud Run scaling update, from sending the request to its long-running
+operation being done: past it the update is answered as a ``TimeoutError`` (the platform
+did not take it; the next guard run decides again from what Cloud Run holds). A
+service-level manual instance count creates no revision, so the operation is usually done
+in seconds. The scale guard and ``pack391_manualScale`` size their function timeouts
+from it (:mod:`functions.scaling.budget`)."""
+
+CLOUD_RUN_READ_TIMEOUT_SEC: Final[float] = 10.0
+"""Deadline of one Cloud Run read (``get_service``: the instance count the platform holds)."""
+
+MONITORING_READ_TIMEOUT_SEC: Final[float] = 10.0
+"""Deadline of one Cloud Monitoring query (``list_time_series``) of the scaling engine."""
+
+FIRESTORE_STEP_BUDGET_SEC: Final[float] = 10.0
+"""Time allowed, in the function-timeout arithmetic, for one Firestore step of a scaling
+run (a document read, or one transaction: its reads, commit and contention retries)."""
+
+CLOUD_RUN_MAX_PARALLEL_UPDATES: Final[int] = 8
+"""Most Cloud Run updates (and the per-service work around them) one function runs at
+once: at least the spec's 7 scaled services, so a scale-guard run is one wave."""
 
 RESIZE_HOOK_TIMEOUT_SEC: Final[float] = 2.0
 """Timeout of the local scaler's call to a service's resize hook."""
@@ -530,8 +549,51 @@ DEPLOY_AUTH_FAILURE_RATE_PCT: Final[float] = 3.0
 DEPLOY_PROBE_TIMEOUT_SEC: Final[float] = 5.0
 """Timeout of each API endpoint probe of the pre-deploy validator."""
 
-DEPLOY_TRAFFIC_TIMEOUT_SEC: Final[float] = 120.0
-"""Longest wait for a Cloud Run traffic update operation."""
+DEPLOY_TRAFFIC_TIMEOUT_SEC: Final[float] = 20.0
+"""Longest wait for a Cloud Run traffic update operation (a traffic-only update creates no
+revision and completes in seconds; a longer wait would not fit the spec's minute: see
+``CANARY_ROLLBACK_WORST_CASE_SEC``). Updates to several services go out in parallel."""
+
+DEPLOY_SNAPSHOT_MAX_AGE_SEC: Final[int] = 6 * 3600
+"""A traffic snapshot (``pack391_pinTraffic`` before ``firebase deploy``) older than this is
+not used as the stable side of a canary: it belongs to an earlier deploy."""
+
+CANARY_FAST_CHECK_INTERVAL_SEC: Final[int] = 10
+"""While a canary is live, a breach check runs this often (a Cloud Tasks chain, one task
+per tick, ending with the deployment): detection no longer waits for the minute."""
+
+CANARY_FAST_CHECK_BUDGET_SEC: Final[float] = 15.0
+"""What one fast check may spend reading metrics and deciding (its task's deadline is this
+plus the traffic write)."""
+
+CANARY_TASK_DELAY_SEC: Final[float] = 5.0
+"""How late Cloud Tasks may dispatch a scheduled task, allowed for in the worst case (it
+dispatches at ``scheduleTime`` best effort; the chain's next tick is enqueued first)."""
+
+DEPLOY_CALL_TIMEOUT_SEC: Final[int] = 180
+"""Function timeout of the deploy guard's callables that move traffic (start, rollback,
+control, pin): up to ``TRAFFIC_WRITE_ATTEMPTS`` (3) rounds of parallel reads (10 s) and
+parallel conditional writes (``DEPLOY_TRAFFIC_TIMEOUT_SEC``, 20 s), each after a Firestore
+generation check (10 s budget): 3 x 40 = 120 s, plus the decision's and confirmation's
+transactions and the reconciling read and write (parallel, 30 s): 170 s, under 180."""
+
+DEPLOY_MONITOR_TIMEOUT_SEC: Final[int] = 540
+"""Function timeout of the minute monitor: one :data:`DEPLOY_CALL_TIMEOUT_SEC` step per
+active deployment, one after another (one deployment per environment; three environments
+at their worst: 510 s). Cloud Scheduler starts the next minute's run meanwhile; both
+decide inside the same per-minute transactions, so an overlap never double-steps."""
+
+CANARY_ROLLBACK_WORST_CASE_SEC: Final[float] = (
+    CANARY_FAST_CHECK_INTERVAL_SEC
+    + CANARY_TASK_DELAY_SEC
+    + CANARY_FAST_CHECK_BUDGET_SEC
+    + DEPLOY_TRAFFIC_TIMEOUT_SEC
+)
+"""From the moment a breach is in the data to 100 % back on stable, at worst: a tick just
+missed it (interval), the next one dispatched late, judged slowly, and the traffic write
+took its whole deadline: 10 + 5 + 15 + 20 = 50 s, inside the spec's minute. Metrics must be
+*in the data*: Cloud Monitoring publishes Cloud Run points up to 3 minutes late, the
+business events (payouts, ledger, auth) and pushed metrics are there at once."""
 
 # --------------------------------------------------------------------------
 # Ops dashboard (pack391-ops)
@@ -643,6 +705,18 @@ BACKUP_RETENTION_MIN_KEEP_COUNT: Final[int] = 3
 BACKUP_INTERRUPTED_AFTER_SEC: Final[int] = 2 * 60 * 60
 """A backup still ``running`` this long after it started was interrupted: it is
 marked ``failed`` and its partial files are removed."""
+
+BACKUP_EXPORT_DEADLINE_SEC: Final[int] = 45 * 60
+"""A managed export (the hourly Firestore ``ExportDocuments`` operation, with its
+server-side copies to the other regions) not finished this long after it started is
+stuck: the poll raises the backup alert (``backup:promise:exports``) while it stays
+so, before the next hour's export starts. Past :data:`BACKUP_INTERRUPTED_AFTER_SEC`
+the poll cancels the operation and marks the backup ``failed``."""
+
+BACKUP_POLL_BUDGET_SEC: Final[int] = 240
+"""Work one run of ``pack391_pollBackupExports`` does (operation reads, copies,
+verification) before it stops and leaves the rest to the next run (every 5 minutes,
+timeout 300 s): a copy interrupted here is resumed, never restarted."""
 
 BACKUP_PART_MAX_DOCS_COUNT: Final[int] = 5000
 """Documents per encrypted part (and per page read from Firestore)."""

@@ -128,6 +128,9 @@ def serve_stack(
         if k not in ("FIRESTORE_EMULATOR_HOST", "REDIS_URL", "GCLOUD_PROJECT")
     }
     env.update(
+        # the stack as `make run` runs it (the tests' own process turns the fast canary
+        # judge's timers off; a served stack keeps them)
+        PACK391_CANARY_FAST_JUDGE="true",
         PACK391_PORT=str(free_port()),
         PACK391_SANDBOX_PORT=str(free_port()),
         PACK391_STACK_STATE=str(state_path),

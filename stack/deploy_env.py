@@ -58,7 +58,7 @@ SECRET_MANAGER = "https://secretmanager.googleapis.com"
 MAX_SAFE_INTEGER = 2**53 - 1
 """The CLI reads an int param as a JavaScript number."""
 
-COMMANDS = ("env", "secrets")
+COMMANDS = ("env", "secrets", "hosting-config")
 """The ``pack391 deploy`` subcommands this module adds."""
 
 
@@ -462,6 +462,16 @@ LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "::1", "0.0.0.0")
 """Hosts of a Redis URL that on a deployed function are the function's own container."""
 
 
+def _url_password(url: str) -> str:
+    """The password a Redis URL carries (``redis://:PASS@host``, ``redis://user:PASS@host``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url.strip()).password or ""
+    except ValueError:
+        return ""
+
+
 def redis_problems(values: Mapping[str, str], project: str) -> list[str]:
     """A real (non-``demo-``) project must reach a real Redis: ``REDIS_URL`` is not a
     loopback address (on Cloud Run that is the container itself: every rate-limit call
@@ -478,12 +488,51 @@ def redis_problems(values: Mapping[str, str], project: str) -> list[str]:
             f"REDIS_URL={url or '(unset)'}: on a deployed function that is the function's own "
             "container; set your Memorystore instance's address (redis://10.x.y.z:6379/0)"
         )
+    if _url_password(url) or _url_password(values.get("PACK391_REDIS_TELEMETRY_URL") or ""):
+        problems.append(
+            "REDIS_URL (or PACK391_REDIS_TELEMETRY_URL) carries a password: an env file is "
+            "not a secret; remove it from the URL, store it as the secret PACK391_REDIS_AUTH "
+            "(pack391 deploy secrets --create) and set PACK391_REDIS_AUTH_ENABLED=true"
+        )
     if not (values.get("PACK391_VPC_CONNECTOR") or "").strip():
         problems.append(
             "PACK391_VPC_CONNECTOR is empty: Memorystore has only a private address, which a "
             "function reaches through a Serverless VPC Access connector"
         )
     return problems
+
+
+def derived_deploy_services(manifest: Mapping[str, Any]) -> list[str]:
+    """The Cloud Run services the manifest's callables run as (lower case, ``_`` as ``-``:
+    how the Cloud Functions API names a 2nd-gen function's service): the default canary
+    set when ``PACK391_DEPLOY_SERVICES`` names none of the spec's separate APIs."""
+    from shared.gcp.cloudrun import function_service_id
+
+    endpoints: Mapping[str, Any] = manifest.get("endpoints") or {}
+    return sorted(
+        function_service_id(name)
+        for name, endpoint in endpoints.items()
+        if "callableTrigger" in endpoint or "httpsTrigger" in endpoint
+    )
+
+
+def deploy_services_problems(
+    manifest: Mapping[str, Any], values: Mapping[str, str], project: str, bootstrap: bool
+) -> list[str]:
+    """A real project's deploy needs canary services (``PACK391_DEPLOY_SERVICES``): with
+    none, ``deploy pin-traffic`` and ``deploy start`` have nothing to snapshot or move, and
+    the new code goes live at 100 % unguarded. A first deploy (``--bootstrap``: no revision
+    to compare with) may have none."""
+    if bootstrap or project.startswith("demo-"):
+        return []
+    if (values.get("PACK391_DEPLOY_SERVICES") or "").strip():
+        return []
+    derived = ",".join(derived_deploy_services(manifest))
+    return [
+        "PACK391_DEPLOY_SERVICES is empty: the canary would move nothing and firebase deploy "
+        "puts every function's new revision at 100 %; set it to the Cloud Run services to "
+        f"guard, e.g. the bundle's callables: {derived} (or --bootstrap for a first deploy)"
+    ]
 
 
 def shape_problems(
@@ -531,10 +580,93 @@ def shape_problems(
                 f"{name}: does not bind {ORIGIN_SECRET} in cloudflare mode: it could not tell "
                 "your zone's requests from anyone else's Cloudflare Worker"
             )
+        if _secret_in_use("PACK391_REDIS_AUTH", values) and "PACK391_REDIS_AUTH" not in secrets:
+            problems.append(
+                f"{name}: does not bind PACK391_REDIS_AUTH with PACK391_REDIS_AUTH_ENABLED=true: "
+                "its front door could not reach Redis"
+            )
     return problems
 
 
 # ------------------------------------------------------------------ Secret Manager
+
+
+OPTIONAL_SECRETS = {
+    "PACK391_REDIS_AUTH": "PACK391_REDIS_AUTH_ENABLED",
+    "PACK391_OPS_WEBHOOK_URL": "PACK391_OPS_WEBHOOK_ENABLED",
+}
+"""Secrets of a feature a BoolParam turns on (read at discovery): bound only while it is on.
+Off, the secret must still exist (the CLI resolves every declared secret param) but its
+value is never read."""
+
+PLACEHOLDER = "unused"
+"""What ``--create`` stores for a secret nothing binds: Secret Manager refuses an empty
+payload, so "empty" cannot be stored."""
+
+
+def _secret_in_use(name: str, values: Mapping[str, str]) -> bool:
+    """Whether the deploy described by ``values`` binds secret ``name``."""
+    flag = OPTIONAL_SECRETS.get(name)
+    if flag is not None:
+        return (values.get(flag) or "").strip().lower() == "true"
+    if name == ORIGIN_SECRET:
+        return (values.get("PACK391_FRONT_DOOR") or "").strip().lower() == "cloudflare"
+    return True
+
+
+def create_secrets(
+    params: Sequence[Mapping[str, Any]],
+    project: str,
+    session: Any,
+    given: Mapping[str, str],
+    values: Mapping[str, str],
+) -> tuple[list[str], list[str]]:
+    """``deploy secrets --create``: upload each secret param's value from ``given`` (the
+    environment variable of its own name) as a new version, creating the secret when it is
+    missing (automatic replication, as ``firebase functions:secrets:set`` does). A missing
+    secret that nothing binds under ``values`` (the deploy's env file: see
+    :data:`OPTIONAL_SECRETS`) and has no value gets :data:`PLACEHOLDER`. Answers what was
+    done and the problems (a secret in use with no value and none stored)."""
+    import base64
+
+    base = os.environ.get("PACK391_SECRET_MANAGER_URL", SECRET_MANAGER).rstrip("/")
+    done: list[str] = []
+    problems: list[str] = []
+    for param in params:
+        if param.get("type") != "secret":
+            continue
+        name = str(param.get("resourceId") or param.get("name"))
+        secret = f"{base}/v1/projects/{project}/secrets/{name}"
+        value = given.get(name) or ""
+        exists = session.get(secret, timeout=30).status_code == 200
+        if not value:
+            if exists:
+                continue
+            if _secret_in_use(name, values):
+                problems.append(f"{name}: no such secret and no value: set the environment "
+                                f"variable {name} and run again")  # fmt: skip
+                continue
+            value = PLACEHOLDER
+        if not exists:
+            created = session.post(
+                f"{base}/v1/projects/{project}/secrets",
+                params={"secretId": name},
+                json={"replication": {"automatic": {}}},
+                timeout=30,
+            )
+            if created.status_code != 200:
+                problems.append(f"{name}: creating it answered HTTP {created.status_code}: "
+                                f"{created.text[:300]}")  # fmt: skip
+                continue
+        payload = {"payload": {"data": base64.b64encode(value.encode()).decode()}}
+        added = session.post(f"{secret}:addVersion", json=payload, timeout=30)
+        if added.status_code != 200:
+            problems.append(f"{name}: adding a version answered HTTP {added.status_code}: "
+                            f"{added.text[:300]}")  # fmt: skip
+            continue
+        what = "placeholder (not bound)" if value == PLACEHOLDER else "value uploaded"
+        done.append(f"{name}: {'created, ' if not exists else ''}{what}")
+    return done, problems
 
 
 def missing_secrets(params: Sequence[Mapping[str, Any]], project: str, session: Any) -> list[str]:
@@ -586,12 +718,27 @@ def add_parsers(dsub: Any) -> None:
     )
     env.add_argument("--out-dir", type=Path, default=SOURCE_DIR, help="default: the source dir")
     env.add_argument("--manifest", type=Path, help="a saved functions.yaml instead of reading it")
+    env.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="a first deploy: PACK391_DEPLOY_SERVICES may be empty (nothing to canary yet)",
+    )
     secrets = dsub.add_parser(
         "secrets",
         help="check that every secret param exists in Secret Manager (before firebase deploy)",
     )
     secrets.add_argument("--project", required=True)
     secrets.add_argument("--manifest", type=Path, help="a saved functions.yaml")
+    from stack import hosting_config  # pack391 deploy hosting-config (issue 22)
+
+    hosting_config.add_parser(dsub)
+    secrets.add_argument(
+        "--create",
+        action="store_true",
+        help="first upload each secret from the environment variable of its name (creating "
+        "it when missing); a missing secret nothing binds (per .env.<project>) gets a "
+        "placeholder",
+    )
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -603,6 +750,10 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd(args: argparse.Namespace) -> int:
     """Run ``pack391 deploy env|secrets``."""
+    if args.deploy_command == "hosting-config":
+        from stack import hosting_config
+
+        return hosting_config.cmd(args)
     manifest = _load(args)
     params = manifest_params(manifest)
     if args.deploy_command == "secrets":
@@ -613,6 +764,17 @@ def cmd(args: argparse.Namespace) -> int:
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
         session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        if args.create:
+            env_file = SOURCE_DIR / f".env.{args.project}"
+            values = {
+                **(parse_dotenv(env_file.read_text()) if env_file.exists() else {}),
+                **{k: v for k, v in os.environ.items() if k.startswith("PACK391_")},
+            }
+            done, failed = create_secrets(params, args.project, session, os.environ, values)
+            for line in done:
+                print(f"pack391 deploy secrets: {line}")
+            for problem in failed:
+                print(f"pack391 deploy secrets: {problem}", file=sys.stderr)
         problems = missing_secrets(params, args.project, session)
         for problem in problems:
             print(f"pack391 deploy secrets: {problem}", file=sys.stderr)
@@ -655,6 +817,7 @@ def cmd(args: argparse.Namespace) -> int:
             return 1
         manifest = again
     problems = shape_problems(manifest, parse_dotenv(text), args.project)
+    problems += deploy_services_problems(manifest, parse_dotenv(text), args.project, args.bootstrap)
     if problems:  # the deploy would go through and leave the functions open: refuse
         for problem in problems:
             print(f"pack391 deploy env: {problem}", file=sys.stderr)

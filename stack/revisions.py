@@ -181,11 +181,16 @@ class LocalRevisions:
         return {rev: RevisionFaults.from_json(spec) for rev, spec in sorted(raw.items())}
 
     def deploy(
-        self, service: str, name: str | None = None, faults: RevisionFaults = NO_FAULTS
+        self,
+        service: str,
+        name: str | None = None,
+        faults: RevisionFaults = NO_FAULTS,
+        all_traffic: bool = True,
     ) -> str:
         """A new latest revision of ``service`` (named ``<service>-NNNNN`` unless ``name``)
-        with ``faults``: it takes all traffic only when the service's split is not pinned
-        (:meth:`LocalTraffic.deploy`). Answers its name."""
+        with ``faults``: it takes all traffic as ``firebase deploy`` gives a function's new
+        revision, or none with ``all_traffic=False`` (``gcloud run deploy --no-traffic``;
+        :meth:`LocalTraffic.deploy`). Answers its name."""
         known = self.revisions(service)
         seen = self.traffic.observe(service, "")
         existing = set(known) | set(seen.shares) | ({seen.latest_ready} - {None})
@@ -199,7 +204,7 @@ class LocalRevisions:
             raise RevisionExists(f"{service} already has a revision {rev}")
         # the faults first: the revision serves nothing before the platform knows it
         self._redis.hset(self.key(service), rev, faults.to_json())
-        self.traffic.deploy(service, rev)
+        self.traffic.deploy(service, rev, all_traffic)
         return rev
 
     def ensure_serving(self, service: str) -> str | None:

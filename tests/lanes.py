@@ -72,6 +72,7 @@ LONGEST_FIRST = (
     "tests/load/test_load_functions.py",  # 25 s
     "tests/ddos/test_abuse.py",  # 19 s
     "tests/stack/test_population.py",  # 15-20 s (issue 21)
+    "tests/deploy_guard/test_fast_judge.py",  # 12-25 s of real 10 s ticks (issue 22)
     "tests/shared/test_bill_ceiling.py",  # gunicorn and real HTTP (issue 21)
     "tests/test_rules.py",  # 18 s
     "tests/stack/test_local_stack.py",  # 13 s

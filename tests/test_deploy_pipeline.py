@@ -8,10 +8,12 @@
    every non-secret param of the manifest from it, with a value of the param's type; the
    Python SDK reads back, from what the CLI hands the functions, the value intended. Params
    come from the manifest, never a list here: a param added tomorrow is covered.
-2. The workflows: valid YAML, every ``uses:`` a real action at its current major version,
-   every ``pack391``/``firebase`` command a subcommand that exists (its ``--help`` run
-   offline), workload identity federation with least-privilege permissions, Java 21,
-   ``npm ci``, pip caching.
+2. The workflows: valid YAML, every ``uses:`` an allowed action pinned by the full commit
+   of its release tag, Node 22 or later, every ``pack391``/``firebase`` command a
+   subcommand that exists (its ``--help`` run offline), workload identity federation with
+   least-privilege permissions in a GitHub environment, Java 21, ``npm ci``, pip caching;
+   deploy.yml's test, deploy and canary jobs with their own timeouts, the Firestore indexes
+   deployed (and built) before the functions, a refreshed admin token (issue 22).
 3. The bootstrap path skips exactly the steps that call deployed functions.
 """
 
@@ -491,7 +493,7 @@ def test_the_pre_deploy_check_refuses_a_deploy_that_leaves_the_functions_open(
         ),
         (
             {"REDIS_URL": "rediss://:pw@localhost:6378/0", "PACK391_VPC_CONNECTOR": "c"},
-            ["REDIS_URL"],
+            ["REDIS_URL=rediss://", "REDIS_URL (or PACK391_REDIS_TELEMETRY_URL) carries"],
         ),
         ({"REDIS_URL": "redis://10.0.0.3:6379/0"}, ["PACK391_VPC_CONNECTOR is empty"]),
         ({"REDIS_URL": "redis://10.0.0.3:6379/0", "PACK391_VPC_CONNECTOR": "pack391-redis"}, []),
@@ -514,6 +516,24 @@ def test_a_real_project_refuses_a_loopback_redis_or_no_connector(
         assert line.startswith(start), line
 
 
+def test_a_real_project_needs_canary_services_except_on_a_bootstrap(
+    manifest: dict[str, Any],
+) -> None:
+    """Issue 22: with PACK391_DEPLOY_SERVICES empty the canary had nothing to move while
+    firebase deploy put every new revision at 100 %. The refusal names the derived list:
+    the callables' Cloud Run services (lower case, _ as -)."""
+    derived = deploy_env.derived_deploy_services(manifest)
+    assert "pack391-checkratelimit" in derived and "pack391-getopsdashboard" in derived
+    assert "pack391-monitordeployment" not in derived  # scheduled: no user traffic to judge
+    assert derived == sorted(derived)
+    (problem,) = deploy_env.deploy_services_problems(manifest, {}, "avalo-prod", False)
+    assert problem.startswith("PACK391_DEPLOY_SERVICES is empty") and ",".join(derived) in problem
+    assert deploy_env.deploy_services_problems(manifest, {}, "avalo-prod", True) == []
+    assert deploy_env.deploy_services_problems(manifest, {}, PROJECT, False) == []  # demo
+    named = {"PACK391_DEPLOY_SERVICES": "api-gateway,pack391-checkratelimit"}
+    assert deploy_env.deploy_services_problems(manifest, named, "avalo-prod", False) == []
+
+
 def test_the_command_refuses_direct_before_the_deploy(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACK391_")}
     env.pop("REDIS_URL", None)
@@ -531,16 +551,20 @@ def test_the_command_refuses_direct_before_the_deploy(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ 2. the workflows
 
 ACTIONS = {
-    "actions/checkout": "v4",
-    "actions/setup-python": "v5",
-    "actions/setup-java": "v4",
-    "actions/setup-node": "v4",
-    "actions/cache": "v4",
-    "actions/upload-artifact": "v4",
-    "google-github-actions/auth": "v2",
-    "google-github-actions/setup-gcloud": "v2",
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "actions/setup-java": ("b6effb05e454b25005698d916606bdc6ffcbf961", "v5.7.0"),
+    "actions/setup-node": ("820762786026740c76f36085b0efc47a31fe5020", "v7.0.0"),
+    "google-github-actions/auth": ("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
 }
-"""Real actions and their current major versions."""
+"""The actions the workflows may use: the commit of each release tag, read with git in a
+clone of the action's repository (``git rev-parse TAG^{commit}``)."""
+
+TRUST_CONDITION = (
+    "assertion.repository=='OWNER/REPO' && assertion.ref=='refs/heads/main' && "
+    "assertion.environment=='production'"
+)
+"""The workload identity provider's attribute condition deploy.yml documents."""
 
 CALLS_FUNCTIONS = {"validate", "pin-traffic", "start", "wait", "status", "rollback", "control"}
 """``pack391 deploy`` subcommands that call deployed pack391_* functions."""
@@ -556,10 +580,25 @@ def load(name: str) -> dict[Any, Any]:
     return workflow
 
 
+def job_steps(workflow: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(job, step) of every job, jobs in the order of their ``needs`` chain."""
+    jobs: dict[str, Any] = workflow["jobs"]
+    order: list[str] = []
+    while len(order) < len(jobs):
+        ready = [n for n, j in jobs.items() if n not in order
+                 and set(_needs(j)) <= set(order)]  # fmt: skip
+        assert ready, f"the jobs' needs form a cycle: {list(jobs)}"
+        order.append(ready[0])
+    return [(name, step) for name in order for step in jobs[name]["steps"]]
+
+
+def _needs(job: dict[str, Any]) -> list[str]:
+    needs = job.get("needs", [])
+    return [needs] if isinstance(needs, str) else list(needs)
+
+
 def steps_of(workflow: dict[Any, Any]) -> list[dict[str, Any]]:
-    (job,) = workflow["jobs"].values()
-    steps: list[dict[str, Any]] = job["steps"]
-    return steps
+    return [step for _, step in job_steps(workflow)]
 
 
 def commands(step: dict[str, Any], program: str) -> list[list[str]]:
@@ -572,47 +611,168 @@ def commands(step: dict[str, Any], program: str) -> list[list[str]]:
     return out
 
 
+def firebase_deploys(steps: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """(step index, the --only value) of every ``firebase deploy``, in order."""
+    out = []
+    for i, step in enumerate(steps):
+        for argv in commands(step, FIREBASE_BIN):
+            if argv[0] == "deploy":
+                out.append((i, argv[argv.index("--only") + 1]))
+    return out
+
+
+def deploy_calls(step: dict[str, Any]) -> set[str]:
+    return {a[1] for a in commands(step, "./venv/bin/pack391") if a[0] == "deploy"}
+
+
 @pytest.mark.parametrize("name", ["deploy.yml", "ci.yml"])
-def test_workflows_use_real_pinned_actions_java21_npm_ci_and_pip_cache(name: str) -> None:
-    steps = steps_of(load(name))
-    for step in steps:
-        if "uses" in step:
-            action, _, version = step["uses"].partition("@")
-            assert action in ACTIONS, f"{step['uses']}: not an allowed action"
-            assert version == ACTIONS[action], f"{step['uses']}: want @{ACTIONS[action]}"
-    by_action = {s["uses"].split("@")[0]: s.get("with", {}) for s in steps if "uses" in s}
-    assert by_action["actions/setup-java"] == {"distribution": "temurin", "java-version": "21"}
-    assert by_action["actions/setup-node"]["node-version"] == "20"
-    python = by_action["actions/setup-python"]
-    assert python["cache"] == "pip"
-    assert set(python["cache-dependency-path"].split()) == {
-        "requirements.txt",
-        "requirements-dev.txt",
-    }
-    runs = [s.get("run", "") for s in steps]
-    assert runs.index("npm ci --prefix tools") < runs.index("make test")
-    assert "firebase-tools@" not in (WORKFLOWS / name).read_text()  # the pinned one only
+def test_actions_are_pinned_by_commit_on_node_22_java_21_npm_ci_and_pip_cache(name: str) -> None:
+    text = (WORKFLOWS / name).read_text()
+    pins = re.findall(r"^\s*-?\s*uses:\s*(\S+)\s*(.*)$", text, flags=re.M)
+    assert pins
+    for uses, comment in pins:
+        action, _, ref = uses.partition("@")
+        assert action in ACTIONS, f"{uses}: not an allowed action"
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{uses}: not pinned by a full commit"
+        assert (ref, comment) == (ACTIONS[action][0], f"# {ACTIONS[action][1]}"), uses
+    workflow = load(name)
+    steps = steps_of(workflow)
+    with_of = [(s["uses"].split("@")[0], s.get("with", {})) for s in steps if "uses" in s]
+    nodes = [w["node-version"] for a, w in with_of if a == "actions/setup-node"]
+    assert nodes and all(int(str(v).split(".")[0]) >= 22 for v in nodes), nodes
+    javas = [w for a, w in with_of if a == "actions/setup-java"]
+    assert javas and all(w == {"distribution": "temurin", "java-version": "21"} for w in javas)
+    for job_name, job in workflow["jobs"].items():
+        assert isinstance(job.get("timeout-minutes"), int), f"{job_name}: no timeout"
+        runs = [s.get("run", "") for s in job["steps"]]
+        if "make test" not in runs:
+            continue
+        (python,) = [s["with"] for s in job["steps"]
+                     if s.get("uses", "").startswith("actions/setup-python")]  # fmt: skip
+        assert python["cache"] == "pip"
+        assert set(python["cache-dependency-path"].split()) == {
+            "requirements.txt",
+            "requirements-dev.txt",
+        }
+        assert runs.index("npm ci --prefix tools") < runs.index("make test")
+    assert "firebase-tools@" not in text  # the pinned one only
+    # checkouts leave no token in .git/config for later steps
+    assert all(w.get("persist-credentials") is False for a, w in with_of if a.endswith("checkout"))
 
 
-def test_ci_and_deploy_permissions_are_least_privilege() -> None:
+def test_the_deploy_workflow_has_test_deploy_and_canary_jobs_each_with_its_timeout() -> None:
+    workflow = load("deploy.yml")
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["test", "deploy", "canary"]
+    assert _needs(jobs["deploy"]) == ["test"] and _needs(jobs["canary"]) == ["deploy"]
+    timeouts = {name: job["timeout-minutes"] for name, job in jobs.items()}
+    assert all(10 <= t <= 90 for t in timeouts.values()), timeouts
+    # the canary's wait outlives its own --timeout, inside the job's
+    (wait,) = [s for s in jobs["canary"]["steps"] if "wait" in deploy_calls(s)]
+    argv = commands(wait, "./venv/bin/pack391")[0]
+    wait_sec = float(argv[argv.index("--timeout") + 1])
+    assert wait_sec / 60 < wait["timeout-minutes"] < timeouts["canary"]
+    # what each job does
+    calls = {n: set().union(*(deploy_calls(s) for s in j["steps"])) for n, j in jobs.items()}
+    assert calls["test"] == set()
+    assert {"env", "secrets", "token", "validate", "pin-traffic", "hosting-config", "start"} <= (
+        calls["deploy"]
+    )
+    assert calls["canary"] == {"token", "wait", "status"}
+    assert [only for _, only in firebase_deploys(jobs["deploy"]["steps"])] == [
+        "firestore:indexes",
+        "functions:pack391",
+        "hosting:ops",
+    ]
+    assert [s.get("run") for s in jobs["test"]["steps"]].count("make test") == 1
+    # the canary job installs the runtime lock only, hash-checked
+    (install,) = [s for s in jobs["canary"]["steps"] if "requirements" in s.get("run", "")]
+    assert "--require-hashes -r requirements.txt" in install["run"]
+    assert "--no-deps -e ." in install["run"]
+
+
+def test_the_canary_flow_runs_in_order_indexes_before_functions() -> None:
+    """deploy env, deploy secrets, validate, pin-traffic, the indexes (built before going
+    on), the functions, start, wait; Hosting after the functions, configured before."""
+    steps = steps_of(load("deploy.yml"))
+
+    def at(call: str) -> int:
+        return next(i for i, s in enumerate(steps) if call in deploy_calls(s))
+
+    deploys = dict((only, i) for i, only in firebase_deploys(steps))
+    (index_wait,) = [i for i, s in enumerate(steps) if "state=CREATING" in s.get("run", "")]
+    order = [at("env"), at("secrets"), at("validate"), at("pin-traffic"),
+             deploys["firestore:indexes"], index_wait, deploys["functions:pack391"],
+             at("start"), at("wait")]  # fmt: skip
+    assert order == sorted(order) and len(set(order)) == len(order), order
+    assert at("env") < at("hosting-config") < deploys["hosting:ops"]
+    assert deploys["functions:pack391"] < deploys["hosting:ops"]
+    # the start is the very next step after the functions deploy (they serve the new code at
+    # 100 % until it), in the same job, before Hosting
+    assert at("start") == deploys["functions:pack391"] + 1 < deploys["hosting:ops"]
+    jobs = load("deploy.yml")["jobs"]
+    canary_env = jobs["canary"]["env"]["DEPLOYMENT_ID"]
+    assert canary_env == "${{ needs.deploy.outputs.deployment_id }}"
+    assert jobs["deploy"]["outputs"]["deployment_id"] == "${{ steps.start.outputs.deployment_id }}"
+    # the index wait loops until nothing is CREATING, bounded by its own timeout
+    wait = steps[index_wait]
+    assert "gcloud firestore indexes composite list" in wait["run"]
+    assert isinstance(wait.get("timeout-minutes"), int)
+    # the indexes deploy never deletes an index (no --force)
+    (indexes,) = [a for s in steps for a in commands(s, FIREBASE_BIN) if "firestore:indexes" in a]
+    assert "--force" not in indexes and "--non-interactive" in indexes
+
+
+def test_every_job_that_calls_functions_refreshes_its_token() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    for name, job in jobs.items():
+        calls = set().union(*(deploy_calls(s) for s in job["steps"]))
+        if not calls & CALLS_FUNCTIONS:
+            continue
+        env = job.get("env", {})
+        assert env.get("PACK391_TOKEN_UID") == "deploy-bot", name
+        assert env.get("FIREBASE_WEB_API_KEY") == "${{ secrets.FIREBASE_WEB_API_KEY }}", name
+        assert env.get("PACK391_DEPLOY_SERVICE_ACCOUNT") == "${{ vars.GCP_SERVICE_ACCOUNT }}"
+        token_at = next(i for i, s in enumerate(job["steps"]) if "token" in deploy_calls(s))
+        (token,) = commands(job["steps"][token_at], "./venv/bin/pack391")
+        assert (
+            token[token.index("--uid") + 1] == "XPACK391_TOKEN_UID"
+            and "$PACK391_TOKEN_UID" in (job["steps"][token_at]["run"])
+        )
+        first_call = min(i for i, s in enumerate(job["steps"]) if deploy_calls(s) & CALLS_FUNCTIONS)
+        assert token_at < first_call, name
+
+
+def test_ci_and_deploy_permissions_are_least_privilege_and_the_trust_is_main_in_production() -> (
+    None
+):
     ci, deploy = load("ci.yml"), load("deploy.yml")
     assert ci["permissions"] == {"contents": "read"}
     assert ci["jobs"]["test"]["permissions"] == {"contents": "read"}
     assert deploy["permissions"] == {"contents": "read"}
-    assert deploy["jobs"]["deploy"]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert deploy["jobs"]["test"]["permissions"] == {"contents": "read"}
+    assert "environment" not in deploy["jobs"]["test"]
     text = (WORKFLOWS / "deploy.yml").read_text()
     assert "credentials_json" not in text and "GCP_SA_KEY" not in text  # no long-lived key
-    steps = steps_of(deploy)
-    (auth,) = [s for s in steps if s.get("uses", "").startswith("google-github-actions/auth")]
-    assert auth["with"] == {
-        "workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
-        "service_account": "${{ vars.GCP_SERVICE_ACCOUNT }}",
-    }
-    needs_google = [
-        i for i, s in enumerate(steps) if commands(s, "./venv/bin/pack391") or FIREBASE_BIN in
-        s.get("run", "")
-    ]  # fmt: skip
-    assert steps.index(auth) < min(needs_google)
+    assert TRUST_CONDITION in text  # the provider's condition, documented
+    for name in ("deploy", "canary"):
+        job = deploy["jobs"][name]
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}
+        # the OIDC subject carries the environment the provider's condition requires
+        assert job["environment"] == "${{ github.event.inputs.environment || 'production' }}"
+        steps = job["steps"]
+        (auth,) = [s for s in steps if s.get("uses", "").startswith("google-github-actions/auth")]
+        assert auth["with"] == {
+            "workload_identity_provider": "${{ vars.GCP_WORKLOAD_IDENTITY_PROVIDER }}",
+            "service_account": "${{ vars.GCP_SERVICE_ACCOUNT }}",
+        }
+        needs_google = [
+            i for i, s in enumerate(steps)
+            if deploy_calls(s) or FIREBASE_BIN in s.get("run", "") or "gcloud " in s.get("run", "")
+        ]  # fmt: skip
+        assert needs_google and steps.index(auth) < min(needs_google)
+    inputs = deploy[True]["workflow_dispatch"]["inputs"]  # YAML 1.1 reads `on` as True
+    assert inputs["environment"]["default"] == "production"
 
 
 def test_every_command_of_the_deploy_workflow_exists() -> None:
@@ -631,13 +791,15 @@ def test_every_command_of_the_deploy_workflow_exists() -> None:
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == 0 and f"pack391 deploy {sub}" in done.stdout, done.stderr
-    (deploy,) = [argv for s in steps for argv in commands(s, FIREBASE_BIN)]
-    assert deploy[0] == "deploy"
-    assert "--non-interactive" in deploy and "--only" in deploy
-    assert deploy[deploy.index("--only") + 1] == "functions:pack391"
+    deploys = [argv for s in steps for argv in commands(s, FIREBASE_BIN)]
+    assert len(deploys) == 3
+    for deploy in deploys:
+        assert deploy[0] == "deploy"
+        assert "--non-interactive" in deploy and "--only" in deploy
     assert json.loads((ROOT / "firebase.json").read_text())["functions"][0]["codebase"] == (
         "pack391"
     )
+    assert json.loads((ROOT / "firebase.json").read_text())["hosting"]["target"] == "ops"
     if NODE is None or not FIREBASE_TOOLS.is_dir():
         missing(None, "FIREBASE_CLI", "npm ci: the pinned firebase-tools is not installed")
     pinned = json.loads((ROOT / "tools" / "package.json").read_text())["devDependencies"][
@@ -654,8 +816,9 @@ def test_every_command_of_the_deploy_workflow_exists() -> None:
         assert done.returncode == 0, done.stderr
         helps[tuple(command)] = done.stdout
     assert "Usage: firebase deploy" in helps[("deploy",)]
-    for option in (a for a in deploy if a.startswith("--")):
-        assert re.search(rf"\s{option}\b", helps[("deploy",)] + helps[()]), option
+    for deploy in deploys:
+        for option in (a for a in deploy if a.startswith("--")):
+            assert re.search(rf"\s{option}\b", helps[("deploy",)] + helps[()]), option
 
 
 def test_the_env_file_is_written_from_all_repository_variables_before_the_deploy() -> None:
@@ -666,17 +829,23 @@ def test_the_env_file_is_written_from_all_repository_variables_before_the_deploy
     assert env_step["env"] == {"PACK391_REPOSITORY_VARS": "${{ toJSON(vars) }}"}
     assert "--vars-json-env PACK391_REPOSITORY_VARS" in env_step["run"]
     (secrets_step,) = [s for s in steps if "pack391 deploy secrets" in s.get("run", "")]
-    (deploy_step,) = [s for s in steps if f"{FIREBASE_BIN} deploy" in s.get("run", "")]
-    assert steps.index(env_step) < steps.index(deploy_step)
-    assert steps.index(secrets_step) < steps.index(deploy_step)
+    first_deploy = min(i for i, _ in firebase_deploys(steps))
+    assert steps.index(env_step) < first_deploy
+    assert steps.index(secrets_step) < first_deploy
     assert names.index("Tests") < steps.index(env_step)
 
 
 # ------------------------------------------------------------------ 3. bootstrap
 
 
-def runs(step: dict[str, Any], bootstrap: bool) -> bool:
+def runs(job: dict[str, Any], step: dict[str, Any], bootstrap: bool) -> bool:
     """Whether the step runs on the success path (the ``if:`` forms the workflow uses)."""
+    job_if = str(job.get("if", "")).strip()
+    if job_if:
+        if job_if != "${{ !(github.event_name == 'workflow_dispatch' && inputs.bootstrap) }}":
+            pytest.fail(f"a job condition this test does not know: {job_if}")
+        if bootstrap:
+            return False
     condition = str(step.get("if", "")).strip()
     if not condition:
         return True
@@ -692,6 +861,8 @@ def runs(step: dict[str, Any], bootstrap: bool) -> bool:
 
 def test_bootstrap_skips_exactly_the_steps_that_need_deployed_functions() -> None:
     workflow = load("deploy.yml")
+    # the provider admits refs/heads/main only: a tag-triggered run could not authenticate
+    assert set(workflow[True]) == {"workflow_dispatch"}
     dispatch = workflow[True]["workflow_dispatch"]["inputs"]  # YAML 1.1 reads `on` as True
     assert dispatch["bootstrap"] == {
         "description": dispatch["bootstrap"]["description"],
@@ -700,28 +871,40 @@ def test_bootstrap_skips_exactly_the_steps_that_need_deployed_functions() -> Non
         "required": False,
     }
     assert dispatch["environment"]["required"] is True
-    bootstrap_env = workflow["jobs"]["deploy"]["env"]["BOOTSTRAP"]
+    bootstrap_env = workflow["env"]["BOOTSTRAP"]
     assert "inputs.bootstrap" in bootstrap_env and "workflow_dispatch" in bootstrap_env
-    steps = steps_of(workflow)
-    (deploy_step,) = [s for s in steps if f"{FIREBASE_BIN} deploy" in s.get("run", "")]
-    at = steps.index(deploy_step)
+    # only a bootstrap's env file may leave the canary services empty
+    (env_step,) = [s for s in steps_of(workflow) if "env" in deploy_calls(s)]
+    bootstrap_branch = env_step["run"].split("else")[0]
+    assert 'if [ "$BOOTSTRAP" = "true" ]' in bootstrap_branch
+    assert (
+        "--bootstrap" in bootstrap_branch and "--bootstrap" not in env_step["run"].split("else")[1]
+    )
+    jobs = workflow["jobs"]
+    pairs = job_steps(workflow)
+    steps = [s for _, s in pairs]
+    deploy_at = dict((only, i) for i, only in firebase_deploys(steps))["functions:pack391"]
+    deploy_step = steps[deploy_at]
 
     def calls(step: dict[str, Any]) -> set[str]:
-        argvs = commands(step, "./venv/bin/pack391")
-        return {a[1] for a in argvs if a[0] == "deploy"} & CALLS_FUNCTIONS
+        return deploy_calls(step) & CALLS_FUNCTIONS
 
-    normal = [s for s in steps if runs(s, bootstrap=False)]
-    first = [s for s in steps if runs(s, bootstrap=True)]
+    normal = [s for j, s in pairs if runs(jobs[j], s, bootstrap=False)]
+    first = [s for j, s in pairs if runs(jobs[j], s, bootstrap=True)]
     skipped = [s for s in normal if s not in first]
     assert {c for s in skipped for c in calls(s)} == {"validate", "pin-traffic", "start", "wait"}
-    assert all(calls(s) for s in skipped)  # nothing else is skipped
+    # nothing else is skipped but the canary job's own setup (checkout, venv, credentials,
+    # token), which only serves the wait
+    canary = jobs["canary"]["steps"]
+    assert all(calls(s) or s in canary for s in skipped)
+    assert [s for s in canary if runs(jobs["canary"], s, bootstrap=True)] == []
     assert deploy_step in first and deploy_step in normal
     # before the deploy, a bootstrap run calls a function only to refuse when it answers
     (guard,) = [s for s in first[: first.index(deploy_step)] if calls(s)]
     assert guard["run"].lstrip().startswith("if ./venv/bin/pack391 deploy status")
     assert "exit 1" in guard["run"]
     # after it, the deployed guard answers and the run records it
-    (record,) = [s for s in first if steps.index(s) > at and calls(s)]
+    (record,) = [s for s in first if steps.index(s) > deploy_at and calls(s)]
     assert "GITHUB_STEP_SUMMARY" in record["run"] and "canary machinery" in record["run"]
     # the normal path keeps the canary order
     order = [next(i for i, s in enumerate(normal) if c in calls(s))

@@ -63,6 +63,7 @@ EXPECTED: dict[str, str] = {
     # disaster recovery (issue 8)
     "pack391_backupFirestore": "0 * * * *",
     "pack391_verifyBackups": "30 3 * * *",
+    "pack391_pollBackupExports": "*/5 * * * *",
     "pack391_getBackupStatus": CALLABLE,
     "pack391_restoreDrill": CALLABLE,
     # zero-downtime deployment guard (issue 6)
@@ -87,6 +88,7 @@ EXPECTED: dict[str, str] = {
     "pack391_abortLoadTest": CALLABLE,
     "pack391_cleanupLoadTests": CALLABLE,
     "pack391ExecuteLoadTest": TASK_QUEUE,
+    "pack391JudgeDeployment": TASK_QUEUE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -237,9 +239,21 @@ def test_backup_key_is_a_secret_bound_to_the_functions_that_use_it(
         "pack391_verifyBackups",
         "pack391_restoreDrill",
         "pack391_getBackupStatus",  # status builds the store: logical needs the key
+        "pack391_pollBackupExports",  # the same
     ):
         secrets = manifest["endpoints"][name]["secretEnvironmentVariables"]
         assert [s["key"] for s in secrets] == ["PACK391_BACKUP_KEY"]
+
+
+def test_backup_timeouts_fit_the_work(manifest: dict[str, Any]) -> None:
+    """Issue 22: the hourly backup only starts the managed export (120 s; 1800 s only
+    when the logical backend takes the whole backup inside it), and the export poll
+    stops its work at 240 s, inside its 300 s timeout and its 5-minute schedule."""
+    endpoints = manifest["endpoints"]
+    assert endpoints["pack391_backupFirestore"]["timeoutSeconds"] == (
+        '{{ params.PACK391_BACKUP_BACKEND == "logical" ? 1800 : 120 }}'
+    )
+    assert endpoints["pack391_pollBackupExports"]["timeoutSeconds"] == 300
 
 
 # Production shape (issue 12) ---------------------------------------------------
@@ -321,7 +335,7 @@ def test_every_function_has_a_ceiling_on_its_instances(manifest: dict[str, Any])
         found[name] = endpoint["maxInstances"]
     for name, ceiling in found.items():
         endpoint = manifest["endpoints"][name]
-        if "scheduleTrigger" in endpoint:
+        if "scheduleTrigger" in endpoint or name == "pack391JudgeDeployment":
             want: Any = "{{ params.PACK391_MAX_INSTANCES_SCHEDULED }}"
         elif "taskQueueTrigger" in endpoint:
             want = LOAD_TEST_MAX_SHARDS  # never more instances than shards run at once
@@ -398,6 +412,8 @@ SCHEDULER_RETRY: dict[str, dict[str, int]] = {
     },
     # a retry could take a second scaling step in one minute: never retried
     "pack391_scaleGuard": {"retryCount": 0},
+    # every 5 minutes: the next run does what a retry would
+    "pack391_pollBackupExports": {"retryCount": 0},
     # hourly
     "pack391_cleanupExpiredBlocks": {
         "retryCount": 3,

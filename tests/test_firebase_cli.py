@@ -49,6 +49,7 @@ from tests.firebase_cli.environment import (
     node_and_cli,
 )
 from tests.needs import missing
+from tests.plugins.firestore_queries import ENV as QUERY_LOG_ENV
 
 PROJECT = "demo-pack391-cli"
 """A ``demo-`` project (never reaches Google), not the README's ``demo-avalo``: a
@@ -217,6 +218,10 @@ def firebase_cli(request: pytest.FixtureRequest) -> Iterator[RunningCli]:
             FUNCTIONS_DISCOVERY_TIMEOUT="120",
             CI="1",
         )
+        # the CLI's Python workers record their Firestore queries for the suite's index
+        # check too (tests/plugins/firestore_queries.py; PYTHONPATH is inherited)
+        if os.environ.get(QUERY_LOG_ENV):
+            env[QUERY_LOG_ENV] = os.environ[QUERY_LOG_ENV]
         # the CLI's Firestore and Pub/Sub emulators are JVMs this test keeps for seconds:
         # the suite's emulator options (tests/conftest.py) halve their CPU too
         java_opts = os.environ.get(procs.EMULATOR_JAVA_OPTS_ENV, "").strip()
@@ -253,7 +258,12 @@ def test_the_emulator_env_file_gives_every_param_a_value() -> None:
     }
     values = env_file_values((ROOT / ENV_FILE).read_text())
     secrets = {n for n, p in declared.items() if isinstance(p, params.SecretParam)}
-    assert secrets == {"PACK391_BACKUP_KEY", "PACK391_CLOUDFLARE_ORIGIN_SECRET"}
+    assert secrets == {
+        "PACK391_BACKUP_KEY",
+        "PACK391_CLOUDFLARE_ORIGIN_SECRET",
+        "PACK391_REDIS_AUTH",
+        "PACK391_OPS_WEBHOOK_URL",
+    }
     assert set(declared) - secrets == set(values), "params and .env.local differ"
     assert set(env_file_values((ROOT / SECRET_TEMPLATE).read_text())) == secrets
     assert all(not v for v in env_file_values((ROOT / SECRET_TEMPLATE).read_text()).values())

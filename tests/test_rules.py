@@ -57,6 +57,7 @@ DOCS = {
     "deployment": f"{collections.DEPLOYMENTS}/d1",
     "deploy_report": f"{collections.DEPLOY_REPORTS}/r1",
     "deploy_active": f"{collections.DEPLOY_ACTIVE}/production",
+    "deploy_snapshot": f"{collections.DEPLOY_SNAPSHOTS}/production",
     # ops dashboard (issue 7)
     "ops_live": f"{collections.OPS_METRICS}/{collections.OPS_LIVE_DOC}",
     "ops_history": f"{collections.OPS_METRICS_HISTORY}/20261127T1200Z",
@@ -99,6 +100,7 @@ READERS = {
     "deployment": {"ops", "admin"},
     "deploy_report": {"ops", "admin"},
     "deploy_active": set(),
+    "deploy_snapshot": {"ops", "admin"},
     # ops dashboard (issue 7)
     "ops_live": {"ops", "admin"},
     "ops_history": {"ops", "admin"},

@@ -3,16 +3,18 @@ raise and resolve, through :mod:`shared.alerts`) and drills."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared import collections
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
 from shared.firestore import transact
-from shared.models.backup import BackupRecord, DrillRecord, VerificationReport
+from shared.models.backup import BackupRecord, BackupStatus, DrillRecord, VerificationReport
 
 
 class BackupCatalog:
@@ -30,6 +32,50 @@ class BackupCatalog:
     def get(self, backup_id: str) -> BackupRecord | None:
         snap = self._ref(backup_id).get()
         return BackupRecord.model_validate(snap.to_dict()) if snap.exists else None
+
+    def claim(self, record: BackupRecord) -> BackupRecord | None:
+        """Create ``record`` unless its id exists, in one transaction: None when created
+        (the caller owns it), else the entry already there (another attempt's)."""
+        ref = self._ref(record.backup_id)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> BackupRecord | None:
+            snap = ref.get(transaction=tx)
+            if snap.exists:
+                return BackupRecord.model_validate(snap.to_dict())
+            tx.create(ref, record.to_doc())
+            return None
+
+        result: BackupRecord | None = transact(self._db, run)
+        return result
+
+    def advance(self, record: BackupRecord, expected: BackupStatus) -> bool:
+        """Write ``record`` if its entry is still ``expected`` (one transaction): False
+        when another run moved it on first (two polls finishing one export)."""
+        ref = self._ref(record.backup_id)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            if not snap.exists or (snap.to_dict() or {}).get("status") != expected.value:
+                return False
+            tx.set(ref, record.to_doc())
+            return True
+
+        done: bool = transact(self._db, run)
+        return done
+
+    def exporting(self) -> list[BackupRecord]:
+        """Managed backups whose export is not finished (one equality filter: no
+        composite index)."""
+        query = self._db.collection(collections.BACKUPS).where(
+            filter=FieldFilter("status", "==", BackupStatus.EXPORTING.value)
+        )
+        return [BackupRecord.model_validate(snap.to_dict()) for snap in query.stream()]
+
+    def apply_alerts(self, alerts: list[AlertChange], now: datetime) -> None:
+        """Raise or resolve the poll's alerts (one transaction of their own)."""
+        AlertStore(self._db).apply(alerts, now)
 
     def all(self) -> list[BackupRecord]:
         docs = self._db.collection(collections.BACKUPS).order_by("__name__").stream()

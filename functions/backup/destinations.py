@@ -14,6 +14,15 @@ from typing import Any, Protocol
 
 from google.api_core import exceptions as gexc
 
+STORAGE_BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+"""google-cloud-storage 3.17 fetches every bucket it touches (``buckets.get``, in a
+background thread) to label its OpenTelemetry spans, unless this variable is true
+(``google/cloud/storage/_opentelemetry_tracing.py``). The bundle exports no Storage
+traces, and its service account holds object roles on the backup buckets only (no
+``storage.buckets.get``): the fetch would only be refused, so it is switched off for
+every Storage client of the process (read on each call)."""
+os.environ.setdefault(STORAGE_BUCKET_METADATA_SWITCH, "true")
+
 
 class BackupDestination(Protocol):
     """One region's storage for logical backups."""

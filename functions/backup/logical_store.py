@@ -112,6 +112,12 @@ class LogicalBackupStore:
 
     backend = BackupBackend.LOGICAL
 
+    @property
+    def exports(self) -> None:
+        """None: a logical backup is taken whole by :meth:`create`, inside the hourly
+        function."""
+        return None
+
     def __init__(
         self,
         source: FirestoreDocuments,

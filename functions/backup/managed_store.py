@@ -1,10 +1,39 @@
-"""The managed backend: Firestore's managed exports into one bucket per region, PITR
-and clones, through ``google.cloud.firestore_admin_v1.FirestoreAdminClient``."""
+"""The managed backend: one Firestore managed export per hour, copied server-side into
+the other regions' buckets, PITR and clones, through
+``google.cloud.firestore_admin_v1.FirestoreAdminClient`` and ``google-cloud-storage``.
+
+Why one export and copies, not three exports, and not one bucket (issue 22):
+
+- Every export is billed one document read per document exported, so three exports
+  of the same snapshot cost three reads per document; one export costs one
+  (https://cloud.google.com/firestore/pricing, "Import and export operations";
+  https://cloud.google.com/firestore/docs/manage-data/export-import).
+- No single bucket spans the three backup regions (us-central1, europe-west1,
+  asia-northeast1): "A dual-region is a storage location type that specifies two
+  regions within the same continent", pairings "in separate continents" are refused,
+  and a multi-region (US, EU, ASIA) is "a large geographic area" of one continent
+  (https://cloud.google.com/storage/docs/locations,
+  https://cloud.google.com/storage/docs/dual-regions). A dual- or multi-region bucket
+  could stand in for two regions of one continent at most, never for the three.
+- So the export goes to one bucket (:attr:`export_region`, the first region: the one
+  beside the database, us-central1 for ``nam5``), and Cloud Storage copies it into the
+  other two with ``objects.rewrite`` (a copy inside Cloud Storage: no Firestore read;
+  "may require multiple calls" across locations, each resumed with its
+  ``rewriteToken``: https://cloud.google.com/storage/docs/json_api/v1/objects/rewrite).
+  Each copy is checked object by object (name, MD5, size) against the export.
+- Nothing waits: the hourly function starts the export (``ExportDocuments`` is a
+  long-running operation: "The export occurs in the background and its progress can be
+  monitored and managed via the Operation resource that is created. The output of an
+  export may only be used once the associated operation is done",
+  https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases/exportDocuments)
+  and ``pack391_pollBackupExports`` reads the operation (``operations.get``), copies
+  and verifies (:mod:`functions.backup.service`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +49,11 @@ from google.cloud.firestore_admin_v1.types import (
 )
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 
+from functions.backup import destinations  # noqa: F401  (its Storage client switch)
 from functions.backup.archive import BackupIntegrityError
 from functions.backup.documents import FirestoreDocuments
 from functions.backup.policy import PitrState, align_down, describe_error
-from functions.backup.ports import CreatedBackup, DrillOutcome
+from functions.backup.ports import CreatedBackup, DrillOutcome, ExportProgress
 from shared.clock import iso
 from shared.errors import FailedPrecondition, InvalidInput
 from shared.models.backup import BackupBackend, BackupRecord
@@ -55,8 +85,22 @@ class PitrInspector:
         )
 
 
+def split_gs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/some/path`` -> (``bucket``, ``some/path``)."""
+    if not uri.startswith("gs://"):
+        raise FailedPrecondition(f"not a gs:// bucket: {uri!r}")
+    bucket, _, path = uri[len("gs://") :].partition("/")
+    return bucket, path.strip("/")
+
+
+OVERALL_METADATA_SUFFIX = ".overall_export_metadata"
+"""The file every finished Firestore export writes at its prefix (named after the
+prefix's last segment): the one ``import_documents`` is pointed at."""
+
+
 class ManagedBackupStore:
-    """Firestore managed exports into one bucket per region; drills clone from PITR."""
+    """One Firestore managed export per backup into :attr:`export_region`'s bucket,
+    copied by Cloud Storage into every other region's bucket; drills clone from PITR."""
 
     backend = BackupBackend.MANAGED
 
@@ -70,9 +114,14 @@ class ManagedBackupStore:
         kms_key: str | None = None,
         timeout_sec: float = _OPERATION_TIMEOUT_SEC,
         documents: FirestoreDocuments | None = None,
+        storage: Any = None,
+        export_region: str | None = None,
     ) -> None:
         """``documents``: the data API, to count a drill's clone (default: this project's
-        Firestore, the emulator when ``FIRESTORE_EMULATOR_HOST`` is set)."""
+        Firestore, the emulator when ``FIRESTORE_EMULATOR_HOST`` is set); ``storage``: a
+        ``google.cloud.storage.Client`` (default: one with the runtime's credentials,
+        made on first use); ``export_region``: the bucket the export is written to
+        (default: the first region)."""
         self._admin = admin
         self._project = project
         self._documents = documents
@@ -82,39 +131,134 @@ class ManagedBackupStore:
         self._kms_key = kms_key or None
         self._timeout = timeout_sec
         self._pitr = PitrInspector(admin, self._database_path)
+        self._storage = storage
+        self.export_region = export_region or self.regions[0]
+        if self.export_region not in self._buckets:
+            raise FailedPrecondition(f"no bucket for the export region {self.export_region}")
+
+    @property
+    def exports(self) -> ManagedBackupStore:
+        """Itself: managed backups are started, then polled to completion."""
+        return self
+
+    @property
+    def key_id(self) -> str | None:
+        return self._kms_key
+
+    # ---- start and poll (the export port)
+
+    def _client(self) -> Any:
+        if self._storage is None:
+            from google.cloud import storage  # type: ignore[attr-defined]
+
+            self._storage = storage.Client(project=self._project)
+        return self._storage
+
+    def location(self, region: str, backup_id: str) -> str:
+        return f"{self._buckets[region]}/{backup_id}"
+
+    def export_location(self, backup_id: str) -> str:
+        return self.location(self.export_region, backup_id)
+
+    def locations(self, backup_id: str) -> dict[str, str]:
+        return {region: self.location(region, backup_id) for region in self.regions}
+
+    def start(self, backup_id: str, snapshot_time: datetime) -> str:
+        operation = self._admin.export_documents(
+            request=ExportDocumentsRequest(
+                name=self._database_path,
+                output_uri_prefix=self.export_location(backup_id),
+                snapshot_time=snapshot_time,
+            )
+        )
+        return str(operation.operation.name)
+
+    def find(self, backup_id: str) -> str | None:
+        """``operations.list`` of the database: an export already writing to this
+        backup's prefix (a start whose answer was lost, or an attempt that died after
+        the call)."""
+        prefix = self.export_location(backup_id)
+        token = ""
+        while True:
+            page = self._admin.list_operations(
+                operations_pb2.ListOperationsRequest(name=self._database_path, page_token=token)
+            )
+            for operation in page.operations:
+                meta = _export_metadata(operation)
+                if meta is not None and meta.output_uri_prefix.rstrip("/") == prefix:
+                    return str(operation.name)
+            token = page.next_page_token
+            if not token:
+                return None
+
+    def progress(self, operation: str) -> ExportProgress:
+        op = self._admin.get_operation(operations_pb2.GetOperationRequest(name=operation))
+        meta = _export_metadata(op)
+        error = op.error.message or f"code {op.error.code}" if op.HasField("error") else None
+        state = OperationState(meta.operation_state).name if meta is not None else "UNKNOWN"
+        end = meta.end_time if meta is not None and meta.end_time else None
+        return ExportProgress(
+            done=bool(op.done),
+            error=error,
+            state=state,
+            documents=int(meta.progress_documents.completed_work) if meta else 0,
+            size_bytes=int(meta.progress_bytes.completed_work) if meta else 0,
+            end_time=end if end is not None and end.year > 1970 else None,
+        )
+
+    def cancel(self, operation: str) -> None:
+        self._admin.cancel_operation(operations_pb2.CancelOperationRequest(name=operation))
+
+    def _objects(self, region: str, backup_id: str) -> dict[str, Any]:
+        """The objects of ``backup_id``'s copy in ``region``: relative name -> blob."""
+        bucket, path = split_gs(self.location(region, backup_id))
+        prefix = f"{path}/"
+        return {
+            blob.name[len(prefix) :]: blob
+            for blob in self._client().list_blobs(bucket, prefix=prefix)
+        }
+
+    def replicate(self, backup_id: str, deadline: float) -> bool:
+        source = self._objects(self.export_region, backup_id)
+        if not source:
+            raise BackupIntegrityError(
+                f"the export of {backup_id} wrote nothing to {self.export_location(backup_id)}"
+            )
+        for region in self.regions:
+            if region == self.export_region:
+                continue
+            have = {
+                name: _fingerprint(blob) for name, blob in self._objects(region, backup_id).items()
+            }
+            bucket_name, path = split_gs(self.location(region, backup_id))
+            bucket = self._client().bucket(bucket_name)
+            for name, blob in source.items():
+                if have.get(name) == _fingerprint(blob):
+                    continue  # copied by an earlier run
+                if time.monotonic() > deadline:
+                    return False
+                target = bucket.blob(f"{path}/{name}")
+                token: str | None = None
+                while True:
+                    token, _, _ = target.rewrite(blob, token=token)
+                    if token is None:
+                        break
+                    if time.monotonic() > deadline:
+                        return False  # this object is copied again by the next run
+        return True
 
     def create(self, backup_id: str, snapshot_time: datetime) -> CreatedBackup:
-        locations: dict[str, str] = {}
-        operations: dict[str, str] = {}
-        documents = 0
-        size = 0
-        for region, bucket in self._buckets.items():
-            prefix = f"{bucket}/{backup_id}"
-            operation = self._admin.export_documents(
-                request=ExportDocumentsRequest(
-                    name=self._database_path,
-                    output_uri_prefix=prefix,
-                    snapshot_time=snapshot_time,
-                )
-            )
-            operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
-            meta = operation.metadata
-            if isinstance(meta, ExportDocumentsMetadata):
-                documents = int(meta.progress_documents.completed_work)
-                size = int(meta.progress_bytes.completed_work)
-            locations[region] = prefix
-            operations[region] = operation.operation.name
-        return CreatedBackup(
-            locations=locations,
-            document_count=documents,
-            collection_counts={},
-            size_bytes=size,
-            key_id=self._kms_key,
-            operations=operations,
+        raise FailedPrecondition(
+            "managed backups are started (BackupService.backup) and polled to completion "
+            "(BackupService.poll), never taken in one call"
         )
 
     def verify(self, record: BackupRecord, region: str) -> None:
-        name = record.operations.get(region)
+        """The export's operation finished successfully, and ``region``'s copy holds
+        every file of the export (the export region: its files, with the overall
+        metadata; any other: the same names, MD5s and sizes as the export)."""
+        source_region = record.export_region or region
+        name = record.operations.get(source_region)
         if not name:
             raise BackupIntegrityError(f"backup {record.backup_id} has no export in {region}")
         operation = self._admin.get_operation(operations_pb2.GetOperationRequest(name=name))
@@ -126,6 +270,26 @@ class ManagedBackupStore:
         if meta.operation_state != OperationState.SUCCESSFUL:
             raise BackupIntegrityError(
                 f"export {name} is {OperationState(meta.operation_state).name}"
+            )
+        if record.export_region is None:
+            return  # before issue 22: one export per region, its operation is the proof
+        source = {
+            n: _fingerprint(b) for n, b in self._objects(source_region, record.backup_id).items()
+        }
+        if not any(n.endswith(OVERALL_METADATA_SUFFIX) for n in source):
+            raise BackupIntegrityError(
+                f"the export of {record.backup_id} in {source_region} has no "
+                f"*{OVERALL_METADATA_SUFFIX} (incomplete)"
+            )
+        if region == source_region:
+            return
+        copy = {n: _fingerprint(b) for n, b in self._objects(region, record.backup_id).items()}
+        missing = sorted(set(source) - set(copy))
+        differ = sorted(n for n in source if n in copy and copy[n] != source[n])
+        if missing or differ:
+            raise BackupIntegrityError(
+                f"the copy of {record.backup_id} in {region} differs from the export in "
+                f"{source_region}: missing {_few(missing)}, different {_few(differ)}"
             )
 
     def delete(self, record: BackupRecord) -> bool:
@@ -225,3 +389,24 @@ class ManagedBackupStore:
             steps.append(f"could not confirm: {describe_error(exc)}")
             return False, ", ".join(steps)
         return False, ", ".join([*steps, f"{target} still exists"])
+
+
+def _export_metadata(operation: Any) -> ExportDocumentsMetadata | None:
+    """The operation's ``ExportDocumentsMetadata``, or None (another kind of operation)."""
+    if not operation.HasField("metadata"):
+        return None
+    if not operation.metadata.type_url.endswith(".ExportDocumentsMetadata"):
+        return None
+    meta: ExportDocumentsMetadata = ExportDocumentsMetadata.deserialize(operation.metadata.value)
+    return meta
+
+
+def _fingerprint(blob: Any) -> tuple[str | None, int | None]:
+    return blob.md5_hash, blob.size
+
+
+def _few(names: Iterable[str]) -> str:
+    listed = list(names)
+    if not listed:
+        return "none"
+    return ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from shared.errors import Pack391Error
 from shared.models.alerts import AlertSource, Severity
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus, CheckResult, CheckStatus
 from shared.thresholds import (
+    BACKUP_EXPORT_DEADLINE_SEC,
     BACKUP_FRESHNESS_SLACK_SEC,
     BACKUP_INTERRUPTED_AFTER_SEC,
     BACKUP_INTERVAL_SEC,
@@ -26,6 +28,18 @@ from shared.thresholds import (
 def backup_id(now: datetime, suffix: str) -> str:
     """``20260101T120000Z-1a2b3c``: sorts by time; ``suffix`` (6 hex) makes it unique."""
     return f"{now:%Y%m%dT%H%M%SZ}-{suffix}"
+
+
+def backup_slot(moment: datetime) -> datetime:
+    """The backup interval (the hour) ``moment`` falls in: its start."""
+    return align_down(moment, BACKUP_INTERVAL_SEC)
+
+
+def slot_backup_id(slot: datetime) -> str:
+    """The one backup id of an hour (``20260101T120000Z-<6 hex of the hour>``): every
+    attempt of that hour's run (Cloud Scheduler's retries) computes the same id, so the
+    catalog entry claimed under it is the one export of the hour."""
+    return backup_id(slot, hashlib.sha256(slot.isoformat().encode()).hexdigest()[:6])
 
 
 def drill_id(now: datetime, suffix: str) -> str:
@@ -190,6 +204,48 @@ def interrupted_backups(records: Iterable[BackupRecord], now: datetime) -> list[
     """Backups still ``running`` long after they started: they will never finish."""
     limit = timedelta(seconds=BACKUP_INTERRUPTED_AFTER_SEC)
     return [r for r in records if r.status is BackupStatus.RUNNING and now - r.started_at > limit]
+
+
+def export_age_sec(record: BackupRecord, now: datetime) -> float:
+    return (now - record.started_at).total_seconds()
+
+
+def export_stuck(record: BackupRecord, now: datetime) -> bool:
+    """An export still unfinished (or never started) past :data:`BACKUP_EXPORT_DEADLINE_SEC`."""
+    return (
+        record.status is BackupStatus.EXPORTING
+        and export_age_sec(record, now) > BACKUP_EXPORT_DEADLINE_SEC
+    )
+
+
+def export_abandoned(record: BackupRecord, now: datetime) -> bool:
+    """An export unfinished past :data:`BACKUP_INTERRUPTED_AFTER_SEC`: cancelled and failed."""
+    return (
+        record.status is BackupStatus.EXPORTING
+        and export_age_sec(record, now) > BACKUP_INTERRUPTED_AFTER_SEC
+    )
+
+
+def exports_check(stuck: Sequence[BackupRecord], now: datetime) -> CheckResult:
+    """The promise that every hour's export finishes (and is copied) within its deadline:
+    broken while one is stuck (its alert, ``backup:promise:exports``, is raised by the
+    poll and resolved by the first poll that finds none)."""
+    if stuck:
+        detail = "; ".join(
+            f"{r.backup_id} unfinished after {export_age_sec(r, now):.0f}s"
+            + (f" ({r.error})" if r.error else "")
+            for r in stuck
+        )
+        return CheckResult(
+            name="exports",
+            status=CheckStatus.BROKEN,
+            detail=f"{detail} (deadline {BACKUP_EXPORT_DEADLINE_SEC}s)",
+        )
+    return CheckResult(
+        name="exports",
+        status=CheckStatus.OK,
+        detail=f"no export unfinished past {BACKUP_EXPORT_DEADLINE_SEC}s",
+    )
 
 
 def retention_check(

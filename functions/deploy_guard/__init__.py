@@ -8,8 +8,12 @@ the local stack.
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
+from typing import Any
 
+from firebase_functions import https_fn, tasks_fn
+from firebase_functions.options import RetryConfig
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
 from functions.deploy_guard.adapters import (
@@ -17,23 +21,36 @@ from functions.deploy_guard.adapters import (
     CloudRunTraffic,
     DeployStore,
     GateReader,
+    JudgeChain,
+    LocalJudgeChain,
     LocalTraffic,
     MonitoringRevisionMetrics,
     PushedRevisionMetrics,
     RevisionMetrics,
+    TaskQueueJudgeChain,
     TrafficSplitter,
 )
 from functions.deploy_guard.service import DeployGuard, DeployPorts
+from shared import thresholds as t
 from shared.audit import Change
 from shared.auth import Role
 from shared.config import (
+    CANARY_FAST_JUDGE,
     DEPLOY_BACKEND,
     DEPLOY_PROBE_URLS,
     DEPLOY_SERVICES,
     FUNCTIONS_REGION,
+    MAX_INSTANCES_SCHEDULED,
     project_id,
 )
-from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
+from shared.edge import (
+    CallContext,
+    ScheduledContext,
+    callable_function,
+    parse_request,
+    scheduled_function,
+)
+from shared.errors import to_https_error
 from shared.firestore import get_db
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
@@ -42,6 +59,7 @@ from shared.models.deploy import (
     ControlRequest,
     DeploymentList,
     DeploymentStatus,
+    JudgeTickRequest,
     PinTrafficRequest,
     PinTrafficResult,
     RevisionMetricsRequest,
@@ -71,18 +89,22 @@ def _guard_for(
     region: str,
     services: tuple[str, ...],
     urls: tuple[str, ...],
+    fast_judge: bool,
 ) -> DeployGuard:
     db = get_db()
     splitter: TrafficSplitter
     metrics: RevisionMetrics
+    chain: JudgeChain | None = None
     indexes: FirestoreAdminClient | None = None
     if backend == "gcp":
         splitter = CloudRunTraffic(CloudRunServices(services_client(), project))
         metrics = MonitoringRevisionMetrics(MonitoringReader(metric_client(), project))
         indexes = FirestoreAdminClient()
+        chain = TaskQueueJudgeChain(region) if fast_judge else None
     else:
         splitter = LocalTraffic(get_redis())
         metrics = PushedRevisionMetrics(PushedMetricsStore(get_redis()))
+        chain = LocalJudgeChain(lambda d, at: deploy_guard().tick(d, at)) if fast_judge else None
     ports = DeployPorts(
         store=DeployStore(db),
         splitter=splitter,
@@ -94,6 +116,7 @@ def _guard_for(
         default_services=services,
         probe_urls=urls,
         index_file=INDEX_FILE,
+        chain=chain,
     )
     return DeployGuard(ports)
 
@@ -106,6 +129,7 @@ def deploy_guard() -> DeployGuard:
         FUNCTIONS_REGION.value,
         tuple(DEPLOY_SERVICES.value),
         tuple(DEPLOY_PROBE_URLS.value),
+        CANARY_FAST_JUDGE.value,
     )
 
 
@@ -119,7 +143,7 @@ def pack391_preDeployValidator(ctx: CallContext, req: ValidateRequest) -> Valida
     return deploy_guard().validate(req, _change(ctx, "deploy.validate", None))
 
 
-@callable_function(role=Role.ADMIN, request=StartRequest)
+@callable_function(role=Role.ADMIN, request=StartRequest, timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC)
 def pack391_startDeployment(ctx: CallContext, req: StartRequest) -> StartResult:
     """Start a canary (one active deployment per environment)."""
     return deploy_guard().start(req, _change(ctx, "deploy.start", req.reason))
@@ -134,6 +158,7 @@ def pack391_startDeployment(ctx: CallContext, req: StartRequest) -> StartResult:
     min_backoff_seconds=10,
     max_backoff_seconds=10,
     max_doublings=0,
+    timeout_sec=t.DEPLOY_MONITOR_TIMEOUT_SEC,
 )
 def pack391_monitorDeployment(ctx: ScheduledContext) -> None:
     """Every minute: judge, advance or roll back every active deployment. The clock is the
@@ -142,7 +167,7 @@ def pack391_monitorDeployment(ctx: ScheduledContext) -> None:
     log.info("deploy monitor %s: %s", ctx.request_id, {d.deployment_id: d.phase for d in done})
 
 
-@callable_function(role=Role.ADMIN, request=RollbackRequest)
+@callable_function(role=Role.ADMIN, request=RollbackRequest, timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC)
 def pack391_rollbackController(ctx: CallContext, req: RollbackRequest) -> DeploymentStatus:
     """100 % back to the stable revisions, with the reason recorded."""
     dep = deploy_guard().rollback(
@@ -159,14 +184,16 @@ def pack391_getDeploymentStatus(
     return deploy_guard().status(req)
 
 
-@callable_function(role=Role.ADMIN, request=ControlRequest)
+@callable_function(role=Role.ADMIN, request=ControlRequest, timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC)
 def pack391_controlDeployment(ctx: CallContext, req: ControlRequest) -> DeploymentStatus:
     """A human's promote, pause, resume or abort."""
     dep = deploy_guard().control(req, _change(ctx, f"deploy.{req.action.value}", req.reason))
     return DeploymentStatus.model_validate(dep.model_dump())
 
 
-@callable_function(role=Role.ADMIN, request=PinTrafficRequest)
+@callable_function(
+    role=Role.ADMIN, request=PinTrafficRequest, timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC
+)
 def pack391_pinTraffic(ctx: CallContext, req: PinTrafficRequest) -> PinTrafficResult:
     """Before ``firebase deploy``: pin each service's traffic to its serving revision, so the
     new revision lands at 0 %."""
@@ -180,3 +207,31 @@ def pack391_reportRevisionMetrics(
     """Local stack: a revision (or its sidecar) pushes one sample for the canary judge.
     Deployed, the judge reads Cloud Monitoring and this answers FAILED_PRECONDITION."""
     return deploy_guard().report_revision(req, ctx.now)
+
+
+def judge_tick(data: Any) -> dict[str, Any]:
+    """The body of ``pack391JudgeDeployment``: one link of the fast judge's chain."""
+    req = parse_request(JudgeTickRequest, data)
+    dep = deploy_guard().tick(req.deployment_id, req.at)
+    return {"deploymentId": req.deployment_id, "phase": dep.phase.value if dep else None}
+
+
+@tasks_fn.on_task_dispatched(
+    # one attempt: a failed link is followed by the next tick (scheduled first) and by the
+    # minute monitor; a retry would judge a stale window late
+    retry_config=RetryConfig(max_attempts=1),
+    # the judging and one rollback write fit (15 + 20 s); a link that finds a split still to
+    # apply pushes it with the callables' retries
+    timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC,
+    # background work, like the scheduled functions: one link per live canary every 10 s
+    max_instances=MAX_INSTANCES_SCHEDULED,
+)
+def pack391JudgeDeployment(req: https_fn.CallableRequest[Any]) -> Any:
+    """While a canary is live, every 10 s: roll it back on a conclusive breach of the window
+    since the previous minute began (task-queue function: Cloud Tasks invokes it, and IAM
+    limits its invokers to the runtime service account)."""
+    request_id = uuid.uuid4().hex
+    try:
+        return judge_tick(req.data)
+    except Exception as exc:  # the one catch-all, as in shared.edge
+        raise to_https_error(exc, request_id) from exc

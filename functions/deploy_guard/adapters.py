@@ -15,7 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,13 +46,16 @@ from shared.models.deploy import (
     ACTIVE_PHASES,
     DeploymentDoc,
     RevisionWindow,
+    TrafficSnapshot,
     ValidationReport,
 )
-from shared.models.scaling import ReportMetricsRequest, ServiceConfig, ServiceDoc
+from shared.models.scaling import ReportMetricsRequest, ServiceDoc
 from shared.redis import lua_script
 from shared.services import ServiceRegistryReader
 
 _SET_SPLIT = Path(__file__).with_name("lua") / "set_split.lua"
+
+log = logging.getLogger("pack391.deploy")
 
 # ------------------------------------------------------------------- ports
 
@@ -79,8 +85,25 @@ class TrafficSplitter(Protocol):
 
 
 class RevisionMetrics(Protocol):
-    def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
-        """Requests, 5xx and p95 of ``revision`` in the minute starting at ``start``."""
+    def window(
+        self,
+        service: str,
+        region: str,
+        revision: str,
+        start: datetime,
+        end: datetime | None = None,
+    ) -> RevisionWindow:
+        """Requests, 5xx and p95 of ``revision`` from ``start`` (a minute's start) to
+        ``end`` (default: the end of that minute; later: whole minutes, the last one as
+        far as it is known)."""
+
+
+class JudgeChain(Protocol):
+    """The fast judge's schedule: :meth:`schedule` asks for one run of
+    ``DeployGuard.tick(deployment_id)`` at ``at``; asking twice for the same
+    (deployment, ``at``) runs it once."""
+
+    def schedule(self, deployment_id: str, at: datetime) -> None: ...
 
 
 # --------------------------------------------------------------- Firestore
@@ -125,9 +148,34 @@ class DeployStore:
             return ValidationReport.model_validate(snap.to_dict())
         return None
 
-    def create(self, dep: DeploymentDoc, change: Change) -> DeploymentDoc | str:
+    def _snapshot(self, environment: str) -> firestore.DocumentReference:
+        return self._db.collection(collections.DEPLOY_SNAPSHOTS).document(environment)
+
+    def save_snapshot(self, snapshot: TrafficSnapshot, change: Change) -> None:
+        """The serving revisions before a deploy, with its audit entry (one batch)."""
+        batch = self._db.batch()
+        batch.set(self._snapshot(snapshot.environment), snapshot.to_doc())
+        write_audit(
+            self._db,
+            batch,
+            change,
+            target=f"{collections.DEPLOY_SNAPSHOTS}/{snapshot.environment}",
+            before=None,
+            after={"services": snapshot.services},
+        )
+        batch.commit()
+
+    def snapshot(self, environment: str) -> TrafficSnapshot | None:
+        snap = self._snapshot(environment).get()
+        return TrafficSnapshot.model_validate(snap.to_dict()) if snap.exists else None
+
+    def create(
+        self, dep: DeploymentDoc, change: Change, consume_snapshot: bool = False
+    ) -> DeploymentDoc | str:
         """Create ``dep`` unless its environment has an active deployment (whose id is
-        returned instead). Deployment, lock and audit entry in one transaction."""
+        returned instead). Deployment, lock and audit entry in one transaction, which also
+        deletes the environment's traffic snapshot when ``consume_snapshot`` (one snapshot,
+        one canary: a later start must not take an old deploy's stable side)."""
         ref, active = self._dep(dep.deployment_id), self._active(dep.environment)
 
         @firestore.transactional
@@ -137,6 +185,8 @@ class DeployStore:
                 return str((held.to_dict() or {}).get("deploymentId"))
             tx.set(active, {"deploymentId": dep.deployment_id, "since": dep.created_at})
             tx.set(ref, dep.to_doc())
+            if consume_snapshot:
+                tx.delete(self._snapshot(dep.environment))
             write_audit(
                 self._db,
                 tx,
@@ -253,8 +303,11 @@ class DeployStore:
 class LocalTraffic:
     """The local platform: revisions and the split per service in Redis.
 
-    :meth:`deploy` is what a deploy does locally: a new latest revision; it takes all
-    traffic only when the service has no pinned split (like Cloud Run's LATEST target).
+    :meth:`deploy` is what a deploy does locally, with the real platform's traffic rules
+    (the Cloud Run and Cloud Functions fakes in ``tests/fakes`` cite them): by default the
+    way ``firebase deploy`` lands a function (all traffic on the new revision, whatever
+    split was pinned); ``all_traffic=False`` the way ``gcloud run deploy --no-traffic``
+    lands a Cloud Run service's revision (the split stays as it was).
     """
 
     platform = "local"
@@ -265,12 +318,14 @@ class LocalTraffic:
     def _key(self, service: str) -> str:
         return f"{PREFIX}:deploy:svc:{service}"
 
-    def deploy(self, service: str, revision: str) -> None:
+    def deploy(self, service: str, revision: str, all_traffic: bool = True) -> None:
         key = self._key(service)
-        pinned = self._redis.hget(key, "pinned") == "1"
         mapping: dict[str | bytes, str] = {"latest": revision}
-        if not pinned:
+        if all_traffic or not self._redis.hget(key, "split"):
+            # the Cloud Functions API's allTrafficOnLatestRevision (true unless the deploy
+            # says otherwise), or a first revision: 100 % on it, the pin is gone
             mapping["split"] = json.dumps({revision: 100})
+            mapping["pinned"] = "0"
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping=cast(Any, mapping))
         pipe.hincrby(key, "version", 1)
@@ -325,18 +380,78 @@ class CloudRunTraffic:
         return serving_shares(updated)
 
 
+# -------------------------------------------------------------- fast judge
+
+JUDGE_TASK_FUNCTION = "pack391JudgeDeployment"
+"""The task-queue function of the fast judge (no underscore: its Cloud Tasks queue is
+named after it, and queue ids allow letters, digits and hyphens only)."""
+
+
+def tick_task_id(deployment_id: str, at: datetime) -> str:
+    """One Cloud Tasks name per (deployment, tick): a second enqueue of the same tick is
+    refused ``ALREADY_EXISTS``, so overlapping links never fork the chain."""
+    return f"judge-{deployment_id}-{int(at.timestamp())}"
+
+
+class TaskQueueJudgeChain:
+    """Deployed: each tick is a named Cloud Tasks task for ``pack391JudgeDeployment``
+    (firebase-admin's task queue; ``TaskOptions.schedule_time`` and ``task_id``, Cloud Tasks
+    ``Task.scheduleTime`` / ``Task.name``:
+    https://cloud.google.com/tasks/docs/reference/rest/v2/projects.locations.queues.tasks)."""
+
+    def __init__(self, region: str, app: Any = None) -> None:
+        self._region = region
+        self._app = app
+
+    def schedule(self, deployment_id: str, at: datetime) -> None:
+        from firebase_admin import exceptions as fa_exc
+        from firebase_admin import functions as admin_functions
+
+        queue = admin_functions.task_queue(
+            f"locations/{self._region}/functions/{JUDGE_TASK_FUNCTION}", app=self._app
+        )
+        options = admin_functions.TaskOptions(
+            schedule_time=at,
+            dispatch_deadline_seconds=int(
+                t.CANARY_FAST_CHECK_BUDGET_SEC + t.DEPLOY_TRAFFIC_TIMEOUT_SEC + 15
+            ),
+            task_id=tick_task_id(deployment_id, at),
+        )
+        # another link scheduled this tick (ALREADY_EXISTS): one chain
+        with contextlib.suppress(fa_exc.AlreadyExistsError):
+            queue.enqueue({"data": {"deploymentId": deployment_id, "at": at.isoformat()}}, options)
+
+
+class LocalJudgeChain:
+    """The local stack: a timer per tick in this process, calling ``run(deployment_id,
+    at)`` at ``at`` (the body of ``pack391JudgeDeployment``); one timer per tick."""
+
+    def __init__(self, run: Callable[[str, datetime], object]) -> None:
+        self._run = run
+        self._pending: set[tuple[str, datetime]] = set()
+        self._lock = threading.Lock()
+
+    def schedule(self, deployment_id: str, at: datetime) -> None:
+        key = (deployment_id, at)
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        delay = max(0.0, (at - datetime.now(at.tzinfo)).total_seconds())
+        timer = threading.Timer(delay, self._fire, (deployment_id, at))
+        timer.daemon = True
+        timer.start()
+
+    def _fire(self, deployment_id: str, at: datetime) -> None:
+        with self._lock:
+            self._pending.discard((deployment_id, at))
+        try:
+            self._run(deployment_id, at)
+        except Exception:  # a timer thread has no caller: the next minute's monitor judges
+            log.exception("fast judge of deployment %s at %s failed", deployment_id, at)
+
+
 # ------------------------------------------------------------------ metrics
-
-
-def _revision_config(service: str, region: str, revision: str) -> ServiceConfig:
-    return ServiceConfig(
-        service_id=revision,
-        initial_instances=0,
-        min_instances=0,
-        max_instances=0,
-        cloud_run_service=service,
-        region=region,
-    )
 
 
 class PushedRevisionMetrics:
@@ -355,17 +470,30 @@ class PushedRevisionMetrics:
         )
         return self._store.record(sample, now)
 
-    def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
-        end = start + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        snap = self._store.read(_revision_config(service, region, revision), end)
-        if snap is None or snap.at != start or not snap.requests_per_min:
-            return RevisionWindow()
-        requests = int(snap.requests_per_min)
-        return RevisionWindow(
-            requests=requests,
-            errors=round((snap.error_rate_pct or 0.0) * requests / 100),
-            p95_latency_ms=snap.p95_latency_ms,
-        )
+    def window(
+        self,
+        service: str,
+        region: str,
+        revision: str,
+        start: datetime,
+        end: datetime | None = None,
+    ) -> RevisionWindow:
+        minute = timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        end = end or start + minute
+        requests = errors = 0
+        p95: float | None = None
+        at = start
+        while at < end:
+            snap = self._store.minute(revision, at)
+            at += minute
+            if snap is None or not snap.requests_per_min:
+                continue
+            n = int(snap.requests_per_min)
+            requests += n
+            errors += round((snap.error_rate_pct or 0.0) * n / 100)
+            if snap.p95_latency_ms is not None:
+                p95 = max(p95 or 0.0, snap.p95_latency_ms)
+        return RevisionWindow(requests=requests, errors=errors, p95_latency_ms=p95)
 
 
 _REVISION_COUNTS = gm.Query(
@@ -389,9 +517,16 @@ class MonitoringRevisionMetrics:
     def __init__(self, reader: gm.MonitoringReader) -> None:
         self._reader = reader
 
-    def window(self, service: str, region: str, revision: str, start: datetime) -> RevisionWindow:
+    def window(
+        self,
+        service: str,
+        region: str,
+        revision: str,
+        start: datetime,
+        end: datetime | None = None,
+    ) -> RevisionWindow:
         minute = timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        end = start + minute
+        end = end or start + minute
         requests = errors = 0
         counts = self._reader.series(
             _REVISION_COUNTS,

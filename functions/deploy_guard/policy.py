@@ -37,10 +37,14 @@ from shared.models.deploy import (
     Phase,
     RevisionWindow,
     ServiceTarget,
+    TrafficSnapshot,
     ValidationReport,
     Verdict,
 )
 from shared.models.scaling import IsolationState, ServiceDoc
+
+LATENCY_METRIC = "p95_latency_ms"
+"""The latency check's name (the other checks are rates)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def _latency_check(
     value = canary.p95_latency_ms
     if value is None or reference is None or canary.requests < t.CANARY_MIN_REQUESTS_PER_CHECK:
         return MetricCheck(
-            metric="p95_latency_ms",
+            metric=LATENCY_METRIC,
             canary=value,
             stable=reference,
             threshold=t.CANARY_ROLLBACK_LATENCY_INCREASE_PCT,
@@ -136,7 +140,7 @@ def _latency_check(
         )
     over = value > reference * limit_ratio and value - reference > t.CANARY_LATENCY_FLOOR_MS
     return MetricCheck(
-        metric="p95_latency_ms",
+        metric=LATENCY_METRIC,
         canary=round(value, 3),
         stable=round(reference, 3),
         threshold=t.CANARY_ROLLBACK_LATENCY_INCREASE_PCT,
@@ -333,6 +337,39 @@ def confirmed(dep: DeploymentDoc, now: datetime, reasserted: list[str]) -> Deplo
         return None
     done = dep.model_copy(update={"confirmed_at": now, "updated_at": now})
     return with_event(done, now, "reasserted", services=reasserted) if reasserted else done
+
+
+def fast_breaches(checks: Sequence[MetricCheck]) -> list[str]:
+    """The checks a fast (10 s) judge rolls back on: conclusive *rate* breaches only (the
+    Wilson bound makes them conclusive at any traffic). Latency waits for the minute
+    monitor: a p95 over a partial window of a revision that has just taken traffic (a
+    deploy at 100 %, then 5 %) is a few dozen requests' maximum, not comparable with
+    stable's (a good canary was rolled back for 63 ms against 27 ms over 56 requests in a
+    rehearsal)."""
+    return [c.metric for c in checks if c.verdict == Verdict.BREACH and c.metric != LATENCY_METRIC]
+
+
+def snapshot_usable(snapshot: TrafficSnapshot, now: datetime) -> bool:
+    """A snapshot of the serving revisions is the stable side of a canary while it is
+    younger than ``DEPLOY_SNAPSHOT_MAX_AGE_SEC`` (older: an earlier deploy's)."""
+    age = (now - snapshot.taken_at).total_seconds()
+    return 0 <= age <= t.DEPLOY_SNAPSHOT_MAX_AGE_SEC
+
+
+def next_tick(now: datetime) -> datetime:
+    """When the fast judge runs next: the next multiple of ``CANARY_FAST_CHECK_INTERVAL_SEC``
+    after ``now`` (on the epoch's grid, so every enqueuer of one tick names the same task)."""
+    step = t.CANARY_FAST_CHECK_INTERVAL_SEC
+    return datetime.fromtimestamp((math.floor(now.timestamp() / step) + 1) * step, tz=now.tzinfo)
+
+
+def worst_case_rollback_sec(
+    interval_sec: float, dispatch_late_sec: float, judge_sec: float, traffic_write_sec: float
+) -> float:
+    """From a breach being in the data to stable serving 100 %, at worst: the tick that
+    just missed it, the next one's interval, its late dispatch, the judging and the
+    traffic write (each at its deadline)."""
+    return interval_sec + dispatch_late_sec + judge_sec + traffic_write_sec
 
 
 def split(target: ServiceTarget, canary_percent: int) -> dict[str, int]:

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from functions.deploy_guard import policy
 from functions.deploy_guard.adapters import (
@@ -29,6 +32,7 @@ from functions.deploy_guard.adapters import (
     BusinessMetrics,
     DeployStore,
     GateReader,
+    JudgeChain,
     Observed,
     PushedRevisionMetrics,
     RevisionMetrics,
@@ -60,6 +64,7 @@ from shared.models.deploy import (
     StartRequest,
     StartResult,
     StatusRequest,
+    TrafficSnapshot,
     ValidateRequest,
     ValidationReport,
 )
@@ -88,6 +93,9 @@ class DeployPorts:
     default_services: tuple[str, ...]
     probe_urls: tuple[str, ...]
     index_file: Path
+    chain: JudgeChain | None = None
+    """The fast judge's schedule (a Cloud Tasks chain deployed, timers locally); None:
+    only the minute monitor judges."""
 
 
 def _sum(windows: list[RevisionWindow]) -> RevisionWindow:
@@ -148,18 +156,31 @@ class DeployGuard:
             raise FailedPrecondition(f"service {name} serves no traffic (unknown service?)")
         return seen, max(sorted(seen.shares), key=lambda rev: seen.shares[rev])
 
-    def _targets(self, names: list[str] | None) -> list[ServiceTarget]:
+    def _targets(
+        self, names: list[str] | None, snapshot: TrafficSnapshot | None
+    ) -> list[ServiceTarget]:
+        """Stable: the snapshot's revision (what served before the deploy, whatever the
+        deploy did to traffic since), else the revision serving most; canary: the latest
+        ready revision."""
         services = names or list(self.p.default_services)
         if not services:
             raise InvalidInput("services", "no services given and none configured")
         targets = []
         for name in services:
-            seen, stable = self._serving(name)
+            seen, serving = self._serving(name)
+            stable = (snapshot.services.get(name) if snapshot else None) or serving
             canary = seen.latest_ready
             if canary is None or canary == stable:
+                hint = (
+                    ""
+                    if snapshot and name in snapshot.services
+                    else " (a deploy that moves all traffic to its new revision, as "
+                    "firebase deploy does, needs pack391 deploy pin-traffic first: it "
+                    "records the stable revision)"
+                )
                 raise FailedPrecondition(
                     f"service {name} has no new revision: {stable} is the latest ready "
-                    f"(deploy one; on the local stack: pack391 deploy revision {name})"
+                    f"(deploy one; on the local stack: pack391 deploy revision {name})" + hint
                 )
             targets.append(
                 ServiceTarget(
@@ -179,6 +200,9 @@ class DeployGuard:
             raise FailedPrecondition(f"{refusal}: validate first, or force with a reason")
         if req.force and req.reason is None:
             raise InvalidInput("reason", "a forced start needs a reason")
+        snapshot = self.p.store.snapshot(req.environment)
+        if snapshot is not None and not policy.snapshot_usable(snapshot, now):
+            snapshot = None
         dep = DeploymentDoc(
             deployment_id=new_id(now),
             version=req.version,
@@ -186,7 +210,7 @@ class DeployGuard:
             phase=Phase.PENDING,
             steps_pct=list(t.CANARY_STEPS_PCT),
             applied_percent=0,
-            services=self._targets(req.services),
+            services=self._targets(req.services, snapshot),
             bake_sec=t.CANARY_BAKE_SEC if req.bake_sec is None else req.bake_sec,
             min_requests_per_step=(
                 t.CANARY_MIN_REQUESTS_PER_STEP
@@ -200,14 +224,23 @@ class DeployGuard:
             created_at=now,
             updated_at=now,
         )
-        dep = policy.with_event(dep, now, "created", forced=dep.forced, refusal=refusal)
-        created = self.p.store.create(dep, change)
+        dep = policy.with_event(
+            dep,
+            now,
+            "created",
+            forced=dep.forced,
+            refusal=refusal,
+            snapshotAt=snapshot.taken_at.isoformat() if snapshot else None,
+        )
+        created = self.p.store.create(dep, change, consume_snapshot=snapshot is not None)
         if isinstance(created, str):
             raise FailedPrecondition(
                 f"deployment {created} is active in {req.environment}", activeDeploymentId=created
             )
         after = self.step(dep.deployment_id, now)
         current = after or dep
+        if self.p.chain is not None and policy.holds_environment(current):
+            self.p.chain.schedule(dep.deployment_id, policy.next_tick(now))
         return StartResult(
             deployment_id=dep.deployment_id,
             phase=current.phase,
@@ -241,21 +274,30 @@ class DeployGuard:
         generation retries. False: a newer decision owns the platform (this one stops)."""
         pending = list(dep.services)
         for _attempt in range(TRAFFIC_WRITE_ATTEMPTS):
-            etags = {t.service: self.p.splitter.observe(t.service, t.region).etag for t in pending}
+            etags = dict(
+                _parallel(
+                    lambda t: (t.service, self.p.splitter.observe(t.service, t.region).etag),
+                    pending,
+                )
+            )
             if self.p.store.generation(dep.deployment_id) != dep.generation:
                 return False
-            conflicted = []
-            for target in pending:
+
+            def write(
+                target: ServiceTarget, etags: dict[str, str | None] = etags
+            ) -> ServiceTarget | None:
                 wanted = policy.split(target, dep.traffic_percent)
                 try:
                     serving = self.p.splitter.apply(
                         target.service, target.region, wanted, etags[target.service]
                     )
                 except TrafficConflict:
-                    conflicted.append(target)
-                    continue
+                    return target
                 if serving != wanted:
                     raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
+                return None
+
+            conflicted = [t for t in _parallel(write, pending) if t is not None]
             if not conflicted:
                 return True
             pending = conflicted
@@ -289,12 +331,12 @@ class DeployGuard:
         """A final deployment: read what each service serves (``traffic_statuses``), send
         the final split again where it differs, and confirm once every service serves it
         (which frees the environment). Until then every monitor run comes back here."""
-        reasserted = []
-        for target in dep.services:
+
+        def reassert(target: ServiceTarget) -> str | None:
             wanted = policy.split(target, dep.traffic_percent)
             seen = self.p.splitter.observe(target.service, target.region)
             if seen.shares == wanted:
-                continue
+                return None
             log.warning(
                 "deployment %s is %s but %s serves %s: sending %s again",
                 dep.deployment_id,
@@ -306,7 +348,9 @@ class DeployGuard:
             serving = self.p.splitter.apply(target.service, target.region, wanted, seen.etag)
             if serving != wanted:
                 raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
-            reasserted.append(target.service)
+            return target.service
+
+        reasserted = [s for s in _parallel(reassert, list(dep.services)) if s is not None]
         changed = self.p.store.update(
             dep.deployment_id, lambda d: policy.confirmed(d, now, reasserted), None
         )
@@ -372,32 +416,48 @@ class DeployGuard:
             return dep
         return self._apply(changed[1], now)
 
+    def _windows(
+        self, dep: DeploymentDoc, start: datetime, end: datetime
+    ) -> tuple[RevisionWindow, RevisionWindow]:
+        """(canary, stable) over [start, end), platform and business metrics of every
+        service added up."""
+        canary, stable = [], []
+        for target in dep.services:
+            c_rev, s_rev = target.canary_revision or "", target.stable_revision
+            m = self.p.metrics
+            canary += [
+                m.window(target.service, target.region, c_rev, start, end),
+                self.p.business.window(c_rev, start, end),
+            ]
+            stable += [
+                m.window(target.service, target.region, s_rev, start, end),
+                self.p.business.window(s_rev, start, end),
+            ]
+        return _sum(canary), _sum(stable)
+
+    def _analyse(
+        self, dep: DeploymentDoc, start: datetime, end: datetime, now: datetime
+    ) -> Analysis:
+        """The judge's verdict on [start, end), with what it judged."""
+        canary, stable = self._windows(dep, start, end)
+        verdict, checks = policy.judge(canary, stable, dep.baseline_p95_ms)
+        return Analysis(
+            at=now,
+            window_start=start,
+            step=dep.step,
+            traffic_percent=dep.traffic_percent,
+            verdict=verdict,
+            checks=checks,
+            canary=canary,
+            stable=stable,
+        )
+
     def _check(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
         window = minute_of(now) - timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
         if dep.last_checked_minute is not None and dep.last_checked_minute >= window:
             return dep
         end = window + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        canary, stable = [], []
-        for target in dep.services:
-            c_rev, s_rev = target.canary_revision or "", target.stable_revision
-            platform_c = self.p.metrics.window(target.service, target.region, c_rev, window)
-            platform_s = self.p.metrics.window(target.service, target.region, s_rev, window)
-            biz_c = self.p.business.window(c_rev, window, end)
-            biz_s = self.p.business.window(s_rev, window, end)
-            canary += [platform_c, biz_c]
-            stable += [platform_s, biz_s]
-        c_total, s_total = _sum(canary), _sum(stable)
-        verdict, checks = policy.judge(c_total, s_total, dep.baseline_p95_ms)
-        analysis = Analysis(
-            at=now,
-            window_start=window,
-            step=dep.step,
-            traffic_percent=dep.traffic_percent,
-            verdict=verdict,
-            checks=checks,
-            canary=c_total,
-            stable=s_total,
-        )
+        analysis = self._analyse(dep, window, end, now)
 
         def judged(d: DeploymentDoc) -> DeploymentDoc | None:
             if d.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
@@ -473,14 +533,94 @@ class DeployGuard:
             raise FailedPrecondition(
                 f"deployment {active[0].deployment_id} is active in {req.environment}"
             )
-        pinned = []
-        for name in req.services or list(self.p.default_services):
+        names = req.services or list(self.p.default_services)
+        if not names:
+            raise InvalidInput("services", "no services given and none configured")
+
+        def pin_one(name: str) -> PinnedService:
             seen, stable = self._serving(name)
-            self.p.splitter.apply(name, self.p.region, {stable: 100})
-            pinned.append(PinnedService(service=name, revision=stable, before=seen.shares))
-        pins = {p.service: p.revision for p in pinned}
-        self.p.store.audit_only(change, f"traffic/{req.environment}", pins)
-        return PinTrafficResult(pinned=pinned)
+            serving = self.p.splitter.apply(name, self.p.region, {stable: 100}, seen.etag)
+            if serving != {stable: 100}:
+                raise TrafficNotApplied(f"{name} serves {serving}, not {{{stable}: 100}}")
+            return PinnedService(service=name, revision=stable, before=seen.shares)
+
+        try:
+            pinned = _parallel(pin_one, names)
+        except TrafficConflict as exc:
+            raise FailedPrecondition(f"a service changed while it was pinned: {exc}") from None
+        snapshot = TrafficSnapshot(
+            environment=req.environment,
+            services={p.service: p.revision for p in pinned},
+            taken_at=change.now,
+            taken_by=change.actor_uid,
+        )
+        self.p.store.save_snapshot(snapshot, change)
+        return PinTrafficResult(pinned=pinned, snapshot_at=snapshot.taken_at)
+
+    # ------------------------------------------------------------ fast judge
+
+    def tick(self, deployment_id: str, now: datetime) -> DeploymentDoc | None:
+        """One link of the fast judge's chain: the next link is scheduled first (a crash
+        here cannot end the chain early; the chain's task names make a repeat a no-op),
+        then the breach check. The chain ends when the deployment frees its environment."""
+        dep = self.p.store.get(deployment_id)
+        if dep is None or not policy.holds_environment(dep):
+            return dep
+        if self.p.chain is not None:
+            self.p.chain.schedule(deployment_id, policy.next_tick(now))
+        return self.fast_check(deployment_id, now)
+
+    def fast_check(self, deployment_id: str, now: datetime) -> DeploymentDoc | None:
+        """Between the minute's checks: judge the window from the start of the previous
+        minute to ``now`` and roll back on a conclusive breach only (no step, no failure
+        count: those stay the minute monitor's). A pending split is applied first."""
+        dep = self.p.store.get(deployment_id)
+        if dep is None or dep.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
+            return dep
+        if dep.applied_percent != dep.traffic_percent:
+            return self.step(deployment_id, now)
+        start = minute_of(now) - timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
+        analysis = self._analyse(dep, start, now, now)
+        breached = policy.fast_breaches(analysis.checks)
+        if not breached:
+            return dep
+
+        def roll(d: DeploymentDoc) -> DeploymentDoc | None:
+            if d.phase not in (Phase.PROGRESSING, Phase.PROMOTING) or d.step != dep.step:
+                return None
+            kept = [*d.analyses, analysis][-t.CANARY_ANALYSES_KEPT_COUNT :]
+            return policy.rollback(
+                d.model_copy(update={"analyses": kept}),
+                now,
+                f"canary breached {', '.join(breached)}",
+                checks=breached,
+                fast=True,
+                windowStart=start.isoformat(),
+            )
+
+        changed = self.p.store.update(deployment_id, roll, None)
+        if changed is None:
+            return self.p.store.get(deployment_id)
+        try:
+            return self._apply(changed[1], now)
+        except PLATFORM_ERRORS as exc:  # decided and recorded: the monitor re-applies it
+            log.warning("deployment %s: rollback not applied yet: %s", deployment_id, exc)
+            return changed[1]
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _parallel(work: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+    """``work`` over ``items`` at once (one thread each, at most 16): a deployment's
+    services are updated in parallel, so a rollback of N services takes one Cloud Run
+    operation's time, not N. The first exception is raised after all have finished."""
+    if len(items) <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        futures = [pool.submit(work, i) for i in items]
+        return [f.result() for f in futures]
 
 
 def _fail(failed: DeploymentDoc, current: DeploymentDoc) -> DeploymentDoc | None:

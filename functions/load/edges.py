@@ -52,6 +52,7 @@ from shared.models.load import (
     RunLoadTestRequest,
     RunLoadTestResult,
 )
+from shared.options import redis_secrets, runtime_service_account
 from shared.redis import get_redis
 from shared.wiring import backend_choice, wired
 
@@ -146,6 +147,12 @@ def execute_shard(data: Any) -> dict[str, Any]:
     cpu=1,
     # the bill's ceiling (issue 21): never more instances than shards may run at once
     max_instances=t.LOAD_TEST_MAX_SHARDS,
+    # only the runtime account (Cloud Tasks calls with its OIDC token) may invoke it. The
+    # SDK 0.6.0 does not write a task queue's invoker into the manifest, so firebase deploy
+    # does not grant it: `pack391 bootstrap` binds roles/run.invoker on the service itself
+    invoker=[runtime_service_account()],
+    # the shard records its progress in Redis: the AUTH string when Redis needs one
+    secrets=redis_secrets(),
 )
 def pack391ExecuteLoadTest(req: https_fn.CallableRequest[Any]) -> Any:
     """One shard of a run (task-queue function: Cloud Tasks invokes it, and IAM limits

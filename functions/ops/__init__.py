@@ -18,7 +18,7 @@ from functions.ops.repository import OpsRepository, redis_up
 from functions.ops.service import OpsService, Panels
 from shared import collections, protection
 from shared.alerts.notifier import WebhookNotifier
-from shared.alerts.store import AlertStore
+from shared.alerts.store import AlertStore, webhook_configured
 from shared.audit import Change
 from shared.auth import Role
 from shared.clock import from_ms
@@ -35,6 +35,7 @@ from shared.models.ops import (
     LiveMetricsView,
     OpsDashboardView,
 )
+from shared.options import webhook_secrets
 from shared.redis import get_redis
 from shared.wiring import wired
 
@@ -82,7 +83,7 @@ def _service_for(webhook: str, for_minutes: int) -> OpsService:
             return False, None, None
         return True, from_ms(mode.until_ms), mode.reason
 
-    alerts = AlertStore(db, notify=lambda: bool(webhook))
+    alerts = AlertStore(db, notify=lambda: bool(webhook) or webhook_configured())
     return OpsService(
         AggregateMetricsSource(db),
         OpsRepository(db, alerts),
@@ -109,6 +110,8 @@ def ops_service() -> OpsService:
     min_backoff_seconds=10,
     max_backoff_seconds=10,
     max_doublings=0,
+    # the one function that sends alerts: the webhook URL (a secret) when sending is on
+    secrets=webhook_secrets(),
 )
 def pack391_updateLiveMetrics(ctx: ScheduledContext) -> None:
     """Compute the live metrics; store the snapshot and the minute's history point; run the

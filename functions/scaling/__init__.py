@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from functions.scaling import budget
 from functions.scaling.adapters import (
     CloudMonitoringSource,
     CloudRunScaler,
@@ -18,6 +19,7 @@ from functions.scaling.adapters import (
     ServiceRegistry,
 )
 from functions.scaling.service import ScalingPorts, ScalingService, guard_minute
+from shared import thresholds as t
 from shared.audit import Change
 from shared.auth import Role
 from shared.config import (
@@ -58,7 +60,8 @@ def _service_for(backend: str, dry_run: bool, project: str) -> ScalingService:
     metrics: MetricsSource
     scaler: Scaler
     if backend == "gcp":
-        metrics = CloudMonitoringSource(MonitoringReader(metric_client(), project))
+        reader = MonitoringReader(metric_client(), project, t.MONITORING_READ_TIMEOUT_SEC)
+        metrics = CloudMonitoringSource(reader)
         scaler = CloudRunScaler(CloudRunServices(services_client(), project))
     else:
         metrics, scaler = pushed, LocalScaler(client, pushed)
@@ -95,9 +98,19 @@ def pack391_serviceHealthCheck(ctx: CallContext, req: ServiceHealthRequest) -> H
     return scaling_service().health(req.service_id, ctx.now)
 
 
-@callable_function(role=Role.ADMIN, request=ManualScaleRequest)
+@callable_function(
+    role=Role.ADMIN,
+    request=ManualScaleRequest,
+    # waits on Cloud Run: lock wait + 3 Firestore steps + one update = 95 s worst case
+    # (functions/scaling/budget.py), under the 60 s default
+    timeout_sec=budget.MANUAL_SCALE_TIMEOUT_SEC,
+)
 def pack391_manualScale(ctx: CallContext, req: ManualScaleRequest) -> ManualScaleResult:
-    """Scale a service by hand (bounded unless forced), audited, pinned against scale-down."""
+    """Scale a service by hand (bounded unless forced), audited, pinned against scale-down.
+
+    Worst case 95 s (every wait at its deadline: 5 s for the service's lock, 3 Firestore
+    steps of 10 s, the Cloud Run update's 60 s), under its 120 s timeout:
+    :mod:`functions.scaling.budget`."""
     change = Change(
         ctx.caller.uid, f"scaling.manual.{req.action.value}", req.reason, ctx.request_id, ctx.now
     )
@@ -121,9 +134,19 @@ def pack391_reportServiceMetrics(
     # Per-service errors are caught inside the run anyway; the next minute's run decides
     # from fresh metrics.
     retry_count=0,
+    # the services in parallel, each waiting on Cloud Run: 150 s worst case
+    # (functions/scaling/budget.py), under the 60 s default
+    timeout_sec=budget.GUARD_TIMEOUT_SEC,
 )
 def pack391_scaleGuard(ctx: ScheduledContext) -> None:
-    """Every minute: read each service's metrics, decide, act, record."""
+    """Every minute: read each service's metrics, decide, act, record.
+
+    The 7 services are worked on in parallel (one wave of at most 8), each: 3 Firestore
+    steps (10 s each), a Cloud Run read (10 s), 4 Cloud Monitoring queries (10 s each)
+    and one Cloud Run update (60 s) = 140 s; plus the registry read (10 s) = 150 s worst
+    case, under the 210 s timeout; the run stops waiting for its services at 170 s
+    (:func:`functions.scaling.budget.guard_wait_sec`). One after the other the same
+    waits could take 980 s. See :mod:`functions.scaling.budget`."""
     report = scaling_service().guard(guard_minute(ctx.schedule_time), ctx.request_id)
     summary = {d.service_id: (d.action.value, d.desired_instances) for d in report.decisions}
     log.info("scale guard %s (locked=%s): %s", ctx.request_id, report.locked, summary)

@@ -437,19 +437,29 @@ class CloudRunScaler:
 
     platform = "cloud_run"
 
-    def __init__(self, services: CloudRunServices) -> None:
+    def __init__(
+        self,
+        services: CloudRunServices,
+        *,
+        operation_timeout_sec: float = t.SCALE_OPERATION_TIMEOUT_SEC,
+        read_timeout_sec: float = t.CLOUD_RUN_READ_TIMEOUT_SEC,
+    ) -> None:
         self._services = services
+        self.operation_timeout_sec = operation_timeout_sec
+        """Deadline of one update, request to operation done (see the budget)."""
+        self._read_timeout_sec = read_timeout_sec
 
     def name(self, cfg: ServiceConfig) -> str:
         return self._services.name(cfg.cloud_run_service, cfg.region)
 
     def observed(self, cfg: ServiceConfig) -> int | None:
-        return manual_instances(self._services.get(cfg.cloud_run_service, cfg.region))
+        service = self._services.get(cfg.cloud_run_service, cfg.region, self._read_timeout_sec)
+        return manual_instances(service)
 
     def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
         try:
             service, operation = self._services.set_manual_instances(
-                cfg.cloud_run_service, cfg.region, instances, t.SCALE_OPERATION_TIMEOUT_SEC
+                cfg.cloud_run_service, cfg.region, instances, self.operation_timeout_sec
             )
         except (gexc.GoogleAPIError, TimeoutError) as exc:
             return PlatformAnswer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 import redis
 from google.api_core import exceptions as gexc
 
+from functions.scaling import budget
 from functions.scaling.adapters import (
     GuardLock,
     Lease,
@@ -35,6 +37,7 @@ from shared import thresholds as t
 from shared.audit import Change
 from shared.clock import minute_of
 from shared.errors import BackendUnavailable, FailedPrecondition, NotFound
+from shared.gcp.cloudrun import in_parallel
 from shared.gcp.probe import probe
 from shared.isolation import set_isolation
 from shared.metrics_store import PushedMetricsStore
@@ -124,8 +127,11 @@ class ScalingService:
         lock_ttl_sec: float = t.SCALE_GUARD_LOCK_SEC,
         manual_wait_sec: float = t.MANUAL_SCALE_LOCK_WAIT_SEC,
         in_flight_max_sec: float = t.SCALE_OPERATION_TIMEOUT_SEC + t.SCALE_GUARD_INTERVAL_SEC,
+        guard_wait_sec: float | None = None,
     ) -> None:
         self._p = ports
+        self._guard_wait_sec = budget.guard_wait_sec() if guard_wait_sec is None else guard_wait_sec
+        """How long a guard run waits for its services' work (see the budget)."""
         self._policy = policy
         self._lock = GuardLock(ports.redis)
         self._lock_ttl_sec = lock_ttl_sec
@@ -301,26 +307,51 @@ class ScalingService:
 
     def guard(self, now: datetime, run_id: str) -> ScaleGuardReport:
         """One scale-guard run: every service, under the Redis lock. ``now`` is the run's
-        minute (Cloud Scheduler's schedule time), so the cooldown is exact."""
+        minute (Cloud Scheduler's schedule time), so the cooldown is exact.
+
+        The services are worked on at once (:func:`shared.gcp.cloudrun.in_parallel`, each
+        under its own lock), so their Cloud Run updates are in flight together and a run
+        takes as long as its slowest service, not the sum (see
+        :mod:`functions.scaling.budget`). A service whose work fails or outlasts
+        ``guard_wait_sec`` is logged and left out of the report; the others' decisions
+        are saved and reported."""
         with self._lock.held(self._lock_ttl_sec) as run_lease:
             if run_lease is None:
                 log.info("scale guard %s: another run holds the lock, skipping", run_id)
                 return ScaleGuardReport(run_id=run_id, locked=False)
-            decisions = []
-            for listed in self._p.registry.all_services():
-                sid = listed.config.service_id
-                if run_lease.lost.is_set():  # stalled past the TTL: another run may act
-                    log.error("scale guard %s lost its lock: stopping", run_id)
-                    break
-                try:
-                    with self._service_lock(sid).held(self._lock_ttl_sec) as lease:
-                        if lease is None:
-                            log.info("scale guard %s: %s is being scaled, skipping", run_id, sid)
-                            continue
-                        decisions.append(self._guard_one(sid, now, run_id, lease))
-                except (redis.RedisError, gexc.GoogleAPIError):
-                    log.exception("scale guard %s: %s failed", run_id, sid)
+            sids = [listed.config.service_id for listed in self._p.registry.all_services()]
+            calls = {
+                sid: functools.partial(self._guard_locked, sid, now, run_id, run_lease)
+                for sid in sids
+            }
+            answers = in_parallel(calls, self._guard_wait_sec, t.CLOUD_RUN_MAX_PARALLEL_UPDATES)
+            decisions: list[DecisionDoc] = []
+            unexpected: BaseException | None = None
+            for sid in sids:
+                answer = answers[sid]
+                if isinstance(answer, DecisionDoc):
+                    decisions.append(answer)
+                elif isinstance(answer, redis.RedisError | gexc.GoogleAPIError | TimeoutError):
+                    log.error("scale guard %s: %s failed: %r", run_id, sid, answer)
+                elif isinstance(answer, BaseException):
+                    log.error("scale guard %s: %s failed", run_id, sid, exc_info=answer)
+                    unexpected = unexpected or answer
+            if unexpected is not None:  # reported as a failed run, after the others saved
+                raise unexpected
             return ScaleGuardReport(run_id=run_id, locked=True, decisions=decisions)
+
+    def _guard_locked(
+        self, sid: str, now: datetime, run_id: str, run_lease: Lease
+    ) -> DecisionDoc | None:
+        """One service of a guard run, under the service's lock (None: not decided)."""
+        if run_lease.lost.is_set():  # stalled past the TTL: another run may act
+            log.error("scale guard %s lost its lock: not deciding %s", run_id, sid)
+            return None
+        with self._service_lock(sid).held(self._lock_ttl_sec) as lease:
+            if lease is None:
+                log.info("scale guard %s: %s is being scaled, skipping", run_id, sid)
+                return None
+            return self._guard_one(sid, now, run_id, lease)
 
     def _held(
         self, state: ServiceState, sid: str, now: datetime, run_id: str, why: str
@@ -420,14 +451,14 @@ class ScalingService:
     def _read_metrics(self, cfg: ServiceConfig, now: datetime) -> MetricsSnapshot | None:
         try:
             return self._p.metrics.read(cfg, now)
-        except gexc.GoogleAPIError:
+        except (gexc.GoogleAPIError, TimeoutError):
             log.warning("metrics of %s unavailable", cfg.service_id, exc_info=True)
             return None
 
     def _observed(self, cfg: ServiceConfig) -> int | None:
         try:
             return self._p.scaler.observed(cfg)
-        except gexc.GoogleAPIError:
+        except (gexc.GoogleAPIError, TimeoutError):
             log.warning("could not read %s from the platform", cfg.service_id, exc_info=True)
             return None
 

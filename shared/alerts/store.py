@@ -73,9 +73,11 @@ NOTIFY_FIELDS = ("notifyOpen", "notifyResolve")
 def webhook_configured() -> bool:
     """Whether an ops webhook is configured (new alerts' notifications are pending then,
     disabled otherwise)."""
-    from shared.config import OPS_WEBHOOK_URL
+    from shared.config import OPS_WEBHOOK_ENABLED, OPS_WEBHOOK_URL
 
-    return bool(OPS_WEBHOOK_URL.value)
+    # the flag in functions that raise alerts without sending them (the URL, a secret, is
+    # bound only to the sender); the URL itself where it is bound (or set locally)
+    return OPS_WEBHOOK_ENABLED.value or bool(OPS_WEBHOOK_URL.value)
 
 
 class AlertStore:

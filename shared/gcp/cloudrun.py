@@ -10,8 +10,14 @@ update mask, and waits for the long-running operation.
 
 from __future__ import annotations
 
-from typing import cast
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from typing import TypeVar, cast
 
+import requests
+from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
@@ -21,6 +27,16 @@ SCALING_MASK = ("scaling.scaling_mode", "scaling.manual_instance_count")
 
 TRAFFIC_MASK = ("traffic",)
 """Fields a traffic update writes."""
+
+DEPLOY_MASK = ("template", "traffic")
+"""Fields a no-traffic deploy writes: the new template (a new revision) and the traffic
+written out as explicit revision targets (``gcloud run deploy --no-traffic``)."""
+
+READ_TIMEOUT_SEC = 10.0
+"""Default deadline of one read (``get_service``)."""
+
+MAX_PARALLEL_UPDATES = 8
+"""Default bound of :func:`in_parallel`'s pool."""
 
 _REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 _LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
@@ -55,6 +71,24 @@ def serving_shares(service: run_v2.Service) -> dict[str, int]:
     return shares
 
 
+def function_service_id(function_name: str) -> str:
+    """The Cloud Run service a 2nd-gen function runs as: its id lower-cased, ``_`` as ``-``
+    (``pack391_checkRateLimit`` -> ``pack391-checkratelimit``), as the Cloud Functions API
+    names the service it creates (read in firebase-tools 15.34.2, issue 22)."""
+    return function_name.lower().replace("_", "-")
+
+
+def pinned_targets(service: run_v2.Service) -> list[run_v2.TrafficTarget]:
+    """What serves now, as explicit revision targets: a LATEST share is bound to the
+    revision that is latest *before* a deploy ("assigns any traffic assigned to the LATEST
+    revision to the specific revision bound to LATEST before the deployment", gcloud run
+    deploy --no-traffic), so a new revision gets none."""
+    return [
+        run_v2.TrafficTarget(type_=_REVISION, revision=rev, percent=pct)
+        for rev, pct in sorted(serving_shares(service).items())
+    ]
+
+
 def manual_instances(service: run_v2.Service) -> int | None:
     """The service-level manual instance count (None: Cloud Run scales automatically)."""
     scaling = service.scaling
@@ -73,20 +107,34 @@ class CloudRunServices:
     def name(self, service: str, region: str) -> str:
         return f"projects/{self._project}/locations/{region}/services/{service}"
 
-    def get(self, service: str, region: str) -> run_v2.Service:
-        return self._client.get_service(name=self.name(service, region))
+    def get(
+        self, service: str, region: str, timeout_sec: float = READ_TIMEOUT_SEC
+    ) -> run_v2.Service:
+        """The service as Cloud Run holds it; at most ``timeout_sec`` (then ``TimeoutError``
+        or ``DeadlineExceeded``)."""
+        with _transport_errors():
+            return self._client.get_service(name=self.name(service, region), timeout=timeout_sec)
 
     def _update(
         self, service: run_v2.Service, mask: tuple[str, ...], timeout_sec: float
     ) -> tuple[run_v2.Service, str]:
+        """One update, bounded as a whole: ``timeout_sec`` runs from sending the request to
+        the operation being done (the request's own wait and the polling share it), so an
+        update never holds its caller longer than that. Past it: ``TimeoutError`` (over
+        REST) or ``DeadlineExceeded`` (gRPC), both what :func:`in_parallel` reports."""
+        deadline = time.monotonic() + timeout_sec
         request = run_v2.UpdateServiceRequest(
             service=service, update_mask=field_mask_pb2.FieldMask(paths=list(mask))
         )
-        operation = self._client.update_service(request=request)
-        updated = cast(
-            run_v2.Service,
-            operation.result(timeout=timeout_sec),  # type: ignore[no-untyped-call]
-        )
+        with _transport_errors():
+            operation = self._client.update_service(request=request, timeout=timeout_sec)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{service.name}: no answer within {timeout_sec:g} s")
+            updated = cast(
+                run_v2.Service,
+                operation.result(timeout=remaining),  # type: ignore[no-untyped-call]
+            )
         return updated, str(operation.operation.name)
 
     def set_manual_instances(
@@ -102,6 +150,40 @@ class CloudRunServices:
             ),
         )
         return self._update(body, SCALING_MASK, timeout_sec)
+
+    def deploy_image(
+        self,
+        service: str,
+        region: str,
+        image: str,
+        revision: str | None,
+        timeout_sec: float,
+    ) -> tuple[run_v2.Service, str]:
+        """A new revision of ``service`` running ``image`` that serves no traffic (the Admin
+        API's ``gcloud run deploy --no-traffic``): one conditional update writing the new
+        template and the current split as explicit revision targets. Answers the service as
+        updated and the new revision's short name. Raises :class:`NewRevisionServes` when
+        Cloud Run reports the new revision serving anything."""
+        current = self.get(service, region)
+        template = run_v2.RevisionTemplate(current.template)
+        if template.containers:
+            template.containers[0].image = image
+        else:
+            template.containers.append(run_v2.Container(image=image))
+        template.revision = revision or ""
+        body = run_v2.Service(
+            name=self.name(service, region),
+            template=template,
+            traffic=pinned_targets(current),
+            etag=current.etag,
+        )
+        updated = self._update(body, DEPLOY_MASK, timeout_sec)[0]
+        created = short_revision(updated.latest_ready_revision)
+        if serving_shares(updated).get(created):
+            raise NewRevisionServes(
+                f"{service}: new revision {created} serves {serving_shares(updated)[created]} %"
+            )
+        return updated, created
 
     def set_traffic(
         self,
@@ -123,3 +205,62 @@ class CloudRunServices:
             etag=etag or "",
         )
         return self._update(body, TRAFFIC_MASK, timeout_sec)[0]
+
+
+class NewRevisionServes(Exception):
+    """A revision deployed to serve no traffic serves some (the pipeline stops)."""
+
+
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """The REST transport's own failures as the exceptions callers handle: a read that
+    timed out is ``TimeoutError`` (gRPC answers ``DeadlineExceeded`` itself), any other
+    connection failure ``ServiceUnavailable``."""
+    try:
+        yield
+    except requests.exceptions.Timeout as exc:
+        raise TimeoutError(f"Cloud Run did not answer in time: {exc}") from exc
+    except requests.exceptions.RequestException as exc:
+        unavailable = gexc.ServiceUnavailable(  # type: ignore[no-untyped-call]
+            f"Cloud Run unreachable: {exc}"
+        )
+        raise unavailable from exc
+
+
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+def in_parallel(
+    calls: Mapping[K, Callable[[], T]],
+    deadline_sec: float,
+    max_workers: int = MAX_PARALLEL_UPDATES,
+) -> dict[K, T | BaseException]:
+    """Run every call at once (at most ``max_workers`` at a time, on a pool of threads: the
+    ``run_v2`` clients are thread-safe) and answer each key's result or the exception it
+    raised, waiting at most ``deadline_sec`` in all. A call still running then is answered
+    ``TimeoutError`` and left to finish in the background, so one slow call never costs
+    the others' results; bound each call itself too (an update's ``timeout_sec``, a
+    read's), so nothing outlives its function. With ``max_workers`` at least the number
+    of calls, the whole takes as long as the slowest call, not the sum.
+
+    Reusable for any per-service fan-out: scaling updates (the scale guard), traffic
+    updates (the deploy guard)."""
+    if not calls:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(calls))))
+    try:
+        futures: dict[K, Future[T]] = {key: pool.submit(call) for key, call in calls.items()}
+        wait(futures.values(), timeout=max(0.0, deadline_sec))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    answers: dict[K, T | BaseException] = {}
+    for key, future in futures.items():
+        if not future.done():
+            answers[key] = TimeoutError(f"{key}: not done within {deadline_sec:g} s")
+        elif future.cancelled():
+            answers[key] = TimeoutError(f"{key}: not started within {deadline_sec:g} s")
+        else:
+            error = future.exception()
+            answers[key] = error if error is not None else future.result()
+    return answers

@@ -100,9 +100,16 @@ def number(value: monitoring_v3.TypedValue) -> float:
 class MonitoringReader:
     """Time-series queries on one project."""
 
-    def __init__(self, client: monitoring_v3.MetricServiceClient, project: str) -> None:
+    def __init__(
+        self,
+        client: monitoring_v3.MetricServiceClient,
+        project: str,
+        timeout_sec: float | None = None,
+    ) -> None:
         self._client = client
         self._project = project
+        self._timeout_sec = timeout_sec
+        """Deadline of one query (None: the client library's default)."""
 
     def series(
         self,
@@ -130,5 +137,10 @@ class MonitoringReader:
                 labels=dict(found.metric.labels),
                 samples=[Sample(p.interval.end_time, number(p.value)) for p in found.points],
             )
-            for found in self._client.list_time_series(request=request)
+            for found in self._list(request)
         ]
+
+    def _list(self, request: monitoring_v3.ListTimeSeriesRequest) -> Any:
+        if self._timeout_sec is None:
+            return self._client.list_time_series(request=request)
+        return self._client.list_time_series(request=request, timeout=self._timeout_sec)

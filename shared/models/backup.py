@@ -26,6 +26,9 @@ class BackupStatus(enum.StrEnum):
 
     RUNNING = "running"
     """Started; no manifest yet."""
+    EXPORTING = "exporting"
+    """Managed: the hour's export was claimed (and started, once ``operations`` names
+    its long-running operation); ``pack391_pollBackupExports`` completes it."""
     COMPLETE = "complete"
     """Every regional copy written and its manifest (or export) finished."""
     FAILED = "failed"
@@ -60,7 +63,11 @@ class BackupRecord(WireModel):
     key_id: str | None = None
     """Fingerprint of the encryption key (logical) or the CMEK key name (managed)."""
     operations: dict[str, str] = Field(default_factory=dict)
-    """Managed: region -> the export's long-running operation name."""
+    """Managed: region -> the export's long-running operation name (since issue 22 one
+    export, in :attr:`export_region`; older backups have one per region)."""
+    export_region: str | None = None
+    """Managed: the region whose bucket the export was written to; every other region's
+    copy was made from it by Cloud Storage (``objects.rewrite``), not by a second export."""
     error: str | None = None
 
 

@@ -296,3 +296,26 @@ class PinnedService(WireModel):
 
 class PinTrafficResult(WireModel):
     pinned: list[PinnedService]
+    snapshot_at: datetime | None = None
+    """When the serving revisions were recorded as the next canary's stable side."""
+
+
+class JudgeTickRequest(RequestModel):
+    """One link of the fast judge's chain (``pack391JudgeDeployment``'s task body)."""
+
+    deployment_id: DeploymentId
+    at: datetime
+    """The tick's scheduled time: the judged window ends here."""
+
+
+class TrafficSnapshot(WireModel):
+    """``pack391_deploy_snapshots/{environment}``: each service's serving revision before a
+    deploy. ``startDeployment`` takes its stable revisions from here (and consumes it), so a
+    deploy that moved all traffic to the new revision still has a stable side to go back
+    to."""
+
+    environment: str
+    services: dict[str, str]
+    """Service -> the revision serving most of its traffic when the snapshot was taken."""
+    taken_at: datetime
+    taken_by: str

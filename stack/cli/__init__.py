@@ -14,6 +14,7 @@
     pack391 chaos FAULT [--for S]       apply a fault to the running stack for S seconds
     pack391 migrate-alerts              older alert collections into pack391_alerts
     pack391 rehearse                    launch day on the local stack, every claim judged
+    pack391 bootstrap PROJECT           a real project, once: APIs, accounts, least privilege
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
@@ -50,6 +51,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "stack.cli.chaos": ("chaos",),  # one fault against the running stack
     "stack.migrate_alerts": ("migrate-alerts",),  # older alert collections, one alert model
     "stack.rehearse.cli": ("rehearse",),  # launch day on the local stack, every claim judged
+    "stack.bootstrap": ("bootstrap",),  # a real project, once: APIs, accounts, roles
 }
 """The modules whose ``add_parser(subparsers)`` build ``pack391``'s commands, in the order
 of ``pack391 --help``, each with the commands it adds."""

@@ -8,8 +8,9 @@ Two endpoints:
   local stack accepts for a role (or none). ``pack391 call`` uses it.
 - :func:`target`: a deployed project when PACK391_FUNCTIONS_URL (e.g.
   ``https://us-central1-PROJECT.cloudfunctions.net``) is set, with PACK391_ID_TOKEN (a
-  Firebase ID token) when set; otherwise the local stack with a role token. The deploy
-  commands use it through :func:`invoke`.
+  Firebase ID token) when set, refreshed before it expires and after a 401 when
+  PACK391_TOKEN_UID is set (:mod:`stack.cli.deploy_token`); otherwise the local stack with
+  a role token. The deploy commands use it through :func:`invoke`.
 
 Nothing is printed here except by :func:`report`, which prints a failure the way the
 CLI always has and returns the command's exit code.
@@ -26,6 +27,7 @@ from typing import Any
 import requests
 
 from shared.config import FUNCTIONS_REGION, project_id
+from stack.cli.deploy_token import TOKENS, RefreshFailed
 from stack.tokens import role_token
 
 UNREACHABLE = "UNREACHABLE"
@@ -76,9 +78,20 @@ def local(role: str = "admin", uid: str | None = None) -> Endpoint:
 
 def target(role: str = "admin") -> Endpoint:
     """PACK391_FUNCTIONS_URL (a deployed project) else the local stack; PACK391_ID_TOKEN
-    (a deployed project's Firebase ID token) else a local token for ``role``."""
+    (a deployed project's Firebase ID token) else a local token for ``role``.
+
+    A deployed project's token is refreshed when PACK391_TOKEN_UID is set and it expires
+    within 5 minutes (:mod:`stack.cli.deploy_token`); CallFailed(UNAUTHENTICATED) when a
+    needed fresh token cannot be minted."""
     remote = os.environ.get("PACK391_FUNCTIONS_URL", "").rstrip("/")
-    token = os.environ.get("PACK391_ID_TOKEN") or role_token(project_id(), role)
+    given = os.environ.get("PACK391_ID_TOKEN", "")
+    if remote and TOKENS.refreshable():
+        try:
+            given = TOKENS.current(given)
+        except RefreshFailed as exc:
+            error = {"status": "UNAUTHENTICATED", "message": str(exc)}
+            raise CallFailed(remote, "UNAUTHENTICATED", str(exc), error=error) from None
+    token = given or role_token(project_id(), role)
     return Endpoint(remote or local_functions_url(), token)
 
 
@@ -145,8 +158,28 @@ def call(endpoint: Endpoint, name: str, data: Any, timeout: float = 60.0) -> Any
 
 
 def invoke(name: str, data: Any, role: str = "admin", timeout: float = 60.0) -> Any:
-    """Call ``name`` on :func:`target` (a deployed project, or the local stack)."""
-    return call(target(role), name, data, timeout)
+    """Call ``name`` on :func:`target` (a deployed project, or the local stack).
+
+    On a deployed project with PACK391_TOKEN_UID set, an answer of HTTP 401 mints a fresh
+    token and the call is made once more with it (a callable checks the token before it
+    runs, so the refused call did nothing)."""
+    endpoint = target(role)
+    try:
+        return call(endpoint, name, data, timeout)
+    except CallFailed as failed:
+        remote = bool(os.environ.get("PACK391_FUNCTIONS_URL"))
+        if failed.http_status != 401 or not remote or endpoint.token is None:
+            raise
+        try:
+            fresh = TOKENS.after_unauthenticated(
+                os.environ.get("PACK391_ID_TOKEN", ""), endpoint.token
+            )
+        except RefreshFailed as exc:
+            print(f"pack391: {exc}", file=sys.stderr)
+            raise failed from None
+        if fresh is None:
+            raise
+    return call(Endpoint(endpoint.base, fresh), name, data, timeout)
 
 
 def report(failed: CallFailed, prefix: str = "pack391", where: str | None = None) -> int:

@@ -91,11 +91,44 @@ def add_parser(sub: Any) -> None:
         "default: the key file's own key, or the account workload identity impersonates)",
     )
     deploy_env.add_parsers(dsub)
+    run_rev = dsub.add_parser(
+        "run-revision",
+        help="a Cloud Run service's new revision at 0 %% (the canary's starting point)",
+        description=(
+            "The Cloud Run Admin API's `gcloud run deploy --no-traffic`, through the client "
+            "library: the service's template with IMAGE (a new revision) and its current "
+            "split written as explicit revision targets, in one conditional update. Exit 1 "
+            "when Cloud Run reports the new revision serving anything."
+        ),
+    )
+    run_rev.add_argument("service")
+    run_rev.add_argument("--image", required=True, help="the container image of the revision")
+    run_rev.add_argument("--revision", help="its name (SERVICE-suffix; default: Cloud Run's)")
+    run_rev.add_argument(
+        "--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"), help="GOOGLE_CLOUD_PROJECT"
+    )
+    run_rev.add_argument(
+        "--region",
+        default=os.environ.get("PACK391_FUNCTIONS_REGION", "us-central1"),
+        help="PACK391_FUNCTIONS_REGION",
+    )
+    run_rev.add_argument(
+        "--endpoint",
+        default=os.environ.get("PACK391_CLOUD_RUN_ENDPOINT") or None,
+        help="a local stand-in of the Cloud Run API (default: Google's)",
+    )
+    run_rev.add_argument("--timeout", type=float, default=300.0, help="wait for the revision")
     local = dsub.add_parser(
         "local-revision", help="local stack only: land a new revision of a service"
     )
     local.add_argument("service")
     local.add_argument("revision")
+    local.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="land it at 0 %% (gcloud run deploy --no-traffic); default: at 100 %%, as "
+        "firebase deploy lands a function's new revision",
+    )
     local.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL"), help="the stack's Redis (REDIS_URL)"
     )
@@ -104,13 +137,18 @@ def add_parser(sub: Any) -> None:
         help="local stack only: deploy a new revision of a service (or all), with faults",
         description=(
             "What `firebase deploy` does on the local platform: a new latest revision of "
-            "SERVICE named SERVICE-NNNNN (or --name), at 0 %% while the service's traffic is "
-            "pinned (as `make run` leaves it), so `pack391_startDeployment` finds it. The "
-            "sandbox applies its faults only to the requests the revision serves."
+            "SERVICE named SERVICE-NNNNN (or --name), serving 100 %% (as a function's new "
+            "revision does after firebase deploy; --no-traffic: 0 %%, as gcloud run deploy "
+            "--no-traffic lands a Cloud Run service's). `pack391 deploy pin-traffic` before "
+            "it records the stable revision the canary goes back to. The sandbox applies its "
+            "faults only to the requests the revision serves."
         ),
     )
     revision.add_argument("service", metavar="SERVICE", help="a registry service, or all")
     revision.add_argument("--name", help="the revision's name (default SERVICE-NNNNN)")
+    revision.add_argument(
+        "--no-traffic", action="store_true", help="land it at 0 %% (gcloud run deploy --no-traffic)"
+    )
     revision.add_argument(
         "--error-pct", type=float, default=0.0, help="share of its requests answering 500"
     )
@@ -181,6 +219,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             return _local_revision(args)
         if args.deploy_command == "revision":
             return _revision(args)
+        if args.deploy_command == "run-revision":
+            return _run_revision(args)
         name, data = _deploy_request(args)
         result = caller.invoke(name, data)
     except caller.CallFailed as failed:
@@ -216,8 +256,8 @@ def _wait(args: argparse.Namespace) -> int:
 
 
 def _local_revision(args: argparse.Namespace) -> int:
-    """What a deploy does on the local platform: a new latest revision, at 0 % when the
-    service's traffic is pinned (at 100 % on a first deploy)."""
+    """What a deploy does on the local platform: a new latest revision, at 100 % (as
+    firebase deploy lands a function), or at 0 % with --no-traffic."""
     from functions.deploy_guard.adapters import LocalTraffic
 
     if not args.redis_url:
@@ -226,8 +266,35 @@ def _local_revision(args: argparse.Namespace) -> int:
     import redis as redis_lib
 
     platform = LocalTraffic(redis_lib.Redis.from_url(args.redis_url, decode_responses=True))
-    platform.deploy(args.service, args.revision)
+    platform.deploy(args.service, args.revision, all_traffic=not args.no_traffic)
     _print({"service": args.service, "shares": platform.observe(args.service, "").shares})
+    return 0
+
+
+def _run_revision(args: argparse.Namespace) -> int:
+    """``pack391 deploy run-revision``: a new Cloud Run revision that serves nothing."""
+    from google.api_core import exceptions as gexc
+
+    from shared.gcp.cloudrun import CloudRunServices, NewRevisionServes, services_client
+
+    prefix = "pack391 deploy run-revision"
+    if not args.project:
+        print(f"{prefix}: give --project (or GOOGLE_CLOUD_PROJECT)", file=sys.stderr)
+        return 2
+    services = CloudRunServices(services_client(args.endpoint), args.project)
+    try:
+        updated, revision = services.deploy_image(
+            args.service, args.region, args.image, args.revision, args.timeout
+        )
+    except NewRevisionServes as exc:
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return 1
+    except (gexc.GoogleAPIError, TimeoutError) as exc:
+        print(f"{prefix}: {args.service}: {exc}", file=sys.stderr)
+        return 1
+    from shared.gcp.cloudrun import serving_shares
+
+    _print({"service": args.service, "revision": revision, "shares": serving_shares(updated)})
     return 0
 
 
@@ -276,7 +343,7 @@ def _revision(args: argparse.Namespace) -> int:
     out = []
     for service in services:
         try:
-            revisions.deploy(service, args.name, faults)
+            revisions.deploy(service, args.name, faults, all_traffic=not args.no_traffic)
         except ValueError as exc:
             print(f"{prefix}: {exc}", file=sys.stderr)
             return 2

@@ -159,7 +159,8 @@ class Stack:
             FIREBASE_AUTH_EMULATOR_HOST=env.get("FIREBASE_AUTH_EMULATOR_HOST", AUTH_EMULATOR_HOST),
             PACK391_PORT=str(port),
             PYTHONUNBUFFERED="1",
-            PYTHONPATH=str(SOURCE_DIR),
+            # the source first; an inherited path (the suite's recorders) after it
+            PYTHONPATH=os.pathsep.join(p for p in (str(SOURCE_DIR), env.get("PYTHONPATH")) if p),
         )
         functions_argv = [sys.executable, "-m", "stack.server", "--port", str(port)]
         sandbox_argv = [

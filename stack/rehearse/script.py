@@ -323,9 +323,11 @@ class Rehearsal:
 
     # ------------------------------------------------------------ local platform
 
-    def deploy_revision(self, service: str, take_all: bool, **faults: Any) -> str:
-        """A revision of ``service`` with ``faults`` on the local platform; with
-        ``take_all`` it serves 100 % at once (a deploy that skipped the canary)."""
+    def deploy_revision(self, service: str, **faults: Any) -> str:
+        """A revision of ``service`` with ``faults`` on the local platform, landed as
+        ``firebase deploy`` lands a function's: serving 100 % at once (the canary that
+        follows takes it back to 5 %, its stable side from ``pack391_pinTraffic``'s
+        snapshot)."""
         import redis
 
         from stack.revisions import LocalRevisions, RevisionFaults
@@ -334,8 +336,6 @@ class Rehearsal:
         try:
             revisions = LocalRevisions(client)
             rev = revisions.deploy(service, faults=RevisionFaults(**faults))
-            if take_all:
-                revisions.traffic.apply(service, "", {rev: 100})
             return rev
         finally:
             client.close()
@@ -635,9 +635,7 @@ class Rehearsal:
 
     def scaling(self) -> None:
         s = self.s
-        self.slow_rev = self.deploy_revision(
-            SCALED_SERVICE, take_all=True, latency_ms=s.service_latency_ms
-        )
+        self.slow_rev = self.deploy_revision(SCALED_SERVICE, latency_ms=s.service_latency_ms)
         with self.act(
             "hold", service=SCALED_SERVICE, rps=s.hold_rps, revision=self.slow_rev
         ) as act:
@@ -698,7 +696,6 @@ class Rehearsal:
             stable = self.serving(CANARY_SERVICE)
             bad_version, good_version = f"v{self.run_id}-bad", f"v{self.run_id}-good"
             with self.act("gates", versions=[good_version, bad_version]):
-                bad_rev = self.deploy_revision(CANARY_SERVICE, take_all=False, token_mismatch=True)
                 unvalidated = s.call("pack391_startDeployment", {
                     "version": f"v{self.run_id}-unvalidated", "environment": "rehearsal-bad",
                     "strategy": "canary", "services": [CANARY_SERVICE],
@@ -715,16 +712,31 @@ class Rehearsal:
                                      for g in report.get("gates", [])]},
                 "unvalidatedStart": {"status": unvalidated.status, "message": unvalidated.message},
             }  # fmt: skip
+            # the pipeline's order: pin-traffic (the snapshot), firebase deploy (the new
+            # revision at 100 %), start at once; the claim counts from the deploy
+            bad_rev = self._land(stable, "bad", "rehearsal-bad", token_mismatch=True)
             with self.act("canary_bad", service=CANARY_SERVICE, revision=bad_rev, stable=stable):
                 self._canary("bad", bad_version, "rehearsal-bad")
             self.serve_only(CANARY_SERVICE, stable)
-            good_rev = self.deploy_revision(CANARY_SERVICE, take_all=False)
+            good_rev = self._land(stable, "good", "rehearsal-good")
             with self.act("canary_good", service=CANARY_SERVICE, revision=good_rev):
                 self._canary("good", good_version, "rehearsal-good")
         finally:
             chat_stop.set()
             self.canary_done.set()
             chat.join(120)
+
+    def _land(self, stable: str, label: str, env: str, **faults: Any) -> str:
+        """``pack391_pinTraffic`` then the deploy: the revision serves what the platform
+        gives it (100 %), recorded on ``canary.<label>`` from that moment."""
+        pinned = self.stack.must(
+            "pack391_pinTraffic", {"environment": env, "services": [CANARY_SERVICE]}
+        )
+        if [p.get("revision") for p in pinned.get("pinned", [])] != [stable]:
+            raise RuntimeError(f"pin-traffic pinned {pinned}, not {stable}")
+        rev = self.deploy_revision(CANARY_SERVICE, **faults)
+        self.recorder.add(f"canary.{label}", time.time(), 100.0)
+        return rev
 
     def _chat_load(self, stop: threading.Event) -> None:
         """chat_monetization in 30 s phases, each run to its end, until ``stop``."""
@@ -757,9 +769,7 @@ class Rehearsal:
     def isolation(self) -> None:
         self.pushed.wait(timeout=600)
         stable = self.serving(ISOLATED_SERVICE)
-        rev = self.deploy_revision(
-            ISOLATED_SERVICE, take_all=True, error_pct=self.s.isolation_error_pct
-        )
+        rev = self.deploy_revision(ISOLATED_SERVICE, error_pct=self.s.isolation_error_pct)
         stop = threading.Event()
         with self.act("isolate", service=ISOLATED_SERVICE, revision=rev,
                       errorPct=self.s.isolation_error_pct) as act:  # fmt: skip

@@ -199,3 +199,16 @@ def test_drill_ids_come_from_the_server_not_the_trace_header(
     assert all(re.fullmatch(r"drill-\d{8}T\d{6}Z-[0-9a-f]{12}", i) for i in ids)
     stored = {d.id for d in get_db().collection(collections.BACKUP_DRILLS).stream()}
     assert stored == set(ids)
+
+
+def test_the_export_poll_runs_on_the_logical_wiring_and_has_nothing_to_do(
+    caller: Caller, configured: Path
+) -> None:
+    """The logical backend takes each backup whole inside the hourly function: the poll
+    (every 5 minutes, for managed exports) answers 200 and changes nothing."""
+    get_db().document("orders/o1").set({"total": 3})
+    assert run_scheduled(caller, "pack391_backupFirestore") == 200
+    before = [d.to_dict() or {} for d in get_db().collection(collections.BACKUPS).stream()]
+    assert run_scheduled(caller, "pack391_pollBackupExports") == 200
+    after = [d.to_dict() or {} for d in get_db().collection(collections.BACKUPS).stream()]
+    assert after == before and [r["status"] for r in after] == ["complete"]

@@ -8,6 +8,7 @@ import pytest
 
 from functions.backup import policy
 from functions.backup.policy import PitrState
+from shared.alerts.policy import AlertSpec
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus, CheckStatus
 
 NOW = datetime(2026, 11, 27, 12, 30, 45, 500000, tzinfo=UTC)
@@ -192,3 +193,52 @@ def test_a_check_that_could_not_run_is_broken_with_its_error() -> None:
     retention = policy.retention_check([], NOW, "Forbidden: 403 DELETE ...")
     assert retention.status is CheckStatus.BROKEN
     assert retention.detail == "housekeeping failed: Forbidden: 403 DELETE ..."
+
+
+# ------------------------------------- managed exports: started, then polled (issue 22)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC),
+        datetime(2026, 11, 27, 12, 2, 0, tzinfo=UTC),  # the first retry
+        datetime(2026, 11, 27, 12, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_every_attempt_of_an_hour_gets_the_hours_one_id(moment: datetime) -> None:
+    slot = policy.backup_slot(moment)
+    assert slot == datetime(2026, 11, 27, 12, tzinfo=UTC)
+    backup_id = policy.slot_backup_id(slot)
+    assert backup_id == policy.slot_backup_id(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    assert backup_id.startswith("20261127T120000Z-") and len(backup_id) == 23
+    assert backup_id != policy.slot_backup_id(datetime(2026, 11, 27, 13, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("status", "age_min", "stuck", "abandoned"),
+    [
+        (BackupStatus.EXPORTING, 44, False, False),
+        (BackupStatus.EXPORTING, 46, True, False),
+        (BackupStatus.EXPORTING, 121, True, True),
+        (BackupStatus.COMPLETE, 500, False, False),
+        (BackupStatus.RUNNING, 500, False, False),
+    ],
+)
+def test_stuck_and_abandoned_exports(
+    status: BackupStatus, age_min: int, stuck: bool, abandoned: bool
+) -> None:
+    record = rec("x", age_min / 60, status)
+    assert policy.export_stuck(record, NOW) is stuck
+    assert policy.export_abandoned(record, NOW) is abandoned
+
+
+def test_the_exports_promise() -> None:
+    ok = policy.exports_check([], NOW)
+    assert (ok.name, ok.status) == ("exports", CheckStatus.OK)
+    stuck = rec("20261127T110000Z-abcdef", 1.0, BackupStatus.EXPORTING)
+    broken = policy.exports_check([stuck], NOW)
+    assert broken.status is CheckStatus.BROKEN
+    assert broken.detail == "20261127T110000Z-abcdef unfinished after 3600s (deadline 2700s)"
+    (alert,) = policy.promise_alerts([broken], "poll-1")
+    assert isinstance(alert, AlertSpec) and alert.dedup_key == "backup:promise:exports"

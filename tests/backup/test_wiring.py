@@ -20,7 +20,7 @@ from functions.backup.wiring import (
 )
 from shared.errors import FailedPrecondition
 from shared.thresholds import BACKUP_REGIONS
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, Backends
 
 
 def test_dev_key_is_generated_once_private_and_reused(tmp_path: Path) -> None:
@@ -79,7 +79,10 @@ def test_backup_destinations_default_under_the_root(tmp_path: Path) -> None:
     }
 
 
-def test_backend_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_backend_choice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, backends: Backends
+) -> None:
+    """(``backends``: the logical store reads from the emulator it names.)"""
     monkeypatch.setenv("PACK391_BACKUP_KEY", base64.b64encode(os.urandom(32)).decode())
     monkeypatch.setenv("PACK391_BACKUP_LOCAL_ROOT", str(tmp_path))
     monkeypatch.setenv("FUNCTIONS_EMULATOR", "true")

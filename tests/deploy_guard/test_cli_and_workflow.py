@@ -78,25 +78,20 @@ def test_the_workflow_commands_drive_a_deployment(
     assert code == 0 and [d["deploymentId"] for d in json.loads(out)["deployments"]] == [dep_id]
 
 
-def test_local_revision_lands_a_revision_behind_the_pin(
+def test_local_revision_lands_like_firebase_deploy_or_with_no_traffic(
     backends: Backends, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        cli.main(
-            ["deploy", "local-revision", "api", "api-00001", "--redis-url", backends.redis_url]
-        )
-        == 0
-    )
+    """A function's deploy moves all traffic to the new revision, pin or no pin (the Cloud
+    Functions API's allTrafficOnLatestRevision); --no-traffic keeps the split."""
+    url = ["--redis-url", backends.redis_url]
+    assert cli.main(["deploy", "local-revision", "api", "api-00001", *url]) == 0
     assert json.loads(capsys.readouterr().out)["shares"] == {"api-00001": 100}
     LocalTraffic(get_redis()).apply("api", "", {"api-00001": 100})  # what pin-traffic does
-    assert (
-        cli.main(
-            ["deploy", "local-revision", "api", "api-00002", "--redis-url", backends.redis_url]
-        )
-        == 0
-    )
+    assert cli.main(["deploy", "local-revision", "api", "api-00002", "--no-traffic", *url]) == 0
     assert json.loads(capsys.readouterr().out)["shares"] == {"api-00001": 100}
     assert LocalTraffic(get_redis()).observe("api", "").latest_ready == "api-00002"
+    assert cli.main(["deploy", "local-revision", "api", "api-00003", *url]) == 0
+    assert json.loads(capsys.readouterr().out)["shares"] == {"api-00003": 100}
 
 
 def test_a_failed_call_is_a_failed_command(
@@ -154,16 +149,28 @@ def test_token_mints_a_custom_token_and_exchanges_it(
 
 
 def test_the_workflow_is_valid_and_runs_the_pipeline_in_order() -> None:
+    """Three jobs (test -> deploy -> canary, tests/test_deploy_pipeline.py checks their
+    shape); read in the order of their needs, the steps run the pipeline in order."""
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    steps = workflow["jobs"]["deploy"]["steps"]
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["test", "deploy", "canary"]
+    assert jobs["deploy"]["needs"] == "test" and jobs["canary"]["needs"] == "deploy"
+    steps = [step for name in ("test", "deploy", "canary") for step in jobs[name]["steps"]]
     commands = [step.get("run", "") for step in steps]
+    firebase = "./tools/node_modules/.bin/firebase deploy --only"
     order = [
         "make test",
+        "pack391 deploy env",
+        "pack391 deploy secrets",
         "pack391 deploy token",
         "pack391 deploy validate",
         "pack391 deploy pin-traffic",
-        "./tools/node_modules/.bin/firebase deploy --only functions:pack391",
-        "pack391 deploy start",
+        "pack391 deploy hosting-config",
+        f"{firebase} firestore:indexes",
+        "state=CREATING",  # the indexes are built before the functions deploy
+        f"{firebase} functions:pack391",
+        "pack391 deploy start",  # the next step: the new revisions serve 100 % until it
+        f"{firebase} hosting:ops",
         "pack391 deploy wait",
     ]
     positions = [next(i for i, c in enumerate(commands) if needle in c) for needle in order]
@@ -178,10 +185,11 @@ def test_the_workflow_is_valid_and_runs_the_pipeline_in_order() -> None:
                 parsed = parser.parse_args(args)  # exits (fails the test) on a bad command
                 assert parsed.command == "deploy"
                 invoked += 1
-    # env, secrets, token, the bootstrap guard's status, validate, pin-traffic, start, wait,
-    # the bootstrap record's status, status on failure (tests/test_deploy_pipeline.py checks
-    # which of them a bootstrap run skips)
-    assert invoked == 10
+    # env (twice: a bootstrap's, with --bootstrap, and the canary's), secrets, token, the
+    # bootstrap guard's status, validate, pin-traffic, hosting-config, start, the bootstrap
+    # record's status; in the canary job: token, wait, status on failure
+    # (tests/test_deploy_pipeline.py checks which a bootstrap run skips)
+    assert invoked == 13
     # PyYAML (YAML 1.1) reads the `on:` key as True
     assert workflow[True]["workflow_dispatch"]["inputs"]["environment"]["required"] is True
     assert workflow[True]["workflow_dispatch"]["inputs"]["bootstrap"]["type"] == "boolean"

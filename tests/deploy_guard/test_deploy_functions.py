@@ -48,12 +48,15 @@ def platform() -> LocalTraffic:
 
 
 def land_new_revision(caller: Caller) -> None:
-    """The first version serves; pin it; "firebase deploy" lands the new one at 0 %."""
+    """The first version serves; pin it (the snapshot of the stable side); "firebase
+    deploy" lands the new one at 100 %, as the Cloud Functions API does; the start that
+    follows puts it at 5 %, the stable side taken from the snapshot."""
     platform().deploy(SERVICE, OLD)
     pinned = caller.call("pack391_pinTraffic", {"environment": ENV, "services": [SERVICE]})
     assert pinned.result["pinned"] == [{"service": SERVICE, "revision": OLD, "before": {OLD: 100}}]
+    assert pinned.result["snapshotAt"]
     platform().deploy(SERVICE, NEW)
-    assert platform().observe(SERVICE, "").shares == {OLD: 100}
+    assert platform().observe(SERVICE, "").shares == {NEW: 100}
 
 
 def validate(caller: Caller, version: str = "v2") -> dict[str, Any]:
@@ -289,10 +292,20 @@ def test_start_step_promote(landed: Caller) -> None:
     listed = landed.call("pack391_getDeploymentStatus", {"environment": ENV}, role="ops").result
     assert [d["deploymentId"] for d in listed["deployments"]] == [dep_id]
     assert "deploy.start" in audit_actions(get_db(), dep_id)
-    # the environment is free again
+    # the environment is free again; a deploy without a pin first moved all traffic to its
+    # revision and left nothing that says which one was stable: refused, naming the fix
     platform().deploy(SERVICE, "api-00003-ghi")
     validate(landed, "v3")
-    assert start(landed, version="v3")["phase"] == "progressing"
+    refused = landed.call(
+        "pack391_startDeployment", {"version": "v3", "environment": ENV, "services": [SERVICE]}
+    ).error
+    assert refused["status"] == "FAILED_PRECONDITION"
+    assert "pin-traffic" in refused["message"]
+    landed.call("pack391_pinTraffic", {"environment": ENV, "services": [SERVICE]})
+    platform().deploy(SERVICE, "api-00004-jkl")
+    validate(landed, "v4")
+    assert start(landed, version="v4")["phase"] == "progressing"
+    assert platform().observe(SERVICE, "").shares == {"api-00003-ghi": 95, "api-00004-jkl": 5}
 
 
 def test_too_little_traffic_is_inconclusive_not_a_pass(landed: Caller) -> None:

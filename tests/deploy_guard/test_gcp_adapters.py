@@ -40,6 +40,7 @@ from shared.metrics_store import PushedMetricsStore
 from shared.models.deploy import PinTrafficRequest, StartRequest
 from shared.redis import get_redis
 from tests.conftest import ROOT, Backends
+from tests.fakes.cloud_functions import FakeCloudFunctions, firebase_deploy
 from tests.fakes.cloud_run import SERVICE, FakeCloudRun
 from tests.fakes.grpc_api import FakeGrpcApi
 from tests.fakes.http_api import FakeHttpApi, Recorded
@@ -202,42 +203,28 @@ def test_index_gate_compares_indexes_json_with_the_admin_api(backends: Backends)
     assert GateReader(get_db(), None).missing_indexes(PROJECT, specs) is None
 
 
-def test_guard_on_cloud_run_recovers_a_lost_pin_and_rolls_back(
+def test_a_firebase_deploy_lands_at_100_and_the_canary_takes_it_back_from_the_snapshot(
     cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
 ) -> None:
-    """A deploy that ignored the pin (all traffic on LATEST): validation notices, the first
-    step's split replaces it, a rollback sends 100 % back to the old revision."""
+    """The real sequence on a function: pin-traffic (snapshot), ``firebase deploy`` (the
+    Cloud Functions API puts the new revision at 100 % over the pin), start (5 %, stable
+    from the snapshot), rollback (100 % back on the snapshot's revision)."""
     fake, traffic = cloud_run
     fake.add_service(
         NAME,
         latestReadyRevision=f"{NAME}/revisions/api-00001",
         traffic=[{"type": int(LATEST), "percent": 100}],
-        trafficStatuses=[{"type": int(LATEST), "percent": 100}],
     )
     guard = gcp_guard(traffic)
     now = datetime.now(UTC)
     change = Change("admin-1", "test", "test", "r1", now)
     pinned = guard.pin(PinTrafficRequest.model_validate({"environment": "prod"}), change)
     assert [(p.service, p.revision) for p in pinned.pinned] == [("api", "api-00001")]
-    # the deploy lands api-00002 and (unlike the pin) moves everything to LATEST
-    fake.services[NAME]["latestReadyRevision"] = f"{NAME}/revisions/api-00002"
-    fake.services[NAME]["trafficStatuses"] = [
-        {"type": int(REV), "revision": "api-00001", "percent": 0},
-        {"type": int(REV), "revision": "api-00002", "percent": 100},
-    ]
-    with pytest.raises(FailedPrecondition, match="no new revision"):
-        # api-00002 holds all traffic: nothing tells which revision was stable, so the
-        # guard refuses (the operator rolls traffic back with pin-traffic, then starts)
-        guard.start(
-            StartRequest.model_validate(
-                {"version": "v2", "environment": "prod", "force": True, "reason": "t"}
-            ),
-            change,
-        )
-    fake.services[NAME]["trafficStatuses"] = [
-        {"type": int(REV), "revision": "api-00001", "percent": 60},
-        {"type": int(REV), "revision": "api-00002", "percent": 40},
-    ]
+    assert fake.serving(NAME) == {"api-00001": 100}
+    with FakeHttpApi() as functions_api:
+        FakeCloudFunctions(functions_api, fake)
+        new = firebase_deploy(functions_api, PROJECT, REGION, "api")
+    assert fake.serving(NAME) == {new: 100}  # the pin did not survive the deploy
     started = guard.start(
         StartRequest.model_validate(
             {"version": "v2", "environment": "prod", "force": True, "reason": "test"}
@@ -247,15 +234,40 @@ def test_guard_on_cloud_run_recovers_a_lost_pin_and_rolls_back(
     assert (started.phase, started.traffic_percent) == ("progressing", 5)
     dep = guard.p.store.get(started.deployment_id)
     assert dep is not None
+    assert (dep.services[0].stable_revision, dep.services[0].canary_revision) == ("api-00001", new)
     validated = next(h for h in dep.history if h.event == "validated")
-    assert validated.detail["canaryShareFound"] == 40
-    assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
+    assert validated.detail["canaryShareFound"] == 100
+    assert fake.serving(NAME) == {"api-00001": 95, new: 5}
+    assert guard.p.store.snapshot("prod") is None  # consumed by this canary
 
     rolled = guard.rollback(started.deployment_id, "test rollback", change)
     assert rolled.phase == "rolled_back"
-    assert traffic.observe("api", REGION).shares == {"api-00001": 100}
+    assert fake.serving(NAME) == {"api-00001": 100}
     bodies = [r.body["traffic"] for r in fake.api.received("PATCH")]
     assert bodies[-1] == [{"type": int(REV), "revision": "api-00001", "percent": 100}]
+
+
+def test_without_a_snapshot_a_deploy_at_100_is_refused_naming_pin_traffic(
+    cloud_run: tuple[FakeCloudRun, CloudRunTraffic], backends: Backends
+) -> None:
+    fake, traffic = cloud_run
+    fake.add_service(
+        NAME,
+        latestReadyRevision=f"{NAME}/revisions/api-00001",
+        traffic=[{"type": int(LATEST), "percent": 100}],
+    )
+    with FakeHttpApi() as functions_api:
+        FakeCloudFunctions(functions_api, fake)
+        firebase_deploy(functions_api, PROJECT, REGION, "api")
+    guard = gcp_guard(traffic)
+    change = Change("admin-1", "test", "test", "r1", datetime.now(UTC))
+    with pytest.raises(FailedPrecondition, match="pin-traffic first"):
+        guard.start(
+            StartRequest.model_validate(
+                {"version": "v2", "environment": "prod", "force": True, "reason": "t"}
+            ),
+            change,
+        )
 
 
 def gcp_guard(traffic: CloudRunTraffic) -> DeployGuard:

@@ -9,38 +9,43 @@ followed by the range field; without one, production Firestore answers
 types in Cloud Firestore": composite indexes; "Query limitations"). The emulator answers
 anyway, so no test that runs the query can see it. These are the query shapes of
 :class:`functions.deploy_guard.adapters.BusinessMetrics` and ``GateReader.stuck_payouts``,
-checked against ``firestore.indexes.json`` by that rule. The suite-wide query recorder the
-issue asks for is not built yet.
+checked against ``firestore.indexes.json`` by that rule
+(:mod:`tests.plugins.firestore_indexes`, the rule of the suite-wide check). The
+suite-wide check (tests/plugins/firestore_queries.py) sees only the queries the tests
+run; this file covers every shape these counts can take, the ones no test's data
+reaches included (a flag count runs only when the window has events).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared import collections
+from tests.plugins import firestore_indexes as rule
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def declared() -> list[tuple[str, tuple[str, ...]]]:
-    doc = json.loads((ROOT / "firestore.indexes.json").read_text())
-    return [
-        (index["collectionGroup"], tuple(f["fieldPath"] for f in index["fields"]))
-        for index in doc["indexes"]
-        if index.get("queryScope", "COLLECTION") == "COLLECTION"
+def served(collection: str, equal: set[str], range_field: str, doc: Any = None) -> bool:
+    """The declared indexes serve a count with equality on ``equal`` plus a range on
+    ``range_field`` (Firestore's rule: tests/plugins/firestore_indexes.py)."""
+    filters = [
+        {"fieldFilter": {"field": {"fieldPath": f}, "op": "EQUAL"}} for f in sorted(equal)
+    ] + [
+        {"fieldFilter": {"field": {"fieldPath": range_field}, "op": o}}
+        for o in ("GREATER_THAN_OR_EQUAL", "LESS_THAN")
     ]
-
-
-def served(collection: str, equal: set[str], range_field: str) -> bool:
-    """A declared composite index serves equality on ``equal`` plus a range on
-    ``range_field``: the equality fields (any order), then the range field."""
-    return any(
-        group == collection and fields[-1] == range_field and set(fields[:-1]) == equal
-        for group, fields in declared()
-    )
+    query = {
+        "from": [{"collectionId": collection}],
+        "where": {"compositeFilter": {"op": "AND", "filters": filters}},
+        "aggregations": [{"count": {}}],
+    }
+    declared = rule.Declared.parse(doc or json.loads((ROOT / "firestore.indexes.json").read_text()))
+    return rule.missing(rule.shape_of(query), declared) == []
 
 
 SHAPES = [
@@ -72,5 +77,17 @@ def test_every_count_with_a_range_has_its_composite_index(
 
 def test_the_rule_refuses_an_index_in_the_wrong_order() -> None:
     """The check itself can fail: the range field must come last."""
-    assert not served(collections.PAYOUTS, {"createdAt"}, "anomaly")
-    assert not served(collections.PAYOUTS, set(), "createdAt")
+    wrong = {
+        "indexes": [
+            {
+                "collectionGroup": collections.PAYOUTS,
+                "queryScope": "COLLECTION",
+                "fields": [
+                    {"fieldPath": "createdAt", "order": "ASCENDING"},
+                    {"fieldPath": "anomaly", "order": "ASCENDING"},
+                ],
+            }
+        ]
+    }
+    assert not served(collections.PAYOUTS, {"anomaly"}, "createdAt", wrong)
+    assert served(collections.PAYOUTS, set(), "createdAt", wrong)  # one field: automatic

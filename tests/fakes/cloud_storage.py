@@ -1,9 +1,20 @@
 """A local stand-in for the Cloud Storage JSON API, for the real ``google-cloud-storage``.
 
 Speaks what logical backups to ``gs://`` use: multipart upload, media download (with
-the ``x-goog-hash`` MD5 the client checks), listing by prefix, and delete. Objects
-live in memory; every request is recorded. ``fault`` lets a test make the "API" refuse
-a request (a 403 on one object mid-read, say) with Google's error shape.
+the ``x-goog-hash`` MD5 the client checks), listing by prefix, and delete; and what the
+managed backend's copies use: ``objects.rewrite``
+(https://cloud.google.com/storage/docs/json_api/v1/objects/rewrite), the server-side
+copy between buckets. Objects live in memory; every request is recorded. ``fault`` lets
+a test make the "API" refuse a request (a 403 on one object mid-read, say) with
+Google's error shape.
+
+A rewrite follows the API's contract: the response is a ``storage#rewriteResponse``
+with ``totalBytesRewritten``, ``objectSize`` and ``done``; while not done it carries a
+``rewriteToken`` the caller sends back to continue, and once done the destination
+object's ``resource``. Google completes a rewrite in one call only when it can (same
+location and storage class); across locations "the rewrite may require multiple calls":
+``rewrite_bytes_per_call`` makes every call copy at most that many bytes, as Google's
+own ``maxBytesRewrittenPerCall`` does. The destination is written only when done.
 """
 
 from __future__ import annotations
@@ -25,6 +36,10 @@ class FakeCloudStorage:
     url: str = ""
     fault: Callable[[str, str], int | None] | None = None
     """``(method, path) -> HTTP status`` to answer with an error instead, or None."""
+    rewrite_bytes_per_call: int | None = None
+    """At most this many bytes copied per ``objects.rewrite`` call (None: all at once)."""
+    rewrites: dict[str, int] = field(default_factory=dict)
+    """Open rewrite token -> bytes rewritten so far."""
 
     def resource(self, bucket: str, name: str) -> dict[str, str]:
         data = self.objects[(bucket, name)]
@@ -105,6 +120,34 @@ def serve() -> Iterator[FakeCloudStorage]:
             if b == bucket and n.startswith(prefix)
         ]
         return flask.jsonify(kind="storage#objects", items=items)
+
+    @app.post(
+        "/storage/v1/b/<src_bucket>/o/<path:src_name>/rewriteTo/b/<dst_bucket>/o/<path:dst_name>"
+    )
+    def rewrite(src_bucket: str, src_name: str, dst_bucket: str, dst_name: str) -> flask.Response:
+        if (src_bucket, src_name) not in fake.objects:
+            return _not_found(src_name)
+        data = fake.objects[(src_bucket, src_name)]
+        token = flask.request.args.get("rewriteToken")
+        done_bytes = fake.rewrites.pop(token, 0) if token else 0
+        per_call = int(flask.request.args.get("maxBytesRewrittenPerCall") or 0) or (
+            fake.rewrite_bytes_per_call
+        )
+        done_bytes = len(data) if per_call is None else min(len(data), done_bytes + per_call)
+        body: dict[str, object] = {
+            "kind": "storage#rewriteResponse",
+            "totalBytesRewritten": str(done_bytes),
+            "objectSize": str(len(data)),
+            "done": done_bytes >= len(data),
+        }
+        if done_bytes < len(data):
+            next_token = f"rw-{len(fake.requests)}-{done_bytes}"
+            fake.rewrites[next_token] = done_bytes
+            body["rewriteToken"] = next_token
+        else:
+            fake.objects[(dst_bucket, dst_name)] = data
+            body["resource"] = fake.resource(dst_bucket, dst_name)
+        return flask.jsonify(body)
 
     @app.delete("/storage/v1/b/<bucket>/o/<path:name>")
     def delete(bucket: str, name: str) -> flask.Response:

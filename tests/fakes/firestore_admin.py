@@ -1,11 +1,29 @@
 """A local stand-in for the Firestore Admin REST API (v1), for the real client library.
 
 It speaks the API's REST shape for what the managed backup backend uses: export
-(``:exportDocuments``), ``GET``/``DELETE`` of a database, ``databases:clone`` and
-``GET`` and ``:cancel`` of an operation. Every request is recorded; operations finish at
-once (``done: true``) with API-shaped metadata and responses, unless a test holds clones
-back (``clone_pending``) or makes a call fail (``errors``). ``on_clone``/``on_delete``
-let a test give a clone real documents (in the Firestore emulator) and remove them.
+(``:exportDocuments``), ``GET``/``DELETE`` of a database, ``databases:clone``, and
+``GET``, list and ``:cancel`` of operations. Every request is recorded; a call fails
+when a test says so (``errors``). ``on_clone``/``on_delete`` let a test give a clone
+real documents (in the Firestore emulator) and remove them.
+
+An export is asynchronous, as the real one is: ``exportDocuments`` "occurs in the
+background and its progress can be monitored and managed via the Operation resource
+that is created. The output of an export may only be used once the associated
+operation is done"
+(https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases/exportDocuments).
+Its operation (https://cloud.google.com/firestore/docs/reference/rest/Shared.Types/Operation,
+``projects.databases.operations.get`` / ``.list`` / ``.cancel``) answers ``done: false``
+with ``metadata`` an ``ExportDocumentsMetadata`` in ``operationState: PROCESSING`` and
+partial ``progressDocuments`` / ``progressBytes``
+(https://cloud.google.com/firestore/docs/reference/rest/Shared.Types/ExportDocumentsMetadata)
+until it has been read ``export_polls`` times; then ``done: true`` with either
+``response`` (an ``ExportDocumentsResponse`` naming ``outputUriPrefix``) and
+``operationState: SUCCESSFUL``, or ``error`` (a ``google.rpc.Status``) and
+``operationState: FAILED`` (``export_fails``), and ``endTime``. A successful export
+writes its files into the Cloud Storage fake (``storage``) in the layout of a real
+export: ``<prefix>/<last segment>.overall_export_metadata`` and
+``<prefix>/all_namespaces/all_kinds/`` (``all_namespaces_all_kinds.export_metadata``,
+``output-0``). Clones finish at once unless a test holds them back (``clone_pending``).
 """
 
 from __future__ import annotations
@@ -13,6 +31,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import flask
@@ -20,6 +39,10 @@ import flask
 from tests.fakes.serving import served
 
 ADMIN = "type.googleapis.com/google.firestore.admin.v1."
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -38,11 +61,18 @@ class FakeFirestoreAdmin:
     export_documents: int = 1234
     export_bytes: int = 56789
     export_fails: bool = False
+    """Exports fail when they finish (read when the operation completes)."""
+    export_polls: int = 2
+    """Reads (``operations.get``) of an export's operation before it is done: the first
+    ``export_polls - 1`` answer ``done: false``. Never done on the first read unless 1."""
+    storage: Any = None
+    """The Cloud Storage fake (:class:`tests.fakes.cloud_storage.FakeCloudStorage`) a
+    successful export writes its files into; None: no files."""
     clone_pending: bool = False
     """Clones never finish (the database exists, its operation stays ``done: false``)."""
     errors: dict[str, int] = field(default_factory=dict)
-    """Call kind (``get_operation``, ``get_database``, ``clone``, ``delete_database``)
-    -> HTTP status to answer with instead."""
+    """Call kind (``export``, ``get_operation``, ``list_operations``, ``get_database``,
+    ``clone``, ``delete_database``) -> HTTP status to answer with instead."""
     on_clone: Callable[[str], None] | None = None
     """Called with the new database id when a clone is created."""
     on_delete: Callable[[str], None] | None = None
@@ -50,6 +80,8 @@ class FakeFirestoreAdmin:
     requests: list[Recorded] = field(default_factory=list)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exports_running: dict[str, int] = field(default_factory=dict)
+    """Export operation name -> reads left before it is done."""
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -86,7 +118,13 @@ class FakeFirestoreAdmin:
         status = self.errors.get(kind)
         if status is None:
             return None
-        names = {403: "PERMISSION_DENIED", 500: "INTERNAL", 503: "UNAVAILABLE", 409: "ABORTED"}
+        names = {
+            403: "PERMISSION_DENIED",
+            429: "RESOURCE_EXHAUSTED",
+            500: "INTERNAL",
+            503: "UNAVAILABLE",
+            409: "ABORTED",
+        }
         message = f"fake {kind} error"
         return {"error": {"code": status, "message": message, "status": names[status]}}, status
 
@@ -101,7 +139,9 @@ class FakeFirestoreAdmin:
         db, _, tail = rest.lstrip("/").partition("/")
         db, _, verb = db.partition(":")
         if method == "POST" and verb == "exportDocuments":
-            return self._export(db, body), 200
+            return self._error("export") or (self._export(db, body), 200)
+        if method == "GET" and tail == "operations":
+            return self._error("list_operations") or (self._list(db), 200)
         if tail.startswith("operations/"):
             name, _, op_verb = path[len("v1/") :].partition(":")
             op = self.operations.get(name)
@@ -109,10 +149,17 @@ class FakeFirestoreAdmin:
                 return {"error": {"code": 404, "status": "NOT_FOUND"}}, 404
             if method == "POST" and op_verb == "cancel":
                 if not op["done"]:
+                    self.exports_running.pop(name, None)
                     op.update(done=True, error={"code": 1, "message": "cancelled"})
+                    if "operationState" in op["metadata"]:
+                        op["metadata"]["operationState"] = "CANCELLED"
                 return {}, 200
             if method == "GET":
-                return self._error("get_operation") or (op, 200)
+                refused = self._error("get_operation")
+                if refused is not None:
+                    return refused
+                self._advance(name)
+                return op, 200
         refused = self._error("get_database") if method == "GET" and not tail else None
         if refused is not None:
             return refused
@@ -141,21 +188,68 @@ class FakeFirestoreAdmin:
         prefix = body.get("outputUriPrefix", "")
         metadata = {
             "@type": ADMIN + "ExportDocumentsMetadata",
-            "operationState": "FAILED" if self.export_fails else "SUCCESSFUL",
+            "startTime": _now(),
+            "operationState": "PROCESSING",
             "progressDocuments": {
-                "completedWork": str(self.export_documents),
+                "completedWork": "0",
                 "estimatedWork": str(self.export_documents),
             },
-            "progressBytes": {"completedWork": str(self.export_bytes)},
+            "progressBytes": {"completedWork": "0", "estimatedWork": str(self.export_bytes)},
             "outputUriPrefix": prefix,
             "snapshotTime": body.get("snapshotTime"),
         }
-        response = (
-            None
-            if self.export_fails
-            else {"@type": ADMIN + "ExportDocumentsResponse", "outputUriPrefix": prefix}
-        )
-        return self._operation(db, metadata, response)
+        op = self._operation(db, metadata, {})
+        op.pop("response")
+        op["done"] = False
+        self.exports_running[op["name"]] = max(1, self.export_polls)
+        return op
+
+    def _advance(self, name: str) -> None:
+        """One read of a running export: half-way on the way, finished on the last."""
+        left = self.exports_running.get(name)
+        if left is None:
+            return
+        op = self.operations[name]
+        meta = op["metadata"]
+        if left > 1:
+            self.exports_running[name] = left - 1
+            meta["progressDocuments"]["completedWork"] = str(self.export_documents // 2)
+            meta["progressBytes"]["completedWork"] = str(self.export_bytes // 2)
+            return
+        del self.exports_running[name]
+        meta["endTime"] = _now()
+        op["done"] = True
+        if self.export_fails:
+            meta["operationState"] = "FAILED"
+            op["error"] = {"code": 13, "message": "export failed in the fake"}
+            return
+        meta["operationState"] = "SUCCESSFUL"
+        meta["progressDocuments"]["completedWork"] = str(self.export_documents)
+        meta["progressBytes"]["completedWork"] = str(self.export_bytes)
+        prefix = meta["outputUriPrefix"]
+        op["response"] = {"@type": ADMIN + "ExportDocumentsResponse", "outputUriPrefix": prefix}
+        if self.storage is not None:
+            self._write_export_files(prefix)
+
+    def _write_export_files(self, prefix: str) -> None:
+        bucket, _, path = prefix[len("gs://") :].partition("/")
+        path = path.strip("/")
+        last = path.rsplit("/", 1)[-1] or bucket
+        kinds = f"{path}/all_namespaces/all_kinds" if path else "all_namespaces/all_kinds"
+        files = {
+            f"{path}/{last}.overall_export_metadata"
+            if path
+            else f"{last}.overall_export_metadata": (f"export of {self.project}".encode()),
+            f"{kinds}/all_namespaces_all_kinds.export_metadata": b"kinds metadata",
+            f"{kinds}/output-0": b"\x00" * 64 + str(self.export_documents).encode(),
+        }
+        for name, data in files.items():
+            self.storage.objects[(bucket, name)] = data
+
+    def _list(self, db: str) -> dict[str, Any]:
+        """``operations.list`` of a database (one page; reading does not advance them)."""
+        own = f"projects/{self.project}/databases/{db}/operations/"
+        return {"operations": [op for name, op in self.operations.items() if name.startswith(own)]}
 
     def _clone(self, body: dict[str, Any]) -> dict[str, Any]:
         target = body["databaseId"]

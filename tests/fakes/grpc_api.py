@@ -7,6 +7,12 @@ real protobuf requests, and gets real protobuf responses.
 
     with FakeGrpcApi("google.monitoring.v3.MetricService") as api:
         api.on("ListTimeSeries", ListTimeSeriesRequest, ListTimeSeriesResponse, responder)
+
+Permissions are checked as Google checks them: a call lacking a permission of its method
+(:data:`stack.permissions.METHODS`) is answered ``PERMISSION_DENIED`` before the responder
+runs. ``granted`` is the caller's permissions; None (the default) grants what
+``pack391 bootstrap`` grants the account that makes that call in production. Every method
+called is recorded for ``tests/plugins/api_calls.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 
 import grpc
 
+from tests.fakes import google_apis
+
 
 @dataclass
 class FakeGrpcApi:
@@ -30,6 +38,8 @@ class FakeGrpcApi:
     _server: Any = None
     _port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    granted: frozenset[str] | None = None
+    """The caller's IAM permissions (None: what bootstrap grants the method's caller)."""
 
     def on(
         self,
@@ -41,10 +51,20 @@ class FakeGrpcApi:
         """Answer unary ``method``: ``responder(proto-plus request) -> proto-plus response``
         (also while serving: the latest responder wins)."""
 
-        def handle(raw: Any, _context: grpc.ServicerContext) -> Any:
+        full = f"{self.service}/{method}"
+
+        def handle(raw: Any, context: grpc.ServicerContext) -> Any:
             request = request_type.wrap(raw)
             with self._lock:
                 self.requests.append((method, request))
+            google_apis.record(full)
+            lacking = google_apis.refusal(full, self.granted)
+            if lacking is not None:
+                # Cloud Monitoring's wording for a missing permission
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"Permission {lacking} denied (or the resource may not exist).",
+                )
             return response_type.pb(responder(request))
 
         self._handlers[method] = grpc.unary_unary_rpc_method_handler(

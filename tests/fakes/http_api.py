@@ -10,6 +10,13 @@ the "API" answers. Routes are (method, path regex) -> responder; a responder get
     with FakeHttpApi() as api:
         api.on("GET", r"/v2/(?P<name>projects/.+/services/[^/]+)", lambda req, m: (200, {...}))
         client = run_v2.ServicesClient(client_options={"api_endpoint": api.url}, ...)
+
+Permissions are checked as Google checks them: a request that is a Google API method
+(:func:`tests.fakes.google_apis.rest_method`) and lacks one of its permissions
+(:data:`stack.permissions.METHODS`) gets Google's 403 ``PERMISSION_DENIED`` before any
+route sees it. ``granted`` is the caller's permissions; None (the default) grants what
+``pack391 bootstrap`` grants the account that makes that call in production. Every Google
+method received is recorded for ``tests/plugins/api_calls.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes import google_apis
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class FakeHttpApi:
     _routes: list[_Route] = field(default_factory=list)
     _server: BaseWSGIServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    granted: frozenset[str] | None = None
+    """The caller's IAM permissions (None: what bootstrap grants the method's caller)."""
 
     def on(self, method: str, path_regex: str, responder: Responder) -> None:
         """Answer ``method`` requests whose whole path matches ``path_regex`` (newest route
@@ -89,6 +100,14 @@ class FakeHttpApi:
         with self._lock:
             self.requests.append(recorded)
             routes = list(self._routes)
+        method = google_apis.rest_method(request.method, request.path)
+        if method is not None:
+            google_apis.record(method)
+        lacking = google_apis.refusal(method, self.granted) if method else None
+        if lacking is not None:
+            status, answer = google_apis.rest_denied(lacking, google_apis.resource_of(request.path))
+            response = Response(json.dumps(answer), status=status, mimetype="application/json")
+            return response(environ, start_response)
         for route in routes:
             match = route.pattern.fullmatch(request.path)
             if route.method == request.method and match:

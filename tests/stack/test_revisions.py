@@ -71,14 +71,19 @@ def test_faults_round_trip_and_bounds() -> None:
 # ------------------------------------------------------------ platform side
 
 
-def test_deploy_lands_at_zero_once_pinned(backends: Backends) -> None:
+def test_deploy_lands_like_firebase_deploy_or_at_zero_with_no_traffic(backends: Backends) -> None:
     revisions = LocalRevisions(redis.Redis.from_url(backends.redis_url, decode_responses=True))
     assert revisions.ensure_serving("chat-service") == "chat-service-00001"
     assert revisions.ensure_serving("chat-service") is None  # idempotent
-    rev = revisions.deploy("chat-service", faults=RevisionFaults(token_mismatch=True))
+    rev = revisions.deploy(
+        "chat-service", faults=RevisionFaults(token_mismatch=True), all_traffic=False
+    )
     assert rev == "chat-service-00002"
     seen = revisions.traffic.observe("chat-service", "")
     assert seen.latest_ready == rev and seen.shares == {"chat-service-00001": 100}
+    # a function's deploy (firebase deploy): all traffic on the new revision, pin or not
+    third = revisions.deploy("chat-service")
+    assert revisions.traffic.observe("chat-service", "").shares == {third: 100}
     assert revisions.revisions("chat-service")[rev].token_mismatch
     with pytest.raises(RevisionExists):
         revisions.deploy("chat-service", name=rev)
@@ -115,7 +120,9 @@ def test_a_faulty_revision_fails_only_its_share(
     revisions = LocalRevisions(redis.Redis.from_url(backends.redis_url, decode_responses=True))
     stable = revisions.ensure_serving("media-processing")
     assert stable is not None
-    canary = revisions.deploy("media-processing", faults=RevisionFaults(error_pct=100))
+    canary = revisions.deploy(
+        "media-processing", faults=RevisionFaults(error_pct=100), all_traffic=False
+    )
     # no share yet: the bad revision serves nothing
     codes = _post_many(url, "/call/start", 40, {"loadRunId": "rev-test"})
     assert codes.count(200) == 40

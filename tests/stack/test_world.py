@@ -113,6 +113,7 @@ def test_the_market_rollout_example(world: World) -> None:
 
 def test_the_cli_form_with_a_faulty_revision(world: World) -> None:
     world.ok("./venv/bin/pack391 deploy validate --version v3 --env staging")
+    world.ok("./venv/bin/pack391 deploy pin-traffic --env staging --services api-gateway")
     bad = world.ok(
         "./venv/bin/pack391 deploy revision api-gateway --name api-gateway-v3 --error-pct 20 "
         "--latency-ms 150"
@@ -165,6 +166,7 @@ def test_the_start_deployment_example(world: World) -> None:
     error = json.loads(refused.stderr)
     assert error["status"] == "FAILED_PRECONDITION"
     assert "pack391 deploy revision" in error["message"]
+    world.ok("""./venv/bin/pack391 call pack391_pinTraffic '{"environment":"production"}'""")
     deployed = world.ok("./venv/bin/pack391 deploy revision all")
     assert [d["latest"] for d in deployed] == [f"{s}-00002" for s in SERVICES]
     started = world.ok(START)

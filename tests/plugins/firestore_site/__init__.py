@@ -1,0 +1,1 @@
+"""Put on PYTHONPATH by the suite (never by production): see sitecustomize.py."""
