@@ -90,6 +90,8 @@ bench-scaling: setup
 
 bench-canary: setup
 	$(BIN)/python -m bench.canary_sim
+	$(BIN)/python -m bench.fast_judge
+	$(BIN)/python -m bench.fast_judge --error-pct 50
 
 bench-ops: setup
 	$(BIN)/python -m bench.ops_metrics
