@@ -51,7 +51,8 @@ from shared.config import (
     MAX_INSTANCES_SCHEDULED,
     MAX_INSTANCES_USER,
 )
-from shared.errors import InvalidInput, PermissionDenied, RateLimited, to_https_error
+from shared.edge_errors import to_https_error
+from shared.errors import InvalidInput, PermissionDenied, RateLimited
 from shared.options import callable_ingress, callable_secrets, redis_secrets
 from shared.ratelimit.limiter import Credential, DoorVerdict
 from shared.ratelimit.middleware import client_of, default_limiter, door, enforce

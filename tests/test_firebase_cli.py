@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 
 from bench.targets import minimal_app
-from functions.backup import reset_backup_service
 from functions.backup.archive import BackupKey
+from functions.backup.wiring import reset_backup_service
 from functions.load.adapters import TASK_FUNCTION
 from shared import collections
 from shared.firestore import get_db

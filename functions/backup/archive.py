@@ -57,10 +57,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from firebase_functions.https_fn import FunctionsErrorCode
 from google.cloud.firestore_v1.types import firestore as firestore_types
 
-from shared.errors import Pack391Error
+from shared.errors import ErrorCode, Pack391Error
 
 SCHEMA_VERSION = 3
 """Version of the manifest and part format written by the gRPC reader; a restore
@@ -81,7 +80,7 @@ GZIP_LEVEL = 5
 class BackupIntegrityError(Pack391Error):
     """A backup cannot be trusted: a part or the manifest is missing, altered or unreadable."""
 
-    code = FunctionsErrorCode.DATA_LOSS
+    code = ErrorCode.DATA_LOSS
 
     def __init__(self, message: str, part: str | None = None) -> None:
         super().__init__(message, part=part)
@@ -91,13 +90,13 @@ class BackupIntegrityError(Pack391Error):
 class WrongKey(Pack391Error):
     """The backup was sealed with another key than the configured one."""
 
-    code = FunctionsErrorCode.FAILED_PRECONDITION
+    code = ErrorCode.FAILED_PRECONDITION
 
 
 class InvalidKey(Pack391Error):
     """The configured key is not 32 bytes of base64."""
 
-    code = FunctionsErrorCode.FAILED_PRECONDITION
+    code = ErrorCode.FAILED_PRECONDITION
 
 
 def _derive(secret: bytes, purpose: bytes) -> bytes:

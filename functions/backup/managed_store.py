@@ -49,7 +49,6 @@ from google.cloud.firestore_admin_v1.types import (
 )
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 
-from functions.backup import destinations  # noqa: F401  (its Storage client switch)
 from functions.backup.archive import BackupIntegrityError
 from functions.backup.documents import FirestoreDocuments
 from functions.backup.policy import PitrState, align_down, describe_error

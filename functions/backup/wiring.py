@@ -10,11 +10,13 @@ from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
 from functions.backup import archive
 from functions.backup.archive import BackupKey
+from functions.backup.catalog import BackupCatalog
 from functions.backup.destinations import destination_for
 from functions.backup.documents import FirestoreDocuments
 from functions.backup.logical_store import SOURCE_DIR, LogicalBackupStore
 from functions.backup.managed_store import ManagedBackupStore, PitrInspector
 from functions.backup.ports import BackupStore
+from functions.backup.service import BackupService
 from shared.config import (
     BACKUP_BACKEND,
     BACKUP_BUCKETS,
@@ -24,10 +26,13 @@ from shared.config import (
     BACKUP_KMS_KEY,
     BACKUP_LOCAL_ROOT,
     is_emulated,
+    project_id,
 )
 from shared.errors import FailedPrecondition
+from shared.firestore import get_db
 from shared.models.backup import BackupBackend
 from shared.thresholds import BACKUP_REGIONS
+from shared.wiring import wired
 
 
 def parse_destinations(text: str, param: str) -> dict[str, str]:
@@ -123,3 +128,18 @@ def configured_store(project: str) -> BackupStore:
         drill_database=BACKUP_DRILL_DATABASE.value,
         pitr=pitr,
     )
+
+
+@wired(redis=False)
+def _service_for(project: str) -> BackupService:
+    return BackupService(configured_store(project), BackupCatalog(get_db()))
+
+
+def backup_service() -> BackupService:
+    """The service wired to the configured backend and Firestore."""
+    return _service_for(project_id())
+
+
+def reset_backup_service() -> None:
+    """Forget the wired service (tests and the CLI change the configuration)."""
+    _service_for.cache_clear()

@@ -15,32 +15,18 @@ underscore (firebase-tools #11034, #7884). Every enqueuer takes the name from
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from typing import Any
 
 from firebase_functions import https_fn, tasks_fn
 from firebase_functions.options import MemoryOption, RateLimits, RetryConfig
 
-from functions.load.adapters import (
-    AbortFlags,
-    Dispatcher,
-    FailoverLog,
-    LoadAdmissions,
-    LoadRunRepository,
-    LocalProcessDispatcher,
-    SyntheticData,
-    TaskQueueDispatcher,
-)
-from functions.load.policy import parse_allowlist
-from functions.load.service import LoadPorts, LoadService
+from functions.load.wiring import load_service
 from shared import thresholds as t
 from shared.audit import Change
 from shared.auth import Role
-from shared.config import FUNCTIONS_REGION, LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
 from shared.edge import CallContext, callable_function, parse_request, to_wire
-from shared.errors import to_https_error
-from shared.firestore import get_db
+from shared.edge_errors import to_https_error
 from shared.models.load import (
     AbortLoadTestRequest,
     AbortLoadTestResult,
@@ -53,50 +39,11 @@ from shared.models.load import (
     RunLoadTestResult,
 )
 from shared.options import redis_secrets, runtime_service_account
-from shared.redis import get_redis
-from shared.wiring import backend_choice, wired
 
 log = logging.getLogger("pack391.load")
 
-DEFAULT_LOCAL_TARGET = f"http://127.0.0.1:{os.environ.get('PACK391_SANDBOX_PORT', '5002')}"
-"""Where the local stack serves the sandbox (``pack391 serve``)."""
-
-DISPATCHERS = ("tasks", "local")
-"""Where shards run: Cloud Tasks (deployed) or local processes (``auto`` under the emulators)."""
-
 TASK_TIMEOUT_SEC = 1800
 """The task-queue function's limit (the most Cloud Functions allows an HTTP task)."""
-
-
-def _dispatcher() -> Dispatcher:
-    if backend_choice("PACK391_LOAD_DISPATCHER", LOAD_DISPATCHER.value, DISPATCHERS) == "local":
-        return LocalProcessDispatcher()
-    return TaskQueueDispatcher(FUNCTIONS_REGION.value)
-
-
-@wired()
-def _service_for(dispatcher: str, allowlist: str) -> LoadService:
-    del dispatcher  # cache key: a new setting gets a new service
-    db, client = get_db(), get_redis()
-    return LoadService(
-        LoadPorts(
-            runs=LoadRunRepository(db),
-            admissions=LoadAdmissions(db),
-            aborts=AbortFlags(client),
-            dispatcher=_dispatcher(),
-            failover=FailoverLog(db, client),
-            synthetic=SyntheticData(db, client),
-            db=db,
-            allowlist=parse_allowlist(allowlist),
-            local_mode=is_emulated(),
-            default_target=DEFAULT_LOCAL_TARGET,
-        )
-    )
-
-
-def load_service() -> LoadService:
-    """The service wired to the configured Firestore, Redis and dispatcher."""
-    return _service_for(LOAD_DISPATCHER.value, LOAD_TARGET_ALLOWLIST.value)
 
 
 @callable_function(role=Role.ADMIN, request=RunLoadTestRequest)

@@ -19,7 +19,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     if not firebase_admin._apps:
         firebase_admin.initialize_app(options={"projectId": project_id()})
-    from functions.load import execute_shard
+    from functions.load.edges import execute_shard
 
     print(json.dumps(execute_shard(json.loads(sys.argv[1]))), flush=True)
 

@@ -33,7 +33,8 @@ from shared.config import (
     REDIS_TIMEOUT_MS,
     TRUSTED_HOPS,
 )
-from shared.errors import FailedPrecondition, RateLimited, to_https_error
+from shared.edge_errors import to_https_error
+from shared.errors import FailedPrecondition, RateLimited
 from shared.firestore import get_db
 from shared.ratelimit.client import ClientInfo, FrontDoorConfig, client_info, front_door_config
 from shared.ratelimit.geo import GeoRules

@@ -48,8 +48,7 @@ def _backup_parts() -> tuple[Any, Any]:
             "(`pack391 serve` prints it as 'Firestore emulator')"
         )
     os.environ.setdefault("FUNCTIONS_EMULATOR", "true")
-    from functions.backup import backup_service, reset_backup_service
-    from functions.backup.wiring import configured_store
+    from functions.backup.wiring import backup_service, configured_store, reset_backup_service
 
     reset_backup_service()
     return backup_service(), configured_store(project_id())

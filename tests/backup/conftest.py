@@ -14,10 +14,10 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1 import GeoPoint
 
-from functions.backup import reset_backup_service
 from functions.backup.archive import BackupKey
 from functions.backup.documents import FirestoreDocuments
 from functions.backup.logical_store import LogicalBackupStore
+from functions.backup.wiring import reset_backup_service
 from shared.firestore import get_db
 from shared.thresholds import BACKUP_REGIONS
 from tests.conftest import Backends

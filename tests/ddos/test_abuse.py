@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from functions.ddos import protection_service
+from functions.ddos.wiring import protection_service
 from shared import collections
 from shared.firestore import get_db
 from shared.ratelimit import keys

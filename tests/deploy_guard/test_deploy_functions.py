@@ -16,8 +16,8 @@ import flask
 import pytest
 from google.cloud import firestore
 
-from functions.deploy_guard import deploy_guard
 from functions.deploy_guard.adapters import LocalTraffic
+from functions.deploy_guard.wiring import deploy_guard
 from shared import collections
 from shared.firestore import get_db
 from shared.metrics_store import PushedMetricsStore

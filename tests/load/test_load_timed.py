@@ -9,9 +9,9 @@ import time
 import pytest
 from google.cloud.firestore import FieldFilter
 
-from functions.load import load_service
 from functions.load.adapters import wait_local_workers
 from functions.load.service import wait_for
+from functions.load.wiring import load_service
 from shared import collections
 from shared.firestore import get_db
 from shared.thresholds import LOAD_TEST_ABORT_WITHIN_SEC, LOAD_TEST_SCENARIOS

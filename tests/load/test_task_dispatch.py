@@ -7,13 +7,13 @@ import base64
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import firebase_admin
 import pytest
 
-from functions.load import pack391ExecuteLoadTest
 from functions.load.adapters import TASK_FUNCTION, TaskQueueDispatcher
+from functions.load.edges import pack391ExecuteLoadTest
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
 
@@ -48,7 +48,7 @@ def test_one_task_per_shard_to_the_task_queue_function(tasks_api: FakeHttpApi) -
 
 
 def test_the_task_function_is_declared_for_the_queue() -> None:
-    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__
+    endpoint: Any = cast(Any, pack391ExecuteLoadTest).__firebase_endpoint__
     trigger = endpoint.taskQueueTrigger
     assert trigger["retryConfig"]["maxAttempts"] == 1
     assert endpoint.timeoutSeconds == 1800
@@ -62,5 +62,5 @@ def test_the_queue_id_is_legal_and_names_the_task_function() -> None:
     # hyphens only; the SDK uses the function's name as its queue id.
     assert re.fullmatch(r"[A-Za-z0-9-]{1,100}", TASK_FUNCTION)
     assert TASK_FUNCTION.startswith("pack391")
-    endpoint: Any = pack391ExecuteLoadTest.__firebase_endpoint__
+    endpoint: Any = cast(Any, pack391ExecuteLoadTest).__firebase_endpoint__
     assert endpoint.entryPoint == TASK_FUNCTION

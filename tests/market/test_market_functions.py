@@ -11,8 +11,8 @@ import redis
 import requests
 from google.cloud import firestore
 
-from functions.market import market_service
 from functions.market.policy import Applicant
+from functions.market.wiring import market_service
 from shared import collections
 from shared.firestore import get_db
 from tests.conftest import Backends, Caller, CallResult

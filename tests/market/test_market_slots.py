@@ -15,8 +15,8 @@ import redis
 import requests
 from google.cloud import firestore
 
-from functions.market import market_service
 from functions.market.policy import is_expired
+from functions.market.wiring import market_service
 from shared import collections
 from shared.firestore import get_db
 from shared.thresholds import MARKET_ADMISSION_PENDING_SEC, MARKET_RELEASE_MAX_UIDS_COUNT

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from functions.market import market_service
 from functions.market.policy import Applicant
+from functions.market.wiring import market_service
 from shared import collections
 from shared.errors import FailedPrecondition
 from shared.firestore import get_db

@@ -31,8 +31,8 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 
 import stack.server
-from functions.ops import ops_service
 from functions.ops.policy import flatten
+from functions.ops.wiring import ops_service
 from shared import collections
 from shared.firestore import get_db
 from shared.models.ops import LiveMetrics

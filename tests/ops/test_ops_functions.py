@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from functions.ops import ops_service
 from functions.ops.panels import RecentDocsPanel
 from functions.ops.policy import flatten
+from functions.ops.wiring import ops_service
 from functions.scaling.policy import isolation_alert
 from shared import collections, thresholds
 from shared import redis as shared_redis

@@ -289,7 +289,7 @@ def test_a_manual_scale_answers_unavailable_at_the_update_deadline(platform: Pla
 def test_the_function_timeouts_cover_the_worst_case() -> None:
     """Every wait at its deadline still fits each function's timeout, with margin; the spec's
     services are one parallel wave; the guard stops waiting before its timeout."""
-    from functions.scaling import pack391_manualScale, pack391_scaleGuard
+    from functions.scaling.edges import pack391_manualScale, pack391_scaleGuard
 
     guard_timeout = pack391_scaleGuard.__firebase_endpoint__.timeoutSeconds  # type: ignore[attr-defined]
     manual_timeout = pack391_manualScale.__firebase_endpoint__.timeoutSeconds  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from google.cloud import firestore
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from functions.scaling import scaling_service
+from functions.scaling.wiring import scaling_service
 from shared import collections
 from shared.firestore import get_db
 from shared.isolation import ServiceIsolated, ensure_available, isolation_state

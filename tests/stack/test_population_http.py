@@ -39,8 +39,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from functions.ddos import protection_service
 from functions.ddos.service import DetectionReport
+from functions.ddos.wiring import protection_service
 from shared.ratelimit import keys, middleware
 from shared.ratelimit.middleware import default_limiter
 from stack.frontdoor import FrontDoorProxy

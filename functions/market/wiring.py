@@ -1,0 +1,20 @@
+"""What the market edges are wired to: the implementations (local or Google Cloud, chosen
+by params), built once per client and setting (:func:`shared.wiring.wired`)."""
+
+from __future__ import annotations
+
+from functions.market.adapters import MarketEnforcementStore, MarketRepository
+from functions.market.service import MarketService
+from shared.firestore import get_db
+from shared.redis import get_redis
+from shared.wiring import wired
+
+
+@wired()
+def _service_for() -> MarketService:
+    return MarketService(MarketRepository(get_db()), MarketEnforcementStore(get_redis()))
+
+
+def market_service() -> MarketService:
+    """The service wired to the configured Firestore and Redis."""
+    return _service_for()

@@ -1,0 +1,54 @@
+"""Every area's pure policy imports no client library: ``import functions.<area>.policy``
+in a fresh interpreter loads no Redis, gRPC, Google Cloud, Firebase or HTTP client (the
+package faces are empty, the domain errors import no driver). A benchmark's simulation
+or a test of a policy pays only for the policy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+AREAS = ["scaling", "ddos", "market", "ops", "backup", "deploy_guard", "load"]
+
+CLIENTS = (
+    "redis",
+    "grpc",
+    "firebase_admin",
+    "firebase_functions",
+    "requests",
+    "urllib3",
+    "aiohttp",
+    "google.api_core",
+    "google.auth",
+    "google.cloud.",  # google and google.cloud themselves are namespace packages a .pth loads
+    "google.protobuf",
+)
+
+PROBE = """\
+import json, sys
+before = set(sys.modules)
+import {module}
+print(json.dumps({{"before": sorted(before), "after": sorted(sys.modules)}}))
+"""
+
+
+@pytest.mark.parametrize("area", AREAS)
+def test_a_policy_loads_no_client_library(area: str) -> None:
+    module = f"functions.{area}.policy"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(module=module)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    loaded = set(seen["after"]) - set(seen["before"])
+    clients = sorted(
+        m for m in loaded if m.startswith(CLIENTS) or m in {c.rstrip(".") for c in CLIENTS}
+    )
+    assert clients == [], f"{module} loads {clients[:10]}"
+    assert len(loaded) < 400, f"{module} loads {len(loaded)} modules"
