@@ -20,12 +20,10 @@ import importlib
 import logging
 import os
 
-import firebase_admin
-
 from shared.config import project_id
+from shared.firestore import ensure_admin_app
 
-if not firebase_admin._apps:
-    firebase_admin.initialize_app(options={"projectId": project_id()})
+ensure_admin_app(project_id())
 from shared.options import apply_global_options  # region, VPC: before any function's import
 
 apply_global_options()

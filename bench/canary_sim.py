@@ -1,6 +1,6 @@
 """Canary simulation: deployments replayed minute by minute through the deploy guard's
-state machine (:func:`functions.deploy_guard.policy.on_check`), once with its judge
-(:func:`~functions.deploy_guard.policy.judge`) and once, in the same run on the same
+state machine (:func:`functions.deploy_guard.policy.phases.on_check`), once with its judge
+(:func:`~functions.deploy_guard.policy.judge.judge`) and once, in the same run on the same
 traffic, with the spec's literal rule (roll back on one sample over a threshold).
 
     ./venv/bin/python -m bench.canary_sim            # the table in docs/benchmarks.md
@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from functions.deploy_guard import policy
+from functions.deploy_guard.policy import judge as judge_policy
+from functions.deploy_guard.policy.phases import on_check
 from shared import thresholds as t
 from shared.models.deploy import (
     Analysis,
@@ -61,7 +62,9 @@ def literal_judge(
 ) -> tuple[Verdict, list[MetricCheck]]:
     """The spec read literally: roll back when one minute's canary number is over a
     threshold (rates over their limit, p95 over 1.5x stable); never inconclusive."""
-    over = [rule.metric for rule in policy.RATE_RULES if _pct(canary, rule) > rule.threshold_pct]
+    over = [
+        rule.metric for rule in judge_policy.RATE_RULES if _pct(canary, rule) > rule.threshold_pct
+    ]
     reference = stable.p95_latency_ms or baseline
     if canary.p95_latency_ms and reference and canary.p95_latency_ms > 1.5 * reference:
         over.append("p95_latency_ms")
@@ -75,10 +78,10 @@ def literal_judge(
 def guard_judge(
     canary: RevisionWindow, stable: RevisionWindow, baseline: float | None
 ) -> tuple[Verdict, list[MetricCheck]]:
-    return policy.judge(canary, stable, baseline)
+    return judge_policy.judge(canary, stable, baseline)
 
 
-def _pct(w: RevisionWindow, rule: policy.RateRule) -> float:
+def _pct(w: RevisionWindow, rule: judge_policy.RateRule) -> float:
     total = int(getattr(w, rule.total))
     return 100.0 * int(getattr(w, rule.bad)) / total if total else 0.0
 
@@ -210,7 +213,7 @@ def simulate(scenario: Scenario, judge: Judge, seed: int) -> Outcome:
             canary=canary,
             stable=stable,
         )
-        dep = policy.on_check(dep, analysis, now)
+        dep = on_check(dep, analysis, now)
         if dep.phase == Phase.ROLLING_BACK:
             detection = (now - first_shown).total_seconds() if first_shown else None
             return Outcome(Phase.ROLLED_BACK, minute + 1, detection)

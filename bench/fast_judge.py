@@ -14,10 +14,11 @@ Poisson as in :mod:`bench.canary_sim` (auth failures 0.5 %, mismatches 0.1 %, an
 rehearsals saw decide 10 s or 58 s). Each run records, from its first request:
 
 - **minute only**: the first top-of-minute monitor run whose judged minute (the one that
-  just ended) the judge (:func:`policy.judge`) calls a breach or a second failure;
+  just ended) the judge (:func:`~functions.deploy_guard.policy.judge.judge`) calls a
+  breach or a second failure;
 - **with the fast judge**: the same, or earlier the first 10 s tick whose window (from
   the start of the previous minute to the tick) has a rate breach
-  (:func:`policy.fast_breaches`).
+  (:func:`~functions.deploy_guard.policy.judge.fast_breaches`).
 
 Both then add the same traffic write (``DEPLOY_TRAFFIC_TIMEOUT_SEC`` at its worst is
 *not* added: the figures are decision times). Healthy canaries measure the cost: the
@@ -32,7 +33,7 @@ import random
 from dataclasses import asdict, dataclass
 
 from bench.canary_sim import _binomial, _poisson
-from functions.deploy_guard import policy
+from functions.deploy_guard.policy.judge import fast_breaches, judge
 from shared import thresholds as t
 from shared.models.deploy import RevisionWindow, Verdict
 
@@ -101,12 +102,12 @@ def simulate(
             max(0, (tick // 60 - 1) * per_minute) if tick % 60 else (tick // 60 - 1) * per_minute
         )
         if fast_at is None:
-            _verdict, checks = policy.judge(_sum(canary[first:]), _sum(stable[first:]), None)
-            if policy.fast_breaches(checks):
+            _verdict, checks = judge(_sum(canary[first:]), _sum(stable[first:]), None)
+            if fast_breaches(checks):
                 fast_at = tick
         if tick % 60 == 0 and minute_at is None:
             lo = tick // SLICE_SEC - per_minute
-            verdict, _ = policy.judge(_sum(canary[lo:]), _sum(stable[lo:]), None)
+            verdict, _ = judge(_sum(canary[lo:]), _sum(stable[lo:]), None)
             failures += verdict == Verdict.FAIL
             if verdict == Verdict.BREACH or failures >= t.CANARY_FAILURE_LIMIT:
                 minute_at = tick

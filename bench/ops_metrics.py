@@ -55,6 +55,7 @@ from shared.models.ops import (
 )
 from stack import procs
 from stack.ops_seed import scaled, seed
+from stack.sdk_private import InterceptedClient
 
 PROJECT = "demo-pack391-bench"
 
@@ -104,13 +105,12 @@ class _CountedStream:
         return getattr(self._call, name)
 
 
-class CountingClient(firestore.Client):
+class CountingClient(InterceptedClient):
     """A Firestore client whose emulator channel goes through :class:`RpcCounter`."""
 
     counter: RpcCounter
 
-    def _emulator_channel(self, transport: Any) -> Any:
-        channel = super()._emulator_channel(transport)  # type: ignore[no-untyped-call]
+    def wrap_channel(self, channel: Any) -> Any:
         return grpc.intercept_channel(channel, self.counter)
 
 

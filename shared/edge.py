@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, Unpack, cast
 
 import flask
 from firebase_admin import auth as firebase_auth
@@ -51,7 +51,8 @@ from shared.config import (
     MAX_INSTANCES_SCHEDULED,
     MAX_INSTANCES_USER,
 )
-from shared.edge_errors import to_https_error
+from shared.edge_errors import http_status_of, to_https_error
+from shared.edge_options import CallableOptions, ScheduledOptions
 from shared.errors import InvalidInput, PermissionDenied, RateLimited
 from shared.options import callable_ingress, callable_secrets, redis_secrets
 from shared.ratelimit.limiter import Credential, DoorVerdict
@@ -71,6 +72,31 @@ class CallContext:
     request_id: str
     now: datetime
     raw_request: flask.Request
+
+
+@dataclass(frozen=True)
+class EdgeSpec(Generic[M]):
+    """What :func:`callable_function` declared for a callable, kept on the endpoint as
+    ``endpoint.pack391_edge`` (:func:`edge_spec_of`) for the tooling and the tests that
+    check every function (roles, rate-limit classes, request models)."""
+
+    role: Role
+    """The one role a caller needs."""
+    request: type[M]
+    """The model ``data`` is parsed with."""
+    rate_limit: EndpointClass | None
+    """The rate-limit class its calls count against; None: not limited by the edge."""
+
+
+EDGE_SPEC_ATTR = "pack391_edge"
+"""The endpoint attribute holding its :class:`EdgeSpec`."""
+
+
+def edge_spec_of(endpoint: object) -> EdgeSpec[Any] | None:
+    """The :class:`EdgeSpec` of a callable made by :func:`callable_function`, else None
+    (a scheduled or task-queue function, anything else)."""
+    spec = getattr(endpoint, EDGE_SPEC_ATTR, None)
+    return spec if isinstance(spec, EdgeSpec) else None
 
 
 @dataclass(frozen=True)
@@ -161,15 +187,12 @@ def _error_response(
     code: https_fn.FunctionsErrorCode, message: str, details: dict[str, Any] | None = None
 ) -> flask.Response:
     leave_body_unread()  # every caller refuses the request here: nothing reads it later
-    err = https_fn.HttpsError(code, message)
-    error: dict[str, Any] = {
-        "status": str(err._http_error_code.canonical_name.value),
-        "message": message,
-    }
+    status, http_status = http_status_of(code)
+    error: dict[str, Any] = {"status": status, "message": message}
     if details:
         error["details"] = details
     body = json.dumps({"error": error})
-    response = flask.Response(body, status=err._http_error_code.status, mimetype="application/json")
+    response = flask.Response(body, status=http_status, mimetype="application/json")
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
@@ -431,11 +454,14 @@ def callable_function(
     role: Role,
     request: type[M],
     rate_limit: EndpointClass | None = EndpointClass.GENERAL,
-    **options: Any,
+    **options: Unpack[CallableOptions],
 ) -> Callable[[Handler[M]], Endpoint]:
     """Declare a ``pack391_*`` callable: ``role`` is the one role it needs;
     ``rate_limit`` the endpoint class its calls count against (None: not limited,
-    for functions that count requests themselves)."""
+    for functions that count requests themselves). ``options`` are the SDK's
+    ``HttpsOptions`` fields, typed as the SDK types them (:mod:`shared.edge_options`):
+    a misspelt one is a type error."""
+    spec = EdgeSpec(role, request, rate_limit)
 
     def decorator(handler: Handler[M]) -> Endpoint:
         @functools.wraps(handler)
@@ -484,20 +510,23 @@ def callable_function(
             response: flask.Response = sdk_endpoint(raw)
             return response
 
-        endpoint.__pack391_role__ = role  # type: ignore[attr-defined]
-        endpoint.__pack391_rate_limit__ = rate_limit  # type: ignore[attr-defined]
-        endpoint.__pack391_request__ = request  # type: ignore[attr-defined]
+        setattr(endpoint, EDGE_SPEC_ATTR, spec)
         return endpoint
 
     return decorator
 
 
 def scheduled_function(
-    *, schedule: str, timezone: str = "Etc/UTC", uses_redis: bool = True, **options: Any
+    *,
+    schedule: str,
+    timezone: str = "Etc/UTC",
+    uses_redis: bool = True,
+    **options: Unpack[ScheduledOptions],
 ) -> Callable[[Callable[[ScheduledContext], None]], Endpoint]:
     """Declare a scheduled ``pack391_*`` function (unix-cron ``schedule``). ``uses_redis``
     (the default): it binds the Redis AUTH secret when Redis needs one
-    (:func:`shared.options.redis_secrets`).
+    (:func:`shared.options.redis_secrets`). ``options`` are the SDK's ``ScheduleOptions``
+    fields, typed as the SDK types them (:mod:`shared.edge_options`).
 
     In production only Cloud Scheduler's service account may invoke it (Cloud Run
     IAM); an error is logged and re-raised so the run is reported as failed and
@@ -549,7 +578,7 @@ def not_a_run(method: str, name: str) -> flask.Response:
 # Bill ceiling (issue 21) --------------------------------------------------------------
 
 
-def callable_options(role: Role, options: dict[str, Any]) -> dict[str, Any]:
+def callable_options(role: Role, options: CallableOptions) -> dict[str, Any]:
     """The SDK options of a callable: what its decorator gives, plus
 
     - ``max_instances``: ``PACK391_MAX_INSTANCES_USER`` for user callables,
@@ -561,7 +590,7 @@ def callable_options(role: Role, options: dict[str, Any]) -> dict[str, Any]:
       function's own (:func:`shared.options.callable_secrets`).
 
     The last two follow ``PACK391_FRONT_DOOR`` as the deploy's discovery reads it."""
-    merged = dict(options)
+    merged: dict[str, Any] = dict(options)
     # a service's callables take an app backend's traffic (one call per user event)
     ceiling = MAX_INSTANCES_USER if role in (Role.USER, Role.SERVICE) else MAX_INSTANCES_OPS
     merged.setdefault("max_instances", ceiling)
@@ -574,11 +603,11 @@ def callable_options(role: Role, options: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def scheduled_options(options: dict[str, Any], uses_redis: bool = True) -> dict[str, Any]:
+def scheduled_options(options: ScheduledOptions, uses_redis: bool = True) -> dict[str, Any]:
     """The SDK options of a scheduled function: ``max_instances``
     ``PACK391_MAX_INSTANCES_SCHEDULED`` unless the function sets its own; the Redis AUTH
     secret added to its own secrets when it ``uses_redis`` and Redis needs AUTH."""
-    merged = {"max_instances": MAX_INSTANCES_SCHEDULED, **options}
+    merged: dict[str, Any] = {"max_instances": MAX_INSTANCES_SCHEDULED, **options}
     own = list(merged.get("secrets") or [])
     extra = [s for s in redis_secrets() if uses_redis and s not in own]
     if extra:
@@ -586,7 +615,7 @@ def scheduled_options(options: dict[str, Any], uses_redis: bool = True) -> dict[
     return merged
 
 
-def sdk_callable(role: Role, options: dict[str, Any], body: Callable[..., Any]) -> Endpoint:
+def sdk_callable(role: Role, options: CallableOptions, body: Callable[..., Any]) -> Endpoint:
     """The SDK's callable endpoint for ``body`` with :func:`callable_options`.
 
     App Check: the SDK fixes ``enforce_app_check`` when it decorates, and the switch is a

@@ -46,6 +46,41 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, tuple(getattr(gexc, name) for name in GOOGLE_UNAVAILABLE_ERRORS))
 
 
+HTTP_STATUS: dict[FunctionsErrorCode, int] = {
+    FunctionsErrorCode.OK: 200,
+    FunctionsErrorCode.CANCELLED: 499,
+    FunctionsErrorCode.UNKNOWN: 500,
+    FunctionsErrorCode.INVALID_ARGUMENT: 400,
+    FunctionsErrorCode.DEADLINE_EXCEEDED: 504,
+    FunctionsErrorCode.NOT_FOUND: 404,
+    FunctionsErrorCode.ALREADY_EXISTS: 409,
+    FunctionsErrorCode.PERMISSION_DENIED: 403,
+    FunctionsErrorCode.UNAUTHENTICATED: 401,
+    FunctionsErrorCode.RESOURCE_EXHAUSTED: 429,
+    FunctionsErrorCode.FAILED_PRECONDITION: 400,
+    FunctionsErrorCode.ABORTED: 409,
+    FunctionsErrorCode.OUT_OF_RANGE: 400,
+    FunctionsErrorCode.UNIMPLEMENTED: 501,
+    FunctionsErrorCode.INTERNAL: 500,
+    FunctionsErrorCode.UNAVAILABLE: 503,
+    FunctionsErrorCode.DATA_LOSS: 500,
+}
+"""The HTTP status of each callable error code. The callable protocol
+(https://firebase.google.com/docs/functions/callable-reference, "Failure response"):
+the response's HTTP status is the one ``google.rpc.Code`` maps the error's status to
+(https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto), and its
+``error.status`` is the code's canonical name. The SDK keeps the same table privately
+(``HttpsError`` answers with it when a handler raises); this public copy is for the
+answers the edge writes itself, before the SDK runs. ``tests/shared/test_edge_errors.py``
+checks it against what the SDK answers for every code."""
+
+
+def http_status_of(code: FunctionsErrorCode) -> tuple[str, int]:
+    """``(error.status, HTTP status)`` of a callable error ``code``: its canonical name
+    (``invalid-argument`` -> ``INVALID_ARGUMENT``) and :data:`HTTP_STATUS`."""
+    return code.value.upper().replace("-", "_"), HTTP_STATUS[code]
+
+
 def _https(error: Pack391Error, details: dict[str, object]) -> HttpsError:
     return HttpsError(FunctionsErrorCode(error.code.value), error.message, details)
 

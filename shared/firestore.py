@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 
+def ensure_admin_app(project: str) -> None:
+    """Start firebase-admin's default app for ``project`` unless one is running already
+    (``firebase_admin.get_app()`` raises ``ValueError`` when there is none)."""
+    try:
+        firebase_admin.get_app()
+    except ValueError:
+        firebase_admin.initialize_app(options={"projectId": project})
+
+
 @functools.cache
 def _client(project: str, emulator_host: str | None) -> firestore.Client:
     # Imported here, not at module level: a cold instance whose function never reads
@@ -36,8 +45,7 @@ def _client(project: str, emulator_host: str | None) -> firestore.Client:
 
     if emulator_host:
         return firestore.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-    if not firebase_admin._apps:
-        firebase_admin.initialize_app(options={"projectId": project})
+    ensure_admin_app(project)
     client: firestore.Client = admin_firestore.client()
     return client
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.async_batch import AsyncWriteBatch
 from google.cloud.firestore_v1.async_client import AsyncClient
 from google.cloud.firestore_v1.async_document import AsyncDocumentReference
@@ -37,6 +36,8 @@ from google.cloud.firestore_v1.types import common as common_pb
 from google.cloud.firestore_v1.types import document as document_pb
 from google.cloud.firestore_v1.types import write as write_pb
 from google.protobuf import timestamp_pb2
+
+from stack.sdk_private import add_writes, document_path, writes_of_create, writes_of_set
 
 MAX_WRITES_PER_COMMIT = 500
 """Firestore's limit of writes in one Commit RPC."""
@@ -115,8 +116,8 @@ def writes_for(path: str, doc: dict[str, Any], create: bool = False) -> list[wri
         raw = _raw_value(value) if type(key) is str and key else None
         if raw is None:
             if create:
-                return _helpers.pbs_for_create(path, doc)
-            return _helpers.pbs_for_set_no_merge(path, doc)
+                return writes_of_create(path, doc)
+            return writes_of_set(path, doc)
         fields[key] = raw
     document = _RawDocument(name=path, fields=fields)
     if create:
@@ -173,7 +174,7 @@ class GroupCommit:
     async def _write(self, ref: AsyncDocumentReference, doc: dict[str, Any], create: bool) -> None:
         if not self.coalesce:  # what ref.set/create does: a batch of one
             batch = self.client.batch()
-            batch._add_write_pbs(writes_for(ref._document_path, doc, create))
+            add_writes(batch, writes_for(document_path(ref), doc, create))
             self._counted(1)
             try:
                 await batch.commit(retry=None, timeout=self.timeout_sec)
@@ -209,8 +210,8 @@ class GroupCommit:
         sent: list[_Pending] = []
         for pending in group:
             try:
-                path = pending.ref._document_path
-                batch._add_write_pbs(writes_for(path, pending.doc, pending.create))
+                path = document_path(pending.ref)
+                add_writes(batch, writes_for(path, pending.doc, pending.create))
             except Exception as exc:  # a value Firestore cannot store: this write alone
                 _fail(pending.done, exc)
                 continue

@@ -35,6 +35,7 @@ from functions.load.results import (
 from functions.load.scenarios import Plan, build_plan, new_run_id
 from shared import thresholds as t
 from shared.clock import utc_now
+from stack.constants import LOAD_TEST_ABORT_WITHIN_SEC, LOAD_TEST_PROGRESS_EVERY_SEC
 
 
 def sandbox_port() -> int:
@@ -121,7 +122,7 @@ class ProgressPrinter:
     def __init__(
         self,
         stream: IO[str],
-        every_sec: float = t.LOAD_TEST_PROGRESS_EVERY_SEC,
+        every_sec: float = LOAD_TEST_PROGRESS_EVERY_SEC,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
@@ -156,7 +157,7 @@ def run_local(
     plan: Plan,
     run_id: str,
     quiet: bool = True,
-    progress_every_sec: float = t.LOAD_TEST_PROGRESS_EVERY_SEC,
+    progress_every_sec: float = LOAD_TEST_PROGRESS_EVERY_SEC,
 ) -> dict[str, Any]:
     """Run ``plan`` in ``plan.shards`` worker processes; the merged results. Unless
     ``quiet``, progress goes to stderr (see :class:`ProgressPrinter`)."""
@@ -197,7 +198,7 @@ def run_local(
         stop.set()
         print("\nstopping every worker...", file=sys.stderr)
         while len(outcomes) < plan.shards:
-            kind, shard, payload, prog = out.get(timeout=t.LOAD_TEST_ABORT_WITHIN_SEC + 5)
+            kind, shard, payload, prog = out.get(timeout=LOAD_TEST_ABORT_WITHIN_SEC + 5)
             if kind == "slice" and payload:
                 parts.append(seconds_from_json(payload))
             elif kind == "done":

@@ -103,7 +103,7 @@ METHODS: tuple[Method, ...] = (
            R, "shared/gcp/monitoring.py", MONITORING_ACCESS),
     # Firestore Admin: the deploy guard's index gate, managed backups and drills
     Method(f"{_ADMIN}/ListIndexes", ("datastore.indexes.list",), R,
-           "functions/deploy_guard/adapters.py", FIRESTORE_IAM),
+           "functions/deploy_guard/readers.py", FIRESTORE_IAM),
     Method(f"{_ADMIN}/GetDatabase", ("datastore.databases.getMetadata",), R,
            "functions/backup/managed_store.py", FIRESTORE_IAM),
     Method(f"{_ADMIN}/ExportDocuments", ("datastore.databases.export",), R,
@@ -142,7 +142,7 @@ METHODS: tuple[Method, ...] = (
     # firebase-admin's task queue (an OIDC token of the runtime account rides on each task:
     # actAs on itself)
     Method("google.cloud.tasks.v2.CloudTasks/CreateTask", ("cloudtasks.tasks.create", ACT_AS),
-           R, "functions/load/adapters.py, functions/deploy_guard/adapters.py "
+           R, "functions/load/gcp.py, functions/deploy_guard/gcp.py "
            "(firebase_admin.functions)", TASKS_OIDC),
     # Cloud Tasks delivering a task to a task-queue function (pack391ExecuteLoadTest,
     # pack391JudgeDeployment) with that token

@@ -67,9 +67,10 @@ from typing import Any
 
 import redis
 
-from functions.ddos.adapters import ProtectionRepository, TrafficStore
 from functions.ddos.policy import GLOBAL_KINDS
+from functions.ddos.redis_store import TrafficStore
 from functions.ddos.service import ProtectionService
+from functions.ddos.store import ProtectionRepository
 from shared.alerts.store import AlertStore
 from shared.ratelimit import keys
 from shared.ratelimit.client import (

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import thresholds as t
 from stack import ports
+from stack.constants import STACK_LOG_CHECK_SEC, STACK_LOG_MAX_BYTES
 
 JAR_CANDIDATES = (
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
@@ -216,7 +216,7 @@ def cap_log(log_path: Path, max_bytes: int) -> bool:
 class LogCapper:
     """A daemon thread keeping the logs of running children under their cap."""
 
-    def __init__(self, every_sec: float = t.STACK_LOG_CHECK_SEC) -> None:
+    def __init__(self, every_sec: float = STACK_LOG_CHECK_SEC) -> None:
         self.every_sec = every_sec
         self._watched: dict[Path, tuple[subprocess.Popen[bytes], int]] = {}
         self._lock = threading.Lock()
@@ -262,7 +262,7 @@ def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     append: bool = False,
-    log_max_bytes: int = t.STACK_LOG_MAX_BYTES,
+    log_max_bytes: int = STACK_LOG_MAX_BYTES,
 ) -> Child:
     """Start ``argv`` as a child (own process group, dies with us), output to
     ``log_dir/NAME.log`` (appended to on a restart, so the crash stays readable), capped
@@ -535,5 +535,7 @@ def firestore_client(host: str, project: str) -> Any:
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": host},
     )
-    client._emulator_host = host
+    from stack.sdk_private import set_emulator_host
+
+    set_emulator_host(client, host)
     return client

@@ -1,7 +1,7 @@
 """Local revisions: what ``firebase deploy`` and Cloud Run do for the sandbox's services.
 
 Each service of the scaling registry has revisions on the local platform
-(:class:`functions.deploy_guard.adapters.LocalTraffic`: the latest revision and the
+(:class:`functions.deploy_guard.local.LocalTraffic`: the latest revision and the
 traffic split in Redis, which the deploy guard reads and writes). This module adds what
 a revision *is* locally: its faults, kept beside the split in
 ``pack391:local:revisions:{service}`` (revision -> JSON :class:`RevisionFaults`).
@@ -42,10 +42,10 @@ import redis.asyncio as aioredis
 from aiohttp import ClientSession, ClientTimeout, web
 from google.cloud import firestore
 
-from functions.deploy_guard.adapters import LocalTraffic
+from functions.deploy_guard.local import LocalTraffic
+from functions.scaling.api import PREFIX as PLATFORM_PREFIX
 from shared import collections
 from shared import thresholds as t
-from shared.isolation import PREFIX as PLATFORM_PREFIX
 
 log = logging.getLogger("pack391.revisions")
 

@@ -71,9 +71,20 @@ from redis.backoff import NoBackoff
 
 from shared import thresholds as t
 from shared.collections import LOAD_SANDBOX_COLLECTIONS
+from stack.constants import (
+    LOAD_SANDBOX_AI_DELAY_MS,
+    LOAD_SANDBOX_BACKEND_TIMEOUT_SEC,
+    LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
+    LOAD_SANDBOX_METRICS_INTERVAL_SEC,
+    LOAD_SANDBOX_QUEUE_PER_INSTANCE,
+    LOAD_SANDBOX_QUEUE_WAIT_MAX_MS,
+    LOAD_SANDBOX_SHED_RETRY_AFTER_SEC,
+    LOAD_SANDBOX_SWIPES_PER_USER_PER_SEC,
+)
 from stack.group_commit import GroupCommit, new_id
 from stack.procs import ACCESS_LOG_ENV, access_log_wanted
 from stack.revisions import RevisionReporter, RevisionRouter, Served, revision_reporter
+from stack.sdk_private import credentials_of
 
 log = logging.getLogger("pack391.sandbox")
 
@@ -145,9 +156,9 @@ class Capacity:
     def __init__(
         self,
         instances: int,
-        per_instance: int = t.LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
-        queue_per_instance: int = t.LOAD_SANDBOX_QUEUE_PER_INSTANCE,
-        wait_max_sec: float = t.LOAD_SANDBOX_QUEUE_WAIT_MAX_MS / 1000,
+        per_instance: int = LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
+        queue_per_instance: int = LOAD_SANDBOX_QUEUE_PER_INSTANCE,
+        wait_max_sec: float = LOAD_SANDBOX_QUEUE_WAIT_MAX_MS / 1000,
     ) -> None:
         self.instances = instances
         self.per_instance = per_instance
@@ -261,12 +272,12 @@ class Sandbox:
         redis_url: str,
         *,
         reporter: Reporter | None = None,
-        interval_sec: float = t.LOAD_SANDBOX_METRICS_INTERVAL_SEC,
+        interval_sec: float = LOAD_SANDBOX_METRICS_INTERVAL_SEC,
         revision_reporter: RevisionReporter | None = None,
-        per_instance: int = t.LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
-        queue_per_instance: int = t.LOAD_SANDBOX_QUEUE_PER_INSTANCE,
-        queue_wait_max_ms: float = t.LOAD_SANDBOX_QUEUE_WAIT_MAX_MS,
-        backend_timeout_sec: float = t.LOAD_SANDBOX_BACKEND_TIMEOUT_SEC,
+        per_instance: int = LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
+        queue_per_instance: int = LOAD_SANDBOX_QUEUE_PER_INSTANCE,
+        queue_wait_max_ms: float = LOAD_SANDBOX_QUEUE_WAIT_MAX_MS,
+        backend_timeout_sec: float = LOAD_SANDBOX_BACKEND_TIMEOUT_SEC,
         group_commit: bool = True,
     ) -> None:
         self.db = db
@@ -319,7 +330,7 @@ class Sandbox:
         if self._adb is None:
             self._adb = firestore.AsyncClient(
                 project=self.db.project,
-                credentials=self.db._credentials,  # the sync client's (anonymous locally)
+                credentials=credentials_of(self.db),  # the sync client's (anonymous locally)
             )
         return self._adb
 
@@ -429,7 +440,7 @@ class Sandbox:
             body=self._shed_body,
             status=503,
             content_type="application/json",
-            headers={"Retry-After": str(t.LOAD_SANDBOX_SHED_RETRY_AFTER_SEC)},
+            headers={"Retry-After": str(LOAD_SANDBOX_SHED_RETRY_AFTER_SEC)},
         )
 
     def _key(self, run_id: str, *parts: str) -> str:
@@ -448,7 +459,7 @@ class Sandbox:
             pipe.incr(key)
             pipe.expire(key, 2)
             count, _ = await pipe.execute()
-        if int(count) > t.LOAD_SANDBOX_SWIPES_PER_USER_PER_SEC:
+        if int(count) > LOAD_SANDBOX_SWIPES_PER_USER_PER_SEC:
             return web.json_response({"error": "rate limited"}, status=429)
         doc = {k: body.get(k) for k in ("uid", "targetUid", "direction")}
         await self._write(SWIPES, doc | {"loadRunId": run_id, "at": datetime.now(UTC)})
@@ -523,7 +534,7 @@ class Sandbox:
         return web.json_response({"ok": True, "left": left})
 
     async def ai(self, run_id: str, body: dict[str, Any]) -> web.Response:
-        low, high = t.LOAD_SANDBOX_AI_DELAY_MS
+        low, high = LOAD_SANDBOX_AI_DELAY_MS
         await asyncio.sleep(self._rng.uniform(low, high) / 1000)
         key = self._key(run_id, "convo", str(body.get("uid")))
         await self.redis.lpush(key, str(body.get("text"))[:200])
@@ -658,7 +669,7 @@ def main() -> None:
     parser.add_argument(
         "--queue-per-instance",
         type=int,
-        default=t.LOAD_SANDBOX_QUEUE_PER_INSTANCE,
+        default=LOAD_SANDBOX_QUEUE_PER_INSTANCE,
         help="requests waiting per simulated instance before it sheds (503 + Retry-After)",
     )
     parser.add_argument(

@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from shared.metrics_store import PushedMetricsStore
+from functions.scaling.api import PushedMetricsStore
 from stack.revisions import SERVICES, LocalRevisions
 
 Call = Callable[[str, dict[str, Any]], Any]

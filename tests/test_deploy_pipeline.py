@@ -36,6 +36,7 @@ import yaml
 from google.auth import jwt
 
 from stack import cli, deploy_env
+from stack.sdk_private import declared_params
 from tests.conftest import ROOT
 from tests.fakes.http_api import FakeHttpApi, Recorded
 from tests.needs import missing
@@ -178,11 +179,9 @@ def runtime_values(
     params: list[dict[str, Any]], resolved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Any]:
     """What the Python SDK's param objects read from the environment the CLI deploys."""
-    from firebase_functions import params as sdk
-
     import main  # noqa: F401  (declares every param)
 
-    registry: dict[str, Any] = sdk._params
+    registry = declared_params()
     out = {}
     for param in non_secret(params):
         monkeypatch.setenv(param["name"], resolved[param["name"]]["runtime"])

@@ -302,12 +302,10 @@ ORIGIN_SECRET = "PACK391_CLOUDFLARE_ORIGIN_SECRET"
 
 def _roles() -> dict[str, Role]:
     import main
+    from shared.edge import edge_spec_of
 
-    return {
-        name: fn.__pack391_role__
-        for name, fn in vars(main).items()
-        if hasattr(fn, "__pack391_role__")
-    }
+    specs = {name: edge_spec_of(fn) for name, fn in vars(main).items()}
+    return {name: spec.role for name, spec in specs.items() if spec is not None}
 
 
 def test_every_function_has_a_ceiling_on_its_instances(manifest: dict[str, Any]) -> None:

@@ -13,9 +13,12 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from shared.edge import EdgeSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -58,14 +61,13 @@ def documented_calls() -> list[DocCall]:
 CALLS = documented_calls()
 
 
-def callables() -> dict[str, Any]:
+def callables() -> dict[str, EdgeSpec[Any]]:
+    """Every callable of main.py -> what its decorator declared."""
     import main
+    from shared.edge import edge_spec_of
 
-    return {
-        name: getattr(main, name)
-        for name in dir(main)
-        if name.startswith("pack391") and hasattr(getattr(main, name), "__pack391_request__")
-    }
+    specs = {name: edge_spec_of(getattr(main, name)) for name in dir(main)}
+    return {name: spec for name, spec in specs.items() if name.startswith("pack391") and spec}
 
 
 def test_the_docs_show_calls() -> None:
@@ -83,7 +85,7 @@ def test_a_documented_call_works_as_written(call: DocCall) -> None:
         data = {} if call.raw is None else json.loads(call.raw)
     except json.JSONDecodeError as exc:
         pytest.fail(f"{call}: not JSON: {exc}")
-    model = functions[call.name].__pack391_request__
+    model = functions[call.name].request
     try:
         parse_request(model, data)
     except InvalidInput as exc:

@@ -34,12 +34,13 @@ import pytest
 from bench.targets import minimal_app
 from functions.backup.archive import BackupKey
 from functions.backup.wiring import reset_backup_service
-from functions.load.adapters import TASK_FUNCTION
+from functions.load.gcp import TASK_FUNCTION
 from shared import collections
 from shared.firestore import get_db
 from stack import procs
 from stack.aioserve import served_aiohttp
 from stack.scheduler import scheduler_headers
+from stack.sdk_private import declared_params
 from tests.conftest import ROOT, Caller
 from tests.firebase_cli.environment import (
     FIREBASE_CLI,
@@ -253,7 +254,7 @@ def test_the_emulator_env_file_gives_every_param_a_value() -> None:
 
     declared = {
         name: param
-        for name, param in params._params.items()  # the SDK's registry of declared params
+        for name, param in declared_params().items()  # the SDK's registry of declared params
         if isinstance(param, params.Param | params.SecretParam)
     }
     values = env_file_values((ROOT / ENV_FILE).read_text())

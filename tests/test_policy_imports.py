@@ -1,5 +1,6 @@
 """Every area's pure policy imports no client library: ``import functions.<area>.policy``
-in a fresh interpreter loads no Redis, gRPC, Google Cloud, Firebase or HTTP client (the
+(every module of it, when it is a package of one module per concern) in a fresh
+interpreter loads no Redis, gRPC, Google Cloud, Firebase or HTTP client (the
 package faces are empty, the domain errors import no driver). A benchmark's simulation
 or a test of a policy pays only for the policy."""
 
@@ -30,9 +31,11 @@ CLIENTS = (
 )
 
 PROBE = """\
-import json, sys
+import importlib, json, pkgutil, sys
 before = set(sys.modules)
-import {module}
+policy = importlib.import_module("{module}")
+for sub in pkgutil.iter_modules(getattr(policy, "__path__", [])):  # a package: every module
+    importlib.import_module(f"{module}.{{sub.name}}")
 print(json.dumps({{"before": sorted(before), "after": sorted(sys.modules)}}))
 """
 

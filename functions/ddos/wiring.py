@@ -3,8 +3,9 @@ by params), built once per client and setting (:func:`shared.wiring.wired`)."""
 
 from __future__ import annotations
 
-from functions.ddos.adapters import ProtectionRepository, TrafficStore
+from functions.ddos.redis_store import TrafficStore
 from functions.ddos.service import ProtectionService
+from functions.ddos.store import ProtectionRepository
 from shared.alerts.store import AlertStore
 from shared.config import DDOS_SHADOW_ACTIONS
 from shared.firestore import get_db

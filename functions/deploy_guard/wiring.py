@@ -7,21 +7,17 @@ from pathlib import Path
 
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
-from functions.deploy_guard.adapters import (
-    BusinessMetrics,
+from functions.deploy_guard.gcp import (
     CloudRunTraffic,
-    DeployStore,
-    GateReader,
-    JudgeChain,
-    LocalJudgeChain,
-    LocalTraffic,
     MonitoringRevisionMetrics,
-    PushedRevisionMetrics,
-    RevisionMetrics,
     TaskQueueJudgeChain,
-    TrafficSplitter,
 )
-from functions.deploy_guard.service import DeployGuard, DeployPorts
+from functions.deploy_guard.local import LocalJudgeChain, LocalTraffic, PushedRevisionMetrics
+from functions.deploy_guard.ports import DeployPorts, JudgeChain, RevisionMetrics, TrafficSplitter
+from functions.deploy_guard.readers import BusinessMetrics, GateReader
+from functions.deploy_guard.service import DeployGuard
+from functions.deploy_guard.store import DeployStore
+from functions.scaling.api import PushedMetricsStore
 from shared.config import (
     CANARY_FAST_JUDGE,
     DEPLOY_BACKEND,
@@ -33,7 +29,6 @@ from shared.config import (
 from shared.firestore import get_db
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
-from shared.metrics_store import PushedMetricsStore
 from shared.redis import get_redis
 from shared.wiring import backend_choice, wired
 

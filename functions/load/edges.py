@@ -9,7 +9,7 @@ HdrHistograms that ``pack391_getLoadTestResults`` merges exactly.
 SDK names a task-queue function's Cloud Tasks queue after the function, and queue ids
 allow only letters, digits and hyphens, so Cloud Tasks and its emulator refuse an
 underscore (firebase-tools #11034, #7884). Every enqueuer takes the name from
-``functions.load.adapters.TASK_FUNCTION``.
+``functions.load.gcp.TASK_FUNCTION``.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ one the system under test loses when they share a machine (docs/benchmarks.md ha
 profile). The event loop is uvloop's when it is installed. Starts are driven by one
 timer callback that starts every start already due, then re-arms for the next one
 (no task, coroutine or future per request). Requests go over a small HTTP/1.1 client
-of kept-alive connections (:class:`_Http`, asyncio protocols): a request is one
+of kept-alive connections (:mod:`functions.load.http_client`): a request is one
 ``write`` of a pre-built head plus its JSON body, its response is parsed in
 ``data_received`` (Content-Length or chunked) and recorded there. At most
 ``max_in_flight`` requests (one per connection, no pipelining) are open; a request
@@ -34,15 +34,14 @@ import asyncio
 import json
 import math
 import random
-import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
+from functions.load.http_client import SHED, HttpClient
 from functions.load.results import Seconds, SecondStats, breached, percentiles
-from functions.load.scenarios import ENDPOINTS, RUN_HEADER, Plan, arrival_offsets, pick_endpoint
+from functions.load.scenarios import ENDPOINTS, Plan, arrival_offsets, pick_endpoint
 from shared import thresholds as t
 
 try:  # the event loop: uvloop's when installed (requirements.txt pins it)
@@ -60,8 +59,6 @@ SliceSink = Callable[[Seconds, "Progress"], None]
 
 _now = time.monotonic
 
-SHED = "shed"
-"""The kind of a request the target shed: ``503`` with ``Retry-After``."""
 """The engine's clock (latency and schedule): full resolution, unlike uvloop's
 ``loop.time()``, which is the loop's cached millisecond."""
 
@@ -124,242 +121,13 @@ class _State:
         return stats
 
 
-# ------------------------------------------------------------------ HTTP/1.1
-
-
-class _Conn(asyncio.Protocol):
-    """One kept-alive connection carrying at most one request at a time."""
-
-    __slots__ = (
-        "buf", "chunked", "close_after", "due", "http", "name", "need", "pending",
-        "retry_after", "sec", "sent_at", "status", "transport", "until_eof",
-    )  # fmt: skip
-
-    def __init__(self, http: _Http) -> None:
-        self.http = http
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.name = ""
-        self.sec = 0
-        self.due = 0.0
-        self.sent_at = 0.0
-        self.pending: bytes | None = None
-        """The request to write once connected."""
-        self.status = 0
-        """The response's status once its head is in; 0 while reading the head."""
-        self.need = 0
-        self.chunked = False
-        self.close_after = False
-        self.until_eof = False
-        self.retry_after = False
-        """The response is a 503 with ``Retry-After`` (shed)."""
-
-    def begin(self, name: str, sec: int, due: float, data: bytes) -> None:
-        self.name, self.sec, self.due = name, sec, due
-        self.status = 0
-        self.buf = b""
-        self.sent_at = _now()
-        if self.transport is None:
-            self.pending = data
-        else:
-            self.transport.write(data)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        if self.pending is not None:
-            data, self.pending = self.pending, None
-            self.transport.write(data)
-
-    def data_received(self, data: bytes) -> None:
-        if self not in self.http.busy:
-            return  # a late answer to a request already timed out or aborted
-        buf = self.buf + data if self.buf else data
-        if not self.status:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self.buf = buf
-                return
-            if not self._head(buf[:end]):
-                self.http.finish(self, "ClientResponseError", close=True)
-                return
-            buf = buf[end + 4 :]
-        if self.chunked:
-            self.buf = buf
-            try:
-                done = self._chunks_done()
-            except ValueError:  # a chunk size that is not hex
-                self.http.finish(self, "ClientResponseError", close=True)
-                return
-            if done:
-                self.http.finish(self, None, close=self.close_after)
-        elif self.until_eof:
-            self.buf = b""
-        elif len(buf) >= self.need:
-            self.buf = b""
-            self.http.finish(self, None, close=self.close_after or len(buf) > self.need)
-        else:
-            self.need -= len(buf)
-            self.buf = b""
-
-    def _head(self, head: bytes) -> bool:
-        """Reads the status line and the framing headers; False when malformed."""
-        try:
-            status = int(head[9:12])
-        except ValueError:
-            return False
-        lower = head.lower()
-        self.status = status
-        self.chunked = b"\r\ntransfer-encoding: chunked" in lower
-        self.close_after = b"\r\nconnection: close" in lower or (
-            lower.startswith(b"http/1.0") and b"\r\nconnection: keep-alive" not in lower
-        )
-        self.until_eof = False
-        self.retry_after = status == 503 and b"\r\nretry-after:" in lower
-        self.need = 0
-        if status < 200 or status in (204, 304) or self.chunked:
-            return True
-        at = lower.find(b"\r\ncontent-length:")
-        if at < 0:
-            self.until_eof = self.close_after = True
-            return True
-        stop = lower.find(b"\r\n", at + 2)
-        try:
-            self.need = int(lower[at + 17 : stop if stop >= 0 else None])
-        except ValueError:
-            return False
-        return True
-
-    def _chunks_done(self) -> bool:
-        """Consumes whole chunks from ``buf``; True once the last one (and trailer) is in."""
-        buf = self.buf
-        while True:
-            eol = buf.find(b"\r\n")
-            if eol < 0:
-                break
-            size = int(buf[:eol].split(b";", 1)[0], 16)
-            if size == 0:
-                rest = buf[eol + 2 :]
-                if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest:
-                    self.buf = b""
-                    return True
-                break
-            if len(buf) < eol + 2 + size + 2:
-                break
-            buf = buf[eol + 2 + size + 2 :]
-        self.buf = buf
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        http = self.http
-        if self in http.idle:
-            http.idle.remove(self)
-        if self in http.busy:
-            completed = self.status and self.until_eof
-            http.finish(self, None if completed else "ServerDisconnectedError", close=False)
-        self.transport = None
-
-
-class _Http:
-    """Kept-alive HTTP/1.1 connections to one target, one request each at a time."""
-
-    def __init__(self, runner: ShardRunner, loop: asyncio.AbstractEventLoop) -> None:
-        self.runner = runner
-        self.loop = loop
-        parts = urlsplit(runner.plan.target)
-        self.host = parts.hostname or "127.0.0.1"
-        self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if parts.scheme == "https" else None
-        )
-        self.port = parts.port or (443 if self.ssl else 80)
-        default_port = (parts.scheme, self.port) in (("http", 80), ("https", 443))
-        host_header = parts.hostname if default_port else f"{parts.hostname}:{self.port}"
-        prefix = parts.path.rstrip("/")
-        self.heads = {
-            name: (
-                f"{e.method} {prefix}{e.path} HTTP/1.1\r\nHost: {host_header}\r\n"
-                f"{RUN_HEADER}: {runner.run_id}\r\nUser-Agent: pack391-load\r\n"
-                "Accept: */*\r\nContent-Type: application/json\r\nContent-Length: "
-            ).encode("ascii")
-            for name, e in ENDPOINTS.items()
-        }
-        self.idle: list[_Conn] = []
-        self.busy: set[_Conn] = set()
-        self.connecting: set[asyncio.Future[Any]] = set()
-
-    def start(self, name: str, sec: int, due: float, body: bytes) -> None:
-        data = b"%s%d\r\n\r\n%s" % (self.heads[name], len(body), body)
-        if self.idle:
-            conn = self.idle.pop()
-            self.busy.add(conn)
-            conn.begin(name, sec, due, data)
-            return
-        conn = _Conn(self)
-        self.busy.add(conn)
-        conn.begin(name, sec, due, data)
-        opening = asyncio.ensure_future(
-            self.loop.create_connection(
-                lambda: conn,
-                self.host,
-                self.port,
-                ssl=self.ssl,
-                server_hostname=self.host if self.ssl else None,
-            )
-        )
-        self.connecting.add(opening)
-        opening.add_done_callback(lambda f: self._opened(f, conn))
-
-    def _opened(self, opening: asyncio.Future[Any], conn: _Conn) -> None:
-        self.connecting.discard(opening)
-        if opening.cancelled():
-            self.busy.discard(conn)
-        elif opening.exception() is not None:
-            if conn in self.busy:
-                self.finish(conn, "ClientConnectorError", close=False)
-        elif conn not in self.busy and conn.transport is not None:
-            conn.transport.close()  # its request timed out (or the run stopped) meanwhile
-
-    def finish(self, conn: _Conn, kind: str | None, *, close: bool) -> None:
-        """Records ``conn``'s request (latency from its scheduled start) and frees it:
-        back to the idle ones, or closed when the request broke it."""
-        self.busy.discard(conn)
-        conn.pending = None
-        broken = close or kind is not None
-        if kind is None and conn.status >= 400:
-            kind = SHED if conn.retry_after else f"http_{conn.status}"
-        self.runner._record(conn.name, conn.sec, conn.due, kind)
-        if broken:
-            if conn.transport is not None:
-                conn.transport.close()
-        elif conn.transport is not None and not conn.transport.is_closing():
-            self.idle.append(conn)
-
-    def expire(self, timeout_sec: float) -> None:
-        """Every request open longer than ``timeout_sec`` is a ``timeout``."""
-        cutoff = _now() - timeout_sec
-        for conn in [c for c in self.busy if c.sent_at <= cutoff]:
-            self.finish(conn, "timeout", close=True)
-
-    async def close(self) -> None:
-        """Drops what is in flight (unrecorded, as a cancelled request) and every connection."""
-        for opening in self.connecting:
-            opening.cancel()
-        if self.connecting:
-            await asyncio.wait(set(self.connecting), timeout=1.0)
-        for conn in [*self.busy, *self.idle]:
-            if conn.transport is not None:
-                conn.transport.close()
-        self.busy.clear()
-        self.idle.clear()
-        await asyncio.sleep(0)  # let the transports finish closing before the loop does
+# ------------------------------------------------------------------ the shard
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     """``asyncio.run`` on uvloop's loop when it is installed."""
     with asyncio.Runner(loop_factory=_loop_factory) as runner:
         return runner.run(coro)
-
-
-# ------------------------------------------------------------------ the shard
 
 
 class ShardRunner:
@@ -386,7 +154,7 @@ class ShardRunner:
         self._state = _State()
         self.progress = Progress(shard)
         self._rng = random.Random(f"{run_id}:{shard}")
-        self._http: _Http | None = None
+        self._http: HttpClient | None = None
 
     # ---------------------------------------------------------------- running
 
@@ -401,7 +169,7 @@ class ShardRunner:
         if start_at is not None:
             await self._wait_until(start_at)
         t0 = _now()
-        self._http = http = _Http(self, loop)
+        self._http = http = HttpClient(self.plan.target, self.run_id, self._record, loop)
         watcher = asyncio.create_task(self._watch(t0))
         try:
             await self._schedule(t0)

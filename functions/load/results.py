@@ -145,12 +145,20 @@ def percentiles(hist: HdrHistogram, wanted: tuple[float, ...]) -> list[int]:
     return out
 
 
+def median_equivalent(hist: HdrHistogram, highest: int) -> int:
+    """The middle of the bucket whose highest equivalent value is ``highest``: the value
+    hdrh's ``get_mean_value`` weighs a bucket's count with (its private
+    ``_hdr_median_equiv_value``: lowest + half the bucket's size), from public methods."""
+    lowest: int = hist.get_lowest_equivalent_value(highest)
+    return lowest + ((highest - lowest + 1) >> 1)
+
+
 def latency_of(hist: HdrHistogram) -> dict[str, float]:
     """avg, p50, p95, p99 and max, exactly as hdrh's own methods compute them."""
     count = hist.get_total_count()
     if count == 0:
         return {"avg": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
-    mean = sum(c * hist._hdr_median_equiv_value(v) for v, c in recorded(hist)) / count
+    mean = sum(c * median_equivalent(hist, v) for v, c in recorded(hist)) / count
     p50, p95, p99 = percentiles(hist, (50, 95, 99))
     return {
         "avg": _ms(mean),

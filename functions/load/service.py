@@ -8,23 +8,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.cloud import firestore
-
-from functions.load.adapters import (
+from functions.load.engine import Progress, ShardRunner, progress_doc
+from functions.load.policy import Admission, target_problem
+from functions.load.ports import Dispatcher
+from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
+from functions.load.scenarios import Plan, build_plan, new_run_id
+from functions.load.store import (
     AbortFlags,
-    Dispatcher,
     FailoverLog,
     LoadAdmissions,
     LoadRunRepository,
     SyntheticData,
     retention_cutoff,
 )
-from functions.load.engine import Progress, ShardRunner, progress_doc
-from functions.load.policy import Admission, target_problem
-from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
-from functions.load.scenarios import Plan, build_plan, new_run_id
 from shared import thresholds as t
-from shared.audit import Change, write_audit
+from shared.audit import Change
 from shared.errors import FailedPrecondition, InvalidInput, NotFound
 from shared.models.load import (
     AbortLoadTestResult,
@@ -54,7 +52,6 @@ class LoadPorts:
     dispatcher: Dispatcher
     failover: FailoverLog
     synthetic: SyntheticData
-    db: firestore.Client
     allowlist: list[str]
     local_mode: bool
     default_target: str
@@ -105,12 +102,9 @@ class LoadService:
         )
         deadline = start_at + timedelta(seconds=plan.duration_sec + t.LOAD_TEST_REAP_GRACE_SEC)
 
-        def record(tx: firestore.Transaction) -> None:
-            tx.set(self._p.runs.ref(run_id), doc.to_doc())
-            write_audit(
-                self._p.db, tx, change, target=f"loadtest/{run_id}", before=None,
-                after={"scenarioId": plan.scenario_id, "plan": plan.to_json()},
-            )  # fmt: skip
+        record = self._p.runs.recorder(
+            doc, change, {"scenarioId": plan.scenario_id, "plan": plan.to_json()}
+        )
 
         # the cap is checked and the run recorded in one transaction: concurrent starts
         # cannot exceed it together, and runs past their deadline are reaped first
@@ -261,13 +255,7 @@ class LoadService:
         if doc.status in FINAL_STATUSES:
             return AbortLoadTestResult(run_id=run_id, status=doc.status)
         self._p.aborts.set(run_id, f"aborted by {change.actor_uid}: {change.reason}")
-        batch = self._p.db.batch()
-        batch.update(self._p.runs.ref(run_id), {"status": "aborting"})
-        write_audit(
-            self._p.db, batch, change, target=f"loadtest/{run_id}",
-            before={"status": doc.status}, after={"status": "aborting"},
-        )  # fmt: skip
-        batch.commit()
+        self._p.runs.mark_aborting(run_id, doc.status, change)
         return AbortLoadTestResult(run_id=run_id, status="aborting")
 
     # ------------------------------------------------------------------ cleanup
@@ -298,12 +286,9 @@ class LoadService:
             synthetic_documents=synthetic_docs,
             synthetic_redis_keys=synthetic_keys,
         )
-        batch = self._p.db.batch()
-        write_audit(
-            self._p.db, batch, change, target="loadtest/cleanup",
-            before={"runIds": run_ids}, after=result.model_dump(by_alias=True),
-        )  # fmt: skip
-        batch.commit()
+        self._p.runs.audit(
+            change, "loadtest/cleanup", {"runIds": run_ids}, result.model_dump(by_alias=True)
+        )
         return result
 
 

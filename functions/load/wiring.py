@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import os
 
-from functions.load.adapters import (
+from functions.load.gcp import TaskQueueDispatcher
+from functions.load.local import LocalProcessDispatcher
+from functions.load.policy import parse_allowlist
+from functions.load.ports import Dispatcher
+from functions.load.service import LoadPorts, LoadService
+from functions.load.store import (
     AbortFlags,
-    Dispatcher,
     FailoverLog,
     LoadAdmissions,
     LoadRunRepository,
-    LocalProcessDispatcher,
     SyntheticData,
-    TaskQueueDispatcher,
 )
-from functions.load.policy import parse_allowlist
-from functions.load.service import LoadPorts, LoadService
 from shared.config import FUNCTIONS_REGION, LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
 from shared.firestore import get_db
 from shared.redis import get_redis
@@ -47,7 +47,6 @@ def _service_for(dispatcher: str, allowlist: str) -> LoadService:
             dispatcher=_dispatcher(),
             failover=FailoverLog(db, client),
             synthetic=SyntheticData(db, client),
-            db=db,
             allowlist=parse_allowlist(allowlist),
             local_mode=is_emulated(),
             default_target=DEFAULT_LOCAL_TARGET,

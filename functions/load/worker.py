@@ -10,15 +10,13 @@ import json
 import logging
 import sys
 
-import firebase_admin
-
 from shared.config import project_id
+from shared.firestore import ensure_admin_app
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
-    if not firebase_admin._apps:
-        firebase_admin.initialize_app(options={"projectId": project_id()})
+    ensure_admin_app(project_id())
     from functions.load.edges import execute_shard
 
     print(json.dumps(execute_shard(json.loads(sys.argv[1]))), flush=True)

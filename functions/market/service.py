@@ -1,4 +1,4 @@
-"""Market orchestration: read through the adapters, decide with the policy, write back.
+"""Market orchestration: read through the ports, decide with the policy, write back.
 
 ``MarketService.check_access`` is the enforcement function user flows call
 (directly in this bundle, or through ``pack391_checkMarketAccess`` from the app
@@ -15,14 +15,6 @@ from typing import Any
 
 import redis
 
-from functions.market.adapters import (
-    AdmitOutcome,
-    EnforcementSnapshot,
-    MarketEnforcementStore,
-    MarketRepository,
-    RecordOutcome,
-    ReleaseOutcome,
-)
 from functions.market.policy import (
     ActivationVerdict,
     Applicant,
@@ -39,6 +31,14 @@ from functions.market.policy import (
     parse_signup_identity,
     pending_until,
     signup_country,
+)
+from functions.market.ports import (
+    AdmitOutcome,
+    EnforcementSnapshot,
+    MarketEnforcement,
+    MarketRecords,
+    RecordOutcome,
+    ReleaseOutcome,
 )
 from shared.audit import Change
 from shared.errors import BackendUnavailable, FailedPrecondition
@@ -77,7 +77,7 @@ class SyncReport:
 
 
 class MarketService:
-    def __init__(self, repo: MarketRepository, store: MarketEnforcementStore) -> None:
+    def __init__(self, repo: MarketRecords, store: MarketEnforcement) -> None:
         self._repo = repo
         self._store = store
 

@@ -3,8 +3,9 @@ by params), built once per client and setting (:func:`shared.wiring.wired`)."""
 
 from __future__ import annotations
 
-from functions.market.adapters import MarketEnforcementStore, MarketRepository
+from functions.market.redis_store import MarketEnforcementStore
 from functions.market.service import MarketService
+from functions.market.store import MarketRepository
 from shared.firestore import get_db
 from shared.redis import get_redis
 from shared.wiring import wired

@@ -3,15 +3,12 @@ by params), built once per client and setting (:func:`shared.wiring.wired`)."""
 
 from __future__ import annotations
 
-from functions.scaling.adapters import (
-    CloudMonitoringSource,
-    CloudRunScaler,
-    LocalScaler,
-    MetricsSource,
-    Scaler,
-    ServiceRegistry,
-)
-from functions.scaling.service import ScalingPorts, ScalingService
+from functions.scaling.coordination import RedisIsolationFlags, RedisLocks
+from functions.scaling.gcp import CloudMonitoringSource, CloudRunScaler
+from functions.scaling.local import LocalScaler, PushedMetricsStore
+from functions.scaling.ports import MetricsSource, Scaler, ScalingPorts
+from functions.scaling.service import ScalingService
+from functions.scaling.store import ServiceRegistry
 from shared import thresholds as t
 from shared.config import (
     SCALING_BACKEND,
@@ -21,7 +18,6 @@ from shared.config import (
 from shared.firestore import get_db
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
-from shared.metrics_store import PushedMetricsStore
 from shared.redis import get_redis
 from shared.wiring import backend_choice, wired
 
@@ -43,7 +39,8 @@ def _service_for(backend: str, dry_run: bool, project: str) -> ScalingService:
         metrics=metrics,
         pushed=pushed,
         scaler=scaler,
-        redis=client,
+        locks=RedisLocks(client),
+        isolation=RedisIsolationFlags(client),
         dry_run=dry_run,
         allow_hooks=backend == "local",
     )

@@ -21,8 +21,23 @@ from pydantic import (
 from shared.models import RequestModel, WireModel
 from shared.models.alerts import Severity
 from shared.models.market import CountryCode, Reason
-from shared.ratelimit.policy import EndpointClass
 from shared.thresholds import GEO_MULTIPLIER_MAX
+
+
+class EndpointClass(enum.StrEnum):
+    """The classes of endpoint a request is counted under, each with its own limit."""
+
+    AUTH = "auth"
+    WALLET = "wallet"
+    PAYMENT = "payment"
+    AI = "ai"
+    SWIPE = "swipe"
+    GENERAL = "general"
+    STAFF = "staff"
+    """Ops and admin callers of ops and admin functions (their own per-user bucket)."""
+    SERVICE = "service"
+    """A trusted app backend's own calls (``service: true``): per principal, never per
+    egress address (issue 21)."""
 
 
 class SubjectOverride(RequestModel):

@@ -27,7 +27,7 @@ class ScaleAction(enum.StrEnum):
 
 
 class IsolationState(enum.StrEnum):
-    """A service's circuit, as callers see it through :mod:`shared.isolation`. Closed."""
+    """A service's circuit, as callers see it (the scaling area's isolation check). Closed."""
 
     NONE = "none"
     """Not isolated: calls go through."""

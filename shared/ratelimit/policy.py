@@ -1,6 +1,9 @@
-"""Rate-limit policy: endpoint classes, their limits and failure modes, geo scaling.
+"""Rate-limit policy: the limits and failure modes of each endpoint class, geo scaling.
 
-Pure: numbers come from :mod:`shared.thresholds`, rules from the caller.
+Pure: numbers come from :mod:`shared.thresholds`, rules from the caller. The classes
+themselves (:class:`EndpointClass`) are part of the wire model (:mod:`shared.models.ddos`:
+a request names its class), so the models never import the rate limiter; they are
+re-exported here as the policy's vocabulary.
 """
 
 from __future__ import annotations
@@ -11,22 +14,7 @@ import math
 from dataclasses import dataclass
 
 from shared import thresholds
-
-
-class EndpointClass(enum.StrEnum):
-    """The classes of endpoint a request is counted under, each with its own limit."""
-
-    AUTH = "auth"
-    WALLET = "wallet"
-    PAYMENT = "payment"
-    AI = "ai"
-    SWIPE = "swipe"
-    GENERAL = "general"
-    STAFF = "staff"
-    """Ops and admin callers of ops and admin functions (their own per-user bucket)."""
-    SERVICE = "service"
-    """A trusted app backend's own calls (``service: true``): per principal, never per
-    egress address (issue 21)."""
+from shared.models.ddos import EndpointClass as EndpointClass
 
 
 class FailMode(enum.StrEnum):

@@ -258,7 +258,7 @@ def _wait(args: argparse.Namespace) -> int:
 def _local_revision(args: argparse.Namespace) -> int:
     """What a deploy does on the local platform: a new latest revision, at 100 % (as
     firebase deploy lands a function), or at 0 % with --no-traffic."""
-    from functions.deploy_guard.adapters import LocalTraffic
+    from functions.deploy_guard.local import LocalTraffic
 
     if not args.redis_url:
         print("pack391 deploy local-revision: give --redis-url (printed by serve)", file=sys.stderr)

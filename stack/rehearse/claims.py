@@ -4,8 +4,9 @@ Every claim answers pass/fail, the measured figure with its unit, and, when it f
 one line saying why and where the evidence is (a timeline series, an act, or a
 document id). Nothing here reads the stack or the clock.
 
-Budgets are the spec's numbers (``shared/thresholds.py``) where it has them; the few
-that are the rehearsal's own are below, each derived from the spec's intervals.
+Budgets are the spec's numbers (:mod:`shared.thresholds`, :mod:`stack.constants`) where it
+has them; the few that are the rehearsal's own are below, each derived from the spec's
+intervals.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import thresholds as t
+from stack.constants import DDOS_DETECTION_INTERVAL_SEC, ROLLBACK_WITHIN_SEC
 from stack.rehearse.recording import Act, Recording
 
 SCALE_UP_WITHIN_SEC: float = 60.0
@@ -404,11 +406,11 @@ def rollback_within(rec: Recording) -> ClaimResult:
             "series canary.bad", detail,
         )  # fmt: skip
     took = back - first
-    ok = took <= t.ROLLBACK_WITHIN_SEC
+    ok = took <= ROLLBACK_WITHIN_SEC
     why = (
         f"bad canary's traffic at 0% {took:.0f}s after its first traffic"
         if ok
-        else f"{took:.0f}s from the first bad traffic to 0%, over {t.ROLLBACK_WITHIN_SEC}s "
+        else f"{took:.0f}s from the first bad traffic to 0%, over {ROLLBACK_WITHIN_SEC}s "
         f"(series canary.bad; doc pack391_deployments/{dep.get('deploymentId')} analyses)"
     )
     return ClaimResult(
@@ -449,7 +451,7 @@ def ddos_detection(rec: Recording) -> ClaimResult:
         rows.append({"attack": attack.name, "kind": kind, "detectedAfterSec": _r(took),
                      "mitigated": bool(d.get("mitigated")), "id": d.get("id"),
                      "attackSecondOfMinute": round(attack.started_at % 60, 1)})  # fmt: skip
-        if took > t.DDOS_DETECTION_INTERVAL_SEC:
+        if took > DDOS_DETECTION_INTERVAL_SEC:
             failure = failure or (f"{kind} detected {took:.0f}s after it began ({ref})", ref)
         elif not d.get("mitigated"):
             failure = failure or (f"{kind} detected but not mitigated ({ref}: held)", ref)

@@ -238,6 +238,6 @@ class Recorder:
 
 
 def _per_instance() -> float:
-    from shared import thresholds as t
+    from stack.constants import LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE
 
-    return float(t.LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE)
+    return float(LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE)

@@ -21,6 +21,7 @@ from shared import collections
 from shared.firestore import get_db
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus
 from shared.thresholds import BACKUP_REGIONS
+from stack.sdk_private import client_of
 from tests.backup.conftest import WHEN, new_key
 
 _Document = document_types.Document.pb()
@@ -83,7 +84,7 @@ def test_round_trip_every_value_type_and_subcollections(
     assert copy["timestamp"] == original["timestamp"] == WHEN.replace(microsecond=123456)
     assert copy["timestamp"].nanosecond == original["timestamp"].nanosecond
     assert copy["ref"].path == "users/u2/posts/p1"
-    assert copy["ref"]._client is restored
+    assert client_of(copy["ref"]) is restored
     assert math.isnan(copy["nan"]) and copy["inf"] == float("-inf")
     assert copy["bytes"] == b"\x00\xff\x10binary"
     assert (copy["geo"].latitude, copy["geo"].longitude) == (-33.8688, 151.2093)

@@ -592,8 +592,9 @@ def test_redis_memory_is_alerted_on(
 ) -> None:
     """The detector reads INFO memory of both Redis every minute: at 80 % of maxmemory an
     alert opens (critical for enforcement), and it resolves once memory is back under."""
-    from functions.ddos.adapters import ProtectionRepository, TrafficStore
+    from functions.ddos.redis_store import TrafficStore
     from functions.ddos.service import ProtectionService
+    from functions.ddos.store import ProtectionRepository
     from shared.alerts.store import AlertStore
 
     _, telemetry = telemetry_redis

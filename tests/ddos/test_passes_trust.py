@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from functions.ddos.adapters import TrafficStore
+from functions.ddos.redis_store import TrafficStore
 from shared import collections
 from shared.clock import ms
 from shared.firestore import get_db

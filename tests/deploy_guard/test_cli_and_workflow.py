@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
-from functions.deploy_guard.adapters import LocalTraffic
+from functions.deploy_guard.local import LocalTraffic
 from shared.redis import get_redis
 from stack import cli
 from stack.tokens import role_token

@@ -16,11 +16,11 @@ import flask
 import pytest
 from google.cloud import firestore
 
-from functions.deploy_guard.adapters import LocalTraffic
+from functions.deploy_guard.local import LocalTraffic
 from functions.deploy_guard.wiring import deploy_guard
+from functions.scaling.api import PushedMetricsStore
 from shared import collections
 from shared.firestore import get_db
-from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import IsolationState, ReportMetricsRequest, ServiceDoc, ServiceState
 from shared.redis import get_redis
 from stack.scheduler import scheduler_headers
@@ -447,7 +447,7 @@ def test_a_rollback_alert_resolves_when_the_next_deployment_succeeds(landed: Cal
 
 
 def test_crash_between_decision_and_traffic_resumes_from_firestore(landed: Caller) -> None:
-    from functions.deploy_guard import policy
+    from functions.deploy_guard.policy.phases import on_check
     from shared.models.deploy import Analysis, RevisionWindow, Verdict
 
     guard = deploy_guard()
@@ -465,7 +465,7 @@ def test_crash_between_decision_and_traffic_resumes_from_firestore(landed: Calle
         stable=RevisionWindow(requests=5000),
     )
     # the run commits its decision, then dies before telling the platform
-    guard.p.store.update(dep_id, lambda d: policy.on_check(d, passing, now), None)
+    guard.p.store.update(dep_id, lambda d: on_check(d, passing, now), None)
     stored = guard.p.store.get(dep_id)
     assert stored is not None and (stored.traffic_percent, stored.applied_percent) == (25, 5)
     assert platform().observe(SERVICE, "").shares == {OLD: 95, NEW: 5}

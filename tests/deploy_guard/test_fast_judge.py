@@ -10,23 +10,24 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.deploy_guard import policy
-from functions.deploy_guard.adapters import (
-    BusinessMetrics,
-    DeployStore,
-    GateReader,
-    JudgeChain,
-    LocalJudgeChain,
-    LocalTraffic,
-    PushedRevisionMetrics,
+from functions.deploy_guard.local import LocalJudgeChain, LocalTraffic, PushedRevisionMetrics
+from functions.deploy_guard.policy.judge import fast_breaches
+from functions.deploy_guard.policy.phases import (
+    holds_environment,
+    next_tick,
+    worst_case_rollback_sec,
 )
-from functions.deploy_guard.service import DeployGuard, DeployPorts
+from functions.deploy_guard.ports import DeployPorts, JudgeChain
+from functions.deploy_guard.readers import BusinessMetrics, GateReader
+from functions.deploy_guard.service import DeployGuard
+from functions.deploy_guard.store import DeployStore
+from functions.scaling.api import PushedMetricsStore
 from shared import thresholds as t
 from shared.audit import Change
 from shared.firestore import get_db
-from shared.metrics_store import PushedMetricsStore
 from shared.models.deploy import MetricCheck, PinTrafficRequest, StartRequest, Verdict
 from shared.redis import get_redis
+from stack.constants import CANARY_ROLLBACK_WORST_CASE_SEC, CANARY_TASK_DELAY_SEC
 from tests.conftest import ROOT, Backends
 
 SERVICE, OLD, NEW = "api", "api-00001", "api-00002"
@@ -44,21 +45,21 @@ SERVICE, OLD, NEW = "api", "api-00001", "api-00002"
 def test_ticks_fall_on_one_grid(now: str, tick: str) -> None:
     """Every enqueuer of a tick computes the same time (so the same task name)."""
     at = datetime.fromisoformat(now).replace(tzinfo=UTC)
-    assert policy.next_tick(at) == datetime.fromisoformat(tick).replace(tzinfo=UTC)
+    assert next_tick(at) == datetime.fromisoformat(tick).replace(tzinfo=UTC)
 
 
 def test_the_worst_case_fits_the_spec_minute() -> None:
-    worst = policy.worst_case_rollback_sec(
+    worst = worst_case_rollback_sec(
         t.CANARY_FAST_CHECK_INTERVAL_SEC,
-        t.CANARY_TASK_DELAY_SEC,
+        CANARY_TASK_DELAY_SEC,
         t.CANARY_FAST_CHECK_BUDGET_SEC,
         t.DEPLOY_TRAFFIC_TIMEOUT_SEC,
     )
-    assert worst == t.CANARY_ROLLBACK_WORST_CASE_SEC == 50.0
+    assert worst == CANARY_ROLLBACK_WORST_CASE_SEC == 50.0
     assert worst <= 60
     # the minute monitor alone: a breach just after a run waits a minute, then the judge
     # and the write: the reason for the chain
-    assert policy.worst_case_rollback_sec(60, 0, 0, t.DEPLOY_TRAFFIC_TIMEOUT_SEC) > 60
+    assert worst_case_rollback_sec(60, 0, 0, t.DEPLOY_TRAFFIC_TIMEOUT_SEC) > 60
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_the_fast_judge_acts_on_rate_breaches_only(
         MetricCheck(metric=m, verdict=Verdict(v), canary=1.0, stable=1.0, threshold=1.0)
         for m, v in verdicts.items()
     ]
-    assert policy.fast_breaches(checks) == acted_on
+    assert fast_breaches(checks) == acted_on
 
 
 def guard(chain: JudgeChain | None) -> DeployGuard:
@@ -139,10 +140,10 @@ def test_a_breach_is_rolled_back_by_the_next_tick_with_the_phase_at_its_worst(
     assert (g.tick(dep_id, tick) or pytest.fail("gone")).phase == "progressing"
     bad_from = tick + timedelta(milliseconds=1)
     push(bad_from, canary_errors=40)  # 40 % errors from here on
-    next_tick = policy.next_tick(bad_from)
-    assert next_tick == tick + timedelta(seconds=t.CANARY_FAST_CHECK_INTERVAL_SEC)
+    tick_after = next_tick(bad_from)
+    assert tick_after == tick + timedelta(seconds=t.CANARY_FAST_CHECK_INTERVAL_SEC)
     started = time.monotonic()
-    rolled = g.tick(dep_id, next_tick)
+    rolled = g.tick(dep_id, tick_after)
     judged_in = time.monotonic() - started
     assert rolled is not None and rolled.phase == "rolled_back"
     assert LocalTraffic(get_redis()).observe(SERVICE, "").shares == {OLD: 100}
@@ -150,8 +151,8 @@ def test_a_breach_is_rolled_back_by_the_next_tick_with_the_phase_at_its_worst(
     assert event.detail["fast"] is True and event.detail["checks"] == ["error_rate"]
     assert rolled.analyses[-1].verdict == "breach"  # the alert's evidence
     # from the first bad request to stable at 100 %: one interval plus this judging
-    elapsed = (next_tick - bad_from).total_seconds() + judged_in
-    assert elapsed <= t.CANARY_ROLLBACK_WORST_CASE_SEC
+    elapsed = (tick_after - bad_from).total_seconds() + judged_in
+    assert elapsed <= CANARY_ROLLBACK_WORST_CASE_SEC
     # the minute monitor, run for the same minute afterwards, finds it final: no step
     after = g.step(dep_id, t0 + timedelta(minutes=1))
     assert after is not None and after.phase == "rolled_back"
@@ -190,14 +191,16 @@ def test_the_local_chain_runs_every_ten_seconds_and_ends_with_the_deployment(
     deadline = time.monotonic() + 2 * t.CANARY_FAST_CHECK_INTERVAL_SEC + 5
     while time.monotonic() < deadline:
         dep = g.p.store.get(dep_id)
-        if dep is not None and dep.phase == "rolled_back":
+        # rolled back, and confirmed on the platform (the same link's next transaction):
+        # reading between the two would see a rollback that still holds its environment
+        if dep is not None and dep.phase == "rolled_back" and dep.confirmed_at is not None:
             break
         time.sleep(0.2)
     dep = g.p.store.get(dep_id)
     assert dep is not None and dep.phase == "rolled_back", links
-    assert (dep.ended_at or now) - now <= timedelta(seconds=t.CANARY_ROLLBACK_WORST_CASE_SEC)
+    assert (dep.ended_at or now) - now <= timedelta(seconds=CANARY_ROLLBACK_WORST_CASE_SEC)
     assert all(at.timestamp() % t.CANARY_FAST_CHECK_INTERVAL_SEC == 0 for at in links)
-    assert not policy.holds_environment(dep)
+    assert not holds_environment(dep)
     rolled_at = len(links)
     deadline = time.monotonic() + t.CANARY_FAST_CHECK_INTERVAL_SEC + 5
     while chain._pending and time.monotonic() < deadline:

@@ -7,7 +7,18 @@ from typing import Any
 
 import pytest
 
-from functions.deploy_guard import policy
+from functions.deploy_guard.policy.gates import (
+    PAYMENT_SERVICE,
+    auth_gate,
+    auth_window_start,
+    endpoint_gate,
+    index_gate,
+    payment_gate,
+    services_to_probe,
+    stuck_payout_cutoff,
+    system_health_gate,
+    token_gate,
+)
 from shared.gcp.probe import ProbeResult
 from shared.models.deploy import GateStatus
 from shared.models.scaling import IsolationState, ServiceConfig, ServiceDoc, ServiceState
@@ -32,7 +43,7 @@ def svc(
     return ServiceDoc(config=cfg, state=ServiceState(current_instances=1, isolation=isolation))
 
 
-PAY = policy.PAYMENT_SERVICE
+PAY = PAYMENT_SERVICE
 
 
 @pytest.mark.parametrize(
@@ -44,7 +55,7 @@ PAY = policy.PAYMENT_SERVICE
     ],
 )
 def test_services_to_probe(services: list[ServiceDoc], to_probe: list[str]) -> None:
-    assert [d.config.service_id for d in policy.services_to_probe(services)] == to_probe
+    assert [d.config.service_id for d in services_to_probe(services)] == to_probe
 
 
 @pytest.mark.parametrize(
@@ -64,7 +75,7 @@ def test_system_health_gate(
     status: GateStatus,
     unhealthy: list[str] | None,
 ) -> None:
-    gate = policy.system_health_gate(services, probes)
+    gate = system_health_gate(services, probes)
     assert gate.name == "system_health"
     assert gate.status == status
     assert gate.evidence.get("unhealthy") == unhealthy
@@ -93,7 +104,7 @@ def test_payment_gate(
     status: GateStatus,
     processor: str,
 ) -> None:
-    gate = policy.payment_gate(services, probes, stuck)
+    gate = payment_gate(services, probes, stuck)
     assert (gate.name, gate.status) == ("payment_system", status)
     assert gate.evidence == {"processor": processor, "stuckPayouts": stuck, "maxStuck": MAX_STUCK}
 
@@ -112,7 +123,7 @@ BAD = {"wallet": "w1", "balance": 10, "ledgerSum": 9}
     ],
 )
 def test_token_gate(checked: int, mismatches: list[dict[str, Any]], status: GateStatus) -> None:
-    gate = policy.token_gate(checked, mismatches)
+    gate = token_gate(checked, mismatches)
     assert (gate.name, gate.status) == ("token_system", status)
     if status is not SKIPPED:
         assert gate.evidence == {"walletsChecked": checked, "mismatches": mismatches}
@@ -130,7 +141,7 @@ def test_token_gate(checked: int, mismatches: list[dict[str, Any]], status: Gate
     ],
 )
 def test_auth_gate(failed: int, total: int, status: GateStatus, rate: float | None) -> None:
-    gate = policy.auth_gate(failed, total)
+    gate = auth_gate(failed, total)
     assert (gate.name, gate.status) == ("auth_system", status)
     assert gate.evidence.get("failureRatePct") == rate
 
@@ -145,7 +156,7 @@ def test_auth_gate(failed: int, total: int, status: GateStatus, rate: float | No
     ],
 )
 def test_index_gate(declared: int, missing: list[str] | None, status: GateStatus) -> None:
-    gate = policy.index_gate(declared, missing)
+    gate = index_gate(declared, missing)
     assert (gate.name, gate.status) == ("database_indexes", status)
     assert gate.evidence["declared"] == declared
     assert gate.evidence.get("missing") == missing
@@ -167,14 +178,14 @@ NO_ANSWER = ProbeResult(False, None, 5000.0, "TimeoutError: timed out")
     ],
 )
 def test_endpoint_gate(probes: dict[str, ProbeResult], status: GateStatus) -> None:
-    gate = policy.endpoint_gate(probes)
+    gate = endpoint_gate(probes)
     assert (gate.name, gate.status) == ("api_endpoints", status)
     if probes:
         assert set(gate.evidence["probes"]) == set(probes)
 
 
 def test_endpoint_gate_evidence_rounds_the_time() -> None:
-    gate = policy.endpoint_gate({"http://a/": UP, "http://c/": NO_ANSWER})
+    gate = endpoint_gate({"http://a/": UP, "http://c/": NO_ANSWER})
     assert gate.evidence["probes"] == {
         "http://a/": {"ok": True, "status": 200, "ms": 12.3, "error": None},
         "http://c/": {
@@ -197,5 +208,5 @@ def test_endpoint_gate_evidence_rounds_the_time() -> None:
     ],
 )
 def test_gate_windows(now: datetime, cutoff: datetime, auth_start: datetime) -> None:
-    assert policy.stuck_payout_cutoff(now) == cutoff
-    assert policy.auth_window_start(now) == auth_start
+    assert stuck_payout_cutoff(now) == cutoff
+    assert auth_window_start(now) == auth_start

@@ -19,24 +19,18 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import monitoring_v3, run_v2
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
-from functions.deploy_guard.adapters import (
-    BusinessMetrics,
-    CloudRunTraffic,
-    DeployStore,
-    GateReader,
-    LocalTraffic,
-    MonitoringRevisionMetrics,
-    PushedRevisionMetrics,
-    TrafficConflict,
-    load_index_specs,
-)
-from functions.deploy_guard.service import DeployGuard, DeployPorts
+from functions.deploy_guard.gcp import CloudRunTraffic, MonitoringRevisionMetrics
+from functions.deploy_guard.local import LocalTraffic, PushedRevisionMetrics
+from functions.deploy_guard.ports import DeployPorts, TrafficConflict
+from functions.deploy_guard.readers import BusinessMetrics, GateReader
+from functions.deploy_guard.service import DeployGuard, load_index_specs
+from functions.deploy_guard.store import DeployStore
+from functions.scaling.api import PushedMetricsStore
 from shared.audit import Change
 from shared.errors import FailedPrecondition
 from shared.firestore import get_db
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
-from shared.metrics_store import PushedMetricsStore
 from shared.models.deploy import PinTrafficRequest, StartRequest
 from shared.redis import get_redis
 from tests.conftest import ROOT, Backends

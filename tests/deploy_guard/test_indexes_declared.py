@@ -8,7 +8,7 @@ followed by the range field; without one, production Firestore answers
 ``FAILED_PRECONDITION: The query requires an index`` (Firestore documentation, "Index
 types in Cloud Firestore": composite indexes; "Query limitations"). The emulator answers
 anyway, so no test that runs the query can see it. These are the query shapes of
-:class:`functions.deploy_guard.adapters.BusinessMetrics` and ``GateReader.stuck_payouts``,
+:class:`functions.deploy_guard.readers.BusinessMetrics` and ``GateReader.stuck_payouts``,
 checked against ``firestore.indexes.json`` by that rule
 (:mod:`tests.plugins.firestore_indexes`, the rule of the suite-wide check). The
 suite-wide check (tests/plugins/firestore_queries.py) sees only the queries the tests

@@ -7,7 +7,17 @@ from typing import Any
 
 import pytest
 
-from functions.deploy_guard import policy
+from functions.deploy_guard.policy.gates import gates_passed, report_usable
+from functions.deploy_guard.policy.judge import judge, wilson_lower_pct
+from functions.deploy_guard.policy.phases import (
+    confirmed,
+    holds_environment,
+    needs_confirmation,
+    on_check,
+    on_control,
+    settled,
+    split,
+)
 from shared.models.deploy import (
     Analysis,
     ControlAction,
@@ -59,18 +69,18 @@ def w(**over: Any) -> RevisionWindow:
     ],
 )
 def test_judge(canary: RevisionWindow, verdict: Verdict, failing: list[str]) -> None:
-    got, checks = policy.judge(canary, STABLE)
+    got, checks = judge(canary, STABLE)
     assert got == verdict
     assert [c.metric for c in checks if c.verdict in (Verdict.FAIL, Verdict.BREACH)] == failing
 
 
 def test_latency_uses_the_baseline_when_stable_serves_nothing() -> None:
     empty = RevisionWindow()
-    assert policy.judge(w(p95_latency_ms=400.0), empty, 200.0)[0] == Verdict.BREACH
-    assert policy.judge(w(p95_latency_ms=400.0), empty, None)[0] == Verdict.PASS
+    assert judge(w(p95_latency_ms=400.0), empty, 200.0)[0] == Verdict.BREACH
+    assert judge(w(p95_latency_ms=400.0), empty, None)[0] == Verdict.PASS
     # a tiny absolute difference is noise even when relatively large
     fast = RevisionWindow(requests=2000, p95_latency_ms=20.0)
-    assert policy.judge(w(p95_latency_ms=40.0), fast)[0] == Verdict.PASS
+    assert judge(w(p95_latency_ms=40.0), fast)[0] == Verdict.PASS
 
 
 @pytest.mark.parametrize(
@@ -78,7 +88,7 @@ def test_latency_uses_the_baseline_when_stable_serves_nothing() -> None:
     [(0, 0, 0.0, 0.0), (0, 100, 0.0, 0.0), (50, 100, 37.0, 38.0), (120, 1000, 9.5, 9.7)],
 )
 def test_wilson_lower_bound(bad: int, total: int, low: float, high: float) -> None:
-    assert low <= policy.wilson_lower_pct(bad, total) <= high
+    assert low <= wilson_lower_pct(bad, total) <= high
 
 
 def dep(**over: Any) -> DeploymentDoc:
@@ -158,7 +168,7 @@ def test_on_check(
     failures: int,
     inconclusive: int,
 ) -> None:
-    after = policy.on_check(dep(**before), analysis(verdict), NOW)
+    after = on_check(dep(**before), analysis(verdict), NOW)
     assert (after.phase, after.step, after.traffic_percent) == (phase, step, traffic)
     assert (after.failures, after.inconclusive) == (failures, inconclusive)
     assert after.last_checked_minute == NOW - timedelta(minutes=1)
@@ -168,7 +178,7 @@ def test_on_check(
 def test_on_check_keeps_the_latest_analyses_and_the_stable_baseline() -> None:
     d = dep(step_started_at=NOW)
     for minute in range(30, 0, -1):
-        d = policy.on_check(d, analysis(Verdict.PASS, minute=minute), NOW)
+        d = on_check(d, analysis(Verdict.PASS, minute=minute), NOW)
     assert len(d.analyses) == 20
     assert d.analyses[-1].window_start == NOW - timedelta(minutes=1)
     assert d.baseline_p95_ms == 200.0
@@ -190,9 +200,9 @@ def test_on_check_keeps_the_latest_analyses_and_the_stable_baseline() -> None:
 def test_on_control(phase: Phase, action: ControlAction, after: Phase | None, traffic: int) -> None:
     if after is None:
         with pytest.raises(ValueError, match="cannot"):
-            policy.on_control(dep(phase=phase), action, "why", NOW)
+            on_control(dep(phase=phase), action, "why", NOW)
         return
-    got = policy.on_control(dep(phase=phase), action, "why", NOW)
+    got = on_control(dep(phase=phase), action, "why", NOW)
     assert (got.phase, got.traffic_percent) == (after, traffic)
     assert got.history[-1].at == NOW
 
@@ -219,7 +229,7 @@ def test_on_control(phase: Phase, action: ControlAction, after: Phase | None, tr
     ],
 )
 def test_settled(over: dict[str, Any], phase: Phase | None) -> None:
-    got = policy.settled(dep(**over), NOW)
+    got = settled(dep(**over), NOW)
     assert (got.phase if got else None) == phase
 
 
@@ -235,7 +245,7 @@ def test_settled(over: dict[str, Any], phase: Phase | None) -> None:
 )
 def test_split(canary: str | None, percent: int, expected: dict[str, int]) -> None:
     target = ServiceTarget(service="api", region="r", stable_revision="a", canary_revision=canary)
-    assert policy.split(target, percent) == expected
+    assert split(target, percent) == expected
 
 
 def report(passed: bool, age_sec: int) -> ValidationReport:
@@ -260,7 +270,7 @@ def report(passed: bool, age_sec: int) -> ValidationReport:
     ],
 )
 def test_report_usable(found: ValidationReport | None, refusal: str | None) -> None:
-    got = policy.report_usable(found, "v2", "production", NOW)
+    got = report_usable(found, "v2", "production", NOW)
     assert (got is None) if refusal is None else (got is not None and refusal in got)
 
 
@@ -274,7 +284,7 @@ def test_report_usable(found: ValidationReport | None, refusal: str | None) -> N
 )
 def test_gates_passed(statuses: list[GateStatus], passed: bool) -> None:
     gates = [GateResult(name=f"g{i}", status=s) for i, s in enumerate(statuses)]
-    assert policy.gates_passed(gates) is passed
+    assert gates_passed(gates) is passed
 
 
 @pytest.mark.parametrize(
@@ -292,12 +302,12 @@ def test_a_final_split_is_confirmed_before_the_environment_is_free(
     over: dict[str, Any], needs: bool, holds: bool
 ) -> None:
     d = dep(**over)
-    assert policy.needs_confirmation(d) is needs
-    assert policy.holds_environment(d) is holds
-    got = policy.confirmed(d, NOW, [])
+    assert needs_confirmation(d) is needs
+    assert holds_environment(d) is holds
+    got = confirmed(d, NOW, [])
     assert (got is not None) is needs
     if got is not None:
         assert got.confirmed_at == NOW and got.history == d.history  # nothing to tell
-        drifted = policy.confirmed(d, NOW, ["api"])
+        drifted = confirmed(d, NOW, ["api"])
         assert drifted is not None and drifted.history[-1].event == "reasserted"
         assert drifted.history[-1].detail == {"services": ["api"]}

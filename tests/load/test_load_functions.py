@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from functions.load.adapters import LoadAdmissions, wait_local_workers
+from functions.load.local import wait_local_workers
 from functions.load.scenarios import build_plan
 from functions.load.service import LoadService, wait_for
+from functions.load.store import LoadAdmissions
 from functions.load.wiring import load_service
 from shared import collections
 from shared.audit import Change

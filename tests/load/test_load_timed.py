@@ -9,12 +9,13 @@ import time
 import pytest
 from google.cloud.firestore import FieldFilter
 
-from functions.load.adapters import wait_local_workers
+from functions.load.local import wait_local_workers
 from functions.load.service import wait_for
 from functions.load.wiring import load_service
 from shared import collections
 from shared.firestore import get_db
-from shared.thresholds import LOAD_TEST_ABORT_WITHIN_SEC, LOAD_TEST_SCENARIOS
+from shared.thresholds import LOAD_TEST_SCENARIOS
+from stack.constants import LOAD_TEST_ABORT_WITHIN_SEC
 from tests.conftest import Caller
 from tests.load.test_load_functions import run
 

@@ -10,8 +10,8 @@ import requests
 
 from functions.load.engine import ShardRunner
 from functions.load.scenarios import build_plan
+from functions.scaling.api import PushedMetricsStore
 from shared.firestore import get_db
-from shared.metrics_store import PushedMetricsStore
 from shared.redis import get_redis
 from stack.aioserve import served_aiohttp
 from stack.sandbox import Sandbox, functions_reporter

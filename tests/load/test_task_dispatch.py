@@ -12,8 +12,8 @@ from typing import Any, cast
 import firebase_admin
 import pytest
 
-from functions.load.adapters import TASK_FUNCTION, TaskQueueDispatcher
 from functions.load.edges import pack391ExecuteLoadTest
+from functions.load.gcp import TASK_FUNCTION, TaskQueueDispatcher
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
 

@@ -362,7 +362,7 @@ def test_the_check_fails_on_the_tree_before_f614e37_and_passes_now(log_dir: Path
     filter): an equality on the flag plus a time range. Run for real against the
     emulator, recorded, and checked against the index file less the two indexes, and as
     it is."""
-    from functions.deploy_guard.adapters import BusinessMetrics
+    from functions.deploy_guard.readers import BusinessMetrics
 
     db = shared_firestore.get_db()
     now = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)

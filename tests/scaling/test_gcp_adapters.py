@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from google.cloud import monitoring_v3, run_v2
 
-from functions.scaling.adapters import CloudMonitoringSource, CloudRunScaler
+from functions.scaling.gcp import CloudMonitoringSource, CloudRunScaler
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
 from shared.models.scaling import ServiceConfig

@@ -18,16 +18,19 @@ import redis
 from google.cloud import monitoring_v3, run_v2
 
 from functions.scaling import budget
-from functions.scaling.adapters import CloudMonitoringSource, CloudRunScaler, ServiceRegistry
+from functions.scaling.api import PushedMetricsStore
+from functions.scaling.coordination import RedisIsolationFlags, RedisLocks
+from functions.scaling.gcp import CloudMonitoringSource, CloudRunScaler
 from functions.scaling.policy import DEFAULT_POLICY
-from functions.scaling.service import ScalingPorts, ScalingService
+from functions.scaling.ports import ScalingPorts
+from functions.scaling.service import ScalingService
+from functions.scaling.store import ServiceRegistry
 from shared import thresholds as t
 from shared.audit import Change
 from shared.errors import BackendUnavailable
 from shared.firestore import get_db
 from shared.gcp.cloudrun import CloudRunServices, in_parallel, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
-from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import InitScalingRequest, ManualScaleRequest
 from tests.conftest import Backends
 from tests.fakes.cloud_run import FakeCloudRun, HeldPatch
@@ -199,7 +202,8 @@ class Platform:
             metrics=CloudMonitoringSource(reader),
             pushed=PushedMetricsStore(client),
             scaler=scaler,
-            redis=client,
+            locks=RedisLocks(client),
+            isolation=RedisIsolationFlags(client),
         )
         service = ScalingService(ports, DEFAULT_POLICY, **options)
         change = Change("admin-1", "scaling.init", None, "req-1", NOW)

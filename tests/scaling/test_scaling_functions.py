@@ -15,10 +15,10 @@ from google.cloud import firestore
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from functions.scaling.api import ServiceIsolated, ensure_available, isolation_state
 from functions.scaling.wiring import scaling_service
 from shared import collections
 from shared.firestore import get_db
-from shared.isolation import ServiceIsolated, ensure_available, isolation_state
 from shared.models.scaling import IsolationState
 from stack.scheduler import scheduler_headers
 from tests.conftest import Backends, Caller
@@ -516,7 +516,7 @@ def test_over_real_http_on_the_local_server(
 
 
 def test_guard_lock_is_only_renewed_and_released_by_its_holder(backends: Backends) -> None:
-    from functions.scaling.adapters import GuardLock
+    from functions.scaling.coordination import GuardLock
 
     client = redis.Redis.from_url(backends.redis_url, decode_responses=True)
     lock = GuardLock(client, "test")

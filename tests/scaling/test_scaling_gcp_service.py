@@ -14,20 +14,18 @@ import redis
 from firebase_functions import https_fn
 from google.cloud import monitoring_v3
 
-from functions.scaling.adapters import (
-    KEEP_EXTERNAL_SCALING,
-    CloudMonitoringSource,
-    CloudRunScaler,
-    ServiceRegistry,
-)
+from functions.scaling.api import PushedMetricsStore
+from functions.scaling.coordination import RedisIsolationFlags, RedisLocks
+from functions.scaling.gcp import KEEP_EXTERNAL_SCALING, CloudMonitoringSource, CloudRunScaler
 from functions.scaling.policy import DEFAULT_POLICY
-from functions.scaling.service import ScalingPorts, ScalingService
+from functions.scaling.ports import ScalingPorts
+from functions.scaling.service import ScalingService
+from functions.scaling.store import ServiceRegistry
 from shared.audit import Change
 from shared.errors import BackendUnavailable, FailedPrecondition
 from shared.firestore import get_db
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import MonitoringReader, metric_client
-from shared.metrics_store import PushedMetricsStore
 from shared.models.scaling import (
     InitScalingRequest,
     ManualScaleRequest,
@@ -75,7 +73,8 @@ class Gcp:
             metrics=CloudMonitoringSource(MonitoringReader(metrics_client, PROJECT)),
             pushed=PushedMetricsStore(client),
             scaler=CloudRunScaler(CloudRunServices(run_client, PROJECT)),
-            redis=client,
+            locks=RedisLocks(client),
+            isolation=RedisIsolationFlags(client),
             dry_run=dry_run,
         )
         service = ScalingService(ports, DEFAULT_POLICY, **options)

@@ -25,7 +25,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from shared.auth import Role
-from shared.edge import BODY_READ_CHUNK, MAX_BODY_BYTES
+from shared.edge import BODY_READ_CHUNK, MAX_BODY_BYTES, edge_spec_of
 from shared.ratelimit import middleware as ratelimit_middleware
 from stack.procs import free_port
 from stack.tokens import emulator_id_token
@@ -51,9 +51,8 @@ def post(
 
 
 def user_callables(functions: dict[str, Any]) -> list[str]:
-    return sorted(
-        name for name, fn in functions.items() if getattr(fn, "__pack391_role__", None) is Role.USER
-    )
+    specs = {name: edge_spec_of(fn) for name, fn in functions.items()}
+    return sorted(name for name, spec in specs.items() if spec and spec.role is Role.USER)
 
 
 def test_app_check_is_enforced_on_the_user_callables_when_the_param_says_so(

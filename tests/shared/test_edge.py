@@ -10,7 +10,7 @@ import pytest
 from pydantic import StrictInt
 
 from shared.auth import Role
-from shared.edge import CallContext, callable_function, request_id_of
+from shared.edge import CallContext, callable_function, edge_spec_of, request_id_of
 from shared.errors import NotFound, RateLimited
 from shared.models import RequestModel, WireModel
 from stack.server import create_app
@@ -164,4 +164,5 @@ def test_every_callable_declares_a_role(functions: dict[str, Any]) -> None:
     }
     assert callables
     for name, fn in callables.items():
-        assert isinstance(getattr(fn, "__pack391_role__", None), Role), name
+        spec = edge_spec_of(fn)
+        assert spec is not None and isinstance(spec.role, Role), name

@@ -10,7 +10,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import monitoring_v3
 
-from functions.scaling.adapters import CloudRunScaler
+from functions.scaling.gcp import CloudRunScaler
 from shared.edge_errors import to_https_error
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import metric_client

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from functions.ddos.service import DetectionReport
+from functions.ddos.detector import DetectionReport
 from functions.ddos.wiring import protection_service
 from shared.ratelimit import keys, middleware
 from shared.ratelimit.middleware import default_limiter

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from functions.deploy_guard.adapters import BusinessMetrics
+from functions.deploy_guard.readers import BusinessMetrics
 from functions.deploy_guard.wiring import deploy_guard
 from shared.firestore import get_db
 from stack.aioserve import served_aiohttp

@@ -18,6 +18,7 @@ from functions.load.scenarios import build_plan
 from shared import thresholds as t
 from shared.firestore import get_db
 from stack.aioserve import served_aiohttp
+from stack.constants import LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE, LOAD_SANDBOX_SHED_RETRY_AFTER_SEC
 from stack.sandbox import Admission, Sandbox, admission
 from tests.conftest import Backends
 
@@ -88,7 +89,7 @@ def test_the_redis_pool_follows_a_resize(backends: Backends) -> None:
         )
         assert answer.status_code == 200
     grown = (40 - t.SCALING_SERVICE_INSTANCES["matching-engine"][0]) * (
-        t.LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE
+        LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE
     )
     assert sandbox.redis_pool.max_connections == before + grown == sandbox.pool_size()
 
@@ -140,7 +141,7 @@ def test_a_shed_answer_is_503_with_retry_after_and_costs_no_work(backends: Backe
     with served_aiohttp(sandbox.app()) as url:
         answers = asyncio.run(pair(url))
     shed = [a for a in answers if a[0] == 503]
-    assert len(shed) == 1 and shed[0][1] == str(t.LOAD_SANDBOX_SHED_RETRY_AFTER_SEC)
+    assert len(shed) == 1 and shed[0][1] == str(LOAD_SANDBOX_SHED_RETRY_AFTER_SEC)
     assert sorted(a[0] for a in answers).count(200) == 10
     # the shed request never reached Redis: 10 conversations kept, not 11
     client = redis.Redis.from_url(backends.redis_url, decode_responses=True)

@@ -10,6 +10,7 @@ import pytest
 from firebase_functions import https_fn
 
 from shared import redis as shared_redis
+from shared.edge import edge_spec_of
 from shared.ratelimit import middleware
 from shared.ratelimit.middleware import rate_limited
 from shared.ratelimit.policy import EndpointClass
@@ -147,7 +148,7 @@ def test_this_bundles_callables_are_limited(caller: Caller) -> None:
 
 def test_every_callable_declares_its_class(functions: dict[str, Any]) -> None:
     declared = {
-        name: getattr(fn, "__pack391_rate_limit__", "missing")
+        name: spec.rate_limit if (spec := edge_spec_of(fn)) is not None else "missing"
         for name, fn in functions.items()
         if fn.__firebase_endpoint__.callableTrigger is not None
     }

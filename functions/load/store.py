@@ -1,26 +1,22 @@
-"""Load-test I/O: the run repository (Firestore), abort flags (Redis), shard dispatchers
-(Cloud Tasks in production, worker processes locally), the failover log sources and
-the synthetic-data cleaner."""
+"""Load-test state: the run repository and the admissions ledger (Firestore), the abort
+flags (Redis), the failover log sources and the synthetic-data cleaner. The shard
+dispatchers are :mod:`functions.load.gcp` (Cloud Tasks) and :mod:`functions.load.local`
+(worker processes)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
-import firebase_admin
 import redis
-from firebase_admin import functions as admin_functions
 from google.cloud import firestore
 
 from functions.load.policy import Admission, AdmissionVerdict, admit_run
 from functions.load.results import Seconds, seconds_from_json, seconds_to_json
 from shared import collections
+from shared.audit import Change, write_audit
 from shared.firestore import delete_matching, transact
 from shared.models.load import LoadRunDoc
 from shared.ratelimit import keys as ratelimit_keys
@@ -29,10 +25,6 @@ log = logging.getLogger("pack391.load")
 
 ABORT_PREFIX = "pack391:load:abort:"
 SANDBOX_REDIS_PREFIX = "pack391:sandbox:"
-SOURCE_DIR = Path(__file__).resolve().parent.parent.parent
-TASK_FUNCTION = "pack391ExecuteLoadTest"
-"""The task-queue function, and so its Cloud Tasks queue id (letters, digits, hyphens:
-no underscore, hence not ``pack391_*``; see :mod:`functions.load`)."""
 
 
 class LoadRunRepository:
@@ -41,6 +33,36 @@ class LoadRunRepository:
 
     def ref(self, run_id: str) -> firestore.DocumentReference:
         return self._db.collection(collections.LOAD_RUNS).document(run_id)
+
+    def recorder(
+        self, doc: LoadRunDoc, change: Change, after: dict[str, Any]
+    ) -> Callable[[Any], None]:
+        """What records a new run and its audit entry inside the admission's transaction
+        (:meth:`LoadAdmissions.admit`)."""
+
+        def record(tx: firestore.Transaction) -> None:
+            tx.set(self.ref(doc.run_id), doc.to_doc())
+            write_audit(
+                self._db, tx, change, target=f"loadtest/{doc.run_id}", before=None, after=after
+            )
+
+        return record
+
+    def mark_aborting(self, run_id: str, before_status: str, change: Change) -> None:
+        """``aborting``, with its audit entry, in one batch."""
+        batch = self._db.batch()
+        batch.update(self.ref(run_id), {"status": "aborting"})
+        write_audit(
+            self._db, batch, change, target=f"loadtest/{run_id}",
+            before={"status": before_status}, after={"status": "aborting"},
+        )  # fmt: skip
+        batch.commit()
+
+    def audit(self, change: Change, target: str, before: Any, after: Any) -> None:
+        """An audit entry of its own (a cleanup)."""
+        batch = self._db.batch()
+        write_audit(self._db, batch, change, target=target, before=before, after=after)
+        batch.commit()
 
     def get(self, run_id: str) -> LoadRunDoc | None:
         snap = self.ref(run_id).get()
@@ -185,70 +207,6 @@ class AbortFlags:
         if raw is None:
             return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-class Dispatcher(Protocol):
-    name: str
-
-    def dispatch(self, run_id: str, shards: int, start_at: float) -> None: ...
-
-
-DISPATCH_DEADLINE_SEC = 1800
-"""Each shard's task may run this long: Cloud Tasks' maximum for HTTP targets, the task
-function's own timeout, and longer than the longest run plus its start delay."""
-
-
-class TaskQueueDispatcher:
-    """Production: one Cloud Tasks task per shard, dispatched to the task-queue function
-    ``pack391ExecuteLoadTest`` (firebase-admin's task queue client)."""
-
-    name = "tasks"
-
-    def __init__(self, region: str, app: firebase_admin.App | None = None) -> None:
-        self._region = region
-        self._app = app
-
-    def dispatch(self, run_id: str, shards: int, start_at: float) -> None:
-        queue = admin_functions.task_queue(
-            f"locations/{self._region}/functions/{TASK_FUNCTION}", app=self._app
-        )
-        # Cloud Tasks cuts an HTTP task off after its dispatch deadline, 10 minutes unless
-        # the task says otherwise (firebase-admin's TaskOptions.dispatch_deadline_seconds,
-        # 15 s to 30 min; Cloud Tasks API, Task.dispatchDeadline), while a run may last
-        # LOAD_TEST_MAX_DURATION_SEC (25 min) after its start delay: ask for the most.
-        options = admin_functions.TaskOptions(dispatch_deadline_seconds=DISPATCH_DEADLINE_SEC)
-        for shard in range(shards):
-            # firebase-admin 7.7 posts the task body as json(data) as given, while the task
-            # function (the callable protocol) reads {"data": ...}: wrap it here.
-            queue.enqueue({"data": {"runId": run_id, "shard": shard, "startAt": start_at}}, options)
-
-
-_children: list[subprocess.Popen[bytes]] = []
-"""Local worker processes still running (reaped on the next dispatch)."""
-
-
-class LocalProcessDispatcher:
-    """The local stack: one worker process per shard, each calling the shard executor
-    (the body of ``pack391ExecuteLoadTest``) directly."""
-
-    name = "local"
-
-    def dispatch(self, run_id: str, shards: int, start_at: float) -> None:
-        _children[:] = [c for c in _children if c.poll() is None]
-        for shard in range(shards):
-            payload = json.dumps({"runId": run_id, "shard": shard, "startAt": start_at})
-            _children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "functions.load.worker", payload], cwd=SOURCE_DIR
-                )
-            )
-
-
-def wait_local_workers(timeout_sec: float) -> None:
-    """Wait for the local worker processes (tests, shutdown)."""
-    for child in list(_children):
-        child.wait(timeout=timeout_sec)
-    _children[:] = [c for c in _children if c.poll() is None]
 
 
 class FailoverLog:

@@ -1,62 +1,28 @@
-"""Market I/O: the Firestore repository (the record) and the Redis store (enforcement).
-
-Firestore holds the truth: each market's versioned config, its previous
-versions, the audit log and one admission document per admitted user. Redis
-holds what enforcement reads on every call, in one round trip: a mirror of each
-market's config, a mirror of the all-markets switch, and the set of admitted
-users (whose size is the market's user count, changed atomically by a script).
-All market keys share the hash tag ``{pack391:markets}`` so the admission script
-also runs on Redis Cluster.
-"""
+"""Market's Firestore side, the record: each market's versioned config, its previous
+versions, the audit log and one admission document per admitted user (the
+:class:`functions.market.ports.MarketRecords` port). Redis holds what enforcement reads
+on every call (:mod:`functions.market.redis_store`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-import redis
-
+from functions.market.ports import RecordOutcome, ReleaseOutcome
 from shared import collections
 from shared.audit import Change, audited_write, write_audit
 from shared.firestore import transact
 from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc, MarketMemberDoc
-from shared.redis import LUA_DIR, lua_script
 
 if TYPE_CHECKING:
     # The Firestore client is imported where it is used: a cold instance checking market
     # access (Redis first) does not load it at start.
     from google.cloud import firestore
 
-_ADMIT = LUA_DIR / "admit_member.lua"
-_MIRROR = LUA_DIR / "mirror_versioned.lua"
-_HYDRATE_CHUNK = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PENDING_UNTIL = "pendingUntil"
 """The field the expiry queries range over (absent on admissions that never expire)."""
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    """What recording a soft-launch admission found."""
-
-    recorded: bool
-    """The admission (and the user's per-user document) were written."""
-    held_elsewhere: str | None = None
-    """Not recorded: the user holds a soft-launch place in this other market."""
-
-
-@dataclass(frozen=True)
-class ReleaseOutcome:
-    """What one release transaction did with the uids it was given."""
-
-    released: list[AdmissionDoc] = field(default_factory=list)
-    """Deleted from Firestore."""
-    kept: list[str] = field(default_factory=list)
-    """Admitted, but the decision kept them (activated meanwhile, or not pending)."""
-    missing: list[str] = field(default_factory=list)
-    """No admission document."""
 
 
 class MarketRepository:
@@ -332,119 +298,3 @@ class MarketRepository:
     def admitted_uids(self, country: str) -> Iterator[str]:
         for snap in self._admissions(country).select([]).stream():
             yield snap.id
-
-
-@dataclass(frozen=True)
-class EnforcementSnapshot:
-    """One round trip's worth of enforcement state; None where Redis has no mirror yet."""
-
-    market: MarketDoc | None
-    global_switch: GlobalMarketsDoc | None
-    is_member: bool
-    member_count: int
-
-
-class AdmitOutcome:
-    """Answers of ``admit_member.lua``."""
-
-    ADMITTED = 1
-    ALREADY_MEMBER = 2
-    AT_CAPACITY = 0
-    STALE = -1
-
-
-class MarketEnforcementStore:
-    """Redis: the mirrors and member sets that enforcement reads and updates."""
-
-    PREFIX = "{pack391:markets}"
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
-
-    def _market_key(self, country: str) -> str:
-        return f"{self.PREFIX}:{country}"
-
-    def _members_key(self, country: str) -> str:
-        return f"{self.PREFIX}:{country}:users"
-
-    @property
-    def _global_key(self) -> str:
-        return f"{self.PREFIX}:global"
-
-    def read(self, country: str, uid: str) -> EnforcementSnapshot:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hget(self._market_key(country), "doc")
-        pipe.hget(self._global_key, "doc")
-        pipe.sismember(self._members_key(country), uid)
-        pipe.scard(self._members_key(country))
-        market_json, global_json, is_member, count = pipe.execute()
-        return EnforcementSnapshot(
-            market=MarketDoc.model_validate_json(market_json) if market_json else None,
-            global_switch=(
-                GlobalMarketsDoc.model_validate_json(global_json) if global_json else None
-            ),
-            is_member=bool(is_member),
-            member_count=int(count),
-        )
-
-    def mirror_market(self, doc: MarketDoc) -> bool:
-        payload = doc.model_dump_json(by_alias=True)
-        stored = lua_script(_MIRROR, self._redis)(
-            keys=[self._market_key(doc.country)], args=[doc.version, payload]
-        )
-        return bool(stored)
-
-    def mirror_global(self, doc: GlobalMarketsDoc) -> bool:
-        payload = doc.model_dump_json(by_alias=True)
-        stored = lua_script(_MIRROR, self._redis)(
-            keys=[self._global_key], args=[doc.version, payload]
-        )
-        return bool(stored)
-
-    def invalidate_market(self, country: str) -> None:
-        """Drop a market's config mirror so the next call re-reads Firestore."""
-        self._redis.delete(self._market_key(country))
-
-    def invalidate_global(self) -> None:
-        self._redis.delete(self._global_key)
-
-    def add_members(self, country: str, uids: Iterable[str]) -> int:
-        added = 0
-        chunk: list[str] = []
-        for uid in uids:
-            chunk.append(uid)
-            if len(chunk) >= _HYDRATE_CHUNK:
-                added += int(self._redis.sadd(self._members_key(country), *chunk))
-                chunk = []
-        if chunk:
-            added += int(self._redis.sadd(self._members_key(country), *chunk))
-        return added
-
-    def member_count(self, country: str) -> int:
-        return int(self._redis.scard(self._members_key(country)))
-
-    def admit(
-        self, country: str, uid: str, capacity: int | None, market_version: int, global_version: int
-    ) -> int:
-        """Run the admission script; returns an :class:`AdmitOutcome` value."""
-        outcome = lua_script(_ADMIT, self._redis)(
-            keys=[self._members_key(country), self._market_key(country), self._global_key],
-            args=[uid, -1 if capacity is None else capacity, market_version, global_version],
-        )
-        return int(outcome)
-
-    def remove_member(self, country: str, uid: str) -> None:
-        self._redis.srem(self._members_key(country), uid)
-
-    def remove_members(self, country: str, uids: Iterable[str]) -> int:
-        """Take ``uids`` out of the market's set; returns how many were in it."""
-        removed = 0
-        chunk: list[str] = []
-        for uid in uids:
-            chunk.append(uid)
-            if len(chunk) >= _HYDRATE_CHUNK:
-                removed += int(self._redis.srem(self._members_key(country), *chunk))
-                chunk = []
-        if chunk:
-            removed += int(self._redis.srem(self._members_key(country), *chunk))
-        return removed

@@ -1,27 +1,39 @@
-"""Pushed service metrics: the samples services (or sidecars) push, summed per minute in
-Redis. The scaling engine's local metrics source and the deploy guard's per-revision
-metrics (a revision name as the service id) both read it; the local scaler reads the
-resize hooks services register here.
+"""The scaling area's local stand-ins: pushed metrics and the resize-hook scaler.
 
-One hash per service and minute: request and error counts (summed), CPU (mean of the
-samples), p95 latency (the largest reported: conservative), queue depth (the latest).
+- :class:`PushedMetricsStore`: the samples services (or sidecars) push, summed per minute
+  in Redis. The scaling engine's local metrics source and the deploy guard's per-revision
+  metrics (a revision name as the service id, through :mod:`functions.scaling.api`) both
+  read it; the push path (``pack391_reportServiceMetrics``) writes it in both modes. One
+  hash per service and minute: request and error counts (summed), CPU (mean of the
+  samples), p95 latency (the largest reported: conservative), queue depth (the latest).
+- :class:`LocalScaler`: records the desired count in Redis and calls the resize hook a
+  local service registered here.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import datetime, timedelta
-from typing import cast
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
 
 import redis
 
+from functions.scaling.coordination import PREFIX
 from shared import thresholds as t
 from shared.clock import minute_of
-from shared.isolation import PREFIX
-from shared.models.scaling import MetricsSnapshot, ReportMetricsRequest, ServiceConfig
-from shared.redis import LUA_DIR, lua_script
+from shared.models.scaling import (
+    MetricsSnapshot,
+    PlatformAnswer,
+    ReportMetricsRequest,
+    ServiceConfig,
+)
+from shared.redis import lua_script
 
-_RECORD = LUA_DIR / "record_sample.lua"
+_RECORD = Path(__file__).with_name("lua") / "record_sample.lua"
 
 
 class PushedMetricsStore:
@@ -96,3 +108,52 @@ def snapshot_of(minute: datetime, raw: dict[str, str]) -> MetricsSnapshot:
         requests_per_min=float(requests) if requests is not None else None,
         queue_backlog=int(raw["queue"]) if "queue" in raw else None,
     )
+
+
+class LocalScaler:
+    """The local stack's scaler: records the desired count in Redis and POSTs
+    ``{"serviceId", "instances"}`` to the resize hook the service registered."""
+
+    platform = "local"
+
+    def __init__(self, client: redis.Redis, store: PushedMetricsStore) -> None:
+        self._redis = client
+        self._store = store
+
+    def _key(self, service_id: str) -> str:
+        return f"{PREFIX}:desired:{service_id}"
+
+    def observed(self, cfg: ServiceConfig) -> int | None:
+        raw = self._redis.hget(self._key(cfg.service_id), "instances")
+        return int(raw) if raw is not None else None
+
+    def apply(self, cfg: ServiceConfig, instances: int) -> PlatformAnswer:
+        """Call the hook (if one is registered); record the count only once it is taken."""
+        url = self._store.hook_url(cfg.service_id)
+        detail: dict[str, Any] = {"hook": url}
+        if url is not None:
+            detail.update(_post_json(url, {"serviceId": cfg.service_id, "instances": instances}))
+        ok = url is None or 200 <= int(detail.get("status") or 0) < 300
+        if ok:
+            self._redis.hset(
+                self._key(cfg.service_id),
+                mapping={"instances": instances, "at": datetime.now(UTC).isoformat()},
+            )
+        return PlatformAnswer(platform=self.platform, ok=ok, instances=instances, detail=detail)
+
+
+def _post_json(url: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """POST ``payload``; ``{"status": code}`` or ``{"error": why}``."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=t.RESIZE_HOOK_TIMEOUT_SEC) as response:
+            return {"status": int(response.status)}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code}
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return {"error": str(exc)}
