@@ -5,7 +5,7 @@ before any ``@init`` hook runs, so an app created later would reject every
 signed-in call. Nothing here connects to a backend; clients are created on the
 first call.
 
-Cold start (issue 12): a function instance is started with ``FUNCTION_TARGET`` set to
+Cold start: a function instance is started with ``FUNCTION_TARGET`` set to
 its entry point (Cloud Functions gen2 / Cloud Run functions, the Firebase emulator's
 per-function workers, ``functions-framework --target``), and then only that function's
 area module is imported (:data:`FUNCTION_AREAS`), so a rate-limit check never loads the
@@ -31,7 +31,7 @@ apply_global_options()
 logging.basicConfig(level=logging.INFO)
 
 FUNCTION_AREAS: dict[str, str] = {
-    # disaster recovery (issue 8)
+    # disaster recovery
     "pack391_backupFirestore": "functions.backup.edges",
     "pack391_getBackupStatus": "functions.backup.edges",
     "pack391_pollBackupExports": "functions.backup.edges",
@@ -48,7 +48,7 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_setAllowlist": "functions.ddos.edges",
     "pack391_setGeoThrottle": "functions.ddos.edges",
     "pack391_walletBruteForceShield": "functions.ddos.edges",
-    # zero-downtime deployment guard (issue 6)
+    # zero-downtime deployment guard
     "pack391_controlDeployment": "functions.deploy_guard.edges",
     "pack391_getDeploymentStatus": "functions.deploy_guard.edges",
     "pack391_monitorDeployment": "functions.deploy_guard.edges",
@@ -57,7 +57,7 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_reportRevisionMetrics": "functions.deploy_guard.edges",
     "pack391_rollbackController": "functions.deploy_guard.edges",
     "pack391_startDeployment": "functions.deploy_guard.edges",
-    # load testing (issue 5)
+    # load testing
     "pack391_abortLoadTest": "functions.load.edges",
     "pack391_cleanupLoadTests": "functions.load.edges",
     "pack391_getLoadTestResults": "functions.load.edges",
@@ -71,14 +71,14 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_releaseMarketAdmissions": "functions.market.edges",
     "pack391_syncMarkets": "functions.market.edges",
     "pack391_updateMarketControl": "functions.market.edges",
-    # ops dashboard (issue 7)
+    # ops dashboard
     "pack391_acknowledgeAlert": "functions.ops.edges",
     "pack391_cleanupMetrics": "functions.ops.edges",
     "pack391_getHistoricalMetrics": "functions.ops.edges",
     "pack391_getLiveMetrics": "functions.ops.edges",
     "pack391_getOpsDashboard": "functions.ops.edges",
     "pack391_updateLiveMetrics": "functions.ops.edges",
-    # auto-scaling engine (issue 4)
+    # auto-scaling engine
     "pack391_initScaling": "functions.scaling.edges",
     "pack391_manualScale": "functions.scaling.edges",
     "pack391_reportServiceMetrics": "functions.scaling.edges",

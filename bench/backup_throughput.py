@@ -44,10 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from functions.backup.archive import BackupKey  # noqa: E402
 from functions.backup.documents import FirestoreDocuments  # noqa: E402
-from functions.backup.logical_store import (  # noqa: E402
-    BACKUP_READ_THREADS_COUNT,
-    LogicalBackupStore,
-)
+from functions.backup.logical import LogicalBackupStore  # noqa: E402
+from functions.backup.logical_write import BACKUP_READ_THREADS_COUNT  # noqa: E402
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus  # noqa: E402
 from shared.thresholds import BACKUP_REGIONS, RTO_SEC  # noqa: E402
 from stack import procs  # noqa: E402

@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,11 @@ from google.cloud import firestore
 from functions.ops.metrics_source import AggregateMetricsSource
 from functions.ops.panels import UnavailablePanel
 from functions.ops.policy import alert_rules, start_of_day
-from functions.ops.repository import OpsRepository
-from functions.ops.service import OpsService, Panels
+from functions.ops.ports import Panels
+from functions.ops.service import OpsService
+from functions.ops.store import OpsRepository
 from shared import collections, thresholds
-from shared.alerts.notifier import WebhookNotifier
+from shared.alerts.notifier import WebhookNotifier, deliver
 from shared.alerts.store import AlertStore
 from shared.models.ops import (
     FraudAlerts,
@@ -246,11 +248,12 @@ def run(sizes: list[int], runs: int, naive_runs: int) -> dict[str, Any]:
             written = seed(writer, scaled(size), now)
             seed_sec = time.perf_counter() - start
             source = AggregateMetricsSource(client)
+            alerts = AlertStore(client, notify=lambda: False)
             service = OpsService(
                 source,
                 OpsRepository(client),
-                AlertStore(client, notify=lambda: False),
-                WebhookNotifier(""),
+                alerts,
+                partial(deliver, alerts, WebhookNotifier("")),
                 Panels(UnavailablePanel("-"), UnavailablePanel("-"), UnavailablePanel("-")),
                 lambda: True,
                 lambda: (False, None, None),

@@ -332,7 +332,7 @@ def the_stack(use_running: bool, log_dir: Path) -> Iterator[tuple[faults.StackHa
     if use_running:
         yield faults.StackHandle.load(), False
         return
-    from stack.chaos_run import serve_stack
+    from stack.platform.harness import serve_stack
 
     state = Path(tempfile.mkdtemp(prefix="pack391-bench-stack-")) / "stack.json"
     with serve_stack(log_dir, state) as handle:

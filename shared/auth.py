@@ -51,7 +51,7 @@ class Caller:
     @property
     def is_service(self) -> bool:
         """A trusted app backend (custom claim ``service: true``): it acts for its users,
-        so it is keyed by principal, never by its egress address (issue 21)."""
+        so it is keyed by principal, never by its egress address."""
         return self.claims.get("service") is True
 
     @property

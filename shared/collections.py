@@ -29,7 +29,7 @@ MARKET_MEMBERS: Final = "pack391_market_members"
 """One document per user holding a soft-launch place (id: uid),
 :class:`shared.models.market.MarketMemberDoc`: the country of that place. Written and
 deleted only in the transactions that record and release the admission, so one user holds
-at most one soft-launch place across markets (issue 21). Internal: no client reads it."""
+at most one soft-launch place across markets. Internal: no client reads it."""
 
 CONFIG: Final = "pack391_config"
 """Bundle-wide switches, one document each (e.g. ``markets``:
@@ -67,7 +67,7 @@ DDOS_DETECTIONS: Final = "pack391_ddos_detections"
 
 DDOS_ALLOWLIST: Final = "pack391_ddos_allowlist"
 """Addresses and networks DDoS auto-mitigation never blocks:
-:class:`shared.models.ddos.AllowlistEntryDoc`, kept with ``pack391_setAllowlist`` (issue 11)."""
+:class:`shared.models.ddos.AllowlistEntryDoc`, kept with ``pack391_setAllowlist``."""
 
 ALERTS: Final = "pack391_alerts"
 """Alerts for the ops team from every area, one model: :class:`shared.models.alerts.AlertDoc`
@@ -80,7 +80,7 @@ ALERT_KEYS: Final = "pack391_alert_keys"
 :class:`shared.models.alerts.AlertKeyDoc`: the id of the key's open or acknowledged alert
 (None once resolved). Read and written in every raise/resolve transaction, so concurrent
 raisers of one key serialise on it and one key never has two active alerts."""
-# Auto-scaling (issue 4) ---------------------------------------------------
+# Auto-scaling -------------------------------------------------------------
 
 SCALING_SERVICES: Final = "pack391_scaling_services"
 """One document per registered service (id: the service id such as ``api-gateway``),
@@ -99,10 +99,10 @@ a TTL policy. The alert an isolation raises is in :data:`ALERTS`
 (``scaling:isolation:{serviceId}``)."""
 
 LEGACY_SCALING_ALERTS: Final = "pack391_scaling_alerts"
-"""Before issue 13, the isolation event log: read only by ``pack391 migrate-alerts``, which
-copies it into :data:`SCALING_EVENTS`."""
+"""Before the one alert model (:data:`ALERTS`), the isolation event log: read only by
+``pack391 migrate-alerts``, which copies it into :data:`SCALING_EVENTS`."""
 
-# Disaster recovery (issue 8): shapes in shared/models/backup.py
+# Disaster recovery: shapes in shared/models/backup.py
 # --------------------------------------------------------------------------
 
 BACKUPS: Final = "pack391_backups"
@@ -113,8 +113,9 @@ BACKUP_VERIFICATIONS: Final = "pack391_backup_verifications"
 """One :class:`shared.models.backup.VerificationReport` per ``pack391_verifyBackups`` run."""
 
 LEGACY_BACKUP_ALERTS: Final = "pack391_backup_alerts"
-"""Before issue 13, a copy of each backup alert; dropped (the alerts are in :data:`ALERTS`,
-``source: "backup"``): ``pack391 migrate-alerts --delete-old`` deletes what is left."""
+"""Before the one alert model, a copy of each backup alert; dropped (the alerts are in
+:data:`ALERTS`, ``source: "backup"``): ``pack391 migrate-alerts --delete-old`` deletes what
+is left."""
 
 BACKUP_DRILLS: Final = "pack391_backup_drills"
 """One :class:`shared.models.backup.DrillRecord` per ``pack391_restoreDrill``."""
@@ -123,7 +124,7 @@ BACKUP_EXCLUDED: Final = (BACKUPS, BACKUP_VERIFICATIONS, LEGACY_BACKUP_ALERTS, B
 """Collections a logical backup leaves out: the backup bookkeeping itself (a restore
 must not bring back a stale catalog of the backups it came from)."""
 
-# Deploy guard (issue 6) ---------------------------------------------------
+# Deploy guard -------------------------------------------------------------
 
 DEPLOYMENTS: Final = "pack391_deployments"
 """One document per deployment (id: generated), :class:`shared.models.deploy.DeploymentDoc`:
@@ -141,7 +142,7 @@ DEPLOY_SNAPSHOTS: Final = "pack391_deploy_snapshots"
 """One document per environment (id: the environment), a
 :class:`shared.models.deploy.TrafficSnapshot`: the revision each service served before
 the deploy (``pack391_pinTraffic``), which is the stable side of the next canary even
-after ``firebase deploy`` moved all traffic to the new revision (issue 22)."""
+after ``firebase deploy`` moved all traffic to the new revision."""
 
 # The app's business collections the deploy guard reads (written by the app's other
 # bundles). Each event names the Cloud Run revision that served it.
@@ -173,7 +174,7 @@ BUSINESS_RATES: Final[dict[str, tuple[str, str, str]]] = {
     "auth_failure": (AUTH_EVENTS, "at", "failed"),
 }
 """Business rate -> (collection, time field, bad-event flag) the canary judge counts."""
-# Ops dashboard (issue 7) ---------------------------------------------------
+# Ops dashboard ------------------------------------------------------------
 
 OPS_METRICS: Final = "pack391_ops_metrics"
 """The current live metrics, one document (:data:`OPS_LIVE_DOC`),
@@ -216,7 +217,7 @@ APP_SUPPORT_TICKETS: Final = "supportTickets"
 """``supportTickets/{id}``: ``status`` (``open``|``closed``), ``priority``
 (``low``|``normal``|``high``|``urgent``), ``createdAt``, ``firstResponseAt``,
 ``responseTimeSec``; :class:`shared.models.ops.SupportTicketDoc`."""
-# Load testing (issue 5): shapes in shared/models/load.py
+# Load testing: shapes in shared/models/load.py
 # --------------------------------------------------------------------------
 
 LOAD_RUNS: Final = "pack391_load_runs"

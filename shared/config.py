@@ -83,7 +83,7 @@ FUNCTIONS_REGION = params.StringParam(
 
 
 # --------------------------------------------------------------------------
-# Disaster recovery (issue 8)
+# Disaster recovery
 # --------------------------------------------------------------------------
 
 BACKUP_BACKEND = params.StringParam(
@@ -292,7 +292,7 @@ RATE_LIMIT_SHADOW_CLASSES = params.ListParam(
 )
 
 
-# Auto-scaling (issue 4) ---------------------------------------------------
+# Auto-scaling -------------------------------------------------------------
 
 SCALING_BACKEND = params.StringParam(
     "PACK391_SCALING_BACKEND",
@@ -322,7 +322,7 @@ SCALING_HEALTH_URL_TEMPLATE = params.StringParam(
 )
 
 
-# Deploy guard (issue 6) ---------------------------------------------------
+# Deploy guard -------------------------------------------------------------
 
 DEPLOY_BACKEND = params.StringParam(
     "PACK391_DEPLOY_BACKEND",
@@ -360,7 +360,7 @@ DEPLOY_PROBE_URLS = params.ListParam(
 )
 
 
-# Ops dashboard (issue 7) ---------------------------------------------------
+# Ops dashboard ------------------------------------------------------------
 
 OPS_WEBHOOK_URL = params.SecretParam(
     "PACK391_OPS_WEBHOOK_URL",
@@ -395,7 +395,7 @@ OPS_ALERT_FOR_MINUTES = params.IntParam(
 )
 
 
-# Load testing (issue 5) ---------------------------------------------------
+# Load testing -------------------------------------------------------------
 
 LOAD_TARGET_ALLOWLIST = params.StringParam(
     "PACK391_LOAD_TARGET_ALLOWLIST",
@@ -419,7 +419,7 @@ LOAD_DISPATCHER = params.StringParam(
 )
 
 
-# Market admission (issue 11) ----------------------------------------------
+# Market admission ---------------------------------------------------------
 
 MARKET_SIGNUP_IDENTITY = params.StringParam(
     "PACK391_MARKET_SIGNUP_IDENTITY",
@@ -432,7 +432,7 @@ MARKET_SIGNUP_IDENTITY = params.StringParam(
 )
 
 
-# Production shape (issue 12) -----------------------------------------------
+# Production shape ---------------------------------------------------------
 # PACK391_REGION (above), PACK391_VPC_CONNECTOR and PACK391_VPC_EGRESS shape the deploy
 # itself: shared/options.py reads them from the environment of `firebase deploy`'s
 # discovery process (the CLI loads .env, .env.<project> into it), because the SDK takes
@@ -473,7 +473,7 @@ HOT_MIN_INSTANCES = params.IntParam(
 )
 
 
-# Bill ceiling (issue 21) ---------------------------------------------------
+# Bill ceiling -------------------------------------------------------------
 # The ceilings and the App Check switch are params resolved by the CLI at deploy (max
 # instances) or read per request (App Check). The front door's deploy shape (ingress in
 # load-balancer mode, the origin secret's binding in cloudflare mode) is read from

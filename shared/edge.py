@@ -575,7 +575,7 @@ def not_a_run(method: str, name: str) -> flask.Response:
     return flask.Response(json.dumps(body), status=200, mimetype="application/json")
 
 
-# Bill ceiling (issue 21) --------------------------------------------------------------
+# Bill ceiling ------------------------------------------------------------------------
 
 
 def callable_options(role: Role, options: CallableOptions) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
 
     if isinstance(exc, gexc.Forbidden):  # PermissionDenied (gRPC) is a Forbidden too
         # the functions' own service account lacks a permission: a setup problem the
-        # caller cannot retry away, named so that an operator can grant it (issue 22)
+        # caller cannot retry away, named so that an operator can grant it
         log.error("a Google API refused the runtime account (request %s): %s", request_id, exc)
         refused = FailedPrecondition(
             f"a Google API refused the functions' service account: {exc.message} "

@@ -1,5 +1,5 @@
 """Deploy-time options every ``pack391_*`` function shares: its region and VPC access,
-and (issue 21) what the front door asks of the callables: their ingress and secrets.
+and what the front door asks of the callables: their ingress and secrets.
 
 :func:`apply_global_options` runs in ``main.py`` right after firebase-admin starts and
 before any function module is imported: the SDK writes each function's manifest entry
@@ -121,9 +121,10 @@ def apply_global_options() -> None:
     - ``cpu``: left unset (``null``), as before. ``set_global_options`` would otherwise
       write its own default ``"gcf_gen1"`` into every function, which the CLI turns into
       a fraction of a vCPU and a concurrency of 1.
-    - ``service_account``: :func:`runtime_service_account` (issue 22). Unset, a function
+    - ``service_account``: :func:`runtime_service_account`. Unset, a function
       runs as the default compute account, which new organisations leave without roles;
-      this account has exactly the roles ``pack391 bootstrap`` grants (stack/permissions.py).
+      this account has exactly the roles ``pack391 bootstrap`` grants
+      (stack/release/permissions.py).
     """
     region = deploy_region()
     connector = vpc_connector(region)
@@ -137,7 +138,7 @@ def apply_global_options() -> None:
     )
 
 
-# Bill ceiling (issue 21): the front door's deploy shape ----------------------------------
+# Bill ceiling: the front door's deploy shape -------------------------------------------
 
 
 def deploy_front_door() -> str | None:
@@ -167,7 +168,7 @@ def callable_secrets() -> list[params.SecretParam]:
     return [*found, *redis_secrets()]
 
 
-# Secrets of optional features (issue 22) ----------------------------------------------
+# Secrets of optional features ---------------------------------------------------------
 # A SecretParam must exist in Secret Manager before `firebase deploy`, and Secret Manager
 # refuses an empty payload, so "empty means off" cannot be a secret's value: a BoolParam,
 # read at discovery like the front door, decides whether the functions bind the secret.

@@ -35,7 +35,8 @@ import pytest
 import yaml
 from google.auth import jwt
 
-from stack import cli, deploy_env
+from stack import cli
+from stack.release import discovery, dotenv, envfile, secret_manager, shape
 from stack.sdk_private import declared_params
 from tests.conftest import ROOT
 from tests.fakes.http_api import FakeHttpApi, Recorded
@@ -69,9 +70,9 @@ needs_cli = pytest.mark.usefixtures("cli_installed")
 @pytest.fixture(scope="module")
 def manifest() -> Iterator[dict[str, Any]]:
     """The manifest exactly as the CLI reads it (tests/test_discovery.py's approach, factored
-    into :func:`stack.deploy_env.read_manifest`, which ``pack391 deploy env`` runs)."""
+    into :func:`stack.release.discovery.read_manifest`, which ``pack391 deploy env`` runs)."""
     try:
-        yield deploy_env.read_manifest(ROOT, sys.executable)
+        yield discovery.read_manifest(ROOT, sys.executable)
     except RuntimeError as exc:
         pytest.fail(str(exc))
 
@@ -169,7 +170,7 @@ def expected_value(param: Mapping[str, Any], variables: Mapping[str, str]) -> An
 
 
 def write_env(tmp_path: Path, params: list[dict[str, Any]], variables: dict[str, str]) -> Path:
-    text = deploy_env.render(deploy_env.resolve(params, variables), PROJECT)
+    text = envfile.render(envfile.resolve(params, variables), PROJECT)
     path = tmp_path / f".env.{PROJECT}"
     path.write_text(text)
     return path
@@ -200,7 +201,7 @@ def test_every_param_resolves_from_the_generated_file_with_its_type(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    params = deploy_env.manifest_params(manifest)
+    params = discovery.manifest_params(manifest)
     assert non_secret(params), "the manifest lists no params"
     variables = {} if variable_set.startswith("none") else sample_variables(params)
     path = write_env(tmp_path, params, variables)
@@ -222,7 +223,7 @@ def test_every_param_resolves_from_the_generated_file_with_its_type(
         assert typed == want, f"{name}: the CLI reads {typed!r}, want {want!r}"
         assert python[name] == want, f"{name}: the functions read {python[name]!r}"
     # the generator's own dotenv reading is the CLI's
-    parsed = deploy_env.parse_dotenv(path.read_text())
+    parsed = dotenv.parse_dotenv(path.read_text())
     for name, value in resolved.items():
         if isinstance(value["typed"], list):
             assert json.loads(parsed[name]) == value["typed"], name
@@ -234,23 +235,23 @@ def test_every_param_resolves_from_the_generated_file_with_its_type(
 def test_the_cli_stops_without_the_file_and_the_generator_names_a_param_it_cannot_resolve(
     manifest: dict[str, Any], tmp_path: Path
 ) -> None:
-    params = deploy_env.manifest_params(manifest)
+    params = discovery.manifest_params(manifest)
     (tmp_path / ".env").write_text("# nothing\n")
     with pytest.raises(AssertionError, match="In non-interactive mode but have no value"):
         cli_resolve(tmp_path, params)  # defaults do not count: why the file is needed
     extra = {"name": "PACK391_NEW_SETTING", "type": "string", "label": "new"}
-    with pytest.raises(deploy_env.ParamError) as raised:
-        deploy_env.resolve([*params, extra], {})
+    with pytest.raises(envfile.ParamError) as raised:
+        envfile.resolve([*params, extra], {})
     assert raised.value.problems == [
         "PACK391_NEW_SETTING: no value and no default; set the variable PACK391_NEW_SETTING"
     ]
-    assert deploy_env.resolve([*params, extra], {"PACK391_NEW_SETTING": "x"})[-1].raw == "x"
+    assert envfile.resolve([*params, extra], {"PACK391_NEW_SETTING": "x"})[-1].raw == "x"
 
 
 def test_values_the_type_rejects_are_refused_naming_each_param(
     manifest: dict[str, Any],
 ) -> None:
-    params = deploy_env.manifest_params(manifest)
+    params = discovery.manifest_params(manifest)
     by_type: dict[str, str] = {}
     for param in non_secret(params):
         by_type.setdefault(param["type"], param["name"])
@@ -261,20 +262,20 @@ def test_values_the_type_rejects_are_refused_naming_each_param(
         by_type["list"]: "['a']",  # the CLI turns ' into " before JSON.parse
         "PACK391_BACKUP_KEY": "c2VjcmV0",  # a secret given as a variable
     }
-    with pytest.raises(deploy_env.ParamError) as raised:
-        deploy_env.resolve(params, bad)
+    with pytest.raises(envfile.ParamError) as raised:
+        envfile.resolve(params, bad)
     named = [problem.split(" ", 1)[0].rstrip(":") for problem in raised.value.problems]
     assert sorted(named) == sorted(bad)
     for value in ("1e3", " 5", "0x10", str(2**53), "", "+"):
         if value:
-            with pytest.raises(deploy_env.ParamError, match=by_type["int"]):
-                deploy_env.resolve(params, {by_type["int"]: value})
+            with pytest.raises(envfile.ParamError, match=by_type["int"]):
+                envfile.resolve(params, {by_type["int"]: value})
     expression = {"name": "PACK391_X", "type": "int", "default": "{{ params.OTHER }}"}
-    with pytest.raises(deploy_env.ParamError, match="PACK391_X: its default is an expression"):
-        deploy_env.resolve([expression], {})
+    with pytest.raises(envfile.ParamError, match="PACK391_X: its default is an expression"):
+        envfile.resolve([expression], {})
     reserved = {"name": "FIREBASE_THING", "type": "string", "default": "a"}
-    with pytest.raises(deploy_env.ParamError, match="FIREBASE_THING: the CLI refuses"):
-        deploy_env.resolve([reserved], {})
+    with pytest.raises(envfile.ParamError, match="FIREBASE_THING: the CLI refuses"):
+        envfile.resolve([reserved], {})
 
 
 def as_variable(param: Mapping[str, Any]) -> str:
@@ -298,7 +299,7 @@ def test_the_command_reads_the_manifest_itself_and_takes_github_vars_as_json(
     """``pack391 deploy env`` as the workflow runs it: the manifest read by the command
     itself, variables from ``toJSON(vars)`` overridden by own-name environment variables,
     and the discovery run again with the file's values, as firebase deploy will run it."""
-    params = deploy_env.manifest_params(manifest)
+    params = discovery.manifest_params(manifest)
     given = {p["name"]: as_variable(p) for p in non_secret(params) if p.get("default") != ""}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACK391_")}
     env.pop("REDIS_URL", None)
@@ -314,7 +315,7 @@ def test_the_command_reads_the_manifest_itself_and_takes_github_vars_as_json(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     written = (tmp_path / f".env.{PROJECT}").read_text()
-    assert written == deploy_env.render(deploy_env.resolve(params, given), PROJECT)
+    assert written == envfile.render(envfile.resolve(params, given), PROJECT)
     for name in names:
         assert f"{name}: variable" in done.stdout
     (tmp_path / f".env.{PROJECT}").unlink()
@@ -352,18 +353,18 @@ def test_the_python_dotenv_reader_is_the_clis(tmp_path: Path) -> None:
     path = write_env(tmp_path, params, {})
     resolved = cli_resolve(tmp_path, params)
     assert [resolved[f"K{i}"]["typed"] for i in range(len(tricky))] == tricky
-    assert deploy_env.parse_dotenv(path.read_text()) == {f"K{i}": v for i, v in enumerate(tricky)}
+    assert dotenv.parse_dotenv(path.read_text()) == {f"K{i}": v for i, v in enumerate(tricky)}
 
 
 def test_the_committed_template_lists_every_param_of_the_manifest(
     manifest: dict[str, Any],
 ) -> None:
-    params = deploy_env.manifest_params(manifest)
+    params = discovery.manifest_params(manifest)
     text = (ROOT / ".env.example").read_text()
-    assert text == deploy_env.template(params), (
+    assert text == envfile.template(params), (
         "regenerate: ./venv/bin/pack391 deploy env --example > .env.example"
     )
-    written = deploy_env.parse_dotenv(text)
+    written = dotenv.parse_dotenv(text)
     assert set(written) == {p["name"] for p in non_secret(params) if "default" in p}
     assert not any(p["name"] in written for p in params if p["type"] == "secret")
 
@@ -373,21 +374,21 @@ def test_missing_secrets_are_named_with_the_command_that_sets_them(
 ) -> None:
     import requests
 
-    params = deploy_env.manifest_params(manifest)
+    params = discovery.manifest_params(manifest)
     secrets = [p["name"] for p in params if p["type"] == "secret"]
     assert "PACK391_BACKUP_KEY" in secrets
     with FakeHttpApi() as api:
         monkeypatch.setenv("PACK391_SECRET_MANAGER_URL", api.url)
         path = rf"/v1/projects/{PROJECT}/secrets/(?P<name>[^/]+)/versions/latest"
         api.reply("GET", path, 404, {"error": {"code": 404}})
-        problems = deploy_env.missing_secrets(params, PROJECT, requests.Session())
+        problems = secret_manager.missing_secrets(params, PROJECT, requests.Session())
         assert problems == [
             f"{n}: no such secret (firebase functions:secrets:set {n})" for n in secrets
         ]
         api.reply("GET", path, 200, {"name": "v/1", "state": "DISABLED"})
-        assert "DISABLED" in deploy_env.missing_secrets(params, PROJECT, requests.Session())[0]
+        assert "DISABLED" in secret_manager.missing_secrets(params, PROJECT, requests.Session())[0]
         api.reply("GET", path, 200, {"name": "v/1", "state": "ENABLED"})
-        assert deploy_env.missing_secrets(params, PROJECT, requests.Session()) == []
+        assert secret_manager.missing_secrets(params, PROJECT, requests.Session()) == []
 
 
 def test_the_token_signs_through_iam_under_workload_identity_federation(
@@ -457,24 +458,24 @@ def test_the_pre_deploy_check_refuses_a_deploy_that_leaves_the_functions_open(
 
     callables = sorted(n for n, e in manifest["endpoints"].items() if "callableTrigger" in e)
     assert len(callables) > 30
-    assert deploy_env.shape_problems(manifest, door("google")) == []
+    assert shape.shape_problems(manifest, door("google")) == []
     # discovered as firebase deploy runs it with load-balancer in .env.<project>: passes
-    behind = deploy_env.read_manifest(env_file_values=door("load-balancer"))
-    assert deploy_env.shape_problems(behind, door("load-balancer")) == []
+    behind = discovery.read_manifest(env_file_values=door("load-balancer"))
+    assert shape.shape_problems(behind, door("load-balancer")) == []
     # the same mode with callables still public (discovery saw another front door): refused
-    problems = deploy_env.shape_problems(manifest, door("load-balancer"))
+    problems = shape.shape_problems(manifest, door("load-balancer"))
     assert [p.split(":", 1)[0] for p in problems] == callables
     assert all("around the load balancer" in p and "ALLOW_INTERNAL_AND_GCLB" in p for p in problems)
-    problems = deploy_env.shape_problems(manifest, door("cloudflare"))
+    problems = shape.shape_problems(manifest, door("cloudflare"))
     assert [p.split(":", 1)[0] for p in problems] == callables
     assert all("PACK391_CLOUDFLARE_ORIGIN_SECRET" in p for p in problems)
-    assert deploy_env.shape_problems(manifest, door("direct"))[0].startswith(
+    assert shape.shape_problems(manifest, door("direct"))[0].startswith(
         "PACK391_FRONT_DOOR=direct: a deployed function refuses every call"
     )
-    assert "not one of" in deploy_env.shape_problems(manifest, door("googel"))[0]
+    assert "not one of" in shape.shape_problems(manifest, door("googel"))[0]
     uncapped = copy.deepcopy(manifest)
     uncapped["endpoints"]["pack391_detectDDoS"]["maxInstances"] = None
-    assert deploy_env.shape_problems(uncapped, door("google")) == [
+    assert shape.shape_problems(uncapped, door("google")) == [
         "pack391_detectDDoS: no maxInstances: nothing caps what its traffic costs"
     ]
 
@@ -504,7 +505,7 @@ def test_a_real_project_refuses_a_loopback_redis_or_no_connector(
     """Issue 22: a missing REDIS_URL or VPC connector silently deployed with loopback Redis
     (on Cloud Run, the container itself)."""
     demo = problems == ["demo"]
-    found = deploy_env.shape_problems(
+    found = shape.shape_problems(
         manifest, {"PACK391_FRONT_DOOR": "google", **values}, PROJECT if demo else "avalo-prod"
     )
     if demo:
@@ -521,16 +522,16 @@ def test_a_real_project_needs_canary_services_except_on_a_bootstrap(
     """Issue 22: with PACK391_DEPLOY_SERVICES empty the canary had nothing to move while
     firebase deploy put every new revision at 100 %. The refusal names the derived list:
     the callables' Cloud Run services (lower case, _ as -)."""
-    derived = deploy_env.derived_deploy_services(manifest)
+    derived = shape.derived_deploy_services(manifest)
     assert "pack391-checkratelimit" in derived and "pack391-getopsdashboard" in derived
     assert "pack391-monitordeployment" not in derived  # scheduled: no user traffic to judge
     assert derived == sorted(derived)
-    (problem,) = deploy_env.deploy_services_problems(manifest, {}, "avalo-prod", False)
+    (problem,) = shape.deploy_services_problems(manifest, {}, "avalo-prod", False)
     assert problem.startswith("PACK391_DEPLOY_SERVICES is empty") and ",".join(derived) in problem
-    assert deploy_env.deploy_services_problems(manifest, {}, "avalo-prod", True) == []
-    assert deploy_env.deploy_services_problems(manifest, {}, PROJECT, False) == []  # demo
+    assert shape.deploy_services_problems(manifest, {}, "avalo-prod", True) == []
+    assert shape.deploy_services_problems(manifest, {}, PROJECT, False) == []  # demo
     named = {"PACK391_DEPLOY_SERVICES": "api-gateway,pack391-checkratelimit"}
-    assert deploy_env.deploy_services_problems(manifest, named, "avalo-prod", False) == []
+    assert shape.deploy_services_problems(manifest, named, "avalo-prod", False) == []
 
 
 def test_the_command_refuses_direct_before_the_deploy(tmp_path: Path) -> None:

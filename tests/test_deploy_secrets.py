@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from stack import deploy_env
+from stack.release import secret_manager, shape
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
 PROJECT = "avalo-prod"
@@ -79,18 +79,18 @@ def test_create_uploads_given_values_and_placeholders_for_unbound_secrets(
     session = requests.Session()
     given = {"PACK391_REDIS_AUTH": "auth-string", "PACK391_BACKUP_KEY": "a2V5"}
     values = {"PACK391_REDIS_AUTH_ENABLED": "true", "PACK391_FRONT_DOOR": "google"}
-    done, problems = deploy_env.create_secrets(SECRETS, PROJECT, session, given, values)
+    done, problems = secret_manager.create_secrets(SECRETS, PROJECT, session, given, values)
     assert problems == []
     assert manager.versions == {
         "PACK391_BACKUP_KEY": ["a2V5"],
-        "PACK391_CLOUDFLARE_ORIGIN_SECRET": [deploy_env.PLACEHOLDER],
+        "PACK391_CLOUDFLARE_ORIGIN_SECRET": [secret_manager.PLACEHOLDER],
         "PACK391_REDIS_AUTH": ["auth-string"],
-        "PACK391_OPS_WEBHOOK_URL": [deploy_env.PLACEHOLDER],
+        "PACK391_OPS_WEBHOOK_URL": [secret_manager.PLACEHOLDER],
     }
     assert "PACK391_REDIS_AUTH: created, value uploaded" in done
-    assert deploy_env.missing_secrets(SECRETS, PROJECT, session) == []
+    assert secret_manager.missing_secrets(SECRETS, PROJECT, session) == []
     # run again with a new AUTH string: a new version, nothing else touched
-    again, _ = deploy_env.create_secrets(
+    again, _ = secret_manager.create_secrets(
         SECRETS, PROJECT, session, {"PACK391_REDIS_AUTH": "rotated"}, values
     )
     assert again == ["PACK391_REDIS_AUTH: value uploaded"]
@@ -99,7 +99,7 @@ def test_create_uploads_given_values_and_placeholders_for_unbound_secrets(
 
 def test_a_secret_in_use_without_a_value_is_a_problem(manager: SecretManager) -> None:
     values = {"PACK391_REDIS_AUTH_ENABLED": "true", "PACK391_OPS_WEBHOOK_ENABLED": "true"}
-    _, problems = deploy_env.create_secrets(
+    _, problems = secret_manager.create_secrets(
         SECRETS, PROJECT, requests.Session(), {"PACK391_BACKUP_KEY": "a2V5"}, values
     )
     named = sorted(p.split(":", 1)[0] for p in problems)
@@ -110,15 +110,15 @@ def test_a_secret_in_use_without_a_value_is_a_problem(manager: SecretManager) ->
 def test_deploy_env_refuses_a_password_in_the_redis_url() -> None:
     base = {"PACK391_VPC_CONNECTOR": "redis-connector"}
     for url in ("redis://:hunter2@10.0.0.3:6379/0", "rediss://default:hunter2@10.0.0.3:6378/0"):
-        problems = deploy_env.redis_problems({**base, "REDIS_URL": url}, PROJECT)
+        problems = shape.redis_problems({**base, "REDIS_URL": url}, PROJECT)
         assert len(problems) == 1 and "PACK391_REDIS_AUTH" in problems[0], url
     telemetry = {**base, "REDIS_URL": "redis://10.0.0.3:6379/0"}
     telemetry["PACK391_REDIS_TELEMETRY_URL"] = "redis://:pw@10.0.0.4:6379/0"
-    assert len(deploy_env.redis_problems(telemetry, PROJECT)) == 1
+    assert len(shape.redis_problems(telemetry, PROJECT)) == 1
     clean = {**base, "REDIS_URL": "rediss://10.0.0.3:6378/0"}
-    assert deploy_env.redis_problems(clean, PROJECT) == []
+    assert shape.redis_problems(clean, PROJECT) == []
     # a demo project never reaches Google: its local redis may carry one
-    assert deploy_env.redis_problems({"REDIS_URL": "redis://:pw@127.0.0.1/0"}, "demo-x") == []
+    assert shape.redis_problems({"REDIS_URL": "redis://:pw@127.0.0.1/0"}, "demo-x") == []
 
 
 def test_the_secrets_are_bound_only_where_needed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,7 @@ Schema version 1 (before 2026-11-30) bound only the part name; such backups are 
 read: their manifest's backup id (under its HMAC) is checked the same way, but a part of
 a version-1 backup is not bound to its region or index (the three copies were
 byte-identical). Version 2 (2026-11-30): NDJSON parts bound by :class:`PartContext`.
-Version 3 (issue 15, part 6): protobuf parts, the same binding.
+Version 3: protobuf parts, the same binding.
 
 Keys: the configured 32-byte secret is never used directly: HKDF derives the
 encryption key, the manifest MAC key and the public fingerprint from it.

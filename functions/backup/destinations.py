@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from google.api_core import exceptions as gexc
+
+from functions.backup.ports import BackupDestination
 
 STORAGE_BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 """google-cloud-storage 3.17 fetches every bucket it touches (``buckets.get``, in a
@@ -24,26 +26,9 @@ every Storage client of the process (read on each call)."""
 os.environ.setdefault(STORAGE_BUCKET_METADATA_SWITCH, "true")
 
 
-class BackupDestination(Protocol):
-    """One region's storage for logical backups."""
-
-    def uri(self, key: str) -> str:
-        """Where ``key`` is, for humans and the catalog."""
-        ...
-
-    def write(self, key: str, data: bytes) -> None: ...
-
-    def read(self, key: str) -> bytes | None:
-        """The object's bytes, or None when there is none."""
-        ...
-
-    def delete_tree(self, prefix: str) -> None:
-        """Remove every object under ``prefix/``."""
-        ...
-
-
 class LocalDirectory:
-    """A directory (the local stack's default: ``.local/backups/<region>``)."""
+    """A :class:`functions.backup.ports.BackupDestination` in a directory (the local
+    stack's default: ``.local/backups/<region>``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

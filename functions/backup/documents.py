@@ -2,8 +2,8 @@
 as typed JSON and through its gRPC API as ``Document`` protobufs.
 
 The gRPC reader and the protobuf commits serve the logical backend
-(:mod:`functions.backup.logical_store`); the REST readers are kept as the benchmark's
-baselines and for the restore of JSON parts."""
+(:mod:`functions.backup.logical_write` and :mod:`functions.backup.logical_restore`); the
+REST readers are kept as the benchmark's baselines and for the restore of JSON parts."""
 
 from __future__ import annotations
 
@@ -110,13 +110,10 @@ class GrpcChannel:
         return self
 
 
-class FirestoreDocuments:
-    """One database's documents through Firestore's REST API (v1), as typed JSON, and
-    through its gRPC API as ``Document`` protobufs (the backup's reader and the restore
-    of its parts).
-
-    Either encoding is Firestore's own, kept as is from read to write, so a backup
-    never converts a value and every type round-trips exactly."""
+class RestDocuments:
+    """One database's documents through Firestore's REST API (v1), as typed JSON: the
+    listing, the counts, the REST readers (the benchmark's baselines), the commits of
+    JSON parts and a scratch database's cleanup."""
 
     def __init__(
         self,
@@ -124,54 +121,11 @@ class FirestoreDocuments:
         api_root: str,
         project: str,
         database: str,
-        grpc_channel: GrpcChannel | None = None,
     ) -> None:
         self._session = session
         self._api_root = api_root.rstrip("/")
         self.project = project
         self.database = database
-        self._grpc = grpc_channel
-
-    @classmethod
-    def for_environment(cls, project: str, database: str = "(default)") -> FirestoreDocuments:
-        """The emulator when ``FIRESTORE_EMULATOR_HOST`` is set (as its owner, which
-        bypasses rules as the Admin SDK does), else Google with default credentials."""
-        host = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        if host:
-            session = requests.Session()
-            session.headers["Authorization"] = "Bearer owner"
-            return cls(session, f"http://{host}/v1", project, database, GrpcChannel.emulator(host))
-        import google.auth
-        from google.auth.transport.requests import AuthorizedSession
-
-        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/datastore"])
-        authorized = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        return cls(
-            authorized,
-            "https://firestore.googleapis.com/v1",
-            project,
-            database,
-            GrpcChannel.google(credentials),
-        )
-
-    def with_database(self, database: str) -> FirestoreDocuments:
-        return FirestoreDocuments(self._session, self._api_root, self.project, database, self._grpc)
-
-    def _channel(self) -> GrpcChannel:
-        if self._grpc is None:
-            raise FailedPrecondition(
-                f"no gRPC channel to {self.database_path}: the backup reader and the "
-                "restore of protobuf parts need one (FirestoreDocuments.for_environment)"
-            )
-        return self._grpc.ready()
-
-    def _metadata(self, routing: tuple[str, str]) -> list[tuple[str, str]]:
-        """What the client libraries send: the database, the routing header, auth."""
-        return [
-            ("google-cloud-resource-prefix", self.database_path),
-            routing_header.to_grpc_metadata((routing,)),  # type: ignore[no-untyped-call]
-            *(self._grpc.metadata if self._grpc is not None else ()),
-        ]
 
     @property
     def database_path(self) -> str:
@@ -310,6 +264,115 @@ class FirestoreDocuments:
                 "startAt": {"values": [{"referenceValue": last}], "before": False},
             }
 
+    def relative(self, name: str) -> str:
+        """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
+        return name[len(self.documents_path) + 1 :]
+
+    def count(
+        self, group: str | None, read_time: datetime | None = None, within: str | None = None
+    ) -> int:
+        """Documents in a collection group (or the whole database, or one top-level
+        collection's tree), as of ``read_time`` when given: one aggregation."""
+        query = self._query(group, within=within)
+        if within is None:
+            del query["orderBy"]
+        body: dict[str, Any] = {
+            "structuredAggregationQuery": {
+                "structuredQuery": query,
+                "aggregations": [{"alias": "n", "count": {}}],
+            }
+        }
+        if read_time is not None:
+            body["readTime"] = iso_micro(read_time)
+        rows = self._post(":runAggregationQuery", body)
+        for row in rows:
+            if "result" in row:
+                return int(row["result"]["aggregateFields"]["n"]["integerValue"])
+        return 0
+
+    def is_empty(self) -> bool:
+        return not self.root_collections()
+
+    def commit(self, writes: list[dict[str, Any]]) -> None:
+        self._post(":commit", {"writes": writes})
+
+    def delete_everything(self) -> int:
+        """Remove every document (a scratch target's cleanup): always the first page
+        of what is left, so no cursor walks over deleted documents."""
+        deleted = 0
+        while True:
+            query = self._query(None, names_only=True)
+            query["limit"] = BACKUP_RESTORE_BATCH_DOCS_COUNT
+            rows = self._post(":runQuery", {"structuredQuery": query})
+            names = [row["document"]["name"] for row in rows if "document" in row]
+            if not names:
+                return deleted
+            self.commit([{"delete": name} for name in names])
+            deleted += len(names)
+
+
+class FirestoreDocuments(RestDocuments):
+    """One database's documents through Firestore's REST API (v1), as typed JSON, and
+    through its gRPC API as ``Document`` protobufs (the backup's reader and the restore
+    of its parts).
+
+    Either encoding is Firestore's own, kept as is from read to write, so a backup
+    never converts a value and every type round-trips exactly.
+
+    The gRPC half is here; the REST half is :class:`RestDocuments`."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        api_root: str,
+        project: str,
+        database: str,
+        grpc_channel: GrpcChannel | None = None,
+    ) -> None:
+        super().__init__(session, api_root, project, database)
+        self._grpc = grpc_channel
+
+    @classmethod
+    def for_environment(cls, project: str, database: str = "(default)") -> FirestoreDocuments:
+        """The emulator when ``FIRESTORE_EMULATOR_HOST`` is set (as its owner, which
+        bypasses rules as the Admin SDK does), else Google with default credentials."""
+        host = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        if host:
+            session = requests.Session()
+            session.headers["Authorization"] = "Bearer owner"
+            return cls(session, f"http://{host}/v1", project, database, GrpcChannel.emulator(host))
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/datastore"])
+        authorized = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        return cls(
+            authorized,
+            "https://firestore.googleapis.com/v1",
+            project,
+            database,
+            GrpcChannel.google(credentials),
+        )
+
+    def with_database(self, database: str) -> FirestoreDocuments:
+        return FirestoreDocuments(self._session, self._api_root, self.project, database, self._grpc)
+
+    def _channel(self) -> GrpcChannel:
+        if self._grpc is None:
+            raise FailedPrecondition(
+                f"no gRPC channel to {self.database_path}: the backup reader and the "
+                "restore of protobuf parts need one (FirestoreDocuments.for_environment)"
+            )
+        return self._grpc.ready()
+
+    def _metadata(self, routing: tuple[str, str]) -> list[tuple[str, str]]:
+        """What the client libraries send: the database, the routing header, auth."""
+        return [
+            ("google-cloud-resource-prefix", self.database_path),
+            routing_header.to_grpc_metadata((routing,)),  # type: ignore[no-untyped-call]
+            *(self._grpc.metadata if self._grpc is not None else ()),
+        ]
+
     def stream_documents(
         self,
         read_time: datetime,
@@ -356,52 +419,6 @@ class FirestoreDocuments:
             database=self.database_path, writes=[_Write(update=doc) for doc in docs]
         )
         channel.commit(request, metadata=self._metadata(("database", self.database_path)))
-
-    def relative(self, name: str) -> str:
-        """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
-        return name[len(self.documents_path) + 1 :]
-
-    def count(
-        self, group: str | None, read_time: datetime | None = None, within: str | None = None
-    ) -> int:
-        """Documents in a collection group (or the whole database, or one top-level
-        collection's tree), as of ``read_time`` when given: one aggregation."""
-        query = self._query(group, within=within)
-        if within is None:
-            del query["orderBy"]
-        body: dict[str, Any] = {
-            "structuredAggregationQuery": {
-                "structuredQuery": query,
-                "aggregations": [{"alias": "n", "count": {}}],
-            }
-        }
-        if read_time is not None:
-            body["readTime"] = iso_micro(read_time)
-        rows = self._post(":runAggregationQuery", body)
-        for row in rows:
-            if "result" in row:
-                return int(row["result"]["aggregateFields"]["n"]["integerValue"])
-        return 0
-
-    def is_empty(self) -> bool:
-        return not self.root_collections()
-
-    def commit(self, writes: list[dict[str, Any]]) -> None:
-        self._post(":commit", {"writes": writes})
-
-    def delete_everything(self) -> int:
-        """Remove every document (a scratch target's cleanup): always the first page
-        of what is left, so no cursor walks over deleted documents."""
-        deleted = 0
-        while True:
-            query = self._query(None, names_only=True)
-            query["limit"] = BACKUP_RESTORE_BATCH_DOCS_COUNT
-            rows = self._post(":runQuery", {"structuredQuery": query})
-            names = [row["document"]["name"] for row in rows if "document" in row]
-            if not names:
-                return deleted
-            self.commit([{"delete": name} for name in names])
-            deleted += len(names)
 
 
 _BETWEEN_ITEMS = re.compile(r"[\s,]*")

@@ -1,16 +1,32 @@
-"""The backup store port: what the service needs from a backend, and what a backend
-reports. Implemented by :class:`functions.backup.logical_store.LogicalBackupStore` and
-:class:`functions.backup.managed_store.ManagedBackupStore`."""
+"""What the backup service and the backends need from the outside, and what they get
+back: Protocols and the small records they exchange; nothing concrete.
+
+- :class:`BackupStore`: a backend (:class:`functions.backup.logical.LogicalBackupStore`,
+  :class:`functions.backup.managed.ManagedBackupStore`), and :class:`ExportPort`, the
+  managed backend's started-then-polled exports
+  (:class:`functions.backup.managed_export.ManagedExports`);
+- :class:`Catalog`: the records, verification reports and drills (Firestore:
+  :class:`functions.backup.store.BackupCatalog`);
+- :class:`BackupDestination`: one region's storage of logical backups (a directory or a
+  ``gs://`` prefix: :mod:`functions.backup.destinations`);
+- :class:`PitrReader`: the database's point-in-time recovery settings (the Admin API:
+  :class:`functions.backup.pitr.PitrInspector`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from functions.backup.policy import PitrState
 from shared.models.backup import BackupBackend, BackupRecord
+
+if TYPE_CHECKING:
+    from shared.alerts.policy import AlertChange
+    from shared.audit import Change
+    from shared.models.backup import BackupStatus, DrillRecord, VerificationReport
 
 
 @dataclass(frozen=True)
@@ -113,3 +129,59 @@ class BackupStore(Protocol):
     ) -> DrillOutcome:
         """Restore into a scratch target, check it, time it, and clean up."""
         ...
+
+
+class Catalog(Protocol):
+    """The backup catalog: one record per backup, the verification reports (with the
+    alerts they raise and resolve) and the drills."""
+
+    def save(self, record: BackupRecord) -> None: ...
+
+    def get(self, backup_id: str) -> BackupRecord | None: ...
+
+    def claim(self, record: BackupRecord) -> BackupRecord | None:
+        """Create ``record`` unless its id exists: None when created, else the entry
+        already there."""
+        ...
+
+    def advance(self, record: BackupRecord, expected: BackupStatus) -> bool:
+        """Write ``record`` if its entry is still ``expected``."""
+        ...
+
+    def exporting(self) -> list[BackupRecord]: ...
+
+    def apply_alerts(self, alerts: list[AlertChange], now: datetime) -> None: ...
+
+    def all(self) -> list[BackupRecord]: ...
+
+    def save_verification(self, report: VerificationReport, alerts: list[AlertChange]) -> None: ...
+
+    def last_verification(self) -> VerificationReport | None: ...
+
+    def save_drill(self, drill: DrillRecord, change: Change) -> None: ...
+
+    def last_drill(self) -> DrillRecord | None: ...
+
+
+class BackupDestination(Protocol):
+    """One region's storage for logical backups."""
+
+    def uri(self, key: str) -> str:
+        """Where ``key`` is, for humans and the catalog."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None: ...
+
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is none."""
+        ...
+
+    def delete_tree(self, prefix: str) -> None:
+        """Remove every object under ``prefix/``."""
+        ...
+
+
+class PitrReader(Protocol):
+    """The database's point-in-time recovery settings."""
+
+    def pitr_state(self) -> PitrState: ...

@@ -1,5 +1,9 @@
-"""Disaster recovery: backup, verify, report, drill. Reads through ports, decides with
-the policy, writes through ports."""
+"""Disaster recovery: backup, verify, report, drill. Reads through the ports
+(:mod:`functions.backup.ports`), decides with the policy, writes through the ports.
+
+:class:`BackupService` runs the backups (the hourly run, the managed exports' poll,
+housekeeping); verification and the status view are :mod:`functions.backup.verification`,
+the restore drills :mod:`functions.backup.drills`."""
 
 from __future__ import annotations
 
@@ -10,28 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from functions.backup import policy
-from functions.backup.archive import BackupIntegrityError, WrongKey
-from functions.backup.catalog import BackupCatalog
+from functions.backup.drills import Drills
 from functions.backup.policy import describe_error, mark
-from functions.backup.ports import BackupStore, ExportPort
+from functions.backup.ports import BackupStore, Catalog, ExportPort
+from functions.backup.verification import Verification, read_problem
 from shared.audit import Change
-from shared.errors import FailedPrecondition, InvalidInput, NotFound
 from shared.models.backup import (
     BackupRecord,
     BackupStatus,
     BackupStatusView,
-    CheckResult,
     DrillRecord,
-    RegionLatest,
     RestoreDrillRequest,
     VerificationReport,
 )
-from shared.thresholds import (
-    BACKUP_POLL_BUDGET_SEC,
-    BACKUP_STATUS_RECENT_COUNT,
-    RPO_SEC,
-    RTO_SEC,
-)
+from shared.thresholds import BACKUP_POLL_BUDGET_SEC
 
 log = logging.getLogger("pack391.backup")
 
@@ -47,9 +43,11 @@ class PollReport:
 
 
 class BackupService:
-    def __init__(self, store: BackupStore, catalog: BackupCatalog) -> None:
+    def __init__(self, store: BackupStore, catalog: Catalog) -> None:
         self._store = store
         self._catalog = catalog
+        self._verification = Verification(store, catalog, self.housekeeping)
+        self._drills = Drills(store, catalog)
 
     # ---------------------------------------------------------------- backup
 
@@ -234,7 +232,9 @@ class BackupService:
             size_bytes=progress.size_bytes,
             error=None,
         )
-        problems = [p for region in self._store.regions if (p := self._read_problem(done, region))]
+        problems = [
+            p for region in self._store.regions if (p := read_problem(self._store, done, region))
+        ]
         if problems:
             # copies are made again (only what differs) by the next run; past the deadline
             # the alert says so
@@ -260,163 +260,17 @@ class BackupService:
             expired.append(old.backup_id)
         return expired
 
-    # ---------------------------------------------------------------- verify
+    # ------------------------------------------------ verification and drills
 
     def verify(self, now: datetime, verification_id: str) -> VerificationReport:
-        """Check every promise; write the report, and an alert when one is broken.
-
-        Whatever a check raises (an integrity error, a Storage 403, an Admin API error)
-        becomes that promise broken, with the error, in the report and the alert: a
-        failing API never aborts the run before they are written."""
-        housekeeping_problem: str | None = None
-        try:
-            expired = self.housekeeping(now)
-        except Exception as exc:
-            log.exception("backup verification %s: housekeeping failed", verification_id)
-            expired, housekeeping_problem = [], describe_error(exc)
-        records = self._catalog.all()
-        checks: list[CheckResult] = []
-        latest = policy.latest_per_region(records, self._store.regions)
-        for region, record in latest.items():
-            checks.append(policy.freshness_check(region, record, now))
-            checks.append(policy.readable_check(region, record, self._read_problem(record, region)))
-        pitr_problem: str | None = None
-        try:
-            pitr = self._store.pitr_state()
-        except Exception as exc:
-            log.exception("backup verification %s: PITR state unreadable", verification_id)
-            pitr, pitr_problem = (
-                policy.PitrState(supported=False, enabled=False),
-                describe_error(exc),
-            )
-        checks.append(policy.pitr_check(pitr, pitr_problem))
-        live = [r for r in records if r.status is not BackupStatus.EXPIRED]
-        checks.append(policy.retention_check(live, now, housekeeping_problem))
-        oldest_latest = min(
-            (r.snapshot_time for r in latest.values() if r is not None), default=None
-        )
-        if any(r is None for r in latest.values()):
-            oldest_latest = None
-        broken = policy.problems(checks)
-        report = VerificationReport(
-            verification_id=verification_id,
-            at=now,
-            backend=self._store.backend,
-            ok=not broken,
-            checks=checks,
-            measured_rpo_sec=policy.measured_rpo_sec(pitr, oldest_latest, now),
-            expired_backup_ids=expired,
-        )
-        self._catalog.save_verification(report, policy.promise_alerts(checks, verification_id))
-        if broken:
-            log.warning("backup verification %s: %s", verification_id, "; ".join(broken))
-        return report
-
-    def _read_problem(self, record: BackupRecord | None, region: str) -> str | None:
-        if record is None:
-            return None
-        try:
-            self._store.verify(record, region)
-        except (BackupIntegrityError, WrongKey) as exc:
-            return exc.message
-        except Exception as exc:  # Storage 403, Admin API errors, OSError, ...
-            log.exception("verifying %s in %s failed", record.backup_id, region)
-            return f"cannot read {record.backup_id} in {region}: {describe_error(exc)}"
-        return None
-
-    # ---------------------------------------------------------------- status
+        """Check every promise; write the report, and an alert when one is broken
+        (:meth:`functions.backup.verification.Verification.verify`)."""
+        return self._verification.verify(now, verification_id)
 
     def status(self, now: datetime) -> BackupStatusView:
-        records = self._catalog.all()
-        latest = policy.latest_per_region(records, self._store.regions)
-        per_region = {
-            region: (
-                RegionLatest(
-                    backup_id=r.backup_id,
-                    snapshot_time=r.snapshot_time,
-                    age_sec=(now - r.snapshot_time).total_seconds(),
-                    size_bytes=r.size_bytes,
-                    document_count=r.document_count,
-                    location=r.locations[region],
-                )
-                if r is not None
-                else None
-            )
-            for region, r in latest.items()
-        }
-        verification = self._catalog.last_verification()
-        drill = self._catalog.last_drill()
-        recent = sorted(records, key=lambda r: r.backup_id, reverse=True)
-        return BackupStatusView(
-            backend=self._store.backend,
-            latest_per_region=per_region,
-            recent=recent[:BACKUP_STATUS_RECENT_COUNT],
-            last_verification=verification,
-            measured_rpo_sec=verification.measured_rpo_sec if verification else None,
-            rpo_target_sec=RPO_SEC,
-            last_drill=drill,
-            last_drill_rto_sec=drill.duration_sec if drill else None,
-            rto_target_sec=RTO_SEC,
-        )
-
-    # ----------------------------------------------------------------- drill
+        return self._verification.status(now)
 
     def drill(self, req: RestoreDrillRequest, change: Change) -> DrillRecord:
-        """Restore a backup (or a point in time) into a scratch target, check it, time
-        it, clean up, and record the drill with its audit entry.
-
-        The drill id (and the managed backend's clone name) come from the server's
-        random source, never from the request (a trace header is the caller's to
-        choose): ``change.request_id`` only correlates the audit entry."""
-        drill_id = policy.drill_id(change.now, secrets.token_hex(6))
-        problem = policy.point_in_time_problem(req.point_in_time, change.now)
-        if problem is not None:
-            raise InvalidInput("pointInTime", problem)
-        region = req.region or self._store.regions[0]
-        record = self._drill_source(req, region)
-        source = (
-            f"pitr:{req.point_in_time.isoformat()}"
-            if req.point_in_time is not None
-            else record.backup_id
-            if record
-            else ""
-        )
-        outcome = self._store.drill(record, req.point_in_time, region, policy.drill_tag(drill_id))
-        drill = DrillRecord(
-            drill_id=drill_id,
-            at=change.now,
-            backend=self._store.backend,
-            source=source,
-            target=outcome.target,
-            ok=outcome.ok,
-            documents=outcome.documents,
-            duration_sec=outcome.duration_sec,
-            docs_per_sec=(
-                outcome.documents / outcome.duration_sec if outcome.duration_sec > 0 else None
-            ),
-            rto_target_sec=RTO_SEC,
-            within_rto=outcome.ok and policy.within_rto(outcome.duration_sec),
-            cleaned_up=outcome.cleaned_up,
-            detail=outcome.detail,
-            requested_by=change.actor_uid,
-        )
-        if not outcome.cleaned_up:
-            log.error("drill %s left %s behind: %s", drill_id, outcome.target, outcome.detail)
-        self._catalog.save_drill(drill, change)
-        return drill
-
-    def _drill_source(self, req: RestoreDrillRequest, region: str) -> BackupRecord | None:
-        if req.backup_id is not None:
-            record = self._catalog.get(req.backup_id)
-            if record is None:
-                raise NotFound(f"no backup {req.backup_id}", field="backupId")
-            if record.status is not BackupStatus.COMPLETE:
-                raise FailedPrecondition(
-                    f"backup {req.backup_id} is {record.status.value}, not complete",
-                    field="backupId",
-                )
-            return record
-        latest = policy.latest_complete(self._catalog.all(), region)
-        if latest is None and req.point_in_time is None:
-            raise FailedPrecondition(f"no complete backup in {region} to restore")
-        return latest
+        """Restore into a scratch target, check, time, clean up, and record
+        (:meth:`functions.backup.drills.Drills.drill`)."""
+        return self._drills.drill(req, change)

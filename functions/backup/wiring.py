@@ -1,4 +1,6 @@
-"""Wiring: the backend, destinations and key the deployment's params choose."""
+"""What the backup edges are wired to: the backend the params choose (managed: the
+Firestore Admin API and Cloud Storage; logical: encrypted parts in a directory or a
+``gs://`` prefix per region), its destinations and key, and the catalog."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
 from functions.backup import archive
 from functions.backup.archive import BackupKey
-from functions.backup.catalog import BackupCatalog
 from functions.backup.destinations import destination_for
 from functions.backup.documents import FirestoreDocuments
-from functions.backup.logical_store import SOURCE_DIR, LogicalBackupStore
-from functions.backup.managed_store import ManagedBackupStore, PitrInspector
+from functions.backup.logical import SOURCE_DIR, LogicalBackupStore
+from functions.backup.managed import ManagedBackupStore
+from functions.backup.pitr import PitrInspector
 from functions.backup.ports import BackupStore
 from functions.backup.service import BackupService
+from functions.backup.store import BackupCatalog
 from shared.config import (
     BACKUP_BACKEND,
     BACKUP_BUCKETS,

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from functions.ddos.api import DDoSMode
     from functions.ddos.policy import MinuteTraffic, RedisMemory
     from shared.alerts.policy import AlertChange
     from shared.audit import Change
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
         GeoThrottleDoc,
         PanicPassDoc,
     )
-    from shared.protection import DDoSMode
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 
+from functions.ddos import api
+from functions.ddos.api import DDoSMode
 from functions.ddos.policy import MinuteTraffic, RedisMemory
 from functions.ddos.ports import PassOutcome, ShieldOutcome
-from shared import protection
 from shared.clock import ms
-from shared.protection import DDoSMode
 from shared.ratelimit import keys
 from shared.redis import LUA_DIR, lua_script
 
@@ -245,7 +245,7 @@ class TrafficStore(TrafficCounters):
     # --- DDoS mode and source blocks
 
     def ddos_mode(self) -> DDoSMode | None:
-        return protection.ddos_mode(self._redis)
+        return api.ddos_mode(self._redis)
 
     def extend_ddos_mode(
         self, until_ms: int, reason: str, now: datetime, evidence: dict[str, Any] | None = None

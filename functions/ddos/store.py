@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared import collections, protection
+from functions.ddos import api
+from shared import collections
 from shared.audit import DELETE, Change, Delete, audited_write, write_audit
 from shared.clock import ms
 from shared.firestore import delete_matching
@@ -144,7 +145,7 @@ class ProtectionRepository:
         self._db.collection(collections.DDOS_DETECTIONS).document(doc_id).set(detection.to_doc())
 
     def recent_detections(self, limit: int = 20) -> list[DetectionDoc]:
-        return protection.recent_detections(self._db, limit)
+        return api.recent_detections(self._db, limit)
 
 
 def allowlist_id(entry: str) -> str:

@@ -88,11 +88,11 @@ def execute_shard(data: Any) -> dict[str, Any]:
     rate_limits=RateLimits(max_concurrent_dispatches=t.LOAD_TEST_MAX_SHARDS),
     timeout_sec=TASK_TIMEOUT_SEC,
     memory=MemoryOption.GB_1,
-    # one shard per instance, one vCPU each (issue 22): a shard paces its requests in real
+    # one shard per instance, one vCPU each: a shard paces its requests in real
     # time, and 80 shards sharing one CPU (the gen2 default concurrency) would not
     concurrency=1,
     cpu=1,
-    # the bill's ceiling (issue 21): never more instances than shards may run at once
+    # the bill's ceiling: never more instances than shards may run at once
     max_instances=t.LOAD_TEST_MAX_SHARDS,
     # only the runtime account (Cloud Tasks calls with its OIDC token) may invoke it. The
     # SDK 0.6.0 does not write a task queue's invoker into the manifest, so firebase deploy

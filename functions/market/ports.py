@@ -1,8 +1,10 @@
 """What the market service needs from the outside, and what it gets back: Protocols and
 the small records they exchange; nothing concrete.
 
-- :class:`MarketRecords`: the record, the truth (Firestore:
-  :class:`functions.market.store.MarketRepository`);
+- :class:`MarketRecords` and :class:`AdmissionRecords`: the record, the truth (Firestore:
+  :class:`functions.market.store.MarketRepository` for the markets' configs and the
+  all-markets switch, :class:`functions.market.admission_store.AdmissionRepository` for
+  the admissions);
 - :class:`MarketEnforcement`: what enforcement reads on every call, in one round trip
   (Redis: :class:`functions.market.redis_store.MarketEnforcementStore`).
 """
@@ -62,7 +64,7 @@ class AdmitOutcome:
 
 
 class MarketRecords(Protocol):
-    """Markets' versioned configs, the all-markets switch and the admissions."""
+    """Markets' versioned configs and the all-markets switch."""
 
     def get(self, country: str) -> MarketDoc | None: ...
 
@@ -80,6 +82,10 @@ class MarketRecords(Protocol):
     def set_all_paused(self, paused: bool, change: Change) -> tuple[GlobalMarketsDoc, bool]: ...
 
     def versions(self, country: str) -> list[MarketDoc]: ...
+
+
+class AdmissionRecords(Protocol):
+    """The admissions of every market, and each user's one soft-launch place."""
 
     def record_admission(self, admission: AdmissionDoc) -> bool: ...
 

@@ -3,6 +3,7 @@ by params), built once per client and setting (:func:`shared.wiring.wired`)."""
 
 from __future__ import annotations
 
+from functions.market.admission_store import AdmissionRepository
 from functions.market.redis_store import MarketEnforcementStore
 from functions.market.service import MarketService
 from functions.market.store import MarketRepository
@@ -13,7 +14,10 @@ from shared.wiring import wired
 
 @wired()
 def _service_for() -> MarketService:
-    return MarketService(MarketRepository(get_db()), MarketEnforcementStore(get_redis()))
+    db = get_db()
+    return MarketService(
+        MarketRepository(db), AdmissionRepository(db), MarketEnforcementStore(get_redis())
+    )
 
 
 def market_service() -> MarketService:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -45,12 +45,9 @@ def _num(value: float | None) -> float:
     return 0.0 if value is None else value
 
 
-class MetricsSource(Protocol):
-    def counts(self, now: datetime) -> SourceMetrics: ...
-
-
 class AggregateMetricsSource:
-    """Every count and sum is a server-side aggregation (13 RPCs, run in parallel)."""
+    """The :class:`functions.ops.ports.MetricsSource` port: every count and sum is a
+    server-side aggregation (13 RPCs, run in parallel)."""
 
     def __init__(self, db: firestore.Client, workers: int = 8) -> None:
         self._db = db

@@ -1,23 +1,17 @@
-"""Dashboard panels fed by other areas (deployments, load tests, backups):
-:class:`RecentDocsPanel` on the area's collection, :class:`UnavailablePanel` when the area
-is not in the build."""
+"""Dashboard panels fed by other areas (deployments, load tests, backups), the
+:class:`functions.ops.ports.PanelSource` port: :class:`RecentDocsPanel` on the area's
+collection, :class:`UnavailablePanel` when the area is not in the build."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from google.cloud import firestore
 
 from shared import thresholds
 from shared.models.ops import Panel
-
-
-class PanelSource(Protocol):
-    """A dashboard panel fed by another area."""
-
-    def read(self, now: datetime) -> Panel: ...
 
 
 @dataclass(frozen=True)

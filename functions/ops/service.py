@@ -1,15 +1,12 @@
-"""Ops dashboard orchestration: reads through the adapters, decides with the policy,
-writes through the adapters."""
+"""Ops dashboard orchestration: reads through the ports (:mod:`functions.ops.ports`),
+decides with the policy, writes through the ports."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from functions.ops.metrics_source import MetricsSource
-from functions.ops.panels import PanelSource
 from functions.ops.policy import (
     AlertAction,
     AlertRule,
@@ -21,10 +18,16 @@ from functions.ops.policy import (
     scaling_service_status,
     system_health,
 )
-from functions.ops.repository import OpsRepository
+from functions.ops.ports import (
+    Alerts,
+    DDoSModeReader,
+    DeliverAlerts,
+    MetricsSource,
+    OpsRecords,
+    Panels,
+    RedisUp,
+)
 from shared import collections, thresholds
-from shared.alerts.notifier import Notifier, deliver
-from shared.alerts.store import AlertStore
 from shared.audit import Change
 from shared.clock import minute_of
 from shared.errors import NotFound
@@ -45,18 +48,6 @@ from shared.models.ops import (
 
 log = logging.getLogger("pack391.ops")
 
-DDoSModeReader = Callable[[], tuple[bool, datetime | None, str | None]]
-"""(active, until, reason) of DDoS mode."""
-
-
-@dataclass(frozen=True)
-class Panels:
-    """Panels fed by areas built on other branches (see :class:`PanelSource`)."""
-
-    deployments: PanelSource
-    load_tests: PanelSource
-    backups: PanelSource
-
 
 @dataclass
 class UpdateReport:
@@ -69,15 +60,15 @@ class OpsService:
     def __init__(
         self,
         source: MetricsSource,
-        repo: OpsRepository,
-        alerts: AlertStore,
-        notifier: Notifier,
+        repo: OpsRecords,
+        alerts: Alerts,
+        deliver: DeliverAlerts,
         panels: Panels,
-        redis_up: Callable[[], bool],
+        redis_up: RedisUp,
         ddos_mode: DDoSModeReader,
         rules: list[AlertRule],
     ) -> None:
-        self._source, self._repo, self._alerts, self._notifier = source, repo, alerts, notifier
+        self._source, self._repo, self._alerts, self._deliver = source, repo, alerts, deliver
         self._panels, self._redis_up, self._ddos_mode, self._rules = (
             panels,
             redis_up,
@@ -143,7 +134,7 @@ class OpsService:
 
     def deliver(self, now: datetime) -> int:
         """Send every area's undelivered alert notifications (opened and resolved)."""
-        return deliver(self._alerts, self._notifier, now)
+        return self._deliver(now)
 
     def acknowledge(self, alert_id: str, change: Change) -> AcknowledgeAlertResult:
         """Acknowledge an open alert of any area (audited); acknowledging one that is

@@ -3,20 +3,18 @@ by params), built once per client and setting (:func:`shared.wiring.wired`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-import redis
 from google.cloud import firestore
 
 from functions.ops.metrics_source import AggregateMetricsSource
 from functions.ops.panels import RecentDocsPanel
 from functions.ops.policy import alert_rules
-from functions.ops.repository import OpsRepository, redis_up
-from functions.ops.service import OpsService, Panels
-from shared import collections, protection
-from shared.alerts.notifier import WebhookNotifier
+from functions.ops.ports import Panels
+from functions.ops.redis_store import ddos_mode, redis_up
+from functions.ops.service import OpsService
+from functions.ops.store import OpsRepository
+from shared import collections
+from shared.alerts.notifier import WebhookNotifier, deliver
 from shared.alerts.store import AlertStore, webhook_configured
-from shared.clock import from_ms
 from shared.config import OPS_ALERT_FOR_MINUTES, OPS_WEBHOOK_URL
 from shared.firestore import get_db
 from shared.redis import get_redis
@@ -48,25 +46,16 @@ def panels(db: firestore.Client) -> Panels:
 @wired()
 def _service_for(webhook: str, for_minutes: int) -> OpsService:
     db, client = get_db(), get_redis()
-
-    def ddos_mode() -> tuple[bool, datetime | None, str | None]:
-        try:
-            mode = protection.ddos_mode(client)
-        except redis.RedisError:  # the dashboard still loads; Redis shows as down
-            return False, None, "unknown: Redis is unavailable"
-        if mode is None:
-            return False, None, None
-        return True, from_ms(mode.until_ms), mode.reason
-
     alerts = AlertStore(db, notify=lambda: bool(webhook) or webhook_configured())
+    notifier = WebhookNotifier(webhook)
     return OpsService(
         AggregateMetricsSource(db),
         OpsRepository(db, alerts),
         alerts,
-        WebhookNotifier(webhook),
+        lambda now: deliver(alerts, notifier, now),
         panels(db),
         lambda: redis_up(client),
-        ddos_mode,
+        lambda: ddos_mode(client),
         alert_rules(for_minutes),
     )
 

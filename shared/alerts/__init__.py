@@ -1,4 +1,4 @@
-"""One alert model for every area (issue 13).
+"""One alert model for every area.
 
 - :mod:`shared.alerts.policy`: pure decisions (what a raise, resolve or acknowledgement
   does to an alert, notification text and retry rule) and :class:`AlertSpec`;

@@ -74,7 +74,7 @@ def serving_shares(service: run_v2.Service) -> dict[str, int]:
 def function_service_id(function_name: str) -> str:
     """The Cloud Run service a 2nd-gen function runs as: its id lower-cased, ``_`` as ``-``
     (``pack391_checkRateLimit`` -> ``pack391-checkratelimit``), as the Cloud Functions API
-    names the service it creates (read in firebase-tools 15.34.2, issue 22)."""
+    names the service it creates (read in firebase-tools 15.34.2)."""
     return function_name.lower().replace("_", "-")
 
 

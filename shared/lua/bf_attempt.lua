@@ -5,7 +5,7 @@
 -- success clears only the caller's own user window, never the IP's (one user's success
 -- says nothing about the others behind the address), at most ARGV[9] times per window,
 -- and never lifts an active block.
--- The address scope (issue 21) is fed only by failures the server observed (ARGV[10]
+-- The address scope is fed only by failures the server observed (ARGV[10]
 -- = 2), and counts distinct accounts, not attempts: the credential-stuffing signature
 -- (OWASP: many accounts failing from one source). A client's own report (ARGV[10] = 0)
 -- feeds only the reporting user's window: a real attacker never reports its own

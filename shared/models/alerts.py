@@ -86,7 +86,8 @@ class AlertDoc(WireModel):
 
     While it is open or acknowledged, raising its ``dedupKey`` again updates it
     (``lastSeenAt``, ``occurrences``, evidence; severity only goes up) instead of adding
-    another. Fields added by issue 13 have defaults, so alerts written before it still
+    another. The fields added when every area moved to this one model (``dedupKey``,
+    ``lastSeenAt``, ``occurrences``, ...) have defaults, so alerts written before still
     read (``pack391 migrate-alerts`` fills them in)."""
 
     source: AlertSource

@@ -63,8 +63,8 @@ class BackupRecord(WireModel):
     key_id: str | None = None
     """Fingerprint of the encryption key (logical) or the CMEK key name (managed)."""
     operations: dict[str, str] = Field(default_factory=dict)
-    """Managed: region -> the export's long-running operation name (since issue 22 one
-    export, in :attr:`export_region`; older backups have one per region)."""
+    """Managed: region -> the export's long-running operation name (one export, in
+    :attr:`export_region`, copied to the other regions; older backups have one per region)."""
     export_region: str | None = None
     """Managed: the region whose bucket the export was written to; every other region's
     copy was made from it by Cloud Storage (``objects.rewrite``), not by a second export."""

@@ -37,7 +37,7 @@ class EndpointClass(enum.StrEnum):
     """Ops and admin callers of ops and admin functions (their own per-user bucket)."""
     SERVICE = "service"
     """A trusted app backend's own calls (``service: true``): per principal, never per
-    egress address (issue 21)."""
+    egress address."""
 
 
 class SubjectOverride(RequestModel):
@@ -150,7 +150,7 @@ class BlockDoc(WireModel):
     blocked_at: datetime
     expires_at: datetime
     evidence: dict[str, Any] = Field(default_factory=dict)
-    """Why: the detection, the address's rate and users, the blast radius (issue 11)."""
+    """Why: the detection, the address's rate and users, the blast radius."""
     lifted_at: datetime | None = None
     lifted_by: str | None = None
 

@@ -1,4 +1,4 @@
-"""Load testing (issue 5): callable requests and the run document."""
+"""Load testing: callable requests and the run document."""
 
 from __future__ import annotations
 

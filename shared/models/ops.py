@@ -1,4 +1,4 @@
-"""Ops dashboard (issue 7): live metrics, history, alert rules, the dashboard view,
+"""Ops dashboard: live metrics, history, alert rules, the dashboard view,
 and the shapes of the app's source collections the metrics are counted from."""
 
 from __future__ import annotations

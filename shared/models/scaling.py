@@ -247,7 +247,7 @@ class ServiceHealthRequest(RequestModel):
 
 NO_REASON_GIVEN = "no reason given"
 """What a manual scale without a ``reason`` is audited with (the spec's own troubleshooting
-call, ``manualScale({serviceId, action, instanceCount})``, gives none; issue 22)."""
+call, ``manualScale({serviceId, action, instanceCount})``, gives none)."""
 
 
 class ManualScaleRequest(RequestModel):

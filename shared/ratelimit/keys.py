@@ -49,7 +49,7 @@ DDOS_MODE = f"{PREFIX}:ddos:mode"
 
 ANON_LOCKDOWN = f"{PREFIX}:ddos:anon"
 """Set (with a TTL) while every request without a valid token is refused at the front door:
-the answer to a global attack without tokens, which no signed-in user feels (issue 21)."""
+the answer to a global attack without tokens, which no signed-in user feels."""
 
 BLOCKED_ADDRESSES = f"{PREFIX}:block:ddos:ips"
 """Sorted set: every address under a DDoS block, scored by the block's end (ms). The
@@ -59,7 +59,8 @@ before token verification; ``block(\"ddos\", \"ip\", ip)`` stays the exact check
 
 ANON_REFUSED_ADDRESSES = f"{PREFIX}:block:anon:ips"
 """Sorted set: addresses refused for traffic without a valid token, scored by the end
-(ms): the narrow action of a held address block (issue 21). Read with the block list."""
+(ms): the narrow action of a held address block (its signed-in users keep working).
+Read with the block list."""
 
 
 def shield_successes(kind: str, uid: str) -> str:

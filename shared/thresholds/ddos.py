@@ -80,9 +80,9 @@ RATE_LIMIT_PER_MIN: Final[MappingProxyType[str, int]] = MappingProxyType(
 )
 """Requests per minute allowed per user and per client IP, by endpoint class. ``staff``
 is the class of ops and admin callers of ops and admin functions: counted per user
-only, exempt from IP blocks, IP buckets and DDoS mode (issue 11). ``service`` is the class
+only, exempt from IP blocks, IP buckets and DDoS mode. ``service`` is the class
 of a trusted app backend's own calls (``service: true`` claim), counted per principal the
-same way, never by its egress address (issue 21)."""
+same way, never by its egress address."""
 
 RATE_LIMIT_PERIOD_SEC: Final[int] = 60
 """The period the per-class limits are counted over (they are per minute)."""

@@ -44,14 +44,14 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "stack.cli.call": ("token", "call"),
     "stack.cli.trigger": ("trigger",),
     "stack.cli.backup": ("backup", "verify", "restore"),
-    "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.deploy_env
+    "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.release
     "stack.cli.ops": ("seed-ops",),
     "stack.loadtest": ("loadtest",),
-    "stack.chaos_run": ("chaos-run",),  # each fault during a load run, checked
+    "stack.chaos.cli": ("chaos-run",),  # each fault during a load run, checked
     "stack.cli.chaos": ("chaos",),  # one fault against the running stack
     "stack.migrate_alerts": ("migrate-alerts",),  # older alert collections, one alert model
     "stack.rehearse.cli": ("rehearse",),  # launch day on the local stack, every claim judged
-    "stack.bootstrap": ("bootstrap",),  # a real project, once: APIs, accounts, roles
+    "stack.release.bootstrap": ("bootstrap",),  # a real project, once: APIs, accounts, roles
 }
 """The modules whose ``add_parser(subparsers)`` build ``pack391``'s commands, in the order
 of ``pack391 --help``, each with the commands it adds."""

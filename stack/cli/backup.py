@@ -70,8 +70,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from functions.backup.archive import BackupIntegrityError, WrongKey
-    from functions.backup.catalog import BackupCatalog
     from functions.backup.policy import latest_complete
+    from functions.backup.store import BackupCatalog
     from shared.firestore import get_db
 
     _, store = _backup_parts()
@@ -99,7 +99,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from functions.backup.archive import BackupIntegrityError, WrongKey
     from functions.backup.documents import FirestoreDocuments
-    from functions.backup.logical_store import LogicalBackupStore
+    from functions.backup.logical import LogicalBackupStore
 
     _, store = _backup_parts()
     if not isinstance(store, LogicalBackupStore):

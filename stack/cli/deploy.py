@@ -1,6 +1,6 @@
 """``pack391 deploy``: the deploy guard from the command line (validate, pin traffic,
 start, status, wait, rollback, control), the deploy token of a deployed project, the
-local platform's new revision, and the deploy environment (:mod:`stack.deploy_env`).
+local platform's new revision, and the deploy environment (:mod:`stack.release.deploy_env`).
 
 Calls go through :func:`stack.cli.caller.invoke`: the local stack by default, a deployed
 project with PACK391_FUNCTIONS_URL and PACK391_ID_TOKEN."""
@@ -12,19 +12,14 @@ import json
 import os
 import sys
 import time
-import uuid
 from typing import Any
 
-import requests
-
-from stack import deploy_env
 from stack.cli import caller
+from stack.cli.deploy_token import mint_id_token
+from stack.release import deploy_env
 
 FINAL_PHASES = {"succeeded": 0, "rolled_back": 1, "failed": 1}
 """Exit code of ``pack391 deploy wait`` per final phase (2: timed out)."""
-
-IDENTITY_TOOLKIT = "https://identitytoolkit.googleapis.com"
-"""Where a custom token is exchanged for an ID token (PACK391_IDENTITY_TOOLKIT_URL)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -353,48 +348,3 @@ def _revision(args: argparse.Namespace) -> int:
         out.append(describe(revisions, service))
     _print(out[0] if len(out) == 1 else out)
     return 0
-
-
-def signing_account(credential: Any) -> str | None:
-    """The service account whose key signs custom tokens through IAM ``signBlob`` when the
-    Application Default Credentials hold no key of their own: workload identity federation
-    (google-github-actions/auth writes an ``external_account`` file that impersonates a
-    service account) names it in its impersonation URL. None for a key file (it signs
-    itself) or when unknown (firebase-admin then asks the metadata server)."""
-    from google.oauth2 import service_account
-
-    if isinstance(credential, service_account.Credentials):
-        return None
-    email = getattr(credential, "service_account_email", None)
-    return email if isinstance(email, str) and "@" in email else None
-
-
-def mint_id_token(uid: str, api_key: str, service_account: str | None = None) -> str:
-    """A Firebase ID token with the ``admin`` claim for ``uid``: a custom token signed as
-    the service account of the Application Default Credentials (a key file's own key, or
-    IAM ``signBlob`` for ``service_account`` / the impersonated account of workload
-    identity federation), exchanged through the Identity Toolkit
-    (``accounts:signInWithCustomToken``) with the project's web API key."""
-    import firebase_admin
-    from firebase_admin import auth, credentials
-
-    adc = credentials.ApplicationDefault()
-    account = service_account or signing_account(adc.get_credential())
-    app = firebase_admin.initialize_app(
-        adc,
-        {"serviceAccountId": account} if account else None,
-        name=f"pack391-deploy-{uuid.uuid4().hex}",
-    )
-    try:
-        custom = auth.create_custom_token(uid, {"admin": True}, app=app).decode()
-    finally:
-        firebase_admin.delete_app(app)
-    base = os.environ.get("PACK391_IDENTITY_TOOLKIT_URL", IDENTITY_TOOLKIT).rstrip("/")
-    response = requests.post(
-        f"{base}/v1/accounts:signInWithCustomToken?key={api_key}",
-        json={"token": custom, "returnSecureToken": True},
-        timeout=30,
-    )
-    response.raise_for_status()
-    token: str = response.json()["idToken"]
-    return token

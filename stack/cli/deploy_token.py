@@ -26,7 +26,14 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
+
+import requests
+
+IDENTITY_TOOLKIT = "https://identitytoolkit.googleapis.com"
+"""Where a custom token is exchanged for an ID token (PACK391_IDENTITY_TOOLKIT_URL)."""
 
 REFRESH_MARGIN_SEC = 300.0
 """A token that expires within 5 minutes is replaced before a call."""
@@ -62,10 +69,7 @@ def expiring(token: str, now: float | None = None, margin: float = REFRESH_MARGI
 
 
 def _mint(uid: str, api_key: str, service_account: str | None) -> str:
-    # the one minting code path, `pack391 deploy token`'s (imported here, not at the top:
-    # stack.cli.deploy imports the caller, which imports this module)
-    from stack.cli.deploy import mint_id_token
-
+    # the one minting code path, `pack391 deploy token`'s
     return mint_id_token(uid, api_key, service_account)
 
 
@@ -135,3 +139,48 @@ class DeployToken:
 
 TOKENS = DeployToken()
 """The process's token (:func:`stack.cli.caller.target` and :func:`~stack.cli.caller.invoke`)."""
+
+
+def signing_account(credential: Any) -> str | None:
+    """The service account whose key signs custom tokens through IAM ``signBlob`` when the
+    Application Default Credentials hold no key of their own: workload identity federation
+    (google-github-actions/auth writes an ``external_account`` file that impersonates a
+    service account) names it in its impersonation URL. None for a key file (it signs
+    itself) or when unknown (firebase-admin then asks the metadata server)."""
+    from google.oauth2 import service_account
+
+    if isinstance(credential, service_account.Credentials):
+        return None
+    email = getattr(credential, "service_account_email", None)
+    return email if isinstance(email, str) and "@" in email else None
+
+
+def mint_id_token(uid: str, api_key: str, service_account: str | None = None) -> str:
+    """A Firebase ID token with the ``admin`` claim for ``uid``: a custom token signed as
+    the service account of the Application Default Credentials (a key file's own key, or
+    IAM ``signBlob`` for ``service_account`` / the impersonated account of workload
+    identity federation), exchanged through the Identity Toolkit
+    (``accounts:signInWithCustomToken``) with the project's web API key."""
+    import firebase_admin
+    from firebase_admin import auth, credentials
+
+    adc = credentials.ApplicationDefault()
+    account = service_account or signing_account(adc.get_credential())
+    app = firebase_admin.initialize_app(
+        adc,
+        {"serviceAccountId": account} if account else None,
+        name=f"pack391-deploy-{uuid.uuid4().hex}",
+    )
+    try:
+        custom = auth.create_custom_token(uid, {"admin": True}, app=app).decode()
+    finally:
+        firebase_admin.delete_app(app)
+    base = os.environ.get("PACK391_IDENTITY_TOOLKIT_URL", IDENTITY_TOOLKIT).rstrip("/")
+    response = requests.post(
+        f"{base}/v1/accounts:signInWithCustomToken?key={api_key}",
+        json={"token": custom, "returnSecureToken": True},
+        timeout=30,
+    )
+    response.raise_for_status()
+    token: str = response.json()["idToken"]
+    return token

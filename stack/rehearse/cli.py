@@ -103,8 +103,8 @@ def table(results: list[ClaimResult]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stack.chaos_run import serve_stack
     from stack.faults import FaultError, StackHandle
+    from stack.platform.harness import serve_stack
     from stack.rehearse.load import LoadPool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -16,7 +16,7 @@ from google.cloud.firestore_v1 import GeoPoint
 
 from functions.backup.archive import BackupKey
 from functions.backup.documents import FirestoreDocuments
-from functions.backup.logical_store import LogicalBackupStore
+from functions.backup.logical import LogicalBackupStore
 from functions.backup.wiring import reset_backup_service
 from shared.firestore import get_db
 from shared.thresholds import BACKUP_REGIONS

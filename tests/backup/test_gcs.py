@@ -13,7 +13,8 @@ from google.cloud import storage  # type: ignore[attr-defined]
 from functions.backup.archive import BackupIntegrityError, BackupKey
 from functions.backup.destinations import destination_for
 from functions.backup.documents import FirestoreDocuments
-from functions.backup.logical_store import LogicalBackupStore, NonEmptyTarget
+from functions.backup.logical import LogicalBackupStore
+from functions.backup.logical_restore import NonEmptyTarget
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus
 from shared.thresholds import BACKUP_REGIONS
 from tests.fakes.cloud_storage import FakeCloudStorage, serve

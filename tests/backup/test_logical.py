@@ -16,7 +16,9 @@ from google.protobuf import json_format
 
 from functions.backup.archive import BackupIntegrityError, BackupKey, WrongKey
 from functions.backup.documents import FirestoreDocuments, json_array_items
-from functions.backup.logical_store import MANIFEST, LogicalBackupStore, NonEmptyTarget
+from functions.backup.logical import LogicalBackupStore
+from functions.backup.logical_read import MANIFEST
+from functions.backup.logical_restore import NonEmptyTarget
 from shared import collections
 from shared.firestore import get_db
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus
@@ -272,7 +274,7 @@ def _backed_up(store: LogicalBackupStore, backup_id: str) -> dict[str, str]:
     manifest = store.manifest(backup_id, "us-central1")
     prefix = len(manifest.source_database) + len("/documents/")
     found: dict[str, str] = {}
-    for page in store._documents(backup_id, "us-central1", manifest):
+    for page in store.copies.documents(backup_id, "us-central1", manifest):
         for d in page:
             if isinstance(d, dict):
                 name, doc = d["name"], json_format.ParseDict({"fields": d["fields"]}, _Document())

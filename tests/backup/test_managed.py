@@ -21,10 +21,10 @@ from google.cloud.firestore_admin_v1.types import ExportDocumentsMetadata, Opera
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 
 from functions.backup.archive import BackupIntegrityError
-from functions.backup.catalog import BackupCatalog
 from functions.backup.documents import FirestoreDocuments
-from functions.backup.managed_store import ManagedBackupStore
+from functions.backup.managed import ManagedBackupStore
 from functions.backup.service import BackupService, PollReport
+from functions.backup.store import BackupCatalog
 from functions.backup.wiring import admin_client
 from shared.audit import Change
 from shared.errors import InvalidInput
@@ -204,8 +204,8 @@ def test_a_failed_fake_export_has_an_error(
     (https://cloud.google.com/firestore/docs/reference/rest/Shared.Types/Operation)."""
     fake.export_fails = True
     fake.export_polls = 1
-    name = store.start("20261127T210000Z-aaaaaa", NOW)
-    progress = store.progress(name)
+    name = store.exports.start("20261127T210000Z-aaaaaa", NOW)
+    progress = store.exports.progress(name)
     assert (progress.done, progress.state) == (True, "FAILED")
     assert progress.error == "export failed in the fake"
     op = fake.operations[name]
@@ -490,7 +490,7 @@ def test_a_broken_promise_alert_resolves_when_verification_passes_again(
 
 def test_verify_names_a_failed_export(store: ManagedBackupStore, fake: FakeFirestoreAdmin) -> None:
     fake.export_fails = True
-    name = store.start("20261127T210000Z-aaaaaa", NOW)
+    name = store.exports.start("20261127T210000Z-aaaaaa", NOW)
     record = BackupRecord(
         backup_id="20261127T210000Z-aaaaaa",
         backend=BackupBackend.MANAGED,
@@ -511,7 +511,7 @@ def test_backups_from_before_one_export_per_region_still_verify(
     """Catalog entries written before issue 22 have one export per region and no
     export region: each region's own operation is its proof, as before."""
     fake.export_polls = 1
-    ops = {region: store.start(f"old-{region}", NOW) for region in BACKUP_REGIONS}
+    ops = {region: store.exports.start(f"old-{region}", NOW) for region in BACKUP_REGIONS}
     record = BackupRecord(
         backup_id="20261120T210000Z-bbbbbb",
         backend=BackupBackend.MANAGED,

@@ -22,11 +22,12 @@ from functions.backup.archive import (
     PartContext,
     PartEntry,
 )
-from functions.backup.catalog import BackupCatalog
 from functions.backup.destinations import destination_for
 from functions.backup.documents import FirestoreDocuments
-from functions.backup.logical_store import MANIFEST, LogicalBackupStore
+from functions.backup.logical import LogicalBackupStore
+from functions.backup.logical_read import MANIFEST
 from functions.backup.service import BackupService
+from functions.backup.store import BackupCatalog
 from shared import collections
 from shared.audit import Change
 from shared.firestore import get_db

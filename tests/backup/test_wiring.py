@@ -11,7 +11,7 @@ import pytest
 from google.auth.exceptions import DefaultCredentialsError
 
 from functions.backup.archive import BackupKey, InvalidKey
-from functions.backup.logical_store import LogicalBackupStore
+from functions.backup.logical import LogicalBackupStore
 from functions.backup.wiring import (
     backup_destinations,
     backup_key,

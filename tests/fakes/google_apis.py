@@ -3,10 +3,10 @@ may make it, and a record of every method called in this process.
 
 - :func:`rest_method` reads the method from a REST request's verb and path (the paths of
   Google's REST references; the routes below name each method's id in
-  :data:`stack.permissions.METHODS`). A gRPC call names its method itself.
+  :data:`stack.release.permissions.METHODS`). A gRPC call names its method itself.
 - :func:`refusal`: the permission check. Without an explicit grant, a fake allows what
   ``pack391 bootstrap`` grants the account that makes the call in production
-  (:func:`stack.permissions.granted`); a call lacking a permission gets Google's 403
+  (:func:`stack.release.permissions.granted`); a call lacking a permission gets Google's 403
   ``PERMISSION_DENIED``.
 - :data:`CALLED`: every method id (or unknown Google-looking request) this process sent to
   a fake; ``tests/plugins/api_calls.py`` checks them against bootstrap's roles.
@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from stack.permissions import BY_ID, Method, granted, missing
+from stack.release.permissions import BY_ID, Method, granted, missing
 
 _P = r"projects/[^/]+"
 _L = rf"{_P}/locations/[^/]+"

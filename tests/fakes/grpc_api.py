@@ -9,7 +9,7 @@ real protobuf requests, and gets real protobuf responses.
         api.on("ListTimeSeries", ListTimeSeriesRequest, ListTimeSeriesResponse, responder)
 
 Permissions are checked as Google checks them: a call lacking a permission of its method
-(:data:`stack.permissions.METHODS`) is answered ``PERMISSION_DENIED`` before the responder
+(:data:`stack.release.permissions.METHODS`) is answered ``PERMISSION_DENIED`` before the responder
 runs. ``granted`` is the caller's permissions; None (the default) grants what
 ``pack391 bootstrap`` grants the account that makes that call in production. Every method
 called is recorded for ``tests/plugins/api_calls.py``.

@@ -13,7 +13,7 @@ the "API" answers. Routes are (method, path regex) -> responder; a responder get
 
 Permissions are checked as Google checks them: a request that is a Google API method
 (:func:`tests.fakes.google_apis.rest_method`) and lacks one of its permissions
-(:data:`stack.permissions.METHODS`) gets Google's 403 ``PERMISSION_DENIED`` before any
+(:data:`stack.release.permissions.METHODS`) gets Google's 403 ``PERMISSION_DENIED`` before any
 route sees it. ``granted`` is the caller's permissions; None (the default) grants what
 ``pack391 bootstrap`` grants the account that makes that call in production. Every Google
 method received is recorded for ``tests/plugins/api_calls.py``.

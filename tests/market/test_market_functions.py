@@ -317,7 +317,7 @@ def test_soft_launch_limit_holds_under_concurrent_signups(caller: Caller) -> Non
     with ThreadPoolExecutor(max_workers=16) as pool:
         admitted = list(pool.map(admit, range(60)))
     assert sum(admitted) == 10
-    assert service._repo.count_admissions("PL") == 10
+    assert service._admissions.count_admissions("PL") == 10
     assert service._store.member_count("PL") == 10
 
 
@@ -358,7 +358,7 @@ def test_same_user_counted_once_under_concurrency(caller: Caller) -> None:
         )
     assert all(r.signup_admitted for r in results)
     assert sum(r.reason == "admitted" for r in results) == 1
-    assert service._repo.count_admissions("NL") == 1
+    assert service._admissions.count_admissions("NL") == 1
 
 
 # ------------------------------------------------------ Redis loss and sync

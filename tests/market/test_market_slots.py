@@ -285,7 +285,7 @@ def test_a_crash_between_redis_and_firestore_heals(
         raise RuntimeError("process killed")
 
     with monkeypatch.context() as patch:
-        patch.setattr(service._repo, "release_admissions", crash)
+        patch.setattr(service._admissions, "release_admissions", crash)
         with pytest.raises(RuntimeError):
             service.sync(later)
     assert members(backends, "PL") == set()  # Redis behind Firestore ...
@@ -306,7 +306,7 @@ def test_an_admission_activated_during_a_release_keeps_its_place(
     service = market_service()
     # the page was read while "a" was pending; it activates before the transaction
     assert activate(caller, "PL", "a").status == 200
-    outcome = service._release("PL", ["a"], lambda adm: is_expired(adm, later))
+    outcome = service.releases.release_uids("PL", ["a"], lambda adm: is_expired(adm, later))
     assert (outcome.released, outcome.kept) == ([], ["a"])
     assert members(backends, "PL") == {"a"}
     assert set(admissions("PL")) == {"a"}

@@ -143,7 +143,7 @@ def test_the_transaction_alone_keeps_one_place_when_both_early_reads_miss(
     on the user's place document decide: one place, the other slot given back."""
     two_soft_launch_markets(caller, limit=10)
     service = market_service()
-    monkeypatch.setattr(service._repo, "held_place", lambda uid: None, raising=False)
+    monkeypatch.setattr(service._admissions, "held_place", lambda uid: None, raising=False)
     now = datetime.now(UTC)
     applicant = Applicant("both", verified=True)
     start = threading.Barrier(2)

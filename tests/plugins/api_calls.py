@@ -4,7 +4,7 @@ and check it against the roles that the bootstrap grants").
 
 The fakes of Google's APIs (``tests/fakes/http_api.py``, ``grpc_api.py``, ``serving.py``)
 record each method they receive (:data:`tests.fakes.google_apis.CALLED`). At the end of
-the session every recorded method must be a row of :data:`stack.permissions.METHODS`
+the session every recorded method must be a row of :data:`stack.release.permissions.METHODS`
 whose permissions bootstrap's roles give its caller; otherwise the session fails, naming
 the method and what is missing. Methods the suite reaches only through the emulators
 (Firestore's data API) are rows of the table too, checked by tests/stack/test_permissions.py.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from stack.permissions import problems
+from stack.release.permissions import problems
 from tests.fakes import google_apis
 
 DIR_ENV = "PACK391_API_CALLS_DIR"

@@ -1,19 +1,17 @@
-"""Start a real `pack391 serve` for a test module and wait for its `ready` line."""
+"""Start a real `pack391 serve` for a test module and wait for its `ready` line (through
+the platform's one harness, stack/platform/harness.py)."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from stack.platform.harness import PACK391, NotReady, spawn_serve, wait_ready
 from stack.procs import free_port
-from tests.conftest import ROOT
 
-PACK391 = Path(sys.executable).with_name("pack391")
-
+__all__ = ["ISOLATED", "PACK391", "start_serve"]
 
 ISOLATED = ("PACK391_PORT", "PACK391_SANDBOX_PORT", "PACK391_STACK_STATE")
 """What makes a stack this test's own: its functions and sandbox ports and its state file
@@ -31,25 +29,10 @@ def start_serve(
     env.setdefault("PACK391_PORT", str(free_port()))
     env.setdefault("PACK391_SANDBOX_PORT", str(free_port()))
     env.setdefault("PACK391_STACK_STATE", str(log_dir / "stack.json"))
-    process = subprocess.Popen(
-        [str(PACK391), "serve", "--log-dir", str(log_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    deadline = time.monotonic() + ready_within_sec
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "ready" in line:
-            break
-    if not any("ready" in line for line in output):
+    process = spawn_serve(env, log_dir)
+    try:
+        output = wait_ready(process, ready_within_sec)
+    except NotReady as exc:
         process.kill()
-        pytest.fail("pack391 serve did not become ready:\n" + "".join(output))
+        pytest.fail("pack391 serve did not become ready:\n" + "".join(exc.output))
     return process, output

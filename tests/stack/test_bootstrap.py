@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from stack import cli
-from stack.bootstrap import (
+from stack.release.bootstrap_plan import (
     TASK_FUNCTIONS,
     BootstrapError,
     Inputs,
@@ -162,7 +162,7 @@ def test_the_default_secrets_are_every_secret_param() -> None:
 def manifest() -> dict[str, Any]:
     """The manifest as firebase deploy's discovery reads it (a process of its own, so no
     test's import order shapes it), for a real project."""
-    from stack.deploy_env import read_manifest
+    from stack.release.discovery import read_manifest
 
     return read_manifest(env_file_values={"GCLOUD_PROJECT": "acme-prod"})
 

@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from stack.chaos_run import ChaosConfig, render_table, run_chaos, serve_stack
+from stack.chaos.config import ChaosConfig
+from stack.chaos.report import render_table
+from stack.chaos.runner import run_chaos
+from stack.platform.harness import serve_stack
 
 FAULTS = ("redis-kill", "firestore-pause")
 

@@ -1,4 +1,4 @@
-"""The permission tables (stack/permissions.py) and the permission checks of the fakes of
+"""The permission tables (stack/release/permissions.py) and the permission checks of the fakes of
 Google's APIs: a caller without a role gets Google's ``PERMISSION_DENIED`` through the real
 client libraries, and the bundle answers it as a refused platform call, not INTERNAL."""
 
@@ -14,7 +14,7 @@ from functions.scaling.gcp import CloudRunScaler
 from shared.edge_errors import to_https_error
 from shared.gcp.cloudrun import CloudRunServices, services_client
 from shared.gcp.monitoring import metric_client
-from stack.permissions import (
+from stack.release.permissions import (
     BY_ID,
     DEPLOYER_ROLES,
     METHODS,
@@ -63,9 +63,9 @@ def test_each_project_role_of_the_runtime_account_is_needed() -> None:
 
 def test_problems_name_the_method_and_what_is_missing() -> None:
     assert problems(["google.cloud.run.v2.Services/DeleteService"]) == [
-        "google.cloud.run.v2.Services/DeleteService: not in stack.permissions.METHODS: add a "
-        "row (its permission, who calls it, the Google page naming the permission) and grant "
-        "it in bootstrap"
+        "google.cloud.run.v2.Services/DeleteService: not in stack.release.permissions.METHODS: "
+        "add a row (its permission, who calls it, the Google page naming the permission) and "
+        "grant it in bootstrap"
     ]
     assert "run.services.update" not in granted(Principal.RUNTIME, without=["roles/run.developer"])
     assert "run.services.update" in granted(Principal.RUNTIME)

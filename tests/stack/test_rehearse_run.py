@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from stack.chaos_run import serve_stack
+from stack.platform.harness import serve_stack
 from stack.rehearse.claims import ClaimResult
 from stack.rehearse.cli import rehearse, settings_for, table
 from stack.rehearse.load import LoadPool

@@ -22,9 +22,9 @@ from stack.revisions import (
     RevisionFaults,
     next_revision_name,
     pick,
-    revision_reporter,
 )
 from stack.sandbox import Sandbox
+from stack.sandbox.reporting import revision_reporter
 from stack.tokens import role_token
 from tests.conftest import Backends
 
@@ -187,7 +187,7 @@ def test_payout_and_token_faults_reach_the_judge(
 
 
 def test_a_revisions_p95_is_over_the_trailing_minute_not_one_push_interval() -> None:
-    from stack.revisions import LATENCY_WINDOW_SEC, _Latencies
+    from stack.sandbox.routing import LATENCY_WINDOW_SEC, _Latencies
 
     window = _Latencies()
     # a 5 % canary: about 10 requests per 10-second push, one slow outlier per minute

@@ -1,0 +1,103 @@
+"""What the ops service needs from the outside, and what it gets back: Protocols and the
+small records they exchange; nothing concrete.
+
+- :class:`MetricsSource`: the live counts (Firestore aggregation queries:
+  :class:`functions.ops.metrics_source.AggregateMetricsSource`);
+- :class:`OpsRecords`: the snapshot, the history, the alert rules' state, and what the
+  dashboard reads of other areas (Firestore: :class:`functions.ops.store.OpsRepository`);
+- :class:`PanelSource` and :class:`Panels`: the panels fed by other areas
+  (:mod:`functions.ops.panels`);
+- :class:`Alerts`: every area's alerts (:class:`shared.alerts.store.AlertStore`), and
+  :data:`DeliverAlerts`, the sending of their notifications (:func:`shared.alerts.
+  notifier.deliver` with the webhook);
+- :data:`RedisUp` and :data:`DDoSModeReader`: the health of Redis and DDoS mode (Redis,
+  through :mod:`functions.ddos.api`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from functions.ops.policy import RuleOutcome, RuleState
+    from shared.alerts.policy import AlertChange
+    from shared.audit import Change
+    from shared.models.alerts import AlertDoc
+    from shared.models.ddos import DetectionDoc
+    from shared.models.market import MarketDoc
+    from shared.models.ops import HistoryPointDoc, LiveSnapshotDoc, Panel, SourceMetrics
+    from shared.models.scaling import ServiceDoc
+
+
+class MetricsSource(Protocol):
+    """The counts of the live metrics (everything but the system health)."""
+
+    def counts(self, now: datetime) -> SourceMetrics: ...
+
+
+class PanelSource(Protocol):
+    """A dashboard panel fed by another area."""
+
+    def read(self, now: datetime) -> Panel: ...
+
+
+@dataclass(frozen=True)
+class Panels:
+    """Panels fed by areas built on other branches (see :class:`PanelSource`)."""
+
+    deployments: PanelSource
+    load_tests: PanelSource
+    backups: PanelSource
+
+
+class OpsRecords(Protocol):
+    """What the ops area keeps, and what it reads of the other areas."""
+
+    def write_snapshot(
+        self, snapshot: LiveSnapshotDoc, point: HistoryPointDoc, point_id: str
+    ) -> None: ...
+
+    def read_snapshot(self) -> LiveSnapshotDoc | None: ...
+
+    def history(
+        self, since: datetime, until: datetime, fields: list[str] | None
+    ) -> Iterator[tuple[datetime, dict[str, float]]]: ...
+
+    def delete_history_before(self, cutoff: datetime) -> int: ...
+
+    def apply_rule(
+        self,
+        rule: str,
+        decide: Callable[[RuleState], RuleOutcome],
+        alert: Callable[[RuleOutcome], AlertChange | None],
+        now: datetime,
+    ) -> RuleOutcome:
+        """In one transaction: the rule's state, ``decide``, its ``alert``, the new state."""
+        ...
+
+    def scaling_services(self) -> list[ServiceDoc]: ...
+
+    def recent_detections(self) -> list[DetectionDoc]: ...
+
+    def markets(self) -> list[MarketDoc]: ...
+
+
+class Alerts(Protocol):
+    """Every area's alerts, as the dashboard lists and acknowledges them."""
+
+    def acknowledge(self, alert_id: str, change: Change) -> tuple[AlertDoc | None, bool]: ...
+
+    def open_alerts(self, limit: int) -> list[tuple[str, AlertDoc]]: ...
+
+
+DeliverAlerts = Callable[[datetime], int]
+"""Send every area's undelivered alert notifications; how many were sent."""
+
+RedisUp = Callable[[], bool]
+"""Whether Redis answers (a service of the system-health list)."""
+
+DDoSModeReader = Callable[[], tuple[bool, datetime | None, str | None]]
+"""(active, until, reason) of DDoS mode."""

@@ -1,0 +1,88 @@
+"""``python -m stack.sandbox``: serve the sandbox (see :mod:`stack.sandbox`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from aiohttp import web
+
+import stack.sandbox
+from stack.constants import LOAD_SANDBOX_QUEUE_PER_INSTANCE
+from stack.procs import ACCESS_LOG_ENV, access_log_wanted
+from stack.sandbox.app import GROUP_COMMIT_ENV, Sandbox
+from stack.sandbox.reporting import functions_reporter, revision_reporter
+
+log = logging.getLogger("pack391.sandbox")
+
+
+def main() -> None:
+    from shared.config import project_id
+    from shared.firestore import get_db
+    from stack.tokens import role_token
+
+    parser = argparse.ArgumentParser(description=(stack.sandbox.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5002)
+    parser.add_argument("--functions-url", help="base of the callables (.../PROJECT/REGION)")
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument(
+        "--queue-per-instance",
+        type=int,
+        default=LOAD_SANDBOX_QUEUE_PER_INSTANCE,
+        help="requests waiting per simulated instance before it sheds (503 + Retry-After)",
+    )
+    parser.add_argument(
+        "--group-commit",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get(GROUP_COMMIT_ENV, "1").strip().lower() not in ("0", "false", "no"),
+        help=f"coalesce concurrent Firestore writes into one commit (default on; "
+        f"{GROUP_COMMIT_ENV}=0 turns it off)",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help=f"log every request (or {ACCESS_LOG_ENV}=1)"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    reporter = None
+    if args.functions_url:
+        hook = f"http://{args.host}:{args.port}/__resize"
+        reporter = functions_reporter(args.functions_url, role_token(project_id(), "ops"), hook)
+    revisions = None
+    if args.functions_url:
+        revisions = revision_reporter(args.functions_url, role_token(project_id(), "ops"))
+    sandbox = Sandbox(
+        get_db(),
+        args.redis_url,
+        reporter=reporter,
+        revision_reporter=revisions,
+        queue_per_instance=args.queue_per_instance,
+        group_commit=args.group_commit,
+    )
+    log.info("group commit %s", "on" if args.group_commit else "off")
+    access_log = logging.getLogger("aiohttp.access") if access_log_wanted(args.access_log) else None
+    web.run_app(
+        sandbox.app(),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=access_log,
+        loop=_new_loop(),
+    )
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed: the sandbox's CPU per request matters, it shares the
+    machine with the load generator and the emulator."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - requirements.txt pins it
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+if __name__ == "__main__":
+    main()
