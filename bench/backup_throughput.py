@@ -48,7 +48,7 @@ from functions.backup.logical import LogicalBackupStore  # noqa: E402
 from functions.backup.logical_write import BACKUP_READ_THREADS_COUNT  # noqa: E402
 from shared.models.backup import BackupBackend, BackupRecord, BackupStatus  # noqa: E402
 from shared.thresholds import BACKUP_REGIONS, RTO_SEC  # noqa: E402
-from stack import procs  # noqa: E402
+from stack.platform import datastores  # noqa: E402
 
 PROJECT = "demo-pack391-bench"
 
@@ -122,7 +122,7 @@ def cpu_sec(pid: int) -> float:
 
 def run(total: int, workers: int, readers: int, rounds: int) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="pack391-bench-"))
-    child, host = procs.start_firestore_emulator(PROJECT, log_dir)
+    child, host = datastores.start_firestore_emulator(PROJECT, log_dir)
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
     try:
         source = FirestoreDocuments.for_environment(PROJECT)

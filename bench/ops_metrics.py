@@ -55,8 +55,8 @@ from shared.models.ops import (
     SupportQueue,
     TokenVelocity,
 )
-from stack import procs
 from stack.ops_seed import scaled, seed
+from stack.platform import datastores
 from stack.sdk_private import InterceptedClient
 
 PROJECT = "demo-pack391-bench"
@@ -235,14 +235,14 @@ def _measure_size(
 
 def run(sizes: list[int], runs: int, naive_runs: int) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="pack391-bench-ops-"))
-    child, host = procs.start_firestore_emulator(PROJECT, log_dir)
+    child, host = datastores.start_firestore_emulator(PROJECT, log_dir)
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
     try:
         client = counting_client()
         writer = firestore.Client(project=PROJECT, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
         results: dict[str, Any] = {}
         for size in sizes:
-            procs.wipe_firestore(host, PROJECT)
+            datastores.wipe_firestore(host, PROJECT)
             now = datetime.now(UTC)
             start = time.perf_counter()
             written = seed(writer, scaled(size), now)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import redis
 
-from stack import procs
+from stack.platform import datastores, procs
 from stack.population import (
     ATTACKS,
     AttackRow,
@@ -71,17 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GCLOUD_PROJECT", PROJECT)
     children: list[procs.Child] = []
     try:
-        redis_child, url = procs.start_redis(log_dir)
+        redis_child, url = datastores.start_redis(log_dir)
         children.append(redis_child)
-        emulator, host = procs.start_firestore_emulator(PROJECT, log_dir)
+        emulator, host = datastores.start_firestore_emulator(PROJECT, log_dir)
         children.append(emulator)
         os.environ["FIRESTORE_EMULATOR_HOST"] = host
         client = redis.Redis.from_url(url, decode_responses=True)
-        db = procs.firestore_client(host, PROJECT)
+        db = datastores.firestore_client(host, PROJECT)
 
         def reset() -> None:
             client.flushall()
-            procs.wipe_firestore(host, PROJECT)
+            datastores.wipe_firestore(host, PROJECT)
 
         def progress(row: AttackRow) -> None:
             goals = " ".join(f"{k} {v}" for k, v in row.goals().items())
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(rows), flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows_json(rows), indent=2))
-        procs.forget_wipe_connection(host)
+        datastores.forget_wipe_connection(host)
     finally:
         for child in reversed(children):
             child.stop()

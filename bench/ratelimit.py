@@ -52,7 +52,7 @@ from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.limiter import Credential, RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass, GeoRule
-from stack import procs
+from stack.platform import datastores
 
 Decide = Callable[[int], bool]
 
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    child, url = procs.start_redis(Path(tempfile.mkdtemp(prefix="bench-redis-")))
+    child, url = datastores.start_redis(Path(tempfile.mkdtemp(prefix="bench-redis-")))
     try:
         client = redis.Redis.from_url(url)
         os.environ["REDIS_URL"] = url

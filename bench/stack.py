@@ -12,13 +12,13 @@ failure (:func:`next_rate`, a pure function of the steps so far). Each step runs
 took are reported: an overload leaves no backlog) and, on its own stack, the emulator is
 wiped.
 
-Per step it samples each process's ``utime + stime`` from ``/proc/<pid>/stat`` (the
-generator: this process and its reaped workers) and reports CPU-seconds and % of one
-core per component; for the best rate it prints the table. It also counts what
-``swipe_load`` writes to Firestore per request and measures the emulator alone
-(single-document writes per second from one async client) to say what limits the rate.
-Per step it also reads the sandbox's group-commit counters (``GET /__group-commit``:
-writes, commits, writes per commit). ``--compare-group-commit`` runs the whole search
+Per step it samples each process's CPU (:mod:`bench.stack_measures`, which holds every
+measurement and the step's record) and reports CPU-seconds and % of one core per
+component; for the best rate it prints the table. It also counts what ``swipe_load``
+writes to Firestore per request and measures the emulator alone (single-document writes
+per second from one async client) to say what limits the rate. Per step it also reads the
+sandbox's group-commit counters (``GET /__group-commit``: writes, commits, writes per
+commit). ``--compare-group-commit`` runs the whole search
 twice, each on a stack of its own: group commit on, then off
 (``PACK391_SANDBOX_GROUP_COMMIT=0``); every result records its mode (``groupCommit``)
 and the machine's load average. JSON goes to ``.local/bench-stack.json``.
@@ -30,26 +30,35 @@ and the machine's load average. JSON goes to ``.local/bench-stack.json``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.stack_measures import (
+    Step,
+    commit_delta,
+    commit_stats,
+    count_docs,
+    cpu_table,
+    emulator_writes_per_sec,
+    load_average,
+    render_table,
+    sample_cpu,
+    wait_idle,
+)
 from functions.load.scenarios import build_plan, new_run_id
 from shared import thresholds as t
 from shared.clock import utc_now
-from shared.collections import LOAD_SANDBOX_COLLECTIONS
-from stack import faults, procs
+from stack import faults
 from stack.loadtest import run_local
+from stack.platform import datastores
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = SOURCE_DIR / ".local" / "bench-stack.json"
@@ -61,14 +70,10 @@ MIN_GAP_RPS = 50.0
 """Bisection stops when the last pass and the first failure are this close."""
 MAX_STEPS = 11
 """At most this many steps (about 20 s each with the pause: the bench stays under 8 min)."""
-IDLE_WAIT_MAX_SEC = 30.0
-"""How long to wait for the sandbox to be idle after a step."""
 
 COMPONENTS = ("generator", "sandbox", "functions", "supervisor", "redis-proxy", "redis",
               "firestore-emulator")  # fmt: skip
 """The processes whose CPU is sampled (names as in the stack's state file)."""
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------ the search (pure)
@@ -111,92 +116,7 @@ def best_rate(history: Sequence[tuple[float, bool]]) -> float | None:
     return max(passes, default=None)
 
 
-# ------------------------------------------------------------------ CPU sampling
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """``utime + stime`` of a live process (all its threads), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def generator_cpu_seconds() -> float:
-    """This process and its reaped children (the load workers ``run_local`` forks)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
-
-
-def sample_cpu(pids: Mapping[str, int]) -> dict[str, float]:
-    """CPU-seconds so far of each component (``generator`` from :func:`generator_cpu_seconds`)."""
-    sample = {"generator": generator_cpu_seconds()}
-    for name, pid in pids.items():
-        seconds = cpu_seconds(pid)
-        if seconds is not None:
-            sample[name] = seconds
-    return sample
-
-
-def cpu_table(
-    before: Mapping[str, float], after: Mapping[str, float], wall_sec: float
-) -> dict[str, dict[str, float]]:
-    """Per component: CPU-seconds in the window, % of one core, share of all of it."""
-    used = {name: max(0.0, after[name] - before[name]) for name in after if name in before}
-    total = sum(used.values()) or 1.0
-    return {
-        name: {
-            "cpuSec": round(sec, 2),
-            "pctOfCore": round(100.0 * sec / wall_sec, 1) if wall_sec > 0 else 0.0,
-            "sharePct": round(100.0 * sec / total, 1),
-        }
-        for name, sec in sorted(used.items(), key=lambda item: -item[1])
-    }
-
-
 # ------------------------------------------------------------------ one step
-
-
-@dataclass
-class Step:
-    rps: float
-    passed: bool
-    summary: dict[str, Any]
-    wall_sec: float
-    cpu: dict[str, dict[str, float]]
-    idle_after_sec: float | None = None
-    """Seconds until the sandbox had nothing in flight or queued after the step."""
-    run_id: str = ""
-    docs_written: int | None = None
-    group_commit: dict[str, Any] | None = None
-    """The sandbox's commit counters over the step (:func:`commit_delta`)."""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def brief(self) -> dict[str, Any]:
-        s = self.summary
-        return {
-            "rps": self.rps,
-            "passed": self.passed,
-            "achievedRps": s["achievedRps"],
-            "latencyMs": s["latencyMs"],
-            "errors": s["errors"],
-            "errorRatePct": s["errorRatePct"],
-            "errorsByKind": s["errorsByKind"],
-            "shed": s["shed"],
-            "shedRatePct": s["shedRatePct"],
-            "dropped": s["dropped"],
-            "idleAfterSec": self.idle_after_sec,
-            "groupCommit": self.group_commit,
-            "loadAverage": self.extra.get("loadAverage"),
-            "writesPerRequest": (
-                round(self.docs_written / s["requests"], 3)
-                if self.docs_written is not None and s["requests"]
-                else None
-            ),
-        }
 
 
 def run_step(
@@ -219,108 +139,6 @@ def run_step(
         cpu=cpu_table(before, after, wall),
         run_id=run_id,
     )
-
-
-def wait_idle(sandbox_url: str, max_sec: float = IDLE_WAIT_MAX_SEC) -> float | None:
-    """Seconds until the sandbox has no request in flight or queued (None: not in time)."""
-    started = time.monotonic()
-    while time.monotonic() - started < max_sec:
-        with contextlib.suppress(OSError, ValueError):
-            with urllib.request.urlopen(f"{sandbox_url}/__health", timeout=2) as response:
-                health = json.loads(response.read())
-            if all(s.get("inUse", 0) == 0 and s.get("waiting", 0) == 0 for s in health.values()):
-                return round(time.monotonic() - started, 2)
-        time.sleep(0.1)
-    return None
-
-
-def commit_stats(sandbox_url: str) -> dict[str, Any] | None:
-    """The sandbox's group-commit counters, or None when it has none (an older one)."""
-    url = f"{sandbox_url}/__group-commit"
-    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=5) as answer:
-        stats: dict[str, Any] = json.loads(answer.read())
-        return stats
-    return None
-
-
-def commit_delta(
-    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """The commits and writes between two :func:`commit_stats`, and writes per commit."""
-    if before is None or after is None:
-        return None
-    writes = int(after["writes"]) - int(before["writes"])
-    commits = int(after["commits"]) - int(before["commits"])
-    return {
-        "on": bool(after["groupCommit"]),
-        "writes": writes,
-        "commits": commits,
-        "failedCommits": int(after["failedCommits"]) - int(before["failedCommits"]),
-        "writesPerCommit": round(writes / commits, 2) if commits else None,
-    }
-
-
-def load_average() -> list[float]:
-    """The machine's 1, 5 and 15 minute load averages (other work shares the cores)."""
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def count_docs(project: str, firestore_host: str, run_id: str) -> int | None:
-    """Documents the run wrote to the sandbox's collections (an aggregation query)."""
-    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    client = firestore.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-    total = 0
-    try:
-        for collection in LOAD_SANDBOX_COLLECTIONS:
-            query = client.collection(collection).where(
-                filter=FieldFilter("loadRunId", "==", run_id)
-            )
-            result: Any = query.count().get(timeout=60)  # type: ignore[call-arg]
-            total += int(result[0][0].value)
-    except Exception as exc:  # a count is evidence, not the bench: report and go on
-        print(f"bench-stack: could not count the documents of {run_id}: {exc}", file=sys.stderr)
-        return None
-    finally:
-        client.close()  # type: ignore[no-untyped-call]
-    return total
-
-
-def emulator_writes_per_sec(
-    project: str, firestore_host: str, seconds: float = 5.0, concurrency: int = 64
-) -> float:
-    """Single-document writes per second the emulator takes from one async client with
-    ``concurrency`` writes in flight (the ceiling of any Firestore-bound endpoint here)."""
-    os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
-
-    async def probe() -> int:
-        client = firestore.AsyncClient(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-        collection = client.collection("bench_stack_emulator_probe")
-        done = 0
-        until = time.monotonic() + seconds
-
-        async def writer(k: int) -> None:
-            nonlocal done
-            i = 0
-            while time.monotonic() < until:
-                await collection.document(f"w{k}-{i}").set({"k": k, "i": i})
-                i += 1
-                done += 1
-
-        try:
-            await asyncio.gather(*(writer(k) for k in range(concurrency)))
-        finally:
-            client.close()  # type: ignore[no-untyped-call]
-        return done
-
-    started = time.monotonic()
-    done = asyncio.run(probe())
-    return round(done / (time.monotonic() - started), 1)
 
 
 # ------------------------------------------------------------------ the stack
@@ -373,22 +191,6 @@ def search(
             flush=True,
         )
     return steps
-
-
-def render_table(step: Step) -> str:
-    lines = [f"CPU by component at {step.rps:g} RPS ({step.wall_sec:.1f} s of wall time):",
-             f"{'component':<20}{'CPU-s':>8}{'% of a core':>13}{'share':>8}"]  # fmt: skip
-    for name, row in step.cpu.items():
-        lines.append(
-            f"{name:<20}{row['cpuSec']:>8.2f}{row['pctOfCore']:>12.1f}%{row['sharePct']:>7.1f}%"
-        )
-    total = sum(row["cpuSec"] for row in step.cpu.values())
-    cores = os.cpu_count() or 1
-    lines.append(
-        f"{'total':<20}{total:>8.2f}{100 * total / step.wall_sec:>12.1f}%  "
-        f"({cores} cores = {100 * cores}%)"
-    )
-    return "\n".join(lines)
 
 
 GROUP_COMMIT_ENV = "PACK391_SANDBOX_GROUP_COMMIT"
@@ -477,13 +279,13 @@ def measure(
             step.idle_after_sec = wait_idle(handle.sandbox_url)
             step.docs_written = count_docs(handle.project, handle.firestore_host, step.run_id)
             if ours:
-                procs.wipe_firestore(handle.firestore_host, handle.project)
+                datastores.wipe_firestore(handle.firestore_host, handle.project)
             time.sleep(2.0)  # let the emulator's collector settle before the next step
 
         steps = search(handle.sandbox_url, pids, args.step_sec, between, coarse)
         writes = emulator_writes_per_sec(handle.project, handle.firestore_host)
         if ours:
-            procs.wipe_firestore(handle.firestore_host, handle.project)
+            datastores.wipe_firestore(handle.firestore_host, handle.project)
     best = best_rate([(s.rps, s.passed) for s in steps])
     at_best = next((s for s in steps if s.rps == best), None)
     shown = at_best or max(steps, key=lambda s: s.summary["achievedRps"])

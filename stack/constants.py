@@ -74,7 +74,7 @@ LOAD_SANDBOX_BACKEND_TIMEOUT_SEC: Final[float] = 5.0
 """Sandbox: the bound on waiting for a pooled Redis connection and on one Firestore
 call (past it: 503 with ``Retry-After``, never a pile-up)."""
 
-# The local stack's processes (stack/procs.py) ---------------------------------------------
+# The local stack's processes (stack/platform/procs.py, logs.py) --------------------------
 
 STACK_LOG_MAX_BYTES: Final[int] = 10 * 1024 * 1024
 """Local stack: a child's log file (``.local/logs/NAME.log``) past this size is moved to

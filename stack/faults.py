@@ -48,7 +48,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from stack import latency_proxy, procs
+from stack import latency_proxy
+from stack.platform import procs
 
 FAULTS = (
     "redis-kill",

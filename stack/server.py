@@ -28,7 +28,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.serving import make_server
 
 from shared.config import FUNCTIONS_REGION, project_id
-from stack.procs import ACCESS_LOG_ENV, access_log_wanted
+from stack.platform.procs import ACCESS_LOG_ENV, access_log_wanted
 
 log = logging.getLogger("pack391.server")
 

@@ -1,8 +1,8 @@
 """Fixtures: a real Firestore emulator and a real redis-server for the whole run.
 
 Both are started on free ports by the same code as ``pack391 serve``
-(:mod:`stack.procs`), never the machine's shared servers; every test starts on
-empty data. Functions are called through the real callable wire protocol: a
+(:mod:`stack.platform.datastores`), never the machine's shared servers; every test
+starts on empty data. Functions are called through the real callable wire protocol: a
 Flask test client on the local server's app, or HTTP against it.
 """
 
@@ -71,7 +71,7 @@ from werkzeug.serving import make_server  # noqa: E402
 from shared import firestore as shared_firestore  # noqa: E402
 from shared import redis as shared_redis  # noqa: E402
 from shared.ratelimit import middleware as ratelimit_middleware  # noqa: E402
-from stack import procs  # noqa: E402
+from stack.platform import datastores, procs  # noqa: E402
 from stack.scheduler import scheduler_headers  # noqa: E402
 from stack.tokens import emulator_id_token, role_token  # noqa: E402
 
@@ -89,11 +89,11 @@ def backends() -> Iterator[Backends]:
     children: list[procs.Child] = []
     try:
         try:
-            emulator, host = procs.start_firestore_emulator(
+            emulator, host = datastores.start_firestore_emulator(
                 PROJECT, log_dir, rules=ROOT / "firestore.rules"
             )
             children.append(emulator)
-            redis_child, url = procs.start_redis(log_dir)
+            redis_child, url = datastores.start_redis(log_dir)
             children.append(redis_child)
         except procs.StackError as exc:
             pytest.exit(f"cannot start the test backends:\n{exc}", returncode=3)
@@ -102,7 +102,7 @@ def backends() -> Iterator[Backends]:
         shared_firestore.reset_clients()
         shared_redis.reset_clients()
         yield Backends(host, url)
-        procs.forget_wipe_connection(host)
+        datastores.forget_wipe_connection(host)
         _redis_of(url).close()
         _redis_of.cache_clear()
     finally:
@@ -125,7 +125,7 @@ def clean(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     if "backends" in request.fixturenames or "functions" in request.fixturenames:
         be: Backends = request.getfixturevalue("backends")
-        procs.wipe_firestore(be.firestore_host, be.project)
+        datastores.wipe_firestore(be.firestore_host, be.project)
         _redis_of(be.redis_url).flushall()
         ratelimit_middleware.reset()  # no traffic counters buffered by an earlier test
     yield

@@ -29,7 +29,7 @@ import shared.models
 from shared import collections
 from shared.auth import Role
 from shared.thresholds import LOAD_TEST_MAX_SHARDS
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from stack.scheduler import trigger_for
 from tests.conftest import ROOT
 

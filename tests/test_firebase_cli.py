@@ -37,8 +37,8 @@ from functions.backup.wiring import reset_backup_service
 from functions.load.gcp import TASK_FUNCTION
 from shared import collections
 from shared.firestore import get_db
-from stack import procs
 from stack.aioserve import served_aiohttp
+from stack.platform import datastores, procs
 from stack.scheduler import scheduler_headers
 from stack.sdk_private import declared_params
 from tests.conftest import ROOT, Caller
@@ -201,7 +201,7 @@ def firebase_cli(request: pytest.FixtureRequest) -> Iterator[RunningCli]:
         raise  # not reached: _unavailable skips or fails
     children: list[procs.Child] = []
     try:
-        redis_child, redis_url = procs.start_redis(base / ".logs")
+        redis_child, redis_url = datastores.start_redis(base / ".logs")
         children.append(redis_child)
         project = make_project(base, redis_url, base / ".backups")
         env = {
@@ -225,7 +225,7 @@ def firebase_cli(request: pytest.FixtureRequest) -> Iterator[RunningCli]:
             env[QUERY_LOG_ENV] = os.environ[QUERY_LOG_ENV]
         # the CLI's Firestore and Pub/Sub emulators are JVMs this test keeps for seconds:
         # the suite's emulator options (tests/conftest.py) halve their CPU too
-        java_opts = os.environ.get(procs.EMULATOR_JAVA_OPTS_ENV, "").strip()
+        java_opts = os.environ.get(datastores.EMULATOR_JAVA_OPTS_ENV, "").strip()
         if java_opts:
             env["JAVA_TOOL_OPTIONS"] = java_opts
         with served_aiohttp(minimal_app()) as target:

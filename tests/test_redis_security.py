@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from shared import redis as shared_redis
-from stack.procs import free_port
+from stack.platform.procs import free_port
 
 PASSWORD = "s3cret-auth-string"
 

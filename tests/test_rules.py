@@ -15,7 +15,7 @@ import requests
 
 from shared import collections
 from shared.firestore import get_db
-from stack import procs
+from stack.platform import datastores
 from stack.tokens import emulator_id_token
 from tests.conftest import Backends
 
@@ -134,7 +134,7 @@ def seeded_once(backends: Backends) -> Backends:
     """The module's data, written once: the rules are read-only for every client, so the
     644 read and write checks leave it as they found it (``module_data``: the per-test
     wipe is skipped here). A test that writes through the admin client uses ``seeded``."""
-    procs.wipe_firestore(backends.firestore_host, backends.project)
+    datastores.wipe_firestore(backends.firestore_host, backends.project)
     seed()
     return backends
 
@@ -155,7 +155,7 @@ def seeded(seeded_once: Backends) -> Iterator[Backends]:
     nothing, but a test that failed because one was allowed must not change what the next
     one reads; the admission test writes documents of its own)."""
     yield seeded_once
-    procs.wipe_firestore(seeded_once.firestore_host, seeded_once.project)
+    datastores.wipe_firestore(seeded_once.firestore_host, seeded_once.project)
     seed()
 
 
@@ -164,7 +164,7 @@ def seeded_unchanged(seeded_once: Backends) -> Iterator[Backends]:
     """The module's data for a test that must not change it; put back if it did."""
     yield seeded_once
     if not as_seeded():
-        procs.wipe_firestore(seeded_once.firestore_host, seeded_once.project)
+        datastores.wipe_firestore(seeded_once.firestore_host, seeded_once.project)
         seed()
 
 

@@ -37,8 +37,9 @@ from shared.edge_errors import to_https_error
 from shared.errors import FailedPrecondition, RateLimited
 from shared.firestore import get_db
 from shared.ratelimit.client import ClientInfo, FrontDoorConfig, client_info, front_door_config
+from shared.ratelimit.door import Credential, DoorVerdict
 from shared.ratelimit.geo import GeoRules
-from shared.ratelimit.limiter import Credential, DoorVerdict, RateDecision, RateLimiter, Subject
+from shared.ratelimit.limiter import RateDecision, RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass
 from shared.redis import get_redis, get_telemetry_redis
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stack import procs
 from stack.faults import StackHandle
+from stack.platform import datastores
 
 # ------------------------------------------------------------------ reading state
 
@@ -20,7 +20,7 @@ class Backends:
 
         # never through FIRESTORE_EMULATOR_HOST: this runs inside other processes too (a
         # test session), whose own clients must keep their own emulator
-        self.db = procs.firestore_client(handle.firestore_host, handle.project)
+        self.db = datastores.firestore_client(handle.firestore_host, handle.project)
         self.redis = redis.Redis.from_url(handle.redis_url, socket_timeout=5)
 
     def close(self) -> None:

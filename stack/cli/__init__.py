@@ -28,7 +28,7 @@ import argparse
 import importlib
 import sys
 
-from stack import procs
+from stack.platform import procs
 
 # How a command group is registered: a module with ``add_parser(subparsers)`` that adds
 # its command(s) to ``subparsers`` (``subparsers.add_parser(NAME, ...)``, its flags, and

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.config import project_id
 from shared.thresholds import BACKUP_REGIONS
-from stack import procs
+from stack.platform import procs
 
 
 def add_parser(sub: Any) -> None:

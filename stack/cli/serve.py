@@ -5,7 +5,6 @@ Cloud Scheduler, restarts a child that dies, and stops them all on exit."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import logging
@@ -16,8 +15,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +22,10 @@ import requests
 
 from shared import thresholds as t
 from shared.config import FUNCTIONS_REGION, project_id
-from stack import faults, loadtest, procs
+from stack import faults, loadtest
 from stack.cli import caller
+from stack.platform import datastores, procs
+from stack.platform.supervisor import Supervisor
 from stack.scheduler import start_scheduler
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]
@@ -43,24 +42,10 @@ def add_parser(sub: Any) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
-RESTART_LIMIT = 5
-"""A child that dies this many times within RESTART_WINDOW_SEC is not restarted again."""
-RESTART_WINDOW_SEC = 60.0
 SUPERVISE_EVERY_SEC = 0.1
 """How often the supervisor looks at its children (a dead one is restarted within this)."""
 LEASE_CHECK_EVERY_SEC = 0.5
 """How often it looks at applied faults' leases and at stopped children."""
-
-
-@dataclass
-class Supervised:
-    """A child, its port and how to start it again (None: a death stops the stack)."""
-
-    child: procs.Child
-    port: int | None
-    restart: Callable[[], procs.Child] | None
-    restarts: list[float] = field(default_factory=list)
-    stopped_since: float | None = None
 
 
 class Stack:
@@ -71,29 +56,24 @@ class Stack:
     A Firestore emulator death stops the stack: it keeps its data only in memory, so an
     empty emulator would silently break every test of what was stored.
 
-    Children are started and restarted from the thread that runs :meth:`supervise`
-    (the main thread): their parent-death signal follows the forking thread."""
+    Its children are a :class:`stack.platform.supervisor.Supervisor`'s, started and
+    restarted from the thread that runs :meth:`supervise` (the main thread): their
+    parent-death signal follows the forking thread."""
 
     def __init__(self, log_dir: Path, state_path: Path | None = None) -> None:
         self.log_dir = log_dir
         self.state_path = state_path or faults.default_state_path()
-        self.supervised: dict[str, Supervised] = {}
+        self.children = Supervisor(log_dir)
         self.scheduler: Any = None
         self.stopping = threading.Event()
         self.info: dict[str, Any] = {}
         self._next_lease_check = 0.0
 
-    @property
-    def children(self) -> list[procs.Child]:
-        return [s.child for s in self.supervised.values()]
-
     def stop(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
-        for supervised in reversed(list(self.supervised.values())):
-            supervised.child.stop()
-        self.supervised.clear()
+        self.children.stop_all()
         self._remove_state()
 
     def start(self) -> dict[str, str]:
@@ -124,11 +104,11 @@ class Stack:
         waits: list[procs.Starting] = []
         firestore_host = os.environ.get("FIRESTORE_EMULATOR_HOST")
         if not firestore_host:
-            starting, firestore_host = procs.launch_firestore_emulator(
+            starting, firestore_host = datastores.launch_firestore_emulator(
                 project, self.log_dir, rules=SOURCE_DIR / "firestore.rules"
             )
             waits.append(starting)
-            self._add(starting.child, int(firestore_host.rsplit(":", 1)[1]), None)
+            self.children.add(starting.child, int(firestore_host.rsplit(":", 1)[1]), None)
         redis_url = os.environ.get("REDIS_URL")
         redis_server_port: int | None = None
         proxy_control: str | None = None
@@ -137,17 +117,19 @@ class Stack:
 
             redis_lib.Redis.from_url(redis_url, socket_timeout=2).ping()
         else:
-            starting, server_url = procs.launch_redis(self.log_dir)
+            starting, server_url = datastores.launch_redis(self.log_dir)
             waits.append(starting)
             redis_server_port = int(server_url.rsplit(":", 1)[1].split("/")[0])
-            self._add(starting.child, redis_server_port, self._redis_restarter(redis_server_port))
+            self.children.add(
+                starting.child, redis_server_port, self.children.redis_restarter(redis_server_port)
+            )
             # Clients talk to Redis through the latency proxy ("Redis is slow" on demand).
-            proxying, proxy_port, control_port = procs.launch_latency_proxy(
+            proxying, proxy_port, control_port = datastores.launch_latency_proxy(
                 self.log_dir, redis_server_port
             )
             waits.append(proxying)
-            restart = self._proxy_restarter(redis_server_port, proxy_port, control_port)
-            self._add(proxying.child, proxy_port, restart)
+            restart = self.children.proxy_restarter(redis_server_port, proxy_port, control_port)
+            self.children.add(proxying.child, proxy_port, restart)
             redis_url = f"redis://127.0.0.1:{proxy_port}/0"
             proxy_control = f"http://127.0.0.1:{control_port}"
 
@@ -182,9 +164,9 @@ class Stack:
         # Both start at once (each takes seconds to import), beside the backends.
         server = procs.spawn("functions", functions_argv, self.log_dir, env, SOURCE_DIR)
         sandbox = procs.spawn("sandbox", sandbox_argv, self.log_dir, env, SOURCE_DIR)
-        self._add(server, port, start_functions)
+        self.children.add(server, port, start_functions)
         # load testing (issue 5): the sandbox of the app's endpoints the scenarios hit
-        self._add(sandbox, sandbox_port, start_sandbox)
+        self.children.add(sandbox, sandbox_port, start_sandbox)
         from stack.world import bootstrap_world  # meanwhile: it loads the deploy guard
 
         for starting in waits:
@@ -222,58 +204,14 @@ class Stack:
             "count": str(len(listing["functions"])),
         }  # fmt: skip
 
-    def _add(
-        self, child: procs.Child, port: int | None, restart: Callable[[], procs.Child] | None
-    ) -> None:
-        self.supervised[child.name] = Supervised(child, port, restart)
-
-    def _redis_restarter(self, port: int) -> Callable[[], procs.Child]:
-        def restart() -> procs.Child:
-            return procs.start_redis(self.log_dir, port=port, append=True)[0]
-
-        return restart
-
-    def _proxy_restarter(
-        self, upstream: int, listen: int, control: int
-    ) -> Callable[[], procs.Child]:
-        def restart() -> procs.Child:
-            return procs.start_latency_proxy(self.log_dir, upstream, listen, control, True)[0]
-
-        return restart
-
     # ------------------------------------------------------------ supervision
 
     def supervise(self) -> str | None:
         """One look at the children: restart the dead ones (a line on stdout each), wake
         stray stopped ones, undo expired fault leases. A message when the stack must stop."""
-        for name, sup in list(self.supervised.items()):
-            code = sup.child.process.poll()
-            if code is None or self.stopping.is_set():
-                continue
-            if sup.restart is None:
-                return (
-                    f"the {name} exited ({code}). It kept its data only in memory, so "
-                    "that data is gone: stopping the stack (run `make run` again).\n"
-                    f"{sup.child.log_tail()}"
-                )
-            now = time.monotonic()
-            sup.restarts = [t for t in sup.restarts if now - t < RESTART_WINDOW_SEC]
-            if len(sup.restarts) >= RESTART_LIMIT:
-                return (
-                    f"{name} exited ({code}) {RESTART_LIMIT} times within "
-                    f"{RESTART_WINDOW_SEC:.0f}s: not restarting it again\n{sup.child.log_tail()}"
-                )
-            sup.child.stop()  # its leftovers (Redis: the data directory) go too
-            try:
-                sup.child = sup.restart()
-            except procs.StackError as exc:
-                if self.stopping.is_set():  # Ctrl-C during the restart: a normal stop
-                    return None
-                return f"could not restart {name}: {exc}"
-            sup.restarts.append(now)
-            took = time.monotonic() - now
-            print(f"restarted {name} (exit {code}) in {took:.1f}s", flush=True)
-            self.write_state()
+        fatal = self.children.restart_dead(self.stopping.is_set, self.write_state)
+        if fatal is not None:
+            return fatal
         if time.monotonic() >= self._next_lease_check:
             self._next_lease_check = time.monotonic() + LEASE_CHECK_EVERY_SEC
             self._check_faults()
@@ -291,20 +229,7 @@ class Stack:
         for line in faults.reap(handle):
             print(f"pack391 serve: {line}", flush=True)
         leased = faults.leased_pids(handle.faults_dir)
-        now = time.monotonic()
-        for name, sup in self.supervised.items():
-            pid = sup.child.process.pid
-            stat = procs.process_stat(pid)
-            if stat is None or stat[0] != "T" or pid in leased:
-                sup.stopped_since = None
-                continue
-            if sup.stopped_since is None:
-                sup.stopped_since = now
-            elif now - sup.stopped_since >= faults.STOPPED_GRACE_SEC:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGCONT)
-                sup.stopped_since = None
-                print(f"pack391 serve: woke {name} (stopped with no fault lease)", flush=True)
+        self.children.wake_stopped(leased, faults.STOPPED_GRACE_SEC)
 
     # ------------------------------------------------------------ state file
 
@@ -315,9 +240,9 @@ class Stack:
             **self.info,
             "children": {
                 name: {"pid": sup.child.process.pid, "port": sup.port}
-                for name, sup in self.supervised.items()
+                for name, sup in self.children.supervised.items()
             },
-            "restarts": {name: len(sup.restarts) for name, sup in self.supervised.items()},
+            "restarts": {name: len(sup.restarts) for name, sup in self.children.supervised.items()},
             "updatedAt": time.time(),
         }
         self.state_path.parent.mkdir(parents=True, exist_ok=True)

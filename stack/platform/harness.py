@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from stack.faults import StackHandle
-from stack.procs import free_port
+from stack.platform.procs import free_port
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]
 """The source directory: where ``pack391 serve`` runs (it finds main.py there)."""

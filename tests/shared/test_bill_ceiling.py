@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 from shared.auth import Role
 from shared.edge import BODY_READ_CHUNK, MAX_BODY_BYTES, edge_spec_of
 from shared.ratelimit import middleware as ratelimit_middleware
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from stack.tokens import emulator_id_token
 from tests.conftest import ROOT, Backends, Caller, CallResult
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 import typing
+import uuid
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,13 @@ def mypy(*files: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_misspelt_or_mistyped_option_is_a_type_error(tmp_path: Path) -> None:
-    bad = tmp_path / "misspelt_options.py"
+    # module names of their own per run: mypy's incremental cache (.mypy_cache) keys a
+    # module by its name, and would re-report a same-named module's errors at the path
+    # of the run that cached it
+    run = uuid.uuid4().hex[:8]
+    bad = tmp_path / f"misspelt_options_{run}.py"
     bad.write_text(MISSPELT)
-    good = tmp_path / "correct_options.py"
+    good = tmp_path / f"correct_options_{run}.py"
     good.write_text(CORRECT)
     result = mypy(bad, good)
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]

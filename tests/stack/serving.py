@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stack.platform.harness import PACK391, NotReady, spawn_serve, wait_ready
-from stack.procs import free_port
+from stack.platform.procs import free_port
 
 __all__ = ["ISOLATED", "PACK391", "start_serve"]
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stack import (
-    best_rate,
-    commit_delta,
-    cpu_table,
-    next_rate,
-)
+from bench.stack import best_rate, next_rate
+from bench.stack_measures import commit_delta, cpu_table
 
 COARSE = (200.0, 400.0, 600.0, 800.0)
 

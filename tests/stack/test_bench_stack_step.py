@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from bench.stack import commit_delta, commit_stats, count_docs, run_step
+from bench.stack import run_step
+from bench.stack_measures import commit_delta, commit_stats, count_docs
 from shared.firestore import get_db
 from stack.aioserve import served_aiohttp
 from stack.sandbox import Sandbox

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from stack.cli import caller
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from tests.conftest import ROOT, Backends
 
 REGION = "us-central1"

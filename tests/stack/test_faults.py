@@ -17,7 +17,7 @@ import requests
 
 from stack import faults
 from stack.faults import FaultWindow, StackHandle, inject, start_fault
-from stack.procs import process_stat
+from stack.platform.procs import process_stat
 from tests.stack.test_supervisor import PACK391, Served, call, rate_limit_works, serve
 
 T = TypeVar("T")

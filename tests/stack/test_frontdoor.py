@@ -228,7 +228,7 @@ def test_cloudflare_overwrites_its_headers_and_connects_from_its_egress(echo: st
 
 
 def test_an_unreachable_upstream_is_a_bad_gateway(echo: str) -> None:
-    from stack.procs import free_port
+    from stack.platform.procs import free_port
 
     with FrontDoorProxy("google", f"http://127.0.0.1:{free_port()}", timeout=5) as google:
         status, _, body = request(google.url, "GET", "/", source=A)

@@ -14,7 +14,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 
 from stack.group_commit import MAX_WRITES_PER_COMMIT, GroupCommit, new_id, split, writes_for
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from stack.sandbox import BACKEND_DOWN
 from tests.conftest import Backends
 

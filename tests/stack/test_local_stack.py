@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from stack.scheduler import scheduler_headers
 from tests.stack.serving import PACK391, start_serve
 

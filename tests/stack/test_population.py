@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from shared.firestore import get_db
-from stack import procs
+from stack.platform import datastores
 from stack.population import (
     ATTACKS,
     AttackRow,
@@ -39,7 +39,7 @@ def population(backends: Backends) -> Iterator[Population]:
 
     def reset() -> None:
         client.flushall()
-        procs.wipe_firestore(backends.firestore_host, backends.project)
+        datastores.wipe_firestore(backends.firestore_host, backends.project)
 
     yield Population(client, get_db(), CONFIG, reset)
     client.close()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stack import ports, procs
+from stack import ports
+from stack.platform import datastores, procs
 
 
 @pytest.fixture
@@ -144,4 +145,4 @@ def test_readiness_believes_only_the_listener_the_child_holds(
     # a redis-server told to use the impostor's port cannot bind it; the PONG it gets
     # there is not its own, so the start fails instead of handing out the impostor
     with pytest.raises(procs.StackError, match="redis exited"):
-        procs.start_redis(tmp_path, port=impostor)
+        datastores.start_redis(tmp_path, port=impostor)

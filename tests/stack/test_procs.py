@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from shared import collections
-from stack import procs
+from stack.platform import datastores, procs
 from tests.conftest import ROOT, Backends
 
 
 def test_missing_jar_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIRESTORE_EMULATOR_JAR", "/nonexistent/emulator.jar")
     with pytest.raises(procs.StackError) as caught:
-        procs.find_emulator_jar()
+        datastores.find_emulator_jar()
     assert "google-cloud-cli-firestore-emulator" in str(caught.value)
     assert "/nonexistent/emulator.jar" in str(caught.value)
 
@@ -26,7 +26,7 @@ def test_missing_redis_server_says_what_to_do(
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(procs.StackError) as caught:
-        procs.start_redis(tmp_path)
+        datastores.start_redis(tmp_path)
     assert "apt-get install redis-server" in str(caught.value)
     assert "REDIS_URL" in str(caught.value)
 
@@ -60,7 +60,7 @@ def test_a_client_on_another_emulator_leaves_the_environment_alone(
 ) -> None:
     # the process's own setting points nowhere; the client must not need it, nor change it
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
-    client = procs.firestore_client(backends.firestore_host, backends.project)
+    client = datastores.firestore_client(backends.firestore_host, backends.project)
     client.collection("pack391_test").document("d").set({"n": 1})
     assert client.collection("pack391_test").document("d").get().to_dict() == {"n": 1}
     assert os.environ["FIRESTORE_EMULATOR_HOST"] == "127.0.0.1:9"

@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 
-from bench.stack import count_docs
+from bench.stack_measures import count_docs
 from functions.load.engine import ShardRunner
 from functions.load.results import summarize
 from functions.load.scenarios import build_plan

@@ -14,9 +14,9 @@ import pytest
 
 from bench.targets import minimal_app
 from functions.load.scenarios import build_plan
-from stack import procs
 from stack.aioserve import served_aiohttp
 from stack.loadtest import ProgressPrinter, run_local
+from stack.platform import logs, procs
 from stack.scheduler import start_scheduler
 
 
@@ -33,13 +33,13 @@ def test_a_child_log_over_its_cap_is_rotated_and_the_child_writes_on(tmp_path: P
         deadline = time.monotonic() + 10
         while child.log_path.stat().st_size < 200_000 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert procs.LOG_CAPPER.check_once().count(child.log_path) == 1
-        assert procs.rotated_path(child.log_path).stat().st_size >= 200_000
+        assert logs.LOG_CAPPER.check_once().count(child.log_path) == 1
+        assert logs.rotated_path(child.log_path).stat().st_size >= 200_000
         while "after" not in child.log_path.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         # appended at the new end (O_APPEND), not at the old offset: no 200 KB hole
         assert child.log_path.read_text() == "after the rotation\n"
-        assert procs.LOG_CAPPER.check_once().count(child.log_path) == 0
+        assert logs.LOG_CAPPER.check_once().count(child.log_path) == 0
         assert child.log_tail(2).splitlines()[-1] == "after the rotation"
     finally:
         child.stop()

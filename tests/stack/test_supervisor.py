@@ -22,7 +22,7 @@ import redis
 import requests
 
 from stack.faults import StackHandle
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from stack.tokens import role_token
 from tests.conftest import ROOT
 from tests.stack.test_local_stack import alive, descendants

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from stack.procs import free_port
+from stack.platform.procs import free_port
 from stack.revisions import SERVICES, LocalRevisions
 from tests.stack.serving import PACK391, start_serve
 

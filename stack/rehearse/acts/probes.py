@@ -119,27 +119,27 @@ class Probes(Track):
 
         import redis
 
-        from stack import procs
+        from stack.platform import datastores
         from stack.population import ATTACKS, Population, PopulationConfig, rows_json
 
         project = f"demo-pack391-population-{self.run_id}"
         log_dir = Path(tempfile.mkdtemp(prefix="pack391-rehearse-population-"))
         with self.act("population", project=project):
-            child, url = procs.start_redis(log_dir)
+            child, url = datastores.start_redis(log_dir)
             client = redis.Redis.from_url(url, decode_responses=True)
-            db = procs.firestore_client(self.h.firestore_host, project)
+            db = datastores.firestore_client(self.h.firestore_host, project)
             try:
 
                 def reset() -> None:
                     client.flushall()
-                    procs.wipe_firestore(self.h.firestore_host, project)
+                    datastores.wipe_firestore(self.h.firestore_host, project)
 
                 rows = Population(client, db, PopulationConfig.small(), reset).run_all(
                     list(ATTACKS)
                 )
             finally:
                 client.close()
-                procs.forget_wipe_connection(self.h.firestore_host)
+                datastores.forget_wipe_connection(self.h.firestore_host)
                 child.stop()
         self.rec.docs["population"] = rows_json(rows)
 

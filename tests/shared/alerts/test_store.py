@@ -11,6 +11,7 @@ import pytest
 from google.cloud import firestore
 
 from shared import collections
+from shared.alerts.changes import AlertChanges
 from shared.alerts.policy import AlertResolve, AlertSpec
 from shared.alerts.store import AlertStore
 from shared.audit import Change
@@ -85,8 +86,8 @@ def test_concurrent_raisers_of_one_key_make_exactly_one_alert(backends: Backends
     assert pointer["alertId"] == only_id
 
 
-class NoPrecreate(AlertStore):
-    """A store that skips making sure of the pointer before its transaction: the raise
+class NoPrecreate(AlertChanges):
+    """Raising that skips making sure of the pointer before its transaction: the raise
     then finds it missing inside, as after a failed or raced first step."""
 
     def _ensure_keys(self, keys: Any, now: datetime) -> None:

@@ -25,7 +25,7 @@ from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.limiter import RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass, Reason
 from shared.redis import get_redis
-from stack import procs
+from stack.platform import datastores
 from tests.conftest import Backends
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
@@ -186,7 +186,7 @@ def test_a_stalled_firestore_never_delays_a_decision(
     """Issue 15: the geo rules used to be read on the request path, under a lock, with no
     timeout. A private Firestore emulator is paused (SIGSTOP) mid-life: decisions keep
     their budget, with the last good rules, and the rules come back when it resumes."""
-    child, host = procs.start_firestore_emulator(backends.project, tmp_path)
+    child, host = datastores.start_firestore_emulator(backends.project, tmp_path)
     with monkeypatch.context() as env:  # the client reads the emulator host when built
         env.setenv("FIRESTORE_EMULATOR_HOST", host)
         client = firestore.Client(
@@ -317,7 +317,7 @@ def test_recovery_is_automatic_and_failures_are_reported(
 ) -> None:
     """A real outage: the Redis process stops, then comes back empty on the same port
     (so the script must be loaded again: NOSCRIPT is handled)."""
-    child, url = procs.start_redis(tmp_path)
+    child, url = datastores.start_redis(tmp_path)
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=0.5)
     limiter = RateLimiter(client, GeoRules(get_db, first_wait_sec=10))
@@ -328,7 +328,7 @@ def test_recovery_is_automatic_and_failures_are_reported(
             decision = limiter.decide(EndpointClass.SWIPE, who(), NOW)
             assert decision.reason == Reason.REDIS_UNAVAILABLE
         limiter.flush_counters()  # Redis is still down: the counts stay buffered
-        child, url = procs.start_redis(tmp_path, port=port)
+        child, url = datastores.start_redis(tmp_path, port=port)
         assert limiter.decide(EndpointClass.SWIPE, who(), NOW).reason == Reason.OK
         limiter.flush_counters()
         stats = keys.stats(keys.minute_of(NOW))
