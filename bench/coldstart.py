@@ -17,10 +17,10 @@ count of modules loaded. One warm-up run first, so every case finds bytecode and
 cache warm. Then ``python -X importtime`` for the checkRateLimit case: the top-level
 imports that cost the most (cumulative), and the modules that cost the most themselves.
 
-Target (issue 12): ``pack391_checkRateLimit`` at most half the time and at most 70 % of
+Target: ``pack391_checkRateLimit`` at most half the time and at most 70 % of
 the memory of the import-everything case.
 
-Then the ``pack391`` CLI (issue 23): the wall time of whole ``pack391 ARGS`` processes
+Then the ``pack391`` CLI: the wall time of whole ``pack391 ARGS`` processes
 (interpreter start included, as a user waits for it), medians over the same interleaved
 repetitions, against ``pack391 --help``, which still imports every command group (what
 every command paid before). Target: ``pack391 call --help`` at most 0.5 s.
@@ -71,7 +71,7 @@ CLI_CASES: list[list[str]] = [
 ]
 """``pack391`` argument lists timed; the first (every group imported) is the reference."""
 CLI_TARGET_SEC = 0.5
-"""``pack391 call --help`` at most this long (issue 23)."""
+"""``pack391 call --help`` at most this long."""
 
 CHILD = """\
 import json, sys, time

@@ -1,4 +1,4 @@
-"""Rollback time with and without the fast judge (issue 22), in the same run on the same
+"""Rollback time with and without the fast judge, in the same run on the same
 traffic: the minute monitor alone against the minute monitor plus the 10 s chain of
 ``pack391JudgeDeployment``, for a bad revision that starts serving its 5 % at a random
 second of the minute (a deploy's canary is bad from its first request).

@@ -1,4 +1,4 @@
-"""Benchmark: a population that looks like launch day, under every attack of issue 21.
+"""Benchmark: a population that looks like launch day, under each launch-day attack.
 
     make bench-population   # = ./venv/bin/python -m bench.population [--scale N] [--json FILE]
 

@@ -230,7 +230,7 @@ def prescale(handle: faults.StackHandle, instances: int) -> dict[str, Any] | Non
     if instances <= 0:
         return None
     from stack.cli import caller
-    from stack.tokens import role_token
+    from stack.platform.tokens import role_token
 
     base = f"{handle.functions_url}/{handle.project}/{handle.region}"
     endpoint = caller.Endpoint(base, role_token(handle.project, "admin", None))

@@ -1,4 +1,4 @@
-"""Faults on demand against the running local stack (``pack391 chaos``, issue 16).
+"""Faults on demand against the running local stack (``pack391 chaos``).
 
 The stack (``pack391 serve``) writes ``.local/stack.json`` (or ``$PACK391_STACK_STATE``)
 when it is ready and again after every restart: :class:`StackHandle` reads it.

@@ -1,4 +1,4 @@
-"""``pack391 migrate-alerts``: the one-shot move to one alert model (issue 13). Idempotent:
+"""``pack391 migrate-alerts``: the one-shot move to one alert model. Idempotent:
 a second run changes nothing.
 
 - ``pack391_scaling_alerts`` (the isolation event log under its old name) is copied, id
@@ -81,7 +81,7 @@ def convert_alert(alert_id: str, data: dict[str, Any], now: datetime) -> Convers
                 "status": "resolved",
                 "resolvedAt": resolved_at,
                 "resolvedBy": data.get("resolvedBy") or SYSTEM_ACTOR,
-                "resolution": data.get("resolution") or "resolved before issue 13",
+                "resolution": data.get("resolution") or "resolved before the one alert model",
                 "durationSec": data.get("durationSec")
                 if data.get("durationSec") is not None
                 else max(0.0, (resolved_at - opened).total_seconds()),

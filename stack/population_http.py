@@ -1,9 +1,9 @@
-"""Launch-day traffic over real HTTP (issue 21, "A world that looks like launch day").
+"""Launch-day traffic over real HTTP ("A world that looks like launch day").
 
 :mod:`stack.population` drives the protection core in process, on a simulated clock. This
 drives the *edge* in real time: real HTTP requests, each from the loopback address of its
 client (on Linux all of 127.0.0.0/8 is loopback, so a client connects *from* 127.0.10.1 to
-be that address), through a front door (:class:`stack.frontdoor.FrontDoorProxy`, which
+be that address), through a front door (:class:`stack.platform.frontdoor.FrontDoorProxy`, which
 appends the TCP peer to ``X-Forwarded-For`` as Google's front end does) to a functions
 server, on a small thread pool. What only this exercises, answered in the callable wire
 protocol: the ID token verified at the door (``shared.edge.front_door``), CORS preflights

@@ -6,7 +6,7 @@ traffic split in Redis, which the deploy guard reads and writes). This module ad
 a revision *is* locally: its faults, kept beside the split in
 ``pack391:local:revisions:{service}`` (revision -> JSON :class:`RevisionFaults`).
 
-- :class:`LocalRevisions` (sync; the CLI and :mod:`stack.world`): deploy a revision with
+- :class:`LocalRevisions` (sync; the CLI and :mod:`stack.platform.world`): deploy a revision with
   faults (``pack391 deploy revision``), give a fresh service its first revision.
 - :class:`stack.sandbox.routing.RevisionRouter` (async; the sandbox) reads them: it routes
   each request between a service's revisions by the split's shares and applies that

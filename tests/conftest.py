@@ -38,7 +38,7 @@ os.environ["FUNCTIONS_EMULATOR"] = "true"
 # the timeout behaviour itself is tested with clients built for it.
 os.environ["PACK391_REDIS_TIMEOUT_MS"] = "2000"
 # The test client is the TCP peer, as on the local stack; the deployed front doors are
-# tested through stack.frontdoor, which forwards the way Google's front end does.
+# tested through stack.platform.frontdoor, which forwards the way Google's front end does.
 os.environ["PACK391_FRONT_DOOR"] = "direct"
 # The fast canary judge's local chain is timers in the calling process: tests that judge a
 # chosen minute must not have a timer judge the wall clock's between their steps. The
@@ -47,14 +47,14 @@ os.environ["PACK391_CANARY_FAST_JUDGE"] = "false"
 os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
 os.environ.pop("REDIS_URL", None)
 
-from stack import ports  # noqa: E402
+from stack.platform import ports  # noqa: E402
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 """``gw0``, ``gw1``... in a pytest-xdist worker (set before conftest is imported); empty in
 a plain run and in the xdist controller."""
 PORT_BLOCK = ports.claim_block(int(WORKER[2:]) + 1 if WORKER.startswith("gw") else 0)
 """This process's own ports (held until it exits): every server the tests start, and
-every stack they start, takes its ports from this block (stack/ports.py), never from the
+every stack they start, takes its ports from this block (stack/platform/ports.py), never from the
 kernel's ephemeral range, where a client socket or another worker's server can take a
 port between its choice and its bind."""
 os.environ[ports.PORT_RANGE_ENV] = PORT_BLOCK.spec
@@ -72,8 +72,8 @@ from shared import firestore as shared_firestore  # noqa: E402
 from shared import redis as shared_redis  # noqa: E402
 from shared.ratelimit import middleware as ratelimit_middleware  # noqa: E402
 from stack.platform import datastores, procs  # noqa: E402
-from stack.scheduler import scheduler_headers  # noqa: E402
-from stack.tokens import emulator_id_token, role_token  # noqa: E402
+from stack.platform.scheduler import scheduler_headers  # noqa: E402
+from stack.platform.tokens import emulator_id_token, role_token  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ class Caller:
 
 @pytest.fixture(scope="session")
 def app(functions: dict[str, Any], backends: Backends) -> flask.Flask:
-    from stack.server import create_app
+    from stack.platform.server import create_app
 
     return create_app(functions, backends.project)
 

@@ -61,7 +61,7 @@ def warm_path(gate: str) -> Path:
 
 
 LONGEST_FIRST = (
-    "tests/stack/test_population_http.py",  # 45-55 s of real time (issue 21)
+    "tests/stack/test_population_http.py",  # 45-55 s of real time
     "tests/ops/test_dashboard_browser.py",  # 49 s on one of three workers
     "tests/test_firebase_cli.py",  # 47 s
     "tests/test_deploy_pipeline.py",  # 37 s
@@ -71,9 +71,9 @@ LONGEST_FIRST = (
     "tests/ddos/test_ddos_functions.py",  # 25 s
     "tests/load/test_load_functions.py",  # 25 s
     "tests/ddos/test_abuse.py",  # 19 s
-    "tests/stack/test_population.py",  # 15-20 s (issue 21)
-    "tests/deploy_guard/test_fast_judge.py",  # 12-25 s of real 10 s ticks (issue 22)
-    "tests/shared/test_bill_ceiling.py",  # gunicorn and real HTTP (issue 21)
+    "tests/stack/test_population.py",  # 15-20 s
+    "tests/deploy_guard/test_fast_judge.py",  # 12-25 s of real 10 s ticks
+    "tests/shared/test_bill_ceiling.py",  # gunicorn and real HTTP
     "tests/test_rules.py",  # 18 s
     "tests/stack/test_local_stack.py",  # 13 s
     "tests/stack/test_supervisor.py",  # 11 s

@@ -1,4 +1,4 @@
-"""Cold start (issue 12): a function instance imports only its own function's area.
+"""Cold start: a function instance imports only its own function's area.
 
 Cloud Functions gen2 and the Firebase emulator start each instance with
 ``FUNCTION_TARGET`` set to its entry point; ``main.py`` then imports only the module of

@@ -1,4 +1,4 @@
-"""``pack391 deploy hosting-config`` (issue 22): the Hosting target and the rewrites'
+"""``pack391 deploy hosting-config``: the Hosting target and the rewrites'
 region come from the deploy's configuration, not from what is committed for the demo
 project. Run on copies of the committed firebase.json and .firebaserc."""
 

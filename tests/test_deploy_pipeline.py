@@ -1,4 +1,4 @@
-"""A deploy pipeline that would get through (issue 12, part 2), offline.
+"""A deploy pipeline that would get through, offline.
 
 1. The deploy env file: the manifest is read as the Firebase CLI reads it (serving.py with
    ADMIN_PORT, ``GET /__/functions.yaml``, as tests/test_discovery.py does),
@@ -13,7 +13,7 @@
    subcommand that exists (its ``--help`` run offline), workload identity federation with
    least-privilege permissions in a GitHub environment, Java 21, ``npm ci``, pip caching;
    deploy.yml's test, deploy and canary jobs with their own timeouts, the Firestore indexes
-   deployed (and built) before the functions, a refreshed admin token (issue 22).
+   deployed (and built) before the functions, a refreshed admin token.
 3. The bootstrap path skips exactly the steps that call deployed functions.
 """
 
@@ -443,7 +443,7 @@ def test_the_token_signs_through_iam_under_workload_identity_federation(
     assert claims["claims"] == {"admin": True}
 
 
-# ------------------------------------------------------------------ the deploy's shape (issue 21)
+# ------------------------------------------------------------------ the deploy's shape
 
 
 def test_the_pre_deploy_check_refuses_a_deploy_that_leaves_the_functions_open(
@@ -502,7 +502,7 @@ def test_the_pre_deploy_check_refuses_a_deploy_that_leaves_the_functions_open(
 def test_a_real_project_refuses_a_loopback_redis_or_no_connector(
     manifest: dict[str, Any], values: dict[str, str], problems: list[str]
 ) -> None:
-    """Issue 22: a missing REDIS_URL or VPC connector silently deployed with loopback Redis
+    """A missing REDIS_URL or VPC connector once silently deployed with loopback Redis
     (on Cloud Run, the container itself)."""
     demo = problems == ["demo"]
     found = shape.shape_problems(
@@ -519,7 +519,7 @@ def test_a_real_project_refuses_a_loopback_redis_or_no_connector(
 def test_a_real_project_needs_canary_services_except_on_a_bootstrap(
     manifest: dict[str, Any],
 ) -> None:
-    """Issue 22: with PACK391_DEPLOY_SERVICES empty the canary had nothing to move while
+    """With PACK391_DEPLOY_SERVICES empty the canary once had nothing to move while
     firebase deploy put every new revision at 100 %. The refusal names the derived list:
     the callables' Cloud Run services (lower case, _ as -)."""
     derived = shape.derived_deploy_services(manifest)

@@ -1,5 +1,5 @@
 """``pack391 deploy secrets --create`` and ``deploy env``'s refusal of a Redis password in
-an env file (issue 22, item 4): the Redis AUTH string and the webhook URL are secrets.
+an env file: the Redis AUTH string and the webhook URL are secrets.
 
 Secret Manager is a local REST stand-in (:class:`FakeHttpApi`) speaking the v1 calls
 ``firebase functions:secrets:set`` makes: ``secrets.create`` (automatic replication) and

@@ -1,4 +1,4 @@
-"""The deploy commands refresh the admin ID token (issue 22, "a pipeline that finishes").
+"""The deploy commands refresh the admin ID token, so a long pipeline finishes.
 
 A Firebase ID token lives an hour; deploy plus canary can take longer. With
 PACK391_TOKEN_UID set, ``pack391 deploy ...`` mints a fresh token when the current one
@@ -25,7 +25,7 @@ from google.auth import jwt
 
 from stack import cli
 from stack.cli import caller, deploy_token
-from stack.tokens import emulator_id_token
+from stack.platform.tokens import emulator_id_token
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
 PROJECT = "demo-pack391-refresh"

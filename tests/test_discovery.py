@@ -30,7 +30,7 @@ from shared import collections
 from shared.auth import Role
 from shared.thresholds import LOAD_TEST_MAX_SHARDS
 from stack.platform.procs import free_port
-from stack.scheduler import trigger_for
+from stack.platform.scheduler import trigger_for
 from tests.conftest import ROOT
 
 CALLABLE = "callable"
@@ -42,7 +42,7 @@ EXPECTED: dict[str, str] = {
     "pack391_emergencyPauseMarkets": CALLABLE,
     "pack391_checkMarketAccess": CALLABLE,
     "pack391_syncMarkets": "* * * * *",
-    "pack391_releaseMarketAdmissions": CALLABLE,  # issue 11, part 5
+    "pack391_releaseMarketAdmissions": CALLABLE,  # frees market places (named or pending)
     # traffic protection (pack391-ddos)
     "pack391_checkRateLimit": CALLABLE,
     "pack391_walletBruteForceShield": CALLABLE,
@@ -54,19 +54,19 @@ EXPECTED: dict[str, str] = {
     "pack391_cleanupExpiredBlocks": "0 * * * *",
     "pack391_liftBlock": CALLABLE,
     "pack391_setAllowlist": CALLABLE,
-    # auto-scaling engine (issue 4)
+    # auto-scaling engine
     "pack391_initScaling": CALLABLE,
     "pack391_serviceHealthCheck": CALLABLE,
     "pack391_manualScale": CALLABLE,
     "pack391_reportServiceMetrics": CALLABLE,
     "pack391_scaleGuard": "* * * * *",
-    # disaster recovery (issue 8)
+    # disaster recovery
     "pack391_backupFirestore": "0 * * * *",
     "pack391_verifyBackups": "30 3 * * *",
     "pack391_pollBackupExports": "*/5 * * * *",
     "pack391_getBackupStatus": CALLABLE,
     "pack391_restoreDrill": CALLABLE,
-    # zero-downtime deployment guard (issue 6)
+    # zero-downtime deployment guard
     "pack391_preDeployValidator": CALLABLE,
     "pack391_startDeployment": CALLABLE,
     "pack391_monitorDeployment": "* * * * *",
@@ -75,14 +75,14 @@ EXPECTED: dict[str, str] = {
     "pack391_controlDeployment": CALLABLE,
     "pack391_pinTraffic": CALLABLE,
     "pack391_reportRevisionMetrics": CALLABLE,
-    # ops dashboard (issue 7)
+    # ops dashboard
     "pack391_updateLiveMetrics": "* * * * *",
     "pack391_getLiveMetrics": CALLABLE,
     "pack391_getHistoricalMetrics": CALLABLE,
     "pack391_getOpsDashboard": CALLABLE,
     "pack391_acknowledgeAlert": CALLABLE,
     "pack391_cleanupMetrics": "30 3 * * *",
-    # load testing (issue 5)
+    # load testing
     "pack391_runLoadTest": CALLABLE,
     "pack391_getLoadTestResults": CALLABLE,
     "pack391_abortLoadTest": CALLABLE,
@@ -246,7 +246,7 @@ def test_backup_key_is_a_secret_bound_to_the_functions_that_use_it(
 
 
 def test_backup_timeouts_fit_the_work(manifest: dict[str, Any]) -> None:
-    """Issue 22: the hourly backup only starts the managed export (120 s; 1800 s only
+    """The hourly backup only starts the managed export (120 s; 1800 s only
     when the logical backend takes the whole backup inside it), and the export poll
     stops its work at 240 s, inside its 300 s timeout and its 5-minute schedule."""
     endpoints = manifest["endpoints"]
@@ -256,7 +256,7 @@ def test_backup_timeouts_fit_the_work(manifest: dict[str, Any]) -> None:
     assert endpoints["pack391_pollBackupExports"]["timeoutSeconds"] == 300
 
 
-# Production shape (issue 12) ---------------------------------------------------
+# Production shape ---------------------------------------------------
 
 
 def test_every_function_is_deployed_to_the_default_region_without_a_connector(
@@ -295,7 +295,7 @@ def test_hot_callables_keep_min_instances_from_a_param(manifest: dict[str, Any])
         assert endpoint["minInstances"] == want, name
 
 
-# A ceiling on the bill (issue 21) -------------------------------------------------------
+# A ceiling on the bill -------------------------------------------------------
 
 ORIGIN_SECRET = "PACK391_CLOUDFLARE_ORIGIN_SECRET"
 

@@ -1,4 +1,4 @@
-"""Every call the docs show works as written (issue 22, item 7).
+"""Every call the docs show works as written.
 
 Each ``pack391 call pack391_X '{json}'`` in README.md and docs/*.md (a ``\\``-continued
 command line included; no JSON means ``{}``, as the CLI sends) names a callable that

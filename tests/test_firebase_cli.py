@@ -1,4 +1,4 @@
-"""The bundle under the real Firebase CLI (issue 12): ``firebase emulators:start``.
+"""The bundle under the real Firebase CLI: ``firebase emulators:start``.
 
 The slow test, ``test_firebase_cli_emulators_end_to_end`` (a minute or two on a busy
 two-core machine), starts firebase-tools 15 from ``tools/node_modules`` with the functions,
@@ -39,7 +39,7 @@ from shared import collections
 from shared.firestore import get_db
 from stack.aioserve import served_aiohttp
 from stack.platform import datastores, procs
-from stack.scheduler import scheduler_headers
+from stack.platform.scheduler import scheduler_headers
 from stack.sdk_private import declared_params
 from tests.conftest import ROOT, Caller
 from tests.firebase_cli.environment import (
@@ -301,7 +301,7 @@ def test_deploy_never_reads_the_emulator_env_file(pytestconfig: pytest.Config) -
 
 
 def test_the_workflows_credentials_file_is_never_uploaded() -> None:
-    """Issue 22: google-github-actions/auth writes the workflow's credentials into the
+    """google-github-actions/auth writes the workflow's credentials into the
     workspace as ``gha-creds-<random>.json`` (its ``create_credentials_file``, on by
     default), which is the functions' source directory: ``firebase deploy`` uploaded it
     with the code. firebase-tools matches ``functions.ignore`` globs against paths relative

@@ -1,4 +1,4 @@
-"""Redis AUTH from the secret and TLS verified against the CA param (issue 22, item 4).
+"""Redis AUTH from the secret and TLS verified against the CA param.
 
 A real redis-server started with ``--requirepass`` (and, for TLS, ``--tls-port`` with a
 throwaway CA made here with ``cryptography``) is reached through the bundle's own client

@@ -1,4 +1,4 @@
-"""The runtime requirements are locked with hashes (issue 22): what ``firebase deploy``
+"""The runtime requirements are locked with hashes: what ``firebase deploy``
 installs (Cloud Build: ``pip install -r requirements.txt``) is exactly the tested set.
 
 requirements.in (the top-level pins) -> requirements.txt; requirements-dev.in (the runtime

@@ -16,7 +16,7 @@ import requests
 from shared import collections
 from shared.firestore import get_db
 from stack.platform import datastores
-from stack.tokens import emulator_id_token
+from stack.platform.tokens import emulator_id_token
 from tests.conftest import Backends
 
 ROLES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -43,26 +43,26 @@ DOCS = {
     "alert": f"{collections.ALERTS}/a1",
     "alert_key": f"{collections.ALERT_KEYS}/k1",
     "own_pass": f"{collections.PANIC_PASSES}/p1",
-    # auto-scaling engine (issue 4)
+    # auto-scaling engine
     "scaling_service": f"{collections.SCALING_SERVICES}/api-gateway",
     "scaling_decision": f"{collections.SCALING_DECISIONS}/d1",
     "scaling_event": f"{collections.SCALING_EVENTS}/e1",
     "legacy_scaling_alert": f"{collections.LEGACY_SCALING_ALERTS}/a1",
-    # disaster recovery (issue 8)
+    # disaster recovery
     "backup": f"{collections.BACKUPS}/20260101T000000Z-abcdef",
     "backup_verification": f"{collections.BACKUP_VERIFICATIONS}/v1",
     "legacy_backup_alert": f"{collections.LEGACY_BACKUP_ALERTS}/a1",
     "backup_drill": f"{collections.BACKUP_DRILLS}/d1",
-    # deploy guard (issue 6)
+    # deploy guard
     "deployment": f"{collections.DEPLOYMENTS}/d1",
     "deploy_report": f"{collections.DEPLOY_REPORTS}/r1",
     "deploy_active": f"{collections.DEPLOY_ACTIVE}/production",
     "deploy_snapshot": f"{collections.DEPLOY_SNAPSHOTS}/production",
-    # ops dashboard (issue 7)
+    # ops dashboard
     "ops_live": f"{collections.OPS_METRICS}/{collections.OPS_LIVE_DOC}",
     "ops_history": f"{collections.OPS_METRICS_HISTORY}/20261127T1200Z",
     "ops_rule": f"{collections.OPS_ALERT_RULES}/failed_payouts",
-    # load testing (issue 5)
+    # load testing
     "load_run": f"{collections.LOAD_RUNS}/r1",
     "load_slice": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_SLICES}/s1",
     "load_report": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_REPORT}/final",
@@ -75,7 +75,7 @@ READERS = {
     "market": {"ops", "admin"},
     "version": {"ops", "admin"},
     "own_admission": {"user", "ops", "admin"},
-    "own_market_member": set(),  # internal to the market transactions (issue 21)
+    "own_market_member": set(),  # internal to the market transactions
     "config": {"ops", "admin"},
     "audit": {"admin"},
     "unknown": set(),
@@ -86,26 +86,26 @@ READERS = {
     "alert": {"ops", "admin"},
     "alert_key": {"ops", "admin"},
     "own_pass": {"user", "ops", "admin"},
-    # auto-scaling engine (issue 4)
+    # auto-scaling engine
     "scaling_service": {"ops", "admin"},
     "scaling_decision": {"ops", "admin"},
     "scaling_event": {"ops", "admin"},
-    "legacy_scaling_alert": set(),  # dropped (issue 13): no rule, nobody reads
-    # disaster recovery (issue 8)
+    "legacy_scaling_alert": set(),  # dropped with the one alert model: no rule, nobody reads
+    # disaster recovery
     "backup": {"ops", "admin"},
     "backup_verification": {"ops", "admin"},
     "legacy_backup_alert": set(),
     "backup_drill": {"ops", "admin"},
-    # deploy guard (issue 6)
+    # deploy guard
     "deployment": {"ops", "admin"},
     "deploy_report": {"ops", "admin"},
     "deploy_active": set(),
     "deploy_snapshot": {"ops", "admin"},
-    # ops dashboard (issue 7)
+    # ops dashboard
     "ops_live": {"ops", "admin"},
     "ops_history": {"ops", "admin"},
     "ops_rule": {"ops", "admin"},
-    # load testing (issue 5)
+    # load testing
     "load_run": {"ops", "admin"},
     "load_slice": {"ops", "admin"},
     "load_report": {"ops", "admin"},

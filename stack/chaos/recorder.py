@@ -16,8 +16,8 @@ from functions.load.scenarios import ENDPOINTS, MIXES, pick_endpoint
 from stack import chaos_check as cc
 from stack.chaos.config import RATE_CLASSES, ChaosConfig
 from stack.faults import StackHandle
-from stack.scheduler import scheduler_headers
-from stack.tokens import emulator_id_token, role_token
+from stack.platform.scheduler import scheduler_headers
+from stack.platform.tokens import emulator_id_token, role_token
 
 # ------------------------------------------------------------------ the load
 

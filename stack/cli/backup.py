@@ -1,4 +1,4 @@
-"""``pack391 backup | verify | restore`` (issue 8): logical backups of the local stack's
+"""``pack391 backup | verify | restore``: logical backups of the local stack's
 Firestore, taken, checked and restored by the backup service exactly as the functions
 wire it. They need FIRESTORE_EMULATOR_HOST and read the PACK391_BACKUP_* settings."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.config import project_id
 from stack.cli import caller
-from stack.tokens import ROLE_CLAIMS, role_token
+from stack.platform.tokens import ROLE_CLAIMS, role_token
 
 
 def add_parser(sub: Any) -> None:

@@ -28,7 +28,7 @@ import requests
 
 from shared.config import FUNCTIONS_REGION, project_id
 from stack.cli.deploy_token import TOKENS, RefreshFailed
-from stack.tokens import role_token
+from stack.platform.tokens import role_token
 
 UNREACHABLE = "UNREACHABLE"
 """CallFailed.status when no HTTP answer came (connection refused, timeout)."""

@@ -1,4 +1,4 @@
-"""``pack391 chaos FAULT`` (issue 16): apply one fault to the running stack (its state
+"""``pack391 chaos FAULT``: apply one fault to the running stack (its state
 file, ``.local/stack.json``) for a while, undo it and report the recovery
 (:mod:`stack.faults`)."""
 

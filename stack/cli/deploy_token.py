@@ -1,4 +1,4 @@
-"""The deployed project's admin ID token, refreshed while a pipeline runs (issue 22).
+"""The deployed project's admin ID token, refreshed while a pipeline runs.
 
 A Firebase ID token lives one hour; a deploy plus its canary (``pack391 deploy wait``) can
 take longer. When PACK391_TOKEN_UID names the Firebase user to sign in as (with

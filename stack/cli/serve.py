@@ -25,8 +25,8 @@ from shared.config import FUNCTIONS_REGION, project_id
 from stack import faults, loadtest
 from stack.cli import caller
 from stack.platform import datastores, procs
+from stack.platform.scheduler import start_scheduler
 from stack.platform.supervisor import Supervisor
-from stack.scheduler import start_scheduler
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]
 """The functions source directory (where main.py and firebase.json are)."""
@@ -86,7 +86,7 @@ class Stack:
         # (production's, for Memorystore a millisecond away) turns a busy moment into a
         # stray fail-open decision. Locally the budget is 250 ms unless set.
         env.setdefault("PACK391_REDIS_TIMEOUT_MS", "250")
-        # the spec's seven services (stack.world.DEPLOY_SERVICES_ENV, without its imports)
+        # the spec's seven services (stack.platform.world.DEPLOY_SERVICES_ENV, without its imports)
         env.setdefault("PACK391_DEPLOY_SERVICES", ",".join(t.SCALING_SERVICE_INSTANCES))
         port = caller.local_port()
         sandbox_port = loadtest.sandbox_port()
@@ -144,7 +144,7 @@ class Stack:
             # the source first; an inherited path (the suite's recorders) after it
             PYTHONPATH=os.pathsep.join(p for p in (str(SOURCE_DIR), env.get("PYTHONPATH")) if p),
         )
-        functions_argv = [sys.executable, "-m", "stack.server", "--port", str(port)]
+        functions_argv = [sys.executable, "-m", "stack.platform.server", "--port", str(port)]
         sandbox_argv = [
             sys.executable, "-m", "stack.sandbox", "--port", str(sandbox_port),
             "--redis-url", redis_url, "--functions-url", caller.local_functions_url(),
@@ -165,9 +165,9 @@ class Stack:
         server = procs.spawn("functions", functions_argv, self.log_dir, env, SOURCE_DIR)
         sandbox = procs.spawn("sandbox", sandbox_argv, self.log_dir, env, SOURCE_DIR)
         self.children.add(server, port, start_functions)
-        # load testing (issue 5): the sandbox of the app's endpoints the scenarios hit
+        # load testing: the sandbox of the app's endpoints the scenarios hit
         self.children.add(sandbox, sandbox_port, start_sandbox)
-        from stack.world import bootstrap_world  # meanwhile: it loads the deploy guard
+        from stack.platform.world import bootstrap_world  # meanwhile: it loads the deploy guard
 
         for starting in waits:
             starting.wait()

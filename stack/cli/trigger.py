@@ -1,5 +1,5 @@
 """``pack391 trigger``: run a scheduled function of the local stack now, with the POST and
-headers Cloud Scheduler sends (:func:`stack.scheduler.fire`)."""
+headers Cloud Scheduler sends (:func:`stack.platform.scheduler.fire`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import requests
 
 from shared.config import FUNCTIONS_REGION, project_id
 from stack.cli import caller
-from stack.scheduler import fire
+from stack.platform.scheduler import fire
 
 
 def add_parser(sub: Any) -> None:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack import ports
 from stack.constants import STACK_LOG_MAX_BYTES
+from stack.platform import ports
 from stack.platform.logs import LOG_CAPPER, rotated_path
 
 ACCESS_LOG_ENV = "PACK391_ACCESS_LOG"
@@ -43,7 +43,7 @@ class StackError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 for a server about to start (:func:`stack.ports.free_port`:
+    """A TCP port on 127.0.0.1 for a server about to start (:func:`stack.platform.ports.free_port`:
     from ``PACK391_PORT_RANGE`` when set, else the kernel's choice)."""
     return ports.free_port()
 

@@ -1,4 +1,4 @@
-"""A world that looks like launch day (issue 21): a seeded population on a simulated clock,
+"""A world that looks like launch day: a seeded population on a simulated clock,
 driven through the real protection core, under one attack at a time.
 
 The population (sizes in :class:`PopulationConfig`):

@@ -12,7 +12,7 @@ from shared.ratelimit import keys
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.limiter import Credential, Subject
 from shared.ratelimit.policy import EndpointClass
-from stack.frontdoor import DEFAULT_ORIGIN_HEADER, Headers
+from stack.platform.frontdoor import DEFAULT_ORIGIN_HEADER, Headers
 from stack.population.actors import Actor, ipv4, random_iid
 from stack.population.model import APP_AGENTS, PopulationConfig, Scenario, User
 

@@ -11,7 +11,7 @@ from shared.ratelimit.client import (
 )
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.policy import GeoRule
-from stack.frontdoor import (
+from stack.platform.frontdoor import (
     DEFAULT_FORWARDING_RULE,
     DEFAULT_ORIGIN_HEADER,
     Headers,
@@ -41,7 +41,7 @@ class NoGeo(GeoRules):
 
 class FrontEnd:
     """How requests reach the function in one front-door mode: the headers each front end
-    adds (:func:`stack.frontdoor.forwarded_headers`) and the client the core makes of them
+    adds (:func:`stack.platform.frontdoor.forwarded_headers`) and the client the core makes of them
     (:func:`shared.ratelimit.client.client_info`)."""
 
     def __init__(self, mode: str) -> None:

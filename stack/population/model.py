@@ -11,7 +11,7 @@ from shared.ratelimit.policy import EndpointClass
 # ----------------------------------------------------------------------------- goals
 
 LEGIT_DENIED_MAX_PCT = 0.1
-"""Goal: at most this share of legitimate requests denied (issue 21)."""
+"""Goal: at most this share of legitimate requests denied."""
 
 ATTACK_ADMITTED_MAX_PCT = 1.0
 """Goal: at most this share of an attack's requests admitted from the first full minute

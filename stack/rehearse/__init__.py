@@ -1,4 +1,4 @@
-"""``pack391 rehearse``: launch day played on the local stack (issue 14, part 3).
+"""``pack391 rehearse``: launch day played on the local stack.
 
 - :mod:`stack.rehearse.recording`: the recorded data (series, acts, documents), pure.
 - :mod:`stack.rehearse.claims`: each claim of the spec as a pure function of a recording.

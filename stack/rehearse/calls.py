@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stack.faults import StackHandle
-from stack.scheduler import scheduler_headers
-from stack.tokens import emulator_id_token, role_token
+from stack.platform.scheduler import scheduler_headers
+from stack.platform.tokens import emulator_id_token, role_token
 
 
 @dataclass

@@ -14,7 +14,7 @@ class LocalPlatform:
         self.redis_url = redis_url
 
     def wait_for_world(self, db: Any, timeout: float = 120.0) -> None:
-        """The stack's world is there (``stack.world``): the seven services registered in
+        """The stack's world is there (``stack.platform.world``): the seven services registered in
         the scaling registry, each serving a revision."""
         import redis
 

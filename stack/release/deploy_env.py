@@ -95,7 +95,7 @@ def add_parsers(dsub: Any) -> None:
     )
     secrets.add_argument("--project", required=True)
     secrets.add_argument("--manifest", type=Path, help="a saved functions.yaml")
-    from stack.release import hosting_config  # pack391 deploy hosting-config (issue 22)
+    from stack.release import hosting_config  # pack391 deploy hosting-config
 
     hosting_config.add_parser(dsub)
     secrets.add_argument(

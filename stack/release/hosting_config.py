@@ -1,5 +1,5 @@
 """``pack391 deploy hosting-config``: the Hosting target and the rewrites' region from the
-deploy's configuration (issue 22).
+deploy's configuration.
 
 The committed ``.firebaserc`` maps the ``ops`` target only for the demo project, and the
 rewrites of ``firebase.json`` name a region. Before ``firebase deploy --only hosting``, the

@@ -101,7 +101,7 @@ def shape_problems(
     """What would leave the deployed functions open, or refuse every call, read from the
     manifest that discovery produced with the env file's ``values``: one line per problem.
 
-    - every function has a ``maxInstances`` (the ceiling on the bill, issue 21);
+    - every function has a ``maxInstances`` (the ceiling on the bill);
     - ``PACK391_FRONT_DOOR`` is one a deployed function accepts (``direct`` answers every
       call ``FAILED_PRECONDITION`` there);
     - ``load-balancer``: every callable's ingress is internal and Cloud Load Balancing,
@@ -109,7 +109,7 @@ def shape_problems(
     - ``cloudflare``: every callable binds ``PACK391_CLOUDFLARE_ORIGIN_SECRET``, the proof
       that a request came through your own zone;
     - a real ``project`` has a Redis that is not loopback and a VPC connector
-      (:func:`redis_problems`, issue 22)."""
+      (:func:`redis_problems`)."""
     problems: list[str] = redis_problems(values, project) if project else []
     door = (values.get("PACK391_FRONT_DOOR") or "google").strip().lower()
     if door == "direct":

@@ -21,7 +21,7 @@ log = logging.getLogger("pack391.sandbox")
 def main() -> None:
     from shared.config import project_id
     from shared.firestore import get_db
-    from stack.tokens import role_token
+    from stack.platform.tokens import role_token
 
     parser = argparse.ArgumentParser(description=(stack.sandbox.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")

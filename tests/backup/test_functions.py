@@ -164,7 +164,7 @@ def test_scheduler_fires_the_backup_over_http(
 ) -> None:
     from datetime import UTC, datetime
 
-    from stack.scheduler import fire
+    from stack.platform.scheduler import fire
 
     get_db().document("orders/o1").set({"total": 3})
     status = fire(

@@ -3,7 +3,7 @@ real google-cloud-storage client against the local fakes of the Firestore Admin 
 the Cloud Storage JSON API (both asynchronous where Google's are: see their
 docstrings), with the catalog and the alerts in the Firestore emulator.
 
-Issue 22: the hourly run starts one export and returns; the poll reads its operation,
+The hourly run starts one export and returns; the poll reads its operation,
 copies the finished export into the other regions (``objects.rewrite``), verifies the
 copies and marks the backup complete; a retry never starts a second export."""
 
@@ -508,7 +508,7 @@ def test_verify_names_a_failed_export(store: ManagedBackupStore, fake: FakeFires
 def test_backups_from_before_one_export_per_region_still_verify(
     store: ManagedBackupStore, fake: FakeFirestoreAdmin
 ) -> None:
-    """Catalog entries written before issue 22 have one export per region and no
+    """Catalog entries written before the single-export design have one export per region and no
     export region: each region's own operation is its proof, as before."""
     fake.export_polls = 1
     ops = {region: store.exports.start(f"old-{region}", NOW) for region in BACKUP_REGIONS}

@@ -195,7 +195,7 @@ def test_a_check_that_could_not_run_is_broken_with_its_error() -> None:
     assert retention.detail == "housekeeping failed: Forbidden: 403 DELETE ..."
 
 
-# ------------------------------------- managed exports: started, then polled (issue 22)
+# ------------------------------------- managed exports: started, then polled
 
 
 @pytest.mark.parametrize(

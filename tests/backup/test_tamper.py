@@ -1,4 +1,4 @@
-"""Backups that lie (issue 15, part 3): a backup folder copied under another id or region,
+"""Backups that lie: a backup folder copied under another id or region,
 parts swapped between copies, a wrong key, and Google API errors in the middle of a
 verification. Each must be refused naming what is wrong, or reported as a broken promise
 with an alert: never a silent success, never an aborted run without a report."""

@@ -1,4 +1,4 @@
-"""Issue 11: the attacks and abuses of the front door, reproduced against the real
+"""The attacks and abuses of the front door, reproduced against the real
 Firestore emulator and redis-server through the callable protocol, and their fixes."""
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def flood(caller: Caller, count: int, token: str | None, name: str = CHECK) -> l
 
 
 def test_a_user_s_reports_feed_only_its_own_window(caller: Caller, backends: Backends) -> None:
-    """Issue 11: a success reported every fifth call never let a user fail forever; issue
-    21: a user's own reports never block its address (only failures a server saw, across
+    """A success reported every fifth call no longer lets a user fail forever, and a
+    user's own reports never block its address (only failures a server saw, across
     accounts, do)."""
     answers = []
     for i in range(16):
@@ -137,7 +137,7 @@ def test_a_flood_never_locks_the_operators_out(caller: Caller, backends: Backend
     (block,) = [b for b in stats["result"]["blocks"] if b["subject"] == LOCAL]
     assert block["evidence"]["detection"] == "single_source_flood"
     assert block["evidence"]["requestsPerMin"] > 600
-    # one address is answered by its own block: it never switches on DDoS mode (issue 21)
+    # one address is answered by its own block: it never switches on DDoS mode
     assert stats["result"]["mode"]["active"] is False
     assert post(caller, DASHBOARD, {}, ops)[0] == 200
     # an ops token does not make a user function reachable from a blocked address
@@ -166,8 +166,8 @@ def test_a_flood_never_locks_the_operators_out(caller: Caller, backends: Backend
 def test_floods_without_a_valid_token_are_counted_detected_and_blocked(
     caller: Caller,
 ) -> None:
-    """Issue 11: requests with no token, a bad token or the wrong role were never counted;
-    issue 21: they meet the address's pre-auth bucket (60 a minute) at the door."""
+    """Requests with no token, a bad token or the wrong role were once never counted;
+    now they meet the address's pre-auth bucket (60 a minute) at the door."""
     no_token = flood(caller, 300, None)
     bad_token = flood(caller, 300, "not-a-jwt")
     wrong_role = flood(caller, 100, caller.token("user", "u"), name=STATS)
@@ -214,7 +214,7 @@ def drive(
 
 
 def nat(uid: str) -> Subject:
-    """A user behind a campus NAT, with history (established: issue 21)."""
+    """A user behind a campus NAT, with history (established)."""
     return Subject(uid, ClientInfo("198.51.100.99", "PL", "app"), established=True)
 
 

@@ -147,7 +147,7 @@ def test_five_failures_block_the_user_for_an_hour(caller: Caller) -> None:
         "allowed"
     ]
 
-    # a client's own reports block the user, never its address (issue 21)
+    # a client's own reports block the user, never its address
     mirrors = docs(collections.BLOCKS)
     assert sorted((m["scope"], m["kind"]) for m in mirrors) == [("user", "brute_force")]
     # each says why
@@ -167,7 +167,7 @@ def test_success_resets_only_the_users_own_count(caller: Caller) -> None:
 
 def test_server_seen_failures_are_counted_per_ip_across_accounts(backends: Backends) -> None:
     """The address window counts distinct accounts with a failure the server saw; a
-    client's own reports (any number of users) never feed it (issue 21)."""
+    client's own reports (any number of users) never feed it."""
     service = protection_service()
     now = datetime.now(UTC)
     reported = [
@@ -222,7 +222,7 @@ def test_concurrent_failures_block_exactly_once(backends: Backends) -> None:
 
 
 def test_panic_passes(caller: Caller, backends: Backends) -> None:
-    # an established account: signed in two days ago (issue 21: passes need one)
+    # an established account (passes need one): signed in two days ago
     claims = {"auth_time": int(datetime.now(UTC).timestamp()) - 2 * 24 * 3600}
     token = caller.token("user", "p1", **claims)
 
@@ -300,7 +300,7 @@ def test_single_source_flood_is_detected_and_mitigated_within_a_minute(
     kinds = {(d.kind.value, d.severity.value) for d in report.detections}
     assert ("single_source_flood", "critical") in kinds
     assert report.blocked_sources == ["203.0.113.66"]
-    # one address is answered by its own block, never by DDoS mode (issue 21)
+    # one address is answered by its own block, never by DDoS mode
     assert report.mitigated is False
 
     # the source is blocked for everything; everyone else keeps the normal limits

@@ -1,7 +1,7 @@
-"""Issue 21: protection that is right for launch-day traffic (carrier NAT, IPv6, app
+"""Protection that is right for launch-day traffic (carrier NAT, IPv6, app
 backends calling for their users, floods without tokens), against the real Firestore
 emulator and redis-server through the callable protocol. Each test failed on the code
-before the issue (the reason is in its docstring) and passes after."""
+before this protection (the reason is in its docstring) and passes after."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Panic passes that need trust (issue 21, item 7), against the emulator and redis-server
+"""Panic passes that need trust, against the emulator and redis-server
 through the callable protocol: only established accounts get a pass, and a pass never
 skips a country cap."""
 

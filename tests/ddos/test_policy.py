@@ -84,7 +84,7 @@ CASES = [
         MinuteTraffic(1, 2200, 300, [("6.6.6.6", 150)], elapsed_fraction=0.2),
         {K.TRAFFIC_SPIKE: Severity.CRITICAL, K.SINGLE_SOURCE_FLOOD: Severity.CRITICAL},
     ),
-    # issue 21: Cloudflare's proven bot scores feed detection
+    # Cloudflare's proven bot scores feed detection
     (
         "most of a spike scored automated by Cloudflare is a critical swarm",
         MinuteTraffic(1, 10_000, 400, spread(400, 25), bot_scored_low=8000),
@@ -100,7 +100,7 @@ CASES = [
         MinuteTraffic(1, 2000, 260, spread(260, 7), bot_scored_low=300),
         {},
     ),
-    # issue 21: the spike is judged on what the single sources do not explain
+    # the spike is judged on what the single sources do not explain
     (
         "one address's flood is no global spike",
         MinuteTraffic(1, 11_000, 201, [("6.6.6.6", 10_000), ("1.1.1.1", 5)]),
@@ -151,7 +151,7 @@ def test_merge_keeps_the_worst_per_kind() -> None:
     assert [(d.kind, d.severity) for d in merged] == [(K.TRAFFIC_SPIKE, Severity.CRITICAL)]
 
 
-# ------------------------------------------------------------ mitigation (issue 11)
+# ------------------------------------------------------------ mitigation
 
 FLOOD = policy.Detection(
     DetectionKind.SINGLE_SOURCE_FLOOD,
@@ -196,7 +196,7 @@ IP = "203.0.113.1"
     ("who", "distinct_users", "allow", "expected"),
     [
         # an address with no established users (an unauthenticated flood): blocked; one
-        # address never switches on DDoS mode (issue 21)
+        # address never switches on DDoS mode
         (policy.AddressUsers(IP, 5000, 0), 1000, (), [("applied", "block_address", IP)]),
         # one user, the flooder itself: nobody innocent is behind it
         (

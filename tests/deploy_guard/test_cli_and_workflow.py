@@ -19,7 +19,7 @@ from google.auth import jwt
 from functions.deploy_guard.local import LocalTraffic
 from shared.redis import get_redis
 from stack import cli
-from stack.tokens import role_token
+from stack.platform.tokens import role_token
 from tests.conftest import ROOT, Backends
 from tests.fakes.http_api import FakeHttpApi, Recorded
 

@@ -23,7 +23,7 @@ from shared import collections
 from shared.firestore import get_db
 from shared.models.scaling import IsolationState, ReportMetricsRequest, ServiceDoc, ServiceState
 from shared.redis import get_redis
-from stack.scheduler import scheduler_headers
+from stack.platform.scheduler import scheduler_headers
 from tests.conftest import Backends, Caller
 from tests.fakes.http_api import FakeHttpApi
 from tests.scaling.helpers import service_config

@@ -1,4 +1,4 @@
-"""The fast judge (issue 22): while a canary is live it is checked every 10 s for a
+"""The fast judge: while a canary is live it is checked every 10 s for a
 conclusive breach, so a bad canary is rolled back within the spec's minute whatever the
 phase of the minute monitor. The worst case is computed from the deadlines and tested
 with the phase at its worst: bad traffic starting just after a tick."""

@@ -317,7 +317,7 @@ def test_a_platform_error_is_recorded_and_the_next_run_applies_the_split(
     assert traffic.observe("api", REGION).shares == {"api-00001": 95, "api-00002": 5}
 
 
-# ------------------------------------------------------- overlapping writers (issue 15)
+# ------------------------------------------------------- overlapping writers
 
 
 def _healthy_minute(at: datetime) -> None:

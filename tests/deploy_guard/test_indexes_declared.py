@@ -1,4 +1,4 @@
-"""Issue 22 (in part): the counts the canary judge and the pre-deploy gates run need
+"""The counts the canary judge and the pre-deploy gates run need
 composite indexes that the emulator never asks for.
 
 Firestore serves a query with equality filters only from its automatic single-field

@@ -95,7 +95,7 @@ def test_global_cap_refuses_a_run_that_would_exceed_it(caller: Caller, sandbox_u
 
 
 def test_concurrent_starts_never_exceed_the_cap_together(backends: Any) -> None:
-    """Issue 15: the cap used to be checked and written outside a transaction. Four admins
+    """The cap used to be checked and written outside a transaction. Four admins
     start 2,000 RPS runs at once under a 5,000 RPS cap: exactly two are admitted."""
     service = load_service()
     change = Change("admin-1", "loadtest.run", None, "req", datetime.now(UTC))
@@ -138,7 +138,7 @@ def test_concurrent_starts_never_exceed_the_cap_together(backends: Any) -> None:
 def test_a_run_whose_shards_died_is_reaped_and_releases_its_share(
     caller: Caller, sandbox_url: str
 ) -> None:
-    """Issue 15: a run whose single-attempt task died stayed "running" and held the cap."""
+    """A run whose single-attempt task died once stayed "running" and held the cap."""
     now = datetime.now(UTC)
     plan = build_plan("swipe_load", sandbox_url).to_json()
     stuck = LoadRunDoc(

@@ -14,8 +14,8 @@ from functions.scaling.api import PushedMetricsStore
 from shared.firestore import get_db
 from shared.redis import get_redis
 from stack.aioserve import served_aiohttp
+from stack.platform.tokens import role_token
 from stack.sandbox import Sandbox, functions_reporter
-from stack.tokens import role_token
 from tests.conftest import Backends, Caller
 
 

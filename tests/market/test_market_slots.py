@@ -1,4 +1,4 @@
-"""Market places that cannot be squatted (issue 11, part 5), against the emulator and Redis.
+"""Market places that cannot be squatted, against the emulator and Redis.
 
 The identity rule (``PACK391_MARKET_SIGNUP_IDENTITY``), pending admissions that
 expire unless activated, the scheduled release, and the admin release.

@@ -1,4 +1,4 @@
-"""Market places that need trust (issue 21, item 7), against the emulator and Redis.
+"""Market places that need trust, against the emulator and Redis.
 
 One soft-launch place per user across markets (decided in a Firestore transaction),
 activation only from a service principal (audited), and the signup's country bound to

@@ -364,7 +364,7 @@ def test_apply_patch_rejects(current: MarketConfig, changes: dict[str, object], 
     assert caught.value.field == field
 
 
-# ------------------------------------------------- trust (issue 21, item 7)
+# ------------------------------------------------- trust
 
 
 @pytest.mark.parametrize(

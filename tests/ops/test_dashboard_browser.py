@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 
-import stack.server
+import stack.platform.server
 from functions.ops.policy import flatten
 from functions.ops.wiring import ops_service
 from shared import collections
@@ -38,7 +38,7 @@ from shared.firestore import get_db
 from shared.models.ops import LiveMetrics
 from shared.models.scaling import IsolationState
 from stack.ops_seed import SeedSpec, seed
-from stack.server import hosting_config, hosting_headers
+from stack.platform.server import hosting_config, hosting_headers
 from tests.conftest import PROJECT, ROOT, Backends, Caller
 from tests.needs import missing
 from tests.ops.helpers import ddos_mode_on, register_service
@@ -374,7 +374,7 @@ def test_a_token_in_the_url_is_ignored_and_removed(
     page.close()
 
 
-# Same origin only (issue 11) --------------------------------------------------------
+# Same origin only --------------------------------------------------------
 
 
 PRODUCTION_INIT = {
@@ -589,7 +589,9 @@ def test_without_node_modules_the_page_says_the_sdk_is_missing(
     tmp_path: Path,
     hosting: str,
 ) -> None:
-    monkeypatch.setattr(stack.server, "FIREBASE8_DIR", tmp_path / "node_modules" / "firebase8")
+    monkeypatch.setattr(
+        stack.platform.server, "FIREBASE8_DIR", tmp_path / "node_modules" / "firebase8"
+    )
     init = PRODUCTION_INIT if hosting == "production" else None
     watched = open_page(browser, f"{live_server}/ops/", token=caller.token("ops"), init_json=init)
     page = watched.page

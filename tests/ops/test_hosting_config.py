@@ -14,8 +14,8 @@ from typing import Any
 import flask
 import pytest
 
-import stack.server
-from stack.server import (
+import stack.platform.server
+from stack.platform.server import (
     FIREBASE_JSON,
     hosting_config,
     hosting_function_rewrite,
@@ -223,7 +223,9 @@ def test_the_local_server_refuses_other_sdk_urls(app: flask.Flask, path: str, wh
 def test_without_node_modules_the_sdk_urls_say_what_to_do(
     app: flask.Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(stack.server, "FIREBASE8_DIR", tmp_path / "node_modules" / "firebase8")
+    monkeypatch.setattr(
+        stack.platform.server, "FIREBASE8_DIR", tmp_path / "node_modules" / "firebase8"
+    )
     response = app.test_client().get("/__/firebase/8.10.1/firebase-functions.js")
     assert response.status_code == 404
     text = response.get_data(as_text=True)

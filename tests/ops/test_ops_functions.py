@@ -296,7 +296,7 @@ def test_dashboard_gathers_every_area(caller: Caller, backends: Backends) -> Non
         assert isinstance(isolated, AlertSpec)
         store.raise_alert(isolated, at(-5))
     store.apply([isolation_alert("feed-service", AlertKind.RECOVERED, 0.2, 1.5, False)], at(-4))
-    # an alert written before issue 13 (no dedup key, no lifecycle) still shows
+    # an alert written before the one alert model (no dedup key, no lifecycle) still shows
     db.collection(collections.ALERTS).document("ddos_x").set(
         {
             "source": "ddos",

@@ -1,6 +1,5 @@
 """Every Google API method the bundle calls in the test suite, checked against the roles
-``pack391 bootstrap`` grants (issue 22: "Record every Google API method the bundle calls,
-and check it against the roles that the bootstrap grants").
+``pack391 bootstrap`` grants, so a deploy never meets a permission the bootstrap left out.
 
 The fakes of Google's APIs (``tests/fakes/http_api.py``, ``grpc_api.py``, ``serving.py``)
 record each method they receive (:data:`tests.fakes.google_apis.CALLED`). At the end of

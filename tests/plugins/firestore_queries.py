@@ -1,4 +1,4 @@
-"""The suite's Firestore index check (issue 22): every query the bundle runs during the
+"""The suite's Firestore index check: every query the bundle runs during the
 tests is recorded, and the run fails when one needs an index that
 ``firestore.indexes.json`` does not declare.
 

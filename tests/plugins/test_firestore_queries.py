@@ -1,4 +1,4 @@
-"""The suite's Firestore index check (issue 22): Firestore's rule for when a query needs
+"""The suite's Firestore index check: Firestore's rule for when a query needs
 a composite index, as a literal table; the recorder in this process, in a subprocess and
 over REST, against the real emulator; and the check failing on the tree before commit
 f614e37 (the validator's counts without their two indexes) and passing now.

@@ -1,5 +1,5 @@
 """Cloud Run updates issued in parallel, each within its deadline, and function timeouts
-that fit the worst case (issue 22, item 4).
+that fit the worst case.
 
 Real ``run_v2.ServicesClient(transport="rest")`` against :class:`FakeCloudRun`; "slow"
 updates are the fake's own held patches (:meth:`FakeCloudRun.hold_next_patch`), released

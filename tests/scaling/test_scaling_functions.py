@@ -20,7 +20,7 @@ from functions.scaling.wiring import scaling_service
 from shared import collections
 from shared.firestore import get_db
 from shared.models.scaling import IsolationState
-from stack.scheduler import scheduler_headers
+from stack.platform.scheduler import scheduler_headers
 from tests.conftest import Backends, Caller
 from tests.fakes.http_api import FakeHttpApi
 
@@ -424,7 +424,7 @@ def test_manual_scale_bounds_force_audit_and_pin(
 def test_the_specs_troubleshooting_call_works_as_written(
     caller: Caller, backends: Backends, hook: FakeHttpApi
 ) -> None:
-    """Issue 22: ``pack391_manualScale({serviceId: "api-gateway", action: "scale_to",
+    """``pack391_manualScale({serviceId: "api-gateway", action: "scale_to",
     instanceCount: 10})``, verbatim from the spec's troubleshooting section, answered
     ``reason: Field required``. Now it scales, audited as "no reason given" with the caller
     recorded."""
@@ -482,8 +482,8 @@ def test_health_check_statuses(caller: Caller, hook: FakeHttpApi) -> None:
 def test_over_real_http_on_the_local_server(
     live_server: str, backends: Backends, hook: FakeHttpApi
 ) -> None:
-    from stack.scheduler import fire
-    from stack.tokens import role_token
+    from stack.platform.scheduler import fire
+    from stack.platform.tokens import role_token
 
     def call(name: str, data: Any, role: str) -> Any:
         response = requests.post(

@@ -181,7 +181,7 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         _backend()
 
 
-# ------------------------------------------- a platform slower than the lock (issue 15)
+# ------------------------------------------- a platform slower than the lock
 
 LOCKS = ("{pack391:scaling}:lock:guard", "{pack391:scaling}:lock:service:api-gateway")
 """The run's lock and api-gateway's (deleting them is what expiry does to a stalled run)."""

@@ -1,4 +1,4 @@
-"""Bad input, everywhere (issue 11): every callable answers malformed bodies, numbers no
+"""Bad input, everywhere: every callable answers malformed bodies, numbers no
 backend can hold, reserved document ids and a refusing Redis with a callable error
 (``INVALID_ARGUMENT`` / ``UNAVAILABLE`` in JSON), never ``INTERNAL`` or an HTML 500."""
 

@@ -1,4 +1,4 @@
-"""A ceiling on the bill (issue 21, item 6) at the edge, through real callables: App Check
+"""A ceiling on the bill at the edge, through real callables: App Check
 on the user callables (a param read per request), ``direct`` and a secret-less
 ``cloudflare`` refused on a deployed instance, and the 1 MiB body limit enforced while a
 chunked body streams in (real HTTP: the local functions server, and functions-framework's
@@ -28,7 +28,7 @@ from shared.auth import Role
 from shared.edge import BODY_READ_CHUNK, MAX_BODY_BYTES, edge_spec_of
 from shared.ratelimit import middleware as ratelimit_middleware
 from stack.platform.procs import free_port
-from stack.tokens import emulator_id_token
+from stack.platform.tokens import emulator_id_token
 from tests.conftest import ROOT, Backends, Caller, CallResult
 
 CHECK = "pack391_checkRateLimit"

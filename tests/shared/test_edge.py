@@ -13,7 +13,7 @@ from shared.auth import Role
 from shared.edge import CallContext, callable_function, edge_spec_of, request_id_of
 from shared.errors import NotFound, RateLimited
 from shared.models import RequestModel, WireModel
-from stack.server import create_app
+from stack.platform.server import create_app
 from tests.conftest import Caller
 
 NAME = "pack391_getMarketControls"
@@ -91,7 +91,7 @@ def test_bad_token_is_unauthenticated(caller: Caller) -> None:
 
 
 def test_token_for_another_project_is_rejected(caller: Caller) -> None:
-    from stack.tokens import role_token
+    from stack.platform.tokens import role_token
 
     token = role_token("some-other-project", "admin")
     response = caller.app.test_client().post(

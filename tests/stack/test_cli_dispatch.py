@@ -1,5 +1,5 @@
-"""``pack391 COMMAND`` imports only COMMAND's module (issue 23: every CLI call in the
-suite and in the README paid 2.2 s importing all twelve; ``pack391 call --help`` now
+"""``pack391 COMMAND`` imports only COMMAND's module (every CLI call in the
+suite and in the README used to pay 2.2 s importing all twelve; ``pack391 call --help`` now
 takes about 0.2 s, measured in ``make bench-coldstart``)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Each fault of ``stack.faults`` for about 2 s against one running stack: its effect
-while on, and a normal stack after the undo (issue 16)."""
+while on, and a normal stack after the undo."""
 
 from __future__ import annotations
 

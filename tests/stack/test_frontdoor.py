@@ -1,5 +1,5 @@
 """The rate limiter behind each front door, as deployed: real HTTP through
-:mod:`stack.frontdoor` (which forwards the way Google's front end, a load balancer and
+:mod:`stack.platform.frontdoor` (which forwards the way Google's front end, a load balancer and
 Cloudflare do) to the real local functions server, clients connecting from distinct
 loopback addresses. Forged forwarding headers must change nothing in any mode."""
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from shared.ratelimit.middleware import default_limiter
-from stack.frontdoor import FrontDoorProxy, Mode, forwarded_headers
+from stack.platform.frontdoor import FrontDoorProxy, Mode, forwarded_headers
 from tests.conftest import Caller
 
 A = "127.0.0.2"
@@ -259,7 +259,7 @@ def forgeries(victim: str) -> list[list[tuple[str, str]]]:
 
 ADDRESS_PAYMENTS = 20 * 3
 """An address's payment quota with no established user behind it: 20 users' limits
-(``ADDRESS_QUOTA_BASE_USERS`` x 3, issue 21)."""
+(``ADDRESS_QUOTA_BASE_USERS`` x 3)."""
 
 
 def spend_payment_address(

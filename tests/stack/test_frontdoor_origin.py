@@ -1,4 +1,4 @@
-"""cloudflare mode behind real HTTP (issue 21, item 6): our zone (stack/frontdoor.py's
+"""cloudflare mode behind real HTTP: our zone (stack/platform/frontdoor.py's
 cloudflare mode with ``origin_secret``, standing in for the Transform Rule), anyone else's
 Cloudflare (the same stand-in without it: a Worker sends from the same ranges) and a
 client going straight past both, in front of Google's front end's stand-in and the real
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from shared.ratelimit.middleware import default_limiter
-from stack.frontdoor import DEFAULT_ORIGIN_HEADER, FrontDoorProxy
+from stack.platform.frontdoor import DEFAULT_ORIGIN_HEADER, FrontDoorProxy
 from tests.conftest import Caller
 from tests.stack.test_frontdoor import CLOUDFLARE_EGRESS, STATS, A, B, check, set_br_throttle
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from stack.platform.procs import free_port
-from stack.scheduler import scheduler_headers
+from stack.platform.scheduler import scheduler_headers
 from tests.stack.serving import PACK391, start_serve
 
 PROJECT = "demo-avalo"
@@ -159,7 +159,7 @@ def test_help_on_every_command() -> None:
         assert "usage: pack391" in result.stdout
 
 
-# Ops dashboard (issue 7) ---------------------------------------------------
+# Ops dashboard ---------------------------------------------------
 
 
 def test_serve_prints_and_serves_the_ops_dashboard(stack: Stack) -> None:

@@ -1,6 +1,6 @@
-"""A world that looks like launch day (issue 21): each attack of :mod:`stack.population`,
+"""A world that looks like launch day: each attack of :mod:`stack.population`,
 small, beside the same legitimate population, against the real Redis and the Firestore
-emulator, asserting the issue's goals: legitimate requests denied at most 0.1 % and no
+emulator, asserting its goals: legitimate requests denied at most 0.1 % and no
 established user denied because of someone else's traffic; the attack's requests admitted
 at most 1 % from the first full minute after its detection; Redis memory per million
 attack requests within the budget (net of the control run); a bypass keyed by the

@@ -1,6 +1,6 @@
-"""A world that looks like launch day, over real HTTP (issue 21): a scaled-down launch-day
+"""A world that looks like launch day, over real HTTP: a scaled-down launch-day
 population (:mod:`stack.population_http`) sends real requests from distinct loopback
-addresses through the local front door (:class:`stack.frontdoor.FrontDoorProxy` in
+addresses through the local front door (:class:`stack.platform.frontdoor.FrontDoorProxy` in
 ``google`` mode, which appends the TCP peer to ``X-Forwarded-For``) to the real functions
 server, beside one attack per test, in real time. So the edge itself is what is judged: the
 ID token verified at the door (``shared.edge.front_door``), CORS preflights answered and
@@ -23,10 +23,10 @@ checking limits for 100 users at 10 calls a second: 283 legitimate checks and 50
 preflights a test, beside its attack (1,000 or 2,100 flood requests, or 14 of a user's
 PIN attempts); the file takes 45-60 s, up to 14 s of it waiting for a minute to start.
 
-Run against the code before issue 21 (commit a47b5e1, the backend's ``established`` field
-left out, which that code refused), every test failed, and on the population alone too:
-the address bucket was one user's limit, so 11 to 17 of the NAT's 75 checks of wave 1
-answered ``ip_limit``; each test's docstring says what its attack did there."""
+Run against the code before the launch-traffic protection (commit a47b5e1, the backend's
+``established`` field left out, which that code refused), every test failed, and on the
+population alone too: the address bucket was one user's limit, so 11 to 17 of the NAT's
+75 checks of wave 1 answered ``ip_limit``; each test's docstring says what its attack did there."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from functions.ddos.detector import DetectionReport
 from functions.ddos.wiring import protection_service
 from shared.ratelimit import keys, middleware
 from shared.ratelimit.middleware import default_limiter
-from stack.frontdoor import FrontDoorProxy
+from stack.platform.frontdoor import FrontDoorProxy
 from stack.population import ATTACK_ADMITTED_MAX_PCT, LEGIT_DENIED_MAX_PCT
 from stack.population_http import (
     APP_AGENTS,
@@ -242,10 +242,10 @@ def test_a_flood_from_the_carrier_nat_refuses_its_tokenless_traffic_only(world: 
     """1,800 token-less requests from the carrier NAT's own address in 8 s: one address over
     600 a minute, but 25 established users are behind it, so its block is held for a human
     and the narrow action applied: the address's traffic without a valid token is refused
-    (``anon_refused``) while its signed-in users keep working. Before issue 21: all 1,800
-    answered 401, the held block meant nothing applied to the address (the flood would go
-    on reaching the SDK), and DDoS mode came on for everyone (single-source flood and a
-    traffic spike: the flood was not taken out of the spike)."""
+    (``anon_refused``) while its signed-in users keep working. Before the launch-traffic
+    protection: all 1,800 answered 401, the held block meant nothing applied to the
+    address (the flood would go on reaching the SDK), and DDoS mode came on for everyone
+    (single-source flood and a traffic spike: the flood was not taken out of the spike)."""
     first = world.wave(0, tokenless_flood("nat-flood", MIX.nat, 1800, WAVE_1))
     flood = attack_of(first, "nat-flood")
     report = summary(first)
@@ -296,8 +296,9 @@ def test_a_user_s_own_failure_reports_block_only_that_user(world: World) -> None
     """A NAT user reports five failed wallet PINs (``walletBruteForceShield {attempt:
     "failure"}``): that user is blocked for auth, wallet and payment (``brute_force_block``)
     and nobody else behind the NAT is: its other users' wallet, payment and auth checks are
-    allowed. Before issue 21: five self-reported failures blocked the NAT's address for an
-    hour (10 of its other users' checks in wave 1 already answered ``brute_force_block``)."""
+    allowed. Before the launch-traffic protection: five self-reported failures blocked the
+    NAT's address for an hour (10 of its other users' checks in wave 1 already answered
+    ``brute_force_block``)."""
     first = world.wave(0, [pin_attempts(world, 5, WAVE_1 - 1, report_failures=True)])
     shield = [a.result or {} for a in attack_of(first, "pin", SHIELD)]
     report = summary(first)

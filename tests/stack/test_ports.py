@@ -1,4 +1,4 @@
-"""Ports for parallel test runs (issue 23): a range of our own shared through one cursor,
+"""Ports for parallel test runs: a range of our own shared through one cursor,
 blocks claimed per process, and readiness that only believes the listener it started."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import ports
-from stack.platform import datastores, procs
+from stack.platform import datastores, ports, procs
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def test_blocks_lie_outside_the_ephemeral_range_and_the_stacks_defaults() -> Non
 
 HOLD = """\
 import sys, time
-from stack import ports
+from stack.platform import ports
 block = ports.claim_block(int(sys.argv[1]))
 print(block.index, flush=True)
 time.sleep(60)

@@ -347,7 +347,7 @@ def classes(**wrong: int) -> list[dict[str, Any]]:
             },
             True,
         ),
-        # a service principal's own bucket is never scaled by DDoS mode either (issue 21)
+        # a service principal's own bucket is never scaled by DDoS mode either
         (
             {
                 "class": "service",

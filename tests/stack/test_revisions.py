@@ -16,6 +16,7 @@ from functions.deploy_guard.readers import BusinessMetrics
 from functions.deploy_guard.wiring import deploy_guard
 from shared.firestore import get_db
 from stack.aioserve import served_aiohttp
+from stack.platform.tokens import role_token
 from stack.revisions import (
     LocalRevisions,
     RevisionExists,
@@ -25,7 +26,6 @@ from stack.revisions import (
 )
 from stack.sandbox import Sandbox
 from stack.sandbox.reporting import revision_reporter
-from stack.tokens import role_token
 from tests.conftest import Backends
 
 # ------------------------------------------------------------------- pure

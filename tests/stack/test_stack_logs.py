@@ -17,7 +17,7 @@ from functions.load.scenarios import build_plan
 from stack.aioserve import served_aiohttp
 from stack.loadtest import ProgressPrinter, run_local
 from stack.platform import logs, procs
-from stack.scheduler import start_scheduler
+from stack.platform.scheduler import start_scheduler
 
 
 def test_a_child_log_over_its_cap_is_rotated_and_the_child_writes_on(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`pack391 serve` restarts what dies (issue 16): Redis empty on the same port, the
+"""`pack391 serve` restarts what dies: Redis empty on the same port, the
 functions server on its port; a line on stdout each; Ctrl-C still leaves nothing."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import requests
 
 from stack.faults import StackHandle
 from stack.platform.procs import free_port
-from stack.tokens import role_token
+from stack.platform.tokens import role_token
 from tests.conftest import ROOT
 from tests.stack.test_local_stack import alive, descendants
 

@@ -8,12 +8,12 @@ import time
 from typing import Any
 
 from shared import thresholds as t
+from stack.platform.tokens import role_token
 from stack.rehearse.acts.rate_limits import RateLimitProbe
 from stack.rehearse.acts.track import Track
 from stack.rehearse.settings import (
     MARKET_COUNTRY,
 )
-from stack.tokens import role_token
 
 log = logging.getLogger("pack391.rehearse")
 
@@ -110,7 +110,7 @@ class Probes(Track):
         }  # fmt: skip
 
     def population(self) -> None:
-        """Launch-day traffic under every attack of issue 21 (:mod:`stack.population`), on a
+        """Launch-day traffic under every attack of the population (:mod:`stack.population`), on a
         simulated clock, against a redis-server of its own and a project of its own in the
         stack's Firestore emulator: its blocks, lockdowns and alerts must not touch the
         stack the other acts judge."""

@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared import thresholds as t
+from stack.platform.tokens import role_token
 from stack.rehearse.acts.track import Track
 from stack.rehearse.calls import Answer
 from stack.rehearse.timeline import DDOS_MODE_KEY
-from stack.tokens import role_token
 
 log = logging.getLogger("pack391.rehearse")
 

@@ -67,7 +67,7 @@ CLAIMS: dict[str, Callable[[Recording], ClaimResult]] = {
     "market_rollout": market_rollout,
     "restore_drill": restore_drill,
 }
-"""The twelve claims of the spec, then the launch-day population (issue 21), the market
+"""The twelve claims of the spec, then the launch-day population, the market
 rollout and the restore drill."""
 
 

@@ -182,7 +182,7 @@ def brute_force(rec: Recording) -> ClaimResult:
 
 def population(rec: Recording) -> ClaimResult:
     """Launch-day traffic (carrier NAT, IPv6 /64s, an app backend, heavy users) under every
-    attack of issue 21: per attack, legitimate requests denied at most 0.1 % and no
+    attack of the launch-day population: per attack, legitimate requests denied at most 0.1 % and no
     established user denied because of someone else's traffic, the attack's requests
     admitted from the first full minute after detection at most 1 %, Redis memory
     bounded (``stack.population``'s goals, each PASS, FAIL or n/a)."""

@@ -131,7 +131,7 @@ def test_acknowledgement_of_each_status() -> None:
 
 
 def test_legacy_alerts_still_read() -> None:
-    """An alert written before issue 13 (no dedup key, no lifecycle) validates."""
+    """An alert written before the one alert model (no dedup key, no lifecycle) validates."""
     old = AlertDoc.model_validate(
         {
             "source": "ddos",

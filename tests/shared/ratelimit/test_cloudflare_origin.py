@@ -1,4 +1,4 @@
-"""cloudflare mode needs proof that a request came through *your* zone (issue 21, item 6):
+"""cloudflare mode needs proof that a request came through *your* zone:
 literal tables with Cloudflare's real published ranges, which no local socket can send
 from (tests/stack/test_frontdoor_origin.py shows the same through real HTTP with a
 loopback stand-in for the ranges). Cloudflare's headers, and its bot score, are believed
@@ -20,7 +20,7 @@ from shared.ratelimit.client import (
     cloudflare_bot_score,
     front_door_config,
 )
-from stack.frontdoor import DEFAULT_ORIGIN_HEADER, Mode, forwarded_headers
+from stack.platform.frontdoor import DEFAULT_ORIGIN_HEADER, Mode, forwarded_headers
 
 SECRET = "9c1f0e6a4b7d2e8f3a5c6b1d0e9f8a7b"
 HEADER = "x-pack391-origin-secret"
@@ -186,8 +186,9 @@ def test_the_deployment_is_read_from_the_environment(monkeypatch: pytest.MonkeyP
 
 
 def test_the_local_stand_in_sets_the_secret_as_a_transform_rule_does() -> None:
-    """stack/frontdoor.py's cloudflare mode with ``origin_secret`` is our zone: the header is
-    set, overwriting the client's own; without it, anyone's Cloudflare passes it on."""
+    """stack/platform/frontdoor.py's cloudflare mode with ``origin_secret`` is our zone: the
+    header is set, overwriting the client's own; without it, anyone's Cloudflare passes it
+    on."""
     assert CLOUDFLARE_ORIGIN_HEADER.default == DEFAULT_ORIGIN_HEADER
     assert DEFAULT_ORIGIN_HEADER.lower() == HEADER
     sent = [("X-Pack391-Origin-Secret", "client's guess"), ("x-pack391-origin-secret", "again")]

@@ -66,7 +66,7 @@ def test_user_and_ip_are_separate_buckets(limiter: RateLimiter) -> None:
     denied = limiter.decide(cls, who("a", "2.2.2.2"), NOW)
     assert (denied.allowed, denied.reason) == (False, Reason.USER_LIMIT)
     # other users behind the first IP are served: the address's own quota holds 20 users'
-    # limits (issue 21: one subscriber of a carrier NAT never spends everyone's)
+    # limits (one subscriber of a carrier NAT never spends everyone's)
     others = [
         limiter.decide(cls, who(f"b{i}", "1.1.1.1"), NOW) for i in range(19) for _ in range(3)
     ]
@@ -183,7 +183,7 @@ def test_geo_rules_are_cached_for_their_ttl(backends: Backends) -> None:
 def test_a_stalled_firestore_never_delays_a_decision(
     tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 15: the geo rules used to be read on the request path, under a lock, with no
+    """The geo rules used to be read on the request path, under a lock, with no
     timeout. A private Firestore emulator is paused (SIGSTOP) mid-life: decisions keep
     their budget, with the last good rules, and the rules come back when it resumes."""
     child, host = datastores.start_firestore_emulator(backends.project, tmp_path)

@@ -14,7 +14,7 @@ from shared.edge import edge_spec_of
 from shared.ratelimit import middleware
 from shared.ratelimit.middleware import rate_limited
 from shared.ratelimit.policy import EndpointClass
-from stack.server import create_app
+from stack.platform.server import create_app
 from tests.conftest import Backends, Caller
 
 
@@ -64,7 +64,7 @@ def test_decorator_denies_with_resource_exhausted(other_bundle: Caller) -> None:
 
 def spend_address(caller: Caller, xff: Callable[[int], str], who: str = "user") -> list[int]:
     """21 users, 3 payments each, every request with the X-Forwarded-For ``xff(user)``:
-    one address's payment quota is 20 users' limits (issue 21), so if every request is the
+    one address's payment quota is 20 users' limits, so if every request is the
     same client the 21st user is refused (``ip_limit``)."""
     return [
         post(caller, "transfer", f"{who}-{u}", {"X-Forwarded-For": xff(u)})[0]
@@ -136,7 +136,7 @@ def test_this_bundles_callables_are_limited(caller: Caller) -> None:
     while True:
         result = caller.call("pack391_panicEscalation", {}, role="user", uid="busy")
         # 400: past the limiter, refused by the handler (a pass needs an established
-        # account, issue 21); the call was counted all the same
+        # account); the call was counted all the same
         if result.status not in (200, 400):
             break
         passed += 1

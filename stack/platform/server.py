@@ -6,7 +6,7 @@ ones): this is the URL scheme the Firebase client SDKs' ``connectFunctionsEmulat
 uses. Scheduled functions are served at the same scheme and run when called with
 Cloud Scheduler's headers (``pack391 trigger`` and the local scheduler do that).
 
-Run: ``python -m stack.server --port 5001`` from the source directory (main.py). No
+Run: ``python -m stack.platform.server --port 5001`` from the source directory (main.py). No
 per-request access log unless ``--access-log`` or ``PACK391_ACCESS_LOG=1``.
 """
 
@@ -32,7 +32,7 @@ from stack.platform.procs import ACCESS_LOG_ENV, access_log_wanted
 
 log = logging.getLogger("pack391.server")
 
-HOSTING_DIR = Path(__file__).resolve().parent.parent / "hosting"
+HOSTING_DIR = Path(__file__).resolve().parents[2] / "hosting"
 """The Firebase Hosting folder (firebase.json ``hosting.public``), served at ``/`` locally."""
 
 FIREBASE_JSON = HOSTING_DIR.parent / "firebase.json"
@@ -214,7 +214,7 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
     def listing() -> flask.Response:
         return flask.jsonify(project=project, functions=described)
 
-    # The ops dashboard (issue 7): the Hosting folder, and the config Hosting serves at
+    # The ops dashboard: the Hosting folder, and the config Hosting serves at
     # /__/firebase/init.json in production, plus where the local callables are: a path on
     # this origin (the page refuses anything else). The ops routes send firebase.json's
     # Hosting headers (its Content-Security-Policy included), the SDK is served at

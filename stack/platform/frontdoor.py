@@ -39,7 +39,7 @@ by connecting *from* 127.0.0.2, 127.0.0.3, ... (``source_address=("127.0.0.2", 0
 Try a front-door mode on the local stack (functions server on 5001)::
 
     PACK391_FRONT_DOOR=google pack391 serve
-    python -m stack.frontdoor --mode google --upstream http://127.0.0.1:5001 --port 5002
+    python -m stack.platform.frontdoor --mode google --upstream http://127.0.0.1:5001 --port 5002
 
 then call the functions at ``http://127.0.0.1:5002/...`` instead of 5001.
 """
@@ -362,7 +362,7 @@ def _country_pairs(items: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m stack.frontdoor",
+        prog="python -m stack.platform.frontdoor",
         description=(
             "A local stand-in for the front end of a deployed function (Google's front end, "
             "an external load balancer, or Cloudflare), to try PACK391_FRONT_DOOR modes "
