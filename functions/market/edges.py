@@ -84,10 +84,10 @@ def pack391_checkMarketAccess(ctx: CallContext, req: CheckMarketAccessRequest) -
             )
         if req.uid is None:
             raise InvalidInput("uid", "name the user whose admission becomes active")
-        return market_service().activate(
+        return market_service().admission.activate(
             req.country, req.uid, _change(ctx, "market.activate", None)
         )
-    return market_service().check_access(
+    return market_service().admission.check_access(
         req.country,
         applicant_of(ctx.caller.uid, ctx.caller.claims),
         req.signup,
@@ -102,7 +102,9 @@ def pack391_releaseMarketAdmissions(
     ctx: CallContext, req: ReleaseMarketAdmissionsRequest
 ) -> ReleaseMarketAdmissionsResult:
     """Free market places: the named admissions, or the pending ones (audited)."""
-    return market_service().release(req, _change(ctx, "market.release_admissions", req.reason))
+    return market_service().releases.release(
+        req, _change(ctx, "market.release_admissions", req.reason)
+    )
 
 
 @scheduled_function(
@@ -118,5 +120,5 @@ def pack391_releaseMarketAdmissions(
 def pack391_syncMarkets(ctx: ScheduledContext) -> None:
     """Release expired pending admissions, re-apply stored market changes to Redis and
     restore lost admissions."""
-    report = market_service().sync(ctx.now)
+    report = market_service().releases.sync(ctx.now)
     log.info("market sync %s: %s", ctx.request_id, report)

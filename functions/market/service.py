@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import redis
 
 from functions.market.admission import MarketAdmission
-from functions.market.policy import Applicant, apply_patch, config_of
+from functions.market.policy import apply_patch, config_of
 from functions.market.ports import AdmissionRecords, MarketEnforcement, MarketRecords
 from functions.market.release import AdmissionRelease, SyncReport
 from shared.audit import Change
@@ -29,12 +28,9 @@ from shared.errors import FailedPrecondition
 from shared.models.market import (
     EmergencyPauseResult,
     GlobalMarketsDoc,
-    MarketAccess,
     MarketControlsView,
     MarketDoc,
     MarketView,
-    ReleaseMarketAdmissionsRequest,
-    ReleaseMarketAdmissionsResult,
     UpdateMarketControlRequest,
     UpdateMarketControlResult,
 )
@@ -126,38 +122,6 @@ class MarketService:
             all_markets_paused=switch.all_paused,
             all_markets_paused_reason=switch.reason if switch.all_paused else None,
         )
-
-    # ------------------------------------------- admission, release and sync
-
-    def check_access(
-        self,
-        country: str,
-        applicant: Applicant,
-        signup: bool,
-        identity_rule: str,
-        now: datetime,
-        front_door_country: str | None = None,
-    ) -> MarketAccess:
-        """:meth:`MarketAdmission.check_access`."""
-        return self.admission.check_access(
-            country, applicant, signup, identity_rule, now, front_door_country
-        )
-
-    def activate(self, country: str, uid: str, change: Change) -> MarketAccess:
-        """:meth:`MarketAdmission.activate`."""
-        return self.admission.activate(country, uid, change)
-
-    def release(
-        self, req: ReleaseMarketAdmissionsRequest, change: Change
-    ) -> ReleaseMarketAdmissionsResult:
-        """:meth:`AdmissionRelease.release`."""
-        return self.releases.release(req, change)
-
-    def sync(self, now: datetime) -> SyncReport:
-        """:meth:`AdmissionRelease.sync`."""
-        return self.releases.sync(now)
-
-    # ---------------------------------------------------------------- helpers
 
     def _mirror_market(self, doc: MarketDoc) -> bool:
         try:

@@ -312,7 +312,9 @@ def test_soft_launch_limit_holds_under_concurrent_signups(caller: Caller) -> Non
 
     def admit(i: int) -> bool:
         applicant = Applicant(f"user-{i}", verified=True)
-        return service.check_access("PL", applicant, True, "verified", now).signup_admitted
+        return service.admission.check_access(
+            "PL", applicant, True, "verified", now
+        ).signup_admitted
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         admitted = list(pool.map(admit, range(60)))
@@ -352,7 +354,9 @@ def test_same_user_counted_once_under_concurrency(caller: Caller) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(
             pool.map(
-                lambda _: service.check_access("NL", Applicant("same"), True, "verified", now),
+                lambda _: service.admission.check_access(
+                    "NL", Applicant("same"), True, "verified", now
+                ),
                 range(16),
             )
         )
@@ -383,7 +387,7 @@ def test_sync_restores_members_and_mirrors(caller: Caller, backends: Backends) -
         signup(caller, "PL", uid)
     client = redis.Redis.from_url(backends.redis_url)
     client.delete("{pack391:markets}:PL:users")
-    report = market_service().sync(datetime.now(UTC))
+    report = market_service().releases.sync(datetime.now(UTC))
     assert (report.markets, report.members_restored) == (1, 2)
     assert client.scard("{pack391:markets}:PL:users") == 2
 

@@ -197,8 +197,8 @@ def test_pending_admission_expires_and_the_place_goes_to_someone_else(
     assert isinstance(keeper["activatedAt"], datetime)
 
     service = market_service()
-    assert service.sync(datetime.now(UTC)).released == 0  # nothing expired yet
-    report = service.sync(until + timedelta(seconds=1))
+    assert service.releases.sync(datetime.now(UTC)).released == 0  # nothing expired yet
+    report = service.releases.sync(until + timedelta(seconds=1))
     assert report.released == 1
     assert set(admissions("PL")) == {"keeper"}  # the activated one kept its place
     assert members(backends, "PL") == {"keeper"}
@@ -207,7 +207,7 @@ def test_pending_admission_expires_and_the_place_goes_to_someone_else(
     assert (took["signupAdmitted"], took["reason"]) == (True, "admitted")
     assert signup(caller, "PL", "squatter")["reason"] == "traffic_limit_reached"
     # much later still: the activated admission is never released by expiry
-    assert service.sync(until + 2 * PENDING).released == 1  # "late" did not activate
+    assert service.releases.sync(until + 2 * PENDING).released == 1  # "late" did not activate
     assert set(admissions("PL")) == {"keeper"}
 
 
@@ -239,7 +239,7 @@ def test_sync_releases_page_by_page(caller: Caller, backends: Backends) -> None:
     )
     batch.commit()
     service._store.add_members("PL", [*uids, "active"])
-    report = service.sync(now + timedelta(seconds=1))
+    report = service.releases.sync(now + timedelta(seconds=1))
     assert report.released == 450
     assert set(admissions("PL")) == {"active"}
     assert members(backends, "PL") == {"active"}
@@ -287,13 +287,13 @@ def test_a_crash_between_redis_and_firestore_heals(
     with monkeypatch.context() as patch:
         patch.setattr(service._admissions, "release_admissions", crash)
         with pytest.raises(RuntimeError):
-            service.sync(later)
+            service.releases.sync(later)
     assert members(backends, "PL") == set()  # Redis behind Firestore ...
     assert set(admissions("PL")) == {"a", "b"}
-    restored = service.sync(datetime.now(UTC))  # ... until the next sync
+    restored = service.releases.sync(datetime.now(UTC))  # ... until the next sync
     assert restored.members_restored == 2
     assert members(backends, "PL") == {"a", "b"}
-    assert service.sync(later).released == 2
+    assert service.releases.sync(later).released == 2
     assert (members(backends, "PL"), admissions("PL")) == (set(), {})
 
 

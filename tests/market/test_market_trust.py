@@ -151,7 +151,9 @@ def test_the_transaction_alone_keeps_one_place_when_both_early_reads_miss(
     def attempt(country: str) -> str:
         start.wait(timeout=30)
         try:
-            return service.check_access(country, applicant, True, "verified", now).reason.value
+            return service.admission.check_access(
+                country, applicant, True, "verified", now
+            ).reason.value
         except FailedPrecondition as refused:
             return f"{refused.details['reason']}:{refused.details['heldCountry']}"
 
@@ -183,7 +185,7 @@ def test_a_release_frees_the_users_place_for_another_market(
 
     # so does the minute sync's release of an expired pending admission
     admission_ref("PL", "expiring").update({"pendingUntil": datetime.now(UTC) - PENDING})
-    assert market_service().sync(datetime.now(UTC)).released == 1  # "kept" was activated
+    assert market_service().releases.sync(datetime.now(UTC)).released == 1  # "kept" was activated
     assert member_doc("expiring") is None
     assert signup(caller, "DE", "expiring")["reason"] == "admitted"
 
