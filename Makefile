@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# The locks (issue 22): requirements.in and requirements-dev.in compiled with the hash of
+# The locks: requirements.in and requirements-dev.in compiled with the hash of
 # every file PyPI has for each pinned version (Cloud Build installs requirements.txt on Linux
 # x86_64 Python 3.11: pip install -r requirements.txt, hash-checked); the dev lock is
 # constrained to the runtime lock, so the venv the tests run in holds the deployed set.
@@ -25,7 +25,7 @@ lock: $(STAMP)
 	$(PIP_COMPILE) --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 
-# Node tools (issue 12): the Firebase CLI and the Firebase JS SDKs, exactly as
+# Node tools: the Firebase CLI and the Firebase JS SDKs, exactly as
 # tools/package-lock.json pins them; reinstalled when either file is newer. They live in
 # tools/, not the source root: firebase-tools takes a functions source holding a
 # package.json for Node code ("Unexpected runtime python311").
@@ -36,10 +36,10 @@ $(NODE_STAMP): tools/package.json tools/package-lock.json
 	touch $@
 
 setup: $(STAMP) $(NODE_STAMP) chromium
-	@# load benchmarks (issue 5): wrk is the Debian package; installed only when root
+	@# load benchmarks: wrk is the Debian package; installed only when root
 	@command -v wrk >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 || true
 
-# Debian's chromium for the ops dashboard's browser test (issue 7): installed with apt-get
+# Debian's chromium for the ops dashboard's browser test: installed with apt-get
 # when missing and we are root; otherwise (or if apt fails) that one test skips, saying why.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -77,8 +77,8 @@ test: lint
 bench-ratelimit: setup
 	$(BIN)/python -m bench.ratelimit
 
-# Issue 21: a launch-day population under every attack, on a simulated clock; no peer,
-# judged against the issue's goals (PASS/FAIL per goal; exit 1 when one fails).
+# A launch-day population under every attack, on a simulated clock; no peer, judged
+# against the goals of stack/population/model.py (PASS/FAIL per goal; exit 1 on a failure).
 bench-population: setup
 	$(BIN)/python -m bench.population
 
@@ -108,18 +108,18 @@ bench-load-cpu: setup   # the generator's CPU per request vs Locust and wrk (doc
 bench-coldstart: setup
 	$(BIN)/python -m bench.coldstart
 
-# Issue 14: the highest swipe_load rate the whole local stack holds on this machine
+# The highest swipe_load rate the whole local stack holds on this machine
 # (generator, sandbox, Redis and the emulator on the same cores), CPU per component;
 # .local/bench-stack.json. About 5-8 minutes.
 bench-stack: setup
 	$(BIN)/python -m bench.stack
 
-# Chaos (issue 16): every fault of stack/faults.py during a load run against a stack of
+# Chaos: every fault of stack/chaos/faults.py during a load run against a stack of
 # its own; report in .local/chaos/report.json; exit 1 when an invariant breaks (docs/chaos.md).
 chaos: setup
 	$(BIN)/pack391 chaos-run --serve
 
-# Launch rehearsal (issue 14): launch day on a stack of its own, every claim of the spec
+# Launch rehearsal: launch day on a stack of its own, every claim of the spec
 # judged; reports in .local/rehearse/rehearsal.{json,html}; exit 1 when a claim fails (~16 min).
 rehearse: setup
 	$(BIN)/pack391 rehearse --serve

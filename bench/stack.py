@@ -56,9 +56,9 @@ from bench.stack_measures import (
 from functions.load.scenarios import build_plan, new_run_id
 from shared import thresholds as t
 from shared.clock import utc_now
-from stack import faults
 from stack.loadtest import run_local
 from stack.platform import datastores
+from stack.platform.handle import StackHandle
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = SOURCE_DIR / ".local" / "bench-stack.json"
@@ -145,10 +145,10 @@ def run_step(
 
 
 @contextlib.contextmanager
-def the_stack(use_running: bool, log_dir: Path) -> Iterator[tuple[faults.StackHandle, bool]]:
+def the_stack(use_running: bool, log_dir: Path) -> Iterator[tuple[StackHandle, bool]]:
     """The stack to measure, and whether it is ours (ours: wiped between steps)."""
     if use_running:
-        yield faults.StackHandle.load(), False
+        yield StackHandle.load(), False
         return
     from stack.platform.harness import serve_stack
 
@@ -157,7 +157,7 @@ def the_stack(use_running: bool, log_dir: Path) -> Iterator[tuple[faults.StackHa
         yield handle, True
 
 
-def component_pids(handle: faults.StackHandle) -> dict[str, int]:
+def component_pids(handle: StackHandle) -> dict[str, int]:
     pids = {name: info.pid for name, info in handle.children.items() if name in COMPONENTS}
     pids["supervisor"] = handle.supervisor_pid
     return pids
@@ -221,7 +221,7 @@ PRESCALED_SERVICE = "matching-engine"
 """The service every ``swipe_load`` endpoint belongs to (``/swipe``, ``/discovery/feed``)."""
 
 
-def prescale(handle: faults.StackHandle, instances: int) -> dict[str, Any] | None:
+def prescale(handle: StackHandle, instances: int) -> dict[str, Any] | None:
     """Scale the scenario's service to ``instances`` before the search, with
     ``pack391_manualScale`` (as a team does before a launch), and wait until the sandbox
     serves with them: the search then measures what the box holds, not the admission

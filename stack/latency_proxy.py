@@ -26,7 +26,6 @@ Control channel, HTTP on ``--control-port`` (JSON in and out):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
@@ -289,13 +288,9 @@ def get_state(control_url: str, path: str = "/delay") -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--listen-port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="HOST:PORT of the real server")
-    parser.add_argument("--control-port", type=int, required=True)
-    parser.add_argument("--delay-ms", type=float, default=0.0)
-    args = parser.parse_args()
+    from stack.cli.processes import latency_proxy_parser
+
+    args = latency_proxy_parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     host, _, port = args.upstream.rpartition(":")
     proxy = LatencyProxy(host, int(port), args.delay_ms)

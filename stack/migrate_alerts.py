@@ -1,5 +1,5 @@
-"""``pack391 migrate-alerts``: the one-shot move to one alert model. Idempotent:
-a second run changes nothing.
+"""The one-shot move to one alert model (the command, ``pack391 migrate-alerts``:
+:mod:`stack.cli.migrate_alerts`). Idempotent: a second run changes nothing.
 
 - ``pack391_scaling_alerts`` (the isolation event log under its old name) is copied, id
   for id, into ``pack391_scaling_events``;
@@ -15,12 +15,9 @@ a second run changes nothing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from shared import collections, thresholds
@@ -190,41 +187,3 @@ def _claim(db: firestore.Client, alert_id: str, conversion: Conversion, now: dat
     from shared.firestore import transact
 
     return cast(str, transact(db, run))
-
-
-# ----------------------------------------------------------------------- CLI
-
-
-def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "migrate-alerts",
-        help="one-shot move to one alert model: scaling events, legacy alerts (idempotent)",
-    )
-    parser.add_argument(
-        "--firestore", help="emulator HOST:PORT (default $FIRESTORE_EMULATOR_HOST; none: GCP)"
-    )
-    parser.add_argument(
-        "--delete-old",
-        action="store_true",
-        help="then delete pack391_scaling_alerts and pack391_backup_alerts",
-    )
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Migrate the configured project's Firestore (the emulator given, or production)."""
-    from shared.firestore import get_db, reset_clients
-
-    if args.firestore:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = args.firestore
-        reset_clients()
-    report = migrate(get_db(), datetime.now(UTC), delete_old=args.delete_old)
-    print(
-        f"scaling events: {report.events_copied} copied, {report.events_present} already there; "
-        f"alerts: {report.alerts_converted} converted, {report.alerts_current} already current; "
-        f"keys claimed: {len(report.keys_claimed)}",
-        file=sys.stdout,
-    )
-    for name, count in report.deleted.items():
-        print(f"deleted {count} documents of {name}")
-    return 0

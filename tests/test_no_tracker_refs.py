@@ -1,29 +1,19 @@
-"""The bundle's names and docs stand alone: no file of ``functions/``, ``shared/``,
-``main.py``, ``stack/``, ``bench/``, ``tests/``, ``docs/`` or ``README.md`` points to the project's
-issue tracker (an issue's number, in brackets or not), which a reader of the code does not
-have. Say the behaviour or the reason instead.
+"""The bundle's names and docs stand alone: no file of the repository points to the
+project's issue tracker (an issue's number, in brackets or not), which a reader of the code
+does not have. Say the behaviour or the reason instead.
 
-A static scan of every text file (Python, Lua, Markdown, anything else that is not a
-cache)."""
+A static scan of every text file git tracks, or would track (``git ls-files`` with the new
+files that are not ignored): Python, Lua, Markdown, the Makefile, firestore.rules, the
+requirements, the workflows, anything else; binary files are skipped."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-SCANNED = [
-    ROOT / "main.py",
-    ROOT / "shared",
-    ROOT / "functions",
-    ROOT / "stack",
-    ROOT / "bench",
-    ROOT / "tests",
-    ROOT / "docs",
-    ROOT / "README.md",
-]
 
 SELF = Path(__file__).resolve()
 """Left out of the scan: this file's examples of the pattern are references on purpose."""
@@ -32,13 +22,16 @@ TRACKER_REF = re.compile(r"\bissues?\s*#?\s*\d+", re.IGNORECASE)
 
 
 def _files() -> Iterator[Path]:
-    for top in SCANNED:
-        if top.is_file():
-            yield top
-            continue
-        for path in sorted(top.rglob("*")):
-            if not path.is_file() or "__pycache__" in path.parts or path == SELF:
-                continue
+    """Every file git tracks, plus the new ones it would track (not ignored), that is on disk."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode("utf-8")
+    for name in sorted(set(filter(None, listed.split("\0")))):
+        path = ROOT / name
+        if path.is_file() and path.resolve() != SELF:  # a deleted file is still in the index
             yield path
 
 
@@ -67,6 +60,8 @@ def test_the_scan_covers_the_bundle() -> None:
     assert any(p.endswith(".lua") for p in scanned)
     assert {"functions/ops/service.py", "functions/backup/managed.py"} <= scanned
     assert {"README.md", "docs/benchmarks.md", "bench/coldstart.py", "tests/lanes.py"} <= scanned
+    assert {"Makefile", "firestore.rules", "requirements.in", "requirements-dev.in"} <= scanned
+    assert ".github/workflows/deploy.yml" in scanned
     assert "tests/test_no_tracker_refs.py" not in scanned
 
 

@@ -23,13 +23,13 @@ from google.cloud.firestore_v1.types import firestore as firestore_types
 from google.cloud.firestore_v1.types import query as query_types
 from google.cloud.firestore_v1.types import write as write_types
 
+from functions.backup.policy import iso_micro
 from shared.errors import FailedPrecondition
-from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_RESTORE_BATCH_DOCS_COUNT
-
-BACKUP_READ_PAGE_DOCS_COUNT = 50_000
-"""Documents per query of the parallel reader (streamed, so not held in memory): the
-emulator pays about a second of CPU per query with a ``readTime`` whatever its size, so
-pages of 5,000 cost a third of a backup there (docs/benchmarks.md)."""
+from shared.thresholds import (
+    BACKUP_PART_MAX_DOCS_COUNT,
+    BACKUP_READ_PAGE_DOCS_COUNT,
+    BACKUP_RESTORE_BATCH_DOCS_COUNT,
+)
 
 _MIN_DOC_ID = "__id-9223372036854775808__"
 """The smallest document id in Firestore's ordering (a numeric id)."""
@@ -455,8 +455,3 @@ def json_array_items(chunks: Iterable[bytes]) -> Iterator[Any]:
     buffer += text.decode(b"", final=True)
     if not opened or buffer.strip() != "]":
         raise ValueError(f"truncated JSON array answer: {buffer[:80]!r}")
-
-
-def iso_micro(moment: datetime) -> str:
-    """RFC 3339 with microseconds (Firestore's ``readTime``)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -20,14 +20,19 @@ from pathlib import Path
 
 from functions.backup.archive import BackupKey, Manifest
 from functions.backup.destinations import LocalDirectory
-from functions.backup.documents import BACKUP_READ_PAGE_DOCS_COUNT, FirestoreDocuments
 from functions.backup.logical_read import LogicalReader
 from functions.backup.logical_restore import LogicalRestorer, RestoreResult
 from functions.backup.logical_write import BACKUP_READ_THREADS_COUNT, LogicalWriter
 from functions.backup.policy import PitrState
-from functions.backup.ports import BackupDestination, CreatedBackup, DrillOutcome, PitrReader
+from functions.backup.ports import (
+    BackupDestination,
+    CreatedBackup,
+    Documents,
+    DrillOutcome,
+    PitrReader,
+)
 from shared.models.backup import BackupBackend, BackupRecord
-from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT
+from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_READ_PAGE_DOCS_COUNT
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent.parent
 """The deployed bundle's source directory (firestore.rules and the index file are there)."""
@@ -46,7 +51,7 @@ class LogicalBackupStore:
 
     def __init__(
         self,
-        source: FirestoreDocuments,
+        source: Documents,
         key: BackupKey,
         destinations: Mapping[str, BackupDestination | Path],
         *,
@@ -106,7 +111,7 @@ class LogicalBackupStore:
         self,
         backup_id: str,
         region: str,
-        target: FirestoreDocuments,
+        target: Documents,
         *,
         overwrite: bool = False,
     ) -> RestoreResult:

@@ -12,10 +12,9 @@ from typing import Any
 
 from functions.backup import archive
 from functions.backup.archive import BackupIntegrityError, Manifest
-from functions.backup.documents import FirestoreDocuments
 from functions.backup.logical_read import LogicalReader
 from functions.backup.policy import describe_error
-from functions.backup.ports import DrillOutcome
+from functions.backup.ports import Documents, DrillOutcome
 from shared.errors import FailedPrecondition
 from shared.models.backup import BackupRecord
 from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_RESTORE_BATCH_DOCS_COUNT
@@ -65,7 +64,7 @@ class LogicalRestorer:
 
     def __init__(
         self,
-        source: FirestoreDocuments,
+        source: Documents,
         copies: LogicalReader,
         *,
         drill_database: str = "pack391-drill",
@@ -81,7 +80,7 @@ class LogicalRestorer:
         self,
         backup_id: str,
         region: str,
-        target: FirestoreDocuments,
+        target: Documents,
         *,
         overwrite: bool = False,
     ) -> RestoreResult:
@@ -112,7 +111,7 @@ class LogicalRestorer:
         return RestoreResult(written, counts, time.perf_counter() - started)
 
     def _write_json(
-        self, backup_id: str, region: str, manifest: Manifest, target: FirestoreDocuments
+        self, backup_id: str, region: str, manifest: Manifest, target: Documents
     ) -> int:
         """Restore NDJSON parts (schema versions 1 and 2) through REST commits."""
         old, new = manifest.source_database, target.database_path
@@ -137,7 +136,7 @@ class LogicalRestorer:
         return written
 
     def _write_documents(
-        self, backup_id: str, region: str, manifest: Manifest, target: FirestoreDocuments
+        self, backup_id: str, region: str, manifest: Manifest, target: Documents
     ) -> int:
         """Restore protobuf parts (schema version 3) through gRPC commits: each
         ``Document`` renamed into the target, its output-only times dropped, and its
@@ -222,7 +221,7 @@ class LogicalRestorer:
         )
 
 
-def _empty_scratch(target: FirestoreDocuments) -> tuple[bool, str]:
+def _empty_scratch(target: Documents) -> tuple[bool, str]:
     """Remove every document of a drill's scratch database: (empty afterwards, what
     happened). Never raises: a failed cleanup is recorded, not hidden."""
     try:

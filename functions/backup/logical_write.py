@@ -16,12 +16,12 @@ from typing import Any
 
 from functions.backup import archive
 from functions.backup.archive import BackupIntegrityError, Manifest, PartContext, PartEntry
-from functions.backup.documents import BACKUP_READ_PAGE_DOCS_COUNT, FirestoreDocuments, iso_micro
 from functions.backup.logical_read import MANIFEST, LogicalReader
-from functions.backup.ports import CreatedBackup
+from functions.backup.policy import iso_micro
+from functions.backup.ports import CreatedBackup, Documents
 from shared import collections
 from shared.errors import FailedPrecondition
-from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT
+from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_READ_PAGE_DOCS_COUNT
 
 BUNDLE_META_FILES = ("firestore.rules", "firestore.indexes.json")
 """Saved with every logical backup."""
@@ -54,7 +54,7 @@ class LogicalWriter:
 
     def __init__(
         self,
-        source: FirestoreDocuments,
+        source: Documents,
         copies: LogicalReader,
         meta_dir: Path,
         *,
@@ -188,7 +188,7 @@ class LogicalWriter:
         Complete without listing subcollections: every document's path starts with
         exactly one top-level collection id; ``listCollectionIds`` at the snapshot's
         ``readTime`` names every top-level collection with a document at any depth
-        under it; and each tree's ``__name__`` range (:meth:`FirestoreDocuments.
+        under it; and each tree's ``__name__`` range (:meth:`Documents.
         _tree_bounds`) holds exactly the documents under its top-level collection. So
         the trees are disjoint and cover the database. Checked on every backup: one
         COUNT aggregation of the whole database at the same ``readTime`` (run beside

@@ -55,7 +55,7 @@ from functions.backup.documents import FirestoreDocuments
 from functions.backup.managed_export import OVERALL_METADATA_SUFFIX, ManagedExports, fingerprint
 from functions.backup.pitr import PitrInspector
 from functions.backup.policy import PitrState, align_down, describe_error
-from functions.backup.ports import CreatedBackup, DrillOutcome
+from functions.backup.ports import CreatedBackup, Documents, DrillOutcome
 from shared.clock import iso
 from shared.errors import FailedPrecondition, InvalidInput
 from shared.models.backup import BackupBackend, BackupRecord
@@ -80,7 +80,7 @@ class ManagedBackupStore:
         database: str = "(default)",
         kms_key: str | None = None,
         timeout_sec: float = _OPERATION_TIMEOUT_SEC,
-        documents: FirestoreDocuments | None = None,
+        documents: Documents | None = None,
         storage: Any = None,
         export_region: str | None = None,
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
@@ -334,3 +334,8 @@ def promise_alerts(checks: Iterable[CheckResult], verification_id: str) -> list[
         else:
             out.append(AlertResolve(key, f"verification {verification_id}: {check.detail}"))
     return out
+
+
+def iso_micro(moment: datetime) -> str:
+    """RFC 3339 with microseconds (Firestore's ``readTime``, a manifest's snapshot time)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

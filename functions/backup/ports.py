@@ -10,18 +10,21 @@ back: Protocols and the small records they exchange; nothing concrete.
 - :class:`BackupDestination`: one region's storage of logical backups (a directory or a
   ``gs://`` prefix: :mod:`functions.backup.destinations`);
 - :class:`PitrReader`: the database's point-in-time recovery settings (the Admin API:
-  :class:`functions.backup.pitr.PitrInspector`).
+  :class:`functions.backup.pitr.PitrInspector`);
+- :class:`Documents`: one database's documents, read at a time and written in batches
+  (Firestore's REST and gRPC data APIs: :class:`functions.backup.documents.FirestoreDocuments`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from functions.backup.policy import PitrState
 from shared.models.backup import BackupBackend, BackupRecord
+from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_READ_PAGE_DOCS_COUNT
 
 if TYPE_CHECKING:
     from shared.alerts.policy import AlertChange
@@ -185,3 +188,87 @@ class PitrReader(Protocol):
     """The database's point-in-time recovery settings."""
 
     def pitr_state(self) -> PitrState: ...
+
+
+class Documents(Protocol):
+    """One database's documents: what the logical backend reads a backup from, restores
+    into, and drills on, and what the managed backend counts after an import.
+
+    Documents come in two shapes: typed JSON ``{"name", "fields"}`` (the REST readers,
+    the benchmark's baselines, and the restore of JSON parts) and
+    ``google.firestore.v1.Document`` protobufs (:meth:`stream_documents`,
+    :meth:`commit_documents`: the backup reader and the restore of protobuf parts)."""
+
+    @property
+    def database_path(self) -> str:
+        """``projects/P/databases/D``."""
+        ...
+
+    @property
+    def documents_path(self) -> str:
+        """``projects/P/databases/D/documents``."""
+        ...
+
+    def with_database(self, database: str) -> Documents:
+        """The same project's ``database`` (a restore's target, the drill database)."""
+        ...
+
+    def relative(self, name: str) -> str:
+        """``projects/P/databases/D/documents/a/b`` -> ``a/b``."""
+        ...
+
+    def root_collections(self, read_time: datetime | None = None) -> list[str]:
+        """The top-level collection ids, as of ``read_time`` when given."""
+        ...
+
+    def count(
+        self, group: str | None, read_time: datetime | None = None, within: str | None = None
+    ) -> int:
+        """Documents in a collection group (or the database, or one top-level tree)."""
+        ...
+
+    def is_empty(self) -> bool: ...
+
+    def pages(
+        self,
+        group: str | None,
+        read_time: datetime | None,
+        page_size: int = BACKUP_PART_MAX_DOCS_COUNT,
+        *,
+        names_only: bool = False,
+        within: str | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of typed-JSON documents, all read at ``read_time``."""
+        ...
+
+    def stream(
+        self,
+        read_time: datetime | None,
+        *,
+        within: str | None = None,
+        page_size: int = BACKUP_READ_PAGE_DOCS_COUNT,
+    ) -> Iterator[dict[str, Any]]:
+        """Every typed-JSON document (of one top-level tree) in name order."""
+        ...
+
+    def stream_documents(
+        self,
+        read_time: datetime,
+        *,
+        within: str,
+        page_size: int = BACKUP_READ_PAGE_DOCS_COUNT,
+    ) -> Iterator[Any]:
+        """The ``Document`` protobufs of one top-level tree, in name order."""
+        ...
+
+    def commit(self, writes: list[dict[str, Any]]) -> None:
+        """One commit of REST ``Write`` objects."""
+        ...
+
+    def commit_documents(self, docs: Iterable[Any]) -> None:
+        """One commit of ``Document`` protobufs named in this database."""
+        ...
+
+    def delete_everything(self) -> int:
+        """Remove every document (a scratch target's cleanup); how many."""
+        ...

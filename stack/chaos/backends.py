@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from stack.faults import StackHandle
 from stack.platform import datastores
+from stack.platform.handle import StackHandle
 
 # ------------------------------------------------------------------ reading state
 

@@ -6,18 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack.chaos.faults import FAULTS
+
 SOURCE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = SOURCE_DIR / ".local" / "chaos"
 
-ALL_FAULTS = (
-    "redis-kill",
-    "redis-pause",
-    "redis-slow",
-    "firestore-pause",
-    "functions-kill",
-    "sandbox-errors",
-)
-"""The faults of ``stack/faults.py`` (``faults.FAULTS``), in the order ``make chaos`` runs them."""
+ALL_FAULTS = FAULTS
+"""The faults of :data:`stack.chaos.faults.FAULT_TABLE`, in the order ``make chaos`` runs them."""
 
 COUNTRIES = {
     "redis-kill": "PL",

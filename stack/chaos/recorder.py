@@ -15,7 +15,7 @@ import aiohttp
 from functions.load.scenarios import ENDPOINTS, MIXES, pick_endpoint
 from stack import chaos_check as cc
 from stack.chaos.config import RATE_CLASSES, ChaosConfig
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 from stack.platform.scheduler import scheduler_headers
 from stack.platform.tokens import emulator_id_token, role_token
 

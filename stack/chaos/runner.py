@@ -1,4 +1,4 @@
-"""The chaos run: each fault of ``stack/faults.py`` applied during a load run
+"""The chaos run: each fault of :mod:`stack.chaos.faults` applied during a load run
 (:func:`run_fault`), then the invariants of :mod:`stack.chaos_check` checked over the
 recorded history; :func:`run_chaos` runs every fault in turn and writes the report."""
 
@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 
 from stack import chaos_check as cc
-from stack import faults
+from stack.chaos import faults
 from stack.chaos.backends import Backends
 from stack.chaos.config import COUNTRIES, JOBS, RECOVERY_BUDGET_SEC, SYNC_JOB, ChaosConfig
 from stack.chaos.recorder import Recorder, now
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 
 # ------------------------------------------------------------------ one scenario
 

@@ -34,24 +34,27 @@ from stack.platform import procs
 # its command(s) to ``subparsers`` (``subparsers.add_parser(NAME, ...)``, its flags, and
 # ``set_defaults(func=cmd_...)`` where ``cmd_...(args: argparse.Namespace) -> int``
 # returns the exit code), listed below in the order of ``pack391 --help``, with the
-# commands it adds. A new group is a new module under stack/cli/ (or a stack module that
-# owns its command, as loadtest does) plus one line here. ``pack391 COMMAND`` imports
-# only COMMAND's module (tests/stack/test_cli_dispatch.py checks the names and what a
-# command loads); ``pack391 --help`` and a mistyped command import them all. Calls to
-# functions go through stack.cli.caller.
+# commands it adds. A new group is a new module under stack/cli/ plus one line here: every
+# parser of stack/ is built in stack/cli/ (the command modules here, the processes'
+# entry points in stack.cli.processes; tests/stack/test_cli_one_place.py checks it), and
+# a command module holds only the glue from arguments to the calls of the module that
+# does the work, imported in its handler. ``pack391 COMMAND`` imports only COMMAND's
+# module (tests/stack/test_cli_dispatch.py checks the names and what a command loads);
+# ``pack391 --help`` and a mistyped command import them all. Calls to functions go
+# through stack.cli.caller.
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "stack.cli.serve": ("serve",),  # the local stack's supervisor
     "stack.cli.call": ("token", "call"),
     "stack.cli.trigger": ("trigger",),
     "stack.cli.backup": ("backup", "verify", "restore"),
-    "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.release
+    "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.cli.release
     "stack.cli.ops": ("seed-ops",),
-    "stack.loadtest": ("loadtest",),
-    "stack.chaos.cli": ("chaos-run",),  # each fault during a load run, checked
+    "stack.cli.loadtest": ("loadtest",),
+    "stack.cli.chaos_run": ("chaos-run",),  # each fault during a load run, checked
     "stack.cli.chaos": ("chaos",),  # one fault against the running stack
-    "stack.migrate_alerts": ("migrate-alerts",),  # older alert collections, one alert model
-    "stack.rehearse.cli": ("rehearse",),  # launch day on the local stack, every claim judged
-    "stack.release.bootstrap": ("bootstrap",),  # a real project, once: APIs, accounts, roles
+    "stack.cli.migrate_alerts": ("migrate-alerts",),  # older alert collections, one alert model
+    "stack.cli.rehearse": ("rehearse",),  # launch day on the local stack, every claim judged
+    "stack.cli.bootstrap": ("bootstrap",),  # a real project, once: APIs, accounts, roles
 }
 """The modules whose ``add_parser(subparsers)`` build ``pack391``'s commands, in the order
 of ``pack391 --help``, each with the commands it adds."""

@@ -1,6 +1,6 @@
 """``pack391 chaos FAULT``: apply one fault to the running stack (its state
 file, ``.local/stack.json``) for a while, undo it and report the recovery
-(:mod:`stack.faults`)."""
+(:mod:`stack.chaos.faults`)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from typing import Any
 
 import requests
 
-from stack import faults
+from stack.chaos import faults
+from stack.platform import procs
+from stack.platform.handle import StackHandle
 
 
 def add_parser(sub: Any) -> None:
     chaos = sub.add_parser(
         "chaos",
         help="apply a fault to the running stack for a while, then undo it",
-        description=faults.__doc__.split("\n\n")[2] if faults.__doc__ else None,
+        description="faults:\n" + faults.describe(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chaos.add_argument("fault", choices=faults.FAULTS)
@@ -38,7 +40,7 @@ def add_parser(sub: Any) -> None:
 def cmd_chaos(args: argparse.Namespace) -> int:
     """Apply a fault to the running stack (``.local/stack.json``) for ``--for`` seconds."""
     try:
-        handle = faults.StackHandle.load(Path(args.state) if args.state else None)
+        handle = StackHandle.load(Path(args.state) if args.state else None)
         for line in faults.reap(handle):
             print(line, flush=True)
         options: dict[str, float] = {"max_sec": args.seconds + faults.LEASE_GRACE_SEC}
@@ -49,7 +51,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         if args.recover_sec is not None:
             options["recover_sec"] = args.recover_sec
         undo = faults.start_fault(handle, args.fault, **options)
-    except (faults.FaultError, OSError, requests.RequestException) as exc:
+    except (procs.StackError, OSError, requests.RequestException) as exc:
         print(f"pack391 chaos: {exc}", file=sys.stderr)
         return 2
     notes = getattr(undo, "notes", "")

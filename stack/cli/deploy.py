@@ -1,6 +1,6 @@
 """``pack391 deploy``: the deploy guard from the command line (validate, pin traffic,
 start, status, wait, rollback, control), the deploy token of a deployed project, the
-local platform's new revision, and the deploy environment (:mod:`stack.release.deploy_env`).
+local platform's new revision, and the deploy environment (:mod:`stack.cli.release`).
 
 Calls go through :func:`stack.cli.caller.invoke`: the local stack by default, a deployed
 project with PACK391_FUNCTIONS_URL and PACK391_ID_TOKEN."""
@@ -14,9 +14,8 @@ import sys
 import time
 from typing import Any
 
-from stack.cli import caller
+from stack.cli import caller, release
 from stack.cli.deploy_token import mint_id_token
-from stack.release import deploy_env
 
 FINAL_PHASES = {"succeeded": 0, "rolled_back": 1, "failed": 1}
 """Exit code of ``pack391 deploy wait`` per final phase (2: timed out)."""
@@ -85,7 +84,7 @@ def add_parser(sub: Any) -> None:
         help="sign through IAM signBlob as this account (PACK391_DEPLOY_SERVICE_ACCOUNT; "
         "default: the key file's own key, or the account workload identity impersonates)",
     )
-    deploy_env.add_parsers(dsub)
+    release.add_parsers(dsub)
     run_rev = dsub.add_parser(
         "run-revision",
         help="a Cloud Run service's new revision at 0 %% (the canary's starting point)",
@@ -208,8 +207,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if args.deploy_command == "token":
             print(mint_id_token(args.uid, args.api_key, args.service_account))
             return 0
-        if args.deploy_command in deploy_env.COMMANDS:
-            return deploy_env.cmd(args)
+        if args.deploy_command in release.COMMANDS:
+            return release.cmd(args)
         if args.deploy_command == "local-revision":
             return _local_revision(args)
         if args.deploy_command == "revision":
@@ -297,11 +296,11 @@ def _stack_redis_url(given: str | None) -> str | None:
     """``--redis-url`` / REDIS_URL, else the running stack's (its state file)."""
     if given:
         return given
-    from stack.faults import FaultError, StackHandle
+    from stack.platform.handle import NoStackError, StackHandle
 
     try:
         return StackHandle.load().redis_url
-    except FaultError:
+    except NoStackError:
         return None
 
 

@@ -22,9 +22,10 @@ import requests
 
 from shared import thresholds as t
 from shared.config import FUNCTIONS_REGION, project_id
-from stack import faults, loadtest
-from stack.cli import caller
+from stack.chaos import faults
+from stack.cli import caller, loadtest
 from stack.platform import datastores, procs
+from stack.platform import handle as stack_handle
 from stack.platform.scheduler import start_scheduler
 from stack.platform.supervisor import Supervisor
 
@@ -62,7 +63,7 @@ class Stack:
 
     def __init__(self, log_dir: Path, state_path: Path | None = None) -> None:
         self.log_dir = log_dir
-        self.state_path = state_path or faults.default_state_path()
+        self.state_path = state_path or stack_handle.default_state_path()
         self.children = Supervisor(log_dir)
         self.scheduler: Any = None
         self.stopping = threading.Event()
@@ -95,7 +96,7 @@ class Stack:
                 raise procs.StackError(f"port {wanted} is in use: set {setting} to a free port")
         # the pre-deploy gate `api_endpoints` probes the app the local stack serves
         env.setdefault("PACK391_DEPLOY_PROBE_URLS", f"http://127.0.0.1:{sandbox_port}/__health")
-        faults_dir = faults.faults_dir_for(self.state_path)
+        faults_dir = stack_handle.faults_dir_for(self.state_path)
         for stale in faults_dir.glob("*.json"):  # a previous stack's leases mean nothing now
             stale.unlink(missing_ok=True)
 
@@ -223,8 +224,8 @@ class Stack:
         if not self.info:
             return
         try:
-            handle = faults.StackHandle.load(self.state_path)
-        except faults.FaultError:
+            handle = stack_handle.StackHandle.load(self.state_path)
+        except stack_handle.NoStackError:
             return
         for line in faults.reap(handle):
             print(f"pack391 serve: {line}", flush=True)
@@ -235,7 +236,7 @@ class Stack:
 
     def write_state(self) -> None:
         """``.local/stack.json`` (PACK391_STACK_STATE): what ``pack391 chaos`` and
-        :class:`stack.faults.StackHandle` read; rewritten after every restart."""
+        :class:`stack.platform.handle.StackHandle` reads; rewritten after every restart."""
         state = {
             **self.info,
             "children": {
@@ -257,7 +258,7 @@ class Stack:
             return
         if ours:
             self.state_path.unlink(missing_ok=True)
-            shutil.rmtree(faults.faults_dir_for(self.state_path), ignore_errors=True)
+            shutil.rmtree(stack_handle.faults_dir_for(self.state_path), ignore_errors=True)
 
 
 def _port_free(port: int) -> bool:

@@ -361,37 +361,9 @@ def _country_pairs(items: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m stack.platform.frontdoor",
-        description=(
-            "A local stand-in for the front end of a deployed function (Google's front end, "
-            "an external load balancer, or Cloudflare), to try PACK391_FRONT_DOOR modes "
-            "on the local stack."
-        ),
-    )
-    parser.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.GOOGLE.value)
-    parser.add_argument("--upstream", default="http://127.0.0.1:5001", help="base URL")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5002)
-    parser.add_argument(
-        "--country",
-        action="append",
-        default=[],
-        metavar="IP=CC",
-        help="the country of a client address (repeatable)",
-    )
-    parser.add_argument("--country-header", default=DEFAULT_COUNTRY_HEADER)
-    parser.add_argument("--forwarding-rule", default=DEFAULT_FORWARDING_RULE)
-    parser.add_argument(
-        "--source-address", default=None, help="connect upstream from this local address"
-    )
-    parser.add_argument(
-        "--origin-secret",
-        default=None,
-        help="cloudflare mode: set the origin header to this secret, as your zone's Transform "
-        "Rule does (PACK391_CLOUDFLARE_ORIGIN_SECRET)",
-    )
-    parser.add_argument("--origin-header", default=DEFAULT_ORIGIN_HEADER)
+    from stack.cli.processes import frontdoor_parser
+
+    parser = frontdoor_parser()
     args = parser.parse_args(argv)
     try:
         countries = _country_pairs(args.country)

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 from stack.platform.procs import free_port
 
 SOURCE_DIR = Path(__file__).resolve().parents[2]

@@ -12,11 +12,9 @@ per-request access log unless ``--access-log`` or ``PACK391_ACCESS_LOG=1``.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.serving import make_server
 
 from shared.config import FUNCTIONS_REGION, project_id
-from stack.platform.procs import ACCESS_LOG_ENV, access_log_wanted
+from stack.platform.procs import access_log_wanted
 
 log = logging.getLogger("pack391.server")
 
@@ -289,12 +287,9 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PACK391_PORT", "5001")))
-    parser.add_argument(
-        "--access-log", action="store_true", help=f"log every request (or {ACCESS_LOG_ENV}=1)"
-    )
+    from stack.cli.processes import server_parser
+
+    parser = server_parser()
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not access_log_wanted(args.access_log):

@@ -8,5 +8,7 @@
   each track's acts in :mod:`stack.rehearse.acts`, the knobs in
   :mod:`stack.rehearse.settings`, the calls in :mod:`stack.rehearse.calls`, the local
   platform's revisions in :mod:`stack.rehearse.platform`.
-- :mod:`stack.rehearse.cli`: ``pack391 rehearse [--out DIR] [--claims ...] [--short]``.
+- :mod:`stack.rehearse.cli`: a rehearsal played, judged and reported, ``--short``'s settings;
+  the command, ``pack391 rehearse [--out DIR] [--claims ...] [--short]``, is
+  :mod:`stack.cli.rehearse`.
 """

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 from stack.platform.scheduler import scheduler_headers
 from stack.platform.tokens import emulator_id_token, role_token
 

@@ -1,31 +1,19 @@
-"""``pack391 rehearse``: play launch day on the local stack, judge every claim of the spec,
-write a JSON and an HTML report; exit 1 when a claim fails (2 when the rehearsal could not
-run).
-
-    pack391 rehearse                          against the running `make run` stack
-    pack391 rehearse --serve                  on a stack of its own (free ports)
-    pack391 rehearse --claims scale_up,rate_limits,brute_force --short
-
-Reports: ``DIR/rehearsal.json`` and ``DIR/rehearsal.html`` (``--out``, default
-``.local/rehearse``). The full run takes about 16 minutes, ``--short`` about 3.
+"""``pack391 rehearse``'s rehearsal (the command: :mod:`stack.cli.rehearse`): play launch
+day on the local stack, judge every claim of the spec, write a JSON and an HTML report
+(:func:`rehearse`); ``--short``'s settings (:data:`SHORT_DEFAULTS`, :func:`settings_for`)
+and the table the command prints (:func:`table`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from stack.rehearse.claims import CLAIMS, ClaimResult, judge
+from stack.rehearse.claims import ClaimResult, judge
 from stack.rehearse.recording import Recording
-
-SOURCE_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_OUT = SOURCE_DIR / ".local" / "rehearse"
 
 SHORT_DEFAULTS: dict[str, Any] = {
     "hold_sec": 5.0,
@@ -47,28 +35,6 @@ def settings_for(claims: list[str], short: bool, **overrides: Any) -> Any:
     from stack.rehearse.script import Settings
 
     return Settings(tuple(claims), short, **{**(SHORT_DEFAULTS if short else {}), **overrides})
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "rehearse",
-        help="play launch day on the local stack and judge every claim (exit 1 if one fails)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
-    p.add_argument(
-        "--claims",
-        default=",".join(CLAIMS),
-        help=f"comma-separated, of: {', '.join(CLAIMS)} (default: all)",
-    )
-    p.add_argument("--short", action="store_true", help="shorter acts (make test)")
-    p.add_argument(
-        "--serve",
-        action="store_true",
-        help="start a `pack391 serve` of its own on free ports (default: the running stack)",
-    )
-    p.set_defaults(func=run)
 
 
 def rehearse(handle: Any, settings: Any, pool: Any, out: Path) -> dict[str, Any]:
@@ -100,41 +66,3 @@ def table(results: list[ClaimResult]) -> str:
         figure = "-" if r.figure is None else f"{r.figure:g} {r.unit}"
         lines.append(f"{'pass' if r.passed else 'FAIL':4}  {r.claim:<17} {figure:<22} {r.why}")
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    from stack.faults import FaultError, StackHandle
-    from stack.platform.harness import serve_stack
-    from stack.rehearse.load import LoadPool
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    names = [n.strip() for n in str(args.claims).split(",") if n.strip()]
-    unknown = [n for n in names if n not in CLAIMS]
-    if unknown or not names:
-        print(
-            f"pack391 rehearse: unknown claim(s) {unknown}: of {', '.join(CLAIMS)}", file=sys.stderr
-        )
-        return 2
-    settings = settings_for(names, args.short)
-    pool = LoadPool()  # before any thread or channel: its workers are forked
-    try:
-        if args.serve:
-            with serve_stack(args.out / "logs", args.out / "stack.json") as handle:
-                doc = rehearse(handle, settings, pool, args.out)
-        else:
-            doc = rehearse(StackHandle.load(), settings, pool, args.out)
-    except (FileNotFoundError, RuntimeError, FaultError) as exc:
-        print(f"pack391 rehearse: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        pool.close()
-    results = [
-        ClaimResult(**{k: c[k] for k in ClaimResult.__dataclass_fields__}) for c in doc["claims"]
-    ]
-    print(table(results))
-    print(
-        f"wall time {doc['meta']['wallSec'] / 60:.1f} min; reports: {args.out / 'rehearsal.html'}"
-    )
-    if doc["meta"]["trackErrors"]:
-        print("acts that failed: " + "; ".join(doc["meta"]["trackErrors"]), file=sys.stderr)
-    return 0 if doc["passed"] else 1

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 from stack.rehearse.acts.attacks import Attacks
 from stack.rehearse.acts.backup import Backup
 from stack.rehearse.acts.deploys import Deploys

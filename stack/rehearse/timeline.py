@@ -30,7 +30,7 @@ from typing import Any
 import redis
 import requests
 
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 from stack.rehearse.recording import Recording
 
 log = logging.getLogger("pack391.rehearse")

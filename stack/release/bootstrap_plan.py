@@ -2,9 +2,10 @@
 as a reviewable list of ``gcloud`` (and one ``firebase``) commands.
 
 :func:`plan` is a pure function of :class:`Inputs`: every step is one command and the
-reason for it (:mod:`stack.release.bootstrap` prints or runs it). The roles come from
-:mod:`stack.release.permissions`, where each is tied to the API methods that need it and
-the Google page that says so; docs/bootstrap.md walks through the plan.
+reason for it (:mod:`stack.cli.bootstrap` prints it, :mod:`stack.release.bootstrap` runs
+it). The roles come from :mod:`stack.release.permissions`, where each is tied to the API
+methods that need it and the Google page that says so; docs/bootstrap.md walks through
+the plan.
 
 Phases: ``setup`` before the first deploy; ``after-first-deploy`` for what needs the
 deployed functions (the task-queue functions' Cloud Run services).

@@ -1,5 +1,5 @@
 """``pack391 deploy hosting-config``: the Hosting target and the rewrites' region from the
-deploy's configuration.
+deploy's configuration (the command: :mod:`stack.cli.release`).
 
 The committed ``.firebaserc`` maps the ``ops`` target only for the demo project, and the
 rewrites of ``firebase.json`` name a region. Before ``firebase deploy --only hosting``, the
@@ -18,9 +18,7 @@ deploy job runs this command, which writes, in the checkout:
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ TARGET = "ops"
 """firebase.json's hosting target."""
 REGION_PARAM = "PACK391_REGION"
 """The functions' region param (shared/config/common.py FUNCTIONS_REGION)."""
-PROG = "pack391 deploy hosting-config"
 
 
 class HostingConfigError(ValueError):
@@ -83,36 +80,3 @@ def apply(root: Path, project: str, site: str, *, check: bool = False) -> list[s
         for name in changed:
             paths[name].write_text(json.dumps(after[name], indent=2) + "\n")
     return changed
-
-
-def add_parser(dsub: Any) -> None:
-    hosting = dsub.add_parser(
-        "hosting-config",
-        help="set the Hosting target (ops -> SITE) and the rewrites' region (PACK391_REGION)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    hosting.add_argument("--project", required=True, help="the project id (.env.<project>)")
-    hosting.add_argument("--site", help="the Hosting site of the ops target (default: project)")
-    hosting.add_argument("--dir", type=Path, help="where firebase.json is (default: the source)")
-    hosting.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
-
-
-def cmd(args: argparse.Namespace) -> int:
-    from stack.release.discovery import SOURCE_DIR
-
-    root = args.dir or SOURCE_DIR
-    site = args.site or args.project
-    try:
-        changed = apply(root, args.project, site, check=args.check)
-    except HostingConfigError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 1
-    region = region_of(root, args.project)
-    if args.check and changed:
-        print(f"{PROG}: {', '.join(changed)} not configured for {args.project} "
-              f"(site {site}, region {region})", file=sys.stderr)  # fmt: skip
-        return 1
-    print(f"hosting target {TARGET} -> {site}; rewrites -> {region}"
-          f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}")  # fmt: skip
-    return 0

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 
 from aiohttp import web
 
-import stack.sandbox
-from stack.constants import LOAD_SANDBOX_QUEUE_PER_INSTANCE
-from stack.platform.procs import ACCESS_LOG_ENV, access_log_wanted
-from stack.sandbox.app import GROUP_COMMIT_ENV, Sandbox
+from stack.cli.processes import sandbox_parser
+from stack.platform.procs import access_log_wanted
+from stack.sandbox.app import Sandbox
 from stack.sandbox.reporting import functions_reporter, revision_reporter
 
 log = logging.getLogger("pack391.sandbox")
@@ -23,28 +20,7 @@ def main() -> None:
     from shared.firestore import get_db
     from stack.platform.tokens import role_token
 
-    parser = argparse.ArgumentParser(description=(stack.sandbox.__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5002)
-    parser.add_argument("--functions-url", help="base of the callables (.../PROJECT/REGION)")
-    parser.add_argument("--redis-url", required=True)
-    parser.add_argument(
-        "--queue-per-instance",
-        type=int,
-        default=LOAD_SANDBOX_QUEUE_PER_INSTANCE,
-        help="requests waiting per simulated instance before it sheds (503 + Retry-After)",
-    )
-    parser.add_argument(
-        "--group-commit",
-        action=argparse.BooleanOptionalAction,
-        default=os.environ.get(GROUP_COMMIT_ENV, "1").strip().lower() not in ("0", "false", "no"),
-        help=f"coalesce concurrent Firestore writes into one commit (default on; "
-        f"{GROUP_COMMIT_ENV}=0 turns it off)",
-    )
-    parser.add_argument(
-        "--access-log", action="store_true", help=f"log every request (or {ACCESS_LOG_ENV}=1)"
-    )
-    args = parser.parse_args()
+    args = sandbox_parser().parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     reporter = None
     if args.functions_url:

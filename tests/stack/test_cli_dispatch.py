@@ -78,6 +78,29 @@ def test_a_one_shot_command_loads_no_heavy_client_in_a_fresh_process(command: st
     assert not {m for m in modules for h in HEAVY if m == h or m.startswith(h + ".")}
 
 
+def test_every_command_module_is_under_stack_cli() -> None:
+    """The parsers are built in stack/cli/ alone (tests/stack/test_cli_one_place.py): a
+    command's module there holds the glue, the module it calls holds the work."""
+    assert [m for m in cli.COMMAND_GROUPS if not m.startswith("stack.cli.")] == []
+
+
+WORK = {
+    "loadtest": "stack.loadtest",
+    "chaos-run": "stack.chaos.runner",
+    "migrate-alerts": "stack.migrate_alerts",
+    "rehearse": "stack.rehearse.cli",
+}
+"""The module that does a command's work, which its handler imports when it runs."""
+
+
+@pytest.mark.parametrize("command", sorted(WORK))
+def test_a_commands_help_loads_not_the_module_that_does_its_work(command: str) -> None:
+    code, modules = loaded(command, "--help")
+    assert code == 0
+    assert cli.module_of(command) in modules
+    assert WORK[command] not in modules
+
+
 def test_help_and_a_mistyped_command_still_list_every_command(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -1,4 +1,4 @@
-"""Each fault of ``stack.faults`` for about 2 s against one running stack: its effect
+"""Each fault of ``stack.chaos.faults`` for about 2 s against one running stack: its effect
 while on, and a normal stack after the undo."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import redis
 import requests
 
-from stack import faults
-from stack.faults import FaultWindow, StackHandle, inject, start_fault
+from stack.chaos.faults import FaultWindow, inject, start_fault
+from stack.platform.handle import StackHandle, health
 from stack.platform.procs import process_stat
 from tests.stack.test_supervisor import PACK391, Served, call, rate_limit_works, serve
 
@@ -56,7 +56,7 @@ def during(
 
 
 def assert_normal(handle: StackHandle) -> None:
-    assert faults.health(handle.reload()) == {}
+    assert health(handle.reload()) == {}
     assert rate_limit_works(handle, "wallet")["allowed"] is True
     assert list(handle.faults_dir.glob("*.json")) == []
 

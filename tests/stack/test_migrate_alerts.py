@@ -12,7 +12,8 @@ from shared.alerts.store import AlertStore
 from shared.audit import Change
 from shared.firestore import get_db
 from shared.models.alerts import AlertDoc
-from stack.migrate_alerts import add_parser, convert_alert, migrate, run
+from stack.cli.migrate_alerts import add_parser, run
+from stack.migrate_alerts import convert_alert, migrate
 from tests.conftest import Backends
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

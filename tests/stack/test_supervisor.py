@@ -21,7 +21,7 @@ import pytest
 import redis
 import requests
 
-from stack.faults import StackHandle
+from stack.platform.handle import StackHandle
 from stack.platform.procs import free_port
 from stack.platform.tokens import role_token
 from tests.conftest import ROOT

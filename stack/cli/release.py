@@ -1,5 +1,6 @@
-"""``pack391 deploy env`` and ``pack391 deploy secrets``: what a non-interactive
-``firebase deploy`` needs before it starts.
+"""``pack391 deploy env``, ``pack391 deploy secrets`` and ``pack391 deploy hosting-config``
+(:mod:`stack.release.hosting_config`): what a non-interactive ``firebase deploy`` needs
+before it starts.
 
 The Firebase CLI reads the functions manifest (``GET /__/functions.yaml`` from the SDK's
 ``serving.py``), then resolves every param from the dotenv files of the source directory
@@ -41,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from stack.release import hosting_config
 from stack.release.discovery import SOURCE_DIR, manifest_params, read_manifest
 from stack.release.dotenv import parse_dotenv
 from stack.release.envfile import (
@@ -58,11 +60,8 @@ COMMANDS = ("env", "secrets", "hosting-config")
 """The ``pack391 deploy`` subcommands this module adds."""
 
 
-# ------------------------------------------------------------------ the commands
-
-
 def add_parsers(dsub: Any) -> None:
-    """``pack391 deploy env`` and ``pack391 deploy secrets``."""
+    """``pack391 deploy env``, ``pack391 deploy secrets`` and ``pack391 deploy hosting-config``."""
     env = dsub.add_parser(
         "env",
         help="write .env.<project> for a non-interactive firebase deploy (every param)",
@@ -95,9 +94,6 @@ def add_parsers(dsub: Any) -> None:
     )
     secrets.add_argument("--project", required=True)
     secrets.add_argument("--manifest", type=Path, help="a saved functions.yaml")
-    from stack.release import hosting_config  # pack391 deploy hosting-config
-
-    hosting_config.add_parser(dsub)
     secrets.add_argument(
         "--create",
         action="store_true",
@@ -105,6 +101,16 @@ def add_parsers(dsub: Any) -> None:
         "it when missing); a missing secret nothing binds (per .env.<project>) gets a "
         "placeholder",
     )
+    hosting = dsub.add_parser(
+        "hosting-config",
+        help="set the Hosting target (ops -> SITE) and the rewrites' region (PACK391_REGION)",
+        description=hosting_config.__doc__.split("\n\n", 1)[1] if hosting_config.__doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    hosting.add_argument("--project", required=True, help="the project id (.env.<project>)")
+    hosting.add_argument("--site", help="the Hosting site of the ops target (default: project)")
+    hosting.add_argument("--dir", type=Path, help="where firebase.json is (default: the source)")
+    hosting.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,11 +121,9 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd(args: argparse.Namespace) -> int:
-    """Run ``pack391 deploy env|secrets``."""
+    """Run ``pack391 deploy env|secrets|hosting-config``."""
     if args.deploy_command == "hosting-config":
-        from stack.release import hosting_config
-
-        return hosting_config.cmd(args)
+        return _hosting_config(args)
     manifest = _load(args)
     params = manifest_params(manifest)
     if args.deploy_command == "secrets":
@@ -198,4 +202,26 @@ def cmd(args: argparse.Namespace) -> int:
     for item in resolved:
         print(f"{item.name}: {item.source}")
     print(f"wrote {path} ({len(resolved)} params)")
+    return 0
+
+
+PROG = "pack391 deploy hosting-config"
+
+
+def _hosting_config(args: argparse.Namespace) -> int:
+    """Run ``pack391 deploy hosting-config``."""
+    root = args.dir or SOURCE_DIR
+    site = args.site or args.project
+    try:
+        changed = hosting_config.apply(root, args.project, site, check=args.check)
+    except hosting_config.HostingConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    region = hosting_config.region_of(root, args.project)
+    if args.check and changed:
+        print(f"{PROG}: {', '.join(changed)} not configured for {args.project} "
+              f"(site {site}, region {region})", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"hosting target {hosting_config.TARGET} -> {site}; rewrites -> {region}"
+          f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}")  # fmt: skip
     return 0

@@ -1,4 +1,4 @@
-"""``pack391 chaos-run``: apply each fault of ``stack/faults.py`` during a load run and
+"""``pack391 chaos-run``: apply each fault of :mod:`stack.chaos.faults` during a load run and
 check the invariants over the recorded history.
 
 For each fault, one scenario of ``before + during + after`` seconds runs against the
@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from stack.chaos.config import ALL_FAULTS, DEFAULT_OUT, ChaosConfig
-
-# ------------------------------------------------------------------ the command
 
 
 def add_parser(sub: Any) -> None:
@@ -73,8 +71,8 @@ def cmd_chaos_run(args: argparse.Namespace) -> int:
     # the runner (aiohttp, the load scenarios, the Firestore client) only when it runs
     from stack.chaos.report import render_table
     from stack.chaos.runner import run_chaos
-    from stack.faults import FaultError, StackHandle
     from stack.platform import harness
+    from stack.platform.handle import StackHandle
 
     try:
         if args.serve:
@@ -82,7 +80,7 @@ def cmd_chaos_run(args: argparse.Namespace) -> int:
                 report = run_chaos(handle, config)
         else:
             report = run_chaos(handle=StackHandle.load(), config=config)
-    except (ValueError, FileNotFoundError, RuntimeError, FaultError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # a StackError too
         print(f"pack391 chaos-run: {exc}", file=sys.stderr)
         return 2
     print(render_table(report))
