@@ -74,8 +74,11 @@ test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --serial-lanes --durations=20
 
 # Benchmarks: each prints its figures and the ratios against its peer (docs/benchmarks.md).
+# The rate limiter on one Redis and on a three-primary Redis Cluster, against `limits`, and
+# the cost per decision; then the capacity tables of docs/scaling-out.md from that run.
 bench-ratelimit: setup
 	$(BIN)/python -m bench.ratelimit
+	$(BIN)/python -m bench.capacity
 
 # A launch-day population under every attack, on a simulated clock; no peer, judged
 # against the goals of stack/population/model.py (PASS/FAIL per goal; exit 1 on a failure).

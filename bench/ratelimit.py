@@ -1,14 +1,20 @@
-"""Benchmark: this limiter's full decision against the `limits` library, in one run.
+"""Benchmark: this limiter's full decision against the `limits` library, and on one Redis
+against a three-primary Redis Cluster, in one run.
 
     make bench-ratelimit   # = ./venv/bin/python -m bench.ratelimit [--seconds 10] [--json FILE]
 
-Starts its own redis-server (never the machine's shared one). For each
-implementation, one decision is the same work: a user bucket and an IP bucket
-both consulted, plus the block check.
+Starts its own redis-server and its own Redis Cluster (three primaries on loopback,
+``stack.platform.datastores.start_redis_cluster``; never the machine's shared ones). For
+each implementation, one decision is the same work: a user bucket and an IP bucket both
+consulted, plus the block check.
 
-- pack391: ``RateLimiter.decide`` (one Lua round trip: block lists, panic pass,
-  DDoS mode, both GCRA buckets, country cap; plus the detector's counters, added
-  to the instance's buffer and flushed to Redis about once a second, included).
+- pack391: ``RateLimiter.decide`` (one pipelined round trip: a script in the user's hash
+  slot (their bucket, blocks and panic pass) and one in the address's (its bucket and
+  blocks), the country cap's when a cap is set; DDoS mode from the instance's copy; plus
+  the detector's counters, added to the instance's buffer and flushed to Redis about once
+  a second, included).
+- pack391 on the cluster: the same decisions with ``REDIS_URL=redis+cluster://...``: the
+  cluster client, each script routed to the primary of its slot.
 - pack391 full front-door decision: what a deployed callable does per request,
   ``RateLimiter.door`` (the pre-auth address counter, batched in memory, and the
   blocked-address check against the instance's copy, re-read about once a second)
@@ -28,7 +34,11 @@ instance, written about once a second) are not in the key figures;
 ``usedMemoryDelta`` shows all memory used. The door writes no rate-limit key, so
 the front-door case has no memory figure of its own. Ratios: pack391 / peer, and
 the door's cost (front-door decision / decision alone) from the same interleaved
-run.
+run; the cluster's throughput against one Redis's, paired round by round.
+
+Then, on both, what one decision costs Redis per kind of request (``bench.ratelimit_costs``:
+slots, keys, commands, Redis CPU and client CPU per decision), the figures of the capacity
+model in docs/scaling-out.md.
 """
 
 from __future__ import annotations
@@ -48,13 +58,26 @@ from pathlib import Path
 import redis
 from limits import parse, storage, strategies
 
+from bench import ratelimit_costs
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.limiter import Credential, RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass, GeoRule
+from shared.redis import client_for_url
 from stack.platform import datastores
 
 Decide = Callable[[int], bool]
+
+DEFAULT_JSON = Path(__file__).resolve().parents[1] / ".local" / "bench-ratelimit.json"
+
+LIMIT_KEYS = "pack391:{*}:rl:*"
+"""The rate-limit buckets (:mod:`shared.ratelimit.keys`: a user's, an address's)."""
+
+
+def bundle_client(url: str) -> redis.Redis:
+    """A client as the bundle builds it for ``url`` (one Redis or a cluster; decoded
+    replies, a pool of 64 per server)."""
+    return client_for_url(url, 5000, max_connections=64)
 
 
 class NoGeo(GeoRules):
@@ -223,10 +246,19 @@ def main() -> None:
     parser.add_argument(
         "--door-calls", type=int, default=50_000, help="calls timed for the door-alone figure"
     )
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--cost-decisions", type=int, default=5_000, help="decisions per cost case and Redis"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"also write the results here (default {DEFAULT_JSON}; bench.capacity reads it)",
+    )
     args = parser.parse_args()
 
     child, url = datastores.start_redis(Path(tempfile.mkdtemp(prefix="bench-redis-")))
+    nodes, cluster = datastores.start_redis_cluster(Path(tempfile.mkdtemp(prefix="bench-rc-")))
     try:
         client = redis.Redis.from_url(url)
         os.environ["REDIS_URL"] = url
@@ -234,15 +266,19 @@ def main() -> None:
         def our_client() -> redis.Redis:
             return redis.Redis.from_url(url, decode_responses=True, max_connections=64)
 
+        def cluster_client() -> redis.Redis:
+            return bundle_client(cluster)
+
         # name -> (the decision at 200/min, the same at 10/min for the memory fill (None:
         # no memory figure), its keys)
         impls: dict[str, tuple[Callable[[], Decide], Callable[[], Decide] | None, str]] = {
             "pack391": (
                 lambda: ours(our_client()),
                 lambda: ours(our_client(), EndpointClass.WALLET),
-                "pack391:rl:*",
+                LIMIT_KEYS,
             ),
-            "pack391_front_door": (lambda: ours_front_door(our_client()), None, "pack391:rl:*"),
+            "pack391_cluster": (lambda: ours(cluster_client()), None, LIMIT_KEYS),
+            "pack391_front_door": (lambda: ours_front_door(our_client()), None, LIMIT_KEYS),
             "limits_moving_window": (
                 lambda: theirs(url, strategies.MovingWindowRateLimiter),
                 lambda: theirs(url, strategies.MovingWindowRateLimiter, "10/minute"),
@@ -313,8 +349,37 @@ def main() -> None:
             "pairedThroughput8x": paired(eight_rounds, "pack391_front_door", "pack391"),
             "doorAloneUs": door_only["usPerCall"],
         }
-        print(json.dumps({"ratiosVsPeer": ratios, "doorCost": door_cost}, indent=2))
+        cluster_vs_single = {
+            "throughput1x": ratio("pack391_cluster", "pack391", ("threads1", "decisionsPerSec")),
+            "throughput8x": ratio("pack391_cluster", "pack391", ("threads8", "decisionsPerSec")),
+            "pairedThroughput1x": paired(single_rounds, "pack391_cluster", "pack391"),
+            "pairedThroughput8x": paired(eight_rounds, "pack391_cluster", "pack391"),
+            "p50_1x": ratio("pack391_cluster", "pack391", ("threads1", "p50Ms")),
+        }
+        costs = {
+            "single": ratelimit_costs.measure(
+                bundle_client(url), [client], args.cost_decisions, "one"
+            ),
+            "cluster": ratelimit_costs.measure(
+                cluster_client(),
+                [redis.Redis(port=datastores.node_port(n)) for n in nodes],
+                args.cost_decisions,
+                "many",
+            ),
+        }
+        print(ratelimit_costs.render(costs["single"], costs["cluster"]))
+        print(
+            json.dumps(
+                {
+                    "ratiosVsPeer": ratios,
+                    "doorCost": door_cost,
+                    "clusterVsSingle": cluster_vs_single,
+                },
+                indent=2,
+            )
+        )
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(
                 json.dumps(
                     {
@@ -322,12 +387,16 @@ def main() -> None:
                         "doorAlone": door_only,
                         "ratios": ratios,
                         "doorCost": door_cost,
+                        "clusterVsSingle": cluster_vs_single,
+                        "costPerDecision": costs,
                     },
                     indent=2,
                 )
             )
     finally:
         child.stop()
+        for node in nodes:
+            node.stop()
 
 
 if __name__ == "__main__":

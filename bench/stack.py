@@ -14,7 +14,11 @@ wiped.
 
 Per step it samples each process's CPU (:mod:`bench.stack_measures`, which holds every
 measurement and the step's record) and reports CPU-seconds and % of one core per
-component; for the best rate it prints the table. It also counts what ``swipe_load``
+component, the sandbox's worker processes (its children) each on a row of their own, and
+the machine's busy share of all its cores; for the best rate it prints the table. When
+the best rate is below the spec's 1,666 RPS it names what ran out of CPU at the first
+rate that failed (``cpuLimit``: a process at 90 % of one core or more, else the machine
+at 95 % of its cores or more, else none: the limit is not CPU). It also counts what ``swipe_load``
 writes to Firestore per request and measures the emulator alone (single-document writes
 per second from one async client) to say what limits the rate. Per step it also reads the
 sandbox's group-commit counters (``GET /__group-commit``: writes, commits, writes per
@@ -43,12 +47,16 @@ from typing import Any
 
 from bench.stack_measures import (
     Step,
+    busiest_process,
     commit_delta,
     commit_stats,
     count_docs,
+    cpu_limit,
     cpu_table,
     emulator_writes_per_sec,
     load_average,
+    machine_busy,
+    machine_ticks,
     render_table,
     sample_cpu,
     wait_idle,
@@ -125,11 +133,11 @@ def run_step(
     """One ``swipe_load`` run at ``rps`` with every component's CPU sampled around it."""
     plan = build_plan(SCENARIO, target, rps=rps, duration_sec=duration_sec, shards=shards)
     run_id = new_run_id(utc_now())
-    before = sample_cpu(pids)
+    before, machine_before = sample_cpu(pids), machine_ticks()
     started = time.monotonic()
     result = run_local(plan, run_id, quiet=True)
     wall = time.monotonic() - started
-    after = sample_cpu(pids)
+    after, machine_after = sample_cpu(pids), machine_ticks()
     summary = result["summary"]
     return Step(
         rps=rps,
@@ -138,6 +146,10 @@ def run_step(
         wall_sec=round(wall, 2),
         cpu=cpu_table(before, after, wall),
         run_id=run_id,
+        extra={
+            "machineBusyPct": machine_busy(machine_before, machine_after),
+            "shards": plan.shards,
+        },
     )
 
 
@@ -181,13 +193,16 @@ def search(
         b = step.brief()
         lat = b["latencyMs"]
         gc = b["groupCommit"] or {}
+        hot = busiest_process(step, int(step.extra.get("shards") or 1))
         print(
             f"{rate:7.0f} RPS  {'pass' if step.passed else 'FAIL'}  "
             f"achieved {b['achievedRps']:7.1f}"
             f"  avg {lat['avg']:7.1f}  p95 {lat['p95']:7.1f}  p99 {lat['p99']:7.1f} ms  errors "
             f"{b['errorRatePct']:5.2f}%  shed {b['shedRatePct']:5.2f}%  dropped {b['dropped']:5d}"
             f"  idle after {b['idleAfterSec']} s  writes/request {b['writesPerRequest']}"
-            f"  writes/commit {gc.get('writesPerCommit')}  load {step.extra['loadAverage'][0]}",
+            f"  writes/commit {gc.get('writesPerCommit')}  load {step.extra['loadAverage'][0]}"
+            f"  busiest {hot[0] if hot else None} {hot[1] if hot else 0:.0f}% of a core"
+            f"  machine {step.extra.get('machineBusyPct')}% of its cores",
             flush=True,
         )
     return steps
@@ -259,6 +274,39 @@ def prescale(handle: StackHandle, instances: int) -> dict[str, Any] | None:
     )
 
 
+SPEC_RPS = float(t.LOAD_TEST_SCENARIOS[SCENARIO][0])
+"""The spec's rate of ``swipe_load`` (1,666)."""
+
+
+def out_of_cpu(steps: Sequence[Step], best: float | None) -> dict[str, Any] | None:
+    """What ran out of CPU (:func:`bench.stack_measures.cpu_limit`) at the lowest rate that
+    failed above ``best`` (the one where the stack stopped holding), else at the best."""
+    failed = [s for s in steps if not s.passed and (best is None or s.rps > best)]
+    at = min(failed, key=lambda s: s.rps, default=None)
+    at = at or next((s for s in steps if s.rps == best), None)
+    if at is None:
+        return None
+    limit = cpu_limit(at, int(at.extra.get("shards") or 1))
+    return limit or {"rps": at.rps, "process": None,
+                     "machineBusyPct": at.extra.get("machineBusyPct")}  # fmt: skip
+
+
+def describe_limit(limit: dict[str, Any] | None, best: float | None) -> str:
+    """The line naming what ran out of CPU (or that nothing did)."""
+    held = f"{best:g} RPS" if best is not None else "no rate"
+    head = f"held {held}, under the spec's {SPEC_RPS:g}"
+    if limit is None:
+        return f"{head}: no step to judge the CPU by"
+    where = f"at {limit['rps']:g} RPS"
+    if limit.get("process") is None:
+        return (f"{head}: nothing ran out of CPU {where} (no process at 90 % of a core, the "
+                f"machine at {limit.get('machineBusyPct')} % of its cores)")  # fmt: skip
+    if "pctOfCore" in limit:
+        return (f"{head}: out of CPU {where}: {limit['process']} at {limit['pctOfCore']} % "
+                f"of one core (machine {limit.get('machineBusyPct')} % of its cores)")  # fmt: skip
+    return f"{head}: out of CPU {where}: the machine at {limit['machineBusyPct']} % of its cores"
+
+
 def measure(
     args: argparse.Namespace, coarse: Sequence[float], group_commit: bool | None
 ) -> dict[str, Any]:
@@ -291,6 +339,10 @@ def measure(
     shown = at_best or max(steps, key=lambda s: s.summary["achievedRps"])
     print()
     print(render_table(shown))
+    limit = None
+    if best is None or best < SPEC_RPS:
+        limit = out_of_cpu(steps, best)
+        print(f"\n{describe_limit(limit, best)}")
     writes_per_request = shown.brief()["writesPerRequest"]
     print(
         f"\nbest rate meeting the targets (group commit {mode}): "
@@ -312,6 +364,10 @@ def measure(
         "steps": [s.brief() for s in steps],
         "cpuAtBest": shown.cpu,
         "cpuAtRps": shown.rps,
+        "machineBusyPctAtBest": shown.extra.get("machineBusyPct"),
+        "specRps": SPEC_RPS,
+        "heldSpecRps": best is not None and best >= SPEC_RPS,
+        "cpuLimit": limit,
         "groupCommitAtBest": shown.group_commit,
         "emulatorWritesPerSec": writes,
         "writesPerRequest": writes_per_request,

@@ -1,8 +1,13 @@
 """``make bench-stack``'s measurements around a step (:mod:`bench.stack` runs the steps).
 
 Per step: each process's ``utime + stime`` from ``/proc/<pid>/stat`` (the generator: this
-process and its reaped workers) as CPU-seconds and % of one core per component
-(:func:`cpu_table`, :func:`render_table`); the seconds until the sandbox is idle again;
+process and its reaped workers) as CPU-seconds and % of one core per component, a
+component being its process and every process below it that is not another component
+(the sandbox's workers are its children), each process of a component of several also on
+a row of its own, ``component/pid`` (:func:`cpu_table`, :func:`render_table`); the
+machine's busy share of all its cores from ``/proc/stat`` (:func:`machine_busy`); which
+process ran out of CPU, if one did (:func:`cpu_limit`); the seconds until the sandbox is
+idle again;
 its group-commit counters (``GET /__group-commit``); the machine's load average; the
 documents the run wrote to Firestore; and the emulator alone (single-document writes per
 second from one async client). :class:`Step` is one step's record and its report.
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.collections import LOAD_SANDBOX_COLLECTIONS
+from stack.platform import procs
 
 IDLE_WAIT_MAX_SEC = 30.0
 """How long to wait for the sandbox to be idle after a step."""
@@ -50,30 +56,101 @@ def generator_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
+def component_processes(pids: Mapping[str, int]) -> dict[str, list[int]]:
+    """Each component's pid and the processes below it that are not (below) another
+    component: the sandbox's workers are the sandbox's, the stack's children are not the
+    supervisor's."""
+    children = procs.children_map()
+    own = set(pids.values())
+    return {name: procs.process_tree(pid, children, own) for name, pid in pids.items()}
+
+
 def sample_cpu(pids: Mapping[str, int]) -> dict[str, float]:
-    """CPU-seconds so far of each component (``generator`` from :func:`generator_cpu_seconds`)."""
+    """CPU-seconds so far of each component (``generator`` from
+    :func:`generator_cpu_seconds`, the others over :func:`component_processes`), and of
+    each process of a component of several as ``component/pid``."""
     sample = {"generator": generator_cpu_seconds()}
-    for name, pid in pids.items():
-        seconds = cpu_seconds(pid)
-        if seconds is not None:
-            sample[name] = seconds
+    for name, tree in component_processes(pids).items():
+        each = {pid: sec for pid in tree if (sec := cpu_seconds(pid)) is not None}
+        if each:
+            sample[name] = sum(each.values())
+        if len(tree) > 1:
+            sample |= {f"{name}/{pid}": sec for pid, sec in each.items()}
     return sample
 
 
 def cpu_table(
     before: Mapping[str, float], after: Mapping[str, float], wall_sec: float
 ) -> dict[str, dict[str, float]]:
-    """Per component: CPU-seconds in the window, % of one core, share of all of it."""
+    """Per component (then per process, ``component/pid``): CPU-seconds in the window, %
+    of one core, share of all the components' CPU."""
     used = {name: max(0.0, after[name] - before[name]) for name in after if name in before}
-    total = sum(used.values()) or 1.0
+    total = sum(sec for name, sec in used.items() if "/" not in name) or 1.0
+
+    def order(item: tuple[str, float]) -> tuple[float, str]:
+        component = item[0].split("/")[0]
+        return (-used.get(component, item[1]), item[0])
+
     return {
         name: {
             "cpuSec": round(sec, 2),
             "pctOfCore": round(100.0 * sec / wall_sec, 1) if wall_sec > 0 else 0.0,
             "sharePct": round(100.0 * sec / total, 1),
         }
-        for name, sec in sorted(used.items(), key=lambda item: -item[1])
+        for name, sec in sorted(used.items(), key=order)
     }
+
+
+def machine_ticks() -> tuple[int, int]:
+    """``(busy, all)`` jiffies of every core since boot, from ``/proc/stat``."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def machine_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """% of all the machine's cores busy between two :func:`machine_ticks` (every process,
+    the stack's and anyone else's)."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round(100.0 * busy / total, 1) if total > 0 else 0.0
+
+
+CORE_LIMIT_PCT = 90.0
+"""A process at this % of one core has run out of CPU (the Python processes are bound
+to one core by the GIL)."""
+MACHINE_LIMIT_PCT = 95.0
+"""The machine at this % of all its cores has run out of CPU."""
+
+
+def busiest_process(step: Step, shards: int = 1) -> tuple[str, float] | None:
+    """The single process with the most CPU in ``step`` and its % of one core (each
+    process of a component of several on its own; the generator by its mean load
+    worker)."""
+    rows = step.cpu
+    split = {name.split("/")[0] for name in rows if "/" in name}
+    single: dict[str, float] = {}
+    for name, row in rows.items():
+        if name == "generator":
+            single[f"generator (mean of {shards} load workers)"] = row["pctOfCore"] / shards
+        elif "/" in name or name not in split:
+            single[name] = row["pctOfCore"]
+    return max(single.items(), key=lambda item: item[1], default=None)
+
+
+def cpu_limit(step: Step, shards: int = 1) -> dict[str, Any] | None:
+    """What ran out of CPU during ``step``: the busiest single process at
+    :data:`CORE_LIMIT_PCT` of one core or more (a component of several processes counts
+    by each of them; the generator by its mean load worker), else the machine at
+    :data:`MACHINE_LIMIT_PCT` of its cores or more; None when neither did."""
+    busiest = busiest_process(step, shards)
+    machine = step.extra.get("machineBusyPct")
+    if busiest is not None and busiest[1] >= CORE_LIMIT_PCT:
+        return {"rps": step.rps, "process": busiest[0], "pctOfCore": round(busiest[1], 1),
+                "machineBusyPct": machine}  # fmt: skip
+    if machine is not None and machine >= MACHINE_LIMIT_PCT:
+        return {"rps": step.rps, "process": "the machine (all cores)", "machineBusyPct": machine}
+    return None
 
 
 # ------------------------------------------------------------------ one step
@@ -120,17 +197,22 @@ class Step:
 
 def render_table(step: Step) -> str:
     lines = [f"CPU by component at {step.rps:g} RPS ({step.wall_sec:.1f} s of wall time):",
-             f"{'component':<20}{'CPU-s':>8}{'% of a core':>13}{'share':>8}"]  # fmt: skip
+             f"{'component':<24}{'CPU-s':>8}{'% of a core':>13}{'share':>8}"]  # fmt: skip
     for name, row in step.cpu.items():
+        shown = f"  {name.split('/')[0]} pid {name.split('/')[1]}" if "/" in name else name
         lines.append(
-            f"{name:<20}{row['cpuSec']:>8.2f}{row['pctOfCore']:>12.1f}%{row['sharePct']:>7.1f}%"
+            f"{shown:<24}{row['cpuSec']:>8.2f}{row['pctOfCore']:>12.1f}%{row['sharePct']:>7.1f}%"
         )
-    total = sum(row["cpuSec"] for row in step.cpu.values())
+    total = sum(row["cpuSec"] for name, row in step.cpu.items() if "/" not in name)
     cores = os.cpu_count() or 1
     lines.append(
-        f"{'total':<20}{total:>8.2f}{100 * total / step.wall_sec:>12.1f}%  "
+        f"{'total':<24}{total:>8.2f}{100 * total / step.wall_sec:>12.1f}%  "
         f"({cores} cores = {100 * cores}%)"
     )
+    machine = step.extra.get("machineBusyPct")
+    if machine is not None:
+        lines.append(f"{'machine (every process)':<24}{machine * cores:>20.1f}%  ({machine:.1f}% "
+                     f"of its {cores} cores)")  # fmt: skip
     return "\n".join(lines)
 
 

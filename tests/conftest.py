@@ -105,6 +105,7 @@ def backends() -> Iterator[Backends]:
         datastores.forget_wipe_connection(host)
         _redis_of(url).close()
         _redis_of.cache_clear()
+        _forget_backend_client(url)
     finally:
         for child in reversed(children):
             child.stop()
@@ -114,6 +115,80 @@ def backends() -> Iterator[Backends]:
 def _redis_of(url: str) -> redis.Redis:
     """One client per test Redis (a new one per test cost 2 ms of the 0.2 a FLUSHALL takes)."""
     return redis.Redis.from_url(url)
+
+
+@dataclass(frozen=True)
+class RedisBackend:
+    """The Redis a ``redis_backend`` test runs on: ``single`` (the session's redis-server)
+    or ``cluster`` (a Redis Cluster of three primaries), its URL (``REDIS_URL`` during the
+    test) and a client on it (replies decoded; the cluster client for the cluster)."""
+
+    mode: str
+    url: str
+    client: redis.Redis
+
+
+_BACKEND_CLIENTS: dict[str, redis.Redis] = {}
+
+
+def _backend_client(url: str) -> redis.Redis:
+    """One decoding client per test Redis or cluster (``shared.redis.client_for_url``)."""
+    client = _BACKEND_CLIENTS.get(url)
+    if client is None:
+        client = _BACKEND_CLIENTS[url] = shared_redis.client_for_url(url)
+    return client
+
+
+def _forget_backend_client(url: str) -> None:
+    client = _BACKEND_CLIENTS.pop(url, None)
+    if client is not None:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A private Redis Cluster (three primaries, no replicas) for the whole run, started
+    only when a test asks for it (once per xdist worker), by the same code as
+    ``pack391 serve --redis-cluster``; its ``redis+cluster://`` URL."""
+    log_dir = Path(tempfile.mkdtemp(prefix="pack391-test-cluster-logs-"))
+    try:
+        children, url = datastores.start_redis_cluster(log_dir)
+    except procs.StackError as exc:
+        pytest.fail(f"cannot start the test Redis Cluster:\n{exc}")
+    try:
+        yield url
+    finally:
+        _forget_backend_client(url)
+        for child in reversed(children):
+            child.stop()
+
+
+@pytest.fixture(params=["single", "cluster"], ids=["single", "cluster"])
+def redis_backend(
+    request: pytest.FixtureRequest, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RedisBackend]:
+    """The test once on one Redis and once on a Redis Cluster. For ``cluster``,
+    ``REDIS_URL`` is the cluster's during the test (``shared.redis.get_redis()`` gives the
+    cluster client), every primary flushed first; the single Redis again after it."""
+    if request.param == "single":  # `clean` has flushed it
+        yield RedisBackend("single", backends.redis_url, _backend_client(backends.redis_url))
+        return
+    url: str = request.getfixturevalue("redis_cluster_url")
+    monkeypatch.setenv("REDIS_URL", url)
+    shared_redis.reset_clients()
+    ratelimit_middleware.reset()
+    datastores.flush_cluster(url)
+    try:
+        yield RedisBackend("cluster", url, _backend_client(url))
+    finally:
+        ratelimit_middleware.reset()  # nothing buffered for the cluster is sent to the next
+        shared_redis.reset_clients()  # REDIS_URL is the single Redis's again (monkeypatch)
+
+
+one_redis = pytest.mark.parametrize("redis_backend", ["single"], indirect=True)
+"""On a test of a module that runs on both (``redis_backend``): this one on one Redis only.
+For a long test whose Redis paths a shorter test of the same module runs on the cluster
+(say which beside the mark): the cluster's run of the suite stays within its budget."""
 
 
 @pytest.fixture(autouse=True)

@@ -65,16 +65,18 @@ LONGEST_FIRST = (
     "tests/ops/test_dashboard_browser.py",  # 49 s on one of three workers
     "tests/test_firebase_cli.py",  # 47 s
     "tests/test_deploy_pipeline.py",  # 37 s
+    "tests/ddos/test_ddos_functions.py",  # 33 s: on one Redis and on a cluster
     "tests/stack/test_world.py",  # 29 s
     "tests/stack/test_chaos_run.py",  # 28 s
+    "tests/ddos/test_abuse.py",  # 27 s: on one Redis and on a cluster
     "tests/stack/test_faults.py",  # 27 s
-    "tests/ddos/test_ddos_functions.py",  # 25 s
     "tests/load/test_load_functions.py",  # 25 s
-    "tests/ddos/test_abuse.py",  # 19 s
+    "tests/ddos/test_launch_traffic.py",  # 20 s: on one Redis and on a cluster
     "tests/stack/test_population.py",  # 15-20 s
     "tests/deploy_guard/test_fast_judge.py",  # 12-25 s of real 10 s ticks
     "tests/shared/test_bill_ceiling.py",  # gunicorn and real HTTP
     "tests/test_rules.py",  # 18 s
+    "tests/stack/test_cluster_stack.py",  # 13 s: a Redis Cluster stack, a primary held down
     "tests/stack/test_local_stack.py",  # 13 s
     "tests/stack/test_supervisor.py",  # 11 s
 )

@@ -17,9 +17,9 @@ from functions.ddos.policy import MinuteTraffic, RedisMemory
 from functions.ddos.ports import PassOutcome, ShieldOutcome
 from shared.clock import ms
 from shared.ratelimit import keys
-from shared.redis import LUA_DIR, lua_script
+from shared.redis import LUA_DIR, ScriptCall, lua_script, queue_pfcount, run_scripts
 
-_SHIELD = LUA_DIR / "bf_attempt.lua"
+_SHIELD = LUA_DIR / "bf_scope.lua"
 _PANIC = LUA_DIR / "panic_pass.lua"
 
 
@@ -45,7 +45,7 @@ class TrafficCounters:
         counts = self._redis.pipeline(transaction=False)
         tops = self._telemetry.pipeline(transaction=False)
         for ip in wanted:
-            counts.pfcount(keys.stats_ip_established(minute, ip))
+            queue_pfcount(counts, keys.stats_ip_established(minute, ip))
             tops.zrevrange(keys.stats_ip_users(minute, ip), 0, top - 1, withscores=True)
         established = counts.execute()
         heaviest = tops.execute()
@@ -64,21 +64,21 @@ class TrafficCounters:
         wanted = list(minutes)
         pipe = self._telemetry.pipeline(transaction=False)
         for m in wanted:
-            pipe.pfcount(keys.stats_overddos_users(m))
-            pipe.pfcount(keys.stats_users_hll(m))
+            queue_pfcount(pipe, keys.stats_overddos_users(m))
+            queue_pfcount(pipe, keys.stats_users_hll(m))
         values = [int(v) for v in pipe.execute()]
         return values[0::2], values[1::2]
 
     def minute(self, minute: int, elapsed_fraction: float = 1.0, top: int = 10) -> MinuteTraffic:
         pipe = self._telemetry.pipeline(transaction=False)
         pipe.hgetall(keys.stats(minute))
-        pipe.pfcount(keys.stats_hll(minute))
+        queue_pfcount(pipe, keys.stats_hll(minute))
         pipe.zrevrange(keys.stats_ips(minute), 0, top - 1, withscores=True)
         pipe.zrevrange(keys.stats_fingerprints(minute), 0, 4, withscores=True)
         counters, distinct, ips, fps = pipe.execute()
         counts = self._telemetry.pipeline(transaction=False)
         for fp, _ in fps:
-            counts.pfcount(keys.stats_fingerprint_ips(minute, fp))
+            queue_pfcount(counts, keys.stats_fingerprint_ips(minute, fp))
         fp_ips = counts.execute() if fps else []
         return MinuteTraffic(
             minute=minute,
@@ -121,7 +121,7 @@ class TrafficCounters:
         pipe = self._telemetry.pipeline(transaction=False)
         for m in wanted:
             pipe.hgetall(keys.stats(m))
-            pipe.pfcount(keys.stats_hll(m))
+            queue_pfcount(pipe, keys.stats_hll(m))
         values = pipe.execute()
         out = []
         for i in range(len(wanted)):
@@ -192,45 +192,48 @@ class TrafficStore(TrafficCounters):
         was for); without it only the user's own window is fed."""
         subject = uid or ""
         minute = keys.minute_of(now)
-        out = lua_script(_SHIELD, self._redis)(
-            keys=[
+        script = lua_script(_SHIELD, self._redis)
+        durations = ",".join(str(d) for d in block_ms)
+        verdict = "failure" if failure else "success"
+        calls = []
+        if uid:
+            user_keys = [
                 keys.failures(kind, "user", subject),
-                keys.failures(kind, "ip", ip),
                 keys.offences("user", subject),
-                keys.offences("ip", ip),
                 keys.block("bf", "user", subject),
-                keys.block("bf", "ip", ip),
                 keys.shield_successes(kind, subject),
-                keys.stats_ip_established(minute - 1, ip),
-                keys.stats_ip_established(minute, ip),
-            ],
-            args=[
-                ms(now),
-                "failure" if failure else "success",
-                window_ms,
-                max_failures,
-                ",".join(str(d) for d in block_ms),
-                offence_memory_ms,
-                uuid.uuid4().hex,
-                1 if uid else 0,
-                success_resets,
-                2 if address_scope else 0,
-                account or subject,
-                shared_min_users,
-                address_offence_memory_ms,
-                address_min_accounts,
-            ],
-        )
-        values = [int(v) for v in out]
+            ]
+            user_args = [
+                ms(now), verdict, window_ms, max_failures, durations, offence_memory_ms,
+                uuid.uuid4().hex, "user", 1, success_resets, 0,
+            ]  # fmt: skip
+            calls.append(ScriptCall(script, user_keys, user_args))
+        address_keys = [
+            keys.failures(kind, "ip", ip),
+            keys.offences("ip", ip),
+            keys.block("bf", "ip", ip),
+            keys.stats_ip_established(minute - 1, ip),
+            keys.stats_ip_established(minute, ip),
+        ]
+        address_args = [
+            ms(now), verdict, window_ms, address_min_accounts, durations,
+            address_offence_memory_ms, account or subject, "address",
+            1 if address_scope else 0, 0, shared_min_users,
+        ]  # fmt: skip
+        calls.append(ScriptCall(script, address_keys, address_args))
+        answers = [[int(v) for v in out] for out in run_scripts(self._redis, calls)]
+        user = answers[0] if uid else [0, 0, 0, 0, max_failures]
+        address = answers[-1]
+        until = max(user[0], address[0])
         return ShieldOutcome(
-            blocked=bool(values[0]),
-            attempts_left=values[1],
-            blocked_until_ms=values[2],
-            user_blocked_until_ms=values[3],
-            ip_blocked_until_ms=values[4],
-            user_offence=values[5],
-            ip_offence=values[6],
-            address_held=bool(values[7]),
+            blocked=until > 0,
+            attempts_left=0 if until > 0 else user[4],
+            blocked_until_ms=until,
+            user_blocked_until_ms=user[1],
+            ip_blocked_until_ms=address[1],
+            user_offence=user[2],
+            ip_offence=address[2],
+            address_held=bool(address[3]),
         )
 
     def grant_pass(self, uid: str, now: datetime, duration_ms: int, per_day: int) -> PassOutcome:
@@ -276,8 +279,10 @@ class TrafficStore(TrafficCounters):
 
     def block_source(self, ip: str, until_ms: int, now: datetime) -> None:
         """Block an address for every class: the exact key the decision checks, and the
-        sorted set the front door's copy is read from (expired entries trimmed)."""
-        pipe = self._redis.pipeline(transaction=True)
+        sorted set the front door's copy is read from (expired entries trimmed). Two slots
+        (the address's and the global one), so no transaction: the exact key is written
+        first, so a block is never listed without being in force."""
+        pipe = self._redis.pipeline(transaction=False)
         pipe.set(keys.block("ddos", "ip", ip), str(until_ms), px=max(1, until_ms - ms(now)))
         pipe.zadd(keys.BLOCKED_ADDRESSES, {ip: until_ms})
         pipe.zremrangebyscore(keys.BLOCKED_ADDRESSES, "-inf", ms(now))
@@ -298,8 +303,10 @@ class TrafficStore(TrafficCounters):
 
     def lift(self, scope: str, subject: str) -> list[str]:
         """Remove every block on ``subject`` (DDoS and brute force); returns the kinds that
-        were active. Offence history is kept: a later offence still escalates."""
-        pipe = self._redis.pipeline(transaction=True)
+        were active. Offence history is kept: a later offence still escalates. The subject's
+        keys and the global lists are in two slots: no transaction; the exact keys go first,
+        and the front door's copy of the lists is only ever a fast path to them."""
+        pipe = self._redis.pipeline(transaction=False)
         pipe.delete(keys.block("ddos", scope, subject))
         pipe.delete(keys.block("bf", scope, subject))
         if scope == "ip":

@@ -15,7 +15,11 @@ REDIS_URL = params.StringParam(
     "REDIS_URL",
     default="redis://127.0.0.1:6379/0",
     label="Redis URL",
-    description=("Memorystore/Redis for rate limits, counters and flags (redis:// or rediss://)."),
+    description=(
+        "Memorystore/Redis for rate limits, counters and flags: redis:// or rediss:// for one "
+        "Redis (Memorystore for Redis), redis+cluster:// or rediss+cluster:// for a Redis "
+        "Cluster (Memorystore for Redis Cluster's discovery endpoint; docs/scaling-out.md)."
+    ),
 )
 
 REDIS_AUTH = params.SecretParam(

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 import redis
 
 from shared.ratelimit import keys
+from shared.redis import queue_pfcount
 from shared.thresholds import DDOS_STATS_TTL_SEC
 
 TOP_LISTS_TTL_SEC = 5 * 60
@@ -345,7 +346,7 @@ def _write(
         enf.pfadd(behind, *uids)
         enf.expire(behind, TOP_LISTS_TTL_SEC)
         est_reads.append((len(enf), (minute, ip)))
-        enf.pfcount(behind)
+        queue_pfcount(enf, behind)
     if counts.established:
         users_hll = keys.stats_users_hll(minute)
         pipe.pfadd(users_hll, *counts.established)

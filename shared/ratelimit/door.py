@@ -106,10 +106,14 @@ class PreauthBuckets:
 
 
 class BlockedAddresses:
-    """This instance's copy of the addresses under a DDoS block, re-read from Redis at most
-    every ``refresh_sec`` by the request that finds it stale (one ZRANGEBYSCORE). The
-    front door checks it before token verification with no round trip of its own; the
-    decision script stays the exact check. When Redis cannot be read the last copy stays."""
+    """This instance's copy of the global protection state: the addresses under a DDoS
+    block or refused without a token, the lockdown and DDoS mode, re-read from Redis at
+    most every ``refresh_sec`` by the request that finds it stale (one pipelined round
+    trip). The front door checks the lists before token verification with no round trip
+    of its own (the decision's scripts stay the exact check of a block), and every
+    decision takes DDoS mode from here: the global keys never enter a decision's scripts,
+    so those stay within one hash slot each (:mod:`shared.ratelimit.keys`). When Redis
+    cannot be read the last copy stays."""
 
     def __init__(
         self,
@@ -124,6 +128,7 @@ class BlockedAddresses:
         self._until_ms: dict[str, int] = {}
         self._anon_until_ms: dict[str, int] = {}
         self._lockdown = False
+        self._ddos = False
         self._loaded_at: float | None = None
 
     def until_ms(self, ip: str, now_ms: int) -> int:
@@ -137,6 +142,11 @@ class BlockedAddresses:
         self._refresh_if_stale(now_ms)
         until = self._anon_until_ms.get(ip, 0)
         return until if until > now_ms else 0
+
+    def ddos_mode(self, now_ms: int) -> bool:
+        """Whether DDoS mode is on (``DDOS_MODE``), as of this instance's last read."""
+        self._refresh_if_stale(now_ms)
+        return self._ddos
 
     def lockdown(self, now_ms: int) -> bool:
         """Whether every request without a valid token is refused now (``ANON_LOCKDOWN``)."""
@@ -160,10 +170,12 @@ class BlockedAddresses:
             pipe.zrangebyscore(keys.BLOCKED_ADDRESSES, now_ms, "+inf", withscores=True)
             pipe.zrangebyscore(keys.ANON_REFUSED_ADDRESSES, now_ms, "+inf", withscores=True)
             pipe.pttl(keys.ANON_LOCKDOWN)
-            blocked, anon, lockdown_ms = pipe.execute()
+            pipe.pttl(keys.DDOS_MODE)
+            blocked, anon, lockdown_ms, ddos_ms = pipe.execute()
             self._until_ms = _scored(blocked)
             self._anon_until_ms = _scored(anon)
             self._lockdown = int(lockdown_ms) > 0 or int(lockdown_ms) == -1
+            self._ddos = int(ddos_ms) > 0 or int(ddos_ms) == -1
         except redis.RedisError as exc:
             log.warning("blocked addresses not refreshed, keeping the last copy: %r", exc)
         finally:

@@ -1,6 +1,6 @@
 """GCRA, the generic cell rate algorithm (as in redis-cell), as a pure function.
 
-``shared/lua/rate_decide.lua`` runs the same arithmetic atomically in Redis; this
+``shared/lua/rate_slot.lua`` runs the same arithmetic atomically in Redis; this
 module is the reference the Lua is tested against, and what the policy tables
 test. Times are integer microseconds so that a burst of exactly ``limit``
 requests fits a period whatever the limit (no floating-point drift): the

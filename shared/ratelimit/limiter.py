@@ -1,11 +1,18 @@
-"""The rate limiter: one Redis round trip per decision, a declared failure mode per class,
-and the detector's counters batched per instance (:mod:`shared.ratelimit.counters`).
-The front door's count and checks before a call are :mod:`shared.ratelimit.door`'s."""
+"""The rate limiter: one pipelined Redis round trip per decision, a declared failure mode
+per class, and the detector's counters batched per instance
+(:mod:`shared.ratelimit.counters`). The front door's count and checks before a call are
+:mod:`shared.ratelimit.door`'s.
+
+A decision is one script per hash slot it needs (:mod:`shared.ratelimit.slots`: the
+user's, the address's, the country's), sent in one pipeline: one round trip on one Redis,
+and on a Redis Cluster one per shard involved, sent before any answer is read. No script
+touches two slots, so the same code runs on both (``REDIS_URL``: ``redis://`` or
+``redis+cluster://``, :mod:`shared.redis`). DDoS mode is read from the instance's copy of
+the global state, refreshed about once a second with the block lists."""
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -18,23 +25,33 @@ from shared.ratelimit import keys
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.counters import CounterBuffer, FlushResult
 from shared.ratelimit.door import Credential, Door, DoorVerdict
-from shared.ratelimit.gcra import US_PER_MS
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.policy import (
     ClassPolicy,
     EndpointClass,
     FailMode,
+    Limits,
     Reason,
     class_policy,
     limits_for,
     near_limit,
     over_ddos_limit,
 )
-from shared.redis import LUA_DIR, lua_script
+from shared.ratelimit.slots import (
+    US_PER_SEC,
+    RateDecision,
+    Slot,
+    Who,
+    calls,
+    combine,
+    plan,
+    refunds,
+    sections,
+)
+from shared.redis import LUA_DIR, is_cluster, lua_script, run_scripts
 from shared.thresholds import (
     ADDRESS_QUOTA_BASE_USERS,
     ADDRESS_QUOTA_MAX_USERS,
-    RATE_LIMIT_PERIOD_SEC,
     RATE_LIMIT_UNAVAILABLE_RETRY_SEC,
 )
 
@@ -50,9 +67,9 @@ __all__ = [
 
 log = logging.getLogger("pack391.ratelimit")
 
-_DECIDE = LUA_DIR / "rate_decide.lua"
+_DECIDE = LUA_DIR / "rate_slot.lua"
+_REFUND = LUA_DIR / "rate_refund.lua"
 _LOG_EVERY_SEC = 10.0
-US_PER_SEC = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -69,22 +86,6 @@ class Subject:
     whether the address is shared."""
 
 
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    remaining: int
-    retry_after_sec: float
-    reset_sec: float
-    reason: Reason
-    limit: int
-    endpoint_class: EndpointClass
-
-
-def _sec(us: int) -> float:
-    """Microseconds as seconds, rounded up to the millisecond (never early)."""
-    return math.ceil(us / US_PER_MS) / 1000
-
-
 class RateLimiter:
     def __init__(
         self,
@@ -98,6 +99,10 @@ class RateLimiter:
         self._redis = client
         self._telemetry = telemetry if telemetry is not None else client
         self._script = lua_script(_DECIDE, client)
+        self._refund = lua_script(_REFUND, client)
+        self._together = not is_cluster(client)
+        """One Redis: a decision's sections in one script call (all or nothing); a
+        cluster: one call per section, in one pipeline."""
         self._geo = geo
         self._shadow = shadow_classes
         self._counters = counters if counters is not None else CounterBuffer()
@@ -146,62 +151,68 @@ class RateLimiter:
         ``staff`` class's own per-user bucket, exempt from IP blocks and DDoS mode.
         ``service``: a trusted service's own call, in the ``service`` class's bucket of
         its principal, the same way (never its egress address's)."""
-        staff = staff and bool(subject.uid)
-        service = service and bool(subject.uid) and not staff
-        if staff:
-            endpoint_class = EndpointClass.STAFF
-        elif service:
-            endpoint_class = EndpointClass.SERVICE
-        policy = class_policy(endpoint_class)
-        limits = limits_for(policy, self._geo.get(subject.client.country))
-        uid = subject.uid or ""
-        ip = subject.client.ip
-        cls = endpoint_class.value
-        minute = keys.minute_of(now)
-        principal_only = staff or service
+        policy, limits, plan = self._prepare(endpoint_class, subject, now, staff, service)
+        endpoint_class = policy.endpoint_class
         try:
-            result = self._script(
-                keys=[
-                    keys.bucket(cls, "u", uid),
-                    keys.bucket(cls, "ip" if uid else "anon", ip),
-                    keys.country_bucket(subject.client.country or "unknown"),
-                    keys.block("bf", "user", uid),
-                    keys.block("bf", "ip", ip),
-                    keys.block("ddos", "ip", ip),
-                    keys.panic_pass(uid),
-                    keys.DDOS_MODE,
-                    keys.block("ddos", "user", uid),
-                ],
-                args=[
-                    int(now.timestamp() * US_PER_SEC),
-                    RATE_LIMIT_PERIOD_SEC * US_PER_SEC,
-                    limits.limit,
-                    limits.ddos_limit,
-                    limits.country_cap or 0,
-                    1 if uid else 0,
-                    1 if policy.brute_force_guarded else 0,
-                    1 if cls in self._shadow else 0,
-                    1 if principal_only else 0,
-                    self.address_users(ip, minute),
-                ],
-            )
+            raw = run_scripts(self._redis, calls(self._script, plan, now, self._together))
+            answers = sections(raw)
+            decision = combine(plan, answers, endpoint_class, endpoint_class.value in self._shadow)
+            given_back = refunds(plan, answers, decision, self._refund)
+            if given_back:
+                run_scripts(self._redis, given_back)
         except redis.RedisError as exc:
             decision = self._redis_failed(policy, limits.limit, exc)
             self._count(decision, subject, now, redis_failed=True)
             return decision
-        allowed, remaining, retry_us, reset_us, reason, limit = result
-        decision = RateDecision(
-            allowed=bool(allowed),
-            remaining=int(remaining),
-            retry_after_sec=_sec(int(retry_us)),
-            reset_sec=_sec(int(reset_us)),
-            reason=Reason(reason),
-            limit=int(limit),
-            endpoint_class=endpoint_class,
-        )
         self._count(decision, subject, now)
         self.flush_counters(only_if_due=True)
         return decision
+
+    def plan(
+        self,
+        endpoint_class: EndpointClass,
+        subject: Subject,
+        now: datetime,
+        *,
+        staff: bool = False,
+        service: bool = False,
+    ) -> list[Slot]:
+        """The sections :meth:`decide` would send for this request (benchmarks and tests
+        count the slots, keys and round trips of a decision with it)."""
+        return self._prepare(endpoint_class, subject, now, staff, service)[2]
+
+    def _prepare(
+        self, endpoint_class: EndpointClass, subject: Subject, now: datetime, staff: bool,
+        service: bool,
+    ) -> tuple[ClassPolicy, Limits, list[Slot]]:  # fmt: skip
+        """The class's policy, its limits for the subject's country, and the sections."""
+        endpoint_class, principal_only = _effective_class(endpoint_class, subject, staff, service)
+        policy = class_policy(endpoint_class)
+        limits = limits_for(policy, self._geo.get(subject.client.country))
+        return policy, limits, self._plan(policy, limits, subject, now, principal_only)
+
+    def _plan(
+        self,
+        policy: ClassPolicy,
+        limits: Limits,
+        subject: Subject,
+        now: datetime,
+        principal_only: bool,
+    ) -> list[Slot]:
+        """:func:`shared.ratelimit.slots.plan` with this instance's copies: DDoS mode
+        (:meth:`shared.ratelimit.door.BlockedAddresses.ddos_mode`) and the established
+        users behind the address (:meth:`address_users`)."""
+        ddos = not principal_only and self.blocked.ddos_mode(int(now.timestamp() * 1000))
+        users = self.address_users(subject.client.ip, keys.minute_of(now))
+        who = Who(subject.uid, subject.client.ip, subject.client.country)
+        return plan(
+            policy,
+            limits,
+            who,
+            principal_only=principal_only,
+            ddos=ddos,
+            address_users=users,
+        )
 
     def _count(
         self, decision: RateDecision, subject: Subject, now: datetime, redis_failed: bool = False
@@ -304,3 +315,16 @@ class RateLimiter:
             limit=limit,
             endpoint_class=policy.endpoint_class,
         )
+
+
+def _effective_class(
+    endpoint_class: EndpointClass, subject: Subject, staff: bool, service: bool
+) -> tuple[EndpointClass, bool]:
+    """The class a request is decided in, and whether it is a trusted principal's (an ops
+    or admin caller of an ops or admin function: ``staff``; a trusted service's own call:
+    ``service``), which is counted in its own bucket only. Both need a signed-in caller."""
+    if staff and subject.uid:
+        return EndpointClass.STAFF, True
+    if service and subject.uid:
+        return EndpointClass.SERVICE, True
+    return endpoint_class, False

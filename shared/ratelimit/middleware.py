@@ -4,8 +4,8 @@ Any callable of this bundle (through ``callable_function(rate_limit=...)``) or o
 the app's other bundles (``@https_fn.on_call()`` over ``@rate_limited(...)``)
 counts each request against its endpoint class, per user and per client IP, and
 is denied with ``RESOURCE_EXHAUSTED`` (details ``retryAfterSec``, ``limit``,
-``endpointClass``, ``reason``) when over the limit. One Redis round trip per
-request; see ``shared/lua/rate_decide.lua``.
+``endpointClass``, ``reason``) when over the limit. One pipelined Redis round trip
+per request; see :mod:`shared.ratelimit.limiter` and ``shared/lua/rate_slot.lua``.
 """
 
 from __future__ import annotations

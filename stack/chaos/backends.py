@@ -16,12 +16,12 @@ class Backends:
     """Direct reads of the stack's Firestore and Redis (after recovery only)."""
 
     def __init__(self, handle: StackHandle) -> None:
-        import redis
+        from shared.redis import client_for_url
 
         # never through FIRESTORE_EMULATOR_HOST: this runs inside other processes too (a
         # test session), whose own clients must keep their own emulator
         self.db = datastores.firestore_client(handle.firestore_host, handle.project)
-        self.redis = redis.Redis.from_url(handle.redis_url, socket_timeout=5)
+        self.redis = client_for_url(handle.redis_url, timeout_ms=5000)  # or a cluster's
 
     def close(self) -> None:
         self.redis.close()

@@ -1,7 +1,8 @@
 """Faults on demand against the running local stack (``pack391 chaos``): a table of
 objects that apply and undo.
 
-Each fault is one object of :data:`FAULT_TABLE`, with the same three steps:
+Each fault is one object of :data:`FAULT_TABLE` (its kinds: :mod:`stack.chaos.fault_kinds`),
+with the same three steps:
 
 - ``plan(handle, options)`` checks that the fault can be applied to this stack and
   returns a :class:`Plan`: what will be done, and the *record* (plain JSON) that both
@@ -39,221 +40,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import requests
 
-from stack import latency_proxy
+from stack.chaos.fault_kinds import (
+    LEASE_GRACE_SEC,
+    STOPPED_GRACE_SEC,
+    Fault,
+    FaultError,
+    FaultOptions,
+    KillAndHold,
+    KillChild,
+    PauseChild,
+    Plan,
+    SandboxErrors,
+    SlowRedis,
+    parse_options,
+)
 from stack.platform import procs
-from stack.platform.handle import DEFAULT_RECOVER_SEC, StackHandle, health, wait_healthy
+from stack.platform.handle import (
+    StackHandle,
+    health,
+    wait_healthy,
+)
 
-DEFAULT_DELAY_MS = 200.0
-DEFAULT_ERROR_PCT = 50.0
-DEFAULT_MAX_SEC = 300.0
-"""A fault applied through :func:`start_fault` is undone by the supervisor after this."""
-LEASE_GRACE_SEC = 30.0
-""":func:`inject`'s lease outlives its duration by this much (the undo's own time)."""
-STOPPED_GRACE_SEC = 10.0
-"""A child stopped (SIGSTOP) with no lease is woken by the supervisor after this."""
-
-OPTIONS = frozenset({"delay_ms", "error_pct", "max_sec", "recover_sec"})
-
-
-class FaultError(procs.StackError):
-    """The fault could not be applied (unknown fault or option, nothing to apply it to)."""
-
-
-@dataclass(frozen=True)
-class FaultOptions:
-    """A fault's options, checked (:func:`parse_options`)."""
-
-    max_sec: float = DEFAULT_MAX_SEC
-    recover_sec: float = DEFAULT_RECOVER_SEC
-    delay_ms: float = DEFAULT_DELAY_MS
-    error_pct: float = DEFAULT_ERROR_PCT
-
-
-def parse_options(options: Mapping[str, float]) -> FaultOptions:
-    """The options as given to :func:`start_fault`; FaultError naming a bad one."""
-    unknown = set(options) - OPTIONS
-    if unknown:
-        raise FaultError(f"unknown options {sorted(unknown)}: {sorted(OPTIONS)}")
-    parsed = FaultOptions(**{k: float(v) for k, v in options.items()})
-    if parsed.max_sec <= 0:
-        raise FaultError("max_sec must be > 0")
-    if not 0 <= parsed.error_pct <= 100:
-        raise FaultError("error_pct must be within 0-100")
-    return parsed
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A fault about to be applied: what it does, and the record apply and undo use."""
-
-    notes: str
-    record: Mapping[str, Any] = field(default_factory=dict)
-
-
-class Fault(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def summary(self) -> str:
-        """One line for ``pack391 chaos --help``."""
-        ...
-
-    @property
-    def leased(self) -> bool:
-        """True: applied under a lease (undone by whoever finds it expired or orphaned)."""
-        ...
-
-    def plan(self, handle: StackHandle, options: FaultOptions) -> Plan:
-        """Check the fault applies to this stack (FaultError if not); its plan."""
-        ...
-
-    def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
-        """Break it now."""
-        ...
-
-    def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
-        """Take the fault back (idempotent); what was done."""
-        ...
-
-
-# ---------------------------------------------------------------- the faults
-
-
-def _signal_child(handle: StackHandle, name: str, sig: signal.Signals) -> int:
-    """Send ``sig`` to a child's whole process group; its pid."""
-    pid = handle.child_pid(name)
-    stat = procs.process_stat(pid)
-    if stat is None or stat[1] != handle.supervisor_pid:
-        raise FaultError(
-            f"{name} (pid {pid}) is not a running child of the supervisor "
-            f"(pid {handle.supervisor_pid}): is {handle.path} stale?"
-        )
-    os.killpg(pid, sig)
-    return pid
-
-
-@dataclass(frozen=True)
-class KillChild:
-    """SIGKILL a child; the supervisor restarts it. Undo: wait for the restart."""
-
-    name: str
-    child: str
-    summary: str
-    leased: ClassVar[bool] = False
-
-    def plan(self, handle: StackHandle, options: FaultOptions) -> Plan:
-        pid = handle.child_pid(self.child)
-        port = handle.children[self.child].port
-        return Plan(f"{self.child} pid {pid} (port {port}) SIGKILLed", {"pid": pid})
-
-    def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
-        _signal_child(handle, self.child, signal.SIGKILL)
-
-    def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
-        old_pid = int(record["pid"])
-        deadline = time.monotonic() + recover_sec
-        while time.monotonic() < deadline:
-            with contextlib.suppress(procs.StackError):
-                child = handle.reload().children.get(self.child)
-                if child is not None and child.pid != old_pid:
-                    return f"restarted as pid {child.pid}"
-            time.sleep(0.1)
-        return f"NOT restarted within {recover_sec:.0f}s"
-
-
-@dataclass(frozen=True)
-class PauseChild:
-    """SIGSTOP a child's process group (connections hang). Undo: SIGCONT."""
-
-    name: str
-    child: str
-    summary: str
-    leased: ClassVar[bool] = True
-
-    def plan(self, handle: StackHandle, options: FaultOptions) -> Plan:
-        pid = handle.child_pid(self.child)
-        return Plan(f"{self.child} pid {pid} SIGSTOPped (process group)", {"pid": pid})
-
-    def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
-        _signal_child(handle, self.child, signal.SIGSTOP)
-
-    def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
-        pid = int(record["pid"])
-        stat = procs.process_stat(pid)
-        if stat is None or stat[1] != handle.supervisor_pid:
-            return f"pid {pid} is gone (restarted?): nothing to wake"
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGCONT)
-        return f"SIGCONT pid {pid}"
-
-
-@dataclass(frozen=True)
-class SlowRedis:
-    """Every Redis command waits ``delay_ms`` in the latency proxy. Undo: delay 0."""
-
-    name: str = "redis-slow"
-    summary: str = (
-        "every command waits delay_ms (200) in the latency proxy in front of redis-server"
-    )
-    leased: ClassVar[bool] = True
-
-    def plan(self, handle: StackHandle, options: FaultOptions) -> Plan:
-        control = handle.redis_proxy_control
-        if not control:
-            raise FaultError("no latency proxy: the stack did not start Redis itself (REDIS_URL)")
-        return Plan(
-            f"Redis proxy delay {options.delay_ms:.0f} ms per command",
-            {"control": control, "delayMs": options.delay_ms, "ttlSec": options.max_sec},
-        )
-
-    def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
-        latency_proxy.set_delay(str(record["control"]), record["delayMs"], record["ttlSec"])
-
-    def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
-        latency_proxy.set_delay(str(record["control"]), 0)
-        return "proxy delay 0"
-
-
-def _sandbox_errors(url: str, pct: float, ttl_sec: float | None) -> None:
-    response = requests.post(
-        f"{url}/__faults", json={"errorPct": pct, "ttlSec": ttl_sec}, timeout=5
-    )
-    response.raise_for_status()
-
-
-@dataclass(frozen=True)
-class SandboxErrors:
-    """The load sandbox answers ``error_pct`` % of its requests with 500. Undo: 0 %."""
-
-    name: str = "sandbox-errors"
-    summary: str = "the load sandbox answers error_pct % (50) of its requests with 500"
-    leased: ClassVar[bool] = True
-
-    def plan(self, handle: StackHandle, options: FaultOptions) -> Plan:
-        return Plan(
-            f"sandbox answers {options.error_pct:.0f}% of requests with 500",
-            {"url": handle.sandbox_url, "errorPct": options.error_pct, "ttlSec": options.max_sec},
-        )
-
-    def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
-        _sandbox_errors(str(record["url"]), float(record["errorPct"]), record["ttlSec"])
-
-    def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
-        _sandbox_errors(str(record["url"]), 0, None)
-        return "sandbox errors 0%"
-
+__all__ = [
+    "BY_NAME",
+    "CLUSTER_FAULTS",
+    "FAULTS",
+    "FAULT_TABLE",
+    "LEASE_GRACE_SEC",
+    "STOPPED_GRACE_SEC",
+    "FaultError",
+    "FaultOptions",
+    "FaultWindow",
+    "Undo",
+    "describe",
+    "held_children",
+    "inject",
+    "leased_pids",
+    "parse_options",
+    "reap",
+    "start_fault",
+]
+"""What the CLI, the supervisor, the chaos runner and the tests use; the kinds of fault and
+their options are :mod:`stack.chaos.fault_kinds`'."""
 
 FAULT_TABLE: tuple[Fault, ...] = (
     KillChild(
@@ -277,16 +115,30 @@ FAULT_TABLE: tuple[Fault, ...] = (
         "SIGKILL the functions server; the supervisor restarts it",
     ),
     SandboxErrors(),
+    KillAndHold(
+        "redis-primary-kill",
+        "redis-2",
+        "SIGKILL one primary of the Redis Cluster and keep it down while the fault is on "
+        "(its slots go dark; once the others agree it failed, 2 s, the whole cluster "
+        "answers CLUSTERDOWN). Undo: the supervisor restarts it, it rejoins with its slots",
+        cluster=True,
+    ),
 )
-"""Every fault, in the order ``make chaos`` runs them."""
+"""Every fault, in the order ``make chaos`` runs them (but the cluster-only ones:
+:data:`CLUSTER_FAULTS`)."""
 
 BY_NAME: dict[str, Fault] = {f.name: f for f in FAULT_TABLE}
 FAULTS: tuple[str, ...] = tuple(BY_NAME)
+CLUSTER_FAULTS: tuple[str, ...] = tuple(
+    f.name for f in FAULT_TABLE if isinstance(f, KillChild) and f.cluster
+)
+"""Faults only a stack with a Redis Cluster (``pack391 serve --redis-cluster``) takes:
+not in ``make chaos``'s default run (:data:`stack.chaos.config.ALL_FAULTS`)."""
 
 
 def describe() -> str:
     """The faults, one per line, for help texts."""
-    return "\n".join(f"    {f.name:<16} {f.summary}." for f in FAULT_TABLE)
+    return "\n".join(f"    {f.name:<18} {f.summary}." for f in FAULT_TABLE)
 
 
 # ---------------------------------------------------------------- leases
@@ -317,6 +169,15 @@ def leased_pids(faults_dir: Path) -> set[int]:
         int(lease["undo"]["pid"])
         for _, lease in _leases(faults_dir)
         if isinstance(BY_NAME.get(str(lease.get("fault"))), PauseChild)
+    }
+
+
+def held_children(faults_dir: Path) -> set[str]:
+    """Children a live lease keeps down (the supervisor does not restart those)."""
+    return {
+        str(lease["undo"]["child"])
+        for _, lease in _leases(faults_dir)
+        if isinstance(BY_NAME.get(str(lease.get("fault"))), KillAndHold)
     }
 
 

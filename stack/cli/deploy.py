@@ -257,9 +257,9 @@ def _local_revision(args: argparse.Namespace) -> int:
     if not args.redis_url:
         print("pack391 deploy local-revision: give --redis-url (printed by serve)", file=sys.stderr)
         return 2
-    import redis as redis_lib
+    from shared.redis import client_for_url
 
-    platform = LocalTraffic(redis_lib.Redis.from_url(args.redis_url, decode_responses=True))
+    platform = LocalTraffic(client_for_url(args.redis_url))
     platform.deploy(args.service, args.revision, all_traffic=not args.no_traffic)
     _print({"service": args.service, "shares": platform.observe(args.service, "").shares})
     return 0
@@ -308,6 +308,7 @@ def _revision(args: argparse.Namespace) -> int:
     """``pack391 deploy revision``: a new revision with faults on the local platform."""
     import redis as redis_lib
 
+    from shared.redis import client_for_url
     from stack.revisions import SERVICES, LocalRevisions, RevisionFaults, describe
 
     prefix = "pack391 deploy revision"
@@ -333,7 +334,7 @@ def _revision(args: argparse.Namespace) -> int:
     if not url:
         print(f"{prefix}: no running stack (start `make run`) and no --redis-url", file=sys.stderr)
         return 2
-    revisions = LocalRevisions(redis_lib.Redis.from_url(url, decode_responses=True))
+    revisions = LocalRevisions(client_for_url(url))
     out = []
     for service in services:
         try:

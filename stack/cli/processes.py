@@ -31,6 +31,7 @@ def sandbox_parser() -> argparse.ArgumentParser:
     from stack.constants import LOAD_SANDBOX_QUEUE_PER_INSTANCE
     from stack.platform.procs import ACCESS_LOG_ENV
     from stack.sandbox.app import GROUP_COMMIT_ENV
+    from stack.sandbox.workers import WORKERS_ENV, default_workers
 
     parser = argparse.ArgumentParser(description=(stack.sandbox.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -52,6 +53,13 @@ def sandbox_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--access-log", action="store_true", help=f"log every request (or {ACCESS_LOG_ENV}=1)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"server processes sharing the port (default {WORKERS_ENV}, else one per "
+        "core; 1: one process, no fork)",
     )
     return parser
 

@@ -1,6 +1,7 @@
 """``pack391 serve``: the local stack's supervisor. It starts the Firestore emulator,
-Redis behind its latency proxy, the functions server, the load-test sandbox and the local
-Cloud Scheduler, restarts a child that dies, and stops them all on exit."""
+Redis behind its latency proxy (or, with ``--redis-cluster``, a Redis Cluster of three
+primaries), the functions server, the load-test sandbox and the local Cloud Scheduler,
+restarts a child that dies, and stops them all on exit."""
 
 from __future__ import annotations
 
@@ -37,10 +38,25 @@ AUTH_EMULATOR_HOST = "127.0.0.1:9099"
 Token verification needs no running Auth emulator; nothing listens there."""
 
 
+REDIS_CLUSTER_ENV = "PACK391_REDIS_CLUSTER"
+"""Set to 1 for ``--redis-cluster`` (``PACK391_REDIS_CLUSTER=1 make run``)."""
+
+
 def add_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the local stack in the foreground (Ctrl-C stops it)")
     serve.add_argument("--log-dir", default=str(SOURCE_DIR / ".local" / "logs"), help="child logs")
+    serve.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="a Redis Cluster of three primaries (children redis-1..3; no latency proxy, so "
+        f"no redis-slow) instead of one redis-server; {REDIS_CLUSTER_ENV}=1 does the same",
+    )
     serve.set_defaults(func=cmd_serve)
+
+
+def cluster_wanted(flag: bool = False) -> bool:
+    """Whether a Redis Cluster was asked for (``flag`` or ``PACK391_REDIS_CLUSTER=1``)."""
+    return flag or os.environ.get(REDIS_CLUSTER_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 SUPERVISE_EVERY_SEC = 0.1
@@ -61,8 +77,11 @@ class Stack:
     restarted from the thread that runs :meth:`supervise` (the main thread): their
     parent-death signal follows the forking thread."""
 
-    def __init__(self, log_dir: Path, state_path: Path | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, state_path: Path | None = None, redis_cluster: bool = False
+    ) -> None:
         self.log_dir = log_dir
+        self.redis_cluster = redis_cluster
         self.state_path = state_path or stack_handle.default_state_path()
         self.children = Supervisor(log_dir)
         self.scheduler: Any = None
@@ -114,9 +133,28 @@ class Stack:
         redis_server_port: int | None = None
         proxy_control: str | None = None
         if redis_url:
-            import redis as redis_lib  # here: `pack391 loadtest` workers need none of it
+            # here: `pack391 loadtest` workers need none of it
+            from shared.redis import client_for_url, cluster_url
 
-            redis_lib.Redis.from_url(redis_url, socket_timeout=2).ping()
+            if self.redis_cluster and cluster_url(redis_url) is None:
+                raise procs.StackError(
+                    f"--redis-cluster with REDIS_URL={redis_url}: unset REDIS_URL for a "
+                    "cluster of the stack's own, or give a redis+cluster:// URL"
+                )
+            client = client_for_url(redis_url, timeout_ms=2000)
+            try:
+                client.ping()
+            finally:
+                client.close()
+        elif self.redis_cluster:
+            # No latency proxy: a cluster's nodes announce their own addresses, which the
+            # client then connects to, so a proxy in front of one would be bypassed.
+            nodes, redis_url = datastores.start_redis_cluster(self.log_dir)
+            for node in nodes:
+                restart = self.children.cluster_node_restarter(
+                    node.name, datastores.node_argv(node)
+                )
+                self.children.add(node, datastores.node_port(node), restart, keep_data=True)
         else:
             starting, server_url = datastores.launch_redis(self.log_dir)
             waits.append(starting)
@@ -198,25 +236,39 @@ class Stack:
         return {
             "sandbox": f"http://127.0.0.1:{sandbox_port}",
             "firestore": firestore_host,
-            "redis": redis_url if redis_server_port is None else (
-                f"{redis_url}  (latency proxy; redis-server on port {redis_server_port})"
+            "redis": (
+                f"{redis_url}  (Redis Cluster: {', '.join(self._cluster_nodes())})"
+                if self.redis_cluster and not os.environ.get("REDIS_URL")
+                else redis_url if redis_server_port is None
+                else f"{redis_url}  (latency proxy; redis-server on port {redis_server_port})"
             ),
             "functions": f"{caller.local_base_url()}/{project}/{region}/<name>",
             "count": str(len(listing["functions"])),
         }  # fmt: skip
+
+    def _cluster_nodes(self) -> list[str]:
+        return [
+            f"{name} :{sup.port}"
+            for name, sup in self.children.supervised.items()
+            if name.startswith("redis-") and name != "redis-proxy"
+        ]
 
     # ------------------------------------------------------------ supervision
 
     def supervise(self) -> str | None:
         """One look at the children: restart the dead ones (a line on stdout each), wake
         stray stopped ones, undo expired fault leases. A message when the stack must stop."""
-        fatal = self.children.restart_dead(self.stopping.is_set, self.write_state)
+        fatal = self.children.restart_dead(self.stopping.is_set, self.write_state, self._held)
         if fatal is not None:
             return fatal
         if time.monotonic() >= self._next_lease_check:
             self._next_lease_check = time.monotonic() + LEASE_CHECK_EVERY_SEC
             self._check_faults()
         return None
+
+    def _held(self) -> set[str]:
+        """Children a fault's live lease keeps down (not restarted until it is undone)."""
+        return faults.held_children(stack_handle.faults_dir_for(self.state_path))
 
     def _check_faults(self) -> None:
         """Undo leases whose holder died or whose deadline passed; SIGCONT a child left
@@ -289,7 +341,7 @@ def _wait_for_server(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = Stack(Path(args.log_dir))
+    stack = Stack(Path(args.log_dir), redis_cluster=cluster_wanted(args.redis_cluster))
     stopping = stack.stopping
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -1,6 +1,6 @@
 """The local stack's data stores as child processes: Google's Firestore emulator, a
-private redis-server and the latency proxy in front of it, each with its readiness check;
-and the emulator's wipe and a client on it.
+private redis-server and the latency proxy in front of it (or a private Redis Cluster of
+three primaries), each with its readiness check; and the emulator's wipe and a client on it.
 
 Shared by ``pack391 serve`` and the pytest fixtures, so both run exactly the same
 servers (started through :func:`stack.platform.procs.spawn`).
@@ -13,9 +13,11 @@ import http.client
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,9 @@ It needs Java 11 or newer on PATH."""
 
 REDIS_HELP = """No redis-server on PATH.
 Install it (Debian/Ubuntu: apt-get install redis-server), or point REDIS_URL at a running Redis."""
+
+REDIS_CLI_HELP = """No redis-cli on PATH: creating a Redis Cluster needs it.
+Install it (Debian/Ubuntu: apt-get install redis-tools; redis-server brings it too)."""
 
 
 EMULATOR_JAVA_OPTS_ENV = "PACK391_EMULATOR_JAVA_OPTS"
@@ -140,13 +145,187 @@ def launch_redis(
     child.cleanup.append(data_dir)
 
     def ready() -> bool:
-        if not owns_listener(child.process.pid, port):
-            return False
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+        return owns_listener(child.process.pid, port) and _ping(port)
 
     return Starting(child, ready, 15), f"redis://127.0.0.1:{port}/0"
+
+
+def _ping(port: int, timeout: float = 0.5) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+
+
+# ---------------------------------------------------------------- Redis Cluster
+
+CLUSTER_NODE_TIMEOUT_MS = 2000
+"""``cluster-node-timeout``: a primary silent this long is failing (its slots go dark)."""
+CLUSTER_READY_SEC = 30.0
+"""How long a new cluster may take to say ``cluster_state:ok`` on every node."""
+
+
+def cluster_info(port: int, timeout: float = 1.0, host: str = "127.0.0.1") -> dict[str, str]:
+    """``CLUSTER INFO`` of the node on ``host:port`` as a dict (OSError: no answer)."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(b"CLUSTER INFO\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise OSError("connection closed")
+            data += chunk
+        header, _, body = data.partition(b"\r\n")
+        if not header.startswith(b"$"):
+            raise OSError(f"CLUSTER INFO: {header.decode(errors='replace')}")
+        size = int(header[1:])
+        while len(body) < size:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise OSError("connection closed")
+            body += chunk
+    rows = body[:size].decode().splitlines()
+    return dict(row.split(":", 1) for row in rows if ":" in row)
+
+
+def cluster_ok(ports: list[int], timeout: float = 1.0) -> bool:
+    """Whether every node says ``cluster_state:ok`` (False when one does not answer)."""
+    try:
+        return all(cluster_info(p, timeout).get("cluster_state") == "ok" for p in ports)
+    except OSError:
+        return False
+
+
+def wait_cluster_ok(ports: list[int], timeout_sec: float = CLUSTER_READY_SEC) -> None:
+    """Wait until every node says ``cluster_state:ok`` (StackError after ``timeout_sec``)."""
+    deadline = time.monotonic() + timeout_sec
+    while not cluster_ok(ports):
+        if time.monotonic() >= deadline:
+            states = {}
+            for port in ports:
+                try:
+                    states[port] = cluster_info(port).get("cluster_state", "?")
+                except OSError as exc:
+                    states[port] = f"no answer ({exc})"
+            raise StackError(f"the Redis Cluster is not ok after {timeout_sec:.0f}s: {states}")
+        time.sleep(0.1)
+
+
+def _argv_value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def launch_redis_cluster_node(
+    log_dir: Path, name: str, port: int | None = None
+) -> tuple[Starting, int]:
+    """Spawn one cluster-enabled redis-server (no persistence; its cluster state in
+    ``nodes.conf`` of its own data directory, which its child removes when stopped):
+    its :class:`Starting` (ready: answers PING) and port."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise StackError(REDIS_HELP)
+    port = port or free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix=f"pack391-{name}-"))
+    argv = [
+        server,
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        # the bus port given, not port + 10000 (beyond 65535 for a high ephemeral port)
+        "--cluster-port", str(free_port()),
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+        "--save", "",
+        "--appendonly", "no",
+        "--maxmemory-policy", "noeviction",
+        "--dir", str(data_dir),
+    ]  # fmt: skip
+    return relaunch_redis_cluster_node(log_dir, name, argv), port
+
+
+def relaunch_redis_cluster_node(
+    log_dir: Path, name: str, argv: list[str], append: bool = False
+) -> Starting:
+    """Spawn a cluster node with ``argv`` (a stopped node's, :attr:`subprocess.Popen.args`):
+    on the same ports and data directory it rejoins the cluster with its slots, empty
+    (as a Memorystore node replacement). Its child removes the data directory when stopped
+    (the supervisor keeps it for the restart)."""
+    port = int(_argv_value(argv, "--port"))
+    data_dir = Path(_argv_value(argv, "--dir"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    child = spawn(name, argv, log_dir, append=append)
+    child.cleanup.append(data_dir)
+
+    def ready() -> bool:
+        return owns_listener(child.process.pid, port) and _ping(port)
+
+    return Starting(child, ready, 15)
+
+
+def node_argv(child: Child) -> list[str]:
+    """The argv a cluster node was started with (to start it again, the same)."""
+    return [str(arg) for arg in child.process.args]  # type: ignore[union-attr]
+
+
+def node_port(child: Child) -> int:
+    """The port of a cluster node (from its argv)."""
+    return int(_argv_value(node_argv(child), "--port"))
+
+
+def start_redis_cluster(log_dir: Path, primaries: int = 3) -> tuple[list[Child], str]:
+    """Start a private Redis Cluster of ``primaries`` primaries and no replicas (children
+    ``redis-1``.. on free ports), create it with ``redis-cli --cluster create`` and wait
+    for ``cluster_state:ok`` on every node; the children and the cluster URL
+    (``redis+cluster://127.0.0.1:PORT`` of the first node). StackError, with redis-cli's
+    output, when the cluster cannot be created."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise StackError(REDIS_CLI_HELP)
+    if primaries < 3:
+        raise StackError(f"a Redis Cluster needs at least 3 primaries, not {primaries}")
+    startings: list[Starting] = []
+    ports: list[int] = []
+    try:
+        for index in range(1, primaries + 1):
+            starting, port = launch_redis_cluster_node(log_dir, f"redis-{index}", None)
+            startings.append(starting)
+            ports.append(port)
+        children = [starting.wait() for starting in startings]
+        create = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        if create.returncode != 0:
+            output = (create.stdout + create.stderr).strip()
+            raise StackError(f"redis-cli --cluster create failed ({create.returncode}):\n{output}")
+        wait_cluster_ok(ports)
+    except BaseException:
+        for starting in reversed(startings):
+            starting.child.stop()
+        raise
+    return children, f"redis+cluster://127.0.0.1:{ports[0]}"
+
+
+def flush_cluster(url: str) -> None:
+    """FLUSHALL on every primary of the cluster at ``url`` (``redis+cluster://``, or any
+    node's ``redis://``): a test's clean start. Over a plain connection to each node."""
+    import redis
+
+    from shared.redis import cluster_url
+
+    node_url = cluster_url(url) or url
+    with redis.Redis.from_url(node_url, socket_timeout=5, decode_responses=True) as node:
+        nodes: Any = node.execute_command("CLUSTER NODES")
+    # redis-py parses CLUSTER NODES into {"host:port": {"flags": ..., ...}}
+    for address, info in nodes.items():
+        if "master" in str(info.get("flags", "")) and "fail" not in str(info.get("flags", "")):
+            host, _, port = address.partition("@")[0].rpartition(":")
+            with redis.Redis(host=host or "127.0.0.1", port=int(port), socket_timeout=5) as primary:
+                primary.flushall()
 
 
 def start_latency_proxy(

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from stack.platform import procs
+from stack.platform import datastores, procs
 
 DEFAULT_RECOVER_SEC = 60.0
 """How long a caller waits by default for the stack's health checks to pass again."""
@@ -66,9 +66,10 @@ class StackHandle:
     sandbox_url: str
     firestore_host: str
     redis_url: str
-    """What clients use: the latency proxy when the stack started Redis itself."""
+    """What clients use: the latency proxy when the stack started Redis itself; with
+    ``--redis-cluster``, ``redis+cluster://`` of its first node."""
     redis_server_port: int | None
-    """The real redis-server's port (None: an external Redis from REDIS_URL)."""
+    """The real redis-server's port (None: an external Redis from REDIS_URL, or a cluster)."""
     redis_proxy_control: str | None
     """The latency proxy's control URL (None: no proxy)."""
     children: Mapping[str, ChildInfo] = field(default_factory=dict)
@@ -141,13 +142,44 @@ def _redis_ping(url: str, timeout: float) -> None:
             raise OSError("no PONG")
 
 
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+    return urlsplit(url).scheme.lower().endswith("+cluster")
+
+
+def cluster_nodes(handle: StackHandle) -> dict[str, int]:
+    """The stack's own Redis Cluster nodes (children ``redis-1``..): name -> port."""
+    return {
+        name: child.port
+        for name, child in handle.children.items()
+        if name.startswith("redis-") and name[6:].isdigit() and child.port is not None
+    }
+
+
+def _redis_cluster_ok(handle: StackHandle, timeout: float) -> None:
+    """Every node of the stack's cluster (or, for an external one, the node of its URL)
+    answers and says ``cluster_state:ok``; OSError naming the first that does not."""
+    parts = urlsplit(handle.redis_url)
+    nodes = {name: ("127.0.0.1", port) for name, port in cluster_nodes(handle).items()} or {
+        "redis": (parts.hostname or "127.0.0.1", parts.port or 6379)
+    }
+    for name, (host, port) in nodes.items():
+        state = datastores.cluster_info(port, timeout, host).get("cluster_state")
+        if state != "ok":
+            raise OSError(f"{name} (port {port}): cluster_state:{state}")
+
+
 def health(handle: StackHandle, timeout: float = 1.0) -> dict[str, str]:
     """What does not answer right now: component -> error (empty: all healthy)."""
     checks: dict[str, Callable[[], Any]] = {
         "firestore": lambda: requests.get(
             f"http://{handle.firestore_host}/", timeout=timeout
         ).raise_for_status(),
-        "redis": lambda: _redis_ping(handle.redis_url, timeout),
+        "redis": lambda: (
+            _redis_cluster_ok(handle, timeout)
+            if is_cluster_url(handle.redis_url)
+            else _redis_ping(handle.redis_url, timeout)
+        ),
         "functions": lambda: requests.get(
             f"{handle.functions_url}/__/functions", timeout=timeout * 2
         ).raise_for_status(),

@@ -20,7 +20,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,19 +66,27 @@ def _listening_inodes(port: int) -> set[str]:
     return found
 
 
-def _process_tree(pid: int) -> list[int]:
-    """``pid`` and every live process below it."""
+def children_map() -> dict[int, list[int]]:
+    """Parent pid -> its live children's pids (one pass over ``/proc``)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = process_stat(int(entry))
             if stat is not None:
                 children.setdefault(stat[1], []).append(int(entry))
+    return children
+
+
+def process_tree(
+    pid: int, children: dict[int, list[int]] | None = None, stop_at: Collection[int] = ()
+) -> list[int]:
+    """``pid`` and every live process below it (not descending into ``stop_at``)."""
+    children = children_map() if children is None else children
     tree, todo = [], [pid]
     while todo:
         current = todo.pop()
         tree.append(current)
-        todo.extend(children.get(current, []))
+        todo.extend(c for c in children.get(current, []) if c not in stop_at)
     return tree
 
 
@@ -90,7 +98,7 @@ def owns_listener(pid: int, port: int) -> bool:
     if not inodes:
         return False
     wanted = {f"socket:[{inode}]" for inode in inodes}
-    for member in _process_tree(pid):
+    for member in process_tree(pid):
         fd_dir = f"/proc/{member}/fd"
         with contextlib.suppress(OSError):
             for fd in os.listdir(fd_dir):

@@ -25,11 +25,14 @@ RESTART_WINDOW_SEC = 60.0
 
 @dataclass
 class Supervised:
-    """A child, its port and how to start it again (None: a death stops the stack)."""
+    """A child, its port and how to start it again (None: a death stops the stack);
+    ``keep_data``: its data directory outlives a restart (a Redis Cluster node rejoins
+    from its ``nodes.conf``)."""
 
     child: procs.Child
     port: int | None
     restart: Callable[[], procs.Child] | None
+    keep_data: bool = False
     restarts: list[float] = field(default_factory=list)
     stopped_since: float | None = None
 
@@ -46,15 +49,29 @@ class Supervisor:
         return [s.child for s in self.supervised.values()]
 
     def add(
-        self, child: procs.Child, port: int | None, restart: Callable[[], procs.Child] | None
+        self,
+        child: procs.Child,
+        port: int | None,
+        restart: Callable[[], procs.Child] | None,
+        keep_data: bool = False,
     ) -> None:
-        self.supervised[child.name] = Supervised(child, port, restart)
+        self.supervised[child.name] = Supervised(child, port, restart, keep_data)
 
     def redis_restarter(self, port: int) -> Callable[[], procs.Child]:
         """Redis again on ``port``, empty (as a Memorystore basic-tier restart)."""
 
         def restart() -> procs.Child:
             return datastores.start_redis(self.log_dir, port=port, append=True)[0]
+
+        return restart
+
+    def cluster_node_restarter(self, name: str, argv: list[str]) -> Callable[[], procs.Child]:
+        """A Redis Cluster node again with its argv (its ports and data directory): it
+        rejoins the cluster with its slots, empty (a Memorystore node replacement). Add it
+        with ``keep_data``."""
+
+        def restart() -> procs.Child:
+            return datastores.relaunch_redis_cluster_node(self.log_dir, name, argv, True).wait()
 
         return restart
 
@@ -75,14 +92,18 @@ class Supervisor:
         self.supervised.clear()
 
     def restart_dead(
-        self, stopping: Callable[[], bool], restarted: Callable[[], None]
+        self,
+        stopping: Callable[[], bool],
+        restarted: Callable[[], None],
+        held: Callable[[], Collection[str]] = tuple,
     ) -> str | None:
-        """Restart the dead children (a line on stdout and a call of ``restarted`` each);
-        a message when the stack must stop (a child that cannot be restarted, or one that
-        died too often)."""
+        """Restart the dead children (a line on stdout and a call of ``restarted`` each)
+        but those a fault holds down (``held()``: child names, read when one is found
+        dead); a message when the stack must stop (a child that cannot be restarted, or one
+        that died too often)."""
         for name, sup in list(self.supervised.items()):
             code = sup.child.process.poll()
-            if code is None or stopping():
+            if code is None or stopping() or name in held():
                 continue
             if sup.restart is None:
                 return (
@@ -97,6 +118,8 @@ class Supervisor:
                     f"{name} exited ({code}) {RESTART_LIMIT} times within "
                     f"{RESTART_WINDOW_SEC:.0f}s: not restarting it again\n{sup.child.log_tail()}"
                 )
+            if sup.keep_data:  # its restart starts from its data directory
+                sup.child.cleanup.clear()
             sup.child.stop()  # its leftovers (Redis: the data directory) go too
             try:
                 sup.child = sup.restart()

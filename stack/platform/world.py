@@ -26,9 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from functions.scaling.api import PushedMetricsStore
+from shared.redis import client_for_url
 from stack.revisions import SERVICES, LocalRevisions
 
 Call = Callable[[str, dict[str, Any]], Any]
@@ -62,7 +61,7 @@ def bootstrap_world(call: Call, redis_url: str, sandbox_url: str) -> World:
     """Register the seven services and give each a serving revision (see module doc)."""
     overrides = {sid: {"healthUrl": health_url(sandbox_url, sid)} for sid in SERVICES}
     call("pack391_initScaling", {"overrides": overrides})
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=5)
+    client = client_for_url(redis_url, timeout_ms=5000)  # one Redis or a cluster
     try:
         revisions = LocalRevisions(client)
         hooks = PushedMetricsStore(client)

@@ -155,9 +155,9 @@ class Run:
         pipe.exists(keys.ANON_LOCKDOWN)
         pipe.exists(keys.DDOS_MODE)
         blocked, refused, lockdown, mode = pipe.execute()
-        bf = sum(1 for _ in self.redis.scan_iter(match=keys.block("bf", "*", "*"), count=1000))
+        bf = sum(1 for _ in self.redis.scan_iter(match=keys.block_pattern("bf"), count=1000))
         users = sum(
-            1 for _ in self.redis.scan_iter(match=keys.block("ddos", "user", "*"), count=1000)
+            1 for _ in self.redis.scan_iter(match=keys.block_pattern("ddos", "user"), count=1000)
         )
         return (
             f"{blocked} address(es) blocked, {users} user(s) blocked, {refused} refused "

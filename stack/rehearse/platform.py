@@ -16,12 +16,11 @@ class LocalPlatform:
     def wait_for_world(self, db: Any, timeout: float = 120.0) -> None:
         """The stack's world is there (``stack.platform.world``): the seven services registered in
         the scaling registry, each serving a revision."""
-        import redis
-
         from shared import collections as c
+        from shared.redis import client_for_url
         from stack.revisions import SERVICES, LocalRevisions
 
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        client = client_for_url(self.redis_url, timeout_ms=5000)
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
@@ -40,11 +39,10 @@ class LocalPlatform:
         ``firebase deploy`` lands a function's: serving 100 % at once (the canary that
         follows takes it back to 5 %, its stable side from ``pack391_pinTraffic``'s
         snapshot)."""
-        import redis
-
+        from shared.redis import client_for_url
         from stack.revisions import LocalRevisions, RevisionFaults
 
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        client = client_for_url(self.redis_url, timeout_ms=5000)
         try:
             revisions = LocalRevisions(client)
             rev = revisions.deploy(service, faults=RevisionFaults(**faults))
@@ -53,22 +51,20 @@ class LocalPlatform:
             client.close()
 
     def serve_only(self, service: str, rev: str) -> None:
-        import redis
-
+        from shared.redis import client_for_url
         from stack.revisions import LocalRevisions
 
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        client = client_for_url(self.redis_url, timeout_ms=5000)
         try:
             LocalRevisions(client).traffic.apply(service, "", {rev: 100})
         finally:
             client.close()
 
     def serving(self, service: str) -> str:
-        import redis
-
+        from shared.redis import client_for_url
         from stack.revisions import LocalRevisions
 
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+        client = client_for_url(self.redis_url, timeout_ms=5000)
         try:
             shares = LocalRevisions(client).traffic.observe(service, "").shares
         finally:

@@ -27,9 +27,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import requests
 
+from shared.ratelimit import keys
+from shared.redis import client_for_url
 from stack.platform.handle import StackHandle
 from stack.rehearse.recording import Recording
 
@@ -38,8 +39,8 @@ log = logging.getLogger("pack391.rehearse")
 SAMPLE_EVERY_SEC = 2.0
 """How often the recorder samples the stack."""
 
-DDOS_MODE_KEY = "pack391:ddos:mode"
-"""The Redis flag of DDoS mode (``shared.ratelimit.keys.DDOS_MODE``)."""
+DDOS_MODE_KEY = keys.DDOS_MODE
+"""The Redis flag of DDoS mode."""
 
 ISOLATION_LEVEL = {"none": 0.0, "half_open": 0.5, "open": 1.0}
 
@@ -71,7 +72,7 @@ class Recorder:
         self.h = handle
         self.rec = rec
         self.db = firestore_client(handle)
-        self.redis = redis.Redis.from_url(handle.redis_url, socket_timeout=5, decode_responses=True)
+        self.redis = client_for_url(handle.redis_url, timeout_ms=5000)
         self.deployments: dict[str, str] = {}
         """label -> deployment id, registered by the script."""
         self._lock = threading.Lock()

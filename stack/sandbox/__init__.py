@@ -41,13 +41,22 @@ requests with 500 until the ttl runs out or ``errorPct`` is back to 0. Every
 ``pack391_reportServiceMetrics`` (the scaling push path), registering the resize
 hook. Data is tagged with the request's ``loadRunId``.
 
+It serves from ``--workers N`` processes sharing the port (``SO_REUSEPORT``; default
+``PACK391_SANDBOX_WORKERS``, else one per core; 1: this process alone, as it always
+was), forked and supervised by the process that was started (:mod:`.workers`). What must
+read the same from every worker is broadcast (instances, the injected fault), divided
+(each service's slots and queue) or aggregated when read (``/__health``,
+``/__group-commit``, the services' pushed samples): :mod:`.control` lists which.
+
 The package: the app and its routes (:mod:`.app`), the endpoints (:mod:`.endpoints`),
 each service's capacity (:mod:`.capacity`), the revisions' routing and faults
 (:mod:`.routing`), the injected errors (:mod:`.faults`), the metrics pushes
-(:mod:`.reporting`).
+(:mod:`.reporting`), the worker processes (:mod:`.workers`) and what they share
+(:mod:`.control`).
 
 Run: ``python -m stack.sandbox --port 5002 --redis-url redis://... --functions-url
-http://127.0.0.1:5001/P/R`` (``--queue-per-instance N`` overrides the queue bound).
+http://127.0.0.1:5001/P/R`` (``--queue-per-instance N`` overrides the queue bound,
+``--workers N`` the processes).
 """
 
 from __future__ import annotations

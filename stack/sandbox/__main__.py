@@ -1,9 +1,16 @@
-"""``python -m stack.sandbox``: serve the sandbox (see :mod:`stack.sandbox`)."""
+"""``python -m stack.sandbox``: serve the sandbox (see :mod:`stack.sandbox`).
+
+``--workers 1``: this process serves. More (the default: one per core,
+``PACK391_SANDBOX_WORKERS``): this process forks that many workers sharing the port and
+supervises them (:mod:`stack.sandbox.workers`)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import signal
+import sys
 
 from aiohttp import web
 
@@ -11,20 +18,45 @@ from stack.cli.processes import sandbox_parser
 from stack.platform.procs import access_log_wanted
 from stack.sandbox.app import Sandbox
 from stack.sandbox.reporting import functions_reporter, revision_reporter
+from stack.sandbox.workers import WorkerSlot, claim_port, control_dir, supervise
 
 log = logging.getLogger("pack391.sandbox")
 
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
 
 def main() -> None:
+    args = sandbox_parser().parse_args()
+    if args.workers <= 1:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        serve(args, args.port, None)
+        return
+    logging.basicConfig(
+        level=logging.INFO, format=LOG_FORMAT.replace("%(name)s", "%(name)s[%(process)d]")
+    )
+    try:
+        port = claim_port(args.host, args.port)
+    except OSError as exc:
+        log.error("sandbox: cannot serve on %s:%s: %s", args.host, args.port, exc)
+        sys.exit(1)
+    with control_dir(port) as where:
+
+        def worker(index: int) -> None:
+            serve(args, port, WorkerSlot(index, args.workers, where))
+
+        code = supervise(args.workers, worker)
+    sys.exit(code)
+
+
+def serve(args: argparse.Namespace, port: int, slot: WorkerSlot | None) -> None:
+    """Serve the sandbox from this process (one of several when ``slot`` is set)."""
     from shared.config import project_id
     from shared.firestore import get_db
     from stack.platform.tokens import role_token
 
-    args = sandbox_parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     reporter = None
     if args.functions_url:
-        hook = f"http://{args.host}:{args.port}/__resize"
+        hook = f"http://{args.host}:{port}/__resize"
         reporter = functions_reporter(args.functions_url, role_token(project_id(), "ops"), hook)
     revisions = None
     if args.functions_url:
@@ -36,17 +68,43 @@ def main() -> None:
         revision_reporter=revisions,
         queue_per_instance=args.queue_per_instance,
         group_commit=args.group_commit,
+        worker=slot,
     )
-    log.info("group commit %s", "on" if args.group_commit else "off")
+    log.info(
+        "group commit %s%s",
+        "on" if args.group_commit else "off",
+        f", worker {slot.index} of {slot.count}" if slot else "",
+    )
     access_log = logging.getLogger("aiohttp.access") if access_log_wanted(args.access_log) else None
+    app = sandbox.app()
+    if slot is not None:
+        app.on_startup.insert(0, _stop_once_on_signal)
     web.run_app(
-        sandbox.app(),
+        app,
         host=args.host,
-        port=args.port,
+        port=port,
         print=None,
         access_log=access_log,
         loop=_new_loop(),
+        reuse_port=slot is not None,
+        handle_signals=slot is None,
     )
+
+
+async def _stop_once_on_signal(app: web.Application) -> None:
+    """A worker gets SIGTERM twice when its process group is signalled (the group's, and
+    the parent's forward): the first stops it gracefully, the next ones are ignored."""
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def stop(signum: int) -> None:
+        if signalled:
+            return
+        signalled.append(signum)
+        raise web.GracefulExit()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

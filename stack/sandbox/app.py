@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -25,8 +25,10 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 
 from shared import thresholds as t
+from shared.redis import cluster_url
 from stack.constants import (
     LOAD_SANDBOX_BACKEND_TIMEOUT_SEC,
     LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
@@ -37,10 +39,12 @@ from stack.constants import (
 )
 from stack.group_commit import GroupCommit, new_id
 from stack.sandbox.capacity import Capacity, ServiceSim
+from stack.sandbox.control import ControlPlane
 from stack.sandbox.endpoints import SERVICE_OF, SWIPES, Endpoints, Handler
 from stack.sandbox.faults import InjectedErrors
 from stack.sandbox.reporting import Reporter, push_service_samples
 from stack.sandbox.routing import RevisionReporter, RevisionRouter, Served
+from stack.sandbox.workers import WorkerSlot
 from stack.sdk_private import credentials_of
 
 log = logging.getLogger("pack391.sandbox")
@@ -59,6 +63,9 @@ GROUP_COMMIT_ENV = "PACK391_SANDBOX_GROUP_COMMIT"
 POOL_HEADROOM = 8
 """Redis connections beyond the services' concurrency (the revision router's refreshes)."""
 
+DRIVER = DriverInfo(name="redis-py", lib_version=redis.__version__)
+"""What each Redis connection tells the server (``CLIENT SETINFO``), as redis-py does."""
+
 REPORTING = web.AppKey("reporting", asyncio.Task[None])
 
 
@@ -67,7 +74,11 @@ class Sandbox:
 
     ``db`` (sync) names the Firestore project; the endpoints write through an async
     client on the same project, made on the serving loop (gRPC's aio channel binds to
-    it), so no thread pool sits between a request and Firestore."""
+    it), so no thread pool sits between a request and Firestore.
+
+    ``worker``: this process is one of several serving the port (:mod:`.workers`): it
+    holds its portion of each service's slots, and its control routes answer for all
+    (:mod:`.control`). None: the only process, as ever."""
 
     def __init__(
         self,
@@ -82,6 +93,7 @@ class Sandbox:
         queue_wait_max_ms: float = LOAD_SANDBOX_QUEUE_WAIT_MAX_MS,
         backend_timeout_sec: float = LOAD_SANDBOX_BACKEND_TIMEOUT_SEC,
         group_commit: bool = True,
+        worker: WorkerSlot | None = None,
     ) -> None:
         self.db = db
         self.redis_url = redis_url
@@ -97,30 +109,20 @@ class Sandbox:
                     per_instance,
                     queue_per_instance,
                     queue_wait_max_ms / 1000,
+                    share=(worker.index, worker.count) if worker else (0, 1),
                 ),
             )
             for sid in sorted(set(SERVICE_OF.values()))
         }
-        # Blocking, sized to every service's concurrency (resized with it), bounded wait:
-        # a request never fails because the sandbox ran out of its own connections. One
-        # retry on a broken connection: after a Redis restart every pooled connection is
-        # stale once, and a service should not answer 503 for that.
-        self.redis_pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url,
-            max_connections=self.pool_size(),
-            timeout=backend_timeout_sec,
-            retry=AsyncRetry(NoBackoff(), 1),
-            retry_on_error=[redis.exceptions.ConnectionError],
-        )
-        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=self.redis_pool)
+        self._pool, self.redis = _redis_client(redis_url, self.pool_size(), backend_timeout_sec)
         self._adb: firestore.AsyncClient | None = None
         self._commits: GroupCommit | None = None
-        self._shed_body = json.dumps({"error": "over capacity"}).encode()
         self._rng = random.Random()
         # each service's revisions on the local platform: routing, faults, per-revision push
         self.revisions = RevisionRouter(self.redis, db, revision_reporter)
         self.injected = InjectedErrors(self._rng)
         self.endpoints = Endpoints(self.redis, self._write, self._rng)
+        self.control = ControlPlane(self, worker) if worker is not None else None
 
     def pool_size(self) -> int:
         """Redis connections the sandbox may hold: one per request all services may serve
@@ -153,11 +155,14 @@ class Sandbox:
         handlers = self.endpoints.handlers()
         for path, handler in handlers.items():
             app.router.add_post(path, self._served(path, handler))
-        app.router.add_post("/__resize", self.resize)
-        app.router.add_get("/__health", self.health)
-        app.router.add_get("/__faults", self.injected.handle)
-        app.router.add_post("/__faults", self.injected.handle)
-        app.router.add_get("/__group-commit", self.group_commit_stats)
+        if self.control is not None:
+            self.control.add_routes(app)  # answering for every worker
+        else:
+            app.router.add_post("/__resize", self.resize)
+            app.router.add_get("/__health", self.health)
+            app.router.add_get("/__faults", self.injected.handle)
+            app.router.add_post("/__faults", self.injected.handle)
+            app.router.add_get("/__group-commit", self.group_commit_stats)
         app.on_startup.append(self._start_reporting)
         app.on_cleanup.append(self._stop)
         return app
@@ -177,11 +182,11 @@ class Sandbox:
                 return web.json_response({"error": "injected fault"}, status=500)
             # admission first: a shed request costs no parsing, no routing, no backend
             if not await capacity.acquire():
-                return self._shed(service)
+                return shed(service)
             transport = request.transport
             if transport is None or transport.is_closing():
                 capacity.release()  # the client gave up while this waited: nobody reads it
-                return self._shed(service)
+                return shed(service)
             began = time.monotonic()
             served: Served | None = None
             body: Any = None
@@ -223,18 +228,6 @@ class Sandbox:
 
         return serve
 
-    def _shed(self, service: ServiceSim) -> web.Response:
-        """503 with Retry-After and no work done (a 5xx in the service's sample, as Cloud
-        Run's metrics count it)."""
-        service.requests += 1
-        service.errors += 1
-        return web.Response(
-            body=self._shed_body,
-            status=503,
-            content_type="application/json",
-            headers={"Retry-After": str(LOAD_SANDBOX_SHED_RETRY_AFTER_SEC)},
-        )
-
     async def _write(self, collection: str, doc: dict[str, Any]) -> None:
         """A new document with a generated id, nobody reading it back: group-committed."""
         await self.commits.set(self.adb.collection(collection).document(new_id()), doc)
@@ -247,27 +240,49 @@ class Sandbox:
         instances = body.get("instances")
         if service is None or not isinstance(instances, int) or instances < 1:
             return web.json_response({"error": "unknown service or bad instances"}, status=400)
-        service.capacity.resize(instances)
-        self.redis_pool.max_connections = self.pool_size()
-        log.info("resized %s to %d instances", service.service_id, instances)
+        self.apply_resize(service.service_id, instances)
         return web.json_response({"serviceId": service.service_id, "instances": instances})
 
+    def apply_resize(self, service_id: str, instances: int) -> None:
+        """``instances`` of the service (this process's portion of their slots)."""
+        self.services[service_id].capacity.resize(instances)
+        _resize_redis_pool(self._pool, self.redis, self.pool_size())
+        log.info("resized %s to %d instances", service_id, instances)
+
+    @property
+    def redis_pool(self) -> aioredis.BlockingConnectionPool:
+        """The Redis connection pool (one Redis; a cluster has one per node)."""
+        if self._pool is None:
+            raise AttributeError("the sandbox is on a Redis Cluster: a pool per node")
+        return self._pool
+
+    def local_health(self) -> dict[str, dict[str, int]]:
+        """Each service's instances, and this process's requests in use, waiting, shed."""
+        return {sid: {"instances": s.capacity.instances, "inUse": s.capacity.in_use,
+                      "waiting": s.capacity.waiting, "shed": s.capacity.shed}
+                for sid, s in self.services.items()}  # fmt: skip
+
+    def take_samples(self) -> dict[str, dict[str, Any]]:
+        """Each service's counts in this process since the last take (reset)."""
+        return {sid: s.take() for sid, s in self.services.items()}
+
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {sid: {"instances": s.capacity.instances, "inUse": s.capacity.in_use,
-                   "waiting": s.capacity.waiting, "shed": s.capacity.shed}
-             for sid, s in self.services.items()}
-        )  # fmt: skip
+        return web.json_response(self.local_health())
 
     async def group_commit_stats(self, request: web.Request) -> web.Response:
         stats = self.commits.stats.as_json()
         return web.json_response({"groupCommit": self.group_commit} | stats)
 
     async def report_once(self) -> int:
-        """Push one sample per active service and revision; how many were pushed."""
-        pushed = await push_service_samples(
-            self.services.values(), self.interval_sec, self.reporter
-        )
+        """Push one sample per active service and revision; how many were pushed. With
+        several workers worker 0 pushes the services' merged samples, and each worker its
+        revisions' (the push path sums them)."""
+        if self.control is not None:
+            pushed = await self.control.push_merged_samples(self.reporter)
+        else:
+            pushed = await push_service_samples(
+                self.services.values(), self.interval_sec, self.reporter
+            )
         return pushed + await self.revisions.report_once()
 
     async def _start_reporting(self, app: web.Application) -> None:
@@ -288,7 +303,68 @@ class Sandbox:
         if self._commits is not None:
             await self._commits.drain()
         await self.redis.aclose()
-        await self.redis_pool.disconnect()
+        if self._pool is not None:
+            await self._pool.disconnect()
         if self._adb is not None:
             self._adb.close()  # type: ignore[no-untyped-call]
             self._adb = None
+
+
+def _redis_client(
+    redis_url: str, pool_size: int, timeout_sec: float
+) -> tuple[aioredis.BlockingConnectionPool | None, aioredis.Redis]:
+    """The sandbox's Redis client, and its pool (None on a Redis Cluster).
+
+    Blocking, sized to every service's concurrency (resized with it), bounded wait: a
+    request never fails because the sandbox ran out of its own connections. One retry on
+    a broken connection: after a Redis restart every pooled connection is stale once,
+    and a service should not answer 503 for that. The driver's name and version are
+    given (:data:`DRIVER`): else each new connection reads the package's metadata from
+    disk (about 1.5 ms of CPU, hundreds of connections as the pool grows)."""
+    plain = cluster_url(redis_url)
+    if plain is None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=pool_size,
+            timeout=timeout_sec,
+            retry=AsyncRetry(NoBackoff(), 1),
+            retry_on_error=[redis.exceptions.ConnectionError],
+            driver_info=DRIVER,
+        )
+        return pool, aioredis.Redis(connection_pool=pool)
+    # A Redis Cluster (``redis+cluster://``): a pool per node, each as large as the one
+    # pool above (every key of an endpoint's command or transaction is one).
+    cluster = aioredis.RedisCluster.from_url(
+        plain,
+        max_connections=pool_size,
+        retry=AsyncRetry(NoBackoff(), 1),
+        retry_on_error=[redis.exceptions.ConnectionError],
+        driver_info=DRIVER,
+    )
+    return None, cast(aioredis.Redis, cluster)
+
+
+def _resize_redis_pool(
+    pool: aioredis.BlockingConnectionPool | None, client: aioredis.Redis, size: int
+) -> None:
+    if pool is not None:
+        pool.max_connections = size
+        return
+    for node in cast(aioredis.RedisCluster, client).get_nodes():
+        node.max_connections = size
+
+
+SHED_BODY = json.dumps({"error": "over capacity"}).encode()
+
+
+def shed(service: ServiceSim) -> web.Response:
+    """503 with Retry-After and no work done (a 5xx in the service's sample, as Cloud
+    Run's metrics count it)."""
+    service.requests += 1
+    service.errors += 1
+    return web.Response(
+        body=SHED_BODY,
+        status=503,
+        content_type="application/json",
+        headers={"Retry-After": str(LOAD_SANDBOX_SHED_RETRY_AFTER_SEC)},
+    )

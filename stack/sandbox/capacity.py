@@ -1,5 +1,9 @@
 """Each service's capacity: how many requests it serves at once, how many wait, and
-what it does with one more (:func:`admission`); and the sample it pushes."""
+what it does with one more (:func:`admission`); and the sample it pushes.
+
+With several worker processes (:mod:`stack.sandbox.workers`) each worker holds its
+:func:`portion` of every service's slots and queue (``share``), and the samples of all
+workers are merged into one per service (:func:`merge_samples`)."""
 
 from __future__ import annotations
 
@@ -36,12 +40,20 @@ def admission(in_use: int, waiting: int, limit: int, queue_limit: int) -> Admiss
     return Admission.SHED
 
 
+def portion(total: int, index: int, count: int) -> int:
+    """Worker ``index`` of ``count``'s part of ``total`` slots: the parts differ by at
+    most one and add up to ``total``."""
+    return total // count + (1 if index < total % count else 0)
+
+
 class Capacity:
     """A resizable bound on concurrent requests, with a bounded queue in front.
 
     A waiter is a future in a FIFO; a finished request hands its slot straight to the
     first waiter (no wake-up of everyone). A waiter still waiting after ``wait_max_sec``
-    gives up (shed)."""
+    gives up (shed). ``instances`` is the service's whole count; with ``share`` (worker
+    index, workers) this process holds its :func:`portion` of the slots (at least one)
+    and of the queue."""
 
     def __init__(
         self,
@@ -49,8 +61,10 @@ class Capacity:
         per_instance: int = LOAD_SANDBOX_CONCURRENCY_PER_INSTANCE,
         queue_per_instance: int = LOAD_SANDBOX_QUEUE_PER_INSTANCE,
         wait_max_sec: float = LOAD_SANDBOX_QUEUE_WAIT_MAX_MS / 1000,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         self.instances = instances
+        self.share = share
         self.per_instance = per_instance
         self.queue_per_instance = queue_per_instance
         self.wait_max_sec = wait_max_sec
@@ -61,11 +75,15 @@ class Capacity:
 
     @property
     def limit(self) -> int:
-        return self.instances * self.per_instance
+        index, count = self.share
+        if count == 1:
+            return self.instances * self.per_instance
+        return max(1, portion(self.instances * self.per_instance, index, count))
 
     @property
     def queue_limit(self) -> int:
-        return self.instances * self.queue_per_instance
+        index, count = self.share
+        return portion(self.instances * self.queue_per_instance, index, count)
 
     @property
     def waiting(self) -> int:
@@ -129,21 +147,45 @@ class ServiceSim:
     latencies_ms: list[float] = field(default_factory=list)
     busy_sec: float = 0.0
 
-    def sample(self, interval_sec: float) -> dict[str, Any] | None:
-        if not self.requests and not self.capacity.waiting:
-            return None
-        lat = sorted(self.latencies_ms)
-        p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))] if lat else 0.0
-        capacity_sec = interval_sec * self.capacity.limit
-        sample = {
-            "serviceId": self.service_id,
+    def take(self) -> dict[str, Any]:
+        """This process's counts since the last take (and they are reset): what
+        :func:`merge_samples` makes the pushed sample of."""
+        raw = {
             "requests": self.requests,
             "errors": self.errors,
-            "p95LatencyMs": round(p95, 3),
-            "cpuPct": round(min(100.0, 100.0 * self.busy_sec / capacity_sec), 2),
-            "queueDepth": self.capacity.waiting,
+            "latenciesMs": self.latencies_ms,
+            "busySec": self.busy_sec,
+            "limit": self.capacity.limit,
+            "waiting": self.capacity.waiting,
         }
         self.requests = self.errors = 0
         self.latencies_ms = []
         self.busy_sec = 0.0
-        return sample
+        return raw
+
+    def sample(self, interval_sec: float) -> dict[str, Any] | None:
+        """The sample to push (counts reset), or None when nothing happened."""
+        return merge_samples(self.service_id, [self.take()], interval_sec)
+
+
+def merge_samples(
+    service_id: str, raws: list[dict[str, Any]], interval_sec: float
+) -> dict[str, Any] | None:
+    """One service's sample from the :meth:`ServiceSim.take` of every worker: counts and
+    queue depth summed, p95 over all latencies, CPU over all slots; None when idle."""
+    requests = sum(int(r["requests"]) for r in raws)
+    waiting = sum(int(r["waiting"]) for r in raws)
+    if not requests and not waiting:
+        return None
+    lat = sorted(ms for r in raws for ms in r["latenciesMs"])
+    p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))] if lat else 0.0
+    capacity_sec = interval_sec * sum(int(r["limit"]) for r in raws)
+    busy_sec = sum(float(r["busySec"]) for r in raws)
+    return {
+        "serviceId": service_id,
+        "requests": requests,
+        "errors": sum(int(r["errors"]) for r in raws),
+        "p95LatencyMs": round(p95, 3),
+        "cpuPct": round(min(100.0, 100.0 * busy_sec / capacity_sec), 2),
+        "queueDepth": waiting,
+    }

@@ -71,7 +71,8 @@ class Endpoints:
     async def swipe(self, run_id: str, body: dict[str, Any]) -> web.Response:
         uid = str(body.get("uid"))
         key = self._key(run_id, "rl", uid, str(int(time.time())))
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # one round trip, no MULTI/EXEC: a fixed window's count needs no transaction
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.incr(key)
             pipe.expire(key, 2)
             count, _ = await pipe.execute()

@@ -24,15 +24,20 @@ async def push_service_samples(
 ) -> int:
     """Push one sample per active service (each sample resets its counts); how many were
     pushed."""
+    samples = [sample for s in services if (sample := s.sample(interval_sec)) is not None]
+    return await push_samples(samples, reporter)
+
+
+async def push_samples(samples: Iterable[dict[str, Any]], reporter: Reporter | None) -> int:
+    """Push each service's sample (a failed push is logged); how many were pushed."""
     pushed = 0
-    for service in services:
-        sample = service.sample(interval_sec)
-        if sample is not None and reporter is not None:
+    for sample in samples:
+        if reporter is not None:
             try:
-                await reporter(service.service_id, sample)
+                await reporter(sample["serviceId"], sample)
                 pushed += 1
             except Exception:
-                log.exception("metrics push for %s failed", service.service_id)
+                log.exception("metrics push for %s failed", sample["serviceId"])
     return pushed
 
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 
 from functions.ddos.wiring import protection_service
-from shared import collections
+from shared import collections, edge_door
+from shared.clock import utc_now
 from shared.firestore import get_db
 from shared.ratelimit import keys
 from shared.ratelimit.client import ClientInfo
@@ -20,6 +20,10 @@ from shared.ratelimit.limiter import Credential, Subject
 from shared.ratelimit.middleware import default_limiter
 from shared.ratelimit.policy import EndpointClass
 from tests.conftest import Backends, Caller
+from tests.redis_now import redis_now
+
+pytestmark = pytest.mark.usefixtures("redis_backend")
+"""Every test here runs on one Redis and again on a Redis Cluster (tests/conftest.py)."""
 
 CHECK = "pack391_checkRateLimit"
 SHIELD = "pack391_walletBruteForceShield"
@@ -74,7 +78,7 @@ def test_a_user_s_reports_feed_only_its_own_window(caller: Caller, backends: Bac
         caller.call(SHIELD, {"attempt": "failure"}, role="user", uid="pin").result for _ in range(4)
     ]
     assert [a["blocked"] for a in more] == [False, False, False, True]
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     assert client.exists(keys.block("bf", "user", "pin"))
     assert not client.exists(keys.block("bf", "ip", LOCAL))
 
@@ -155,22 +159,26 @@ def test_a_flood_never_locks_the_operators_out(caller: Caller, backends: Backend
     audit = [a for a in docs(collections.AUDIT_LOG) if a["action"] == "ddos.lift.ip"]
     assert [(a["actorUid"], a["reason"]) for a in audit] == [("lead", "false alarm")]
     # DDoS mode can be ended too
-    redis.Redis.from_url(backends.redis_url).set(
-        keys.DDOS_MODE, '{"untilMs": 0, "reason": "test"}', px=60_000
-    )
+    redis_now().set(keys.DDOS_MODE, '{"untilMs": 0, "reason": "test"}', px=60_000)
+    default_limiter().blocked.invalidate()  # this instance sees it now, others within 1 s
     status, ended = post(caller, LIFT, {"scope": "ddos_mode", "reason": "over"}, admin)
     assert (status, ended["result"]["lifted"]) == (200, ["ddos_mode"])
-    assert not redis.Redis.from_url(backends.redis_url).exists(keys.DDOS_MODE)
+    assert not redis_now().exists(keys.DDOS_MODE)
 
 
 def test_floods_without_a_valid_token_are_counted_detected_and_blocked(
-    caller: Caller,
+    caller: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Requests with no token, a bad token or the wrong role were once never counted;
     now they meet the address's pre-auth bucket (60 a minute) at the door."""
-    no_token = flood(caller, 300, None)
-    bad_token = flood(caller, 300, "not-a-jwt")
-    wrong_role = flood(caller, 100, caller.token("user", "u"), name=STATS)
+    # The floods at one instant: the bucket refills one request a second, so a flood slowed
+    # by a busy machine would earn a few more than 60.
+    frozen = utc_now()
+    with monkeypatch.context() as clock:
+        clock.setattr(edge_door, "utc_now", lambda: frozen)
+        no_token = flood(caller, 300, None)
+        bad_token = flood(caller, 300, "not-a-jwt")
+        wrong_role = flood(caller, 100, caller.token("user", "u"), name=STATS)
     assert no_token == [401] * 60 + [429] * 240
     assert set(bad_token) == {429} and set(wrong_role) == {429}
     report = detect_now()
@@ -185,9 +193,8 @@ def test_floods_without_a_valid_token_are_counted_detected_and_blocked(
 def test_operators_are_exempt_from_ddos_mode_but_counted(
     caller: Caller, backends: Backends
 ) -> None:
-    redis.Redis.from_url(backends.redis_url).set(
-        keys.DDOS_MODE, '{"untilMs": 0, "reason": "test"}', px=60_000
-    )
+    redis_now().set(keys.DDOS_MODE, '{"untilMs": 0, "reason": "test"}', px=60_000)
+    default_limiter().blocked.invalidate()  # this instance sees it now, others within 1 s
     ops = caller.token("ops", "oncall")
     statuses = [post(caller, "pack391_getMarketControls", {}, ops)[0] for _ in range(250)]
     # general is 200/min, halved to 100 in DDoS mode; staff have 600/min of their own
@@ -254,9 +261,7 @@ def test_a_block_over_the_blast_radius_cap_is_held_for_a_human(backends: Backend
     report = protection_service().detect(t0 + timedelta(seconds=30))
     assert report.blocked_sources == []
     assert [(a.kind, a.target) for a in report.held] == [("block_address", "198.51.100.7")]
-    assert not redis.Redis.from_url(backends.redis_url).exists(
-        keys.block("ddos", "ip", "198.51.100.7")
-    )
+    assert not redis_now().exists(keys.block("ddos", "ip", "198.51.100.7"))
     (alert,) = [a for a in docs(collections.ALERTS) if a["kind"] == "single_source_flood"]
     assert "held for a human" in alert["title"]
     (held,) = alert["evidence"]["held"]
@@ -268,7 +273,7 @@ def test_ddos_mode_over_the_blast_radius_cap_is_held(backends: Backends) -> None
     use most of a limit: DDoS mode would hurt them, so it is held; the lockdown of
     token-less traffic (which hurts nobody signed in) is applied."""
     t0 = datetime.now(UTC).replace(second=0, microsecond=0)
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     for m in range(1, 6):
         minute = keys.minute_of(t0) - m
         client.hset(keys.stats(minute), mapping={"all": 1000, "req:swipe": 1000})
@@ -310,9 +315,7 @@ def test_allowlisting_an_address_lifts_its_block(caller: Caller, backends: Backe
     )
     result = caller.call(ALLOW, {"action": "add", "entry": "192.0.2.55", "reason": "partner"})
     assert result.result["lifted"] == ["ddos:ip:192.0.2.55"]
-    assert not redis.Redis.from_url(backends.redis_url).exists(
-        keys.block("ddos", "ip", "192.0.2.55")
-    )
+    assert not redis_now().exists(keys.block("ddos", "ip", "192.0.2.55"))
 
 
 @pytest.mark.parametrize(
@@ -372,7 +375,7 @@ def test_each_request_is_counted_once_as_a_source(caller: Caller, backends: Back
     statuses += [post(caller, "pack391_panicEscalation", {}, None)[0] for _ in range(5)]
     assert statuses == [200] * 10 + [401] * 5
     default_limiter().flush_counters()
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     minute = keys.minute_of(datetime.now(UTC))
     per_ip = sum(int(client.zscore(keys.stats_ips(m), LOCAL) or 0) for m in (minute - 1, minute))
     counted = sum(int(client.hget(keys.stats(m), "all") or 0) for m in (minute - 1, minute))

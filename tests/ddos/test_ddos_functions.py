@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 
 from functions.ddos.wiring import protection_service
 from shared import collections
@@ -19,7 +18,11 @@ from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.limiter import Subject
 from shared.ratelimit.middleware import default_limiter
 from shared.ratelimit.policy import EndpointClass
-from tests.conftest import Backends, Caller
+from tests.conftest import Backends, Caller, one_redis
+from tests.redis_now import redis_now
+
+pytestmark = pytest.mark.usefixtures("redis_backend")
+"""Every test here runs on one Redis and again on a Redis Cluster (tests/conftest.py)."""
 
 CHECK = "pack391_checkRateLimit"
 SHIELD = "pack391_walletBruteForceShield"
@@ -186,7 +189,7 @@ def test_server_seen_failures_are_counted_per_ip_across_accounts(backends: Backe
 
 def test_repeat_offenders_get_longer_blocks(backends: Backends) -> None:
     service = protection_service()
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     now = datetime.now(UTC).replace(microsecond=0)  # blocks are kept to the millisecond
     for _ in range(5):
         first = service.record_attempt("wallet", "repeat", "192.0.2.9", True, now)
@@ -241,7 +244,7 @@ def test_panic_passes(caller: Caller, backends: Backends) -> None:
     again = ask()
     assert (again["expiresAt"], again["passesLeftToday"]) == (first["expiresAt"], 2)
 
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     for left in (1, 0):
         client.delete(keys.panic_pass("p1"))  # the pass ran out
         assert ask()["passesLeftToday"] == left
@@ -330,6 +333,9 @@ def test_single_source_flood_is_detected_and_mitigated_within_a_minute(
     assert len(again) == 1 and {a["occurrences"] for a in again} == {2}
 
 
+# On one Redis only: alerts over minutes of traffic: the counters' and mode's Redis paths run on
+# the cluster in test_single_source_flood_is_detected_and_mitigated_within_a_minute.
+@one_redis
 def test_ddos_alerts_resolve_when_the_flood_stops_and_the_mode_ends(
     caller: Caller, backends: Backends
 ) -> None:
@@ -364,6 +370,9 @@ def test_ddos_alerts_resolve_when_the_flood_stops_and_the_mode_ends(
     assert caller.call("pack391_getOpsDashboard", role="ops").result["openAlerts"] == []
 
 
+# On one Redis only: the mode's alert: DDoS mode's keys run on the cluster in
+# test_single_source_flood_is_detected_and_mitigated_within_a_minute.
+@one_redis
 def test_the_mode_alert_resolves_when_the_detector_sees_the_mode_ended(
     backends: Backends,
 ) -> None:
@@ -374,12 +383,15 @@ def test_the_mode_alert_resolves_when_the_detector_sees_the_mode_ended(
     assert protection_service().detect(t0 + timedelta(seconds=30)).mitigated
     (mode,) = [a for a in docs(collections.ALERTS) if a["kind"] == "ddos_mode"]
     assert mode["status"] == "open"
-    redis.Redis.from_url(backends.redis_url).delete(keys.DDOS_MODE)  # it expired
+    redis_now().delete(keys.DDOS_MODE)  # it expired
     protection_service().detect(t0 + timedelta(minutes=3))
     (mode,) = [a for a in docs(collections.ALERTS) if a["kind"] == "ddos_mode"]
     assert (mode["status"], mode["resolution"]) == ("resolved", "DDoS mode ended")
 
 
+# On one Redis only: thousands of sources: the same counters as
+# test_bot_swarm_without_a_spike_is_recorded_not_mitigated, which runs on the cluster.
+@one_redis
 def test_distributed_attack(backends: Backends) -> None:
     t0 = minute_start(datetime.now(UTC))
     for m in range(5, 0, -1):
@@ -389,7 +401,7 @@ def test_distributed_attack(backends: Backends) -> None:
     found = {(d.kind.value, d.severity.value) for d in report.detections}
     assert ("distributed_attack", "critical") in found
     assert report.mitigated and report.blocked_sources == []
-    assert redis.Redis.from_url(backends.redis_url).exists(keys.DDOS_MODE)
+    assert redis_now().exists(keys.DDOS_MODE)
 
 
 def test_bot_swarm_without_a_spike_is_recorded_not_mitigated(backends: Backends) -> None:
@@ -406,6 +418,9 @@ def test_bot_swarm_without_a_spike_is_recorded_not_mitigated(backends: Backends)
     assert docs(collections.ALERTS) == []
 
 
+# On one Redis only: hours of baseline: the counters' Redis paths run on the cluster in the
+# shorter tests here.
+@one_redis
 def test_a_raised_baseline_is_not_a_spike(backends: Backends) -> None:
     t0 = minute_start(datetime.now(UTC))
     for m in range(5, 0, -1):

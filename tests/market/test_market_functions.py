@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 import requests
 from google.cloud import firestore
 
@@ -16,6 +15,10 @@ from functions.market.wiring import market_service
 from shared import collections
 from shared.firestore import get_db
 from tests.conftest import Backends, Caller, CallResult
+from tests.redis_now import redis_now
+
+pytestmark = pytest.mark.usefixtures("redis_backend")
+"""Every test here runs on one Redis and again on a Redis Cluster (tests/conftest.py)."""
 
 UPDATE = "pack391_updateMarketControl"
 GET = "pack391_getMarketControls"
@@ -372,7 +375,7 @@ def test_redis_loss_is_recovered_from_firestore(caller: Caller, backends: Backen
     configure(caller, "PL", launchStatus="soft_launch", trafficLimit=3)
     for uid in ("a", "b", "c"):
         assert signup(caller, "PL", uid)["signupAdmitted"] is True
-    redis.Redis.from_url(backends.redis_url).flushall()  # Redis restarted empty
+    redis_now().flushall()  # Redis restarted empty
     late = signup(caller, "PL", "d")
     assert (late["signupAdmitted"], late["reason"], late["currentUsers"]) == (
         False,
@@ -385,7 +388,7 @@ def test_sync_restores_members_and_mirrors(caller: Caller, backends: Backends) -
     configure(caller, "PL", launchStatus="public")
     for uid in ("a", "b"):
         signup(caller, "PL", uid)
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     client.delete("{pack391:markets}:PL:users")
     report = market_service().releases.sync(datetime.now(UTC))
     assert (report.markets, report.members_restored) == (1, 2)
@@ -397,7 +400,7 @@ def test_sync_runs_as_a_scheduled_function(
 ) -> None:
     configure(caller, "PL", launchStatus="public")
     signup(caller, "PL", "a")
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     client.delete("{pack391:markets}:PL:users")
     assert caller.trigger("pack391_syncMarkets") == 200
     assert client.scard("{pack391:markets}:PL:users") == 1

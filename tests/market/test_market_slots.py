@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 import requests
 from google.cloud import firestore
 
@@ -22,6 +21,10 @@ from shared.firestore import get_db
 from shared.thresholds import MARKET_ADMISSION_PENDING_SEC, MARKET_RELEASE_MAX_UIDS_COUNT
 from tests.conftest import Backends, Caller, CallResult
 from tests.market.test_market_functions import ACCESS, VERIFIED, call_as, configure, signup
+from tests.redis_now import redis_now
+
+pytestmark = pytest.mark.usefixtures("redis_backend")
+"""Every test here runs on one Redis and again on a Redis Cluster (tests/conftest.py)."""
 
 RELEASE = "pack391_releaseMarketAdmissions"
 IDENTITY_ENV = "PACK391_MARKET_SIGNUP_IDENTITY"
@@ -36,7 +39,7 @@ BACKEND = "app-backend"
 
 
 def members(backends: Backends, country: str) -> set[str]:
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_now()
     raw: set[bytes] = client.smembers(f"{{pack391:markets}}:{country}:users")  # type: ignore[assignment]
     return {uid.decode() for uid in raw}
 

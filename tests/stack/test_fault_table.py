@@ -12,7 +12,7 @@ import pytest
 
 from stack.chaos import config, faults
 from stack.platform import procs
-from stack.platform.handle import NoStackError, StackHandle
+from stack.platform.handle import ChildInfo, NoStackError, StackHandle
 
 
 def handle_at(tmp_path: Path, **overrides: object) -> StackHandle:
@@ -60,8 +60,19 @@ def test_the_table_is_the_one_list_of_faults() -> None:
         "firestore-pause",
         "functions-kill",
         "sandbox-errors",
+        "redis-primary-kill",
     )
-    assert config.ALL_FAULTS is faults.FAULTS  # the chaos run's order is the table's
+    # the chaos run's order is the table's, without the cluster-only fault (make chaos
+    # runs against one Redis behind its latency proxy)
+    assert faults.CLUSTER_FAULTS == ("redis-primary-kill",)
+    assert config.ALL_FAULTS == (
+        "redis-kill",
+        "redis-pause",
+        "redis-slow",
+        "firestore-pause",
+        "functions-kill",
+        "sandbox-errors",
+    )
     leased = {f.name: f.leased for f in faults.FAULT_TABLE}
     assert leased == {
         "redis-kill": False,  # a kill has nothing to undo but the restart
@@ -70,6 +81,7 @@ def test_the_table_is_the_one_list_of_faults() -> None:
         "firestore-pause": True,
         "functions-kill": False,
         "sandbox-errors": True,
+        "redis-primary-kill": True,  # held down by its lease until undone
     }
     described = faults.describe().splitlines()
     assert [line.split()[0] for line in described] == list(faults.FAULTS)
@@ -87,6 +99,16 @@ def test_plans_refuse_what_this_stack_does_not_have(tmp_path: Path) -> None:
         faults.BY_NAME["redis-pause"].plan(handle, options)
     with pytest.raises(faults.FaultError, match="no latency proxy"):
         faults.BY_NAME["redis-slow"].plan(handle, options)
+    with pytest.raises(faults.FaultError, match="runs no Redis Cluster of its own"):
+        faults.BY_NAME["redis-primary-kill"].plan(handle, options)
+    # one Redis of the stack's own, behind its proxy: still no cluster to kill a primary of
+    single = handle_at(
+        tmp_path,
+        redis_server_port=7,
+        children={"redis": ChildInfo(os.getpid(), 7), "redis-proxy": ChildInfo(os.getpid(), 8)},
+    )
+    with pytest.raises(faults.FaultError, match=r"--redis-cluster"):
+        faults.BY_NAME["redis-primary-kill"].plan(single, options)
     # both are StackErrors: the CLI answers them with exit 2 and the message
     assert issubclass(faults.FaultError, procs.StackError)
     assert issubclass(NoStackError, procs.StackError)
@@ -101,6 +123,27 @@ def test_plans_write_down_what_undo_needs(tmp_path: Path) -> None:
     errors = faults.BY_NAME["sandbox-errors"].plan(handle, options)
     assert errors.record == {"url": "http://127.0.0.1:1", "errorPct": 30.0, "ttlSec": 20.0}
     json.dumps([slow.record, errors.record])  # a lease holds them: plain JSON
+
+
+def test_the_cluster_kill_plans_on_a_cluster_stack(tmp_path: Path) -> None:
+    nodes = {f"redis-{i}": ChildInfo(100 + i, 7000 + i) for i in (1, 2, 3)}
+    handle = handle_at(tmp_path, redis_url="redis+cluster://127.0.0.1:7001", children=nodes)
+    plan = faults.BY_NAME["redis-primary-kill"].plan(handle, faults.parse_options({}))
+    assert plan.record == {"pid": 102, "child": "redis-2"}
+    assert plan.notes == "redis-2 pid 102 (port 7002) SIGKILLed and held down"
+
+
+def test_a_held_node_is_named_by_its_live_lease(tmp_path: Path) -> None:
+    """The supervisor does not restart a child a live hold-down lease names."""
+    handle = handle_at(tmp_path)
+    write_lease(handle, "a", "redis-primary-kill", {"pid": 102, "child": "redis-2"}, 1e12, 1)
+    write_lease(handle, "b", "redis-pause", {"pid": 11}, 1e12, 1)
+    assert faults.held_children(handle.faults_dir) == {"redis-2"}
+    assert faults.leased_pids(handle.faults_dir) == {11}
+    # an expired hold is released by the reaper; the supervisor then restarts the node
+    done = faults.reap(handle, now=2e12)
+    assert any("released redis-2: the supervisor restarts it" in line for line in done)
+    assert faults.held_children(handle.faults_dir) == set()
 
 
 def write_lease(handle: StackHandle, name: str, fault: str, undo: dict[str, object],

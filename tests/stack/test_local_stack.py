@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from stack.platform import procs
 from stack.platform.procs import free_port
 from stack.platform.scheduler import scheduler_headers
 from tests.stack.serving import PACK391, start_serve
@@ -22,23 +23,7 @@ PROJECT = "demo-avalo"
 
 def descendants(pid: int) -> set[int]:
     """Every live process below ``pid``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
+    return set(procs.process_tree(pid)) - {pid}
 
 
 def alive(pid: int) -> bool:

@@ -26,7 +26,7 @@ from shared.ratelimit.limiter import RateLimiter, Subject
 from shared.ratelimit.policy import EndpointClass, Reason
 from shared.redis import get_redis
 from stack.platform import datastores
-from tests.conftest import Backends
+from tests.conftest import Backends, RedisBackend
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -36,7 +36,8 @@ def who(uid: str | None = "alice", ip: str = "198.51.100.1", country: str | None
 
 
 @pytest.fixture
-def limiter(backends: Backends) -> RateLimiter:
+def limiter(redis_backend: RedisBackend) -> RateLimiter:
+    """A limiter on one Redis, and again on a Redis Cluster (``redis_backend``)."""
     return RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10))
 
 
@@ -103,10 +104,10 @@ def test_retry_after_is_exact(limiter: RateLimiter) -> None:
     assert limiter.decide(cls, who(), NOW + timedelta(seconds=12)).allowed
 
 
-def test_keys_expire_by_themselves(limiter: RateLimiter, backends: Backends) -> None:
+def test_keys_expire_by_themselves(limiter: RateLimiter, redis_backend: RedisBackend) -> None:
     limiter.decide(EndpointClass.SWIPE, who(), NOW)
     limiter.flush_counters()
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_backend.client
     ttl_ms = client.pttl(keys.bucket("swipe", "u", "alice"))
     assert 0 < ttl_ms <= 600  # 100/min: one request refills in 0.6 s
     assert client.pttl(keys.stats(keys.minute_of(NOW))) > 3600 * 1000
@@ -119,26 +120,22 @@ def test_anonymous_subject_counts_only_the_ip(limiter: RateLimiter) -> None:
     assert (denied.allowed, denied.reason) == (False, Reason.IP_LIMIT)
 
 
-def test_shadow_mode_counts_but_never_denies(backends: Backends) -> None:
+def test_shadow_mode_counts_but_never_denies(redis_backend: RedisBackend) -> None:
     limiter = RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10), frozenset({"payment"}))
     results = [limiter.decide(EndpointClass.PAYMENT, who(), NOW) for _ in range(5)]
     limiter.flush_counters()
     assert all(r.allowed for r in results)
     assert [r.reason for r in results] == [Reason.OK] * 3 + [Reason.SHADOW_LIMITED] * 2
-    counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
-        keys.stats(keys.minute_of(NOW))
-    )
+    counters = redis_backend.client.hgetall(keys.stats(keys.minute_of(NOW)))
     assert counters["shadow:payment"] == "2"
     assert "den:payment" not in counters
 
 
-def test_near_limit_counter(limiter: RateLimiter, backends: Backends) -> None:
+def test_near_limit_counter(limiter: RateLimiter, redis_backend: RedisBackend) -> None:
     for _ in range(5):
         limiter.decide(EndpointClass.AUTH, who(), NOW)
     limiter.flush_counters()
-    counters = redis.Redis.from_url(backends.redis_url, decode_responses=True).hgetall(
-        keys.stats(keys.minute_of(NOW))
-    )
+    counters = redis_backend.client.hgetall(keys.stats(keys.minute_of(NOW)))
     assert counters["near:auth"] == "2"  # the 4th and 5th of 5 used >= 80%
 
 
@@ -219,10 +216,11 @@ def test_a_stalled_firestore_never_delays_a_decision(
 
 
 def test_ddos_mode_tightens_and_panic_pass_bypasses(
-    limiter: RateLimiter, backends: Backends
+    limiter: RateLimiter, redis_backend: RedisBackend
 ) -> None:
-    client = redis.Redis.from_url(backends.redis_url)
+    client = redis_backend.client
     client.set(keys.DDOS_MODE, '{"untilMs": 0, "reason": "test"}', px=60_000)
+    limiter.blocked.invalidate()  # an instance sees DDoS mode within a second; this one now
     tight = [limiter.decide(EndpointClass.AUTH, who("a", "8.8.8.1"), NOW) for _ in range(3)]
     assert [r.allowed for r in tight] == [True, True, False]  # 5 x 0.5 = 2
     client.set(keys.panic_pass("vip"), "1", px=60_000)
@@ -243,12 +241,13 @@ def test_ddos_mode_tightens_and_panic_pass_bypasses(
     assert (blocked.allowed, blocked.reason) == (False, Reason.BRUTE_FORCE_BLOCK)
     # without DDoS mode a pass changes nothing
     client.delete(keys.DDOS_MODE, keys.block("bf", "user", "vip"))
+    limiter.blocked.invalidate()
     normal = [limiter.decide(EndpointClass.PAYMENT, who("vip", "8.8.8.3"), NOW) for _ in range(4)]
     assert [r.reason for r in normal] == [Reason.OK] * 3 + [Reason.USER_LIMIT]
 
 
-def test_blocks(limiter: RateLimiter, backends: Backends) -> None:
-    client = redis.Redis.from_url(backends.redis_url)
+def test_blocks(limiter: RateLimiter, redis_backend: RedisBackend) -> None:
+    client = redis_backend.client
     client.set(keys.block("bf", "ip", "9.9.9.9"), "1", px=30_000)
     wallet = limiter.decide(EndpointClass.WALLET, who("x", "9.9.9.9"), NOW)
     assert (wallet.allowed, wallet.reason) == (False, Reason.BRUTE_FORCE_BLOCK)

@@ -17,6 +17,9 @@ from shared.ratelimit.policy import EndpointClass
 from stack.platform.server import create_app
 from tests.conftest import Backends, Caller
 
+pytestmark = pytest.mark.usefixtures("redis_backend")
+"""Every test here runs on one Redis and again on a Redis Cluster (tests/conftest.py)."""
+
 
 @https_fn.on_call()
 @rate_limited("payment")
