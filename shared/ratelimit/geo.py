@@ -59,8 +59,10 @@ class GeoRules:
     def get(self, country: str | None) -> GeoRule | None:
         if country is None:
             return None
-        self._refresh_if_stale()
-        return self._rules.get(country)
+        rules = self._rules  # the copy this request decides with, unless it had none
+        if self._refresh_if_stale():
+            rules = self._rules  # waited for a first (or invalidated) read: its result
+        return rules.get(country)
 
     def invalidate(self) -> None:
         """Re-read at the next request (this instance changed a rule)."""
@@ -75,11 +77,14 @@ class GeoRules:
         if thread is not None:
             thread.join(timeout_sec)
 
-    def _refresh_if_stale(self) -> None:
+    def _refresh_if_stale(self) -> bool:
+        """Start a background read when the copy is stale; wait for it (at most the first
+        wait) only when there is no current copy. True when it waited: a stale copy is
+        decided with as it is, even when the read happens to finish first."""
         now = self._monotonic()
         loaded = self._loaded_at
         if loaded is not None and now - loaded < self._ttl:
-            return
+            return False
         with self._lock:
             thread = self._refresh
             if thread is None or not thread.is_alive():
@@ -94,6 +99,7 @@ class GeoRules:
             current = self._current
         if not current:
             thread.join(self._first_wait)
+        return not current
 
     def _load(self, started: float, generation: int) -> None:
         # Imported here, in the background read, not at module level: loading
