@@ -12,7 +12,8 @@
 --
 -- KEYS, per section in order: the bucket, its n block keys (in the order they take
 -- precedence), then the user's panic pass when the section looks at one
--- ARGV: 1 now_us, 2 period_us, 3 the number of sections, then per section:
+-- ARGV: 1 now_us, 2 period_us, 3 the number of sections, 4 the keys' grace in ms (how
+--       long a bucket's key outlives its TAT), then per section:
 --       the bucket's limit, the limit while the user holds a panic pass (0: no pass key),
 --       the bucket's reason when it denies ('user_limit', 'ip_limit', 'country_cap'),
 --       n, and the reason of each of the n block keys
@@ -24,12 +25,13 @@
 local now = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local sections = tonumber(ARGV[3])
+local grace_ms = tonumber(ARGV[4])
 
 local out = {}
 local writes = {}
 local denied = false
 local k = 1 -- the next key
-local a = 4 -- the next argument
+local a = 5 -- the next argument
 for _ = 1, sections do
   local limit = tonumber(ARGV[a])
   local pass_limit = tonumber(ARGV[a + 1])
@@ -90,7 +92,7 @@ for _, w in ipairs(writes) do
     out[w[4]] = 0 -- not counted
   else
     redis.call('SET', w[1], string.format('%d', w[2]),
-      'PX', string.format('%d', math.max(1, math.ceil(w[3] / 1000))))
+      'PX', string.format('%d', math.max(1, math.ceil(w[3] / 1000)) + grace_ms))
   end
 end
 return out

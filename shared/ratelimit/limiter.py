@@ -52,6 +52,7 @@ from shared.redis import LUA_DIR, is_cluster, lua_script, run_scripts
 from shared.thresholds import (
     ADDRESS_QUOTA_BASE_USERS,
     ADDRESS_QUOTA_MAX_USERS,
+    RATE_LIMIT_KEY_GRACE_SEC,
     RATE_LIMIT_UNAVAILABLE_RETRY_SEC,
 )
 
@@ -94,8 +95,11 @@ class RateLimiter:
         shadow_classes: frozenset[str] = frozenset(),
         counters: CounterBuffer | None = None,
         telemetry: redis.Redis | None = None,
+        key_grace_sec: float = RATE_LIMIT_KEY_GRACE_SEC,
     ) -> None:
-        """``telemetry``: where the traffic counters go (default: ``client``)."""
+        """``telemetry``: where the traffic counters go (default: ``client``).
+        ``key_grace_sec``: how long a bucket's key outlives its TAT
+        (:data:`shared.thresholds.RATE_LIMIT_KEY_GRACE_SEC`)."""
         self._redis = client
         self._telemetry = telemetry if telemetry is not None else client
         self._script = lua_script(_DECIDE, client)
@@ -103,6 +107,7 @@ class RateLimiter:
         self._together = not is_cluster(client)
         """One Redis: a decision's sections in one script call (all or nothing); a
         cluster: one call per section, in one pipeline."""
+        self._grace = key_grace_sec
         self._geo = geo
         self._shadow = shadow_classes
         self._counters = counters if counters is not None else CounterBuffer()
@@ -154,7 +159,7 @@ class RateLimiter:
         policy, limits, plan = self._prepare(endpoint_class, subject, now, staff, service)
         endpoint_class = policy.endpoint_class
         try:
-            raw = run_scripts(self._redis, calls(self._script, plan, now, self._together))
+            raw = run_scripts(self._redis, calls(self._script, plan, now, self._together, self._grace))
             answers = sections(raw)
             decision = combine(plan, answers, endpoint_class, endpoint_class.value in self._shadow)
             given_back = refunds(plan, answers, decision, self._refund)

@@ -31,7 +31,7 @@ from shared.ratelimit import keys
 from shared.ratelimit.gcra import US_PER_MS
 from shared.ratelimit.policy import ClassPolicy, EndpointClass, Limits, Reason
 from shared.redis import ScriptCall
-from shared.thresholds import RATE_LIMIT_PERIOD_SEC
+from shared.thresholds import RATE_LIMIT_KEY_GRACE_SEC, RATE_LIMIT_PERIOD_SEC
 
 US_PER_SEC = 1_000_000
 
@@ -96,18 +96,26 @@ ANSWER_SIZE = 8
 """Values per section in the script's answer."""
 
 
-def calls(script: Script, slots: Sequence[Slot], now: datetime, together: bool) -> list[ScriptCall]:
+def calls(
+    script: Script,
+    slots: Sequence[Slot],
+    now: datetime,
+    together: bool,
+    grace_sec: float = RATE_LIMIT_KEY_GRACE_SEC,
+) -> list[ScriptCall]:
     """The script calls of one decision: every section in one call (``together``: one
     Redis, where a script may touch any key: one script, all or nothing), or one call per
-    section (a Redis Cluster, where a script touches one slot)."""
+    section (a Redis Cluster, where a script touches one slot). ``grace_sec``: how long a
+    bucket's key outlives its TAT (:data:`shared.thresholds.RATE_LIMIT_KEY_GRACE_SEC`)."""
     now_us = int(now.timestamp() * US_PER_SEC)
     period_us = RATE_LIMIT_PERIOD_SEC * US_PER_SEC
+    grace_ms = math.ceil(grace_sec * 1000)
     groups = [list(slots)] if together else [[slot] for slot in slots]
     return [
         ScriptCall(
             script,
             [key for slot in group for key in slot.keys],
-            [now_us, period_us, len(group), *(arg for slot in group for arg in slot.args)],
+            [now_us, period_us, len(group), grace_ms, *(arg for slot in group for arg in slot.args)],
         )
         for group in groups
         if group

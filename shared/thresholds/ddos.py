@@ -58,6 +58,7 @@ __all__ = [
     "PREAUTH_PER_MIN",
     "RATE_LIMIT_FAIL_CLOSED_CLASSES",
     "RATE_LIMIT_NEAR_LIMIT_PCT",
+    "RATE_LIMIT_KEY_GRACE_SEC",
     "RATE_LIMIT_PERIOD_SEC",
     "RATE_LIMIT_PER_MIN",
     "RATE_LIMIT_UNAVAILABLE_RETRY_SEC",
@@ -86,6 +87,13 @@ same way, never by its egress address."""
 
 RATE_LIMIT_PERIOD_SEC: Final[int] = 60
 """The period the per-class limits are counted over (they are per minute)."""
+
+RATE_LIMIT_KEY_GRACE_SEC: Final[float] = 1.0
+"""How long a bucket's key outlives its TAT in Redis. A key expires on Redis's clock, a
+decision is made at the caller's ``now``: a decision whose ``now`` is older than Redis's
+clock (an instance's clock behind, a call that queued) would find a bucket that expired
+early and count from empty. The grace covers that much lag; it costs that much longer
+memory per key, so it stays short (an attacker rotating addresses pays for every key)."""
 
 RATE_LIMIT_NEAR_LIMIT_PCT: Final[float] = 80.0
 """Share of a limit above which a request is counted as near-limit."""

@@ -31,6 +31,7 @@ from shared.ratelimit.policy import EndpointClass, Reason
 from shared.redis import client_for_url, get_redis
 from stack.platform import datastores
 from tests.conftest import Backends, RedisBackend
+from tests.redis_now import redis_now
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -45,18 +46,43 @@ def limiter(redis_backend: RedisBackend) -> RateLimiter:
     return RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10))
 
 
+@pytest.fixture
+def timeless_limiter(redis_backend: RedisBackend) -> RateLimiter:
+    """A limiter whose buckets' keys outlive their TAT by ten minutes: a burst decided at
+    one fixed ``now`` while seconds pass on Redis's clock (keys expire on Redis's clock)
+    finds every key it set, however long a thread stalls on a loaded machine."""
+    return RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10), key_grace_sec=600)
+
+
 @pytest.mark.parametrize(("cls", "limit"), list(thresholds.RATE_LIMIT_PER_MIN.items()))
 def test_concurrent_requests_pass_exactly_the_limit(
-    limiter: RateLimiter, cls: str, limit: int
+    timeless_limiter: RateLimiter, cls: str, limit: int
 ) -> None:
     n = limit * 2 + 7
 
     def one(_: int) -> bool:
-        return limiter.decide(EndpointClass(cls), who(), NOW).allowed
+        return timeless_limiter.decide(EndpointClass(cls), who(), NOW).allowed
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         passed = sum(pool.map(one, range(n)))
     assert passed == limit
+
+
+def test_a_bucket_outlives_its_tat_by_the_grace_so_a_lagging_decision_finds_it(
+    redis_backend: RedisBackend,
+) -> None:
+    """A decision whose ``now`` lags Redis's clock (here: the same ``now`` 300 ms later)
+    still finds the bucket the previous one set: the key expires at its TAT plus the grace
+    (30 s here, so that a stalled test thread cannot outlast it)."""
+    limiter = RateLimiter(get_redis(), GeoRules(get_db, first_wait_sec=10), key_grace_sec=30)
+    service = EndpointClass("service")
+    first = limiter.decide(service, who(), NOW)
+    interval_ms = 60_000 / thresholds.RATE_LIMIT_PER_MIN["service"]
+    ttl = redis_now().pttl(keys.bucket("service", "u", "alice"))
+    assert interval_ms < ttl <= interval_ms + 30_000
+    time.sleep(0.3)  # past the bucket's TAT (50 ms after NOW on Redis's clock)
+    second = limiter.decide(service, who(), NOW)
+    assert second.remaining == first.remaining - 1
 
 
 def test_user_and_ip_are_separate_buckets(limiter: RateLimiter) -> None:
@@ -113,7 +139,8 @@ def test_keys_expire_by_themselves(limiter: RateLimiter, redis_backend: RedisBac
     limiter.flush_counters()
     client = redis_backend.client
     ttl_ms = client.pttl(keys.bucket("swipe", "u", "alice"))
-    assert 0 < ttl_ms <= 600  # 100/min: one request refills in 0.6 s
+    # 100/min: one request refills in 0.6 s; the key lives the grace longer
+    assert 0 < ttl_ms <= 600 + thresholds.RATE_LIMIT_KEY_GRACE_SEC * 1000
     assert client.pttl(keys.stats(keys.minute_of(NOW))) > 3600 * 1000
 
 
