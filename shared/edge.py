@@ -34,10 +34,11 @@ import ...`` is what the areas' ``edges.py`` use):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, Unpack, cast
@@ -47,8 +48,10 @@ from firebase_functions import https_fn, scheduler_fn
 from firebase_functions.options import Timezone
 from pydantic import BaseModel
 
+from shared import deadline
 from shared.auth import Caller, Role, authorize, caller_from_token
 from shared.clock import utc_now
+from shared.edge_budget import call_budget_sec, record_skipped, scheduled_budget_sec
 from shared.edge_door import (
     credential_of,
     forget_tokens,
@@ -56,7 +59,7 @@ from shared.edge_door import (
     verified_claims,
     wrong_role,
 )
-from shared.edge_errors import to_https_error
+from shared.edge_errors import dependency_stalled, to_https_error
 from shared.edge_options import CallableOptions, ScheduledOptions
 from shared.edge_request import (
     BODY_READ_CHUNK,
@@ -137,6 +140,13 @@ class EdgeSpec(Generic[M]):
     """The model ``data`` is parsed with."""
     rate_limit: EndpointClass | None
     """The rate-limit class its calls count against; None: not limited by the edge."""
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The SDK options it was declared with (its ``timeout_sec`` sets its budget)."""
+
+    def budget_sec(self) -> float:
+        """How long one call may take (:func:`shared.edge_budget.call_budget_sec`: read
+        from the params now, as each call reads it)."""
+        return call_budget_sec(self.role, self.options)
 
 
 EDGE_SPEC_ATTR = "pack391_edge"
@@ -175,39 +185,43 @@ def callable_function(
     for functions that count requests themselves). ``options`` are the SDK's
     ``HttpsOptions`` fields, typed as the SDK types them (:mod:`shared.edge_options`):
     a misspelt one is a type error."""
-    spec = EdgeSpec(role, request, rate_limit)
+    spec = EdgeSpec(role, request, rate_limit, dict(options))
 
     def decorator(handler: Handler[M]) -> Endpoint:
         @functools.wraps(handler)
         def body(req: https_fn.CallableRequest[Any]) -> Any:
             request_id = request_id_of(req.raw_request)
-            try:
-                auth = req.auth
-                caller = caller_from_token(auth.uid if auth else None, auth.token if auth else None)
-                now = utc_now()
+            with deadline.budget(call_budget_sec(role, options), handler.__name__) as spent:
                 try:
-                    authorize(caller, role)
-                except PermissionDenied as denied:
-                    raise wrong_role(req.raw_request, now, denied) from None
-                if rate_limit is not None:
-                    # an ops/admin caller of an ops/admin function: its own bucket, never
-                    # an IP block or DDoS mode (the operators must reach their tools); a
-                    # trusted service's own call: its principal's bucket
-                    staff = role in (Role.OPS, Role.ADMIN)
-                    enforce(
-                        rate_limit,
-                        req.raw_request,
-                        caller.uid,
-                        now,
-                        staff=staff,
-                        service=caller.is_service and not staff,
-                        claims=caller.claims,
-                    )
-                parsed = parse_request(request, req.data)
-                ctx = CallContext(caller, request_id, now, req.raw_request)
-                return to_wire(handler(ctx, parsed))
-            except Exception as exc:  # the one catch-all: see to_https_error
-                raise to_https_error(exc, request_id) from exc
+                    return _answer(req, request_id)
+                except Exception as exc:  # the one catch-all: see to_https_error
+                    raise to_https_error(exc, request_id, spent) from exc
+
+        def _answer(req: https_fn.CallableRequest[Any], request_id: str) -> Any:
+            auth = req.auth
+            caller = caller_from_token(auth.uid if auth else None, auth.token if auth else None)
+            now = utc_now()
+            try:
+                authorize(caller, role)
+            except PermissionDenied as denied:
+                raise wrong_role(req.raw_request, now, denied) from None
+            if rate_limit is not None:
+                # an ops/admin caller of an ops/admin function: its own bucket, never
+                # an IP block or DDoS mode (the operators must reach their tools); a
+                # trusted service's own call: its principal's bucket
+                staff = role in (Role.OPS, Role.ADMIN)
+                enforce(
+                    rate_limit,
+                    req.raw_request,
+                    caller.uid,
+                    now,
+                    staff=staff,
+                    service=caller.is_service and not staff,
+                    claims=caller.claims,
+                )
+            parsed = parse_request(request, req.data)
+            ctx = CallContext(caller, request_id, now, req.raw_request)
+            return to_wire(handler(ctx, parsed))
 
         sdk_endpoint = sdk_callable(role, options, body)  # the bill's ceiling: see there
 
@@ -258,11 +272,17 @@ def scheduled_function(
         def body(event: scheduler_fn.ScheduledEvent) -> None:
             request_id = uuid.uuid4().hex
             ctx = ScheduledContext(event.job_name, event.schedule_time, request_id, utc_now())
-            try:
-                handler(ctx)
-            except Exception:
-                log.exception("scheduled %s failed (run %s)", handler.__name__, request_id)
-                raise
+            name = handler.__name__
+            with deadline.budget(scheduled_budget_sec(options), name) as spent:
+                try:
+                    handler(ctx)
+                except Exception as exc:
+                    stalled = dependency_stalled(exc, spent)
+                    if stalled is not None:  # decided nothing more: skipped, not failed
+                        record_skipped(name, stalled.dependency, request_id, str(exc), ctx.now)
+                        return
+                    log.exception("scheduled %s failed (run %s)", name, request_id)
+                    raise
 
         decorate = scheduler_fn.on_schedule(
             schedule=schedule,

@@ -12,7 +12,13 @@ import logging
 import redis
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
-from shared.errors import BackendUnavailable, FailedPrecondition, Pack391Error
+from shared.deadline import SPENT_SLACK_SEC, Budget
+from shared.errors import (
+    BackendUnavailable,
+    DependencyUnavailable,
+    FailedPrecondition,
+    Pack391Error,
+)
 
 log = logging.getLogger("pack391")
 
@@ -85,10 +91,28 @@ def _https(error: Pack391Error, details: dict[str, object]) -> HttpsError:
     return HttpsError(FunctionsErrorCode(error.code.value), error.message, details)
 
 
-def to_https_error(exc: BaseException, request_id: str) -> HttpsError:
-    """The one translation from exceptions to callable errors."""
+def dependency_stalled(exc: BaseException, budget: Budget | None) -> DependencyUnavailable | None:
+    """``exc`` as a dependency that did not answer within ``budget``: the budget's own
+    error, or a driver's "unavailable" error (a deadline exceeded, a retry that gave up)
+    once the budget is spent, blamed on the dependency the call last waited for."""
+    if isinstance(exc, DependencyUnavailable):
+        return exc
+    if budget is None or budget.remaining() > SPENT_SLACK_SEC or not budget.waited_on:
+        return None
+    if not is_unavailable(exc) or isinstance(exc, UNAVAILABLE_ERRORS):  # Redis has its own
+        return None
+    return DependencyUnavailable(budget.waited_on[-1], budget.call_seconds)
+
+
+def to_https_error(exc: BaseException, request_id: str, budget: Budget | None = None) -> HttpsError:
+    """The one translation from exceptions to callable errors. ``budget``: the call's
+    (:mod:`shared.deadline`), to name the dependency a spent budget waited for."""
     if isinstance(exc, HttpsError):
         return exc
+    stalled = dependency_stalled(exc, budget)
+    if stalled is not None:
+        log.warning("request %s: %s (%s: %s)", request_id, stalled.message, type(exc).__name__, exc)
+        exc = stalled
     if isinstance(exc, Pack391Error):
         return HttpsError(
             FunctionsErrorCode(exc.code), exc.message, {**exc.details, "requestId": request_id}

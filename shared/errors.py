@@ -103,3 +103,26 @@ class BackendUnavailable(Pack391Error):
     def __init__(self, message: str, **details: Any) -> None:
         details.setdefault("retryAfterSec", BACKEND_RETRY_AFTER_SEC)
         super().__init__(message, **details)
+
+
+DEPENDENCY_RETRY_AFTER_SEC = 5.0
+"""``retryAfterSec`` of an answer whose dependency did not answer within the call's
+budget: a stalled dependency is seldom back within a second or two."""
+
+
+class DependencyUnavailable(BackendUnavailable):
+    """A dependency (``firestore``, ``cloud-run``, ``monitoring``, ``cloud-tasks``,
+    ``storage``) did not answer within the call's budget (:mod:`shared.deadline`). The
+    answer names it; the work done before is left as it was (each write is one atomic
+    commit, made or not)."""
+
+    def __init__(self, dependency: str, budget_sec: float, **details: Any) -> None:
+        details.setdefault("retryAfterSec", DEPENDENCY_RETRY_AFTER_SEC)
+        within = f" within the call's {budget_sec:g} s budget" if budget_sec else ""
+        super().__init__(
+            f"{dependency} did not answer{within}, try again shortly",
+            dependency=dependency,
+            budgetSec=budget_sec,
+            **details,
+        )
+        self.dependency = dependency

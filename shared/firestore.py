@@ -8,17 +8,18 @@ credentials are used.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import firebase_admin
 
-from shared import thresholds
-from shared.config import project_id
+from shared import deadline, thresholds
+from shared.config import FIRESTORE_STEP_MAX_MS, project_id
+from shared.errors import DependencyUnavailable
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -39,15 +40,17 @@ def ensure_admin_app(project: str) -> None:
 def _client(project: str, emulator_host: str | None) -> firestore.Client:
     # Imported here, not at module level: a cold instance whose function never reads
     # Firestore on its first request does not load the client (and grpc) at start.
-    from firebase_admin import firestore as admin_firestore
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
 
+    from shared.firestore_budget import BudgetedClient
+
+    # every RPC keeps the call's budget (shared.deadline): see shared.firestore_budget
     if emulator_host:
-        return firestore.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        return BudgetedClient(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     ensure_admin_app(project)
-    client: firestore.Client = admin_firestore.client()
-    return client
+    # what firebase_admin.firestore.client() builds: the app's credentials and project
+    credentials = firebase_admin.get_app().credential.get_credential()
+    return BudgetedClient(project=project, credentials=credentials)
 
 
 def get_db() -> firestore.Client:
@@ -93,14 +96,41 @@ def contended(unit: Callable[[], _T], also: tuple[type[Exception], ...] = ()) ->
     for attempt in range(thresholds.TX_ROUNDS):
         try:
             return unit()
+        except DependencyUnavailable:
+            raise
         except retried as exc:
+            spent = _spent_budget(exc)
+            if spent is not None:  # the SDK's rollback after a spent budget hides it
+                raise spent from exc
             is_contention = not isinstance(exc, ValueError) or isinstance(
                 exc.__cause__, gexc.Aborted
             )
             if not is_contention or attempt + 1 == thresholds.TX_ROUNDS:
                 raise
-            time.sleep(random.uniform(0.05, 0.25) * 2**attempt)
+            # the pause stays inside the call's budget (shared.deadline)
+            deadline.sleep_within(random.uniform(0.05, 0.25) * 2**attempt, "firestore")
     raise AssertionError("unreachable: the last round re-raises")
+
+
+def _spent_budget(exc: BaseException) -> DependencyUnavailable | None:
+    """The spent budget behind ``exc``: a transaction the budget stopped is rolled back
+    by the SDK, whose rollback then fails (no transaction id yet, or no budget left) with
+    the budget's error as its context."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DependencyUnavailable):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def step(what: str) -> contextlib.AbstractContextManager[deadline.Budget]:
+    """The budget of one Firestore step (a read, a count, or one transaction with its
+    retries): ``PACK391_FIRESTORE_STEP_MAX_MS``, never more than the call has left. A call
+    with a long budget (a scheduled run sized for Cloud Run updates, a deploy step) then
+    loses one step to a stalled Firestore, not its whole budget; each RPC is capped the
+    same way (:mod:`shared.firestore_budget`)."""
+    return deadline.budget(FIRESTORE_STEP_MAX_MS.value / 1000, what)
 
 
 def transact(db: firestore.Client, run: Any) -> Any:

@@ -8,12 +8,14 @@ Flask test client on the local server's app, or HTTP against it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +83,37 @@ class Backends:
     firestore_host: str
     redis_url: str
     project: str = PROJECT
+    firestore_pid: int = 0
+    """The emulator's process (its JVM): :func:`firestore_paused` stops it."""
+
+
+Pauser = Callable[[], contextlib.AbstractContextManager[None]]
+"""``firestore_paused``'s value: ``with firestore_paused(): ...``."""
+
+
+@pytest.fixture
+def firestore_paused(backends: Backends) -> Iterator[Pauser]:
+    """``with firestore_paused():`` the worker's Firestore emulator is paused (SIGSTOP: its
+    connections hang, as under ``pack391 chaos firestore-pause``) and resumed after, also
+    when the test fails inside. Each pytest-xdist worker has its own emulator, and runs one
+    test at a time, so no other test sees the pause."""
+    paused = [False]
+
+    @contextlib.contextmanager
+    def pause() -> Iterator[None]:
+        os.kill(backends.firestore_pid, signal.SIGSTOP)
+        paused[0] = True
+        try:
+            yield
+        finally:
+            os.kill(backends.firestore_pid, signal.SIGCONT)
+            paused[0] = False
+
+    try:
+        yield pause
+    finally:
+        if paused[0]:
+            os.kill(backends.firestore_pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +134,7 @@ def backends() -> Iterator[Backends]:
         os.environ["REDIS_URL"] = url
         shared_firestore.reset_clients()
         shared_redis.reset_clients()
-        yield Backends(host, url)
+        yield Backends(host, url, firestore_pid=emulator.process.pid)
         datastores.forget_wipe_connection(host)
         _redis_of(url).close()
         _redis_of.cache_clear()

@@ -15,6 +15,10 @@ from typing import Any
 from google.api_core import exceptions as gexc
 
 from functions.backup.ports import BackupDestination
+from shared.gcp import budget
+
+STORAGE_CALL_SEC = 60.0
+"""One Cloud Storage request's own bound (the library's default), cut to the run's budget."""
 
 STORAGE_BUCKET_METADATA_SWITCH = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 """google-cloud-storage 3.17 fetches every bucket it touches (``buckets.get``, in a
@@ -75,18 +79,32 @@ class GcsPrefix:
 
     def write(self, key: str, data: bytes) -> None:
         blob = self._bucket.blob(self._name(key))
-        blob.upload_from_string(data, content_type="application/octet-stream", checksum="md5")
+        with budget.named(budget.STORAGE):
+            blob.upload_from_string(
+                data,
+                content_type="application/octet-stream",
+                checksum="md5",
+                **budget.storage_call(STORAGE_CALL_SEC),
+            )
 
     def read(self, key: str) -> bytes | None:
         try:
-            data: bytes = self._bucket.blob(self._name(key)).download_as_bytes(checksum="md5")
+            with budget.named(budget.STORAGE):
+                data: bytes = self._bucket.blob(self._name(key)).download_as_bytes(
+                    checksum="md5",
+                    **budget.storage_call(STORAGE_CALL_SEC),
+                )
         except gexc.NotFound:
             return None
         return data
 
     def delete_tree(self, prefix: str) -> None:
-        for blob in self._client.list_blobs(self._bucket_name, prefix=self._name(prefix) + "/"):
-            blob.delete()
+        for blob in self._client.list_blobs(
+            self._bucket_name,
+            prefix=self._name(prefix) + "/",
+            **budget.storage_call(STORAGE_CALL_SEC),
+        ):
+            blob.delete(**budget.storage_call(STORAGE_CALL_SEC))
 
 
 def destination_for(target: str | Path, storage_client: Any = None) -> BackupDestination:

@@ -58,6 +58,7 @@ from functions.backup.policy import PitrState, align_down, describe_error
 from functions.backup.ports import CreatedBackup, Documents, DrillOutcome
 from shared.clock import iso
 from shared.errors import FailedPrecondition, InvalidInput
+from shared.gcp import budget
 from shared.models.backup import BackupBackend, BackupRecord
 from shared.thresholds import BACKUP_SNAPSHOT_ALIGN_SEC
 
@@ -201,7 +202,9 @@ class ManagedBackupStore:
         failure: str | None = None
         cleaned, cleanup = False, "not run"
         try:
-            operation.result(timeout=self._timeout)  # type: ignore[no-untyped-call]
+            # within the drill's budget; the cleanup below runs whatever it left
+            wait = budget.timeout(budget.FIRESTORE_ADMIN, self._timeout)
+            operation.result(timeout=wait)  # type: ignore[no-untyped-call]
             clone = self._admin.get_database(name=target)
             if clone.name != target or not clone.uid:
                 raise FailedPrecondition(f"the clone {target} is not ready")

@@ -19,8 +19,10 @@ from google.cloud.firestore_admin_v1.types import (
 from google.longrunning import operations_pb2  # type: ignore[import-untyped]
 
 from functions.backup.archive import BackupIntegrityError
+from functions.backup.destinations import STORAGE_CALL_SEC
 from functions.backup.ports import ExportProgress
 from shared.errors import FailedPrecondition
+from shared.gcp import budget
 
 
 def split_gs(uri: str) -> tuple[str, str]:
@@ -129,7 +131,9 @@ class ManagedExports:
         prefix = f"{path}/"
         return {
             blob.name[len(prefix) :]: blob
-            for blob in self._client().list_blobs(bucket, prefix=prefix)
+            for blob in self._client().list_blobs(
+                bucket, prefix=prefix, **budget.storage_call(STORAGE_CALL_SEC)
+            )
         }
 
     def replicate(self, backup_id: str, deadline: float) -> bool:
@@ -154,7 +158,9 @@ class ManagedExports:
                 target = bucket.blob(f"{path}/{name}")
                 token: str | None = None
                 while True:
-                    token, _, _ = target.rewrite(blob, token=token)
+                    token, _, _ = target.rewrite(
+                        blob, token=token, **budget.storage_call(STORAGE_CALL_SEC)
+                    )
                     if token is None:
                         break
                     if time.monotonic() > deadline:

@@ -19,6 +19,7 @@ from functions.backup.policy import describe_error, mark
 from functions.backup.ports import BackupStore, Catalog, ExportPort
 from functions.backup.verification import Verification, read_problem
 from shared.audit import Change
+from shared.errors import DependencyUnavailable
 from shared.models.backup import (
     BackupRecord,
     BackupStatus,
@@ -57,7 +58,13 @@ class BackupService:
         Managed: the export is started and recorded, never waited on (:meth:`poll`
         finishes it), once per hour of ``scheduled`` (Cloud Scheduler's schedule time,
         the same for every retry of a run; default ``now``). Logical: the whole backup,
-        into every region, recorded in the catalog."""
+        into every region, recorded in the catalog.
+
+        A backup is recorded ``complete`` only after it was written whole. Under a
+        Firestore stall (:mod:`shared.deadline`) the run stops at the catalog step that
+        does not answer (skipped): before the ``running`` entry, nothing is recorded; after
+        it, the entry stays ``running`` (marking it failed needs Firestore too) until
+        housekeeping marks it failed as interrupted and deletes its partial files."""
         exports = self._store.exports
         if exports is not None:
             record = self._start_export(exports, now, scheduled or now)
@@ -160,6 +167,8 @@ class BackupService:
                 continue
             try:
                 outcome = self._poll_one(exports, record, now, deadline)
+            except DependencyUnavailable:
+                raise  # a stalled dependency: the run stops here, skipped (nothing marked)
             except Exception as exc:  # an API error on one backup: the others still run
                 log.exception("backup %s: poll failed", record.backup_id)
                 outcome = "running"

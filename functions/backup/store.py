@@ -1,11 +1,19 @@
 """Backup's Firestore side, the catalog: records, verification reports (with the alerts
 they raise and resolve, through :mod:`shared.alerts`) and drills (the
-:class:`functions.backup.ports.Catalog` port)."""
+:class:`functions.backup.ports.Catalog` port).
+
+Each method is one Firestore step under :func:`shared.firestore.step`'s budget: when Firestore
+stalls, the catalog answers :class:`~shared.errors.DependencyUnavailable` after at most
+that long, instead of holding a backup run (whose timeout, up to 30 min, is sized for
+taking the backup) on one catalog write. A step that does not answer changed nothing
+(each is one write or one transaction, made or not)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -14,8 +22,24 @@ from shared import collections
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
-from shared.firestore import transact
+from shared.firestore import step, transact
 from shared.models.backup import BackupRecord, BackupStatus, DrillRecord, VerificationReport
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _step(
+    method: Callable[Concatenate[BackupCatalog, _P], _R],
+) -> Callable[Concatenate[BackupCatalog, _P], _R]:
+    """``method`` as one catalog step (:func:`shared.firestore.step`)."""
+
+    @functools.wraps(method)
+    def run(catalog: BackupCatalog, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with step(f"backup catalog.{method.__name__}"):
+            return method(catalog, *args, **kwargs)
+
+    return run
 
 
 class BackupCatalog:
@@ -27,13 +51,16 @@ class BackupCatalog:
     def _ref(self, backup_id: str) -> firestore.DocumentReference:
         return self._db.collection(collections.BACKUPS).document(backup_id)
 
+    @_step
     def save(self, record: BackupRecord) -> None:
         self._ref(record.backup_id).set(record.to_doc())
 
+    @_step
     def get(self, backup_id: str) -> BackupRecord | None:
         snap = self._ref(backup_id).get()
         return BackupRecord.model_validate(snap.to_dict()) if snap.exists else None
 
+    @_step
     def claim(self, record: BackupRecord) -> BackupRecord | None:
         """Create ``record`` unless its id exists, in one transaction: None when created
         (the caller owns it), else the entry already there (another attempt's)."""
@@ -50,6 +77,7 @@ class BackupCatalog:
         result: BackupRecord | None = transact(self._db, run)
         return result
 
+    @_step
     def advance(self, record: BackupRecord, expected: BackupStatus) -> bool:
         """Write ``record`` if its entry is still ``expected`` (one transaction): False
         when another run moved it on first (two polls finishing one export)."""
@@ -66,6 +94,7 @@ class BackupCatalog:
         done: bool = transact(self._db, run)
         return done
 
+    @_step
     def exporting(self) -> list[BackupRecord]:
         """Managed backups whose export is not finished (one equality filter: no
         composite index)."""
@@ -74,14 +103,17 @@ class BackupCatalog:
         )
         return [BackupRecord.model_validate(snap.to_dict()) for snap in query.stream()]
 
+    @_step
     def apply_alerts(self, alerts: list[AlertChange], now: datetime) -> None:
         """Raise or resolve the poll's alerts (one transaction of their own)."""
         AlertStore(self._db).apply(alerts, now)
 
+    @_step
     def all(self) -> list[BackupRecord]:
         docs = self._db.collection(collections.BACKUPS).order_by("__name__").stream()
         return [BackupRecord.model_validate(snap.to_dict()) for snap in docs]
 
+    @_step
     def save_verification(self, report: VerificationReport, alerts: list[AlertChange]) -> None:
         """The report, and the alerts it raises or resolves, in one transaction."""
         ref = self._db.collection(collections.BACKUP_VERIFICATIONS).document(report.verification_id)
@@ -103,10 +135,12 @@ class BackupCatalog:
             return snap.to_dict()
         return None
 
+    @_step
     def last_verification(self) -> VerificationReport | None:
         doc = self._newest(collections.BACKUP_VERIFICATIONS)
         return VerificationReport.model_validate(doc) if doc is not None else None
 
+    @_step
     def save_drill(self, drill: DrillRecord, change: Change) -> None:
         """The drill and its audit entry, in one batch."""
         batch = self._db.batch()
@@ -122,6 +156,7 @@ class BackupCatalog:
         )
         batch.commit()
 
+    @_step
     def last_drill(self) -> DrillRecord | None:
         doc = self._newest(collections.BACKUP_DRILLS)
         return DrillRecord.model_validate(doc) if doc is not None else None

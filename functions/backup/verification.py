@@ -12,6 +12,7 @@ from functions.backup import policy
 from functions.backup.archive import BackupIntegrityError, WrongKey
 from functions.backup.policy import describe_error
 from functions.backup.ports import BackupStore, Catalog
+from shared.errors import DependencyUnavailable
 from shared.models.backup import (
     BackupRecord,
     BackupStatus,
@@ -27,11 +28,15 @@ log = logging.getLogger("pack391.backup")
 
 def read_problem(store: BackupStore, record: BackupRecord | None, region: str) -> str | None:
     """What stops ``region``'s copy of ``record`` from being read back, as text (None:
-    nothing); never raises."""
+    nothing). Raises only :class:`~shared.errors.DependencyUnavailable`: a dependency
+    that did not answer within the run's budget says nothing about the copy, so it stops
+    the run (skipped) instead of reporting the copy unreadable."""
     if record is None:
         return None
     try:
         store.verify(record, region)
+    except DependencyUnavailable:
+        raise
     except (BackupIntegrityError, WrongKey) as exc:
         return exc.message
     except Exception as exc:  # Storage 403, Admin API errors, OSError, ...
@@ -60,10 +65,14 @@ class Verification:
 
         Whatever a check raises (an integrity error, a Storage 403, an Admin API error)
         becomes that promise broken, with the error, in the report and the alert: a
-        failing API never aborts the run before they are written."""
+        failing API never aborts the run before they are written. A dependency that did
+        not answer within the run's budget (``DependencyUnavailable``) is not a broken
+        promise: the run stops, skipped, and writes no report on what it could not read."""
         housekeeping_problem: str | None = None
         try:
             expired = self._housekeeping(now)
+        except DependencyUnavailable:
+            raise  # a stall is no broken promise: the run stops, skipped, reporting nothing
         except Exception as exc:
             log.exception("backup verification %s: housekeeping failed", verification_id)
             expired, housekeeping_problem = [], describe_error(exc)
@@ -78,6 +87,8 @@ class Verification:
         pitr_problem: str | None = None
         try:
             pitr = self._store.pitr_state()
+        except DependencyUnavailable:
+            raise
         except Exception as exc:
             log.exception("backup verification %s: PITR state unreadable", verification_id)
             pitr, pitr_problem = (

@@ -1,5 +1,15 @@
 """The DDoS detector's run: judge the last minutes' traffic, plan the mitigation within
-the blast-radius cap, apply it, record the detections and keep the alerts current."""
+the blast-radius cap, apply it, record the detections and keep the alerts current.
+
+Under a Firestore stall (:mod:`shared.deadline`): the counts are Redis's; what Firestore
+holds is read before anything is enforced (the allowlist, when something is critical), so
+a stall there stops the run (:class:`~shared.errors.DependencyUnavailable`: skipped) with
+nothing blocked and DDoS mode untouched. A stall after the plan was enforced (its block
+mirrors, written once the whole plan is in force; the detections; the alerts) leaves the
+blocks and the mode in force in Redis, each expiring on its own, some without their
+Firestore mirror or detection record; the next run re-judges the same minute, records its
+detections (keyed by minute and kind: never twice), and re-blocks and mirrors a source
+still flooding."""
 
 from __future__ import annotations
 
@@ -17,7 +27,7 @@ from shared import thresholds as t
 from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
 from shared.clock import from_ms, iso, ms
 from shared.models.alerts import AlertSource
-from shared.models.ddos import BlockKind, BlockScope, DetectionDoc
+from shared.models.ddos import BlockDoc, BlockKind, BlockScope, DetectionDoc
 from shared.ratelimit import keys
 from shared.ratelimit.client import source_network
 
@@ -57,7 +67,8 @@ class Detector:
         self._shadow = shadow
 
     def detect(self, now: datetime) -> DetectionReport:
-        """Judge the last complete minute and the current one so far; mitigate critical ones."""
+        """Judge the last complete minute and the current one so far; mitigate critical
+        ones. Under a Firestore stall: see the module docstring."""
         current = keys.minute_of(now)
         history_minutes = policy.minutes_back(now, t.DDOS_BASELINE_WINDOW_MIN, skip=1)
         history = self._store.history(history_minutes)
@@ -167,6 +178,7 @@ class Detector:
     def _apply(self, plan: policy.MitigationPlan, now: datetime) -> tuple[list[str], list[str]]:
         blocked: list[str] = []
         blocked_users: list[str] = []
+        mirrors: list[BlockDoc] = []
         refused = False
         block_until = ms(now) + t.DDOS_SOURCE_BLOCK_SEC * 1000
         for action in plan.apply:
@@ -190,7 +202,7 @@ class Detector:
             else:
                 self._store.block_user(action.target, block_until, now)
                 blocked_users.append(action.target)
-            self._repo.mirror_block(
+            mirrors.append(
                 policy.block_doc(
                     scope,
                     action.target,
@@ -204,6 +216,8 @@ class Detector:
             )
         if blocked or refused:
             self._invalidate_blocks()
+        for mirror in mirrors:  # once the whole plan is in force: see the module docstring
+            self._repo.mirror_block(mirror)
         return blocked, blocked_users
 
     def _record(

@@ -27,6 +27,7 @@ from functions.deploy_guard.ports import DeployPorts
 from functions.deploy_guard.traffic import PLATFORM_ERRORS, TrafficWriter
 from shared import thresholds as t
 from shared.clock import minute_of
+from shared.errors import DependencyUnavailable
 from shared.models.deploy import Analysis, DeploymentDoc, Phase, RevisionWindow
 
 log = logging.getLogger("pack391.deploy")
@@ -51,11 +52,22 @@ class CanaryMonitor:
         self._traffic = traffic
 
     def monitor(self, now: datetime) -> list[DeploymentDoc]:
-        """One run over every active deployment."""
+        """One run over every active deployment.
+
+        A Firestore step that does not answer within its budget
+        (:class:`~shared.errors.DependencyUnavailable`) stops the whole run there: the
+        deployments not reached yet are not judged on a stalled store either, and the run
+        is recorded as skipped. Each deployment's decision is one transaction that comes
+        before any traffic change, so a stall before it changes nothing; a stall after a
+        traffic change (recording ``appliedPercent``, settling, confirming) leaves the
+        decided split recorded as wanted and not yet applied, which the next run pushes
+        again (idempotent) and records before it judges anything (:meth:`_advance`)."""
         out, failed = [], []
         for deployment_id in self.p.store.active_ids():
             try:
                 dep = self.step(deployment_id, now)
+            except DependencyUnavailable:
+                raise  # skipped: see above
             except Exception:  # one broken deployment must not stop the others
                 log.exception("deploy monitor: deployment %s failed", deployment_id)
                 failed.append(deployment_id)

@@ -18,6 +18,7 @@ from google.api_core import exceptions as gexc
 
 from functions.deploy_guard.ports import Observed, TrafficConflict
 from shared import thresholds as t
+from shared.gcp import budget
 from shared.gcp import monitoring as gm
 from shared.gcp.cloudrun import CloudRunServices, serving_shares, short_revision
 from shared.models.deploy import RevisionWindow
@@ -67,6 +68,10 @@ def tick_task_id(deployment_id: str, at: datetime) -> str:
     return f"judge-{deployment_id}-{int(at.timestamp())}"
 
 
+ENQUEUE_WAIT_SEC = 10.0
+"""The longest one tick's enqueue is waited for, within the call's budget."""
+
+
 class TaskQueueJudgeChain:
     """Deployed: each tick is a named Cloud Tasks task for ``pack391JudgeDeployment``
     (firebase-admin's task queue; ``TaskOptions.schedule_time`` and ``task_id``, Cloud Tasks
@@ -92,8 +97,13 @@ class TaskQueueJudgeChain:
             task_id=tick_task_id(deployment_id, at),
         )
         # another link scheduled this tick (ALREADY_EXISTS): one chain
+        task = {"data": {"deploymentId": deployment_id, "at": at.isoformat()}}
+        # firebase-admin takes no timeout (120 s per request, retried): waited for within
+        # the call's budget; a late enqueue is the same named task (ALREADY_EXISTS after)
         with contextlib.suppress(fa_exc.AlreadyExistsError):
-            queue.enqueue({"data": {"deploymentId": deployment_id, "at": at.isoformat()}}, options)
+            budget.bounded(
+                budget.CLOUD_TASKS, ENQUEUE_WAIT_SEC, lambda: queue.enqueue(task, options)
+            )
 
 
 _REVISION_COUNTS = gm.Query(

@@ -53,11 +53,12 @@ from functions.deploy_guard.ports import (
     TrafficConflict,
     TrafficNotApplied,
 )
-from functions.deploy_guard.traffic import TrafficWriter, in_parallel
+from functions.deploy_guard.traffic import TrafficWriter
 from shared import thresholds as t
 from shared.audit import Change
 from shared.clock import new_id
-from shared.errors import FailedPrecondition, InvalidInput, NotFound
+from shared.errors import DependencyUnavailable, FailedPrecondition, InvalidInput, NotFound
+from shared.gcp.cloudrun import each_in_parallel
 from shared.gcp.probe import probe
 from shared.models.deploy import (
     ACTIVE_PHASES,
@@ -222,7 +223,13 @@ class DeployGuard:
         after = self._canary.step(dep.deployment_id, now)
         current = after or dep
         if self.p.chain is not None and holds_environment(current):
-            self.p.chain.schedule(dep.deployment_id, next_tick(now))
+            try:
+                self.p.chain.schedule(dep.deployment_id, next_tick(now))
+            except DependencyUnavailable as exc:
+                # the deployment is made and at its first step: the minute monitor judges
+                # it; only the faster chain between minutes is missing, so say so in the
+                # log instead of answering UNAVAILABLE for a start that happened
+                log.warning("deployment %s: fast judge not started: %s", dep.deployment_id, exc)
         return StartResult(
             deployment_id=dep.deployment_id,
             phase=current.phase,
@@ -303,7 +310,7 @@ class DeployGuard:
             return PinnedService(service=name, revision=stable, before=seen.shares)
 
         try:
-            pinned = in_parallel(pin_one, names)
+            pinned = each_in_parallel(pin_one, names)
         except TrafficConflict as exc:
             raise FailedPrecondition(f"a service changed while it was pinned: {exc}") from None
         snapshot = TrafficSnapshot(

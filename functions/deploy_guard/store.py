@@ -3,13 +3,19 @@
 :class:`DeployStore`: ``pack391_deployments``, ``pack391_deploy_active`` (the per-environment
 lock), ``pack391_deploy_reports`` and ``pack391_deploy_snapshots``, with their audit
 entries and alerts, each deployment change in one transaction.
+
+Each method is one Firestore step under :func:`shared.firestore.step`'s budget: when Firestore
+stalls, the step raises :class:`~shared.errors.DependencyUnavailable` after at most that
+long, instead of holding the monitor (whose 540 s timeout is sized for Cloud Run) past
+its minute. A step that does not answer changed nothing (each is one commit, made or not).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -19,13 +25,29 @@ from shared import collections
 from shared.alerts.policy import AlertChange
 from shared.alerts.store import AlertStore
 from shared.audit import Change, write_audit
-from shared.firestore import transact
+from shared.firestore import step, transact
 from shared.models.deploy import (
     ACTIVE_PHASES,
     DeploymentDoc,
     TrafficSnapshot,
     ValidationReport,
 )
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _step(
+    method: Callable[Concatenate[DeployStore, _P], _R],
+) -> Callable[Concatenate[DeployStore, _P], _R]:
+    """``method`` as one Firestore step (:func:`shared.firestore.step`)."""
+
+    @functools.wraps(method)
+    def run(store: DeployStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with step(f"deployments.{method.__name__}"):
+            return method(store, *args, **kwargs)
+
+    return run
 
 
 class DeployStore:
@@ -40,6 +62,7 @@ class DeployStore:
     def _active(self, environment: str) -> firestore.DocumentReference:
         return self._db.collection(collections.DEPLOY_ACTIVE).document(environment)
 
+    @_step
     def save_report(self, report: ValidationReport, change: Change) -> None:
         batch = self._db.batch()
         ref = self._db.collection(collections.DEPLOY_REPORTS).document(report.report_id)
@@ -54,6 +77,7 @@ class DeployStore:
         )
         batch.commit()
 
+    @_step
     def latest_report(self, version: str, environment: str) -> ValidationReport | None:
         docs = (
             self._db.collection(collections.DEPLOY_REPORTS)
@@ -70,6 +94,7 @@ class DeployStore:
     def _snapshot(self, environment: str) -> firestore.DocumentReference:
         return self._db.collection(collections.DEPLOY_SNAPSHOTS).document(environment)
 
+    @_step
     def save_snapshot(self, snapshot: TrafficSnapshot, change: Change) -> None:
         """The serving revisions before a deploy, with its audit entry (one batch)."""
         batch = self._db.batch()
@@ -84,10 +109,12 @@ class DeployStore:
         )
         batch.commit()
 
+    @_step
     def snapshot(self, environment: str) -> TrafficSnapshot | None:
         snap = self._snapshot(environment).get()
         return TrafficSnapshot.model_validate(snap.to_dict()) if snap.exists else None
 
+    @_step
     def create(
         self, dep: DeploymentDoc, change: Change, consume_snapshot: bool = False
     ) -> DeploymentDoc | str:
@@ -118,10 +145,12 @@ class DeployStore:
 
         return cast(DeploymentDoc | str, transact(self._db, run))
 
+    @_step
     def get(self, deployment_id: str) -> DeploymentDoc | None:
         snap = self._dep(deployment_id).get()
         return DeploymentDoc.model_validate(snap.to_dict()) if snap.exists else None
 
+    @_step
     def recent(self, environment: str | None, limit: int) -> list[DeploymentDoc]:
         query: Any = self._db.collection(collections.DEPLOYMENTS)
         if environment is not None:
@@ -129,10 +158,12 @@ class DeployStore:
         docs = query.order_by("createdAt", direction=firestore.Query.DESCENDING).limit(limit)
         return [DeploymentDoc.model_validate(s.to_dict()) for s in docs.stream()]
 
+    @_step
     def active_ids(self) -> list[str]:
         docs = self._db.collection(collections.DEPLOY_ACTIVE).stream()
         return sorted(str((s.to_dict() or {}).get("deploymentId")) for s in docs)
 
+    @_step
     def update(
         self,
         deployment_id: str,
@@ -183,17 +214,20 @@ class DeployStore:
 
         return cast(tuple[DeploymentDoc, DeploymentDoc] | None, transact(self._db, run))
 
+    @_step
     def audit_only(self, change: Change, target: str, after: dict[str, Any]) -> None:
         """An admin action whose effect lives outside Firestore (a traffic pin)."""
         batch = self._db.batch()
         write_audit(self._db, batch, change, target=target, before=None, after=after)
         batch.commit()
 
+    @_step
     def generation(self, deployment_id: str) -> int | None:
         """The deployment's current generation (None: no such deployment)."""
         snap = self._dep(deployment_id).get(field_paths=["generation"])
         return int((snap.to_dict() or {}).get("generation", 0)) if snap.exists else None
 
+    @_step
     def mark_applied(
         self, deployment_id: str, generation: int, percent: int, now: datetime
     ) -> DeploymentDoc | None:

@@ -10,10 +10,7 @@ it. Separate from :mod:`functions.deploy_guard.service` (the calls) and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import TypeVar
 
 from google.api_core import exceptions as gexc
 
@@ -25,6 +22,7 @@ from functions.deploy_guard.ports import (
     TrafficNotApplied,
 )
 from shared.errors import FailedPrecondition
+from shared.gcp.cloudrun import each_in_parallel
 from shared.models.deploy import DeploymentDoc, ServiceTarget
 
 log = logging.getLogger("pack391.deploy")
@@ -40,20 +38,6 @@ PLATFORM_ERRORS: tuple[type[BaseException], ...] = (
     TrafficConflict,
 )
 """What a traffic change may raise that leaves the deployment to retry next minute."""
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-def in_parallel(work: Callable[[_T], _R], items: list[_T]) -> list[_R]:
-    """``work`` over ``items`` at once (one thread each, at most 16): a deployment's
-    services are updated in parallel, so a rollback of N services takes one Cloud Run
-    operation's time, not N. The first exception is raised after all have finished."""
-    if len(items) <= 1:
-        return [work(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
-        futures = [pool.submit(work, i) for i in items]
-        return [f.result() for f in futures]
 
 
 class TrafficWriter:
@@ -77,7 +61,7 @@ class TrafficWriter:
         pending = list(dep.services)
         for _attempt in range(TRAFFIC_WRITE_ATTEMPTS):
             etags = dict(
-                in_parallel(
+                each_in_parallel(
                     lambda t: (t.service, self.p.splitter.observe(t.service, t.region).etag),
                     pending,
                 )
@@ -99,7 +83,7 @@ class TrafficWriter:
                     raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
                 return None
 
-            conflicted = [t for t in in_parallel(write, pending) if t is not None]
+            conflicted = [t for t in each_in_parallel(write, pending) if t is not None]
             if not conflicted:
                 return True
             pending = conflicted
@@ -152,7 +136,7 @@ class TrafficWriter:
                 raise TrafficNotApplied(f"{target.service} serves {serving}, not {wanted}")
             return target.service
 
-        reasserted = [s for s in in_parallel(reassert, list(dep.services)) if s is not None]
+        reasserted = [s for s in each_in_parallel(reassert, list(dep.services)) if s is not None]
         changed = self.p.store.update(
             dep.deployment_id, lambda d: confirmed(d, now, reasserted), None
         )

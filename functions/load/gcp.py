@@ -3,8 +3,12 @@ client (the :class:`functions.load.ports.Dispatcher` port)."""
 
 from __future__ import annotations
 
+import functools
+
 import firebase_admin
 from firebase_admin import functions as admin_functions
+
+from shared.gcp import budget
 
 TASK_FUNCTION = "pack391ExecuteLoadTest"
 """The task-queue function, and so its Cloud Tasks queue id (letters, digits, hyphens:
@@ -13,6 +17,10 @@ no underscore, hence not ``pack391_*``; see :mod:`functions.load.edges`)."""
 DISPATCH_DEADLINE_SEC = 1800
 """Each shard's task may run this long: Cloud Tasks' maximum for HTTP targets, the task
 function's own timeout, and longer than the longest run plus its start delay."""
+
+
+ENQUEUE_WAIT_SEC = 30.0
+"""The longest one enqueue is waited for, within the call's budget."""
 
 
 class TaskQueueDispatcher:
@@ -37,4 +45,11 @@ class TaskQueueDispatcher:
         for shard in range(shards):
             # firebase-admin 7.7 posts the task body as json(data) as given, while the task
             # function (the callable protocol) reads {"data": ...}: wrap it here.
-            queue.enqueue({"data": {"runId": run_id, "shard": shard, "startAt": start_at}}, options)
+            # firebase-admin takes no timeout (120 s per request, retried): waited for
+            # within the call's budget (a late shard is counted by the run's reaper)
+            task = {"data": {"runId": run_id, "shard": shard, "startAt": start_at}}
+            budget.bounded(
+                budget.CLOUD_TASKS,
+                ENQUEUE_WAIT_SEC,
+                functools.partial(queue.enqueue, task, options),
+            )

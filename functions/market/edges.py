@@ -11,7 +11,7 @@ from functions.market.policy import applicant_of
 from functions.market.wiring import market_service
 from shared.audit import Change
 from shared.auth import Role
-from shared.config import HOT_MIN_INSTANCES, MARKET_SIGNUP_IDENTITY
+from shared.config import HOT_MIN_INSTANCES, MARKET_SIGNUP_IDENTITY, STALE_MAX_SEC
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.errors import InvalidInput, PermissionDenied
 from shared.models.market import (
@@ -50,8 +50,10 @@ def pack391_updateMarketControl(
 def pack391_getMarketControls(
     ctx: CallContext, req: GetMarketControlsRequest
 ) -> MarketControlsView:
-    """Every configured market (or one) with its version and current user count."""
-    return market_service().controls(req.country)
+    """Every configured market (or one) with its version and current user count; while
+    Firestore stalls, the instance's last-known answer marked ``stale`` (at most
+    ``PACK391_STALE_MAX_SEC`` old)."""
+    return market_service().controls(req.country, STALE_MAX_SEC.value)
 
 
 @callable_function(role=Role.ADMIN, request=EmergencyPauseRequest)

@@ -34,6 +34,7 @@ from shared.models.market import (
     UpdateMarketControlRequest,
     UpdateMarketControlResult,
 )
+from shared.stale import LastKnown
 
 __all__ = ["MarketService", "SyncReport"]
 
@@ -49,6 +50,9 @@ class MarketService:
         self._store = store
         self.admission = MarketAdmission(markets, admissions, store)
         self.releases = AdmissionRelease(markets, admissions, store)
+        self._controls_copy: LastKnown[str | None, MarketControlsView] = LastKnown(
+            "market controls"
+        )
 
     # ------------------------------------------------------------------ admin
 
@@ -104,7 +108,16 @@ class MarketService:
             scope=country, paused=paused, version=doc.version, enforced=enforced
         )
 
-    def controls(self, country: str | None) -> MarketControlsView:
+    def controls(self, country: str | None, stale_max_sec: float = 0.0) -> MarketControlsView:
+        """Every market (or one) with its user count. Safe to answer stale (at most
+        ``stale_max_sec`` old, marked so) when Firestore stalls: an operator's view, which
+        enforcement never reads (:mod:`shared.stale`; docs/reliability.md)."""
+        answer = self._controls_copy.read(
+            country, lambda: self._read_controls(country), stale_max_sec
+        )
+        return answer.value.model_copy(update=answer.marks())
+
+    def _read_controls(self, country: str | None) -> MarketControlsView:
         if country is None:
             docs = self._repo.list_markets()
         else:

@@ -10,6 +10,7 @@ import logging
 from functions.ops.wiring import ops_service
 from shared.audit import Change
 from shared.auth import Role
+from shared.config import STALE_MAX_SEC
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
 from shared.models.ops import (
     AcknowledgeAlertRequest,
@@ -61,14 +62,17 @@ def pack391_getLiveMetrics(ctx: CallContext, req: GetLiveMetricsRequest) -> Live
 def pack391_getHistoricalMetrics(
     ctx: CallContext, req: GetHistoricalMetricsRequest
 ) -> HistoricalMetricsView:
-    """``{range: 1h|24h|7d, fields?}``: min/avg/max per 1-min, 5-min or 1-hour bucket."""
-    return ops_service().history(req.range, req.fields, ctx.now)
+    """``{range: 1h|24h|7d, fields?}``: min/avg/max per 1-min, 5-min or 1-hour bucket;
+    while Firestore stalls, the instance's last-known answer marked ``stale`` (at most
+    ``PACK391_STALE_MAX_SEC`` old), as the dashboard's."""
+    return ops_service().history(req.range, req.fields, ctx.now, STALE_MAX_SEC.value)
 
 
 @callable_function(role=Role.OPS, request=GetOpsDashboardRequest)
 def pack391_getOpsDashboard(ctx: CallContext, req: GetOpsDashboardRequest) -> OpsDashboardView:
-    """The whole dashboard in one call."""
-    return ops_service().dashboard(ctx.now)
+    """The whole dashboard in one call; while Firestore stalls, the instance's last-known
+    copy of its Firestore part, marked ``stale`` (at most ``PACK391_STALE_MAX_SEC`` old)."""
+    return ops_service().dashboard(ctx.now, STALE_MAX_SEC.value)
 
 
 @callable_function(role=Role.OPS, request=AcknowledgeAlertRequest)

@@ -12,7 +12,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from functions.ops.policy import start_of_day
-from shared import collections, thresholds
+from shared import collections, deadline, thresholds
 from shared.models.ops import (
     FraudAlerts,
     PanicActivations,
@@ -123,9 +123,14 @@ class AggregateMetricsSource:
         }
 
     def counts(self, now: datetime) -> SourceMetrics:
+        """Every aggregation, or none: one that does not answer within the run's budget
+        raises (:class:`~shared.errors.DependencyUnavailable`), so no count it could not
+        read is ever answered as a 0. The budget is carried into the pool's threads
+        (:func:`shared.deadline.in_context`): without it their RPCs would wait for the
+        client library's own deadlines, minutes past the run's minute."""
         jobs = self.queries(now)
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            futures = {name: pool.submit(job) for name, job in jobs.items()}
+            futures = {name: pool.submit(deadline.in_context(job)) for name, job in jobs.items()}
             r = {name: future.result() for name, future in futures.items()}
         earned, spent = _num(r["earned"]["s"]), _num(r["spent"]["s"])
         tx_count = _num(r["earned"]["n"]) + _num(r["spent"]["n"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from functions.ops.policy import (
     AlertAction,
@@ -31,6 +32,7 @@ from shared import collections, thresholds
 from shared.audit import Change
 from shared.clock import minute_of
 from shared.errors import NotFound
+from shared.models.market import MarketDoc
 from shared.models.ops import (
     AcknowledgeAlertResult,
     AlertView,
@@ -41,10 +43,13 @@ from shared.models.ops import (
     LiveMetricsView,
     LiveSnapshotDoc,
     OpsDashboardView,
+    Panel,
     ServiceHealth,
     ServiceStatus,
     ServiceView,
 )
+from shared.models.scaling import ServiceDoc
+from shared.stale import LastKnown
 
 log = logging.getLogger("pack391.ops")
 
@@ -75,6 +80,10 @@ class OpsService:
             ddos_mode,
             rules,
         )
+        self._dashboard_copy: LastKnown[str, DashboardReads] = LastKnown("ops dashboard")
+        self._history_copy: LastKnown[HistoryKey, HistoricalMetricsView] = LastKnown(
+            "metrics history"
+        )
 
     # ------------------------------------------------------------- live metrics
 
@@ -100,7 +109,16 @@ class OpsService:
 
     def update(self, now: datetime, run_id: str) -> UpdateReport:
         """Compute, store the snapshot and the minute's history point, run the alert
-        rules, deliver pending notifications."""
+        rules, deliver pending notifications.
+
+        Under a Firestore stall (:mod:`shared.deadline`) the run stops at the first read
+        that does not answer within its budget (``DependencyUnavailable``: recorded as
+        skipped): every value is read before anything is written, so a value it could not
+        read is never stored (as a 0 or otherwise) and no alert rule runs on it; the
+        dashboard keeps the last snapshot, with its age. A stall after the snapshot leaves
+        it and the minute's point written (whole), that minute's rules and deliveries
+        not run: the next minute's run evaluates its own values and delivers what is
+        pending (notifications are claimed before sending)."""
         metrics = self.compute(now)
         minute = minute_of(now)
         point = HistoryPointDoc(
@@ -176,14 +194,21 @@ class OpsService:
     # ------------------------------------------------------------------ reads
 
     def live(self, now: datetime) -> LiveMetricsView:
-        snap = self._repo.read_snapshot()
-        if snap is None:
-            return LiveMetricsView(at=None, age_sec=None, metrics=None)
-        return LiveMetricsView(
-            at=snap.at, age_sec=round((now - snap.at).total_seconds(), 3), metrics=snap.metrics
-        )
+        return live_view(self._repo.read_snapshot(), now)
 
     def history(
+        self, range_name: str, fields: list[str] | None, now: datetime, stale_max_sec: float = 0.0
+    ) -> HistoricalMetricsView:
+        """The charts of the dashboard. Safe to answer stale (at most ``stale_max_sec`` old,
+        marked so) when Firestore stalls, as the dashboard is: the page loads both or
+        neither (:mod:`shared.stale`; docs/reliability.md)."""
+        key = (range_name, None if fields is None else tuple(fields))
+        answer = self._history_copy.read(
+            key, lambda: self._read_history(range_name, fields, now), stale_max_sec
+        )
+        return answer.value.model_copy(update=answer.marks())
+
+    def _read_history(
         self, range_name: str, fields: list[str] | None, now: datetime
     ) -> HistoricalMetricsView:
         bucket = thresholds.HISTORY_BUCKET_SEC[range_name]
@@ -206,45 +231,98 @@ class OpsService:
         cutoff = now - timedelta(days=thresholds.METRICS_HISTORY_RETENTION_DAYS)
         return self._repo.delete_history_before(cutoff)
 
-    def dashboard(self, now: datetime) -> OpsDashboardView:
+    def dashboard(self, now: datetime, stale_max_sec: float = 0.0) -> OpsDashboardView:
+        """The whole dashboard. Its Firestore part is safe to answer stale (at most
+        ``stale_max_sec`` old, marked so) when Firestore stalls: a read for people, which
+        no decision reads (:mod:`shared.stale`; docs/reliability.md). DDoS mode (Redis)
+        is read now."""
         active, until, reason = self._ddos_mode()
-        services = [
-            ServiceView(
-                name=doc.config.service_id,
-                status=scaling_service_status(doc.state.isolation),
-                instances=doc.state.current_instances,
-                isolation=doc.state.isolation.value,
-                last_action=doc.state.last_decision.action.value
-                if doc.state.last_decision
-                else None,
-                last_decision_at=doc.state.last_decision.at if doc.state.last_decision else None,
-            )
-            for doc in self._repo.scaling_services()
-        ]
+        answer = self._dashboard_copy.read(
+            DASHBOARD_KEY, lambda: self._dashboard_reads(now), stale_max_sec
+        )
+        reads = answer.value
         return OpsDashboardView(
             generated_at=now,
-            live=self.live(now),
-            open_alerts=self.open_alerts(),
-            services=services,
-            deployments=self._panels.deployments.read(now),
+            live=live_view(reads.snapshot, now),
+            open_alerts=reads.open_alerts,
+            services=reads.services,
+            deployments=reads.deployments,
             ddos=DDoSPanel(
                 mode_active=active,
                 mode_until=until,
                 mode_reason=reason,
-                recent_detections=[
-                    d.model_dump(mode="json", by_alias=True) for d in self._repo.recent_detections()
-                ],
+                recent_detections=reads.recent_detections,
             ),
+            load_tests=reads.load_tests,
+            backups=reads.backups,
+            markets=reads.markets,
+            **answer.marks(),
+        )
+
+    def _dashboard_reads(self, now: datetime) -> DashboardReads:
+        return DashboardReads(
+            snapshot=self._repo.read_snapshot(),
+            open_alerts=self.open_alerts(),
+            services=[service_view(doc) for doc in self._repo.scaling_services()],
+            deployments=self._panels.deployments.read(now),
+            recent_detections=[
+                d.model_dump(mode="json", by_alias=True) for d in self._repo.recent_detections()
+            ],
             load_tests=self._panels.load_tests.read(now),
             backups=self._panels.backups.read(now),
-            markets=[
-                {
-                    "country": m.country,
-                    "launchStatus": m.launch_status.value if m.launch_status else "not_started",
-                    "emergencyPaused": m.emergency_paused,
-                    "trafficLimit": m.traffic_limit,
-                    "version": m.version,
-                }
-                for m in self._repo.markets()
-            ],
+            markets=[market_row(m) for m in self._repo.markets()],
         )
+
+
+HistoryKey = tuple[str, tuple[str, ...] | None]
+"""A history read's key in its last-known copy: the range and the fields asked for."""
+
+DASHBOARD_KEY = "dashboard"
+"""The one key of the dashboard's last-known copy (its reads take no argument)."""
+
+
+@dataclass(frozen=True)
+class DashboardReads:
+    """What the dashboard reads of Firestore: the part kept as its last-known copy."""
+
+    snapshot: LiveSnapshotDoc | None
+    open_alerts: list[AlertView]
+    services: list[ServiceView]
+    deployments: Panel
+    recent_detections: list[dict[str, Any]]
+    load_tests: Panel
+    backups: Panel
+    markets: list[dict[str, Any]]
+
+
+def live_view(snap: LiveSnapshotDoc | None, now: datetime) -> LiveMetricsView:
+    """The live snapshot as shown at ``now``, with its age."""
+    if snap is None:
+        return LiveMetricsView(at=None, age_sec=None, metrics=None)
+    return LiveMetricsView(
+        at=snap.at, age_sec=round((now - snap.at).total_seconds(), 3), metrics=snap.metrics
+    )
+
+
+def service_view(doc: ServiceDoc) -> ServiceView:
+    """A registry entry as the dashboard lists it."""
+    decision = doc.state.last_decision
+    return ServiceView(
+        name=doc.config.service_id,
+        status=scaling_service_status(doc.state.isolation),
+        instances=doc.state.current_instances,
+        isolation=doc.state.isolation.value,
+        last_action=decision.action.value if decision else None,
+        last_decision_at=decision.at if decision else None,
+    )
+
+
+def market_row(m: MarketDoc) -> dict[str, Any]:
+    """A market as the dashboard lists it."""
+    return {
+        "country": m.country,
+        "launchStatus": m.launch_status.value if m.launch_status else "not_started",
+        "emergencyPaused": m.emergency_paused,
+        "trafficLimit": m.traffic_limit,
+        "version": m.version,
+    }

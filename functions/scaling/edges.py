@@ -18,6 +18,7 @@ from shared.auth import Role
 from shared.config import (
     FUNCTIONS_REGION,
     SCALING_HEALTH_URL_TEMPLATE,
+    STALE_MAX_SEC,
     project_id,
 )
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
@@ -49,8 +50,10 @@ def pack391_initScaling(ctx: CallContext, req: InitScalingRequest) -> InitScalin
 
 @callable_function(role=Role.OPS, request=ServiceHealthRequest)
 def pack391_serviceHealthCheck(ctx: CallContext, req: ServiceHealthRequest) -> HealthReport:
-    """Real-time health of one service or all: probe, metrics, status, last decision."""
-    return scaling_service().health(req.service_id, ctx.now)
+    """Real-time health of one service or all: probe, metrics, status, last decision. While
+    Firestore stalls the registry's part is the instance's last-known copy, marked
+    ``stale`` (at most ``PACK391_STALE_MAX_SEC`` old)."""
+    return scaling_service().health(req.service_id, ctx.now, STALE_MAX_SEC.value)
 
 
 @callable_function(

@@ -6,6 +6,16 @@ the ports, decide with the policy, record the intent, call the scaler, then save
 state, the decision, an isolation event and its alert in one transaction. Separate from
 :mod:`functions.scaling.service` (the calls: init, manual scale, health, the push path),
 which builds it and hands it the same ports.
+
+Under a stall (:mod:`shared.deadline`): each Firestore step of a run (the registry, a
+service's document, its intent, its outcome) waits at most :func:`shared.firestore.step`'s
+budget, and a step that does not answer stops the run where it is
+(:class:`~shared.errors.DependencyUnavailable`: the edge records the run as skipped).
+Nothing is decided on data that was not read: no registry, no service's document, no
+decision; a stall before the intent is recorded, no platform call. A stall after the
+platform call (the outcome's transaction) leaves the service's intent pending with the
+platform at the new count; the next runs hold the service until the intent is older than
+``in_flight_max_sec``, then decide from what the platform holds (:meth:`ScaleGuard._guard_one`).
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ from functions.scaling.policy import (
     state_after,
 )
 from functions.scaling.ports import Lease, ScalingPorts
+from shared import deadline
 from shared import thresholds as t
-from shared.errors import NotFound
+from shared.errors import DependencyUnavailable, NotFound
+from shared.firestore import step
 from shared.gcp.cloudrun import in_parallel
 from shared.models.scaling import (
     DecisionDoc,
@@ -53,7 +65,8 @@ def expiry(now: datetime) -> datetime:
 
 def require_service(ports: ScalingPorts, service_id: str) -> ServiceDoc:
     """The service's document, or ``NOT_FOUND`` naming the call that creates it."""
-    doc = ports.registry.get(service_id)
+    with step("scaling registry"):
+        doc = ports.registry.get(service_id)
     if doc is None:
         raise NotFound(f"no service {service_id}: run pack391_initScaling first", field="serviceId")
     return doc
@@ -99,23 +112,34 @@ class ScaleGuard:
         takes as long as its slowest service, not the sum (see
         :mod:`functions.scaling.budget`). A service whose work fails or outlasts
         ``guard_wait_sec`` is logged and left out of the report; the others' decisions
-        are saved and reported."""
+        are saved and reported.
+
+        A service whose Firestore step did not answer in time is not decided; the run
+        then raises that :class:`~shared.errors.DependencyUnavailable` after the others
+        were saved (recorded as skipped). The locks are released on the way out (a
+        process stopped before that frees them at their TTL)."""
         with self._p.locks.lock("guard").held(self._lock_ttl_sec) as run_lease:
             if run_lease is None:
                 log.info("scale guard %s: another run holds the lock, skipping", run_id)
                 return ScaleGuardReport(run_id=run_id, locked=False)
-            sids = [listed.config.service_id for listed in self._p.registry.all_services()]
-            calls = {
+            with step("scaling registry"):  # no registry: nothing to decide
+                listed = self._p.registry.all_services()
+            sids = [doc.config.service_id for doc in listed]
+            calls = {  # in_parallel carries the run's budget into each service's thread
                 sid: functools.partial(self._guard_locked, sid, now, run_id, run_lease)
                 for sid in sids
             }
-            answers = in_parallel(calls, self._guard_wait_sec, t.CLOUD_RUN_MAX_PARALLEL_UPDATES)
+            answers = in_parallel(calls, self._wait_sec(), t.CLOUD_RUN_MAX_PARALLEL_UPDATES)
             decisions: list[DecisionDoc] = []
+            stalled: DependencyUnavailable | None = None
             unexpected: BaseException | None = None
             for sid in sids:
                 answer = answers[sid]
                 if isinstance(answer, DecisionDoc):
                     decisions.append(answer)
+                elif isinstance(answer, DependencyUnavailable):
+                    log.warning("scale guard %s: %s not decided: %s", run_id, sid, answer)
+                    stalled = stalled or answer
                 elif isinstance(answer, redis.RedisError | gexc.GoogleAPIError | TimeoutError):
                     log.error("scale guard %s: %s failed: %r", run_id, sid, answer)
                 elif isinstance(answer, BaseException):
@@ -123,7 +147,15 @@ class ScaleGuard:
                     unexpected = unexpected or answer
             if unexpected is not None:  # reported as a failed run, after the others saved
                 raise unexpected
+            if stalled is not None:  # reported as a skipped run, after the others saved
+                raise stalled
             return ScaleGuardReport(run_id=run_id, locked=True, decisions=decisions)
+
+    def _wait_sec(self) -> float:
+        """How long the run waits for its services: ``guard_wait_sec``, never past the
+        run's budget (a service's work bounds itself by the same budget)."""
+        left = deadline.remaining()
+        return self._guard_wait_sec if left is None else max(0.0, min(self._guard_wait_sec, left))
 
     def _guard_locked(
         self, sid: str, now: datetime, run_id: str, run_lease: Lease
@@ -156,7 +188,8 @@ class ScaleGuard:
             run_id=run_id,
             expire_at=expiry(now),
         )
-        self._p.registry.add_decision(record)
+        with step("scaling decision"):
+            self._p.registry.add_decision(record)
         return record
 
     def _guard_one(self, sid: str, now: datetime, run_id: str, lease: Lease) -> DecisionDoc:
@@ -193,7 +226,9 @@ class ScaleGuard:
                 fence=lease.fence,
                 at=now,
             )
-            if not self._p.registry.begin_action(sid, expected, intent):
+            with step("scaling intent"):  # not recorded: the platform is not called
+                begun = self._p.registry.begin_action(sid, expected, intent)
+            if not begun:
                 return self._held(state, sid, now, run_id, "another scale action started")
             expected = intent  # recorded before the call: completed by save_run below
             answer = self._p.scaler.apply(cfg, decision.desired_instances)
@@ -219,7 +254,9 @@ class ScaleGuard:
                 self._p.dry_run,
             )
         )
-        if not self._p.registry.save_run(sid, new_state, record, event, alert, now, expected):
+        with step("scaling outcome"):  # see the module docstring on a stall here
+            saved = self._p.registry.save_run(sid, new_state, record, event, alert, now, expected)
+        if not saved:
             log.error("scale guard %s: %s was superseded before it was recorded", run_id, sid)
         return record
 

@@ -21,6 +21,7 @@ from functions.scaling.policy import (
     merge_config,
 )
 from functions.scaling.ports import Lease, ScalingPorts
+from shared import deadline
 from shared import thresholds as t
 from shared.audit import Change
 from shared.clock import minute_of
@@ -46,6 +47,7 @@ from shared.models.scaling import (
     ServiceDoc,
     ServiceHealth,
 )
+from shared.stale import LastKnown
 
 log = logging.getLogger("pack391.scaling")
 
@@ -114,6 +116,7 @@ class ScalingService:
             # how long a guard run waits for its services' work (see the budget)
             wait_sec=budget.guard_wait_sec() if guard_wait_sec is None else guard_wait_sec,
         )
+        self._registry_copy: LastKnown[str | None, list[ServiceDoc]] = LastKnown("service registry")
 
     # ------------------------------------------------------------- admin
 
@@ -224,15 +227,27 @@ class ScalingService:
 
     # -------------------------------------------------------------- reads
 
-    def health(self, service_id: str | None, now: datetime) -> HealthReport:
-        docs = (
-            [require_service(self._p, service_id)]
-            if service_id
-            else self._p.registry.all_services()
+    def health(
+        self, service_id: str | None, now: datetime, stale_max_sec: float = 0.0
+    ) -> HealthReport:
+        """Each service's (or one's) health: its registry entry, probe and metrics. The
+        registry is safe to answer stale (at most ``stale_max_sec`` old, marked so) when
+        Firestore stalls: a read for people; the probes and metrics are read now
+        (:mod:`shared.stale`; docs/reliability.md)."""
+        answer = self._registry_copy.read(
+            service_id, lambda: self._registry_docs(service_id), stale_max_sec
         )
+        docs = answer.value
+        health_of = deadline.in_context(lambda doc: self._health_of(doc, now))
         with ThreadPoolExecutor(max_workers=max(1, len(docs))) as pool:  # probes in parallel
-            services = list(pool.map(lambda doc: self._health_of(doc, now), docs))
-        return HealthReport(services=services)
+            # under the call's budget (shared.deadline): a pool's threads do not inherit it
+            services = list(pool.map(deadline.in_context(health_of), docs))
+        return HealthReport(services=services, **answer.marks())
+
+    def _registry_docs(self, service_id: str | None) -> list[ServiceDoc]:
+        if service_id:
+            return [require_service(self._p, service_id)]
+        return self._p.registry.all_services()
 
     def _health_of(self, doc: ServiceDoc, now: datetime) -> ServiceHealth:
         cfg, state = doc.config, doc.state

@@ -207,3 +207,66 @@ def is_deployed_instance() -> bool:
     gen set it on every instance) and no emulator is (the Firebase CLI's emulator sets
     ``K_SERVICE`` too, with ``FUNCTIONS_EMULATOR``)."""
     return bool(os.environ.get("K_SERVICE")) and not is_emulated()
+
+
+# Budgets per call (shared.deadline) ----------------------------------------------------
+# Read on every call. A function that declares its own timeout_sec (long admin work: a
+# deploy step, a manual scale, a restore drill) has that timeout, less a margin, as its
+# budget instead.
+
+BUDGET_USER_MS = params.IntParam(
+    "PACK391_BUDGET_USER_MS",
+    default=3000,
+    label="Budget of a user call (ms)",
+    description=(
+        "How long a user or app-backend callable may wait on Firestore and Google APIs in "
+        "all before it answers UNAVAILABLE (naming the dependency, with retryAfterSec), or "
+        "a safe read answers its last known value marked stale (docs/reliability.md)."
+    ),
+)
+
+BUDGET_OPS_MS = params.IntParam(
+    "PACK391_BUDGET_OPS_MS",
+    default=10000,
+    label="Budget of an ops or admin call (ms)",
+    description=(
+        "The same for ops and admin callables without a timeout of their own: the "
+        "dashboard, alerts, blocks, markets."
+    ),
+)
+
+BUDGET_SCHEDULED_MS = params.IntParam(
+    "PACK391_BUDGET_SCHEDULED_MS",
+    default=45000,
+    label="Budget of a scheduled run (ms)",
+    description=(
+        "The same for a scheduled run without a timeout of its own (the every-minute jobs: "
+        "it ends within its interval). A run whose dependency does not answer in time "
+        "records 'skipped' and decides nothing."
+    ),
+)
+
+STALE_MAX_SEC = params.IntParam(
+    "PACK391_STALE_MAX_SEC",
+    default=300,
+    label="Maximum staleness of a stale answer (s)",
+    description=(
+        "How old an instance's last-known copy of a read that is safe to answer stale "
+        "(market controls, the service registry, the ops dashboard and its charts) may be "
+        "when Firestore does not answer within 1 s: the answer is marked stale with its age "
+        "(staleAgeSec). Past it, or with no copy, the call answers UNAVAILABLE. 0: never "
+        "answer stale. Read on every call (docs/reliability.md)."
+    ),
+)
+
+FIRESTORE_STEP_MAX_MS = params.IntParam(
+    "PACK391_FIRESTORE_STEP_MAX_MS",
+    default=10000,
+    label="Longest wait for one Firestore step (ms)",
+    description=(
+        "One Firestore step on a call's path (a read, a query, a count, or one transaction "
+        "with its retries) waits at most this long, and never past the call's budget: a "
+        "Firestore that does not answer in that time is treated as stalled, so a long admin "
+        "call or a scheduled run with a long timeout learns it in seconds, not at its end."
+    ),
+)

@@ -10,8 +10,9 @@ update mask, and waits for the long-running operation.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TypeVar, cast
@@ -21,6 +22,9 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
+
+from shared import deadline
+from shared.gcp import budget
 
 SCALING_MASK = ("scaling.scaling_mode", "scaling.manual_instance_count")
 """Fields a manual-scaling update writes (nothing else of the service changes)."""
@@ -113,7 +117,11 @@ class CloudRunServices:
         """The service as Cloud Run holds it; at most ``timeout_sec`` (then ``TimeoutError``
         or ``DeadlineExceeded``)."""
         with _transport_errors():
-            return self._client.get_service(name=self.name(service, region), timeout=timeout_sec)
+            return self._client.get_service(
+                name=self.name(service, region),
+                timeout=budget.timeout(budget.CLOUD_RUN, timeout_sec),
+                retry=budget.retry(budget.CLOUD_RUN, timeout_sec),
+            )
 
     def _update(
         self, service: run_v2.Service, mask: tuple[str, ...], timeout_sec: float
@@ -122,6 +130,7 @@ class CloudRunServices:
         the operation being done (the request's own wait and the polling share it), so an
         update never holds its caller longer than that. Past it: ``TimeoutError`` (over
         REST) or ``DeadlineExceeded`` (gRPC), both what :func:`in_parallel` reports."""
+        timeout_sec = budget.timeout(budget.CLOUD_RUN, timeout_sec)  # within the call's
         deadline = time.monotonic() + timeout_sec
         request = run_v2.UpdateServiceRequest(
             service=service, update_mask=field_mask_pb2.FieldMask(paths=list(mask))
@@ -217,7 +226,8 @@ def _transport_errors() -> Iterator[None]:
     timed out is ``TimeoutError`` (gRPC answers ``DeadlineExceeded`` itself), any other
     connection failure ``ServiceUnavailable``."""
     try:
-        yield
+        with budget.named(budget.CLOUD_RUN):  # the call's budget ran out: name Cloud Run
+            yield
     except requests.exceptions.Timeout as exc:
         raise TimeoutError(f"Cloud Run did not answer in time: {exc}") from exc
     except requests.exceptions.RequestException as exc:
@@ -233,7 +243,7 @@ T = TypeVar("T")
 
 def in_parallel(
     calls: Mapping[K, Callable[[], T]],
-    deadline_sec: float,
+    deadline_sec: float | None,
     max_workers: int = MAX_PARALLEL_UPDATES,
 ) -> dict[K, T | BaseException]:
     """Run every call at once (at most ``max_workers`` at a time, on a pool of threads: the
@@ -244,14 +254,20 @@ def in_parallel(
     read's), so nothing outlives its function. With ``max_workers`` at least the number
     of calls, the whole takes as long as the slowest call, not the sum.
 
-    Reusable for any per-service fan-out: scaling updates (the scale guard), traffic
-    updates (the deploy guard)."""
+    Each call runs under the caller's budget (:mod:`shared.deadline`). ``deadline_sec``
+    None: wait for every call (each bounded by its own timeouts and the budget).
+
+    The one fan-out of the bundle: the scale guard's per-service work, and the deploy
+    guard's traffic reads and writes (through :func:`each_in_parallel`)."""
     if not calls:
         return {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(calls))))
     try:
-        futures: dict[K, Future[T]] = {key: pool.submit(call) for key, call in calls.items()}
-        wait(futures.values(), timeout=max(0.0, deadline_sec))
+        # each call under the caller's budget (shared.deadline): threads do not inherit it
+        futures: dict[K, Future[T]] = {
+            key: pool.submit(deadline.in_context(call)) for key, call in calls.items()
+        }
+        wait(futures.values(), timeout=None if deadline_sec is None else max(0.0, deadline_sec))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     answers: dict[K, T | BaseException] = {}
@@ -264,3 +280,20 @@ def in_parallel(
             error = future.exception()
             answers[key] = error if error is not None else future.result()
     return answers
+
+
+def each_in_parallel(work: Callable[[T], K], items: Sequence[T], max_workers: int = 16) -> list[K]:
+    """``work`` over ``items`` at once (:func:`in_parallel`, waiting for all, under the
+    caller's budget): the results in ``items``' order, or the first item's exception
+    once every call has finished. A deployment's services are updated this way, so a
+    rollback of N services takes one Cloud Run operation's time, not N."""
+    answers = in_parallel(
+        {i: functools.partial(work, item) for i, item in enumerate(items)}, None, max_workers
+    )
+    results: list[K] = []
+    for i in range(len(items)):
+        answer = answers[i]
+        if isinstance(answer, BaseException):
+            raise answer
+        results.append(answer)
+    return results

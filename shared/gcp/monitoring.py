@@ -16,6 +16,8 @@ from typing import Any
 
 from google.cloud import monitoring_v3
 
+from shared.gcp import budget
+
 Aligner = monitoring_v3.Aggregation.Aligner
 Reducer = monitoring_v3.Aggregation.Reducer
 
@@ -23,6 +25,10 @@ CPU = "run.googleapis.com/container/cpu/utilizations"
 LATENCY = "run.googleapis.com/request_latencies"
 REQUESTS = "run.googleapis.com/request_count"
 QUEUE_DEPTH = "cloudtasks.googleapis.com/queue/depth"
+
+LIST_DEFAULT_SEC = 90.0
+"""``ListTimeSeries``' own default deadline (the GAPIC client's method config), the bound of
+a query made with no timeout of its own."""
 
 
 def metric_client(target: str | None = None) -> monitoring_v3.MetricServiceClient:
@@ -141,6 +147,11 @@ class MonitoringReader:
         ]
 
     def _list(self, request: monitoring_v3.ListTimeSeriesRequest) -> Any:
-        if self._timeout_sec is None:
-            return self._client.list_time_series(request=request)
-        return self._client.list_time_series(request=request, timeout=self._timeout_sec)
+        # within the call's budget (shared.gcp.budget); the client's own default otherwise
+        ceiling = self._timeout_sec if self._timeout_sec is not None else LIST_DEFAULT_SEC
+        with budget.named(budget.MONITORING):
+            return self._client.list_time_series(
+                request=request,
+                timeout=budget.timeout(budget.MONITORING, ceiling),
+                retry=budget.retry(budget.MONITORING, ceiling),  # UNAVAILABLE, as its own
+            )

@@ -272,6 +272,12 @@ class MarketControlsView(WireModel):
     markets: list[MarketView]
     all_markets_paused: bool
     all_markets_paused_reason: str | None = None
+    stale: bool = False
+    """True: Firestore did not answer within a short wait and this is the instance's
+    last-known answer (docs/reliability.md, "Stale answers")."""
+    stale_age_sec: float | None = None
+    """How old the stale answer is, in seconds (at most ``PACK391_STALE_MAX_SEC``); None
+    when fresh."""
 
 
 class UpdateMarketControlResult(WireModel):

@@ -223,6 +223,13 @@ class HistoricalMetricsView(WireModel):
     since: datetime
     until: datetime
     series: dict[str, list[Bucket]]
+    stale: bool = False
+    """True: Firestore did not answer within a short wait and this is the instance's
+    last-known answer, ``since`` and ``until`` as they were then (docs/reliability.md,
+    "Stale answers")."""
+    stale_age_sec: float | None = None
+    """How old the stale answer is, in seconds (at most ``PACK391_STALE_MAX_SEC``); None
+    when fresh."""
 
 
 class AlertView(WireModel):
@@ -276,6 +283,12 @@ class OpsDashboardView(WireModel):
     load_tests: Panel
     backups: Panel
     markets: list[dict[str, Any]]
+    stale: bool = False
+    """True: Firestore did not answer within a short wait and this is the instance's
+    last-known answer (docs/reliability.md, "Stale answers")."""
+    stale_age_sec: float | None = None
+    """How old the stale answer is, in seconds (at most ``PACK391_STALE_MAX_SEC``); None
+    when fresh."""
 
 
 class AcknowledgeAlertResult(WireModel):

@@ -313,6 +313,14 @@ class ServiceHealth(WireModel):
 
 class HealthReport(WireModel):
     services: list[ServiceHealth]
+    stale: bool = False
+    """True: Firestore did not answer within a short wait and the registry's part (each
+    service's config, instance count, isolation and last decision) is the instance's
+    last-known copy; the probes and metrics are read now (docs/reliability.md, "Stale
+    answers")."""
+    stale_age_sec: float | None = None
+    """How old the stale answer is, in seconds (at most ``PACK391_STALE_MAX_SEC``); None
+    when fresh."""
 
 
 class ManualScaleResult(WireModel):

@@ -159,7 +159,9 @@ class RateLimiter:
         policy, limits, plan = self._prepare(endpoint_class, subject, now, staff, service)
         endpoint_class = policy.endpoint_class
         try:
-            raw = run_scripts(self._redis, calls(self._script, plan, now, self._together, self._grace))
+            raw = run_scripts(
+                self._redis, calls(self._script, plan, now, self._together, self._grace)
+            )
             answers = sections(raw)
             decision = combine(plan, answers, endpoint_class, endpoint_class.value in self._shadow)
             given_back = refunds(plan, answers, decision, self._refund)

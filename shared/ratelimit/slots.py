@@ -115,7 +115,13 @@ def calls(
         ScriptCall(
             script,
             [key for slot in group for key in slot.keys],
-            [now_us, period_us, len(group), grace_ms, *(arg for slot in group for arg in slot.args)],
+            [
+                now_us,
+                period_us,
+                len(group),
+                grace_ms,
+                *(arg for slot in group for arg in slot.args),
+            ],
         )
         for group in groups
         if group

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -40,6 +41,8 @@ class FakeCloudStorage:
     """At most this many bytes copied per ``objects.rewrite`` call (None: all at once)."""
     rewrites: dict[str, int] = field(default_factory=dict)
     """Open rewrite token -> bytes rewritten so far."""
+    delay_sec: float = 0.0
+    """Every request is answered this much later (a stalled Cloud Storage)."""
 
     def resource(self, bucket: str, name: str) -> dict[str, str]:
         data = self.objects[(bucket, name)]
@@ -75,6 +78,8 @@ def serve() -> Iterator[FakeCloudStorage]:
     @app.before_request
     def record() -> flask.Response | None:
         fake.requests.append((flask.request.method, flask.request.path))
+        if fake.delay_sec:
+            time.sleep(fake.delay_sec)
         status = fake.fault(flask.request.method, flask.request.path) if fake.fault else None
         if status is None:
             return None

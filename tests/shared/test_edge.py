@@ -74,7 +74,13 @@ def test_malformed_bodies_are_invalid_argument(
 def test_null_data_is_an_empty_request(caller: Caller) -> None:
     res = caller.raw(NAME, b'{"data": null}')
     assert res.status == 200
-    assert res.result == {"markets": [], "allMarketsPaused": False, "allMarketsPausedReason": None}
+    assert res.result == {
+        "markets": [],
+        "allMarketsPaused": False,
+        "allMarketsPausedReason": None,
+        "stale": False,
+        "staleAgeSec": None,
+    }
 
 
 def test_charset_in_content_type_is_accepted(caller: Caller) -> None:

@@ -100,9 +100,14 @@ def query_shape(request: Mapping[str, Any]) -> dict[str, Any]:
     return shape
 
 
+_INTERCEPTOR = os.path.join("shared", "firestore_budget.py")
+"""The bundle's channel interceptor (shared/firestore_budget.py): plumbing, not a caller."""
+
+
 def origin() -> str:
     """``"tests"`` when the nearest caller outside the libraries (Python's, the venv's,
-    this module) is a file of ``tests/``, else ``"bundle"``."""
+    this module, the bundle's gRPC interceptor that every Firestore RPC passes through)
+    is a file of ``tests/``, else ``"bundle"``."""
     frame: FrameType | None = sys._getframe(1)
     here = os.path.abspath(__file__)
     while frame is not None:
@@ -110,6 +115,7 @@ def origin() -> str:
         if not (
             name.startswith("<")
             or name == here
+            or name.endswith(_INTERCEPTOR)
             or "site-packages" in name
             or name.startswith(_LIBRARY_DIRS)
         ):

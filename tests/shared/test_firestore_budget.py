@@ -1,0 +1,109 @@
+"""Firestore calls keep the call's budget (shared.firestore_budget), against a real
+emulator that is paused (SIGSTOP) the way `pack391 chaos firestore-pause` pauses it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from shared import deadline
+from shared.errors import DependencyUnavailable
+from shared.firestore import get_db, transact
+from shared.firestore_budget import BudgetedClient
+from stack.platform import datastores
+from tests.conftest import Backends
+
+SLACK_SEC = 0.5
+"""What an answer may take beyond its budget: one retry pause of the client library and
+the scheduling of a loaded machine."""
+
+
+@pytest.fixture
+def paused_client(
+    tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[BudgetedClient, int]]:
+    """A budgeted client on a private emulator (it is paused by the tests), and its pid."""
+    child, host = datastores.start_firestore_emulator(backends.project, tmp_path)
+    with monkeypatch.context() as env:  # the client reads the emulator host when built
+        env.setenv("FIRESTORE_EMULATOR_HOST", host)
+        client = BudgetedClient(
+            project=backends.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        )
+    try:
+        yield client, child.process.pid
+    finally:
+        os.kill(child.process.pid, signal.SIGCONT)
+        child.stop()
+
+
+def test_the_bundles_client_is_the_budgeted_one(backends: Backends) -> None:
+    assert isinstance(get_db(), BudgetedClient)
+
+
+def test_a_spent_budget_sends_nothing(backends: Backends) -> None:
+    doc = get_db().collection("budget_test").document("a")
+    doc.set({"n": 1})
+    with deadline.budget(0.0, "test") as spent:
+        time.sleep(0.001)
+        with pytest.raises(DependencyUnavailable) as refused:
+            doc.get()
+    assert refused.value.dependency == "firestore"
+    assert spent.waited_on == ["firestore"]
+    assert refused.value.details["retryAfterSec"] > 0
+    assert doc.get().to_dict() == {"n": 1}  # no budget: the call is made as before
+
+
+def test_every_kind_of_call_answers_within_its_budget_while_firestore_is_paused(
+    paused_client: tuple[BudgetedClient, int],
+) -> None:
+    client, pid = paused_client
+    doc = client.collection("markets").document("BR")
+    doc.set({"state": "open"})
+    ops: dict[str, Callable[[], object]] = {
+        "get": doc.get,
+        "query": lambda: list(
+            client.collection("markets").where(filter=FieldFilter("state", "==", "open")).stream()
+        ),
+        "set": lambda: doc.set({"state": "paused"}),
+        "batch": lambda: _batch(client, doc),
+        "transaction": lambda: _transaction(client, doc),
+    }
+    os.kill(pid, signal.SIGSTOP)
+    for name, op in ops.items():
+        started = time.monotonic()
+        with deadline.budget(1.0, name), pytest.raises(DependencyUnavailable) as refused:
+            op()
+        took = time.monotonic() - started
+        assert refused.value.dependency == "firestore", name
+        assert took < 1.0 + SLACK_SEC, f"{name} answered after {took:.2f}s"
+    os.kill(pid, signal.SIGCONT)
+    started = time.monotonic()
+    with deadline.budget(10.0, "after"):
+        assert doc.get().to_dict() == {"state": "open"}  # nothing written while paused
+        doc.set({"state": "paused"})
+        assert doc.get().to_dict() == {"state": "paused"}
+    assert time.monotonic() - started < 5
+
+
+def _batch(client: firestore.Client, doc: firestore.DocumentReference) -> None:
+    batch = client.batch()
+    batch.set(doc, {"state": "paused"})
+    batch.commit()
+
+
+def _transaction(client: firestore.Client, doc: firestore.DocumentReference) -> None:
+    @firestore.transactional
+    def run(tx: firestore.Transaction) -> None:
+        snap = doc.get(transaction=tx)
+        tx.update(doc, {"state": "x" + str(snap.get("state"))})
+
+    transact(client, run)

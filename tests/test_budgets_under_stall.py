@@ -1,0 +1,103 @@
+"""Every callable answers within its budget while Firestore stalls, and normally after.
+
+Each callable of the bundle is called, as its role, with the request its docs show (else
+``{}``), while this worker's Firestore emulator is paused (SIGSTOP, as ``pack391 chaos
+firestore-pause`` does), all at once; then again after the pause."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import main
+from shared.edge import edge_spec_of
+from tests.conftest import Caller, Pauser
+from tests.test_documented_calls import documented_calls
+
+BUDGET_MS = 1000
+"""The budgets of the run (user, ops, one Firestore RPC): short, so the test is."""
+SLACK_SEC = 1.0
+"""Beyond a budget: the client's last retry pause, the edge's own work and a loaded
+two-core machine running 40 calls at once."""
+PAUSE_SEC = float(os.environ.get("PACK391_STALL_TEST_PAUSE_SEC", "4"))
+"""How long Firestore stays paused (``make test-stall`` runs the issue's 15 s)."""
+
+
+def _examples() -> dict[str, Any]:
+    examples: dict[str, Any] = {}
+    for call in documented_calls():
+        if call.name not in examples and call.raw:
+            try:
+                examples[call.name] = json.loads(call.raw)
+            except ValueError:
+                continue
+    return examples
+
+
+def _callables() -> dict[str, Any]:
+    found = {}
+    for name in main.FUNCTION_AREAS:
+        spec = edge_spec_of(getattr(main, name))
+        if spec is not None:
+            found[name] = spec
+    return found
+
+
+def test_every_callable_answers_within_its_budget_while_firestore_is_paused(
+    caller: Caller, firestore_paused: Pauser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for param in ("USER", "OPS"):
+        monkeypatch.setenv(f"PACK391_BUDGET_{param}_MS", str(BUDGET_MS))
+    monkeypatch.setenv("PACK391_FIRESTORE_STEP_MAX_MS", str(BUDGET_MS))
+    examples = _examples()
+    specs = _callables()
+
+    def one(name: str) -> tuple[str, float, int, Any]:
+        spec = specs[name]
+        started = time.monotonic()
+        answer = caller.call(name, examples.get(name, {}), role=spec.role.value, uid="stall-1")
+        return name, time.monotonic() - started, answer.status, answer.body
+
+    with firestore_paused():
+        paused_at = time.monotonic()
+        during: list[tuple[str, float, int, Any]] = []
+        with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+            for wave in range(WAVES):  # calls started all through the pause
+                start = paused_at + wave * PAUSE_SEC / WAVES
+                time.sleep(max(0.0, start - time.monotonic()))
+                during += pool.map(one, sorted(specs))
+        time.sleep(max(0.0, paused_at + PAUSE_SEC - time.monotonic()))
+    resumed_at = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        after = list(pool.map(one, sorted(specs)))
+    after_took = time.monotonic() - resumed_at
+
+    # every call answers within its budget (and, a small RPC waiting at most
+    # PACK391_FIRESTORE_STEP_MAX_MS, within that too: a long admin budget learns of the
+    # stall in a second, not at its end)
+    late = {
+        n: round(t, 2)
+        for n, t, _, _ in during
+        if t > min(specs[n].budget_sec(), BUDGET_MS / 1000) + SLACK_SEC
+    }
+    assert late == {}
+    assert {n: b for n, _, s, b in during if s == 500} == {}  # never INTERNAL
+    named = {
+        n: b["error"]["details"].get("dependency")
+        for n, _, s, b in during
+        if s == 503 and "error" in b
+    }
+    assert set(named.values()) == {"firestore"}  # the answer names what stalled
+    assert len(named) >= len(specs) // 2, "few callables waited on Firestore: a weak test"
+    # and within seconds after the pause, every call answers as it does normally
+    assert after_took < 10
+    assert {n: b for n, _, s, b in after if s >= 500} == {}
+
+
+WAVES = max(2, int(PAUSE_SEC // 3))
+"""Waves of calls during the pause, evenly spread (2 in the suite, 5 in the 15 s run)."""
