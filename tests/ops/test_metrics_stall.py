@@ -1,7 +1,7 @@
-"""The every-minute metrics update while Firestore stalls: the run answers within its
-budget, is recorded as skipped, writes nothing (no snapshot, no history point, no 0 for
-a count it could not read, no alert rule run on it), and the next run after the stall writes the real values. The emulator is paused with
-SIGSTOP (``firestore_paused``)."""
+"""The every-minute metrics update while Firestore stalls: the run answers within its budget,
+is recorded as skipped, writes nothing (no snapshot, no history point, no 0 for a count it
+could not read, no alert rule run on it), and the next run after the stall writes the real
+values. The emulator is paused with SIGSTOP (``firestore_paused``)."""
 
 from __future__ import annotations
 
