@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import (
-    monitoring_v3,
-    storage,  # type: ignore[attr-defined]
-)
+from google.cloud import monitoring_v3
+from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped]
 
 from functions.backup.destinations import destination_for
 from shared import deadline
@@ -116,7 +114,7 @@ def gcs() -> Iterator[FakeCloudStorage]:
 
 
 def test_a_cloud_storage_write_and_read_give_up_with_the_budget(gcs: FakeCloudStorage) -> None:
-    client = storage.Client(
+    client = StorageClient(
         project=PROJECT,
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": gcs.url},
