@@ -81,16 +81,19 @@ def fetch_wait_sec(remaining: float | None, wait_sec: float, have_copy: bool) ->
     return max(0.0, min(wait_sec, remaining))
 
 
-def stalled(exc: BaseException, dependency: str, wait: deadline.Budget | None) -> bool:
+def stalled(
+    exc: BaseException, dependency: str, wait: deadline.Budget | None, now: float | None = None
+) -> bool:
     """Whether ``exc`` (raised by a read that waited under ``wait``) is ``dependency`` not
     answering in time: the budget's own error for it, or any error once the wait is spent
     on it, or within :data:`shared.deadline.SPENT_SLACK_SEC` of its end (a driver that
-    gave up at the deadline the budget set)."""
+    gave up at the deadline the budget set). ``now``: on :func:`time.monotonic`'s clock
+    (None: now)."""
     if isinstance(exc, DependencyUnavailable):
         return exc.dependency == dependency
     if wait is None or dependency not in wait.waited_on:
         return False
-    return wait.remaining() <= deadline.SPENT_SLACK_SEC
+    return wait.remaining(now) <= deadline.SPENT_SLACK_SEC
 
 
 # ------------------------------------------------------------------ the copy

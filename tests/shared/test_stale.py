@@ -87,8 +87,12 @@ def test_fetch_wait(
     assert fetch_wait_sec(remaining, wait, have_copy) == expected
 
 
+NOW = 1000.0
+"""The monotonic instant :func:`test_stalled` judges at: the table is data, not a clock."""
+
+
 def _budget(remaining: float, waited_on: list[str]) -> deadline.Budget:
-    return deadline.Budget("wait", 1.0, time.monotonic() + remaining, waited_on=waited_on)
+    return deadline.Budget("wait", 1.0, NOW + remaining, waited_on=waited_on)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +109,7 @@ def _budget(remaining: float, waited_on: list[str]) -> deadline.Budget:
     ],
 )
 def test_stalled(exc: Exception, wait: deadline.Budget | None, expected: bool) -> None:
-    assert stalled(exc, "firestore", wait) is expected
+    assert stalled(exc, "firestore", wait, NOW) is expected
 
 
 def test_answer_marks_name_the_response_fields() -> None:
