@@ -31,6 +31,8 @@ spent budget must be refused without reaching the emulator).
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -44,6 +46,8 @@ from shared import deadline
 from shared.config import FIRESTORE_STEP_MAX_MS
 
 DEPENDENCY = "firestore"
+
+log = logging.getLogger("pack391")
 
 
 class _Details(NamedTuple):
@@ -68,15 +72,18 @@ def _bounded(details: grpc.ClientCallDetails) -> tuple[grpc.ClientCallDetails, f
     left = deadline.timeout_for(DEPENDENCY, cap if own is None else min(own, cap))
     if left is None or (own is not None and left >= own):
         return details, None
-    bounded = _CallDetails(
+    return _with_timeout(details, left), time.monotonic() + left
+
+
+def _with_timeout(details: grpc.ClientCallDetails, timeout: float) -> grpc.ClientCallDetails:
+    return _CallDetails(
         details.method,
-        left,
+        timeout,
         details.metadata,
         details.credentials,
         getattr(details, "wait_for_ready", None),
         getattr(details, "compression", None),
     )
-    return bounded, time.monotonic() + left
 
 
 class BudgetInterceptor(
@@ -90,6 +97,9 @@ class BudgetInterceptor(
         request: Any,
     ) -> Any:  # fmt: skip
         budget = deadline.current()
+        if _is_rollback(client_call_details) and budget is not None and budget.remaining() <= 0:
+            _roll_back_later(continuation, client_call_details, request)
+            raise deadline.unavailable(DEPENDENCY, budget)
         details, bound_at = _bounded(client_call_details)
         outcome = continuation(details, request)
         if bound_at is not None and _timed_out(outcome) and time.monotonic() >= bound_at - 0.05:
@@ -129,6 +139,34 @@ class _BoundedStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._call, name)
+
+
+ROLLBACK_LATER_SEC = 60.0
+"""How long a rollback sent after the budget ran out may take (in the background)."""
+
+
+def _is_rollback(details: grpc.ClientCallDetails) -> bool:
+    return str(details.method).endswith("/Rollback")
+
+
+def _roll_back_later(
+    continuation: Callable[..., Any], details: grpc.ClientCallDetails, request: Any
+) -> None:
+    """Send a transaction's rollback that the spent budget would refuse, in the
+    background: the SDK rolls back a transaction the budget stopped, and Firestore keeps
+    the transaction's locks until it hears of it (or the transaction expires), so the next
+    writer of those documents, after the stall, would wait on them. The call's answer
+    does not wait for it."""
+    later = _with_timeout(details, ROLLBACK_LATER_SEC)
+
+    def send() -> None:
+        outcome = continuation(later, request)
+        try:
+            outcome.result()
+        except Exception as exc:  # nothing waits for it: say so in the log
+            log.warning("a rollback after a stall was not delivered: %s", exc)
+
+    threading.Thread(target=send, name="pack391-rollback", daemon=True).start()
 
 
 def _timed_out(outcome: Any) -> bool:

@@ -107,3 +107,36 @@ def _transaction(client: firestore.Client, doc: firestore.DocumentReference) -> 
         tx.update(doc, {"state": "x" + str(snap.get("state"))})
 
     transact(client, run)
+
+
+def test_a_transaction_the_budget_stopped_is_rolled_back_once_firestore_answers(
+    paused_client: tuple[BudgetedClient, int],
+) -> None:
+    """The SDK rolls back a transaction the budget stopped; refused under the spent budget,
+    that rollback would never reach Firestore, which would keep the transaction's lock on
+    the document it read until the transaction expired: the next writer after the stall
+    would wait on it (and the emulator refuses to be wiped). It is sent in the background."""
+    client, pid = paused_client
+    doc = client.collection("markets").document("DE")
+    doc.set({"n": 0})
+
+    @firestore.transactional
+    def stalled(tx: firestore.Transaction) -> None:
+        snap = doc.get(transaction=tx)  # the transaction now holds the document's lock
+        os.kill(pid, signal.SIGSTOP)  # Firestore stalls before the commit
+        tx.update(doc, {"n": int(snap.get("n")) + 1})
+
+    with deadline.budget(1.0, "stalled"), pytest.raises(DependencyUnavailable):
+        transact(client, stalled)
+    os.kill(pid, signal.SIGCONT)
+
+    @firestore.transactional
+    def after(tx: firestore.Transaction) -> None:
+        snap = doc.get(transaction=tx)
+        tx.update(doc, {"n": int(snap.get("n")) + 10})
+
+    started = time.monotonic()
+    with deadline.budget(5.0, "after"):
+        transact(client, after)
+    assert time.monotonic() - started < 2.0  # not held by the stalled transaction's lock
+    assert doc.get().to_dict() == {"n": 10}  # the stalled one committed nothing
