@@ -7,6 +7,9 @@
 - :mod:`stack.chaos.backends`: direct reads of Firestore and Redis after recovery.
 - :mod:`stack.chaos.runner`: one scenario per fault, checked; the run and its report file.
 - :mod:`stack.chaos.report`: the report as readable text.
+- :mod:`stack.chaos.budgets`: each function's budget with the stack's params (what every
+  recorded call's answer time is held to).
+- :mod:`stack.chaos.probe`: what ``pack391 chaos FAULT`` calls while the fault is on.
 - :mod:`stack.cli.chaos_run`: ``pack391 chaos-run [--faults ...] [--serve]``, the command.
 
 The invariants are :mod:`stack.chaos_check`; the stack a ``--serve`` run starts is the platform's

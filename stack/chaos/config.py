@@ -23,8 +23,16 @@ COUNTRIES = {
     "firestore-pause": "ES",
     "functions-kill": "IT",
     "sandbox-errors": "PT",
+    "cloudrun-slow": "NL",
 }
 """One soft-launch market per fault, so each scenario's admissions are its own."""
+
+CLOUD_RUN_FAULTS = ("cloudrun-slow",)
+"""Faults of the Cloud Run stand-in: their scenario also calls ``pack391_manualScale``
+(once while the fault is on, once after), whose instance change goes through it."""
+SCALED_SERVICE = "notification-service"
+"""The service those manual scales scale up by 0 (no change of capacity, and the load does
+not reach it: what is tested is the call's answer time)."""
 
 RATE_CLASSES = ("auth", "wallet", "payment", "swipe", "general")
 JOBS = ("pack391_scaleGuard", "pack391_monitorDeployment", "pack391_updateLiveMetrics")

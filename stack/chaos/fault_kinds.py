@@ -19,6 +19,11 @@ from stack.platform import procs
 from stack.platform.handle import DEFAULT_RECOVER_SEC, StackHandle, cluster_nodes
 
 DEFAULT_DELAY_MS = 200.0
+"""redis-slow: what each Redis command waits in the latency proxy."""
+DEFAULT_CLOUD_RUN_DELAY_MS = 30_000.0
+"""cloudrun-slow: what each call to the local Cloud Run stand-in waits: a stalled API, past
+any caller's own timeout (the local scaler's hook gives up after 2 s), so what is tested
+is that the callers stop waiting, not that they wait a little longer."""
 DEFAULT_ERROR_PCT = 50.0
 DEFAULT_MAX_SEC = 300.0
 """A fault applied through :func:`start_fault` is undone by the supervisor after this."""
@@ -40,8 +45,14 @@ class FaultOptions:
 
     max_sec: float = DEFAULT_MAX_SEC
     recover_sec: float = DEFAULT_RECOVER_SEC
-    delay_ms: float = DEFAULT_DELAY_MS
+    delay_ms: float | None = None
+    """None: the fault's own default (:data:`DEFAULT_DELAY_MS`,
+    :data:`DEFAULT_CLOUD_RUN_DELAY_MS`)."""
     error_pct: float = DEFAULT_ERROR_PCT
+
+    def delay_or(self, default_ms: float) -> float:
+        """``delay_ms`` as given, else the fault's ``default_ms``."""
+        return default_ms if self.delay_ms is None else self.delay_ms
 
 
 def parse_options(options: Mapping[str, float]) -> FaultOptions:
@@ -54,6 +65,8 @@ def parse_options(options: Mapping[str, float]) -> FaultOptions:
         raise FaultError("max_sec must be > 0")
     if not 0 <= parsed.error_pct <= 100:
         raise FaultError("error_pct must be within 0-100")
+    if parsed.delay_ms is not None and parsed.delay_ms < 0:
+        raise FaultError("delay_ms must be >= 0")
     return parsed
 
 
@@ -210,9 +223,10 @@ class SlowRedis:
         control = handle.redis_proxy_control
         if not control:
             raise FaultError("no latency proxy: the stack did not start Redis itself (REDIS_URL)")
+        delay_ms = options.delay_or(DEFAULT_DELAY_MS)
         return Plan(
-            f"Redis proxy delay {options.delay_ms:.0f} ms per command",
-            {"control": control, "delayMs": options.delay_ms, "ttlSec": options.max_sec},
+            f"Redis proxy delay {delay_ms:.0f} ms per command",
+            {"control": control, "delayMs": delay_ms, "ttlSec": options.max_sec},
         )
 
     def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
@@ -250,3 +264,42 @@ class SandboxErrors:
     def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
         _sandbox_errors(str(record["url"]), 0, None)
         return "sandbox errors 0%"
+
+
+def _cloud_run_stall(url: str, delay_ms: float, ttl_sec: float | None) -> None:
+    response = requests.post(
+        f"{url}/__cloudrun", json={"delayMs": delay_ms, "ttlSec": ttl_sec}, timeout=5
+    )
+    response.raise_for_status()
+
+
+@dataclass(frozen=True)
+class SlowCloudRun:
+    """The Cloud Run Admin API answers slowly. On the local stack it is the sandbox's
+    resize hook (the local scaler POSTs each instance change there: a manual scale, the
+    scale guard's actions), held ``delay_ms`` per call while the fault is on, with a ttl
+    in the sandbox itself (:class:`stack.sandbox.control.CloudRunStall`). Undo: delay 0,
+    which answers the held calls at once. The deploy calls' local traffic split is kept
+    in Redis (:class:`functions.deploy_guard.local.LocalTraffic`), with no Cloud Run hop
+    to stall."""
+
+    name: str = "cloudrun-slow"
+    summary: str = (
+        "the local Cloud Run API (the sandbox's resize hook) answers each instance change "
+        "after delay_ms (30000)"
+    )
+    leased: ClassVar[bool] = True
+
+    def plan(self, handle: StackHandle, options: FaultOptions) -> Plan:
+        delay_ms = options.delay_or(DEFAULT_CLOUD_RUN_DELAY_MS)
+        return Plan(
+            f"Cloud Run stand-in (sandbox resize hook) answers after {delay_ms:.0f} ms",
+            {"url": handle.sandbox_url, "delayMs": delay_ms, "ttlSec": options.max_sec},
+        )
+
+    def apply(self, handle: StackHandle, record: Mapping[str, Any]) -> None:
+        _cloud_run_stall(str(record["url"]), float(record["delayMs"]), record["ttlSec"])
+
+    def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
+        _cloud_run_stall(str(record["url"]), 0, None)
+        return "Cloud Run stand-in delay 0 (held calls answered)"

@@ -24,15 +24,16 @@ Every fault is bounded in time, at four levels:
    (``max_sec``) and the undo record. The supervisor checks the leases twice a second and
    undoes one whose holder died or whose deadline passed; the next ``pack391 chaos`` does
    too.
-3. redis-slow and sandbox-errors are set with a ttl in the child itself (the proxy and
-   the sandbox revert to normal by themselves at the deadline).
+3. redis-slow, sandbox-errors and cloudrun-slow are set with a ttl in the child itself
+   (the proxy and the sandbox revert to normal by themselves at the deadline).
 4. The supervisor SIGCONTs a child it finds stopped with no lease for
    ``STOPPED_GRACE_SEC`` (a stray ``kill -STOP``), and wakes a stopped child before
    stopping it on Ctrl-C.
 
-Options (floats): ``delay_ms`` (redis-slow), ``error_pct`` (sandbox-errors),
-``max_sec`` (the lease's bound, default 300 s; :func:`inject` sets duration + 30 s) and
-``recover_sec`` (how long the undo waits for the stack's health checks, default 60 s).
+Options (floats): ``delay_ms`` (redis-slow: 200; cloudrun-slow: 30000), ``error_pct``
+(sandbox-errors), ``max_sec`` (the lease's bound, default 300 s; :func:`inject` sets
+duration + 30 s) and ``recover_sec`` (how long the undo waits for the stack's health
+checks, default 60 s).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from stack.chaos.fault_kinds import (
     PauseChild,
     Plan,
     SandboxErrors,
+    SlowCloudRun,
     SlowRedis,
     parse_options,
 )
@@ -115,6 +117,7 @@ FAULT_TABLE: tuple[Fault, ...] = (
         "SIGKILL the functions server; the supervisor restarts it",
     ),
     SandboxErrors(),
+    SlowCloudRun(),
     KillAndHold(
         "redis-primary-kill",
         "redis-2",

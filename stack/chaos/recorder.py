@@ -72,6 +72,7 @@ class Recorder:
         error = reason = None
         retry: float | None = None
         result: dict[str, Any] = {}
+        body: Any = None
         try:
             async with session.post(
                 self.url(name),
@@ -88,20 +89,9 @@ class Recorder:
             error, body = "timeout", None
         except aiohttp.ClientError:
             error, body = "connection", None
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            err = body["error"]
-            error = str(err.get("status"))
-            details = err.get("details") if isinstance(err.get("details"), dict) else {}
-            reason = details.get("reason")
-            retry = details.get("retryAfterSec")
-        elif isinstance(body, dict) and isinstance(body.get("result"), dict):
-            res = body["result"]
-            reason = res.get("reason")
-            retry = res.get("retryAfterSec")
-            result = {k: res.get(k) for k in keep if k in res}
-        elif http is not None and error is None and http != 200:
-            error = None  # a non-protocol answer: recorded by its HTTP status
-        recorded = cc.Call(op, cls, start, now(), http, error, reason, retry, result, uid)
+        if error is None:
+            error, reason, retry, result = cc.callable_answer(body, keep)
+        recorded = cc.Call(op, cls, start, now(), http, error, reason, retry, result, uid, name)
         self.history.append(recorded)
         return recorded
 
@@ -123,7 +113,7 @@ class Recorder:
             error = "timeout"
         except aiohttp.ClientError:
             error = "connection"
-        recorded = cc.Call("job", name, start, now(), http, error)
+        recorded = cc.Call("job", name, start, now(), http, error, function=name)
         self.history.append(recorded)
         return recorded
 

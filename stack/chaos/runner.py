@@ -16,7 +16,17 @@ import aiohttp
 from stack import chaos_check as cc
 from stack.chaos import faults
 from stack.chaos.backends import Backends
-from stack.chaos.config import COUNTRIES, JOBS, RECOVERY_BUDGET_SEC, SYNC_JOB, ChaosConfig
+from stack.chaos.budgets import stack_budgets
+from stack.chaos.config import (
+    CLOUD_RUN_FAULTS,
+    COUNTRIES,
+    JOBS,
+    RECOVERY_BUDGET_SEC,
+    SCALED_SERVICE,
+    SYNC_JOB,
+    ChaosConfig,
+)
+from stack.chaos.probe import register_stand_in
 from stack.chaos.recorder import Recorder, now
 from stack.platform.handle import StackHandle
 
@@ -48,10 +58,26 @@ async def _until_ok(rec: Recorder, session: aiohttp.ClientSession, name: str, un
         await asyncio.sleep(3)
 
 
+async def _manual_scale(rec: Recorder, session: aiohttp.ClientSession) -> cc.Call:
+    """``pack391_manualScale`` of :data:`SCALED_SERVICE` up by 0 (to the count it has:
+    its instance change still goes through the Cloud Run stand-in), recorded as ``scale``."""
+    data = {"serviceId": SCALED_SERVICE, "action": "scale_up", "instanceCount": 0,
+            "reason": f"chaos run {rec.run_id}: a manual scale through the stand-in"}  # fmt: skip
+    return await rec.call(
+        session, "scale", SCALED_SERVICE, "pack391_manualScale", data, rec.admin_token
+    )
+
+
 async def run_fault(
-    handle: StackHandle, fault: str, config: ChaosConfig, backends: Backends, run_id: str
+    handle: StackHandle,
+    fault: str,
+    config: ChaosConfig,
+    backends: Backends,
+    run_id: str,
+    budgets: dict[str, float],
 ) -> dict[str, Any]:
-    """One scenario: load, apply ``fault``, undo, observe, check."""
+    """One scenario: load, apply ``fault``, undo, observe, check (``budgets``: each
+    function's, for the answer-time invariant)."""
     country = COUNTRIES.get(fault, "NL")
     rec = Recorder(handle, config, f"{run_id}-{fault}")
     connector = aiohttp.TCPConnector(limit=config.swipe_max_in_flight + 64)
@@ -72,18 +98,26 @@ async def run_fault(
         load_until = now() + total
         load = asyncio.ensure_future(rec.load(session, country, load_until))
         await asyncio.sleep(config.before_sec)
+        if fault in CLOUD_RUN_FAULTS:  # the manual scales below go through the stand-in
+            await asyncio.to_thread(register_stand_in, handle)
         options = {"max_sec": config.during_sec + 30.0, **config.fault_options.get(fault, {})}
         undo = await asyncio.to_thread(faults.start_fault, handle, fault, **options)
         try:
             await asyncio.sleep(min(1.0, config.during_sec / 3))
-            during_jobs = [asyncio.ensure_future(rec.job(session, j, 60)) for j in JOBS]
+            during_jobs: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(rec.job(session, j, 60)) for j in JOBS
+            ]
+            if fault in CLOUD_RUN_FAULTS:
+                during_jobs.append(asyncio.ensure_future(_manual_scale(rec, session)))
             await asyncio.sleep(max(0.0, config.during_sec - min(1.0, config.during_sec / 3)))
         finally:
             fault_window = await asyncio.to_thread(undo)
         await asyncio.sleep(min(2.0, config.after_sec / 3))
-        after_jobs = [
+        after_jobs: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(_until_ok(rec, session, j, load_until + 20)) for j in JOBS
         ]
+        if fault in CLOUD_RUN_FAULTS:
+            after_jobs.append(asyncio.ensure_future(_manual_scale(rec, session)))
         await load
         await rec.drain(config.request_timeout_sec + 5)
         await asyncio.gather(*during_jobs, *after_jobs, return_exceptions=True)
@@ -105,6 +139,10 @@ async def run_fault(
         history, rec.history, window, fault, country, limit, fs_uids, redis_uids, baseline,
         backends, config,
     )  # fmt: skip
+    # every call of the scenario, syncMarkets' runs included: the budget holds at all times
+    verdicts.append(cc.within_budget(rec.history, budgets))
+    answers = cc.longest_answers(rec.history, window, budgets)
+    longest = cc.longest_during(answers)
     _write_history(config.out_dir / f"history-{fault}.jsonl", rec.history)
     swipes = [c for c in rec.history if c.op == "swipe"]
     during = [c for c in swipes if window.phase(c) == "during"]
@@ -142,6 +180,13 @@ async def run_fault(
             ),
             1,
         ),
+        "answerTimes": answers,
+        "longestDuring": (
+            None
+            if longest is None
+            else {"function": longest[0], "ms": longest[1], "budgetSec": budgets.get(longest[0])}
+        ),
+        "answerSlackSec": cc.ANSWER_SLACK_SEC,
         "outcomes": cc.outcomes(history, window),
         "invariants": [v.to_json() for v in verdicts],
         "held": all(v.held for v in verdicts),
@@ -240,15 +285,19 @@ def run_chaos(handle: StackHandle, config: ChaosConfig) -> dict[str, Any]:
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     config.out_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(_prepare(handle))
+    budgets = stack_budgets(handle)
     backends = Backends(handle)
     scenarios = []
     try:
         for fault in config.faults:
-            scenarios.append(asyncio.run(run_fault(handle, fault, config, backends, run_id)))
+            scenarios.append(
+                asyncio.run(run_fault(handle, fault, config, backends, run_id, budgets))
+            )
     finally:
         backends.close()
     report = {
         "runId": run_id,
+        "budgetsSec": budgets,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "faults": scenarios,
         "held": all(s["held"] for s in scenarios),

@@ -10,7 +10,8 @@ recovery and passes what it read in as plain data, so every checker is table-tes
 
 By kind: the history and its verdicts (:mod:`.history`), the rate-limit checkers
 (:mod:`.rate_limits`), the market's admissions (:mod:`.admissions`), the scheduled jobs
-and their records (:mod:`.records`).
+and their records (:mod:`.records`), each call's answer time against its function's
+budget (:mod:`.answer_times`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ from __future__ import annotations
 from stack.chaos_check.admissions import (
     admissions,
     told_admitted,
+)
+from stack.chaos_check.answer_times import (
+    ANSWER_SLACK_SEC,
+    Violation,
+    budget_violations,
+    longest_answers,
+    longest_during,
+    within_budget,
 )
 from stack.chaos_check.history import (
     ADMITTED_REASONS,
@@ -29,6 +38,7 @@ from stack.chaos_check.history import (
     Call,
     Verdict,
     Window,
+    callable_answer,
     is_degraded,
     is_normal_decision,
     outcome,
@@ -56,6 +66,7 @@ from stack.chaos_check.records import (
 
 __all__ = [
     "ADMITTED_REASONS",
+    "ANSWER_SLACK_SEC",
     "FAIL_CLOSED",
     "FAIL_OPEN",
     "FINAL_PHASES",
@@ -64,9 +75,12 @@ __all__ = [
     "REFUSED_REASONS",
     "Call",
     "Verdict",
+    "Violation",
     "Window",
     "admissions",
     "answered",
+    "budget_violations",
+    "callable_answer",
     "degraded_seen",
     "deploy_monitor_consistent",
     "is_degraded",
@@ -74,6 +88,8 @@ __all__ = [
     "jobs_failed_or_complete",
     "latency_budget",
     "live_metrics_consistent",
+    "longest_answers",
+    "longest_during",
     "no_internal",
     "outcome",
     "outcomes",
@@ -85,4 +101,5 @@ __all__ = [
     "signup_errors_unavailable",
     "stayed_normal",
     "told_admitted",
+    "within_budget",
 ]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +29,8 @@ class Call:
 
     op: str
     """``swipe`` (sandbox), ``ratelimit`` (checkRateLimit), ``wallet`` (brute-force
-    shield), ``signup`` (checkMarketAccess), ``job`` (a scheduled function's run)."""
+    shield), ``signup`` (checkMarketAccess), ``scale`` (manualScale), ``probe`` (a
+    ``pack391 chaos`` probe), ``job`` (a scheduled function's run)."""
     cls: str
     """Endpoint class (``ratelimit``/``wallet``), sandbox endpoint, job name, country."""
     t_start: float
@@ -45,6 +46,9 @@ class Call:
     result: dict[str, Any] = field(default_factory=dict)
     """The answer's fields that matter (``allowed``, ``signupAdmitted``, ...)."""
     uid: str | None = None
+    function: str | None = None
+    """The bundle's function the request called (``pack391_checkRateLimit``, a job's
+    name); None for the sandbox's app endpoints, which are not functions of the bundle."""
 
     @property
     def latency_ms(self) -> float:
@@ -108,6 +112,24 @@ def by_start(history: Iterable[Call]) -> list[Call]:
 
 
 # ------------------------------------------------------------------ outcomes
+
+
+def callable_answer(
+    body: Any, keep: Sequence[str] = ()
+) -> tuple[str | None, str | None, float | None, dict[str, Any]]:
+    """``(error, reason, retryAfterSec, result)`` of a callable protocol answer's body:
+    an error's status, ``details.reason`` and ``details.retryAfterSec``; a result's
+    ``reason``, ``retryAfterSec`` and its ``keep`` fields. A body that is neither (a
+    non-protocol answer, recorded by its HTTP status): all None."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        details = err.get("details") if isinstance(err.get("details"), dict) else {}
+        return str(err.get("status")), details.get("reason"), details.get("retryAfterSec"), {}
+    if isinstance(body, dict) and isinstance(body.get("result"), dict):
+        res = body["result"]
+        kept = {k: res.get(k) for k in keep if k in res}
+        return None, res.get("reason"), res.get("retryAfterSec"), kept
+    return None, None, None, {}
 
 
 def outcome(call: Call) -> str:

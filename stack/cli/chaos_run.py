@@ -11,7 +11,8 @@ local stack (``pack391 serve``):
 - ``pack391_walletBruteForceShield`` attempts and ``pack391_checkRateLimit`` for the
   auth, wallet, payment, swipe and general classes;
 - the scale guard, the deploy monitor and live metrics, triggered as Cloud Scheduler
-  does, once while the fault is on and again after it is undone until a run completes.
+  does, once while the fault is on and again after it is undone until a run completes;
+- for the Cloud Run stall (``cloudrun-slow``), a manual scale once during and once after.
 
 Every request is recorded (op, class, start, end, HTTP status, error status, reason,
 retryAfterSec, the answer's fields). After the ``after`` phase the runner triggers
@@ -19,8 +20,10 @@ retryAfterSec, the answer's fields). After the ``after`` phase the runner trigge
 set from Redis, reads the jobs' records, and runs the checkers of
 :mod:`stack.chaos_check` (the runner: :mod:`stack.chaos.runner`). The report
 (``.local/chaos/report.json``, and a table on stdout) gives, per fault, requests by
-outcome before/during/after, the time to recovery, and each invariant held or broken with
-its first counterexample. Exit 1 when an invariant breaks.
+outcome before/during/after, the time to recovery, each function's longest answer
+against its budget (the answer-time invariant: every call within its function's budget
++ 1 s), and each invariant held or broken with its first counterexample. Exit 1 when an
+invariant breaks.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from stack.constants import (
 )
 from stack.group_commit import GroupCommit, new_id
 from stack.sandbox.capacity import Capacity, ServiceSim
-from stack.sandbox.control import ControlPlane
+from stack.sandbox.control import DROPPED, CloudRunStall, ControlPlane
 from stack.sandbox.endpoints import SERVICE_OF, SWIPES, Endpoints, Handler
 from stack.sandbox.faults import InjectedErrors
 from stack.sandbox.reporting import Reporter, push_service_samples
@@ -121,6 +121,7 @@ class Sandbox:
         # each service's revisions on the local platform: routing, faults, per-revision push
         self.revisions = RevisionRouter(self.redis, db, revision_reporter)
         self.injected = InjectedErrors(self._rng)
+        self.cloud_run = CloudRunStall()  # the cloudrun-slow fault: resizes held
         self.endpoints = Endpoints(self.redis, self._write, self._rng)
         self.control = ControlPlane(self, worker) if worker is not None else None
 
@@ -162,6 +163,8 @@ class Sandbox:
             app.router.add_get("/__health", self.health)
             app.router.add_get("/__faults", self.injected.handle)
             app.router.add_post("/__faults", self.injected.handle)
+            app.router.add_get("/__cloudrun", self.cloud_run.handle)
+            app.router.add_post("/__cloudrun", self.cloud_run.handle)
             app.router.add_get("/__group-commit", self.group_commit_stats)
         app.on_startup.append(self._start_reporting)
         app.on_cleanup.append(self._stop)
@@ -240,6 +243,8 @@ class Sandbox:
         instances = body.get("instances")
         if service is None or not isinstance(instances, int) or instances < 1:
             return web.json_response({"error": "unknown service or bad instances"}, status=400)
+        if not await self.cloud_run.hold(request):
+            return web.json_response(DROPPED, status=504)
         self.apply_resize(service.service_id, instances)
         return web.json_response({"serviceId": service.service_id, "instances": instances})
 

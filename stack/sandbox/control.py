@@ -3,8 +3,9 @@
 What must read the same whatever worker a request reaches, and how:
 
 - **broadcast** (written to every worker, answered once all took it, else 503): the
-  instances ``POST /__resize`` sets and the ``sandbox-errors`` fault ``POST /__faults``
-  sets (its ttl as a deadline on the shared monotonic clock, so all expire it at once);
+  instances ``POST /__resize`` sets, the ``sandbox-errors`` fault ``POST /__faults``
+  sets and the ``cloudrun-slow`` fault ``POST /__cloudrun`` sets (:class:`CloudRunStall`;
+  each ttl as a deadline on the shared monotonic clock, so all expire it at once);
 - **divided**: each service's slots and queue (``instances x 8`` each): worker ``i``
   holds its :func:`~stack.sandbox.capacity.portion` (at least one slot), and the kernel
   spreads connections between the workers;
@@ -26,8 +27,11 @@ under ``/w/``), never through the public port.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +49,99 @@ if TYPE_CHECKING:
 log = logging.getLogger("pack391.sandbox")
 
 CONTROL_RUNNER = web.AppKey("control_runner", web.AppRunner)
+
+
+# ---------------------------------------------------------------- the Cloud Run stall
+
+
+def parse_stall(body: Any) -> tuple[float, float | None]:
+    """``(delay_sec, until)`` of a ``POST /__cloudrun {"delayMs", "ttlSec"}`` body:
+    ``until`` the monotonic deadline (None: until set back to 0).
+    :class:`FaultRequestError` when malformed."""
+    try:
+        delay_ms = float(body.get("delayMs", 0))
+        ttl = body.get("ttlSec")
+        ttl_sec = float(ttl) if ttl is not None else None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise FaultRequestError("give delayMs (>= 0), ttlSec") from exc
+    if delay_ms < 0 or (ttl_sec is not None and ttl_sec <= 0):
+        raise FaultRequestError("delayMs >= 0, ttlSec > 0")
+    return delay_ms / 1000, (time.monotonic() + ttl_sec if delay_ms and ttl_sec else None)
+
+
+class CloudRunStall:
+    """The ``cloudrun-slow`` fault (``pack391 chaos cloudrun-slow``): the Cloud Run Admin
+    API answering slowly. On the local stack the Cloud Run API is this sandbox's resize
+    hook (``POST /__resize``: the local scaler's instance change, what a service update
+    is in production), so while the stall holds each resize is held ``delay_sec`` before
+    the sandbox looks at it.
+
+    A held resize whose caller gave up meanwhile (the scaler's hook timeout) is dropped,
+    never applied late: a change the caller saw fail must not happen behind its back
+    (the scale guard's records and the sandbox's instances stay the same). Setting the
+    delay back to 0 (the undo) or the ttl's deadline releases every held resize at once."""
+
+    def __init__(self) -> None:
+        self.delay_sec = 0.0
+        self._until: float | None = None
+        self._lifted: asyncio.Event | None = None
+
+    def set(self, delay_sec: float, until: float | None) -> None:
+        """Hold each resize ``delay_sec`` until the monotonic ``until`` (None: until set
+        back to 0); 0 releases the held ones."""
+        if not delay_sec and self._lifted is not None:
+            self._lifted.set()
+            self._lifted = None
+        self.delay_sec = delay_sec
+        self._until = until if delay_sec else None
+        log.warning("cloud run stall: %.0f ms per resize (until %s)", delay_sec * 1000, until)
+
+    def current(self) -> float:
+        """The delay now (the stall expired at its deadline: 0)."""
+        if self._until is not None and time.monotonic() >= self._until:
+            log.info("cloud run stall (%.0f ms) expired", self.delay_sec * 1000)
+            self.set(0.0, None)
+        return self.delay_sec
+
+    def state(self) -> dict[str, Any]:
+        """``{"delayMs", "ttlSec", "until"}`` (``until``: the deadline every worker shares)."""
+        delay = self.current()
+        until = self._until
+        ttl_left = round(until - time.monotonic(), 3) if until is not None else None
+        return {"delayMs": delay * 1000, "ttlSec": ttl_left, "until": until}
+
+    async def hold(self, request: web.Request) -> bool:
+        """Wait out the stall (if any) before the resize is looked at; False when the
+        caller gave up meanwhile (its connection closed): drop the resize."""
+        delay = self.current()
+        if not delay:
+            return True
+        if self._lifted is None:
+            self._lifted = asyncio.Event()
+        lifted = self._lifted
+        deadline = min(delay, self._until - time.monotonic()) if self._until else delay
+        with contextlib.suppress(TimeoutError):  # the delay ran out: answer now
+            await asyncio.wait_for(lifted.wait(), max(0.0, deadline))
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """``GET``: the stall; ``POST {"delayMs", "ttlSec"}``: set it (one worker)."""
+        if request.method == "POST":
+            try:
+                self.set(*parse_stall(await request_json(request)))
+            except FaultRequestError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(public_stall(self.state()))
+
+
+def public_stall(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``/__cloudrun`` answers: ``delayMs`` and ``ttlSec`` (not the deadline)."""
+    return {"delayMs": state["delayMs"], "ttlSec": state["ttlSec"]}
+
+
+DROPPED = {"error": "the caller gave up while the Cloud Run stall held the resize"}
+"""The answer to a held resize whose caller is gone (nobody reads it; for the log)."""
 
 
 def merge_health(views: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
@@ -93,6 +190,8 @@ class ControlPlane:
         app.router.add_get("/__health", self.health)
         app.router.add_get("/__faults", self.faults)
         app.router.add_post("/__faults", self.faults)
+        app.router.add_get("/__cloudrun", self.cloud_run)
+        app.router.add_post("/__cloudrun", self.cloud_run)
         app.router.add_get("/__group-commit", self.group_commit)
         app.router.add_get("/__worker", self.worker)
         app.on_startup.insert(0, self._start)
@@ -123,12 +222,18 @@ class ControlPlane:
             sandbox.injected.set(float(body["errorPct"]), body.get("until"))
             return web.json_response(sandbox.injected.state())
 
+        async def cloud_run(request: web.Request) -> web.Response:
+            body = await request.json()
+            sandbox.cloud_run.set(float(body["delaySec"]), body.get("until"))
+            return web.json_response(sandbox.cloud_run.state())
+
         app = web.Application()
         app.router.add_get("/w/health", answer(sandbox.local_health))
         app.router.add_get("/w/group-commit", answer(self.local_commit_stats))
         app.router.add_post("/w/samples", answer(sandbox.take_samples))
         app.router.add_post("/w/resize", resize)
         app.router.add_post("/w/faults", faults)
+        app.router.add_post("/w/cloudrun", cloud_run)
         return app
 
     async def _start(self, app: web.Application) -> None:
@@ -152,6 +257,8 @@ class ControlPlane:
             or (instances < 1)
         ):
             return web.json_response({"error": "unknown service or bad instances"}, status=400)
+        if not await self.sandbox.cloud_run.hold(request):
+            return web.json_response(DROPPED, status=504)
         self.sandbox.apply_resize(service_id, instances)
         try:
             await self.peers.all_others(
@@ -174,6 +281,22 @@ class ControlPlane:
             except PeerUnavailable as exc:
                 return _unavailable(exc)
         return web.json_response(public(injected.state()))
+
+    async def cloud_run(self, request: web.Request) -> web.Response:
+        stall = self.sandbox.cloud_run
+        if request.method == "POST":
+            try:
+                delay_sec, until = parse_stall(await request_json(request))
+            except FaultRequestError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            stall.set(delay_sec, until)
+            try:
+                await self.peers.all_others(
+                    "POST", "/w/cloudrun", {"delaySec": delay_sec, "until": until}
+                )
+            except PeerUnavailable as exc:
+                return _unavailable(exc)
+        return web.json_response(public_stall(stall.state()))
 
     async def health(self, request: web.Request) -> web.Response:
         try:

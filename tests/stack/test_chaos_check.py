@@ -386,3 +386,106 @@ def test_window_phase_and_overlap() -> None:
     assert W.phase(rl(110)) == "after"
     assert W.overlaps(rl(99, dt=1.5)) and not W.overlaps(rl(99, dt=0.5))
     assert not W.overlaps(rl(110))
+
+
+# ------------------------------------------------------------------ answer times
+
+BUDGETS = {"pack391_checkRateLimit": 3.0, "pack391_manualScale": 115.0, "pack391_scaleGuard": 205.0}
+
+
+def fn(t: float, function: str | None, took: float, error: str | None = None) -> Call:
+    """A call of ``function`` started at ``t`` that answered after ``took`` seconds."""
+    op = "swipe" if function is None else "probe"
+    return Call(op, function or "swipe", t, t + took, None if error else 200, error,
+                function=function)  # fmt: skip
+
+
+def test_every_call_over_its_budget_plus_the_slack_is_a_violation() -> None:
+    history = [
+        fn(106.0, "pack391_checkRateLimit", 5.0),  # over (listed second: by start)
+        fn(100.0, "pack391_checkRateLimit", 0.05),
+        fn(101.0, "pack391_checkRateLimit", 3.9),  # over its budget, within the slack
+        fn(102.0, "pack391_checkRateLimit", 4.2),  # over budget + slack: the first
+        fn(103.0, "pack391_checkRateLimit", 20.0, error="timeout"),  # no answer: counts
+        fn(104.0, "pack391_manualScale", 30.0),  # a long budget of its own
+        fn(105.0, None, 60.0),  # the sandbox's app endpoint: no budget of the bundle's
+        fn(105.5, "pack391_unknownFunction", 100.0),  # no budget known: not checked
+    ]
+    violations = cc.budget_violations(history, BUDGETS, slack_sec=1.0)
+    assert [(v.call.t_start, v.budget_sec, round(v.took_sec, 3)) for v in violations] == [
+        (102.0, 3.0, 4.2),
+        (103.0, 3.0, 20.0),
+        (106.0, 3.0, 5.0),
+    ]
+    verdict = cc.within_budget(history, BUDGETS, slack_sec=1.0)
+    assert not verdict.held
+    assert verdict.name == "every call answered within its function's budget + 1s"
+    assert verdict.detail == (
+        "3 call(s) over; the first, pack391_checkRateLimit, took 4.20s of a 3s budget"
+    )
+    assert verdict.counterexample is not None
+    assert verdict.counterexample["function"] == "pack391_checkRateLimit"
+    assert (verdict.counterexample["budgetSec"], verdict.counterexample["tookSec"]) == (3.0, 4.2)
+    # with no slack, the 3.9 s answer is over too
+    assert [v.call.t_start for v in cc.budget_violations(history, BUDGETS, 0.0)][:2] == [
+        101.0,
+        102.0,
+    ]
+
+
+def test_within_budget_holds_up_to_budget_plus_slack_and_names_the_closest() -> None:
+    history = [
+        fn(100.0, "pack391_checkRateLimit", 4.0),  # exactly budget + slack: within
+        fn(101.0, "pack391_manualScale", 100.0),
+        fn(102.0, None, 60.0),
+    ]
+    verdict = cc.within_budget(history, BUDGETS, slack_sec=1.0)
+    assert verdict.held, verdict
+    assert verdict.detail == "2 calls; the closest, pack391_checkRateLimit, took 4.00s of 3s"
+    assert cc.ANSWER_SLACK_SEC == 1.0  # the slack the runner holds every call to
+    assert cc.within_budget([fn(1.0, None, 60.0)], BUDGETS).detail == (
+        "no call of a function with a budget"
+    )
+
+
+def test_longest_answers_per_function_over_the_scenario_and_during_the_fault() -> None:
+    history = [
+        fn(99.0, "pack391_checkRateLimit", 2.5),  # before the fault: the longest overall
+        fn(100.5, "pack391_checkRateLimit", 0.25),
+        fn(104.0, "pack391_checkRateLimit", 1.5),  # the longest started during it
+        fn(111.0, "pack391_scaleGuard", 0.75),  # after: none during
+        fn(102.0, None, 9.0),  # not a function: left out
+        fn(103.0, "pack391_unknownFunction", 0.5),
+    ]
+    answers = cc.longest_answers(history, W, BUDGETS)
+    assert answers == {
+        "pack391_checkRateLimit": {"budgetSec": 3.0, "calls": 3, "maxMs": 2500.0,
+                                   "maxMsDuring": 1500.0},
+        "pack391_scaleGuard": {"budgetSec": 205.0, "calls": 1, "maxMs": 750.0,
+                               "maxMsDuring": None},
+        "pack391_unknownFunction": {"budgetSec": None, "calls": 1, "maxMs": 500.0,
+                                    "maxMsDuring": 500.0},
+    }  # fmt: skip
+    assert cc.longest_during(answers) == ("pack391_checkRateLimit", 1500.0)
+    after_only = cc.longest_answers([fn(111.0, "pack391_scaleGuard", 1)], W, {})
+    assert cc.longest_during(after_only) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "parsed"),
+    [
+        (
+            {"error": {"status": "UNAVAILABLE", "details": {"reason": "x", "retryAfterSec": 2}}},
+            ("UNAVAILABLE", "x", 2, {}),
+        ),
+        ({"error": {"status": "INTERNAL"}}, ("INTERNAL", None, None, {})),
+        ({"result": {"allowed": True, "reason": "ok", "other": 1}}, (None, "ok", None,
+                                                                     {"allowed": True})),
+        ("<html>", (None, None, None, {})),
+        (None, (None, None, None, {})),
+    ],
+)  # fmt: skip
+def test_callable_answers_are_read_into_the_calls_fields(
+    body: Any, parsed: tuple[Any, ...]
+) -> None:
+    assert cc.callable_answer(body, ("allowed",)) == parsed

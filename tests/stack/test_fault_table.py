@@ -40,6 +40,7 @@ def handle_at(tmp_path: Path, **overrides: object) -> StackHandle:
         ({"max_sec": 0.0}, "max_sec must be > 0"),
         ({"error_pct": 101.0}, "error_pct must be within 0-100"),
         ({"error_pct": -1.0}, "error_pct must be within 0-100"),
+        ({"delay_ms": -1.0}, "delay_ms must be >= 0"),
     ],
 )
 def test_bad_options_are_refused_by_name(options: dict[str, float], message: str) -> None:
@@ -48,8 +49,11 @@ def test_bad_options_are_refused_by_name(options: dict[str, float], message: str
 
 
 def test_options_default_and_parse() -> None:
-    assert faults.parse_options({}) == faults.FaultOptions(300.0, 60.0, 200.0, 50.0)
+    # delay_ms unset: each fault's own default (redis-slow 200 ms, cloudrun-slow 30 s)
+    assert faults.parse_options({}) == faults.FaultOptions(300.0, 60.0, None, 50.0)
     assert faults.parse_options({"delay_ms": 5, "max_sec": 2}).delay_ms == 5.0
+    assert faults.parse_options({}).delay_or(200.0) == 200.0
+    assert faults.parse_options({"delay_ms": 0}).delay_or(200.0) == 0.0
 
 
 def test_the_table_is_the_one_list_of_faults() -> None:
@@ -60,6 +64,7 @@ def test_the_table_is_the_one_list_of_faults() -> None:
         "firestore-pause",
         "functions-kill",
         "sandbox-errors",
+        "cloudrun-slow",
         "redis-primary-kill",
     )
     # the chaos run's order is the table's, without the cluster-only fault (make chaos
@@ -72,6 +77,7 @@ def test_the_table_is_the_one_list_of_faults() -> None:
         "firestore-pause",
         "functions-kill",
         "sandbox-errors",
+        "cloudrun-slow",
     )
     leased = {f.name: f.leased for f in faults.FAULT_TABLE}
     assert leased == {
@@ -81,6 +87,7 @@ def test_the_table_is_the_one_list_of_faults() -> None:
         "firestore-pause": True,
         "functions-kill": False,
         "sandbox-errors": True,
+        "cloudrun-slow": True,  # undone from its lease, and by the sandbox's own ttl
         "redis-primary-kill": True,  # held down by its lease until undone
     }
     described = faults.describe().splitlines()
@@ -122,7 +129,14 @@ def test_plans_write_down_what_undo_needs(tmp_path: Path) -> None:
     assert slow.notes == "Redis proxy delay 150 ms per command"
     errors = faults.BY_NAME["sandbox-errors"].plan(handle, options)
     assert errors.record == {"url": "http://127.0.0.1:1", "errorPct": 30.0, "ttlSec": 20.0}
-    json.dumps([slow.record, errors.record])  # a lease holds them: plain JSON
+    stall = faults.BY_NAME["cloudrun-slow"].plan(handle, options)
+    assert stall.record == {"url": "http://127.0.0.1:1", "delayMs": 150.0, "ttlSec": 20.0}
+    assert stall.notes == "Cloud Run stand-in (sandbox resize hook) answers after 150 ms"
+    json.dumps([slow.record, errors.record, stall.record])  # a lease holds them: plain JSON
+    # without delay_ms each takes its own default
+    defaults = faults.parse_options({"max_sec": 20})
+    assert faults.BY_NAME["redis-slow"].plan(handle, defaults).record["delayMs"] == 200.0
+    assert faults.BY_NAME["cloudrun-slow"].plan(handle, defaults).record["delayMs"] == 30000.0
 
 
 def test_the_cluster_kill_plans_on_a_cluster_stack(tmp_path: Path) -> None:
@@ -178,3 +192,15 @@ def test_reap_undoes_by_the_row_the_lease_names(tmp_path: Path) -> None:
         "undid disk-fill left applied (its deadline passed): nothing to undo (unknown fault)",
     ]
     assert not gone.exists() and not odd.exists() and live.exists()
+
+
+def test_a_cloud_run_stall_left_behind_is_undone_or_ends_by_its_ttl(tmp_path: Path) -> None:
+    """Its undo is a request to the sandbox; when that fails, the reaper says the sandbox's
+    own ttl (the lease's max_sec) still ends the stall, and removes the lease."""
+    handle = handle_at(tmp_path)  # the sandbox at 127.0.0.1:1: nothing answers there
+    undo = {"url": "http://127.0.0.1:1", "delayMs": 30000.0, "ttlSec": 20.0}
+    lease = write_lease(handle, "a", "cloudrun-slow", undo, 10.0, os.getpid())
+    (done,) = faults.reap(handle, now=100.0)
+    assert done.startswith("undid cloudrun-slow left applied (its deadline passed): undo failed (")
+    assert done.endswith("; the child's own ttl still ends it")
+    assert not lease.exists()

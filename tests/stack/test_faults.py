@@ -15,9 +15,12 @@ import pytest
 import redis
 import requests
 
+from stack.chaos.budgets import stack_budgets
 from stack.chaos.faults import FaultWindow, inject, start_fault
+from stack.chaos.probe import register_stand_in
 from stack.platform.handle import StackHandle, health
 from stack.platform.procs import process_stat
+from stack.platform.tokens import role_token
 from tests.stack.test_supervisor import PACK391, Served, call, rate_limit_works, serve
 
 T = TypeVar("T")
@@ -174,6 +177,98 @@ def test_sandbox_errors_answers_a_share_with_500(handle: StackHandle) -> None:
     assert_normal(handle)
 
 
+def instances(handle: StackHandle, service: str) -> int:
+    health_now = requests.get(f"{handle.sandbox_url}/__health", timeout=5).json()
+    return int(health_now[service]["instances"])
+
+
+def timed(work: Callable[[], T]) -> tuple[float, T]:
+    started = time.monotonic()
+    result = work()
+    return time.monotonic() - started, result
+
+
+def resize(handle: StackHandle, service: str, count: int, timeout: float) -> int | str:
+    """POST the sandbox's resize hook (the local Cloud Run stand-in) as the scaler does."""
+    try:
+        return requests.post(
+            f"{handle.sandbox_url}/__resize",
+            json={"serviceId": service, "instances": count},
+            timeout=timeout,
+        ).status_code
+    except requests.Timeout:
+        return "gave up"
+
+
+def manual_scale(handle: StackHandle) -> requests.Response:
+    """``pack391_manualScale`` of notification-service up by 0: through the stand-in."""
+    return requests.post(
+        handle.callable_url("pack391_manualScale"),
+        json={"data": {"serviceId": "notification-service", "action": "scale_up",
+                       "instanceCount": 0, "reason": "faults test"}},
+        headers={"Authorization": f"Bearer {role_token(handle.project, 'admin')}"},
+        timeout=30,
+    )  # fmt: skip
+
+
+def test_cloudrun_slow_holds_each_resize_and_manual_scale_answers_in_budget(
+    handle: StackHandle,
+) -> None:
+    """While the stall holds, the stand-in answers a resize after the delay (3 s here); a
+    resize whose caller gave up is dropped, never applied late; manualScale, whose hook
+    call gives up after 2 s (RESIZE_HOOK_TIMEOUT_SEC), answers UNAVAILABLE within its
+    budget. After the undo both answer at once again."""
+    budget = stack_budgets(handle)["pack391_manualScale"]  # the edge's, the stack's params
+    register_stand_in(handle)  # redis-kill (above) emptied the hooks bootstrap registered
+    ai_before = instances(handle, "ai-companion")
+    count = instances(handle, "notification-service")
+
+    def observe() -> list[Any]:
+        with ThreadPoolExecutor(3) as pool:
+            dropped = pool.submit(resize, handle, "ai-companion", ai_before + 1, 0.5)
+            waited = pool.submit(timed, lambda: resize(handle, "notification-service", count, 10))
+            scaled = pool.submit(timed, lambda: manual_scale(handle))
+            return [dropped.result(), waited.result(), scaled.result()]
+
+    window, (dropped, waited, scaled) = during(handle, "cloudrun-slow", observe, 6.0,
+                                               delay_ms=3000)  # fmt: skip
+    assert "Cloud Run stand-in delay 0" in window.notes
+    assert dropped == "gave up"
+    took, status = waited
+    # at least the delay (a timer); at most 1 s more on a loaded 2-core box
+    assert (status, 3.0 <= took < 4.0) == (200, True), took
+    took, response = scaled
+    error = response.json()["error"]
+    assert (response.status_code, error["status"]) == (503, "UNAVAILABLE"), response.text
+    assert error["details"]["retryAfterSec"] > 0
+    # the hook's 2 s timeout bit (not a refusal before the call), and well within budget
+    assert 2.0 <= took <= budget + 1.0, took
+    assert took < 2.0 + 3.0, took  # the hook's timeout + the Firestore steps, unloaded
+    assert instances(handle, "ai-companion") == ai_before  # the dropped resize never landed
+    # after the undo: the stand-in answers at once, and the manual scale goes through
+    took, status = timed(lambda: resize(handle, "notification-service", count, 5))
+    assert (status, took < 1.0) == (200, True), took
+    took, response = timed(lambda: manual_scale(handle))
+    assert response.status_code == 200, response.text
+    assert took < 3.0, took  # a user budget's worth: Firestore steps and one quick hook call
+    assert_normal(handle)
+
+
+def test_undoing_cloudrun_slow_answers_the_held_resizes_at_once(handle: StackHandle) -> None:
+    """The default stall (30 s) outlasts the fault (1.5 s): a resize held by it is answered
+    at the undo, not 30 s later."""
+    count = instances(handle, "notification-service")
+
+    def observe() -> tuple[float, int | str]:
+        return timed(lambda: resize(handle, "notification-service", count, 30))
+
+    _, (took, status) = during(handle, "cloudrun-slow", observe, 1.5)
+    # applied at 0.3 s, the undo at 1.5 s: 1.2 s; 2 s more for the undo's own request on
+    # a loaded box, still far below the 30 s stall
+    assert status == 200 and 1.0 <= took < 3.5, took
+    assert_normal(handle)
+
+
 def test_a_fault_left_applied_is_undone_by_the_supervisor(
     handle: StackHandle, served: Served
 ) -> None:
@@ -204,12 +299,22 @@ def test_chaos_cli_applies_and_undoes(served: Served, handle: StackHandle) -> No
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    applied, undone = result.stdout.strip().splitlines()[-2:]
+    lines = result.stdout.strip().splitlines()
+    (applied,) = [line for line in lines if line.startswith("sandbox-errors: applied")]
+    (undone,) = [line for line in lines if line.startswith("sandbox-errors: undone")]
     assert applied.startswith("sandbox-errors: applied for 1s (sandbox answers 100% ")
     # undone after its second (the lease's deadline, polled: a little more on a busy box)
     took = re.fullmatch(r"sandbox-errors: undone after (\d+\.\d)s, recovered in .*", undone)
     assert took is not None, undone
     assert 1.0 <= float(took.group(1)) < 3.0, undone
+    # the calls made while it was on, each held to its function's budget
+    probed = lines[lines.index(undone) + 1 :]
+    assert re.fullmatch(r"sandbox-errors: \d+ calls made while it was on:", probed[0]), probed
+    assert {line.split()[0] for line in probed[2:-1]} == {
+        "pack391_checkRateLimit", "pack391_checkMarketAccess", "pack391_getMarketControls",
+        "pack391_getOpsDashboard",
+    }  # fmt: skip
+    assert probed[-1].startswith("  held   every call answered within its function's budget")
     missing = subprocess.run(
         [str(PACK391), "chaos", "redis-kill", "--for", "1"],
         env={**env, "PACK391_STACK_STATE": str(served.state.with_name("none.json"))},
