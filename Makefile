@@ -122,8 +122,8 @@ bench-stack: setup
 chaos: setup
 	$(BIN)/pack391 chaos-run --serve
 
-# Every callable during a 15 s Firestore pause answers within its budget, and normally
-# after (the suite runs the same test with a 4 s pause; docs/reliability.md). ~30 s.
+# Every callable during a 15 s Firestore pause, then a 15 s Redis pause, answers within its budget, and normally
+# after (the suite runs the same tests with 2.5 s pauses; docs/reliability.md). About a minute.
 test-stall: setup
 	PACK391_STALL_TEST_PAUSE_SEC=15 $(BIN)/python -m pytest -p no:randomly tests/test_budgets_under_stall.py
 

@@ -120,7 +120,12 @@ def to_https_error(exc: BaseException, request_id: str, budget: Budget | None = 
     if is_unavailable(exc):
         # type and message: redis-py's repr() carries no message ("server:ReadOnlyError")
         log.warning("backend unavailable (request %s): %s: %s", request_id, type(exc).__name__, exc)
-        unavailable = BackendUnavailable("a backend is unavailable, try again shortly")
+        if isinstance(exc, UNAVAILABLE_ERRORS):  # Redis down, stalled (its 50 ms) or refusing
+            unavailable = BackendUnavailable(
+                "redis is unavailable, try again shortly", dependency="redis"
+            )
+        else:
+            unavailable = BackendUnavailable("a backend is unavailable, try again shortly")
         return HttpsError(
             FunctionsErrorCode(unavailable.code),
             unavailable.message,

@@ -85,35 +85,37 @@ class Backends:
     project: str = PROJECT
     firestore_pid: int = 0
     """The emulator's process (its JVM): :func:`firestore_paused` stops it."""
+    redis_pid: int = 0
+    """The redis-server's process: :func:`redis_paused` stops it."""
 
 
 Pauser = Callable[[], contextlib.AbstractContextManager[None]]
 """``firestore_paused``'s value: ``with firestore_paused(): ...``."""
 
 
+@contextlib.contextmanager
+def _paused(pid: int) -> Iterator[None]:
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 @pytest.fixture
-def firestore_paused(backends: Backends) -> Iterator[Pauser]:
+def firestore_paused(backends: Backends) -> Pauser:
     """``with firestore_paused():`` the worker's Firestore emulator is paused (SIGSTOP: its
     connections hang, as under ``pack391 chaos firestore-pause``) and resumed after, also
     when the test fails inside. Each pytest-xdist worker has its own emulator, and runs one
     test at a time, so no other test sees the pause."""
-    paused = [False]
+    return lambda: _paused(backends.firestore_pid)
 
-    @contextlib.contextmanager
-    def pause() -> Iterator[None]:
-        os.kill(backends.firestore_pid, signal.SIGSTOP)
-        paused[0] = True
-        try:
-            yield
-        finally:
-            os.kill(backends.firestore_pid, signal.SIGCONT)
-            paused[0] = False
 
-    try:
-        yield pause
-    finally:
-        if paused[0]:
-            os.kill(backends.firestore_pid, signal.SIGCONT)
+@pytest.fixture
+def redis_paused(backends: Backends) -> Pauser:
+    """``with redis_paused():`` the worker's redis-server is paused the same way (as
+    ``pack391 chaos redis-pause``)."""
+    return lambda: _paused(backends.redis_pid)
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +136,9 @@ def backends() -> Iterator[Backends]:
         os.environ["REDIS_URL"] = url
         shared_firestore.reset_clients()
         shared_redis.reset_clients()
-        yield Backends(host, url, firestore_pid=emulator.process.pid)
+        yield Backends(
+            host, url, firestore_pid=emulator.process.pid, redis_pid=redis_child.process.pid
+        )
         datastores.forget_wipe_connection(host)
         _redis_of(url).close()
         _redis_of.cache_clear()

@@ -31,7 +31,7 @@ from functions.market.ports import (
     RecordOutcome,
 )
 from shared.audit import Change
-from shared.errors import BackendUnavailable, FailedPrecondition
+from shared.errors import BackendUnavailable, DependencyUnavailable, FailedPrecondition
 from shared.models.market import (
     AdmissionDoc,
     AdmissionReason,
@@ -76,7 +76,9 @@ class MarketAdmission:
                 country, applicant, signup, identity_rule, now, front_door_country
             )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BackendUnavailable("market enforcement is unavailable (Redis)") from exc
+            raise BackendUnavailable(
+                "market enforcement is unavailable (Redis)", dependency="redis"
+            ) from exc
 
     def _check_access(
         self,
@@ -142,8 +144,12 @@ class MarketAdmission:
 
         try:
             return self._admissions.held_place(uid)
+        except DependencyUnavailable:
+            raise  # the call's budget ran out on Firestore: said as it is
         except gexc.GoogleAPIError as exc:
-            raise BackendUnavailable("could not read the user's market place; try again") from exc
+            raise BackendUnavailable(
+                "could not read the user's market place; try again", dependency="firestore"
+            ) from exc
 
     def _persist_admission(self, admission: AdmissionDoc, exclusive: bool) -> RecordOutcome:
         """Record the admission: a soft-launch one (``exclusive``) with the user's
@@ -155,10 +161,16 @@ class MarketAdmission:
             if exclusive:
                 return self._admissions.record_exclusive_admission(admission)
             return RecordOutcome(recorded=self._admissions.record_admission(admission))
+        except DependencyUnavailable:
+            # Not recorded within the call's budget, so not admitted: give the slot back.
+            self._store.remove_member(admission.country, admission.uid)
+            raise
         except gexc.GoogleAPIError as exc:
             # Not recorded, so not admitted: give the slot back.
             self._store.remove_member(admission.country, admission.uid)
-            raise BackendUnavailable("could not record the admission; try again") from exc
+            raise BackendUnavailable(
+                "could not record the admission; try again", dependency="firestore"
+            ) from exc
 
     def activate(self, country: str, uid: str, change: Change) -> MarketAccess:
         """An app backend (a service principal) saw ``uid`` finish onboarding: their
@@ -186,7 +198,9 @@ class MarketAdmission:
         try:
             market, switch, snap = self._enforcement_state(country, uid)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise BackendUnavailable("market enforcement is unavailable (Redis)") from exc
+            raise BackendUnavailable(
+                "market enforcement is unavailable (Redis)", dependency="redis"
+            ) from exc
         state = MarketState(market, switch.all_paused, True, snap.member_count)
         return _access(
             state,
@@ -203,7 +217,9 @@ class MarketAdmission:
             self.hydrate(country)
             snap = self._store.read(country, uid)
         if snap.market is None or snap.global_switch is None:
-            raise BackendUnavailable(f"market {country} could not be loaded into Redis")
+            raise BackendUnavailable(
+                f"market {country} could not be loaded into Redis", dependency="redis"
+            )
         return snap.market, snap.global_switch, snap
 
     def hydrate(self, country: str) -> int:

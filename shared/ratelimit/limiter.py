@@ -312,6 +312,7 @@ class RateLimiter:
                 "unavailable; try again shortly",
                 endpointClass=policy.endpoint_class.value,
                 retryAfterSec=RATE_LIMIT_UNAVAILABLE_RETRY_SEC,
+                dependency="redis",
             ) from exc
         return RateDecision(
             allowed=True,

@@ -53,13 +53,16 @@ def test_a_stalled_backup_records_nothing_and_the_next_one_completes(
     assert status == 200  # skipped, not failed: no retry into the stall
     assert took < BUDGET_MS / 1000 + SLACK_SEC, f"the run took {took:.2f}s"
     assert skipped_runs()[BACKUP]["dependency"] == "firestore"
-    assert catalog() == []  # no entry at all: neither running nor complete
+    # Never complete. A `running` claim may still appear: a write the run sent before its
+    # budget ran out can reach Firestore when it answers again (the emulator serves what it
+    # had received; Firestore may too), and is then left for housekeeping to fail.
+    assert [r for r in catalog() if r["status"] != "running"] == []
     assert files(configured) == []
 
     started = time.monotonic()
     assert caller.trigger(BACKUP) == 200  # the stall is over
     assert time.monotonic() - started < 10
-    [record] = catalog()
+    [record] = [r for r in catalog() if r["status"] != "running"]
     assert record["status"] == "complete"
     assert record["documentCount"] >= count
     assert files(configured) != []

@@ -320,7 +320,8 @@ def _report_while(caller: Caller, caplog: pytest.LogCaptureFixture) -> dict[str,
     with caplog.at_level(logging.WARNING, logger="pack391"):
         res = caller.call(REPORT, {"serviceId": "api-gateway", "cpuPct": 10}, role="ops")
     assert (res.status, res.error["status"]) == (503, "UNAVAILABLE"), res.body
-    assert res.error["message"] == "a backend is unavailable, try again shortly"
+    assert res.error["message"] == "redis is unavailable, try again shortly"
+    assert res.error["details"]["dependency"] == "redis"
     return res.error
 
 

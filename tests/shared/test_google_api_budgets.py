@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import monitoring_v3
-from google.cloud.storage import Client as StorageClient  # type: ignore[import-untyped]
+from google.cloud import storage  # type: ignore[attr-defined]
+from google.cloud.monitoring_v3 import ListTimeSeriesRequest, ListTimeSeriesResponse
 
 from functions.backup.destinations import destination_for
 from shared import deadline
@@ -80,15 +80,15 @@ def test_a_cloud_run_read_and_update_give_up_with_the_budget(
 
 
 def test_a_monitoring_query_gives_up_with_the_budget() -> None:
-    def slow(_: monitoring_v3.ListTimeSeriesRequest) -> monitoring_v3.ListTimeSeriesResponse:
+    def slow(_: ListTimeSeriesRequest) -> ListTimeSeriesResponse:
         time.sleep(STALL_SEC)
-        return monitoring_v3.ListTimeSeriesResponse()
+        return ListTimeSeriesResponse()
 
     with FakeGrpcApi("google.monitoring.v3.MetricService") as api:
         api.on(
             "ListTimeSeries",
-            monitoring_v3.ListTimeSeriesRequest,
-            monitoring_v3.ListTimeSeriesResponse,
+            ListTimeSeriesRequest,
+            ListTimeSeriesResponse,
             slow,
         )
         client = gm.metric_client(api.target)
@@ -114,7 +114,7 @@ def gcs() -> Iterator[FakeCloudStorage]:
 
 
 def test_a_cloud_storage_write_and_read_give_up_with_the_budget(gcs: FakeCloudStorage) -> None:
-    client = StorageClient(
+    client = storage.Client(
         project=PROJECT,
         credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": gcs.url},
