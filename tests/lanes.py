@@ -74,6 +74,8 @@ LONGEST_FIRST = (
     "tests/ddos/test_launch_traffic.py",  # 20 s: on one Redis and on a cluster
     "tests/stack/test_population.py",  # 15-20 s
     "tests/deploy_guard/test_fast_judge.py",  # 12-25 s of real 10 s ticks
+    "tests/test_budgets_under_stall.py",  # 13 s: every callable through two pauses
+    "tests/market/test_stale_reads.py",  # 11 s of paused Firestore
     "tests/shared/test_bill_ceiling.py",  # gunicorn and real HTTP
     "tests/test_rules.py",  # 18 s
     "tests/stack/test_cluster_stack.py",  # 13 s: a Redis Cluster stack, a primary held down

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -26,13 +25,16 @@ SLACK_SEC = 0.5
 the scheduling of a loaded machine."""
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def paused_client(
-    tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory, backends: Backends
 ) -> Iterator[tuple[BudgetedClient, int]]:
-    """A budgeted client on a private emulator (it is paused by the tests), and its pid."""
-    child, host = datastores.start_firestore_emulator(backends.project, tmp_path)
-    with monkeypatch.context() as env:  # the client reads the emulator host when built
+    """A budgeted client on a private emulator (the tests pause it, each resuming it
+    before it ends; one for the module: an emulator takes seconds to start), and its pid."""
+    child, host = datastores.start_firestore_emulator(
+        backends.project, tmp_path_factory.mktemp("paused-emulator")
+    )
+    with pytest.MonkeyPatch.context() as env:  # the client reads the host when built
         env.setenv("FIRESTORE_EMULATOR_HOST", host)
         client = BudgetedClient(
             project=backends.project,
