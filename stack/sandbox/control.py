@@ -270,33 +270,46 @@ class ControlPlane:
 
     async def faults(self, request: web.Request) -> web.Response:
         injected = self.sandbox.injected
-        if request.method == "POST":
-            try:
-                pct, until = parse_fault(await request_json(request))
-            except FaultRequestError as exc:
-                return web.json_response({"error": str(exc)}, status=400)
+
+        def apply(body: Any) -> dict[str, Any]:
+            pct, until = parse_fault(body)
             injected.set(pct, until)
-            try:
-                await self.peers.all_others("POST", "/w/faults", {"errorPct": pct, "until": until})
-            except PeerUnavailable as exc:
-                return _unavailable(exc)
-        return web.json_response(public(injected.state()))
+            return {"errorPct": pct, "until": until}
+
+        return await self._everywhere(request, apply, "/w/faults", lambda: public(injected.state()))
 
     async def cloud_run(self, request: web.Request) -> web.Response:
         stall = self.sandbox.cloud_run
+
+        def apply(body: Any) -> dict[str, Any]:
+            delay_sec, until = parse_stall(body)
+            stall.set(delay_sec, until)
+            return {"delaySec": delay_sec, "until": until}
+
+        return await self._everywhere(
+            request, apply, "/w/cloudrun", lambda: public_stall(stall.state())
+        )
+
+    async def _everywhere(
+        self,
+        request: web.Request,
+        apply: Callable[[Any], dict[str, Any]],
+        peer_path: str,
+        state: Callable[[], Any],
+    ) -> web.Response:
+        """A POST sets a sandbox-wide setting here (``apply``: parse it, set it, the body
+        for the other workers) and then on every other worker (``peer_path``); any
+        method answers the setting's ``state``."""
         if request.method == "POST":
             try:
-                delay_sec, until = parse_stall(await request_json(request))
+                peer_body = apply(await request_json(request))
             except FaultRequestError as exc:
                 return web.json_response({"error": str(exc)}, status=400)
-            stall.set(delay_sec, until)
             try:
-                await self.peers.all_others(
-                    "POST", "/w/cloudrun", {"delaySec": delay_sec, "until": until}
-                )
+                await self.peers.all_others("POST", peer_path, peer_body)
             except PeerUnavailable as exc:
                 return _unavailable(exc)
-        return web.json_response(public_stall(stall.state()))
+        return web.json_response(state())
 
     async def health(self, request: web.Request) -> web.Response:
         try:
