@@ -22,7 +22,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from stack.platform.procs import Child, StackError, Starting, free_port, owns_listener, spawn
+from stack.platform.procs import (
+    Child,
+    StackError,
+    Starting,
+    free_port,
+    owns_listener,
+    program_argv,
+    spawn,
+)
 
 JAR_CANDIDATES = (
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
@@ -264,7 +272,7 @@ def relaunch_redis_cluster_node(
 
 def node_argv(child: Child) -> list[str]:
     """The argv a cluster node was started with (to start it again, the same)."""
-    return [str(arg) for arg in child.process.args]  # type: ignore[union-attr]
+    return program_argv(child.process.args)  # type: ignore[arg-type]
 
 
 def node_port(child: Child) -> int:

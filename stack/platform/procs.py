@@ -12,7 +12,6 @@ backends' own starts and readiness checks are in :mod:`stack.platform.datastores
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -108,12 +107,27 @@ def owns_listener(pid: int, port: int) -> bool:
     return False
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: own process group, SIGTERM when the parent dies."""
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+SETPRIV = shutil.which("setpriv")
+"""util-linux's ``setpriv``: sets the parent-death signal and execs the child's program."""
+
+
+def _dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when the thread that started it exits:
+    through ``setpriv --pdeathsig TERM`` (which execs it: same pid). Not with a
+    ``preexec_fn``: that makes Python fork() (not vfork()) and run the fork handlers and
+    Python code in the child, and a process with live gRPC channels (the tests', the
+    stack's tools) then lost children at start (exit -6, gRPC's poller failing in the
+    child). Without ``setpriv`` the child does not die with its parent."""
+    return [*_PDEATHSIG, *argv] if SETPRIV else list(argv)
+
+
+_PDEATHSIG = [str(SETPRIV), "--pdeathsig", "TERM", "--"]
+
+
+def program_argv(args: Sequence[str]) -> list[str]:
+    """A child's own argv, without the ``setpriv`` that started it (to start it again)."""
+    args = [str(a) for a in args]
+    return args[len(_PDEATHSIG) :] if args[: len(_PDEATHSIG)] == _PDEATHSIG else args
 
 
 @dataclass
@@ -179,13 +193,13 @@ def spawn(
             log_file.write(f"\n---- restarted at {time.strftime('%H:%M:%S')} ----\n".encode())
             log_file.flush()
         process = subprocess.Popen(
-            list(argv),
+            _dying_with_parent(argv),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
-            preexec_fn=_die_with_parent,
+            start_new_session=True,  # own process group (setsid), as before
         )
     LOG_CAPPER.watch(log_path, process, log_max_bytes)
     return Child(name, process, log_path)
