@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from functions.ddos.wiring import protection_service
-from shared import collections, edge_door
+from shared import collections, edge, edge_door
 from shared.clock import utc_now
 from shared.firestore import get_db
 from shared.ratelimit import keys
@@ -172,10 +172,12 @@ def test_floods_without_a_valid_token_are_counted_detected_and_blocked(
     """Requests with no token, a bad token or the wrong role were once never counted;
     now they meet the address's pre-auth bucket (60 a minute) at the door."""
     # The floods at one instant: the bucket refills one request a second, so a flood slowed
-    # by a busy machine would earn a few more than 60.
+    # by a busy machine would earn a few more than 60. Both clocks that charge the bucket
+    # stop: the front door's, and the edge's that charges a wrong role after the door.
     frozen = utc_now()
     with monkeypatch.context() as clock:
         clock.setattr(edge_door, "utc_now", lambda: frozen)
+        clock.setattr(edge, "utc_now", lambda: frozen)
         no_token = flood(caller, 300, None)
         bad_token = flood(caller, 300, "not-a-jwt")
         wrong_role = flood(caller, 100, caller.token("user", "u"), name=STATS)
