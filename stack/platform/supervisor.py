@@ -129,18 +129,22 @@ class Supervisor:
                 return f"could not restart {name}: {exc}"
             sup.restarts.append(now)
             took = time.monotonic() - now
+            restarted()  # the state file first: whoever reads the line finds the new child
             print(f"restarted {name} (exit {code}) in {took:.1f}s", flush=True)
-            restarted()
         return None
 
     def wake_stopped(self, leased: Collection[int], grace_sec: float) -> None:
         """SIGCONT a child left stopped (state ``T``) for ``grace_sec`` with no fault lease
         on its pid."""
         now = time.monotonic()
+        me = os.getpid()
         for name, sup in self.supervised.items():
             pid = sup.child.process.pid
-            stat = procs.process_stat(pid)
-            if stat is None or stat[0] != "T" or pid in leased:
+            # A child found dead (and reaped) and not restarted yet (a fault holds it
+            # down): its pid is free, and may be another process's by now (pid_max is
+            # 32768 here), stopped on purpose by someone else. Only a live child of ours.
+            stat = None if sup.child.process.poll() is not None else procs.process_stat(pid)
+            if stat is None or stat[0] != "T" or stat[1] != me or pid in leased:
                 sup.stopped_since = None
                 continue
             if sup.stopped_since is None:
