@@ -182,6 +182,11 @@ class KillAndHold(KillChild):
     def undo(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
         return f"released {record['child']}: the supervisor restarts it"
 
+    def restarted(self, handle: StackHandle, record: Mapping[str, Any], recover_sec: float) -> str:
+        """Once released (its lease gone): wait for the supervisor to record the new child
+        (a health check alone can pass before the stack's state file names it)."""
+        return super().undo(handle, record, recover_sec)
+
 
 @dataclass(frozen=True)
 class PauseChild:

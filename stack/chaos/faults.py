@@ -96,11 +96,13 @@ __all__ = [
 their options are :mod:`stack.chaos.fault_kinds`'."""
 
 FAULT_TABLE: tuple[Fault, ...] = (
-    KillChild(
+    KillAndHold(
         "redis-kill",
         "redis",
-        "SIGKILL the redis-server child; the supervisor restarts it EMPTY on the same port "
-        "(a Memorystore basic-tier restart). Undo: wait for it",
+        "SIGKILL the redis-server child and keep it down while the fault is on (a "
+        "Memorystore basic-tier instance is gone for the whole of its restart, not the "
+        "0.2 s a local supervisor takes). Undo: release it; the supervisor restarts it "
+        "EMPTY on the same port",
     ),
     PauseChild(
         "redis-pause", "redis", "SIGSTOP the redis-server (connections hang); undo: SIGCONT"
@@ -266,6 +268,10 @@ class Undo:
                 else:
                     if self._lease is not None:
                         self._lease.unlink(missing_ok=True)
+                    if isinstance(self.fault, KillAndHold):  # released: now it restarts
+                        done += "; " + self.fault.restarted(
+                            self.handle, self._record, self._recover_sec
+                        )
                 self.notes += done
             recovered = wait_healthy(self.handle, self._recover_sec)
             if recovered is None:

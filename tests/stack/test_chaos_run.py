@@ -37,6 +37,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         before_sec=1.0,
         during_sec=4.0,
         after_sec=4.0,
+        # make chaos holds checkRateLimit's p99 to 500 ms on a quiet box; here the other
+        # workers load both cores, and p99 of the window's 20 calls is its slowest. What
+        # this run checks is that Firestore is not on the decision's path: a call that
+        # waited for the 4 s pause would take seconds.
+        latency_budget_ms=1500.0,
         out_dir=out,
     )
     emulator_before = os.environ.get("FIRESTORE_EMULATOR_HOST")

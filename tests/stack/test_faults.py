@@ -116,8 +116,17 @@ def test_redis_kill_restarts_it_empty(handle: StackHandle, served: Served) -> No
     client.set("pack391:test:survivor", "1")
     client.close()
     old = handle.children["redis"]
-    window, _ = during(handle, "redis-kill", lambda: None)
-    assert "restarted as pid" in window.notes
+
+    def down() -> bool:  # held down while the fault is on, not back 0.2 s later
+        time.sleep(1.0)
+        try:
+            redis.Redis.from_url(handle.redis_url, socket_timeout=1).ping()
+        except redis.ConnectionError:
+            return True
+        return False
+
+    window, was_down = during(handle, "redis-kill", down)
+    assert was_down and "released redis" in window.notes
     after = handle.reload()
     assert (after.children["redis"].port, after.children["redis"].pid != old.pid) == (
         old.port, True,
