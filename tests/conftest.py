@@ -103,6 +103,21 @@ def _paused(pid: int) -> Iterator[None]:
 
 
 @pytest.fixture
+def door_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """The front door's clock and the edge's (which charges a wrong role after the door)
+    stopped at one instant, for tests that count requests against the address's pre-auth
+    bucket: it refills one request a second in this process, so 61 requests that took
+    over a second on a loaded box would earn a 61st."""
+    from shared import edge, edge_door
+    from shared.clock import utc_now
+
+    frozen = utc_now()
+    monkeypatch.setattr(edge_door, "utc_now", lambda: frozen)
+    monkeypatch.setattr(edge, "utc_now", lambda: frozen)
+    return frozen
+
+
+@pytest.fixture
 def firestore_paused(backends: Backends) -> Pauser:
     """``with firestore_paused():`` the worker's Firestore emulator is paused (SIGSTOP: its
     connections hang, as under ``pack391 chaos firestore-pause``) and resumed after, also

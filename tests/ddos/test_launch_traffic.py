@@ -85,6 +85,7 @@ def this_minute() -> datetime:
 # ------------------------------------------------------------------ keys
 
 
+@pytest.mark.usefixtures("door_clock")
 def test_an_ipv6_client_is_one_client_per_64(caller: Caller) -> None:
     """Before: keyed per /128, each of a /64's addresses had a fresh bucket: the 4th
     payment check from a new address of the same /64 was allowed."""
@@ -100,6 +101,7 @@ def test_an_ipv6_client_is_one_client_per_64(caller: Caller) -> None:
     assert statuses.count(401) == 60 and statuses.count(429) == 9
 
 
+@pytest.mark.usefixtures("door_clock")
 def test_an_ipv4_mapped_address_is_the_ipv4_address(caller: Caller) -> None:
     """Before: ``::ffff:198.51.100.7`` and ``198.51.100.7`` were two clients."""
     for i in range(60):
@@ -374,6 +376,7 @@ def test_new_actions_can_run_in_shadow_first(
 # ------------------------------------------------------------------ the pre-auth bucket
 
 
+@pytest.mark.usefixtures("door_clock")
 def test_requests_without_a_valid_token_meet_a_bucket_at_the_door(caller: Caller) -> None:
     """Before: no token, a bad token or the wrong role never met a bucket: any number of
     addresses could each send 599 a minute indefinitely."""
@@ -390,6 +393,7 @@ def test_requests_without_a_valid_token_meet_a_bucket_at_the_door(caller: Caller
     assert check(caller, "swipe", established(caller, "neighbour"), address)["allowed"] is True
 
 
+@pytest.mark.usefixtures("door_clock")
 def test_the_wrong_role_draws_from_the_same_bucket(caller: Caller) -> None:
     address = "192.0.2.151"
     user = established(caller, "curious")

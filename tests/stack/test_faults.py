@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ import redis
 import requests
 
 from stack.chaos.budgets import stack_budgets
-from stack.chaos.faults import FaultWindow, inject, start_fault
+from stack.chaos.faults import LEASE_GRACE_SEC, FaultWindow, start_fault
 from stack.chaos.probe import register_stand_in
 from stack.platform.handle import StackHandle, health
 from stack.platform.procs import process_stat
@@ -42,14 +43,19 @@ def during(
     handle: StackHandle, fault: str, observe: Callable[[], T], duration: float = 2.0,
     **options: float,
 ) -> tuple[FaultWindow, T]:  # fmt: skip
-    """``inject`` the fault in a thread; ``observe()`` while it is on."""
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(inject, handle, fault, duration, **options)
-        time.sleep(0.3)
-        try:
-            observed = observe()
-        finally:
-            window = future.result(timeout=duration + 90)
+    """Apply the fault (it is on when ``start_fault`` returns), then ``observe()`` while
+    a timer undoes it ``duration`` later (an observation may wait for the undo). Not
+    ``inject`` in a thread and a fixed wait before observing: on a loaded box the fault
+    was once applied after the wait, and observed off."""
+    options.setdefault("max_sec", duration + LEASE_GRACE_SEC)
+    undo = start_fault(handle, fault, **options)
+    timer = threading.Timer(duration, undo)  # the undo is idempotent: see below
+    timer.start()
+    try:
+        observed = observe()
+    finally:
+        timer.join(duration + 90)
+        window = undo()  # the timer's window (or the undo, if the timer never ran)
     assert window.fault == fault
     assert window.started_at < window.undone_at
     assert window.undone_at - window.started_at >= duration
@@ -272,8 +278,8 @@ def test_undoing_cloudrun_slow_answers_the_held_resizes_at_once(handle: StackHan
         return timed(lambda: resize(handle, "notification-service", count, 30))
 
     _, (took, status) = during(handle, "cloudrun-slow", observe, 1.5)
-    # applied at 0.3 s, the undo at 1.5 s: 1.2 s; 2 s more for the undo's own request on
-    # a loaded box, still far below the 30 s stall
+    # applied before the resize, the undo 1.5 s later; 2 s more for the undo's own
+    # request on a loaded box, still far below the 30 s stall
     assert status == 200 and 1.0 <= took < 3.5, took
     assert_normal(handle)
 
