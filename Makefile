@@ -62,14 +62,15 @@ lint: setup
 	$(BIN)/lint-imports
 
 # One pytest-xdist session in two phases (README, "Tests"; tests/lanes.py): the parallel
-# phase, every test file not in a serial lane on three workers, one file per worker at a
-# time, longest first (each worker has its own emulator, redis-server and port block);
+# phase, every test file not in a serial lane on five workers, one file per worker at a
+# time, longest first (each worker has its own emulator, redis-server and port block;
+# five, not three: a quarter of the cores' time sat idle with three, docs/testing.md);
 # then the serial phase, two lanes side by side behind a gate that opens when the last
 # parallel test is done: the claims about real minutes (the short rehearsal, whose stack
-# and hold start early on a fourth worker and whose push waits for the gate) and the
+# and hold start early on a worker of its own and whose push waits for the gate) and the
 # tests that need a quiet core. The session checks the collected count against
 # tests/collected-floor.txt.
-PYTEST_WORKERS ?= 4
+PYTEST_WORKERS ?= 6
 test: lint
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --serial-lanes --durations=20
 

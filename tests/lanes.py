@@ -1,32 +1,26 @@
 """How ``make test`` schedules the suite: one pytest-xdist session, a parallel phase, then
-a serial phase in two lanes.
+a serial lane.
 
-- **Parallel phase**: every test file not in a lane, one file per worker at a time (a
+- **Parallel phase**: every test file not in the lane, one file per worker at a time (a
   module's own stack stays on one worker), the longest files first
-  (:data:`LONGEST_FIRST`).
-- **Serial phase**: after the parallel phase's last test, the two lanes run side by side,
-  one worker each:
+  (:data:`LONGEST_FIRST`). The short rehearsal is the first of them: its claim is about
+  real minutes (the scaling guard runs at the end of a minute), and it runs on the loaded
+  box from the session's start (its push begins in seconds 16-22 of a minute, so the
+  guard's run at that minute's end leaves 38 s and more of the 60 s claim; its service
+  holds each request 400 ms at half the rates, so a loaded box's delays take little of a
+  slot). It once waited for the parallel phase to end, and its minute-aligned push then
+  made the session 55-120 s longer.
+- **Serial lane** ``quiet``: after the parallel phase's last test (the gate,
+  :data:`GATE_ENV`), the tests that need a quiet core (real-time load, latency bounds),
+  one after another, on one worker.
 
-  - ``minutes``: the claims about real minutes (the short rehearsal: its scaling guard
-    must run on time at the end of a minute). Its own worker starts its stack when the
-    last parallel file has been handed out (:func:`warm_path`: the parallel phase is in
-    its last files), so the stack's start, the world and the hold overlap that tail; the
-    push, the breach and the guard's minute wait for the gate (:data:`GATE_ENV`), which
-    opens when the parallel phase's last test is done. (Started with the session, the
-    rehearsal's stack and hold cost the parallel phase about 25 s.)
-  - ``quiet``: the tests that need a quiet core (real-time load, latency bounds), one
-    after another, from the gate on.
-
-  The rehearsal's stack uses about a third of a core while it runs, so on two cores each
-  lane has a core of its own.
-
-A lane is a set of whole files (the scheduler sees only node ids): :data:`MINUTES_FILES`
-and :data:`QUIET_FILES`. Their tests are marked ``serial`` (``lane="minutes"`` or the
-default ``"quiet"``), so ``-m serial`` selects them; collection checks the two agree.
+The lane is a set of whole files (the scheduler sees only node ids): :data:`QUIET_FILES`.
+Their tests are marked ``serial``, so ``-m serial`` selects them; collection checks the
+two agree.
 
 xdist's ``loadgroup`` cannot do this (with pytest 9 it no longer groups: it renames
 ``item._nodeid``, which ``nodeid`` no longer reads), so ``--serial-lanes`` brings this
-scheduler: xdist's scope scheduling with a scope per file and one per lane.
+scheduler: xdist's scope scheduling with a scope per file and one for the lane.
 """
 
 from __future__ import annotations
@@ -39,7 +33,6 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-MINUTES_FILES = ("tests/stack/test_rehearse_run.py",)
 QUIET_FILES = (
     "tests/load/test_engine.py",
     "tests/load/test_cli.py",
@@ -47,43 +40,43 @@ QUIET_FILES = (
     "tests/stack/test_sandbox_load.py",
     "tests/stack/test_bench_stack_step.py",
 )
-LANES = {"minutes": MINUTES_FILES, "quiet": QUIET_FILES}
+LANES = {"quiet": QUIET_FILES}
 
 GATE_ENV = "PACK391_SERIAL_GATE"
 """A file the scheduler creates when the parallel phase's last test is done; the serial
-lanes wait for it (unset: no parallel phase runs beside them, the gate is open)."""
+lane waits for it (unset: no parallel phase runs beside it, the gate is open)."""
 GATE_TIMEOUT_SEC = 1800.0
 
 
-def warm_path(gate: str) -> Path:
-    """The file the scheduler creates when the last parallel file is handed out."""
-    return Path(gate + ".warm")
-
-
 LONGEST_FIRST = (
-    "tests/stack/test_population_http.py",  # 45-55 s of real time
-    "tests/ops/test_dashboard_browser.py",  # 49 s on one of three workers
-    "tests/test_firebase_cli.py",  # 47 s
-    "tests/test_deploy_pipeline.py",  # 37 s
-    "tests/ddos/test_ddos_functions.py",  # 33 s: on one Redis and on a cluster
-    "tests/stack/test_world.py",  # 29 s
-    "tests/stack/test_chaos_run.py",  # 28 s
-    "tests/ddos/test_abuse.py",  # 27 s: on one Redis and on a cluster
-    "tests/stack/test_faults.py",  # 27 s
-    "tests/load/test_load_functions.py",  # 25 s
-    "tests/ddos/test_launch_traffic.py",  # 20 s: on one Redis and on a cluster
-    "tests/stack/test_population.py",  # 15-20 s
+    "tests/stack/test_rehearse_run.py",  # 95 s: real minutes (its push waits for one)
+    "tests/ddos/test_ddos_functions.py",  # 93-122 s: on one Redis and on a cluster
+    "tests/test_deploy_pipeline.py",  # 71-111 s
+    "tests/test_firebase_cli.py",  # 70-96 s
+    "tests/ops/test_dashboard_browser.py",  # 57-83 s
+    "tests/stack/test_population_http.py",  # 65-69 s of real time
+    "tests/ddos/test_abuse.py",  # 60-74 s: on one Redis and on a cluster
+    "tests/stack/test_population.py",  # 54-63 s
+    "tests/ddos/test_launch_traffic.py",  # 48-58 s: on one Redis and on a cluster
+    "tests/stack/test_faults.py",  # 42-45 s
+    "tests/stack/test_chaos_run.py",  # 32-38 s
+    "tests/stack/test_world.py",  # 27-32 s
+    "tests/backup/test_managed.py",  # 29-33 s
+    "tests/load/test_load_functions.py",  # 20-29 s
+    "tests/stack/test_local_stack.py",  # 20-23 s
+    "tests/test_rules.py",  # 15-20 s
+    "tests/stack/test_cluster_stack.py",  # 18-19 s: a Redis Cluster stack, a primary held down
+    "tests/market/test_market_slots.py",  # 11-17 s
     "tests/deploy_guard/test_fast_judge.py",  # 12-25 s of real 10 s ticks
-    "tests/test_budgets_under_stall.py",  # 13 s: every callable through two pauses
+    "tests/shared/alerts/test_store.py",  # 6-14 s
+    "tests/shared/ratelimit/test_limiter.py",  # 12-15 s
     "tests/market/test_stale_reads.py",  # 11 s of paused Firestore
-    "tests/shared/test_bill_ceiling.py",  # gunicorn and real HTTP
-    "tests/test_rules.py",  # 18 s
-    "tests/stack/test_cluster_stack.py",  # 13 s: a Redis Cluster stack, a primary held down
-    "tests/stack/test_local_stack.py",  # 13 s
-    "tests/stack/test_supervisor.py",  # 11 s
+    "tests/test_budgets_under_stall.py",  # 10-11 s: every callable through two pauses
+    "tests/shared/test_bill_ceiling.py",  # 6-10 s: gunicorn and real HTTP
+    "tests/stack/test_supervisor.py",  # 9-11 s
 )
-"""The parallel phase's longest files, measured (make test, three parallel workers): they
-are handed out first, so no worker starts a 45 s file when the others are nearly done
+"""The parallel phase's longest files, measured (make test, five parallel workers): they
+are handed out first, so no worker starts a 60 s file when the others are nearly done
 (the longest-processing-time rule); every other file follows in collection order. Only
 the order changes, never what runs: a file missing here just starts later."""
 
@@ -106,26 +99,25 @@ def lane_of_item(item: pytest.Item) -> str | None:
         raise pytest.UsageError(
             f"{item.nodeid}: marked serial(lane={marked!r}) but its file is in lane "
             f"{lane_of_file(item.nodeid)!r}: a lane is whole files (tests/lanes.py "
-            "MINUTES_FILES, QUIET_FILES), each of whose tests is marked serial with it"
+            "QUIET_FILES), each of whose tests is marked serial with it"
         )
     return marked
 
 
 def order_key(item: pytest.Item, lane: str | None) -> tuple[int, int]:
-    """Collection order, which the scheduler follows: the ``minutes`` lane (it starts at
-    once, on a worker of its own), the longest parallel files, the other parallel files,
-    the ``quiet`` lane (last: it waits for the gate)."""
-    rank = {"minutes": 0, None: 1, "quiet": 2}[lane]
+    """Collection order, which the scheduler follows: the longest parallel files, the
+    other parallel files, the ``quiet`` lane (last: it waits for the gate)."""
+    rank = {None: 1, "quiet": 2}[lane]
     path = path_of(item.nodeid)
     longest = LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
     return rank, longest
 
 
-def wait_for_gate(warm: bool = False) -> float:
-    """Block until the parallel phase is over (the gate exists), or with ``warm`` until it
-    is in its last files; seconds waited (0 when no parallel phase runs beside)."""
+def wait_for_gate() -> float:
+    """Block until the parallel phase is over (the gate exists); seconds waited (0 when
+    no parallel phase runs beside)."""
     gate = os.environ.get(GATE_ENV)
-    path = None if not gate else warm_path(gate) if warm else Path(gate)
+    path = None if not gate else Path(gate)
     began = time.monotonic()
     while path is not None and not path.exists():
         if time.monotonic() - began > GATE_TIMEOUT_SEC:
@@ -159,17 +151,13 @@ class SerialLanes(LoadScopeScheduling):  # type: ignore[misc]
         self._maybe_open()
 
     def _maybe_open(self) -> None:
-        """Warm once no parallel file waits to be handed out; open the gate once every
-        parallel test is done (queued, or assigned and not yet complete, is not done)."""
+        """Open the gate once every parallel test is done (queued, or assigned and not yet
+        complete, is not done)."""
         if self._open or self.gate is None or self.collection is None:
             return
         for scope in self.workqueue:
             if not scope.startswith("lane:"):
                 return
-        warm = warm_path(str(self.gate))
-        if not warm.exists():
-            warm.parent.mkdir(parents=True, exist_ok=True)
-            warm.write_text(f"{time.time()}\n")
         for workload in self.assigned_work.values():
             for scope, tests in workload.items():
                 if not scope.startswith("lane:") and not all(tests.values()):

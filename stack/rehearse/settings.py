@@ -33,12 +33,6 @@ class Settings:
     """When set (``--short``), the push ends this long into the minute after the one it
     began in (the guard's run at that minute's end is what it waits for), not after
     ``push_sec``."""
-    push_gate: str | None = None
-    """A file that must exist before the push may begin (``make test``: written when the
-    parallel phase's last test is done, so the breach and the guard's minute run on a
-    quiet machine while the stack, the hold and the other tracks ran before). The hold
-    goes on, in ``GATE_STEP_SEC`` phases, until it exists."""
-    push_gate_timeout_sec: float = 1800.0
     push_window_sec: float = 0.0
     """Or up to this much later, when the hold reaches that window anyway (``--short``:
     less waiting for a minute; stack.rehearse.cli.SHORT_DEFAULTS says why the window
@@ -66,8 +60,5 @@ class Settings:
 
 
 SCALING_CLAIMS = ("scale_up", "scale_down", "no_degradation")
-GATE_STEP_SEC = 5.0
-"""The hold's phases while it waits for :attr:`Settings.push_gate` (the gate is looked at
-between them)."""
 
 DEPLOY_CLAIMS = ("canary_steps", "auto_rollback", "pre_deploy_gates", "rollback_within")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from stack.rehearse.acts.track import Track
 from stack.rehearse.load import constant_plan
 from stack.rehearse.settings import (
-    GATE_STEP_SEC,
     SCALED_SCENARIO,
     SCALED_SERVICE,
 )
@@ -25,11 +23,7 @@ class Scaling(Track):
         self.slow_rev = self.platform.deploy_revision(
             SCALED_SERVICE, latency_ms=s.service_latency_ms
         )
-        with self.act(
-            "hold", service=SCALED_SERVICE, rps=s.hold_rps, revision=self.slow_rev
-        ) as act:
-            if s.push_gate is not None:
-                act.detail["gateWaitSec"] = self._hold_until_gate(s.push_gate)
+        with self.act("hold", service=SCALED_SERVICE, rps=s.hold_rps, revision=self.slow_rev):
             # the hold ends (and the push begins) at second push_second of a minute, or
             # within push_window_sec after it
             second = (time.time() + 1 + s.hold_sec) % 60
@@ -54,17 +48,6 @@ class Scaling(Track):
                 if after_down is None and before and now and now < before:
                     after_down = time.time() + 30  # the window after the scale-down
             act.detail["scaledDown"] = after_down is not None
-
-    def _hold_until_gate(self, gate: str) -> float:
-        """Hold (phases of ``GATE_STEP_SEC``) until ``gate`` exists; the seconds waited."""
-        began = time.time()
-        while not os.path.exists(gate):
-            if time.time() - began > self.s.push_gate_timeout_sec:
-                raise RuntimeError(
-                    f"the push gate {gate} did not open within {self.s.push_gate_timeout_sec:.0f}s"
-                )
-            self._phase(f"hold-{int(time.time())}", self.s.hold_rps, GATE_STEP_SEC)
-        return round(time.time() - began, 1)
 
     def _phase(self, name: str, rps: float, seconds: float) -> None:
         """``rps`` of the scaled service's scenario for ``seconds``, run to its end (never
