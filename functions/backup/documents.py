@@ -25,11 +25,18 @@ from google.cloud.firestore_v1.types import write as write_types
 
 from functions.backup.policy import iso_micro
 from shared.errors import FailedPrecondition
+from shared.gcp import budget
 from shared.thresholds import (
     BACKUP_PART_MAX_DOCS_COUNT,
     BACKUP_READ_PAGE_DOCS_COUNT,
     BACKUP_RESTORE_BATCH_DOCS_COUNT,
 )
+
+REST_READ_MAX_SEC = 120.0
+"""A REST read's own bound (``requests``: between two chunks of the answer), when the run's
+budget leaves more."""
+GRPC_QUERY_MAX_SEC = 600.0
+"""A raw ``RunQuery`` stream's own bound (a whole page), when the budget leaves more."""
 
 _MIN_DOC_ID = "__id-9223372036854775808__"
 """The smallest document id in Firestore's ordering (a numeric id)."""
@@ -136,9 +143,14 @@ class RestDocuments:
         return f"{self.database_path}/documents"
 
     def _post(self, suffix: str, body: dict[str, Any]) -> Any:
-        response = self._session.post(
-            f"{self._api_root}/{self.documents_path}{suffix}", json=body, timeout=120
-        )
+        # each read waits at most what is left of the run's budget (a paused Firestore
+        # once held a backup run for this call's whole 120 s)
+        with budget.named(budget.FIRESTORE):
+            response = self._session.post(
+                f"{self._api_root}/{self.documents_path}{suffix}",
+                json=body,
+                timeout=budget.timeout(budget.FIRESTORE, REST_READ_MAX_SEC),
+            )
         if response.status_code >= 400:
             raise requests.HTTPError(
                 f"Firestore {suffix}: HTTP {response.status_code}: {response.text[:300]}",
@@ -245,7 +257,11 @@ class RestDocuments:
             url = f"{self._api_root}/{self.documents_path}:runQuery"
             read = 0
             last = ""
-            with self._session.post(url, json=body, timeout=120, stream=True) as response:
+            wait = budget.timeout(budget.FIRESTORE, REST_READ_MAX_SEC)  # per read of a chunk
+            with (
+                budget.named(budget.FIRESTORE),
+                self._session.post(url, json=body, timeout=wait, stream=True) as response,
+            ):
                 if response.status_code >= 400:
                     raise requests.HTTPError(
                         f"Firestore :runQuery: HTTP {response.status_code}: {response.text[:300]}",
@@ -400,12 +416,14 @@ class FirestoreDocuments(RestDocuments):
         while True:
             read = 0
             last = ""
-            for row in channel.run_query(request, metadata=metadata, timeout=600):
-                if row.HasField("document"):
-                    doc = row.document
-                    read += 1
-                    last = doc.name
-                    yield doc
+            wait = budget.timeout(budget.FIRESTORE, GRPC_QUERY_MAX_SEC)
+            with budget.named(budget.FIRESTORE):
+                for row in channel.run_query(request, metadata=metadata, timeout=wait):
+                    if row.HasField("document"):
+                        doc = row.document
+                        read += 1
+                        last = doc.name
+                        yield doc
             if read < page_size:
                 return
             cursor = request.structured_query.start_at

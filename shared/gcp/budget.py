@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import grpc
 import requests
 from google.api_core import exceptions as gexc
 from google.api_core import retry as api_retry
@@ -36,6 +37,8 @@ from shared import deadline
 
 T = TypeVar("T")
 
+FIRESTORE = "firestore"
+"""A Firestore call the gRPC interceptor does not see (REST, raw stubs: the backups)."""
 CLOUD_RUN = "cloud-run"
 MONITORING = "monitoring"
 STORAGE = "storage"
@@ -106,9 +109,10 @@ def storage_call(ceiling: float) -> dict[str, object]:
 @contextlib.contextmanager
 def named(dependency: str) -> Iterator[None]:
     """A driver's timeout once the call's budget is spent (``requests``' timeouts, gRPC's
-    ``DEADLINE_EXCEEDED``, a retry that gave up, ``TimeoutError``) becomes
-    :class:`~shared.errors.DependencyUnavailable` naming ``dependency``; any other error,
-    and a timeout with budget left (the call's own bound), goes on as it was."""
+    ``DEADLINE_EXCEEDED`` from a client library or a raw stub, a retry that gave up,
+    ``TimeoutError``) becomes :class:`~shared.errors.DependencyUnavailable` naming
+    ``dependency``; any other error, and a timeout with budget left (the call's own
+    bound), goes on as it was."""
     try:
         yield
     except (
@@ -118,5 +122,10 @@ def named(dependency: str) -> Iterator[None]:
         TimeoutError,
     ) as exc:
         if deadline.spent():
+            raise deadline.unavailable(dependency) from exc
+        raise
+    except grpc.RpcError as exc:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED and deadline.spent():
             raise deadline.unavailable(dependency) from exc
         raise
