@@ -65,6 +65,14 @@ def test_decorator_denies_with_resource_exhausted(other_bundle: Caller) -> None:
     assert 0 < details["retryAfterSec"] <= 20
 
 
+@pytest.fixture
+def one_instant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The middleware's clock stopped: the address quota refills one request a second, so
+    63 requests that took over a second on a loaded box would earn a 61st."""
+    frozen = middleware.utc_now()
+    monkeypatch.setattr(middleware, "utc_now", lambda: frozen)
+
+
 def spend_address(caller: Caller, xff: Callable[[int], str], who: str = "user") -> list[int]:
     """21 users, 3 payments each, every request with the X-Forwarded-For ``xff(user)``:
     one address's payment quota is 20 users' limits, so if every request is the
@@ -76,12 +84,14 @@ def spend_address(caller: Caller, xff: Callable[[int], str], who: str = "user") 
     ]
 
 
+@pytest.mark.usefixtures("one_instant")
 def test_spoofed_forwarding_headers_from_untrusted_peers_are_ignored(other_bundle: Caller) -> None:
     # 21 users, 21 claimed IPs, one real peer: its address quota is what counts
     statuses = spend_address(other_bundle, lambda u: f"203.0.113.{u}")
     assert statuses == [200] * 60 + [429] * 3
 
 
+@pytest.mark.usefixtures("one_instant")
 def test_behind_googles_front_end_the_appended_entry_is_the_client(
     other_bundle: Caller, monkeypatch: pytest.MonkeyPatch
 ) -> None:
