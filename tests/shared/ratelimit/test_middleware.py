@@ -10,6 +10,7 @@ import pytest
 from firebase_functions import https_fn
 
 from shared import redis as shared_redis
+from shared.clock import utc_now
 from shared.edge import edge_spec_of
 from shared.ratelimit import middleware
 from shared.ratelimit.middleware import rate_limited
@@ -69,7 +70,7 @@ def test_decorator_denies_with_resource_exhausted(other_bundle: Caller) -> None:
 def one_instant(monkeypatch: pytest.MonkeyPatch) -> None:
     """The middleware's clock stopped: the address quota refills one request a second, so
     63 requests that took over a second on a loaded box would earn a 61st."""
-    frozen = middleware.utc_now()
+    frozen = utc_now()
     monkeypatch.setattr(middleware, "utc_now", lambda: frozen)
 
 
