@@ -40,19 +40,3 @@ def test_a_passing_run_writes_json_and_an_html_report(fast_url: str, tmp_path: P
     assert '<svg xmlns="http://www.w3.org/2000/svg" id="heatmap"' in page
     assert page.count("<rect") == 2 * (len(full["heatmap"]["bucketsMs"]) + 1)
     assert 'id="percentiles"' in page and 'id="throughput"' in page
-
-
-def test_a_failing_threshold_exits_non_zero(stalling_url: str) -> None:
-    # the target stalls 0.5 s every 2 s: a p99 limit of 100 ms must fail
-    done = loadtest("live_calls", "--target", stalling_url, "--rps", "50", "--duration", "2",
-                    "--workers", "1", "--p99-ms", "100")  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    brief = json.loads(done.stdout)
-    failed = [v["name"] for v in brief["thresholds"] if not v["passed"]]
-    assert brief["verdict"] == "fail" and "p99Ms" in failed
-
-
-def test_a_target_outside_the_allowlist_is_refused() -> None:
-    done = loadtest("live_calls", "--target", "http://10.9.9.9", "--duration", "1")
-    assert done.returncode == 2
-    assert "not in PACK391_LOAD_TARGET_ALLOWLIST" in done.stderr
