@@ -242,11 +242,14 @@ class SlowRedis:
         return "proxy delay 0"
 
 
-def _sandbox_errors(url: str, pct: float, ttl_sec: float | None) -> None:
-    response = requests.post(
-        f"{url}/__faults", json={"errorPct": pct, "ttlSec": ttl_sec}, timeout=5
-    )
+def _sandbox_control(url: str, path: str, body: dict[str, Any]) -> None:
+    """POST a setting to the sandbox's control endpoint ``path`` (it sets every worker)."""
+    response = requests.post(f"{url}{path}", json=body, timeout=5)
     response.raise_for_status()
+
+
+def _sandbox_errors(url: str, pct: float, ttl_sec: float | None) -> None:
+    _sandbox_control(url, "/__faults", {"errorPct": pct, "ttlSec": ttl_sec})
 
 
 @dataclass(frozen=True)
@@ -272,10 +275,7 @@ class SandboxErrors:
 
 
 def _cloud_run_stall(url: str, delay_ms: float, ttl_sec: float | None) -> None:
-    response = requests.post(
-        f"{url}/__cloudrun", json={"delayMs": delay_ms, "ttlSec": ttl_sec}, timeout=5
-    )
-    response.raise_for_status()
+    _sandbox_control(url, "/__cloudrun", {"delayMs": delay_ms, "ttlSec": ttl_sec})
 
 
 @dataclass(frozen=True)
