@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,9 +94,29 @@ Pauser = Callable[[], contextlib.AbstractContextManager[None]]
 """``firestore_paused``'s value: ``with firestore_paused(): ...``."""
 
 
+def stop_process(pid: int, within_sec: float = 5.0) -> None:
+    """SIGSTOP ``pid`` and wait until the kernel shows it stopped (state ``T``): the stop
+    is delivered to each thread asynchronously, and on this loaded, shared VM a paused
+    emulator once answered a request sent right after ``kill`` returned."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + within_sec
+    while not _all_threads_stopped(pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pid {pid} not stopped {within_sec}s after SIGSTOP")
+        time.sleep(0.005)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` in state ``T`` (``/proc/PID/stat`` is the main thread's
+    alone; a JVM serves from others)."""
+    tasks = Path(f"/proc/{pid}/task")
+    states = [(procs.process_stat(int(t.name)) or ("?", 0))[0] for t in tasks.iterdir()]
+    return bool(states) and all(state == "T" for state in states)
+
+
 @contextlib.contextmanager
 def _paused(pid: int) -> Iterator[None]:
-    os.kill(pid, signal.SIGSTOP)
+    stop_process(pid)
     try:
         yield
     finally:

@@ -18,7 +18,7 @@ from shared.errors import DependencyUnavailable
 from shared.firestore import get_db, transact
 from shared.firestore_budget import BudgetedClient
 from stack.platform import datastores
-from tests.conftest import Backends
+from tests.conftest import Backends, stop_process
 
 SLACK_SEC = 0.5
 """What an answer may take beyond its budget: one retry pause of the client library and
@@ -79,7 +79,7 @@ def test_every_kind_of_call_answers_within_its_budget_while_firestore_is_paused(
         "batch": lambda: _batch(client, doc),
         "transaction": lambda: _transaction(client, doc),
     }
-    os.kill(pid, signal.SIGSTOP)
+    stop_process(pid)
     for name, op in ops.items():
         started = time.monotonic()
         with deadline.budget(1.0, name), pytest.raises(DependencyUnavailable) as refused:
@@ -127,7 +127,7 @@ def test_a_transaction_the_budget_stopped_is_rolled_back_once_firestore_answers(
     @firestore.transactional
     def stalled(tx: firestore.Transaction) -> None:
         snap = doc.get(transaction=tx)  # the transaction now holds the document's lock
-        os.kill(pid, signal.SIGSTOP)  # Firestore stalls before the commit
+        stop_process(pid)  # Firestore stalls before the commit
         tx.update(doc, {"n": int(snap.get("n")) + 1})
 
     with deadline.budget(1.0, "stalled"), pytest.raises(DependencyUnavailable):
