@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 
 from aiohttp import web
@@ -77,18 +78,36 @@ def serve(args: argparse.Namespace, port: int, slot: WorkerSlot | None) -> None:
     )
     access_log = logging.getLogger("aiohttp.access") if access_log_wanted(args.access_log) else None
     app = sandbox.app()
+    listening = None
     if slot is not None:
         app.on_startup.insert(0, _stop_once_on_signal)
+        listening = _listening_socket(args.host, port)
     web.run_app(
         app,
-        host=args.host,
-        port=port,
+        host=None if listening else args.host,
+        port=None if listening else port,
+        sock=listening,
         print=None,
         access_log=access_log,
         loop=_new_loop(),
-        reuse_port=slot is not None,
         handle_signals=slot is None,
     )
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A worker's share of the port (``SO_REUSEPORT``), listening before the app starts.
+
+    ``web.run_app`` binds its TCP site only after the app's startup hooks, and one of
+    them opens the worker's control socket, through which ``/__health`` asks every
+    worker: a sandbox could answer healthy while a worker's TCP listener was not bound
+    yet, and the kernel then sent every new connection to the other worker. Listening
+    first, the kernel queues this worker's connections from the moment it is asked about."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
 
 
 async def _stop_once_on_signal(app: web.Application) -> None:
