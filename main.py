@@ -77,6 +77,8 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_getHistoricalMetrics": "functions.ops.edges",
     "pack391_getLiveMetrics": "functions.ops.edges",
     "pack391_getOpsDashboard": "functions.ops.edges",
+    "pack391_getOpsLive": "functions.ops.edges",
+    "pack391_getOpsTimeline": "functions.ops.edges",
     "pack391_updateLiveMetrics": "functions.ops.edges",
     # auto-scaling engine
     "pack391_initScaling": "functions.scaling.edges",

@@ -25,6 +25,9 @@ class Change:
     reason: str | None
     request_id: str
     now: datetime
+    actor_email: str | None = None
+    """The caller's email as its verified ID token gives it (None: the token has none,
+    or the change is the system's): who acted, in words an operator reads."""
 
 
 def write_audit(
@@ -39,6 +42,7 @@ def write_audit(
     """Add the audit entry to ``writer`` (the transaction or batch making the change)."""
     entry = AuditEntry(
         actor_uid=change.actor_uid,
+        actor_email=change.actor_email,
         action=change.action,
         target=target,
         before=before,

@@ -49,6 +49,7 @@ from firebase_functions.options import Timezone
 from pydantic import BaseModel
 
 from shared import deadline
+from shared.audit import Change
 from shared.auth import Caller, Role, authorize, caller_from_token
 from shared.clock import utc_now
 from shared.edge_budget import call_budget_sec, record_skipped, scheduled_budget_sec
@@ -127,6 +128,20 @@ class CallContext:
     now: datetime
     raw_request: flask.Request
 
+    def change(self, action: str, reason: str | None) -> Change:
+        """The audited change this call makes: the caller (uid, and the email its verified
+        token carries, when it is a string), ``action``, ``reason``, the request id and
+        the call's clock."""
+        email = self.caller.claims.get("email")
+        return Change(
+            self.caller.uid,
+            action,
+            reason,
+            self.request_id,
+            self.now,
+            actor_email=email if isinstance(email, str) else None,
+        )
+
 
 @dataclass(frozen=True)
 class EdgeSpec(Generic[M]):
@@ -204,7 +219,7 @@ def callable_function(
             try:
                 authorize(caller, role)
             except PermissionDenied as denied:
-                raise wrong_role(req.raw_request, now, denied) from None
+                raise wrong_role(req.raw_request, now, denied, caller) from None
             if rate_limit is not None:
                 # an ops/admin caller of an ops/admin function: its own bucket, never
                 # an IP block or DDoS mode (the operators must reach their tools); a

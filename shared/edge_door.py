@@ -141,9 +141,18 @@ def front_door(request: flask.Request, role: Role) -> flask.Response | None:
     return _refusal(verdict, request_id)
 
 
-def wrong_role(request: flask.Request, now: datetime, exc: PermissionDenied) -> Exception:
+def wrong_role(
+    request: flask.Request, now: datetime, exc: PermissionDenied, caller: Caller | None = None
+) -> Exception:
     """A valid token with the wrong role draws from the address's pre-auth bucket: the
-    refusal once it is empty, else the permission error itself."""
+    refusal once it is empty, else the permission error itself.
+
+    A staff caller (ops reaching for an admin function) is told the permission error and
+    charged nothing: only the Admin SDK sets staff claims, so no attacker holds one, and
+    during an attack (a refused address, a lockdown) an operator must learn that the
+    role, not the address, is what stands in the way."""
+    if caller is not None and caller.is_staff:
+        return exc
     verdict = default_limiter().charge_preauth(client_of(request), now)
     if not verdict.retry_ms:
         return exc

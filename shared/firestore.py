@@ -63,6 +63,31 @@ def reset_clients() -> None:
     _client.cache_clear()
 
 
+def newest(
+    db: firestore.Client,
+    collection: str,
+    order_field: str,
+    limit: int | None,
+    *filters: tuple[str, str, Any],
+    fields: list[str] | None = None,
+) -> list[Any]:
+    """The documents of ``collection`` matching every ``(field, op, value)`` filter, by
+    ``order_field`` descending, at most ``limit`` (None: all), only ``fields`` when given:
+    the read sides' one shape of a bounded "latest first" read."""
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    query: Any = db.collection(collection)
+    for field, op, value in filters:
+        query = query.where(filter=FieldFilter(field, op, value))
+    query = query.order_by(order_field, direction=firestore.Query.DESCENDING)
+    if limit is not None:
+        query = query.limit(limit)
+    if fields is not None:
+        query = query.select(fields)
+    return list(query.stream())
+
+
 def delete_matching(db: firestore.Client, query: firestore.Query, page: int = 400) -> int:
     """Delete every document ``query`` matches, a batch of ``page`` at a time; returns how
     many. Each round reads the first page of what is left (names only), so no cursor walks

@@ -74,9 +74,10 @@ from werkzeug.serving import make_server  # noqa: E402
 from shared import firestore as shared_firestore  # noqa: E402
 from shared import redis as shared_redis  # noqa: E402
 from shared.ratelimit import middleware as ratelimit_middleware  # noqa: E402
+from stack.platform import auth_emulator as auth_emulators  # noqa: E402
 from stack.platform import datastores, procs  # noqa: E402
 from stack.platform.scheduler import scheduler_headers  # noqa: E402
-from stack.platform.tokens import emulator_id_token, role_token  # noqa: E402
+from stack.platform.tokens import ROLE_CLAIMS, emulator_id_token, role_token  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -320,11 +321,23 @@ class Caller:
         return role_token(self.project, role, uid)
 
     def call(
-        self, name: str, data: Any = None, role: str | None = "admin", uid: str | None = None
+        self,
+        name: str,
+        data: Any = None,
+        role: str | None = "admin",
+        uid: str | None = None,
+        *,
+        claims: dict[str, Any] | None = None,
     ) -> CallResult:
+        """``claims``: more claims for the role's token (``{"email": ...}``)."""
         headers = {}
         if role is not None:
-            headers["Authorization"] = f"Bearer {self.token(role, uid)}"
+            token = (
+                self.token(role, uid, **{**ROLE_CLAIMS[role], **claims})
+                if claims
+                else self.token(role, uid)
+            )
+            headers["Authorization"] = f"Bearer {token}"
         response = self.app.test_client().post(
             self.url(name), json={"data": data if data is not None else {}}, headers=headers
         )
@@ -362,6 +375,60 @@ def app(functions: dict[str, Any], backends: Backends) -> flask.Flask:
 @pytest.fixture
 def caller(app: flask.Flask, backends: Backends) -> Caller:
     return Caller(app, backends.project)
+
+
+@dataclass(frozen=True)
+class AuthEmulator:
+    """A running Firebase Auth emulator (``host:port``) for ``project``."""
+
+    host: str
+    project: str = PROJECT
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def wipe(self) -> None:
+        """Delete every user (its own endpoint)."""
+        auth_emulators.wipe_accounts(self.host, self.project)
+
+
+@pytest.fixture(scope="session")
+def auth_emulator(request: pytest.FixtureRequest) -> Iterator[AuthEmulator]:
+    """A real Firebase Auth emulator (firebase-tools of tools/node_modules) for this test
+    process (each test that uses it through :func:`proxied_auth_emulator` starts with no
+    users), for the tests' project, on a port of this worker's block, started by the code
+    ``pack391 serve`` uses (:mod:`stack.platform.auth_emulator`): 9 s and 10 CPU-seconds
+    to start (measured), so only tests that sign users in ask for it, and the files that do
+    share one per worker. No node or node_modules fails
+    the test naming ``make setup`` (``PACK391_SKIP_FIREBASE_CLI=1``: skips, tests/needs.py)."""
+    from tests.needs import missing
+
+    try:
+        auth_emulators.node_and_cli()
+    except procs.StackError as exc:
+        missing(request.config, "FIREBASE_CLI", f"the Firebase Auth emulator: {exc}")
+    log_dir = Path(tempfile.mkdtemp(prefix="pack391-test-auth-logs-"))
+    try:
+        child, host = auth_emulators.start_auth_emulator(PROJECT, log_dir)
+    except procs.StackError as exc:
+        pytest.fail(f"cannot start the Firebase Auth emulator:\n{exc}")
+    try:
+        yield AuthEmulator(host)
+    finally:
+        child.stop()
+
+
+@pytest.fixture
+def proxied_auth_emulator(
+    auth_emulator: AuthEmulator, monkeypatch: pytest.MonkeyPatch
+) -> AuthEmulator:
+    """The module's Auth emulator, with no users, behind the tests' local server for this
+    test: ``app`` and ``live_server`` proxy its paths (``PACK391_AUTH_EMULATOR``, read per
+    request) and their init.json says ``pack391AuthEmulator``, as under ``make run``."""
+    auth_emulator.wipe()
+    monkeypatch.setenv(auth_emulators.ADDRESS_ENV, auth_emulator.host)
+    return auth_emulator
 
 
 @pytest.fixture(scope="session")

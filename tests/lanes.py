@@ -42,6 +42,17 @@ QUIET_FILES = (
 )
 LANES = {"quiet": QUIET_FILES}
 
+TOGETHER = {
+    "auth-emulator": (
+        "tests/ops/test_dashboard_browser.py",
+        "tests/ops/test_console_actions.py",
+        "tests/stack/test_auth_emulator.py",
+    ),
+}
+"""Parallel files that run on one worker, one after the other, because they share what a
+test process starts once and is costly: the Firebase Auth emulator (10 CPU-seconds to
+start; the session fixture ``auth_emulator``, tests/conftest.py)."""
+
 GATE_ENV = "PACK391_SERIAL_GATE"
 """A file the scheduler creates when the parallel phase's last test is done; the serial
 lane waits for it (unset: no parallel phase runs beside it, the gate is open)."""
@@ -53,7 +64,10 @@ LONGEST_FIRST = (
     "tests/ddos/test_ddos_functions.py",  # 93-122 s: on one Redis and on a cluster
     "tests/test_deploy_pipeline.py",  # 71-111 s
     "tests/test_firebase_cli.py",  # 70-96 s
-    "tests/ops/test_dashboard_browser.py",  # 57-83 s
+    # one scope (TOGETHER): 46 + 40 + 18 s alone, one Auth emulator
+    "tests/ops/test_dashboard_browser.py",
+    "tests/ops/test_console_actions.py",
+    "tests/stack/test_auth_emulator.py",
     "tests/stack/test_population_http.py",  # 65-69 s of real time
     "tests/ddos/test_abuse.py",  # 60-74 s: on one Redis and on a cluster
     "tests/stack/test_population.py",  # 54-63 s
@@ -140,7 +154,11 @@ class SerialLanes(LoadScopeScheduling):  # type: ignore[misc]
 
     def _split_scope(self, nodeid: str) -> str:
         lane = lane_of_file(nodeid)
-        return f"lane:{lane}" if lane else path_of(nodeid)
+        if lane:
+            return f"lane:{lane}"
+        path = path_of(nodeid)
+        group = next((name for name, files in TOGETHER.items() if path in files), None)
+        return f"together:{group}" if group else path
 
     def schedule(self) -> None:
         super().schedule()

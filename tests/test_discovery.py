@@ -80,6 +80,8 @@ EXPECTED: dict[str, str] = {
     "pack391_getLiveMetrics": CALLABLE,
     "pack391_getHistoricalMetrics": CALLABLE,
     "pack391_getOpsDashboard": CALLABLE,
+    "pack391_getOpsLive": CALLABLE,  # the live console, polled with an etag
+    "pack391_getOpsTimeline": CALLABLE,
     "pack391_acknowledgeAlert": CALLABLE,
     "pack391_cleanupMetrics": "30 3 * * *",
     # load testing

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from functions.backup.wiring import backup_service
-from shared.audit import Change
 from shared.auth import Role
 from shared.config import BACKUP_BACKEND, BACKUP_KEY
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
@@ -131,5 +130,5 @@ def pack391_getBackupStatus(ctx: CallContext, req: GetBackupStatusRequest) -> Ba
 )
 def pack391_restoreDrill(ctx: CallContext, req: RestoreDrillRequest) -> DrillRecord:
     """Restore a backup (or a point in time) into a scratch target, check, time, clean up."""
-    change = Change(ctx.caller.uid, "backup.restore_drill", req.reason, ctx.request_id, ctx.now)
+    change = ctx.change("backup.restore_drill", req.reason)
     return backup_service().drill(req, change)

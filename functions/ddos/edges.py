@@ -7,7 +7,6 @@ import logging
 
 from functions.ddos.service import SHIELD_KIND_AUTH, SHIELD_KIND_WALLET
 from functions.ddos.wiring import protection_service
-from shared.audit import Change
 from shared.auth import Role
 from shared.config import ESTABLISHED_MIN_AGE_MIN, HOT_MIN_INSTANCES
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
@@ -131,7 +130,7 @@ def pack391_panicEscalation(ctx: CallContext, req: PanicRequest) -> PanicView:
 @callable_function(role=Role.ADMIN, request=SetGeoThrottleRequest)
 def pack391_setGeoThrottle(ctx: CallContext, req: SetGeoThrottleRequest) -> GeoThrottleDoc:
     """Set a country's limit multiplier and region-wide cap (applies within the cache TTL)."""
-    change = Change(ctx.caller.uid, "ddos.geo_throttle", req.reason, ctx.request_id, ctx.now)
+    change = ctx.change("ddos.geo_throttle", req.reason)
     return protection_service().set_geo(req, change)
 
 
@@ -145,9 +144,7 @@ def pack391_getDDoSStats(ctx: CallContext, req: GetDDoSStatsRequest) -> DDoSStat
 def pack391_liftBlock(ctx: CallContext, req: LiftBlockRequest) -> LiftBlockResult:
     """Lift every block on an address or a user (DDoS and brute force), or end DDoS mode,
     now; audited. Offence history stays, so a repeat offence still escalates."""
-    change = Change(
-        ctx.caller.uid, f"ddos.lift.{req.scope.value}", req.reason, ctx.request_id, ctx.now
-    )
+    change = ctx.change(f"ddos.lift.{req.scope.value}", req.reason)
     return protection_service().lift(req, change)
 
 
@@ -155,9 +152,7 @@ def pack391_liftBlock(ctx: CallContext, req: LiftBlockRequest) -> LiftBlockResul
 def pack391_setAllowlist(ctx: CallContext, req: SetAllowlistRequest) -> AllowlistResult:
     """Add or remove an address or network that DDoS auto-mitigation never blocks (adding
     an address lifts its DDoS block); audited."""
-    change = Change(
-        ctx.caller.uid, f"ddos.allowlist.{req.action}", req.reason, ctx.request_id, ctx.now
-    )
+    change = ctx.change(f"ddos.allowlist.{req.action}", req.reason)
     return protection_service().set_allowlist(req, change)
 
 

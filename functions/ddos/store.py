@@ -50,16 +50,7 @@ class ProtectionRepository:
         )
 
     def active_blocks(self, now: datetime, limit: int = 100) -> list[BlockDoc]:
-        from google.cloud import firestore
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = (
-            self._db.collection(collections.BLOCKS)
-            .where(filter=FieldFilter("expiresAt", ">", now))
-            .order_by("expiresAt", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
-        return [BlockDoc.model_validate(s.to_dict()) for s in query.stream()]
+        return api.active_blocks(self._db, now, limit)
 
     def mark_lifted(self, scope: BlockScope, subject: str, change: Change) -> int:
         """End the mirrors of ``subject``'s active blocks (``liftedAt``/``liftedBy``, and
@@ -98,8 +89,7 @@ class ProtectionRepository:
         batch.commit()
 
     def allowlist(self) -> list[AllowlistEntryDoc]:
-        docs = self._db.collection(collections.DDOS_ALLOWLIST).order_by("entry").stream()
-        return [AllowlistEntryDoc.model_validate(s.to_dict()) for s in docs]
+        return api.allowlist(self._db)
 
     def set_allowlisted(self, entry: str, add: bool, change: Change) -> bool:
         """Add or remove an allowlist entry with its audit entry; False when nothing changed."""

@@ -17,7 +17,6 @@ from firebase_functions.options import RetryConfig
 
 from functions.deploy_guard.wiring import deploy_guard
 from shared import thresholds as t
-from shared.audit import Change
 from shared.auth import Role
 from shared.config import (
     MAX_INSTANCES_SCHEDULED,
@@ -53,20 +52,16 @@ MONITOR_SCHEDULE = "* * * * *"
 """``pack391_monitorDeployment`` runs every minute."""
 
 
-def _change(ctx: CallContext, action: str, reason: str | None) -> Change:
-    return Change(ctx.caller.uid, action, reason, ctx.request_id, ctx.now)
-
-
 @callable_function(role=Role.ADMIN, request=ValidateRequest)
 def pack391_preDeployValidator(ctx: CallContext, req: ValidateRequest) -> ValidationReport:
     """Six pre-deploy gates; the stored report lets ``startDeployment`` run."""
-    return deploy_guard().validate(req, _change(ctx, "deploy.validate", None))
+    return deploy_guard().validate(req, ctx.change("deploy.validate", None))
 
 
 @callable_function(role=Role.ADMIN, request=StartRequest, timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC)
 def pack391_startDeployment(ctx: CallContext, req: StartRequest) -> StartResult:
     """Start a canary (one active deployment per environment)."""
-    return deploy_guard().start(req, _change(ctx, "deploy.start", req.reason))
+    return deploy_guard().start(req, ctx.change("deploy.start", req.reason))
 
 
 @scheduled_function(
@@ -91,7 +86,7 @@ def pack391_monitorDeployment(ctx: ScheduledContext) -> None:
 def pack391_rollbackController(ctx: CallContext, req: RollbackRequest) -> DeploymentStatus:
     """100 % back to the stable revisions, with the reason recorded."""
     dep = deploy_guard().rollback(
-        req.deployment_id, req.reason, _change(ctx, "deploy.rollback", req.reason)
+        req.deployment_id, req.reason, ctx.change("deploy.rollback", req.reason)
     )
     return DeploymentStatus.model_validate(dep.model_dump())
 
@@ -107,7 +102,7 @@ def pack391_getDeploymentStatus(
 @callable_function(role=Role.ADMIN, request=ControlRequest, timeout_sec=t.DEPLOY_CALL_TIMEOUT_SEC)
 def pack391_controlDeployment(ctx: CallContext, req: ControlRequest) -> DeploymentStatus:
     """A human's promote, pause, resume or abort."""
-    dep = deploy_guard().control(req, _change(ctx, f"deploy.{req.action.value}", req.reason))
+    dep = deploy_guard().control(req, ctx.change(f"deploy.{req.action.value}", req.reason))
     return DeploymentStatus.model_validate(dep.model_dump())
 
 
@@ -117,7 +112,7 @@ def pack391_controlDeployment(ctx: CallContext, req: ControlRequest) -> Deployme
 def pack391_pinTraffic(ctx: CallContext, req: PinTrafficRequest) -> PinTrafficResult:
     """Before ``firebase deploy``: pin each service's traffic to its serving revision, so the
     new revision lands at 0 %."""
-    return deploy_guard().pin(req, _change(ctx, "deploy.pin_traffic", None))
+    return deploy_guard().pin(req, ctx.change("deploy.pin_traffic", None))
 
 
 @callable_function(role=Role.OPS, request=RevisionMetricsRequest)

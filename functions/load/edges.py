@@ -23,7 +23,6 @@ from firebase_functions.options import MemoryOption, RateLimits, RetryConfig
 
 from functions.load.wiring import load_service
 from shared import thresholds as t
-from shared.audit import Change
 from shared.auth import Role
 from shared.edge import CallContext, callable_function, parse_request, to_wire
 from shared.edge_errors import to_https_error
@@ -49,7 +48,7 @@ TASK_TIMEOUT_SEC = 1800
 @callable_function(role=Role.ADMIN, request=RunLoadTestRequest)
 def pack391_runLoadTest(ctx: CallContext, req: RunLoadTestRequest) -> RunLoadTestResult:
     """Validate (allowlist, global RPS cap), record the run (audited), dispatch its shards."""
-    change = Change(ctx.caller.uid, "loadtest.run", req.scenario_id, ctx.request_id, ctx.now)
+    change = ctx.change("loadtest.run", req.scenario_id)
     return load_service().start(req, change)
 
 
@@ -62,7 +61,7 @@ def pack391_getLoadTestResults(ctx: CallContext, req: GetLoadTestResultsRequest)
 @callable_function(role=Role.ADMIN, request=AbortLoadTestRequest)
 def pack391_abortLoadTest(ctx: CallContext, req: AbortLoadTestRequest) -> AbortLoadTestResult:
     """Stop every shard of a run (within ``LOAD_TEST_ABORT_WITHIN_SEC``). Audited."""
-    change = Change(ctx.caller.uid, "loadtest.abort", req.reason, ctx.request_id, ctx.now)
+    change = ctx.change("loadtest.abort", req.reason)
     return load_service().abort(req.run_id, change)
 
 
@@ -71,7 +70,7 @@ def pack391_cleanupLoadTests(
     ctx: CallContext, req: CleanupLoadTestsRequest
 ) -> CleanupLoadTestsResult:
     """Remove runs (one, or those older than N days) and their tagged synthetic data."""
-    change = Change(ctx.caller.uid, "loadtest.cleanup", None, ctx.request_id, ctx.now)
+    change = ctx.change("loadtest.cleanup", None)
     return load_service().cleanup(req, change)
 
 

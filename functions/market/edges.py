@@ -9,7 +9,6 @@ import logging
 
 from functions.market.policy import applicant_of
 from functions.market.wiring import market_service
-from shared.audit import Change
 from shared.auth import Role
 from shared.config import HOT_MIN_INSTANCES, MARKET_SIGNUP_IDENTITY, STALE_MAX_SEC
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
@@ -34,16 +33,12 @@ SYNC_SCHEDULE = "* * * * *"
 """``pack391_syncMarkets`` runs every minute."""
 
 
-def _change(ctx: CallContext, action: str, reason: str | None) -> Change:
-    return Change(ctx.caller.uid, action, reason, ctx.request_id, ctx.now)
-
-
 @callable_function(role=Role.ADMIN, request=UpdateMarketControlRequest)
 def pack391_updateMarketControl(
     ctx: CallContext, req: UpdateMarketControlRequest
 ) -> UpdateMarketControlResult:
     """Change a market's launch controls (partial update, versioned, audited)."""
-    return market_service().update_market(req, _change(ctx, "market.update", req.reason))
+    return market_service().update_market(req, ctx.change("market.update", req.reason))
 
 
 @callable_function(role=Role.OPS, request=GetMarketControlsRequest)
@@ -62,9 +57,7 @@ def pack391_emergencyPauseMarkets(
 ) -> EmergencyPauseResult:
     """Pause (or resume) one market, or every market at once, from the next enforcement call."""
     action = "market.emergency_pause" if req.paused else "market.emergency_resume"
-    return market_service().emergency_pause(
-        req.country, req.paused, _change(ctx, action, req.reason)
-    )
+    return market_service().emergency_pause(req.country, req.paused, ctx.change(action, req.reason))
 
 
 @callable_function(
@@ -87,7 +80,7 @@ def pack391_checkMarketAccess(ctx: CallContext, req: CheckMarketAccessRequest) -
         if req.uid is None:
             raise InvalidInput("uid", "name the user whose admission becomes active")
         return market_service().admission.activate(
-            req.country, req.uid, _change(ctx, "market.activate", None)
+            req.country, req.uid, ctx.change("market.activate", None)
         )
     return market_service().admission.check_access(
         req.country,
@@ -105,7 +98,7 @@ def pack391_releaseMarketAdmissions(
 ) -> ReleaseMarketAdmissionsResult:
     """Free market places: the named admissions, or the pending ones (audited)."""
     return market_service().releases.release(
-        req, _change(ctx, "market.release_admissions", req.reason)
+        req, ctx.change("market.release_admissions", req.reason)
     )
 
 

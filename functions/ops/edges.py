@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from functions.ops.wiring import ops_service
-from shared.audit import Change
+from functions.ops.wiring import console_service, ops_service
 from shared.auth import Role
 from shared.config import STALE_MAX_SEC
 from shared.edge import CallContext, ScheduledContext, callable_function, scheduled_function
@@ -18,9 +17,13 @@ from shared.models.ops import (
     GetHistoricalMetricsRequest,
     GetLiveMetricsRequest,
     GetOpsDashboardRequest,
+    GetOpsLiveRequest,
+    GetOpsTimelineRequest,
     HistoricalMetricsView,
     LiveMetricsView,
     OpsDashboardView,
+    OpsLiveView,
+    OpsTimelineView,
 )
 from shared.options import webhook_secrets
 
@@ -75,13 +78,30 @@ def pack391_getOpsDashboard(ctx: CallContext, req: GetOpsDashboardRequest) -> Op
     return ops_service().dashboard(ctx.now, STALE_MAX_SEC.value)
 
 
+@callable_function(role=Role.OPS, request=GetOpsLiveRequest)
+def pack391_getOpsLive(ctx: CallContext, req: GetOpsLiveRequest) -> OpsLiveView:
+    """``{etag?}``: the live console (open alerts, DDoS mode, blocks and allowlist,
+    deployments, services, the last audited actions) with its ``etag``; the page's
+    ``etag`` still current: ``notModified`` and nothing else. Polled every few seconds:
+    counted in the caller's staff bucket, like every ops call. While Firestore stalls,
+    the instance's last-known copy of its Firestore part, marked ``stale``."""
+    return console_service().live(req.etag, ctx.now, STALE_MAX_SEC.value)
+
+
+@callable_function(role=Role.OPS, request=GetOpsTimelineRequest)
+def pack391_getOpsTimeline(ctx: CallContext, req: GetOpsTimelineRequest) -> OpsTimelineView:
+    """``{minutes?}`` (5..180, default 60): alerts, mitigations, deployments, scale events
+    and people's audited actions of the last ``minutes`` on one axis, sorted by time."""
+    return console_service().timeline(req.minutes, ctx.now, STALE_MAX_SEC.value)
+
+
 @callable_function(role=Role.OPS, request=AcknowledgeAlertRequest)
 def pack391_acknowledgeAlert(
     ctx: CallContext, req: AcknowledgeAlertRequest
 ) -> AcknowledgeAlertResult:
     """Acknowledge an open alert of any area (an ops action, audited). A deploy rollback
     alert resolves on acknowledgement; the others stay listed until their condition clears."""
-    change = Change(ctx.caller.uid, "ops.alert.acknowledge", req.note, ctx.request_id, ctx.now)
+    change = ctx.change("ops.alert.acknowledge", req.note)
     return ops_service().acknowledge(req.alert_id, change)
 
 

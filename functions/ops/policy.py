@@ -4,21 +4,29 @@
   evaluated minutes before its alert opens; one alert stays open while it holds; it
   resolves when the condition clears (with its duration);
 - system health from the services' statuses;
-- history downsampling into min/avg/max buckets.
+- history downsampling into min/avg/max buckets;
+- the live console's parts: the active blocks as listed, the deployments' rows, and the
+  etag of what the page shows.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared import thresholds
 from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
 from shared.clock import minute_of
 from shared.models.alerts import AlertSource, Severity
+from shared.models.ddos import BlockDoc
+from shared.models.deploy import ACTIVE_PHASES, Phase
 from shared.models.ops import (
+    BlockView,
     Bucket,
     HealthStatus,
     LiveMetrics,
@@ -276,3 +284,65 @@ def downsample(
             for index, vals in sorted(buckets.items())
         ]
     return series
+
+
+# ------------------------------------------------------------- the live console
+
+
+def content_etag(content: Any) -> str:
+    """The etag of ``content`` (JSON values): sha256 of its canonical JSON (keys sorted,
+    no spaces), the first ``LIVE_ETAG_HEX_CHARS`` hex digits. Equal content, equal etag."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[: thresholds.LIVE_ETAG_HEX_CHARS]
+
+
+def block_views(blocks: Iterable[BlockDoc], now: datetime) -> list[BlockView]:
+    """The blocks in force at ``now`` (not lifted, not expired), one per kind, scope and
+    subject (a repeat offence re-blocks with a later expiry: that one holds), latest expiry
+    first, then by key."""
+    latest: dict[str, BlockDoc] = {}
+    for block in blocks:
+        if block.lifted_at is not None or block.expires_at <= now:
+            continue
+        key = f"{block.kind.value}:{block.scope.value}:{block.subject}"
+        held = latest.get(key)
+        if held is None or block.expires_at > held.expires_at:
+            latest[key] = block
+    ordered = sorted(latest.items(), key=lambda item: (-item[1].expires_at.timestamp(), item[0]))
+    return [
+        BlockView(
+            key=key,
+            scope=b.scope.value,
+            subject=b.subject,
+            kind=b.kind.value,
+            reason=b.reason,
+            until=b.expires_at,
+            blocked_at=b.blocked_at,
+            offence=b.offence,
+        )
+        for key, b in ordered
+    ]
+
+
+def deployment_rows(items: Iterable[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The dashboard's deployments panel items (newest first) as the console lists them:
+    the first ``limit``, each with ``status`` (``active`` while the deploy guard works on
+    it, ``ended`` once final) and ``paused``; None where the document does not say."""
+    rows: list[dict[str, Any]] = []
+    for item in list(items)[:limit]:
+        phase = item.get("phase")
+        known = phase in {p.value for p in Phase}
+        rows.append(
+            {
+                "id": item.get("id"),
+                "version": item.get("version"),
+                "environment": item.get("environment"),
+                "phase": phase,
+                "status": ("active" if phase in ACTIVE_PHASES else "ended") if known else None,
+                "trafficPercent": item.get("trafficPercent"),
+                "paused": phase == Phase.PAUSED.value if known else None,
+                "createdAt": item.get("createdAt"),
+                "updatedAt": item.get("updatedAt"),
+            }
+        )
+    return rows

@@ -11,7 +11,10 @@ small records they exchange; nothing concrete.
   :data:`DeliverAlerts`, the sending of their notifications (:func:`shared.alerts.
   notifier.deliver` with the webhook);
 - :data:`RedisUp` and :data:`DDoSModeReader`: the health of Redis and DDoS mode (Redis,
-  through :mod:`functions.ddos.api`).
+  through :mod:`functions.ddos.api`);
+- :class:`ConsoleRecords`: what the live console and the timeline read of the other
+  areas and of the audit log (Firestore, through the areas' ``api`` modules:
+  :class:`functions.ops.console_store.ConsoleRepository`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,17 @@ if TYPE_CHECKING:
     from shared.alerts.policy import AlertChange
     from shared.audit import Change
     from shared.models.alerts import AlertDoc
-    from shared.models.ddos import DetectionDoc
+    from shared.models.ddos import AllowlistEntryDoc, BlockDoc, DetectionDoc
+    from shared.models.deploy import DeploymentHistory
     from shared.models.market import MarketDoc
-    from shared.models.ops import HistoryPointDoc, LiveSnapshotDoc, Panel, SourceMetrics
-    from shared.models.scaling import ServiceDoc
+    from shared.models.ops import (
+        ActivityEntry,
+        HistoryPointDoc,
+        LiveSnapshotDoc,
+        Panel,
+        SourceMetrics,
+    )
+    from shared.models.scaling import DecisionDoc, ScalingEventDoc, ServiceDoc
 
 
 class MetricsSource(Protocol):
@@ -91,6 +101,35 @@ class Alerts(Protocol):
     def acknowledge(self, alert_id: str, change: Change) -> tuple[AlertDoc | None, bool]: ...
 
     def open_alerts(self, limit: int) -> list[tuple[str, AlertDoc]]: ...
+
+    def changed_since(self, since: datetime, limit: int) -> list[tuple[str, AlertDoc]]:
+        """Alerts opened or resolved at or after ``since`` (at most ``limit`` of each)."""
+        ...
+
+
+class ConsoleRecords(Protocol):
+    """What the live console and the timeline read besides the alerts; every read is
+    bounded (``limit``, and a window where it has ``since``)."""
+
+    def active_blocks(self, now: datetime, limit: int) -> list[BlockDoc]: ...
+
+    def allowlist(self, limit: int) -> list[AllowlistEntryDoc]: ...
+
+    def activity(self, limit: int) -> list[ActivityEntry]:
+        """The newest audit-log entries, newest first."""
+        ...
+
+    def activity_since(self, since: datetime, limit: int) -> list[ActivityEntry]: ...
+
+    def detections_since(self, since: datetime, limit: int) -> list[DetectionDoc]: ...
+
+    def blocks_since(self, since: datetime, limit: int) -> list[BlockDoc]: ...
+
+    def deployments_since(self, since: datetime, limit: int) -> list[DeploymentHistory]: ...
+
+    def scale_decisions_since(self, since: datetime, limit: int) -> list[DecisionDoc]: ...
+
+    def isolation_events_since(self, since: datetime, limit: int) -> list[ScalingEventDoc]: ...
 
 
 DeliverAlerts = Callable[[datetime], int]

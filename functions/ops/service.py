@@ -171,25 +171,7 @@ class OpsService:
     def open_alerts(self) -> list[AlertView]:
         """Open and acknowledged alerts of every area, newest first (an acknowledged alert
         stays listed, with its status, until it resolves)."""
-        return [
-            AlertView(
-                id=alert_id,
-                collection=collections.ALERTS,
-                source=doc.source.value,
-                kind=doc.kind,
-                severity=doc.severity.value,
-                title=doc.title,
-                status=doc.status.value,
-                opened_at=doc.opened_at,
-                last_seen_at=doc.last_seen_at,
-                occurrences=doc.occurrences,
-                acknowledged_by=doc.acknowledged_by,
-                value=doc.value,
-                threshold=doc.threshold,
-                notification=doc.notify_open.state.value if doc.notify_open else None,
-            )
-            for alert_id, doc in self._alerts.open_alerts(thresholds.DASHBOARD_RECENT_ITEMS)
-        ]
+        return alert_views(self._alerts)
 
     # ------------------------------------------------------------------ reads
 
@@ -263,7 +245,7 @@ class OpsService:
         return DashboardReads(
             snapshot=self._repo.read_snapshot(),
             open_alerts=self.open_alerts(),
-            services=[service_view(doc) for doc in self._repo.scaling_services()],
+            services=service_views(self._repo),
             deployments=self._panels.deployments.read(now),
             recent_detections=[
                 d.model_dump(mode="json", by_alias=True) for d in self._repo.recent_detections()
@@ -302,6 +284,35 @@ def live_view(snap: LiveSnapshotDoc | None, now: datetime) -> LiveMetricsView:
     return LiveMetricsView(
         at=snap.at, age_sec=round((now - snap.at).total_seconds(), 3), metrics=snap.metrics
     )
+
+
+def alert_views(alerts: Alerts) -> list[AlertView]:
+    """Open and acknowledged alerts of every area as the dashboard lists them, newest
+    first (an acknowledged alert stays listed, with its status, until it resolves)."""
+    return [
+        AlertView(
+            id=alert_id,
+            collection=collections.ALERTS,
+            source=doc.source.value,
+            kind=doc.kind,
+            severity=doc.severity.value,
+            title=doc.title,
+            status=doc.status.value,
+            opened_at=doc.opened_at,
+            last_seen_at=doc.last_seen_at,
+            occurrences=doc.occurrences,
+            acknowledged_by=doc.acknowledged_by,
+            value=doc.value,
+            threshold=doc.threshold,
+            notification=doc.notify_open.state.value if doc.notify_open else None,
+        )
+        for alert_id, doc in alerts.open_alerts(thresholds.DASHBOARD_RECENT_ITEMS)
+    ]
+
+
+def service_views(repo: OpsRecords) -> list[ServiceView]:
+    """Every service of the scaling registry as the dashboard lists it."""
+    return [service_view(doc) for doc in repo.scaling_services()]
 
 
 def service_view(doc: ServiceDoc) -> ServiceView:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from google.cloud import firestore
 
+from functions.ops.console import ConsoleService
+from functions.ops.console_store import ConsoleRepository
 from functions.ops.metrics_source import AggregateMetricsSource
 from functions.ops.panels import RecentDocsPanel
 from functions.ops.policy import alert_rules
@@ -29,7 +31,7 @@ def panels(db: firestore.Client) -> Panels:
             db,
             collections.DEPLOYMENTS,
             "createdAt",
-            ["version", "environment", "phase", "trafficPercent", "createdAt"],
+            ["version", "environment", "phase", "trafficPercent", "createdAt", "updatedAt"],
         ),
         load_tests=RecentDocsPanel(
             db, collections.LOAD_RUNS, "createdAt", ["scenarioId", "status", "createdAt"]
@@ -63,3 +65,20 @@ def _service_for(webhook: str, for_minutes: int) -> OpsService:
 def ops_service() -> OpsService:
     """The service wired to the configured Firestore, Redis and webhook."""
     return _service_for(OPS_WEBHOOK_URL.value, OPS_ALERT_FOR_MINUTES.value)
+
+
+@wired()
+def _console_for() -> ConsoleService:
+    db, client = get_db(), get_redis()
+    return ConsoleService(
+        AlertStore(db),
+        OpsRepository(db),
+        ConsoleRepository(db),
+        panels(db).deployments,
+        lambda: ddos_mode(client),
+    )
+
+
+def console_service() -> ConsoleService:
+    """The live console and timeline, wired to the configured Firestore and Redis."""
+    return _console_for()

@@ -15,12 +15,15 @@ The scaling engine owns these and writes them; others only read, through this mo
   with a revision name as the service id.
 - :data:`PREFIX`: the Redis hash tag of the area's keys, shared by the deploy guard's
   local traffic split.
+- :func:`scale_decisions_since`, :func:`isolation_events_since`: the scale-ups and
+  scale-downs decided, and the isolation changes, since a time (the ops timeline).
 
 Importing this module loads Redis and pydantic, not the Firestore or Google Cloud clients.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from functions.scaling.coordination import (
@@ -31,7 +34,8 @@ from functions.scaling.coordination import (
 )
 from functions.scaling.local import PushedMetricsStore
 from shared import collections
-from shared.models.scaling import ServiceDoc
+from shared.firestore import newest
+from shared.models.scaling import DecisionDoc, ScaleAction, ScalingEventDoc, ServiceDoc
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -42,7 +46,9 @@ __all__ = [
     "ServiceIsolated",
     "ServiceRegistryReader",
     "ensure_available",
+    "isolation_events_since",
     "isolation_state",
+    "scale_decisions_since",
 ]
 
 
@@ -62,3 +68,34 @@ class ServiceRegistryReader:
     def get(self, service_id: str) -> ServiceDoc | None:
         snap = self._ref(service_id).get()
         return ServiceDoc.model_validate(snap.to_dict()) if snap.exists else None
+
+
+SCALE_ACTIONS = (ScaleAction.SCALE_UP, ScaleAction.SCALE_DOWN)
+"""The decisions that change a service's instance count (the others hold it)."""
+
+_DECISION_FIELDS = [
+    "serviceId", "at", "source", "dryRun", "currentInstances", "desiredInstances", "action",
+    "reasons", "acted", "actorUid", "runId",
+]  # fmt: skip
+"""What the timeline reads of a decision (not its metrics and recommendations)."""
+
+
+def scale_decisions_since(db: firestore.Client, since: datetime, limit: int) -> list[DecisionDoc]:
+    """The scale-ups and scale-downs decided at or after ``since`` (guard runs and manual
+    scales, dry runs included: ``dryRun``, ``acted`` say), newest first, at most ``limit``;
+    without their metrics. Served by the ``(action, at desc)`` index."""
+    actions = ("action", "in", [a.value for a in SCALE_ACTIONS])
+    found = newest(
+        db, collections.SCALING_DECISIONS, "at", limit, actions, ("at", ">=", since),
+        fields=_DECISION_FIELDS,
+    )  # fmt: skip
+    return [DecisionDoc.model_validate(s.to_dict()) for s in found]
+
+
+def isolation_events_since(
+    db: firestore.Client, since: datetime, limit: int
+) -> list[ScalingEventDoc]:
+    """The isolation changes (isolated, half-open, re-isolated, recovered) at or after
+    ``since``, newest first, at most ``limit``."""
+    found = newest(db, collections.SCALING_EVENTS, "at", limit, ("at", ">=", since))
+    return [ScalingEventDoc.model_validate(s.to_dict()) for s in found]

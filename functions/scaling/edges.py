@@ -13,7 +13,6 @@ import logging
 from functions.scaling import budget
 from functions.scaling.service import guard_minute
 from functions.scaling.wiring import scaling_service
-from shared.audit import Change
 from shared.auth import Role
 from shared.config import (
     FUNCTIONS_REGION,
@@ -42,7 +41,7 @@ GUARD_SCHEDULE = "* * * * *"
 @callable_function(role=Role.ADMIN, request=InitScalingRequest)
 def pack391_initScaling(ctx: CallContext, req: InitScalingRequest) -> InitScalingResult:
     """Create the service registry (idempotent; live state is never reset). Audited."""
-    change = Change(ctx.caller.uid, "scaling.init", "initScaling", ctx.request_id, ctx.now)
+    change = ctx.change("scaling.init", "initScaling")
     return scaling_service().init(
         req, FUNCTIONS_REGION.value, SCALING_HEALTH_URL_TEMPLATE.value, project_id(), change
     )
@@ -69,9 +68,7 @@ def pack391_manualScale(ctx: CallContext, req: ManualScaleRequest) -> ManualScal
     Worst case 95 s (every wait at its deadline: 5 s for the service's lock, 3 Firestore
     steps of 10 s, the Cloud Run update's 60 s), under its 120 s timeout:
     :mod:`functions.scaling.budget`."""
-    change = Change(
-        ctx.caller.uid, f"scaling.manual.{req.action.value}", req.reason, ctx.request_id, ctx.now
-    )
+    change = ctx.change(f"scaling.manual.{req.action.value}", req.reason)
     return scaling_service().manual_scale(req, change)
 
 

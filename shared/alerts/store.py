@@ -152,6 +152,24 @@ class AlertStore:
         )
         return [(s.id, AlertDoc.model_validate(s.to_dict())) for s in query.stream()]
 
+    def changed_since(self, since: datetime, limit: int) -> list[tuple[str, AlertDoc]]:
+        """Alerts of every area opened, or resolved, at or after ``since``: the newest
+        ``limit`` of each kind, each alert once, oldest opened first."""
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        found: dict[str, AlertDoc] = {}
+        for field in ("openedAt", "resolvedAt"):
+            query = (
+                self._db.collection(collections.ALERTS)
+                .where(filter=FieldFilter(field, ">=", since))
+                .order_by(field, direction=firestore.Query.DESCENDING)
+                .limit(limit)
+            )
+            for snap in query.stream():
+                found[snap.id] = AlertDoc.model_validate(snap.to_dict())
+        return sorted(found.items(), key=lambda item: (item[1].opened_at, item[0]))
+
     def active_of(self, source: AlertSource) -> list[tuple[str, AlertDoc]]:
         """The open and acknowledged alerts ``source`` raised (for an area that resolves
         whatever it no longer sees)."""

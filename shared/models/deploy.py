@@ -188,6 +188,18 @@ class DeploymentDoc(WireModel):
     ended_at: datetime | None = None
 
 
+class DeploymentHistory(WireModel):
+    """A deployment's identity, phase and history, without its analyses: what other areas
+    read of ``pack391_deployments`` (:mod:`functions.deploy_guard.api`)."""
+
+    deployment_id: str
+    version: str
+    environment: str
+    phase: Phase
+    history: list[HistoryEntry] = Field(default_factory=list)
+    updated_at: datetime | None = None
+
+
 # ------------------------------------------------------------------- requests
 
 Name = Annotated[DocId, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,62}$")]

@@ -7,8 +7,9 @@ import enum
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictStr
+from pydantic import Field, StrictInt, StrictStr
 
+from shared import thresholds
 from shared.models import DocId, RequestModel, WireModel
 
 # ----------------------------------------------------------- app source documents
@@ -195,6 +196,24 @@ class GetOpsDashboardRequest(RequestModel):
     """No fields: the whole view."""
 
 
+Etag = Annotated[StrictStr, Field(max_length=64, pattern=r"^[0-9a-f]{1,64}$")]
+"""An ``etag`` a page sends back: lower-case hex, at most 64 characters."""
+
+
+class GetOpsLiveRequest(RequestModel):
+    etag: Etag | None = None
+    """The ``etag`` of the answer the page holds: when still current, the answer says
+    ``notModified`` and carries nothing else."""
+
+
+class GetOpsTimelineRequest(RequestModel):
+    minutes: Annotated[
+        StrictInt,
+        Field(ge=thresholds.TIMELINE_MINUTES_MIN, le=thresholds.TIMELINE_MINUTES_MAX),
+    ] = thresholds.TIMELINE_MINUTES_DEFAULT
+    """How far back the timeline goes, in minutes."""
+
+
 class AcknowledgeAlertRequest(RequestModel):
     alert_id: Annotated[DocId, Field(min_length=1, max_length=200, pattern=r"^[\w.-]+$")]
     note: Annotated[StrictStr, Field(max_length=500)] | None = None
@@ -297,3 +316,94 @@ class AcknowledgeAlertResult(WireModel):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     changed: bool
+
+
+# ------------------------------------------------------------- the live console
+
+
+class BlockView(WireModel):
+    """An active block as the live console lists it (one per kind, scope and subject: the
+    latest expiry, which is what Redis holds)."""
+
+    key: str
+    """``{kind}:{scope}:{subject}``: unique in the list."""
+    scope: str
+    """``ip`` or ``user``: ``pack391_liftBlock``'s ``scope``."""
+    subject: str
+    """The address (or IPv6 /64) or the uid: ``pack391_liftBlock``'s ``subject``."""
+    kind: str
+    """``ddos`` or ``brute_force``."""
+    reason: str
+    until: datetime
+    blocked_at: datetime
+    offence: int
+
+
+class AllowlistView(WireModel):
+    entry: str
+    reason: str
+    added_by: str
+    added_at: datetime
+
+
+class OpsLiveDDoS(WireModel):
+    mode_active: bool
+    mode_until: datetime | None
+    mode_reason: str | None
+    blocks: list[BlockView]
+    allowlist: list[AllowlistView]
+
+
+class ActivityEntry(WireModel):
+    """One audit-log entry as the console lists it (its ``before``/``after`` left out)."""
+
+    id: str
+    at: datetime
+    actor_uid: str
+    actor_email: str | None = None
+    action: str
+    target: str
+    reason: str | None = None
+    request_id: str
+
+
+class OpsLiveView(WireModel):
+    etag: str
+    """sha256 (first 32 hex digits) of the canonical JSON of ``alerts``, ``ddos``,
+    ``deployments``, ``services`` and ``activity``: it changes exactly when they do."""
+    not_modified: bool
+    """The request's ``etag`` is this one: every part below is null (keep what you have)."""
+    generated_at: datetime
+    alerts: list[AlertView] | None
+    ddos: OpsLiveDDoS | None
+    deployments: list[dict[str, Any]] | None
+    services: list[ServiceView] | None
+    activity: list[ActivityEntry] | None
+    stale: bool = False
+    """True: Firestore did not answer within a short wait and the Firestore parts are the
+    instance's last-known copy (DDoS mode, from Redis, is read now); not in the etag."""
+    stale_age_sec: float | None = None
+    """How old the stale copy is, in seconds; None when fresh; not in the etag."""
+
+
+TimelineLane = Literal["alert", "mitigation", "deployment", "scale", "action"]
+
+
+class TimelineEvent(WireModel):
+    at: datetime
+    end_at: datetime | None = None
+    lane: TimelineLane
+    title: str
+    detail: str | None = None
+    severity: str | None = None
+
+
+class OpsTimelineView(WireModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    events: list[TimelineEvent]
+    """Sorted by ``at``."""
+    stale: bool = False
+    """True: Firestore did not answer within a short wait and this is the instance's
+    last-known timeline for these minutes (``from``/``to`` as they were then)."""
+    stale_age_sec: float | None = None

@@ -17,10 +17,19 @@ __all__ = [
     "DASHBOARD_RECENT_ITEMS",
     "HISTORY_BUCKET_SEC",
     "HISTORY_RANGE_SEC",
+    "LIVE_ACTIVITY_ITEMS",
+    "LIVE_ALLOWLIST_ITEMS",
+    "LIVE_BLOCKS_ITEMS",
+    "LIVE_DEPLOYMENTS_ITEMS",
+    "LIVE_ETAG_HEX_CHARS",
     "METRICS_CLEANUP_BATCH_DOCS",
     "METRICS_HISTORY_RETENTION_DAYS",
     "PAYING_USER_WINDOW_DAYS",
     "SUPPORT_RESPONSE_WINDOW_HOURS",
+    "TIMELINE_MINUTES_DEFAULT",
+    "TIMELINE_MINUTES_MAX",
+    "TIMELINE_MINUTES_MIN",
+    "TIMELINE_SOURCE_ITEMS",
     "TOKEN_VELOCITY_WINDOW_MIN",
     "WEBHOOK_ATTEMPTS_PER_RUN",
     "WEBHOOK_BACKOFF_SEC",
@@ -90,3 +99,32 @@ ALERT_NOTIFY_SCAN_DOCS: Final[int] = 100
 
 DASHBOARD_RECENT_ITEMS: Final[int] = 20
 """Open alerts, detections, decisions shown by ``pack391_getOpsDashboard`` (each)."""
+
+LIVE_ACTIVITY_ITEMS: Final[int] = 25
+"""Audit-log entries ``pack391_getOpsLive`` lists (newest first)."""
+
+LIVE_DEPLOYMENTS_ITEMS: Final[int] = 10
+"""Deployments ``pack391_getOpsLive`` lists (newest first)."""
+
+LIVE_BLOCKS_ITEMS: Final[int] = 100
+"""Active block mirrors ``pack391_getOpsLive`` reads (latest expiry first)."""
+
+LIVE_ALLOWLIST_ITEMS: Final[int] = 100
+"""Allowlist entries ``pack391_getOpsLive`` lists (by entry)."""
+
+LIVE_ETAG_HEX_CHARS: Final[int] = 32
+"""Hex digits of the sha256 that ``pack391_getOpsLive``'s ``etag`` keeps (128 bits)."""
+
+TIMELINE_MINUTES_MIN: Final[int] = 5
+"""Shortest window ``pack391_getOpsTimeline`` shows, in minutes."""
+
+TIMELINE_MINUTES_MAX: Final[int] = 180
+"""Longest window ``pack391_getOpsTimeline`` shows, in minutes."""
+
+TIMELINE_MINUTES_DEFAULT: Final[int] = 60
+"""The window ``pack391_getOpsTimeline`` shows when none is asked for, in minutes."""
+
+TIMELINE_SOURCE_ITEMS: Final[int] = 100
+"""Records ``pack391_getOpsTimeline`` reads per source (alerts opened, alerts resolved,
+detections, blocks, scale decisions, isolation events, audit entries: newest first),
+and deployments updated in the window (their history entries inside it)."""

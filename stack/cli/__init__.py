@@ -2,6 +2,8 @@
 
     pack391 serve                       the local stack (what `make run` runs)
     pack391 token --role admin          an ID token the local stack accepts
+    pack391 grant --role ops EMAIL      a staff role as a custom claim (local Auth emulator,
+                                        or --project PROJECT), audited; --revoke undoes it
     pack391 call NAME '{"json": 1}'     call a callable, print its result
     pack391 trigger NAME                run a scheduled function now
     pack391 backup | verify | restore   logical backups of the local stack's Firestore
@@ -45,6 +47,7 @@ from stack.platform import procs
 COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "stack.cli.serve": ("serve",),  # the local stack's supervisor
     "stack.cli.call": ("token", "call"),
+    "stack.cli.grant": ("grant",),  # a staff role (custom claim) for a user, audited
     "stack.cli.trigger": ("trigger",),
     "stack.cli.backup": ("backup", "verify", "restore"),
     "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.cli.release

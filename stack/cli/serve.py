@@ -1,7 +1,8 @@
 """``pack391 serve``: the local stack's supervisor. It starts the Firestore emulator,
 Redis behind its latency proxy (or, with ``--redis-cluster``, a Redis Cluster of three
-primaries), the functions server, the load-test sandbox and the local Cloud Scheduler,
-restarts a child that dies, and stops them all on exit."""
+primaries), the Firebase Auth emulator (unless ``--no-auth-emulator``), the functions
+server, the load-test sandbox and the local Cloud Scheduler, restarts a child that dies,
+and stops them all on exit."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from shared import thresholds as t
 from shared.config import FUNCTIONS_REGION, project_id
 from stack.chaos import faults
 from stack.cli import caller, loadtest
-from stack.platform import datastores, procs
+from stack.platform import auth_emulator, datastores, procs
 from stack.platform import handle as stack_handle
 from stack.platform.scheduler import start_scheduler
 from stack.platform.supervisor import Supervisor
@@ -34,8 +35,10 @@ SOURCE_DIR = Path(__file__).resolve().parents[2]
 """The functions source directory (where main.py and firebase.json are)."""
 
 AUTH_EMULATOR_HOST = "127.0.0.1:9099"
-"""Set as FIREBASE_AUTH_EMULATOR_HOST so firebase-admin accepts emulator tokens.
-Token verification needs no running Auth emulator; nothing listens there."""
+"""FIREBASE_AUTH_EMULATOR_HOST when the stack starts no Auth emulator (``--no-auth-emulator``;
+unless the environment sets one), so firebase-admin still accepts emulator tokens (``pack391
+token``): verifying them needs no running emulator, and nothing listens there. With the
+emulator, the variable names it."""
 
 
 REDIS_CLUSTER_ENV = "PACK391_REDIS_CLUSTER"
@@ -50,6 +53,13 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="a Redis Cluster of three primaries (children redis-1..3; no latency proxy, so "
         f"no redis-slow) instead of one redis-server; {REDIS_CLUSTER_ENV}=1 does the same",
+    )
+    serve.add_argument(
+        "--no-auth-emulator",
+        dest="auth_emulator",
+        action="store_false",
+        help="start no Firebase Auth emulator (firebase-tools; about 10 s of a core at start): "
+        "`pack391 token` tokens still work, the ops page's sign-in and `pack391 grant` do not",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -78,10 +88,15 @@ class Stack:
     parent-death signal follows the forking thread."""
 
     def __init__(
-        self, log_dir: Path, state_path: Path | None = None, redis_cluster: bool = False
+        self,
+        log_dir: Path,
+        state_path: Path | None = None,
+        redis_cluster: bool = False,
+        auth_emulator: bool = True,
     ) -> None:
         self.log_dir = log_dir
         self.redis_cluster = redis_cluster
+        self.auth_emulator = auth_emulator
         self.state_path = state_path or stack_handle.default_state_path()
         self.children = Supervisor(log_dir)
         self.scheduler: Any = None
@@ -119,9 +134,13 @@ class Stack:
         for stale in faults_dir.glob("*.json"):  # a previous stack's leases mean nothing now
             stale.unlink(missing_ok=True)
 
-        # Every child is spawned first and waited for after: their starts (a JVM, two
-        # Python servers importing the bundle) overlap instead of adding up.
+        # Every child is spawned first and waited for after: their starts (a JVM, the
+        # Auth emulator's ~10 s, two Python servers importing the bundle) overlap instead
+        # of adding up.
         waits: list[procs.Starting] = []
+        auth_host = (
+            _launch_auth_emulator(self.children, project, waits) if self.auth_emulator else None
+        )
         firestore_host = os.environ.get("FIRESTORE_EMULATOR_HOST")
         if not firestore_host:
             starting, firestore_host = datastores.launch_firestore_emulator(
@@ -129,60 +148,24 @@ class Stack:
             )
             waits.append(starting)
             self.children.add(starting.child, int(firestore_host.rsplit(":", 1)[1]), None)
-        redis_url = os.environ.get("REDIS_URL")
-        redis_server_port: int | None = None
-        proxy_control: str | None = None
-        if redis_url:
-            # here: `pack391 loadtest` workers need none of it
-            from shared.redis import client_for_url, cluster_url
-
-            if self.redis_cluster and cluster_url(redis_url) is None:
-                raise procs.StackError(
-                    f"--redis-cluster with REDIS_URL={redis_url}: unset REDIS_URL for a "
-                    "cluster of the stack's own, or give a redis+cluster:// URL"
-                )
-            client = client_for_url(redis_url, timeout_ms=2000)
-            try:
-                client.ping()
-            finally:
-                client.close()
-        elif self.redis_cluster:
-            # No latency proxy: a cluster's nodes announce their own addresses, which the
-            # client then connects to, so a proxy in front of one would be bypassed.
-            nodes, redis_url = datastores.start_redis_cluster(self.log_dir)
-            for node in nodes:
-                restart = self.children.cluster_node_restarter(
-                    node.name, datastores.node_argv(node)
-                )
-                self.children.add(node, datastores.node_port(node), restart, keep_data=True)
-        else:
-            starting, server_url = datastores.launch_redis(self.log_dir)
-            waits.append(starting)
-            redis_server_port = int(server_url.rsplit(":", 1)[1].split("/")[0])
-            self.children.add(
-                starting.child, redis_server_port, self.children.redis_restarter(redis_server_port)
-            )
-            # Clients talk to Redis through the latency proxy ("Redis is slow" on demand).
-            proxying, proxy_port, control_port = datastores.launch_latency_proxy(
-                self.log_dir, redis_server_port
-            )
-            waits.append(proxying)
-            restart = self.children.proxy_restarter(redis_server_port, proxy_port, control_port)
-            self.children.add(proxying.child, proxy_port, restart)
-            redis_url = f"redis://127.0.0.1:{proxy_port}/0"
-            proxy_control = f"http://127.0.0.1:{control_port}"
+        redis_url, redis_server_port, proxy_control = _start_redis(
+            self.children, self.log_dir, self.redis_cluster, waits
+        )
 
         env.update(
             FIRESTORE_EMULATOR_HOST=firestore_host,
             REDIS_URL=redis_url,
             GCLOUD_PROJECT=project,
             FUNCTIONS_EMULATOR="true",
-            FIREBASE_AUTH_EMULATOR_HOST=env.get("FIREBASE_AUTH_EMULATOR_HOST", AUTH_EMULATOR_HOST),
+            FIREBASE_AUTH_EMULATOR_HOST=auth_host
+            or env.get("FIREBASE_AUTH_EMULATOR_HOST", AUTH_EMULATOR_HOST),
             PACK391_PORT=str(port),
             PYTHONUNBUFFERED="1",
             # the source first; an inherited path (the suite's recorders) after it
             PYTHONPATH=os.pathsep.join(p for p in (str(SOURCE_DIR), env.get("PYTHONPATH")) if p),
         )
+        if auth_host:  # the functions server proxies it on its origin (the ops page's sign-in)
+            env[auth_emulator.ADDRESS_ENV] = auth_host
         functions_argv = [sys.executable, "-m", "stack.platform.server", "--port", str(port)]
         sandbox_argv = [
             sys.executable, "-m", "stack.sandbox", "--port", str(sandbox_port),
@@ -225,6 +208,7 @@ class Stack:
             "functionsUrl": caller.local_base_url(),
             "sandboxUrl": f"http://127.0.0.1:{sandbox_port}",
             "firestoreHost": firestore_host,
+            "authEmulatorHost": auth_host,
             "redisUrl": redis_url,
             "redisServerPort": redis_server_port,
             "redisProxyControl": proxy_control,
@@ -236,6 +220,7 @@ class Stack:
         return {
             "sandbox": f"http://127.0.0.1:{sandbox_port}",
             "firestore": firestore_host,
+            "auth": f"http://{auth_host}" if auth_host else "not started (--no-auth-emulator)",
             "redis": (
                 f"{redis_url}  (Redis Cluster: {', '.join(self._cluster_nodes())})"
                 if self.redis_cluster and not os.environ.get("REDIS_URL")
@@ -313,6 +298,63 @@ class Stack:
             shutil.rmtree(stack_handle.faults_dir_for(self.state_path), ignore_errors=True)
 
 
+def _launch_auth_emulator(children: Supervisor, project: str, waits: list[procs.Starting]) -> str:
+    """Spawn the Auth emulator (its start added to ``waits``; restarted on its port, with
+    no users, when it dies); its ``host:port``."""
+    starting, host = auth_emulator.launch_auth_emulator(project, children.log_dir)
+    waits.append(starting)
+    port = int(host.rsplit(":", 1)[1])
+    children.add(starting.child, port, children.auth_emulator_restarter(project, port))
+    return host
+
+
+def _start_redis(
+    children: Supervisor, log_dir: Path, redis_cluster: bool, waits: list[procs.Starting]
+) -> tuple[str, int | None, str | None]:
+    """Redis for the stack: REDIS_URL's (checked), a cluster of its own, or a redis-server
+    behind the latency proxy (their starts added to ``waits``). Its URL for clients, the
+    real redis-server's port and the proxy's control URL (None: not the stack's own)."""
+    redis_url = os.environ.get("REDIS_URL")
+    redis_server_port: int | None = None
+    proxy_control: str | None = None
+    if redis_url:
+        # here: `pack391 loadtest` workers need none of it
+        from shared.redis import client_for_url, cluster_url
+
+        if redis_cluster and cluster_url(redis_url) is None:
+            raise procs.StackError(
+                f"--redis-cluster with REDIS_URL={redis_url}: unset REDIS_URL for a "
+                "cluster of the stack's own, or give a redis+cluster:// URL"
+            )
+        client = client_for_url(redis_url, timeout_ms=2000)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    elif redis_cluster:
+        # No latency proxy: a cluster's nodes announce their own addresses, which the
+        # client then connects to, so a proxy in front of one would be bypassed.
+        nodes, redis_url = datastores.start_redis_cluster(log_dir)
+        for node in nodes:
+            restart = children.cluster_node_restarter(node.name, datastores.node_argv(node))
+            children.add(node, datastores.node_port(node), restart, keep_data=True)
+    else:
+        starting, server_url = datastores.launch_redis(log_dir)
+        waits.append(starting)
+        redis_server_port = int(server_url.rsplit(":", 1)[1].split("/")[0])
+        children.add(starting.child, redis_server_port, children.redis_restarter(redis_server_port))
+        # Clients talk to Redis through the latency proxy ("Redis is slow" on demand).
+        proxying, proxy_port, control_port = datastores.launch_latency_proxy(
+            log_dir, redis_server_port
+        )
+        waits.append(proxying)
+        restart = children.proxy_restarter(redis_server_port, proxy_port, control_port)
+        children.add(proxying.child, proxy_port, restart)
+        redis_url = f"redis://127.0.0.1:{proxy_port}/0"
+        proxy_control = f"http://127.0.0.1:{control_port}"
+    return redis_url, redis_server_port, proxy_control
+
+
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -341,7 +383,11 @@ def _wait_for_server(
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stack = Stack(Path(args.log_dir), redis_cluster=cluster_wanted(args.redis_cluster))
+    stack = Stack(
+        Path(args.log_dir),
+        redis_cluster=cluster_wanted(args.redis_cluster),
+        auth_emulator=args.auth_emulator,
+    )
     stopping = stack.stopping
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -360,6 +406,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise
     name = "pack391_getMarketControls"
     print(f"Firestore emulator   {urls['firestore']}")
+    auth = urls["auth"]
+    if stack.auth_emulator:
+        auth += (
+            f"  (proxied on {caller.local_base_url()}, the ops page's origin; a staff user: "
+            "./venv/bin/pack391 grant --role ops EMAIL)"
+        )
+    print(f"Auth emulator        {auth}")
     print(f"Redis                {urls['redis']}")
     print(f"Functions ({urls['count']})       {urls['functions']}")
     print(f"Load-test sandbox    {urls['sandbox']}")

@@ -72,6 +72,8 @@ class StackHandle:
     """The real redis-server's port (None: an external Redis from REDIS_URL, or a cluster)."""
     redis_proxy_control: str | None
     """The latency proxy's control URL (None: no proxy)."""
+    auth_emulator_host: str | None = None
+    """The Firebase Auth emulator's ``host:port`` (None: started with ``--no-auth-emulator``)."""
     children: Mapping[str, ChildInfo] = field(default_factory=dict)
     faults_dir: Path = Path()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -102,6 +104,7 @@ class StackHandle:
             redis_url=state["redisUrl"],
             redis_server_port=state.get("redisServerPort"),
             redis_proxy_control=state.get("redisProxyControl"),
+            auth_emulator_host=state.get("authEmulatorHost"),
             children={
                 name: ChildInfo(int(c["pid"]), c.get("port"))
                 for name, c in state.get("children", {}).items()

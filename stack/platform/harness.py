@@ -2,7 +2,9 @@
 tests (tests/stack/serving.py), the benchmarks (bench/stack.py), the rehearsal
 (``pack391 rehearse --serve``) and the chaos run (``pack391 chaos-run --serve``) use.
 
-- :func:`spawn_serve`: ``pack391 serve --log-dir DIR`` with an environment, output piped;
+- :func:`spawn_serve`: ``pack391 serve --log-dir DIR`` with an environment, output piped
+  (``--no-auth-emulator`` unless asked: the Firebase Auth emulator costs each stack about
+  10 s of a core at start, and only the ops page's sign-in uses it);
 - :func:`wait_ready`: what it printed up to its ``ready`` line (:class:`NotReady` when it
   does not become ready in time);
 - :func:`stop`: SIGTERM, then SIGKILL;
@@ -40,10 +42,16 @@ class NotReady(RuntimeError):
         self.output = output
 
 
-def spawn_serve(env: Mapping[str, str], log_dir: Path) -> subprocess.Popen[str]:
-    """``pack391 serve --log-dir log_dir`` with ``env``, its output (stderr too) piped."""
+def spawn_serve(
+    env: Mapping[str, str], log_dir: Path, auth_emulator: bool = False
+) -> subprocess.Popen[str]:
+    """``pack391 serve --log-dir log_dir`` with ``env``, its output (stderr too) piped; with
+    the Firebase Auth emulator only when ``auth_emulator`` (opt-in: see the module's doc)."""
+    argv = [str(PACK391), "serve", "--log-dir", str(log_dir)]
+    if not auth_emulator:
+        argv.append("--no-auth-emulator")
     return subprocess.Popen(
-        [str(PACK391), "serve", "--log-dir", str(log_dir)],
+        argv,
         cwd=SOURCE_DIR,
         env=dict(env),
         stdout=subprocess.PIPE,
@@ -97,10 +105,11 @@ def drain(pipe: IO[str]) -> None:
 
 @contextlib.contextmanager
 def serve_stack(
-    log_dir: Path, state_path: Path, timeout_sec: float = 180.0
+    log_dir: Path, state_path: Path, timeout_sec: float = 180.0, auth_emulator: bool = False
 ) -> Iterator[StackHandle]:
-    """Start ``pack391 serve`` on free ports (state in ``state_path``); yield its
-    ``StackHandle``; stop it (SIGTERM, then SIGKILL) on exit."""
+    """Start ``pack391 serve`` on free ports (state in ``state_path``; the Auth emulator only
+    when ``auth_emulator``); yield its ``StackHandle``; stop it (SIGTERM, then SIGKILL) on
+    exit."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -117,7 +126,7 @@ def serve_stack(
     state_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         state_path.unlink()
-    process = spawn_serve(env, log_dir)
+    process = spawn_serve(env, log_dir, auth_emulator)
     try:
         deadline = time.monotonic() + timeout_sec
         wait_ready(process, timeout_sec)

@@ -6,6 +6,11 @@ ones): this is the URL scheme the Firebase client SDKs' ``connectFunctionsEmulat
 uses. Scheduled functions are served at the same scheme and run when called with
 Cloud Scheduler's headers (``pack391 trigger`` and the local scheduler do that).
 
+It also serves the ops page as Hosting does (its folder, headers, rewrites, the SDK 8 files
+and ``/__/firebase/init.json``) and, when ``PACK391_AUTH_EMULATOR`` names a Firebase Auth
+emulator (``pack391 serve`` starts one), proxies the emulator's paths on its own origin
+(:func:`auth_emulator_proxy`): the page signs in with ``auth.useEmulator(location.origin)``.
+
 Run: ``python -m stack.platform.server --port 5001`` from the source directory (main.py). No
 per-request access log unless ``--access-log`` or ``PACK391_ACCESS_LOG=1``.
 """
@@ -21,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import flask
+import requests
 from firebase_functions.private import serving
 from werkzeug.exceptions import NotFound
 from werkzeug.serving import make_server
 
 from shared.config import FUNCTIONS_REGION, project_id
+from stack.platform import auth_emulator
 from stack.platform.procs import access_log_wanted
 
 log = logging.getLogger("pack391.server")
@@ -36,6 +43,12 @@ HOSTING_DIR = Path(__file__).resolve().parents[2] / "hosting"
 FIREBASE_JSON = HOSTING_DIR.parent / "firebase.json"
 """Hosting's headers and rewrites come from here, so the local page runs under the same
 Content-Security-Policy and serves the same function rewrites (``/<name>``) as in production."""
+
+REHEARSAL_DIR = HOSTING_DIR.parent / ".local" / "rehearse"
+"""Where ``pack391 rehearse`` writes its reports by default (``--out``)."""
+
+REHEARSAL_PAGE = "/rehearsal/"
+"""Where the local stack serves the latest rehearsal report, linked from the ops page."""
 
 OPS_PAGE = "/ops/"
 """Where the ops dashboard page is (``hosting/ops/index.html``)."""
@@ -48,6 +61,23 @@ files at the same URLs."""
 
 SDK_FILE = re.compile(r"firebase-[a-z0-9-]+\.js")
 """The SDK builds served at ``/__/firebase/<version>/`` (``firebase-app.js``, ...)."""
+
+LOCAL_API_KEY = "local-api-key"
+"""The ``apiKey`` of the local init.json: SDK 8's ``initializeApp`` needs one and the Auth
+emulator takes any key (it never leaves this machine; Hosting's init.json has the real one)."""
+
+AUTH_PROXY_TIMEOUT_SEC = 30.0
+
+_HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade")
+)  # fmt: skip
+_NOT_FORWARDED = _HOP_BY_HOP | {"content-length", "cookie", "accept-encoding"}
+"""Request headers the proxy leaves out (the length is recomputed; the page's cookies are
+not the emulator's business; requests asks for and undoes its own encoding). The Host is
+forwarded: the emulator builds its links (``/emulator/action?...``) on it."""
+_RETURNED = ("content-type", "cache-control", "location", "vary")
+"""Response headers the proxy returns, with every ``access-control-*`` (CORS) header."""
 
 Function = Callable[[flask.Request], flask.Response]
 
@@ -200,6 +230,43 @@ def firebase_sdk_response(version: str, filename: str) -> flask.Response:
     return response
 
 
+def _auth_error(status: int, code: str, message: str) -> flask.Response:
+    body = {"error": {"code": status, "status": code, "message": message}}
+    return flask.make_response(flask.jsonify(body), status)
+
+
+def auth_emulator_proxy(address: str | None) -> flask.Response:
+    """The current request forwarded to the Auth emulator at ``address`` (method, path and
+    query as received, body, headers but hop-by-hop ones and cookies) and its answer
+    (status, body, content type, CORS and caching headers, a redirect's ``Location``).
+    None: 503, the emulator is not running; 502 when it does not answer."""
+    if address is None:
+        return _auth_error(503, "UNAVAILABLE", auth_emulator.NOT_RUNNING)
+    request = flask.request
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    target = raw if isinstance(raw, str) and raw.startswith("/") else request.full_path
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+    try:
+        answer = requests.request(
+            request.method,
+            f"http://{address}{target}",
+            data=request.get_data(),
+            headers=headers,
+            allow_redirects=False,
+            timeout=AUTH_PROXY_TIMEOUT_SEC,
+        )
+    except requests.RequestException as exc:
+        return _auth_error(
+            502, "UNAVAILABLE", f"the Firebase Auth emulator at {address} does not answer: {exc}"
+        )
+    response = flask.make_response(answer.content, answer.status_code)
+    response.headers.remove("Content-Type")
+    for key, value in answer.headers.items():
+        if key.lower() in _RETURNED or key.lower().startswith("access-control-"):
+            response.headers[key] = value
+    return response
+
+
 def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
     app = flask.Flask("pack391-local")
     described = describe(functions)
@@ -218,12 +285,49 @@ def create_app(functions: dict[str, Function], project: str) -> flask.Flask:
     # Hosting headers (its Content-Security-Policy included), the SDK is served at
     # Hosting's reserved URLs and the function rewrites (/<name>) are served too, so the
     # page runs locally as it does on Hosting.
+    # With an Auth emulator configured (PACK391_AUTH_EMULATOR, read per request), the page
+    # signs in through it with `auth.useEmulator(location.origin)`: its calls are proxied
+    # below, so nothing leaves this origin (the page's CSP allows connect-src 'self').
     @app.get("/__/firebase/init.json")
     def firebase_init() -> flask.Response:
-        return flask.jsonify(
-            projectId=project,
-            pack391Local=True,
-            pack391FunctionsBase=f"/{project}/{FUNCTIONS_REGION.value}",
+        config: dict[str, Any] = {
+            "projectId": project,
+            "apiKey": LOCAL_API_KEY,
+            "pack391Local": True,
+            "pack391FunctionsBase": f"/{project}/{FUNCTIONS_REGION.value}",
+        }
+        if auth_emulator.configured_address() is not None:
+            config["pack391AuthEmulator"] = True
+        if (REHEARSAL_DIR / "rehearsal.html").is_file():
+            config["pack391RehearsalReport"] = REHEARSAL_PAGE
+        return flask.jsonify(config)
+
+    # The latest launch rehearsal's report (`pack391 rehearse`, .local/rehearse/), linked
+    # from the ops page; outside /ops/**, so under the report's own rules, not the page's
+    # CSP (the report is one self-contained file with its own style).
+    @app.get(REHEARSAL_PAGE)
+    def rehearsal_report() -> flask.Response:
+        try:
+            response = flask.send_from_directory(REHEARSAL_DIR, "rehearsal.html")
+        except NotFound:
+            body = "No rehearsal report yet: `make rehearse` writes one."
+            return flask.make_response(body, 404, {"Content-Type": "text/plain; charset=utf-8"})
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    # The Auth emulator's endpoints on this origin (auth_emulator.PROXIED_PREFIXES), every
+    # method (a CORS preflight too), without the Hosting headers of the page.
+    def auth_proxy(rest: str) -> flask.Response:
+        return auth_emulator_proxy(auth_emulator.configured_address())
+
+    for number, prefix in enumerate(auth_emulator.PROXIED_PREFIXES):
+        app.add_url_rule(
+            f"{prefix}<path:rest>",
+            f"auth_proxy_{number}",
+            auth_proxy,
+            methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            provide_automatic_options=False,
         )
 
     # Hosting's reserved SDK URLs (the page loads /__/firebase/8.10.1/firebase-{app,auth,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack.platform import datastores, procs
+from stack.platform import auth_emulator, datastores, procs
 
 RESTART_LIMIT = 5
 """A child that dies this many times within RESTART_WINDOW_SEC is not restarted again."""
@@ -82,6 +82,14 @@ class Supervisor:
 
         def restart() -> procs.Child:
             return datastores.start_latency_proxy(self.log_dir, upstream, listen, control, True)[0]
+
+        return restart
+
+    def auth_emulator_restarter(self, project: str, port: int) -> Callable[[], procs.Child]:
+        """The Auth emulator again on ``port``, with no users (it keeps them in memory)."""
+
+        def restart() -> procs.Child:
+            return auth_emulator.start_auth_emulator(project, self.log_dir, port, append=True)[0]
 
         return restart
 

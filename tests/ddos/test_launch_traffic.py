@@ -401,6 +401,28 @@ def test_the_wrong_role_draws_from_the_same_bucket(caller: Caller) -> None:
     assert statuses[:60] == [403] * 60 and statuses[60] == 429
 
 
+@pytest.mark.usefixtures("door_clock")
+def test_an_operator_with_the_wrong_role_is_told_so_not_to_sign_in(caller: Caller) -> None:
+    """Staff are not anonymous: an ops user reaching for an admin function hears
+    PERMISSION_DENIED and spends nothing of the address's pre-auth bucket, even when the
+    address takes only signed-in requests (an attack's lockdown). Only the Admin SDK sets
+    staff claims, so an attacker cannot use this to skip the bucket."""
+    address = "192.0.2.152"
+    protection_service()  # the limiter and the store the refusal below is read from
+    until_ms = int((datetime.now(UTC) + timedelta(minutes=5)).timestamp() * 1000)
+    redis_now().zadd(keys.ANON_REFUSED_ADDRESSES, {address: until_ms})
+    default_limiter().flush_counters()  # the refused addresses, read back by the flush
+    ops = caller.token("ops", "operator")
+    lift = {"scope": "ddos_mode", "reason": "during the attack"}
+    answers = [post(caller, "pack391_liftBlock", lift, ops, address) for _ in range(70)]
+    assert {(status, body["error"]["status"]) for status, body in answers} == {
+        (403, "PERMISSION_DENIED")
+    }
+    # a user's token with the wrong role from the same address meets the refusal
+    status, body = post(caller, STATS, {}, established(caller, "curious-2"), address)
+    assert (status, reason_of(body)) == (429, "anon_refused")
+
+
 def test_the_fleet_shares_one_pre_auth_allowance(backends: Backends) -> None:
     """Three instances, each with its own in-process bucket: across them the address gets
     the fleet-wide allowance, read back with each instance's counter flush."""

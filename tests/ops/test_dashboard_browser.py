@@ -1,7 +1,6 @@
 """The ops page in a real headless Chromium (Debian's package, driven by Playwright)
 against the local functions server over HTTP, with seeded data: the numbers shown are
-the function's, and a screenshot goes to .local/ops-dashboard.png
-(docs/ops-dashboard.png with PACK391_REFRESH_SCREENSHOT=1).
+the function's, and a screenshot goes to .local/ops-dashboard.png.
 
 The page runs under the production Content-Security-Policy (the local server sends
 firebase.json's Hosting headers) with the real Firebase JS SDK 8.10.1 (served at Hosting's
@@ -9,26 +8,23 @@ reserved /__/firebase/8.10.1/ URLs from node_modules/firebase8), every request i
 recorded, and none may leave the page's origin: not with ``?region=`` in the URL, and not
 when init.json names another origin as the functions base.
 
-Both ways the page calls are run: the local token mode (fetch, the pasted token), and
-Hosting's (the SDK's httpsCallable with a Firebase Auth user). For the latter, Hosting's
-init.json replaces the local one, and the two Google Identity Toolkit calls of
-``signInWithCustomToken`` are answered by the test (no Auth emulator here): the user's ID
-token is then an emulator token the local functions accept, so the SDK really calls the
+Both places the page runs sign in through Firebase Auth and call with the SDK's
+httpsCallable: locally, a person's email and password through a real Firebase Auth
+emulator behind the local server's origin (the role granted by ``pack391 grant``'s code);
+as Hosting serves it, Hosting's init.json replaces the local one, and the two Google
+Identity Toolkit calls of ``signInWithCustomToken`` are answered by the test: the user's
+ID token is then an emulator token the local functions accept, so the SDK really calls the
 functions through the same-origin rewrites."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
+from playwright.sync_api import Browser, Page
 
 import stack.platform.server
 from functions.ops.policy import flatten
@@ -39,220 +35,40 @@ from shared.models.ops import LiveMetrics
 from shared.models.scaling import IsolationState
 from stack.ops_seed import SeedSpec, seed
 from stack.platform.server import hosting_config, hosting_headers
-from tests.conftest import PROJECT, ROOT, Backends, Caller
-from tests.needs import missing
-from tests.ops.helpers import ddos_mode_on, register_service
-
-CHROMIUM = os.environ.get("PACK391_CHROMIUM") or shutil.which("chromium")
-"""Debian's chromium, or the browser ``PACK391_CHROMIUM`` names (GitHub's runners have
-Google Chrome, not Debian's chromium)."""
-SCREENSHOT = (
-    ROOT / "docs" / "ops-dashboard.png"
-    if os.environ.get("PACK391_REFRESH_SCREENSHOT") == "1"
-    else ROOT / ".local" / "ops-dashboard.png"
+from tests.conftest import PROJECT, AuthEmulator, Backends, Caller
+from tests.ops.browser import (
+    LIVE,
+    LOCAL_BASE,
+    LOCAL_SHOTS,
+    PRODUCTION_INIT,
+    READS,
+    SDK_DIR,
+    SDK_FILES,
+    Watched,
+    assert_sdk_served_locally,
+    is_google,
+    next_load,
+    open_on_hosting,
+    open_page,
+    sign_in_with_password,
 )
-"""The tracked docs/ops-dashboard.png changes only when asked for."""
-LOCAL_SHOTS = ROOT / ".local"
-"""Other screenshots (never tracked)."""
-SDK_FILES = ("firebase-app.js", "firebase-auth.js", "firebase-functions.js")
-SDK_DIR = ROOT / "tools" / "node_modules" / "firebase8"
-LOCAL_BASE = f"/{PROJECT}/us-central1"
-"""The local stack's functions (the emulator scheme /{project}/{region}/{name})."""
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Runs before the page's own scripts: records every CSP violation the browser reports.
-WATCH_CSP = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) =>
-  window.__cspViolations.push(`${e.effectiveDirective} ${e.blockedURI}`));
-"""
+from tests.ops.helpers import ddos_mode_on, register_service, staff_user
+
+OPS_CALLS = READS + LIVE
+"""What a signed-in page calls on its first load."""
 
 
-@pytest.fixture(scope="module")
-def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
-    if CHROMIUM is None or not os.access(CHROMIUM, os.X_OK):
-        missing(
-            request.config,
-            "BROWSER",
-            "Debian's chromium is not installed: `make setup` installs it as root "
-            "(apt-get install chromium), or set PACK391_CHROMIUM to a Chromium or Chrome",
-        )
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@dataclass
-class Watched:
-    """A page with every request it made and every console message it printed."""
-
-    page: Page
-    requests: list[Request] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)
-
-    def off_origin(self, origin: str) -> list[str]:
-        return [r.url for r in self.requests if not same_origin(r.url, origin)]
-
-    def posts(self) -> list[str]:
-        """The calls to the functions (Google's Identity Toolkit, answered by the test
-        in the Hosting mode, is not one of them)."""
-        return [r.url for r in self.requests if r.method == "POST" and not is_google(r.url)]
-
-    def sdk_loads(self) -> dict[str, int | None]:
-        """The SDK files the page loaded and their HTTP status."""
-        loads: dict[str, int | None] = {}
-        for request in self.requests:
-            path = urlsplit(request.url).path
-            if path.startswith("/__/firebase/8.10.1/"):
-                response = request.response()
-                loads[path.rsplit("/", 1)[1]] = response.status if response else None
-        return loads
-
-    def csp_violations(self) -> list[str]:
-        said = [
-            text
-            for text in self.console
-            if "Content Security Policy" in text or "Refused to" in text
-        ]
-        reported: list[str] = self.page.evaluate("window.__cspViolations")
-        return said + reported
-
-
-def same_origin(url: str, origin: str) -> bool:
-    a, b = urlsplit(url), urlsplit(origin)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-GOOGLE_AUTH_HOSTS = {
-    "www.googleapis.com",
-    "identitytoolkit.googleapis.com",
-    "securetoken.googleapis.com",
-    "apis.google.com",
-    f"{PROJECT}.firebaseapp.com",
-}
-"""Where Firebase Auth (SDK 8) talks to Google on Hosting: the only other hosts the CSP
-allows. In these tests every such request is answered (or refused) by the test itself."""
-
-
-def is_google(url: str) -> bool:
-    return urlsplit(url).hostname in GOOGLE_AUTH_HOSTS
-
-
-@dataclass
-class FakeGoogleAuth:
-    """Google's side of ``firebase.auth().signInWithCustomToken()`` (SDK 8: Identity
-    Toolkit v3 ``verifyCustomToken`` then ``getAccountInfo``), answering with ``id_token``;
-    anything else sent to Google is refused."""
-
-    id_token: str
-    uid: str = "ops-1"
-    seen: list[str] = field(default_factory=list)
-
-    def __call__(self, route: Route) -> None:
-        url = route.request.url
-        self.seen.append(url)
-        path = urlsplit(url).path
-        if path.endswith("/relyingparty/verifyCustomToken"):
-            body: dict[str, object] = {
-                "kind": "identitytoolkit#VerifyCustomTokenResponse",
-                "idToken": self.id_token,
-                "refreshToken": "fake-refresh-token",
-                "expiresIn": "3600",
-                "isNewUser": False,
-            }
-        elif path.endswith("/relyingparty/getAccountInfo"):
-            body = {
-                "kind": "identitytoolkit#GetAccountInfoResponse",
-                "users": [{"localId": self.uid, "lastLoginAt": "1700000000000"}],
-            }
-        else:
-            route.abort()
-            return
-        route.fulfill(
-            status=200,
-            content_type="application/json",
-            headers={"Access-Control-Allow-Origin": "*"},
-            body=json.dumps(body),
-        )
-
-
-def open_page(
-    browser: Browser,
-    url: str,
-    token: str | None = None,
-    init_json: Mapping[str, object] | None = None,
-    google: FakeGoogleAuth | None = None,
+def signed_in(
+    browser: Browser, url: str, emulator: AuthEmulator, backends: Backends, role: str | None
 ) -> Watched:
-    """Open ``url``; ``token`` goes where the token field keeps it (sessionStorage), never
-    in the URL; ``init_json`` replaces the server's /__/firebase/init.json; ``google``
-    answers Firebase Auth's calls to Google."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    watched = Watched(page)
-
-    def on_request(request: Request) -> None:
-        watched.requests.append(request)
-
-    def on_console(message: ConsoleMessage) -> None:
-        watched.console.append(message.text)
-
-    page.on("request", on_request)
-    page.on("console", on_console)
-    page.add_init_script(script=WATCH_CSP)
-    if token is not None:
-        page.add_init_script(
-            script=f"try {{ sessionStorage.setItem('pack391Token', {json.dumps(token)}); }} "
-            "catch (e) {}"
-        )
-    if init_json is not None:
-        body = json.dumps(init_json)
-
-        def fulfil(route: Route) -> None:
-            route.fulfill(status=200, content_type="application/json", body=body)
-
-        page.route("**/__/firebase/init.json", fulfil)
-    if google is not None:
-        page.route(is_google, google)
-    page.goto(url)
-    page.wait_for_selector("body[data-loaded]", timeout=20_000)
-    return watched
-
-
-def sign_in(watched: Watched) -> None:
-    """Sign in with Firebase Auth (SDK 8's own ``signInWithCustomToken``, Google's side
-    faked) and wait for the page to load the dashboard as that user."""
-    page = watched.page
-    before = page.get_attribute("body", "data-loaded")
-    signed_in = page.evaluate(
-        "firebase.auth().signInWithCustomToken('test-custom-token').then(() => true)"
-    )
-    assert signed_in is True
-    page.wait_for_selector(f"body:not([data-loaded='{before}'])", timeout=20_000)
-
-
-def open_on_hosting(
-    browser: Browser, url: str, id_token: str | None, uid: str = "ops-1"
-) -> tuple[Watched, FakeGoogleAuth]:
-    """The page as Hosting serves it (Hosting's init.json), signed in with ``id_token``
-    through Firebase Auth (None: signed out)."""
-    google = FakeGoogleAuth(id_token or "", uid)
-    watched = open_page(browser, url, init_json=PRODUCTION_INIT, google=google)
+    """The page as the local stack serves it, signed in on the page as a person with
+    ``role`` (None: a plain user)."""
+    email = f"{role or 'plain'}@example.com"
+    password = staff_user(emulator, backends, email, role)
+    watched = open_page(browser, url)
     assert watched.page.get_attribute("body", "data-error") == "UNAUTHENTICATED"
-    if id_token is not None:
-        sign_in(watched)
-    return watched, google
-
-
-def assert_sdk_served_locally(watched: Watched) -> None:
-    """The page's SDK came from this origin at Hosting's URLs, served by the local stack."""
-    assert watched.sdk_loads() == dict.fromkeys(SDK_FILES, 200)
-    assert watched.page.evaluate("firebase.SDK_VERSION") == "8.10.1"
+    sign_in_with_password(watched, email, password)
+    return watched
 
 
 def seed_small_dashboard(now: datetime) -> None:
@@ -269,7 +85,11 @@ def assert_shows_data(page: Page) -> None:
 
 
 def test_dashboard_shows_the_functions_numbers(
-    browser: Browser, live_server: str, caller: Caller, backends: Backends
+    browser: Browser,
+    live_server: str,
+    caller: Caller,
+    backends: Backends,
+    proxied_auth_emulator: AuthEmulator,
 ) -> None:
     now = datetime.now(UTC)
     seed(get_db(), SeedSpec(), now)
@@ -301,9 +121,10 @@ def test_dashboard_shows_the_functions_numbers(
     dash = caller.call("pack391_getOpsDashboard", role="ops").result
     want = flatten(LiveMetrics.model_validate(dash["live"]["metrics"]))
 
-    watched = open_page(browser, f"{live_server}/ops/", token=caller.token("ops"))
+    watched = signed_in(browser, f"{live_server}/ops/", proxied_auth_emulator, backends, "ops")
     page = watched.page
     assert page.get_attribute("body", "data-error") is None
+    assert page.inner_text("#who") == "ops@example.com · ops"
     shown = {
         el.get_attribute("data-metric"): el.inner_text()
         for el in page.query_selector_all("[data-metric]")
@@ -325,7 +146,7 @@ def test_dashboard_shows_the_functions_numbers(
     alert_ids = [el.get_attribute("data-alert") for el in page.query_selector_all("tr[data-alert]")]
     assert alert_ids == [a["id"] for a in dash["openAlerts"]] and len(alert_ids) == 3
     assert page.get_attribute("[data-ddos-mode]", "data-ddos-mode") == "on"
-    assert "traffic_spike" in page.inner_text("#ddos")
+    assert "traffic_spike" in page.inner_text("#detections")
     assert [row.inner_text().split("\t")[0] for row in page.query_selector_all("#markets tr")][
         1:
     ] == ["DE", "PL"]
@@ -338,53 +159,50 @@ def test_dashboard_shows_the_functions_numbers(
     assert watched.csp_violations() == []
     assert sorted(watched.posts()) == sorted(f"{live_server}{LOCAL_BASE}/{n}" for n in OPS_CALLS)
     assert_sdk_served_locally(watched)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    LOCAL_SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(LOCAL_SHOTS / "ops-dashboard.png"), full_page=True)
     page.close()
 
 
-def test_non_ops_users_get_a_clear_message(
-    browser: Browser, live_server: str, caller: Caller
+def test_a_plain_user_sees_the_refusal(
+    browser: Browser, live_server: str, backends: Backends, proxied_auth_emulator: AuthEmulator
 ) -> None:
-    anonymous = open_page(browser, f"{live_server}/ops/").page
-    assert anonymous.get_attribute("body", "data-error") == "UNAUTHENTICATED"
-    assert "Sign in" in anonymous.inner_text("#message")
-    assert "token field" in anonymous.inner_text("#message")
-    # the token field (local sign-in): typed in, kept in sessionStorage, never in the URL
-    user_token = caller.token("user")  # once: a token carries the second it was made
-    anonymous.fill("#token", user_token)
-    anonymous.dispatch_event("#token", "change")
-    # (no wait_for_function: Playwright evaluates its predicate with eval(), which the
-    # page's CSP refuses, as it should)
-    anonymous.wait_for_selector("body[data-error='PERMISSION_DENIED']")
-    assert "for the ops team" in anonymous.inner_text("#message")
-    assert anonymous.is_hidden("#dashboard")
-    assert anonymous.evaluate("sessionStorage.getItem('pack391Token')") == user_token
-    assert "token" not in anonymous.url
-    anonymous.close()
+    """Signed out, the page asks to sign in and calls nothing; a plain user's sign-in (the
+    Auth emulator's own user, no staff claim) is refused by the functions, and the page says
+    so and how to get access."""
+    anonymous = open_page(browser, f"{live_server}/ops/")
+    page = anonymous.page
+    assert page.get_attribute("body", "data-error") == "UNAUTHENTICATED"
+    assert page.inner_text("#message") == "Sign in to see the ops console."
+    assert page.is_visible("#email") and page.is_visible("#signinPassword")
+    assert page.is_visible("#emulatorNote")
+    assert anonymous.posts() == []
+    page.close()
+    watched = signed_in(browser, f"{live_server}/ops/", proxied_auth_emulator, backends, None)
+    page = watched.page
+    assert page.get_attribute("body", "data-error") == "PERMISSION_DENIED"
+    message = page.inner_text("#message")
+    assert "for the ops team" in message and "pack391 grant --role ops EMAIL" in message
+    assert "(permission-denied)" in message
+    assert page.is_hidden("#dashboard")
+    assert page.inner_text("#who") == "plain@example.com · no staff role"
+    # refused once, then once more with a fresh token (a role granted since sign-in)
+    assert watched.called().count("pack391_getOpsDashboard") == 2
+    assert watched.off_origin(live_server) == []
+    page.close()
 
 
 def test_a_token_in_the_url_is_ignored_and_removed(
-    browser: Browser, live_server: str, caller: Caller
+    browser: Browser, live_server: str, caller: Caller, proxied_auth_emulator: AuthEmulator
 ) -> None:
     page = open_page(browser, f"{live_server}/ops/?token={caller.token('ops')}").page
     assert page.get_attribute("body", "data-error") == "UNAUTHENTICATED"
     assert page.url == f"{live_server}/ops/"
-    assert page.evaluate("sessionStorage.getItem('pack391Token')") is None
+    assert page.evaluate("sessionStorage.length") == 0
     page.close()
 
 
 # Same origin only --------------------------------------------------------
-
-
-PRODUCTION_INIT = {
-    "projectId": PROJECT,
-    "apiKey": "fake",
-    "authDomain": f"{PROJECT}.firebaseapp.com",
-}
-"""What Hosting's /__/firebase/init.json looks like (no pack391 keys)."""
-
-OPS_CALLS = ("pack391_getOpsDashboard", "pack391_getHistoricalMetrics")
 
 
 @pytest.mark.parametrize("hosting", ["local", "production"])
@@ -396,11 +214,12 @@ def test_region_in_the_url_sends_nothing_off_origin(
     live_server: str,
     caller: Caller,
     backends: Backends,
+    proxied_auth_emulator: AuthEmulator,
     region: str,
     hosting: str,
 ) -> None:
-    """The issue's attack: ``?region=`` used to become the host the ID token was sent to
-    (with Hosting's init.json, which has no functions base)."""
+    """``?region=`` once became the host the ID token was sent to (with Hosting's
+    init.json, which has no functions base): nothing is taken from the query string."""
     seed_small_dashboard(datetime.now(UTC))
     url = f"{live_server}/ops/?region={region}"
     if hosting == "production":
@@ -410,7 +229,7 @@ def test_region_in_the_url_sends_nothing_off_origin(
         assert [u for u in watched.off_origin(live_server) if not is_google(u)] == []
         assert all(urlsplit(u).hostname == "www.googleapis.com" for u in google.seen)
     else:
-        watched = open_page(browser, url, token=caller.token("ops"))
+        watched = signed_in(browser, url, proxied_auth_emulator, backends, "ops")
         base = LOCAL_BASE
         # sent nowhere else, and not even tried (the CSP would refuse and report an attempt)
         assert watched.off_origin(live_server) == []
@@ -432,14 +251,22 @@ def test_region_in_the_url_sends_nothing_off_origin(
         "evil.example/api",
         "javascript:alert(1)",
         "/ops/api?x=1",
+        "/ops/api",  # a path on this origin, but not /<project>/<region>
+        f"/{PROJECT}/us-central1/more",
         42,
     ],
 )
 def test_an_off_origin_functions_base_is_refused(
     browser: Browser, live_server: str, caller: Caller, backends: Backends, base: object
 ) -> None:
-    init = {"projectId": PROJECT, "pack391Local": True, "pack391FunctionsBase": base}
-    watched = open_page(browser, f"{live_server}/ops/", token=caller.token("ops"), init_json=init)
+    init = {
+        "projectId": PROJECT,
+        "apiKey": "local-api-key",
+        "pack391Local": True,
+        "pack391AuthEmulator": True,
+        "pack391FunctionsBase": base,
+    }
+    watched = open_page(browser, f"{live_server}/ops/", init_json=init)
     page = watched.page
     assert page.get_attribute("body", "data-error") == "CONFIG"
     assert "Refusing the functions base" in page.inner_text("#message")
@@ -464,7 +291,7 @@ def test_on_hosting_the_page_calls_through_https_callable(
     watched, google = open_on_hosting(browser, f"{live_server}/ops/", token)
     page = watched.page
     assert_shows_data(page)
-    assert page.is_visible("#signout") and page.is_hidden("#token")
+    assert page.is_visible("#signout") and page.is_hidden("#email")
     calls = [r for r in watched.requests if r.method == "POST" and not is_google(r.url)]
     assert sorted(r.url for r in calls) == sorted(f"{live_server}/{n}" for n in OPS_CALLS)
     for request in calls:
@@ -487,13 +314,19 @@ def test_on_hosting_the_page_calls_through_https_callable(
     # a refresh goes the same way (the SDK refreshes nothing: the token is still fresh)
     before = page.get_attribute("body", "data-loaded")
     page.click("#refresh")
-    page.wait_for_selector(f"body:not([data-loaded='{before}'])")
+    next_load(page, before)
     assert_shows_data(page)
+    # the second live read sends the etag it holds and is answered notModified
     assert len(watched.posts()) == 2 * len(OPS_CALLS)
+    lives = [r for r in watched.requests if r.url.endswith("/pack391_getOpsLive")]
+    assert "etag" not in json.loads(lives[0].post_data or "")["data"]
+    assert json.loads(lives[1].post_data or "")["data"]["etag"]
+    second = lives[1].response()
+    assert second is not None and second.json()["result"]["notModified"] is True
     # signing out: the page asks to sign in and calls nothing
     page.click("#signout")
     page.wait_for_selector("body[data-error='UNAUTHENTICATED']")
-    assert page.inner_text("#message") == "Sign in to see the ops dashboard."
+    assert page.inner_text("#message") == "Sign in to see the ops console."
     assert page.is_visible("#signin")
     assert len(watched.posts()) == 2 * len(OPS_CALLS)
     page.close()
@@ -518,7 +351,7 @@ def test_https_callable_errors_are_shown_with_code_message_and_details(
     page.evaluate("document.getElementById('range').add(new Option('2 years', '2y'))")
     before = page.get_attribute("body", "data-loaded")
     page.select_option("#range", "2y")
-    page.wait_for_selector(f"body:not([data-loaded='{before}'])")
+    next_load(page, before)
     assert page.get_attribute("body", "data-error") == "INVALID_ARGUMENT"
     message = page.inner_text("#message")
     assert message.startswith("Could not load the dashboard (invalid-argument): range")
@@ -531,18 +364,19 @@ def test_https_callable_errors_are_shown_with_code_message_and_details(
     page.close()
 
 
-def test_the_token_mode_shows_errors_as_the_sdk_does(
-    browser: Browser, live_server: str, caller: Caller, backends: Backends
+def test_locally_errors_are_shown_as_on_hosting(
+    browser: Browser, live_server: str, backends: Backends, proxied_auth_emulator: AuthEmulator
 ) -> None:
-    """The local token mode decodes errors like httpsCallable: same code, message, details."""
+    """Signed in through the Auth emulator, the page calls with the same httpsCallable and
+    shows a refusal the same way: code, message, details."""
     seed_small_dashboard(datetime.now(UTC))
-    watched = open_page(browser, f"{live_server}/ops/", token=caller.token("ops"))
+    watched = signed_in(browser, f"{live_server}/ops/", proxied_auth_emulator, backends, "ops")
     page = watched.page
     assert_shows_data(page)
     page.evaluate("document.getElementById('range').add(new Option('2 years', '2y'))")
     before = page.get_attribute("body", "data-loaded")
     page.select_option("#range", "2y")
-    page.wait_for_selector(f"body:not([data-loaded='{before}'])")
+    next_load(page, before)
     assert page.get_attribute("body", "data-error") == "INVALID_ARGUMENT"
     assert page.inner_text("#message").startswith(
         "Could not load the dashboard (invalid-argument): range"
@@ -555,7 +389,7 @@ def test_the_token_mode_shows_errors_as_the_sdk_does(
 def test_sdk_8_use_emulator_builds_the_local_stacks_urls(
     browser: Browser, live_server: str, caller: Caller
 ) -> None:
-    """The token mode posts where SDK 8's ``functions.useEmulator(host, port)`` would:
+    """SDK 8's ``functions.useEmulator(host, port)``, which the page uses locally, posts to
     ``http://host:port/{projectId}/{region}/{name}``, the local stack's scheme. Checked with
     the real SDK on the page (its own httpsCallable, no user: UNAUTHENTICATED)."""
     watched = open_page(browser, f"{live_server}/ops/")
@@ -593,7 +427,7 @@ def test_without_node_modules_the_page_says_the_sdk_is_missing(
         stack.platform.server, "FIREBASE8_DIR", tmp_path / "node_modules" / "firebase8"
     )
     init = PRODUCTION_INIT if hosting == "production" else None
-    watched = open_page(browser, f"{live_server}/ops/", token=caller.token("ops"), init_json=init)
+    watched = open_page(browser, f"{live_server}/ops/", init_json=init)
     page = watched.page
     assert page.get_attribute("body", "data-error") == "SDK"
     message = page.inner_text("#message")
@@ -607,15 +441,15 @@ def test_without_node_modules_the_page_says_the_sdk_is_missing(
 
 
 def test_the_page_renders_under_the_production_csp(
-    browser: Browser, live_server: str, caller: Caller, backends: Backends
+    browser: Browser, live_server: str, backends: Backends, proxied_auth_emulator: AuthEmulator
 ) -> None:
     seed_small_dashboard(datetime.now(UTC))
-    watched = open_page(browser, f"{live_server}/ops/", token=caller.token("ops"))
+    watched = signed_in(browser, f"{live_server}/ops/", proxied_auth_emulator, backends, "ops")
     page = watched.page
     assert_shows_data(page)
     loaded = page.get_attribute("body", "data-loaded")
     page.select_option("#range", "24h")  # a second render of every chart
-    page.wait_for_selector(f"body:not([data-loaded='{loaded}'])")
+    next_load(page, loaded)
     assert_shows_data(page)
     assert_sdk_served_locally(watched)
     for name in SDK_FILES:  # the exact files of node_modules/firebase8

@@ -25,7 +25,9 @@ from stack.platform.server import (
 from tests.conftest import ROOT
 
 OPS = ROOT / "hosting" / "ops"
-APP_JS = (OPS / "app.js").read_text()
+PAGE_JS = {path.name: path.read_text() for path in sorted(OPS.glob("*.js"))}
+"""The page's scripts (app.js and the modules it imports)."""
+APP_JS = PAGE_JS["app.js"]
 INDEX_HTML = (OPS / "index.html").read_text()
 
 REQUIRED_CSP = {
@@ -65,8 +67,25 @@ def ops_rule() -> dict[str, Any]:
     return found
 
 
+PAGE_CALLS = {
+    "pack391_getOpsDashboard",
+    "pack391_getHistoricalMetrics",
+    "pack391_getOpsLive",
+    "pack391_getOpsTimeline",
+    "pack391_acknowledgeAlert",
+    "pack391_manualScale",
+    "pack391_liftBlock",
+    "pack391_setAllowlist",
+    "pack391_controlDeployment",
+    "pack391_rollbackController",
+    "pack391_emergencyPauseMarkets",
+}
+"""What the console reads (the first four) and the actions it offers."""
+
+
 def called_functions() -> set[str]:
-    return set(re.findall(r"""\bcall\(\s*["'](pack391_\w+)["']""", APP_JS))
+    pattern = re.compile(r"""["'](pack391_\w+)["']""")
+    return {name for source in PAGE_JS.values() for name in pattern.findall(source)}
 
 
 def test_firebase_json_gives_ops_pages_a_strict_csp() -> None:
@@ -86,19 +105,21 @@ def test_every_function_the_page_calls_is_rewritten_same_origin(
     function the page calls has a rewrite at the site's root."""
     config = hosting_config()
     names = called_functions()
-    assert names == {"pack391_getOpsDashboard", "pack391_getHistoricalMetrics"}
+    assert names == PAGE_CALLS
     for name in names:
         (rule,) = [r for r in config["rewrites"] if r["source"] == f"/{name}"]
         assert rule["function"] == {"functionId": name, "region": "us-central1"}
         assert hosting_function_rewrite(config, f"/{name}") == name
         assert name in functions
-    assert hosting_function_rewrite(config, "/pack391_acknowledgeAlert") is None
+    assert {r["source"] for r in config["rewrites"]} == {f"/{n}" for n in names}
+    assert hosting_function_rewrite(config, "/pack391_setGeoThrottle") is None
     assert hosting_function_rewrite(config, "/ops/api/pack391_getOpsDashboard") is None
     assert hosting_function_rewrite(config, "/ops/") is None
     # the custom domain is this origin; nothing comes from the query string
     assert "firebase.app().functions(location.origin)" in APP_JS
-    assert "URLSearchParams" not in APP_JS and "searchParams" not in APP_JS
-    assert "cloudfunctions.net" not in APP_JS
+    for source in PAGE_JS.values():
+        assert "URLSearchParams" not in source and "searchParams" not in source
+        assert "cloudfunctions.net" not in source
 
 
 def test_the_ops_page_deploys_to_its_own_hosting_target() -> None:
@@ -123,7 +144,7 @@ def test_the_page_stays_within_the_policy() -> None:
         "app.js",
     ]
     assert all(body.strip() == "" for _, body in scripts)
-    for source in (INDEX_HTML, APP_JS):
+    for source in (INDEX_HTML, *PAGE_JS.values()):
         assert not re.search(r"\sstyle\s*=", source)
         assert not re.search(r"\son[a-z]+\s*=\s*[\"']", source)  # no inline handlers
         assert "<style" not in source and "eval(" not in source
@@ -178,7 +199,7 @@ def test_the_local_server_serves_the_rewrites_and_init_json(app: flask.Flask) ->
     assert dashboard.status_code == 401  # the real callable: no token, no data
     assert dashboard.get_json()["error"]["status"] == "UNAUTHENTICATED"
     assert client.get("/favicon.ico").status_code == 404
-    for missing in ("/pack391_acknowledgeAlert", "/ops/api/pack391_getOpsDashboard"):
+    for missing in ("/pack391_setGeoThrottle", "/ops/api/pack391_getOpsDashboard"):
         response = client.post(missing, json={"data": {}})
         assert response.status_code == 404
         assert response.get_json()["error"]["status"] == "NOT_FOUND"
@@ -235,3 +256,23 @@ def test_without_node_modules_the_sdk_urls_say_what_to_do(
 def test_firebase_json_is_the_file_the_server_reads() -> None:
     assert FIREBASE_JSON == ROOT / "firebase.json"
     assert json.loads(FIREBASE_JSON.read_text())["hosting"]["public"] == "hosting"
+
+
+def test_the_latest_rehearsal_report_is_linked_when_there_is_one(
+    app: flask.Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """init.json names /rehearsal/ only when `pack391 rehearse` has written a report; the
+    report is served there, outside /ops/** (its own style, not the page's CSP)."""
+    monkeypatch.setattr(stack.platform.server, "REHEARSAL_DIR", tmp_path)
+    client = app.test_client()
+    assert "pack391RehearsalReport" not in client.get("/__/firebase/init.json").get_json()
+    missing = client.get("/rehearsal/")
+    assert missing.status_code == 404 and "make rehearse" in missing.get_data(as_text=True)
+    (tmp_path / "rehearsal.html").write_text("<!doctype html><title>rehearsal</title>")
+    init = client.get("/__/firebase/init.json").get_json()
+    assert init["pack391RehearsalReport"] == "/rehearsal/"
+    with client.get("/rehearsal/") as report:
+        assert report.status_code == 200 and report.mimetype == "text/html"
+        assert b"<title>rehearsal</title>" in report.get_data()
+        assert "Content-Security-Policy" not in report.headers
+    assert client.get("/rehearsal/../hosting").status_code == 404

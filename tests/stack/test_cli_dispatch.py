@@ -88,6 +88,7 @@ WORK = {
     "loadtest": "stack.loadtest",
     "chaos-run": "stack.chaos.runner",
     "migrate-alerts": "stack.migrate_alerts",
+    "grant": "stack.grant",
     "rehearse": "stack.rehearse.cli",
 }
 """The module that does a command's work, which its handler imports when it runs."""

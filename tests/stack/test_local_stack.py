@@ -9,13 +9,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
 
-from stack.platform import procs
+from stack.platform import auth_emulator, procs
 from stack.platform.procs import free_port
 from stack.platform.scheduler import scheduler_headers
+from tests.needs import missing
 from tests.stack.serving import PACK391, start_serve
 
 PROJECT = "demo-avalo"
@@ -40,6 +42,8 @@ class Stack:
     env: dict[str, str]
     port: int
     output: list[str]
+    auth_missing: str | None = None
+    """Why the stack runs without its Auth emulator (None: it runs one, as `make run`)."""
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -57,8 +61,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     env["PACK391_PORT"] = str(port)
     logs = tmp_path_factory.mktemp("stack-logs")
-    process, output = start_serve(env, logs, 120)
-    yield Stack(process, env, port, output)
+    # with the Auth emulator, as `make run` (the other tests' stacks start none)
+    try:
+        auth_emulator.node_and_cli()
+        auth_missing = None
+    except procs.StackError as exc:
+        auth_missing = str(exc)
+    process, output = start_serve(env, logs, 120, auth_emulator=auth_missing is None)
+    yield Stack(process, env, port, output, auth_missing)
     if process.poll() is None:
         process.kill()
         process.wait()
@@ -167,6 +177,39 @@ def test_serve_prints_and_serves_the_ops_dashboard(stack: Stack) -> None:
     live = json.loads(stack.cli("call", "pack391_getLiveMetrics", "--role", "ops").stdout)
     assert live["metrics"]["activeUsers"] == 7
     assert live["metrics"]["payoutQueue"]["failed"] == 11
+
+
+def test_serve_runs_the_auth_emulator_behind_the_functions_origin(
+    stack: Stack, pytestconfig: pytest.Config
+) -> None:
+    """The ops page's sign-in, locally: the emulator's paths on the functions server's
+    origin, and `pack391 grant` finding the emulator in the stack's state file."""
+    if stack.auth_missing is not None:
+        missing(pytestconfig, "FIREBASE_CLI", f"the Firebase Auth emulator: {stack.auth_missing}")
+    (line,) = [ln for ln in stack.output if ln.startswith("Auth emulator")]
+    state = json.loads(Path(stack.env["PACK391_STACK_STATE"]).read_text())
+    assert line.split()[2] == f"http://{state['authEmulatorHost']}"
+    base = f"http://127.0.0.1:{stack.port}"
+    assert requests.get(f"{base}/__/firebase/init.json", timeout=10).json()["pack391AuthEmulator"]
+    account = {"email": "ops@example.com", "password": "secret-1", "returnSecureToken": True}
+    sign_up = f"{base}/identitytoolkit.googleapis.com/v1/accounts:signUp?key=local-api-key"
+    assert requests.post(sign_up, json=account, timeout=30).status_code == 200
+    env = {k: v for k, v in stack.env.items() if not k.startswith(("FIREBASE_", "FIRESTORE_"))}
+    granted = subprocess.run(
+        [str(PACK391), "grant", "--role", "ops", "ops@example.com"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert granted.returncode == 0, granted.stderr
+    assert "the local stack's Auth emulator" in granted.stdout
+    sign_in = sign_up.replace("accounts:signUp", "accounts:signInWithPassword")
+    token = requests.post(sign_in, json=account, timeout=30).json()["idToken"]
+    response = requests.post(
+        f"{base}/{PROJECT}/us-central1/pack391_getMarketControls",
+        json={"data": {}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_sigint_stops_everything(stack: Stack) -> None:

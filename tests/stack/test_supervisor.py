@@ -72,7 +72,8 @@ def serve(tmp: Path, **extra_env: str) -> Iterator[Served]:
         **extra_env,
     )
     process = subprocess.Popen(
-        [str(PACK391), "serve", "--log-dir", str(tmp / "logs")],
+        # no Auth emulator: ~10 s of a core per stack, which no test here uses (harness.py)
+        [str(PACK391), "serve", "--log-dir", str(tmp / "logs"), "--no-auth-emulator"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
