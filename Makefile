@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lock run test test-stall lint format bench-ratelimit bench-population bench-scaling bench-backup bench-canary bench-ops bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack chaos rehearse chromium clean
+.PHONY: setup lock run test test-stall lint format bench-ratelimit bench-population bench-scaling bench-backup bench-canary bench-ops bench-console bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack chaos rehearse chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -99,6 +99,9 @@ bench-canary: setup
 
 bench-ops: setup
 	$(BIN)/python -m bench.ops_metrics
+
+bench-console: setup   # the ops console's reads against polling the dashboard (docs/benchmarks.md)
+	$(BIN)/python -m bench.ops_console
 
 bench-load-capacity: setup   # wrk is Debian's package: apt-get install -y wrk
 	$(BIN)/python -m bench.load_capacity

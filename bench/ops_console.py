@@ -10,15 +10,19 @@ makes, ``--runs`` times (median wall time), counting Firestore RPCs and the docu
 streamed back (what Firestore bills as reads) with the gRPC interceptor of
 :mod:`bench.ops_metrics`:
 
-- ``live``: ``pack391_getOpsLive`` without an etag (the first poll, or after a change);
+- ``live``: ``pack391_getOpsLive`` without an etag (the first poll, or after a change),
+  on an instance that has read the activity at this version before (its memo);
+- ``activityRead``: what such an answer adds on an instance that has not: the 25 newest
+  audit entries;
 - ``liveNotModified``: the same with the etag it returned (every poll while nothing
-  changes: the function still reads, then answers only ``notModified``);
+  changes: the function reads the parts and the activity's version, then answers only
+  ``notModified``);
 - ``timeline``: ``pack391_getOpsTimeline`` over 60 minutes;
 - ``dashboard``: ``pack391_getOpsDashboard``, the peer: what the page would read if it
   polled the whole dashboard for liveness.
 
-Then one operator's hour at the page's cadence (live every 5 s, timeline every 30 s,
-dashboard every 60 s) against polling the dashboard every 5 s. Prints JSON.
+Then one operator's hour at the page's cadence (live every 5 s, timeline and dashboard
+every 60 s) against polling the dashboard every 5 s. Prints JSON.
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ from shared import collections
 from shared.alerts.notifier import WebhookNotifier, deliver
 from shared.alerts.store import AlertStore
 from shared.models.audit import AuditEntry
+from shared.thresholds import LIVE_ACTIVITY_ITEMS
 from stack.ops_seed import SeedSpec, seed
 from stack.platform import datastores
 
-LIVE_EVERY_SEC, TIMELINE_EVERY_SEC, DASHBOARD_EVERY_SEC = 5, 30, 60
+LIVE_EVERY_SEC, TIMELINE_EVERY_SEC, DASHBOARD_EVERY_SEC = 5, 60, 60
 """The page's cadence (hosting/ops/app.js: LIVE_MS, TIMELINE_MS, DASHBOARD_MS)."""
 
 
@@ -109,6 +114,9 @@ def run(runs: int, audit: int) -> dict[str, Any]:
         first = console.live(None, at)
         results = {
             "live": measure(client, runs, lambda: console.live(None, at)),
+            "activityRead": measure(
+                client, runs, lambda: ConsoleRepository(client).activity(LIVE_ACTIVITY_ITEMS)
+            ),
             "liveNotModified": measure(client, runs, lambda: console.live(first.etag, at)),
             "timeline": measure(client, runs, lambda: console.timeline(60, at)),
             "dashboard": measure(client, runs, lambda: dashboard.dashboard(at)),

@@ -88,6 +88,21 @@ def newest(
     return list(query.stream())
 
 
+def aggregate(query: Any, **spec: tuple[str, str | None]) -> dict[str, float | None]:
+    """One aggregation RPC: ``alias=("count"|"sum"|"avg", field)`` -> alias -> value."""
+    agg: Any = None
+    for alias, (kind, field) in spec.items():
+        target = query if agg is None else agg
+        if kind == "count":
+            agg = target.count(alias=alias)
+        elif kind == "sum":
+            agg = target.sum(field, alias=alias)
+        else:
+            agg = target.avg(field, alias=alias)
+    results = agg.get()
+    return {r.alias: (None if r.value is None else float(r.value)) for r in results[0]}
+
+
 def delete_matching(db: firestore.Client, query: firestore.Query, page: int = 400) -> int:
     """Delete every document ``query`` matches, a batch of ``page`` at a time; returns how
     many. Each round reads the first page of what is left (names only), so no cursor walks

@@ -12,6 +12,7 @@ read now for the live console.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,7 +50,9 @@ class LiveReads:
     allowlist: list[AllowlistEntryDoc]
     deployments: list[dict[str, Any]]
     services: list[ServiceView]
-    activity: list[ActivityEntry]
+    newest_activity: str
+    """The activity's version (:meth:`ConsoleRecords.activity_version`): the etag's
+    stand-in for its 25 entries."""
 
 
 class ConsoleService:
@@ -65,13 +68,21 @@ class ConsoleService:
         self._alerts, self._repo, self._records = alerts, repo, records
         self._deployments, self._ddos_mode = deployments, ddos_mode
         self._live_copy: LastKnown[str, LiveReads] = LastKnown("ops live console")
+        self._activity_copy: LastKnown[str, list[ActivityEntry]] = LastKnown("ops activity")
+        self._activity_memo: tuple[str, list[ActivityEntry]] | None = None
+        self._memo_lock = threading.Lock()
         self._timeline_copy: LastKnown[int, OpsTimelineView] = LastKnown("ops timeline")
 
     # ------------------------------------------------------------------ live
 
     def live(self, etag: str | None, now: datetime, stale_max_sec: float = 0.0) -> OpsLiveView:
         """The console's parts and their etag; ``etag`` still current: ``notModified``
-        and no parts."""
+        and no parts.
+
+        The etag covers the activity by its version (the newest audit entry's id and the
+        recent entries' count: entries are only added), so a poll while nothing changed
+        reads one audit document and one count, not 25 entries: they are read only for an
+        answer that carries them."""
         active, until, reason = self._ddos_mode()
         answer = self._live_copy.read(LIVE_KEY, lambda: self._live_reads(now), stale_max_sec)
         reads = answer.value
@@ -89,10 +100,11 @@ class ConsoleService:
             ),
             deployments=reads.deployments,
             services=reads.services,
-            activity=reads.activity,
+            activity=None,
             **answer.marks(),
         )
-        current = content_etag(view.model_dump(mode="json", by_alias=True, include=LIVE_PARTS))
+        parts = view.model_dump(mode="json", by_alias=True, include=LIVE_PARTS - {"activity"})
+        current = content_etag({**parts, "activityNewest": reads.newest_activity})
         if etag == current:
             return OpsLiveView(
                 etag=current,
@@ -105,7 +117,28 @@ class ConsoleService:
                 activity=None,
                 **answer.marks(),
             )
-        return view.model_copy(update={"etag": current})
+        return view.model_copy(
+            update={
+                "etag": current,
+                "activity": self._activity(reads.newest_activity, stale_max_sec),
+            }
+        )
+
+    def _activity(self, version: str, stale_max_sec: float) -> list[ActivityEntry]:
+        """The newest audit entries at ``version``: this instance's memo of them (exact:
+        entries are never changed), else read (stale-capable)."""
+        with self._memo_lock:
+            memo = self._activity_memo
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        entries = self._activity_copy.read(
+            version,
+            lambda: self._records.activity(thresholds.LIVE_ACTIVITY_ITEMS),
+            stale_max_sec,
+        ).value
+        with self._memo_lock:
+            self._activity_memo = (version, entries)
+        return entries
 
     def _live_reads(self, now: datetime) -> LiveReads:
         panel = self._deployments.read(now)
@@ -117,7 +150,9 @@ class ConsoleService:
                 panel.items if panel.available else [], thresholds.LIVE_DEPLOYMENTS_ITEMS
             ),
             services=service_views(self._repo),
-            activity=self._records.activity(thresholds.LIVE_ACTIVITY_ITEMS),
+            newest_activity=self._records.activity_version(
+                now - timedelta(minutes=thresholds.LIVE_ACTIVITY_VERSION_WINDOW_MIN)
+            ),
         )
 
     # -------------------------------------------------------------- timeline

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from functions.ddos import api as ddos
 from functions.deploy_guard import api as deploy_guard
 from functions.scaling import api as scaling
 from shared import collections
-from shared.firestore import newest
+from shared.firestore import aggregate, newest
 from shared.models.ddos import AllowlistEntryDoc, BlockDoc, DetectionDoc
 from shared.models.deploy import DeploymentHistory
 from shared.models.ops import ActivityEntry
@@ -48,6 +49,14 @@ class ConsoleRepository:
     def activity(self, limit: int) -> list[ActivityEntry]:
         found = newest(self._db, collections.AUDIT_LOG, "at", limit, fields=ACTIVITY_FIELDS)
         return [activity_entry(s) for s in found]
+
+    def activity_version(self, since: datetime) -> str:
+        found = newest(self._db, collections.AUDIT_LOG, "at", 1, fields=["at"])
+        query = self._db.collection(collections.AUDIT_LOG).where(
+            filter=FieldFilter("at", ">=", since)
+        )
+        recent = int(aggregate(query, n=("count", None))["n"] or 0)
+        return f"{found[0].id if found else ''}:{recent}"
 
     # --- the timeline
 

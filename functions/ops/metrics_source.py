@@ -13,6 +13,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from functions.ops.policy import start_of_day
 from shared import collections, deadline, thresholds
+from shared.firestore import aggregate
 from shared.models.ops import (
     FraudAlerts,
     PanicActivations,
@@ -24,21 +25,6 @@ from shared.models.ops import (
 
 Query = Any
 """A google-cloud-firestore query or collection reference."""
-
-
-def aggregate(query: Query, **spec: tuple[str, str | None]) -> dict[str, float | None]:
-    """One aggregation RPC: ``alias=("count"|"sum"|"avg", field)`` -> alias -> value."""
-    agg: Any = None
-    for alias, (kind, field) in spec.items():
-        target = query if agg is None else agg
-        if kind == "count":
-            agg = target.count(alias=alias)
-        elif kind == "sum":
-            agg = target.sum(field, alias=alias)
-        else:
-            agg = target.avg(field, alias=alias)
-    results = agg.get()
-    return {r.alias: (None if r.value is None else float(r.value)) for r in results[0]}
 
 
 def _num(value: float | None) -> float:

@@ -119,6 +119,13 @@ class ConsoleRecords(Protocol):
         """The newest audit-log entries, newest first."""
         ...
 
+    def activity_version(self, since: datetime) -> str:
+        """What names the newest audit entries as a whole (entries are only ever added):
+        the newest entry's id and how many were written at or after ``since`` (a late
+        commit with an earlier ``at`` changes the count): one document and one
+        aggregation read."""
+        ...
+
     def activity_since(self, since: datetime, limit: int) -> list[ActivityEntry]: ...
 
     def detections_since(self, since: datetime, limit: int) -> list[DetectionDoc]: ...

@@ -20,11 +20,12 @@ import { toast, wireActions } from "./actions.js";
 
 const DASHBOARD_MS = 60 * 1000;
 const LIVE_MS = 5 * 1000;
-const TIMELINE_MS = 30 * 1000;
+const TIMELINE_MS = 60 * 1000;
 const STALE_SEC = 180;
 const SDK_VERSION = "8.10.1";
 const state = { call: null, user: null, refreshedToken: false, fetchedAt: null, snapshotAt: null,
-                ageAtFetch: null, etag: null, live: null, liveAt: null, statuses: {}, timers: [] };
+                ageAtFetch: null, etag: null, live: null, liveAt: null, statuses: {}, timers: [],
+                actions: 0 };
 
 function loaded() {
   document.body.dataset.loaded = String(Date.now());
@@ -263,6 +264,8 @@ async function start() {
     toast(text);
     state.etag = null;
     await refreshAll();
+    state.actions += 1;
+    document.body.dataset.actions = String(state.actions);  // refreshed after the action
   });
   state.timers.push(setInterval(() => refreshDashboard(), DASHBOARD_MS));
   state.timers.push(setInterval(refreshLive, LIVE_MS));

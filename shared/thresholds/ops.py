@@ -18,6 +18,7 @@ __all__ = [
     "HISTORY_BUCKET_SEC",
     "HISTORY_RANGE_SEC",
     "LIVE_ACTIVITY_ITEMS",
+    "LIVE_ACTIVITY_VERSION_WINDOW_MIN",
     "LIVE_ALLOWLIST_ITEMS",
     "LIVE_BLOCKS_ITEMS",
     "LIVE_DEPLOYMENTS_ITEMS",
@@ -102,6 +103,10 @@ DASHBOARD_RECENT_ITEMS: Final[int] = 20
 
 LIVE_ACTIVITY_ITEMS: Final[int] = 25
 """Audit-log entries ``pack391_getOpsLive`` lists (newest first)."""
+
+LIVE_ACTIVITY_VERSION_WINDOW_MIN: Final[int] = 60
+"""The audit entries counted for the live console's activity version: an entry whose
+commit lands after a later-dated one is still seen (its count changes the version)."""
 
 LIVE_DEPLOYMENTS_ITEMS: Final[int] = 10
 """Deployments ``pack391_getOpsLive`` lists (newest first)."""

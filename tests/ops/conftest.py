@@ -27,3 +27,14 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(autouse=True)
+def _pages_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every page a browser test opened is closed when it ends, passed or failed: an open
+    console polls every 5 s, and its calls would run in this worker during later tests."""
+    yield
+    if "browser" in request.fixturenames:
+        chromium: Browser = request.getfixturevalue("browser")
+        for context in chromium.contexts:
+            context.close()

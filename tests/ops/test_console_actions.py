@@ -35,7 +35,6 @@ from tests.fakes.http_api import FakeHttpApi
 from tests.ops.browser import (
     LOCAL_SHOTS,
     Watched,
-    next_load,
     open_page,
     sign_in_with_password,
 )
@@ -100,12 +99,12 @@ def act(page: Page, selector: str, reason: str, value: str | None = None) -> str
     if value is not None:
         page.fill("#confirmInput", value)
     page.fill("#confirmReason", reason)
-    before = page.get_attribute("body", "data-loaded")
+    done = page.get_attribute("body", "data-actions") or "0"
     page.click("#confirmOk")
     page.wait_for_selector("#confirm[data-result]", state="attached")
     result = page.get_attribute("#confirm", "data-result") or ""
-    if result == "ok":
-        next_load(page, before)
+    if result == "ok":  # the page's refresh after this action (not an earlier one) is done
+        page.wait_for_selector(f"body[data-actions='{int(done) + 1}']", timeout=20_000)
     return result
 
 
