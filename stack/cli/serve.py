@@ -418,11 +418,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"Load-test sandbox    {urls['sandbox']}")
     print(f"Logs                 {args.log_dir}/")
     print(f"State                {stack.state_path}  (pack391 chaos FAULT reads it)")
-    # No token in the URL (history, logs, Referer): the page takes it in its token field.
-    print(
-        f"Ops dashboard        {caller.local_base_url()}/ops/  "
-        "(token: ./venv/bin/pack391 token --role ops)"
+    # The page signs in through the Auth emulator (never a token in the URL).
+    sign_in = (
+        "sign in as a user of ./venv/bin/pack391 grant --role ops EMAIL"
+        if stack.auth_emulator
+        else "no Auth emulator (--no-auth-emulator): nobody can sign in"
     )
+    print(f"Ops console          {caller.local_base_url()}/ops/  ({sign_in})")
     print("Example:")
     print(f"  ./venv/bin/pack391 call {name} '{{}}' --role ops")
     print(

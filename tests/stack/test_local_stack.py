@@ -159,10 +159,10 @@ def test_help_on_every_command() -> None:
 
 def test_serve_prints_and_serves_the_ops_dashboard(stack: Stack) -> None:
     text = "".join(stack.output)
-    (line,) = [ln for ln in stack.output if ln.startswith("Ops dashboard")]
+    (line,) = [ln for ln in stack.output if ln.startswith("Ops console")]
     url = line.split()[2]
     assert url == f"http://127.0.0.1:{stack.port}/ops/"
-    assert "token=" not in line and "pack391 token --role ops" in line
+    assert "token" not in line and "pack391 grant --role ops EMAIL" in line
     page = requests.get(url, timeout=10)
     assert page.status_code == 200 and "pack391_getOpsDashboard" not in page.text
     assert '<script src="app.js"' in page.text
