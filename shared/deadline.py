@@ -2,7 +2,7 @@
 still wait of it. Pure; no client library.
 
 The edge opens a budget per call (:func:`shared.edge.callable_function`: by the caller's
-role, ``PACK391_BUDGET_USER_SEC`` or ``PACK391_BUDGET_OPS_SEC``, or the function's own)
+role, ``PACK391_BUDGET_USER_MS`` or ``PACK391_BUDGET_OPS_MS``, or the function's own)
 and per scheduled run (:func:`shared.edge.scheduled_function`: within its interval).
 Every call to a dependency on that path takes its deadline from what is left
 (:func:`timeout_for`): Firestore through the client's gRPC channel

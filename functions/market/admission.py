@@ -162,7 +162,11 @@ class MarketAdmission:
                 return self._admissions.record_exclusive_admission(admission)
             return RecordOutcome(recorded=self._admissions.record_admission(admission))
         except DependencyUnavailable:
-            # Not recorded within the call's budget, so not admitted: give the slot back.
+            # No answer within the call's budget: the commit may still land (a deadline
+            # says nothing about a commit already sent). Give the slot back all the same:
+            # Redis behind Firestore is what the minute sync repairs, and the caller's
+            # retry finds the place and says already admitted; a slot kept for a commit
+            # that never landed would hold the place for good (AdmissionRelease.release_uids).
             self._store.remove_member(admission.country, admission.uid)
             raise
         except gexc.GoogleAPIError as exc:
