@@ -31,7 +31,11 @@ PROJECT = "demo-pack391-test"
 
 # Every Firestore query the run sends is checked against firestore.indexes.json at its end;
 # every Google API method sent to a fake, against the roles `pack391 bootstrap` grants.
-pytest_plugins = ["tests.plugins.firestore_queries", "tests.plugins.api_calls"]
+pytest_plugins = [
+    "tests.plugins.firestore_queries",
+    "tests.plugins.api_calls",
+    "tests.plugins.cpu_probe",
+]
 
 # Static settings, before anything imports main (which initialises firebase-admin).
 os.environ["GCLOUD_PROJECT"] = PROJECT

@@ -320,10 +320,10 @@ def test_refusals_are_shown_verbatim_and_nothing_changes(
     live = caller.call("pack391_getOpsLive", {}, role="ops").result
     assert {a["id"]: a["status"] for a in live["alerts"]}[alert_id] == "acknowledged"
     assert_audited(page, "mine", "ops@example.com", "ops.alert")
-    calls_before = len(watched.posts())
+    calls_before = len(watched.posts(polls=False))
     assert act(page, "button[data-act='ddos-end']", "") == "REASON"
     assert "reason is required" in page.inner_text("#confirmError")
-    assert len(watched.posts()) == calls_before  # nothing was called
+    assert len(watched.posts(polls=False)) == calls_before  # nothing was called
     page.fill("#confirmReason", "trying")
     page.evaluate("document.getElementById('confirm').removeAttribute('data-result')")
     page.click("#confirmOk")
