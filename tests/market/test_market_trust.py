@@ -90,12 +90,12 @@ def test_one_soft_launch_place_per_user_across_markets(caller: Caller, backends:
     assert member_doc("u1") == held
 
 
-# On one Redis only: a Firestore transaction race: the market's Redis admission runs on the
-# cluster in the other tests here.
 APP_RETRIES = 5
 """How often the test's app retries an UNAVAILABLE answer, as the app does."""
 
 
+# On one Redis only: a Firestore transaction race: the market's Redis admission runs on the
+# cluster in the other tests here.
 @one_redis
 def test_concurrent_signups_of_one_user_in_two_markets_take_one_place(
     caller: Caller, backends: Backends, live_server: str
