@@ -226,7 +226,10 @@ def test_a_single_source_flood_is_blocked_and_nobody_else_notices(world: World) 
     assert refused >= len(bad_token) - through, report
 
     detected = world.detect()
-    assert [d.kind.value for d in detected.detections] == ["single_source_flood"]
+    # one kind; twice when the flood straddled a minute's end (the detector judges the
+    # last complete minute and the current one, each its own detection)
+    assert {d.kind.value for d in detected.detections} == {"single_source_flood"}
+    assert len(detected.detections) in (1, 2)
     assert (detected.blocked_sources, detected.blocked_users, detected.held) == ([FLOODER], [], [])
     no_global_answer(world)
 
@@ -252,7 +255,8 @@ def test_a_flood_from_the_carrier_nat_refuses_its_tokenless_traffic_only(world: 
     assert {(a.status, a.reason) for a in flood} == {(401, None), (429, "preauth_limit")}, report
 
     detected = world.detect()
-    assert [d.kind.value for d in detected.detections] == ["single_source_flood"]
+    assert {d.kind.value for d in detected.detections} == {"single_source_flood"}  # see above
+    assert len(detected.detections) in (1, 2)
     assert [(a.kind, a.target) for a in detected.held] == [("block_address", MIX.nat)]
     assert (detected.blocked_sources, detected.blocked_users) == ([], [])
     assert world.redis.zscore(keys.ANON_REFUSED_ADDRESSES, MIX.nat) is not None
