@@ -4,7 +4,7 @@ VENV   ?= venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lock run test test-stall lint format bench-ratelimit bench-population bench-scaling bench-backup bench-canary bench-ops bench-console bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack chaos rehearse chromium clean
+.PHONY: setup lock run test test-stall lint format bench-ratelimit bench-population bench-scaling bench-backup bench-canary bench-ops bench-console bench-load-capacity bench-load-honesty bench-load-cpu bench-coldstart bench-stack bench-slo chaos rehearse chromium clean
 
 # ./venv is where the Firebase CLI looks for the functions' virtualenv.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -111,6 +111,9 @@ bench-load-honesty: setup
 
 bench-load-cpu: setup   # the generator's CPU per request vs Locust and wrk (docs/benchmarks.md)
 	$(BIN)/python -m bench.load_cpu
+
+bench-slo: setup   # recording a call for the error budgets vs the traffic counters (docs/benchmarks.md)
+	$(BIN)/python -m bench.slo_recorder
 
 bench-coldstart: setup
 	$(BIN)/python -m bench.coldstart

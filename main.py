@@ -86,6 +86,10 @@ FUNCTION_AREAS: dict[str, str] = {
     "pack391_reportServiceMetrics": "functions.scaling.edges",
     "pack391_scaleGuard": "functions.scaling.edges",
     "pack391_serviceHealthCheck": "functions.scaling.edges",
+    # service-level objectives
+    "pack391_evaluateSlos": "functions.slo.edges",
+    "pack391_getSloStatus": "functions.slo.edges",
+    "pack391_liftSloAction": "functions.slo.edges",
 }
 """Every deployed function -> the edges module of its area that defines it: what a cold
 instance imports for its ``FUNCTION_TARGET`` (``tests/test_coldstart.py`` checks this table

@@ -174,6 +174,22 @@ BUSINESS_RATES: Final[dict[str, tuple[str, str, str]]] = {
     "auth_failure": (AUTH_EVENTS, "at", "failed"),
 }
 """Business rate -> (collection, time field, bad-event flag) the canary judge counts."""
+# Service-level objectives: shapes in shared/models/slo.py
+# --------------------------------------------------------------------------
+
+SLI_MINUTES: Final = "pack391_sli_minutes"
+"""One :class:`shared.models.slo.SliMinuteDoc` per complete minute (id: the minute,
+``YYYYMMDDTHHMMZ``): requests, system failures and slow answers per callable, endpoint
+class and service; ``expireAt`` (35 days) for a TTL policy. The source of
+``pack391 loadtest --from-metrics``."""
+
+SLO_STATE: Final = "pack391_slo"
+"""The SLO evaluator's state, one document (:data:`SLO_STATE_DOC`),
+:class:`shared.models.slo.SloStateDoc`: every scope's burn rates and 30-day budget, the
+budgets' actions and their lifts. Read by the ops page and the pre-deploy gate."""
+
+SLO_STATE_DOC: Final = "current"
+"""Id of the evaluator's state document in :data:`SLO_STATE`."""
 # Ops dashboard ------------------------------------------------------------
 
 OPS_METRICS: Final = "pack391_ops_metrics"

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ from shared.edge_sdk import Endpoint, callable_options, scheduled_options, sdk_c
 from shared.errors import PermissionDenied
 from shared.ratelimit.middleware import enforce
 from shared.ratelimit.policy import EndpointClass
+from shared.slo.objectives import callable_scope, class_scope
+from shared.slo.recorder import default_recorder, is_bad_code
 
 __all__ = [
     "BODY_READ_CHUNK",
@@ -203,14 +206,26 @@ def callable_function(
     spec = EdgeSpec(role, request, rate_limit, dict(options))
 
     def decorator(handler: Handler[M]) -> Endpoint:
+        sli_scopes = _sli_scopes(handler.__name__, role, rate_limit)
+
         @functools.wraps(handler)
         def body(req: https_fn.CallableRequest[Any]) -> Any:
             request_id = request_id_of(req.raw_request)
+            started, status = time.perf_counter(), None
             with deadline.budget(call_budget_sec(role, options), handler.__name__) as spent:
                 try:
                     return _answer(req, request_id)
                 except Exception as exc:  # the one catch-all: see to_https_error
-                    raise to_https_error(exc, request_id, spent) from exc
+                    error = to_https_error(exc, request_id, spent)
+                    status = error.code.value
+                    raise error from exc
+                finally:
+                    default_recorder().record(
+                        utc_now(),
+                        sli_scopes,
+                        is_bad_code(status),
+                        (time.perf_counter() - started) * 1000,
+                    )
 
         def _answer(req: https_fn.CallableRequest[Any], request_id: str) -> Any:
             auth = req.auth
@@ -257,6 +272,17 @@ def callable_function(
         return endpoint
 
     return decorator
+
+
+def _sli_scopes(name: str, role: Role, rate_limit: EndpointClass | None) -> tuple[str, ...]:
+    """The SLO scopes a callable's answers count in (besides the platform): the
+    callable, and the endpoint class its calls are limited as (``staff`` for ops and
+    admin functions, as :func:`enforce` counts them)."""
+    if role in (Role.OPS, Role.ADMIN):
+        return (callable_scope(name), class_scope(EndpointClass.STAFF.value))
+    if rate_limit is not None:
+        return (callable_scope(name), class_scope(rate_limit.value))
+    return (callable_scope(name),)
 
 
 def scheduled_function(

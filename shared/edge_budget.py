@@ -13,6 +13,11 @@ nothing more, and is recorded as skipped: in the log (``skipped: firestore unava
 and in Redis (:func:`record_skipped`, the hash ``pack391:jobs:skipped``, which the ops
 dashboard and ``pack391 chaos`` read); the run answers 200, so Cloud Scheduler does not
 retry it into the same stall (the next run comes within its interval).
+
+Every stall the edge answers, a callable's ``UNAVAILABLE`` or a skipped run, is also
+counted per minute and dependency (:func:`record_stall`: the hash
+``pack391:{stalls}:{epochMinute}``, kept ``DEPENDENCY_STALL_MARK_TTL_SEC``), which the
+deploy guard's canary judge reads as a platform signal (:func:`stalls_of`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from shared.auth import Role
 from shared.config import BUDGET_OPS_MS, BUDGET_SCHEDULED_MS, BUDGET_USER_MS
+from shared.thresholds import DEPENDENCY_STALL_MARK_TTL_SEC
 
 log = logging.getLogger("pack391")
 
@@ -76,6 +82,47 @@ def record_skipped(job: str, dependency: str, request_id: str, message: str, now
         get_redis().hset(SKIPPED_KEY, job, json.dumps(record))
     except redis.RedisError as exc:
         log.warning("%s: the skipped run could not be recorded in Redis: %s", job, exc)
+    record_stall(dependency, now)
+
+
+def stall_key(minute: int) -> str:
+    """The per-minute hash of stalled calls (``minute``: minutes since the epoch); one
+    hash tag for every minute, so a read of several minutes is one slot on a cluster."""
+    return f"pack391:{{stalls}}:{minute}"
+
+
+def record_stall(dependency: str, now: datetime) -> None:
+    """Count one call or run that ``dependency`` did not answer within its budget, in
+    ``now``'s minute (best effort: a Redis that is down or stalled records nothing)."""
+    import redis
+
+    from shared.redis import get_redis
+
+    if dependency == "redis":
+        return  # Redis cannot record its own stall
+    key = stall_key(int(now.timestamp()) // 60)
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.hincrby(key, dependency, 1)
+        pipe.expire(key, DEPENDENCY_STALL_MARK_TTL_SEC)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("a %s stall could not be recorded in Redis: %s", dependency, exc)
+
+
+def stalls_of(client: Any, minutes: list[datetime]) -> dict[datetime, dict[str, int]]:
+    """Minute -> dependency -> stalled calls, for the ``minutes`` that had any."""
+    if not minutes:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for minute in minutes:
+        pipe.hgetall(stall_key(int(minute.timestamp()) // 60))
+    out: dict[datetime, dict[str, int]] = {}
+    for minute, raw in zip(minutes, pipe.execute(), strict=True):
+        counts = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+        if counts:
+            out[minute] = counts
+    return out
 
 
 def skipped_runs() -> dict[str, dict[str, Any]]:

@@ -12,7 +12,9 @@ import logging
 import redis
 from firebase_functions.https_fn import FunctionsErrorCode, HttpsError
 
+from shared.clock import utc_now
 from shared.deadline import SPENT_SLACK_SEC, Budget
+from shared.edge_budget import record_stall
 from shared.errors import (
     BackendUnavailable,
     DependencyUnavailable,
@@ -112,6 +114,7 @@ def to_https_error(exc: BaseException, request_id: str, budget: Budget | None = 
     stalled = dependency_stalled(exc, budget)
     if stalled is not None:
         log.warning("request %s: %s (%s: %s)", request_id, stalled.message, type(exc).__name__, exc)
+        record_stall(stalled.dependency, utc_now())  # a platform signal: see there
         exc = stalled
     if isinstance(exc, Pack391Error):
         return HttpsError(

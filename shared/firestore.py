@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
+DEFAULT_DATABASE = "(default)"
+"""The database the bundle serves from (every other database is a restore's or a
+drill's target)."""
+
 
 def ensure_admin_app(project: str) -> None:
     """Start firebase-admin's default app for ``project`` unless one is running already
@@ -37,7 +41,9 @@ def ensure_admin_app(project: str) -> None:
 
 
 @functools.cache
-def _client(project: str, emulator_host: str | None) -> firestore.Client:
+def _client(
+    project: str, emulator_host: str | None, database: str = DEFAULT_DATABASE
+) -> firestore.Client:
     # Imported here, not at module level: a cold instance whose function never reads
     # Firestore on its first request does not load the client (and grpc) at start.
     from google.auth.credentials import AnonymousCredentials
@@ -46,16 +52,21 @@ def _client(project: str, emulator_host: str | None) -> firestore.Client:
 
     # every RPC keeps the call's budget (shared.deadline): see shared.firestore_budget
     if emulator_host:
-        return BudgetedClient(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        return BudgetedClient(
+            project=project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            database=database,
+        )
     ensure_admin_app(project)
     # what firebase_admin.firestore.client() builds: the app's credentials and project
     credentials = firebase_admin.get_app().credential.get_credential()
-    return BudgetedClient(project=project, credentials=credentials)
+    return BudgetedClient(project=project, credentials=credentials, database=database)
 
 
-def get_db() -> firestore.Client:
-    """The Firestore client for the configured project (cached per project/emulator)."""
-    return _client(project_id(), os.environ.get("FIRESTORE_EMULATOR_HOST") or None)
+def get_db(database: str = DEFAULT_DATABASE) -> firestore.Client:
+    """The Firestore client for the configured project (cached per project/emulator and
+    database; another ``database``: a restore's or a drill's target)."""
+    return _client(project_id(), os.environ.get("FIRESTORE_EMULATOR_HOST") or None, database)
 
 
 def reset_clients() -> None:

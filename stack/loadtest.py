@@ -27,6 +27,7 @@ from functions.load.results import (
     timeline,
 )
 from functions.load.scenarios import Plan
+from shared.models.slo import SliMinuteDoc
 from stack.constants import LOAD_TEST_ABORT_WITHIN_SEC, LOAD_TEST_PROGRESS_EVERY_SEC
 
 
@@ -57,6 +58,45 @@ def _worker(
         "elapsedSec": outcome.elapsed_sec,
     }
     out.put(("done", shard, done, vars(outcome.progress).copy()))
+
+
+def _read_minutes(start: float, end: float, out: Any) -> None:
+    from datetime import UTC, datetime
+
+    from functions.load.store import SliMinuteReader
+    from shared.firestore import get_db
+
+    try:
+        docs = SliMinuteReader(get_db()).minutes(
+            datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+        )
+        out.send(("ok", [doc.model_dump(mode="json", by_alias=True) for doc in docs]))
+    except Exception as exc:  # the parent prints it: the command's one error line
+        out.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        out.close()
+
+
+def read_minutes(start: float, end: float, timeout_sec: float = 120.0) -> list[SliMinuteDoc]:
+    """The recorded minutes of ``[start, end)`` (epoch seconds) from Firestore (the
+    emulator when ``FIRESTORE_EMULATOR_HOST`` is set), read in a forked child: this
+    process forks the load workers next and must not have opened a gRPC channel."""
+    ctx = mp.get_context("fork")
+    mine, theirs = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_read_minutes, args=(start, end, theirs))
+    child.start()
+    theirs.close()
+    try:
+        if not mine.poll(timeout_sec):
+            raise RuntimeError(f"no answer from Firestore within {timeout_sec:g} s")
+        status, payload = mine.recv()
+    except EOFError:
+        raise RuntimeError("the process reading the recorded minutes died") from None
+    finally:
+        child.join(5)
+    if status != "ok":
+        raise RuntimeError(f"reading the recorded minutes failed: {payload}")
+    return [SliMinuteDoc.model_validate(raw) for raw in payload]
 
 
 def _line(plan: Plan, progress: dict[int, dict[str, Any]]) -> str:

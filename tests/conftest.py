@@ -78,6 +78,7 @@ from werkzeug.serving import make_server  # noqa: E402
 from shared import firestore as shared_firestore  # noqa: E402
 from shared import redis as shared_redis  # noqa: E402
 from shared.ratelimit import middleware as ratelimit_middleware  # noqa: E402
+from shared.slo import recorder as slo_recorder  # noqa: E402
 from stack.platform import auth_emulator as auth_emulators  # noqa: E402
 from stack.platform import datastores, procs  # noqa: E402
 from stack.platform.scheduler import scheduler_headers  # noqa: E402
@@ -255,11 +256,13 @@ def redis_backend(
     monkeypatch.setenv("REDIS_URL", url)
     shared_redis.reset_clients()
     ratelimit_middleware.reset()
+    slo_recorder.reset_default_recorder()
     datastores.flush_cluster(url)
     try:
         yield RedisBackend("cluster", url, _backend_client(url))
     finally:
         ratelimit_middleware.reset()  # nothing buffered for the cluster is sent to the next
+        slo_recorder.reset_default_recorder()
         shared_redis.reset_clients()  # REDIS_URL is the single Redis's again (monkeypatch)
 
 
@@ -281,6 +284,7 @@ def clean(request: pytest.FixtureRequest) -> Iterator[None]:
         datastores.wipe_firestore(be.firestore_host, be.project)
         _redis_of(be.redis_url).flushall()
         ratelimit_middleware.reset()  # no traffic counters buffered by an earlier test
+        slo_recorder.reset_default_recorder()  # nor recorded calls
     yield
 
 

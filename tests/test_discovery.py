@@ -91,6 +91,10 @@ EXPECTED: dict[str, str] = {
     "pack391_cleanupLoadTests": CALLABLE,
     "pack391ExecuteLoadTest": TASK_QUEUE,
     "pack391JudgeDeployment": TASK_QUEUE,
+    # service-level objectives and the budgets that act
+    "pack391_evaluateSlos": "* * * * *",
+    "pack391_getSloStatus": CALLABLE,
+    "pack391_liftSloAction": CALLABLE,
 }
 """Function name -> "callable", or the unix-cron schedule of a scheduled function."""
 
@@ -399,6 +403,12 @@ SCHEDULER_RETRY: dict[str, dict[str, int]] = {
         "maxDoublings": 0,
     },
     "pack391_monitorDeployment": {
+        "retryCount": 1,
+        "minBackoffSeconds": 10,
+        "maxBackoffSeconds": 10,
+        "maxDoublings": 0,
+    },
+    "pack391_evaluateSlos": {
         "retryCount": 1,
         "minBackoffSeconds": 10,
         "maxBackoffSeconds": 10,

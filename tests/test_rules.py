@@ -62,6 +62,9 @@ DOCS = {
     "ops_live": f"{collections.OPS_METRICS}/{collections.OPS_LIVE_DOC}",
     "ops_history": f"{collections.OPS_METRICS_HISTORY}/20261127T1200Z",
     "ops_rule": f"{collections.OPS_ALERT_RULES}/failed_payouts",
+    # service-level objectives
+    "slo_state": f"{collections.SLO_STATE}/{collections.SLO_STATE_DOC}",
+    "sli_minute": f"{collections.SLI_MINUTES}/20261207T1200Z",
     # load testing
     "load_run": f"{collections.LOAD_RUNS}/r1",
     "load_slice": f"{collections.LOAD_RUNS}/r1/{collections.LOAD_RUN_SLICES}/s1",
@@ -105,6 +108,9 @@ READERS = {
     "ops_live": {"ops", "admin"},
     "ops_history": {"ops", "admin"},
     "ops_rule": {"ops", "admin"},
+    # service-level objectives
+    "slo_state": {"ops", "admin"},
+    "sli_minute": {"ops", "admin"},
     # load testing
     "load_run": {"ops", "admin"},
     "load_slice": {"ops", "admin"},

@@ -27,6 +27,7 @@ from functions.backup.policy import PitrState
 from functions.backup.ports import (
     BackupDestination,
     CreatedBackup,
+    DataGateCheck,
     Documents,
     DrillOutcome,
     PitrReader,
@@ -130,6 +131,11 @@ class LogicalBackupStore:
         return self._pitr.pitr_state()
 
     def drill(
-        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+        self,
+        record: BackupRecord | None,
+        point_in_time: datetime | None,
+        region: str,
+        tag: str,
+        check: DataGateCheck | None = None,
     ) -> DrillOutcome:
-        return self._restorer.drill(record, point_in_time, region, tag)
+        return self._restorer.drill(record, point_in_time, region, tag, check)

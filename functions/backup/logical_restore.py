@@ -14,9 +14,9 @@ from functions.backup import archive
 from functions.backup.archive import BackupIntegrityError, Manifest
 from functions.backup.logical_read import LogicalReader
 from functions.backup.policy import describe_error
-from functions.backup.ports import Documents, DrillOutcome
+from functions.backup.ports import DataGateCheck, Documents, DrillOutcome
 from shared.errors import FailedPrecondition
-from shared.models.backup import BackupRecord
+from shared.models.backup import BackupRecord, DrillGate
 from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_RESTORE_BATCH_DOCS_COUNT
 
 
@@ -176,7 +176,12 @@ class LogicalRestorer:
         return written
 
     def drill(
-        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+        self,
+        record: BackupRecord | None,
+        point_in_time: datetime | None,
+        region: str,
+        tag: str,
+        check: DataGateCheck | None = None,
     ) -> DrillOutcome:
         if point_in_time is not None or record is None:
             raise FailedPrecondition(
@@ -191,18 +196,25 @@ class LogicalRestorer:
                 target=target.database_path,
             )
         started = time.perf_counter()
+        duration: float | None = None
         counted = 0
         failure: str | None = None
+        gates: list[DrillGate] = []
         cleanup = "not run"
         cleaned = False
         try:
             result = self.restore(record.backup_id, region, target)
             # the documents the target really holds, counted there after the restore
             counted = sum(result.group_counts.values())
+            duration = time.perf_counter() - started
+            if check is not None:
+                # the restored copy, before the cleanup: its data as of the backup's moment
+                gates = check(self._drill_database, record.snapshot_time)
         except Exception as exc:  # recorded in the drill, never lost
             failure = describe_error(exc)
         finally:
-            duration = time.perf_counter() - started
+            if duration is None:
+                duration = time.perf_counter() - started
             cleaned, cleanup = _empty_scratch(target)
         ok = failure is None and counted == record.document_count
         detail = (
@@ -218,6 +230,8 @@ class LogicalRestorer:
             duration_sec=duration,
             cleaned_up=cleaned,
             detail=f"{detail}; cleanup: {cleanup}",
+            data_moment=record.snapshot_time if failure is None else None,
+            gates=gates,
         )
 
 

@@ -55,11 +55,11 @@ from functions.backup.documents import FirestoreDocuments
 from functions.backup.managed_export import OVERALL_METADATA_SUFFIX, ManagedExports, fingerprint
 from functions.backup.pitr import PitrInspector
 from functions.backup.policy import PitrState, align_down, describe_error
-from functions.backup.ports import CreatedBackup, Documents, DrillOutcome
+from functions.backup.ports import CreatedBackup, DataGateCheck, Documents, DrillOutcome
 from shared.clock import iso
 from shared.errors import FailedPrecondition, InvalidInput
 from shared.gcp import budget
-from shared.models.backup import BackupBackend, BackupRecord
+from shared.models.backup import BackupBackend, BackupRecord, DrillGate
 from shared.thresholds import BACKUP_SNAPSHOT_ALIGN_SEC
 
 _OPERATION_TIMEOUT_SEC = 3600.0
@@ -173,7 +173,12 @@ class ManagedBackupStore:
         return self._pitr.pitr_state()
 
     def drill(
-        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+        self,
+        record: BackupRecord | None,
+        point_in_time: datetime | None,
+        region: str,
+        tag: str,
+        check: DataGateCheck | None = None,
     ) -> DrillOutcome:
         moment = point_in_time or (record.snapshot_time if record else None)
         if moment is None:
@@ -182,6 +187,8 @@ class ManagedBackupStore:
         target_id = f"drill-{tag}"
         target = f"projects/{self._project}/databases/{target_id}"
         started = time.perf_counter()
+        duration: float | None = None
+        gates: list[DrillGate] = []
         try:
             operation = self._admin.clone_database(
                 request=CloneDatabaseRequest(
@@ -210,10 +217,15 @@ class ManagedBackupStore:
                 raise FailedPrecondition(f"the clone {target} is not ready")
             documents = self._documents or FirestoreDocuments.for_environment(self._project)
             counted = documents.with_database(target_id).count(None)
+            duration = time.perf_counter() - started
+            if check is not None:
+                # the clone, before it is deleted: the data as of the moment cloned
+                gates = check(target_id, moment)
         except Exception as exc:  # recorded in the drill, never lost
             failure = describe_error(exc)
         finally:
-            duration = time.perf_counter() - started
+            if duration is None:
+                duration = time.perf_counter() - started
             cleaned, cleanup = self._drop_clone(operation, target)
         expected = record.document_count if record is not None and point_in_time is None else None
         ok = failure is None and (expected is None or counted == expected)
@@ -236,6 +248,8 @@ class ManagedBackupStore:
             duration_sec=duration,
             cleaned_up=cleaned,
             detail=f"{detail}; cleanup: {cleanup}",
+            data_moment=moment if failure is None else None,
+            gates=gates,
         )
 
     def _drop_clone(self, operation: Any, target: str) -> tuple[bool, str]:

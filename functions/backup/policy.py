@@ -11,7 +11,17 @@ from typing import Any
 from shared.alerts.policy import AlertChange, AlertResolve, AlertSpec
 from shared.errors import Pack391Error
 from shared.models.alerts import AlertSource, Severity
-from shared.models.backup import BackupBackend, BackupRecord, BackupStatus, CheckResult, CheckStatus
+from shared.models.backup import (
+    BackupBackend,
+    BackupRecord,
+    BackupStatus,
+    CheckResult,
+    CheckStatus,
+    DrillGate,
+    DrillRecord,
+    DrillVerdict,
+)
+from shared.models.deploy import GateStatus
 from shared.thresholds import (
     BACKUP_EXPORT_DEADLINE_SEC,
     BACKUP_FRESHNESS_SLACK_SEC,
@@ -289,6 +299,85 @@ def projected_rto_sec(documents: int, docs_per_sec: float) -> float:
 
 def within_rto(duration_sec: float) -> bool:
     return duration_sec <= RTO_SEC
+
+
+DRILL_GATES_ALERT_KEY = "backup:drill:data-gates"
+"""One alert for the drills' data gates: raised by a drill whose restored data fails a
+gate, resolved by the next drill whose restored data passes them all."""
+
+
+def drill_verdict(restored: bool, gates: Sequence[DrillGate]) -> DrillVerdict:
+    """A drill fails when the restore (or its count) failed, and also when the restored
+    data fails a gate a release must pass: a copy a release could not go out on proves
+    no recovery. A skipped gate (nothing to judge) does not fail it."""
+    if not restored:
+        return DrillVerdict.RESTORE_FAILED
+    if any(g.status is GateStatus.FAIL for g in gates):
+        return DrillVerdict.DATA_GATES_FAILED
+    return DrillVerdict.PASSED
+
+
+def gate_line(gate: DrillGate) -> str:
+    """``payout_anomalies fail: 10.0% > 5.0%`` (a rate), ``database_indexes pass: 0 ...``."""
+    if gate.value is None:
+        return f"{gate.name} {gate.status.value}: {gate.detail}"
+    op = ">" if gate.status is GateStatus.FAIL else "<="
+    unit = gate.unit if gate.unit == "%" else f" {gate.unit}"
+    return f"{gate.name} {gate.status.value}: {gate.value:g}{unit} {op} {gate.threshold:g}{unit}"
+
+
+def gates_summary(gates: Sequence[DrillGate], moment: datetime | None) -> str:
+    """The data gates in one line, for the drill's detail."""
+    if not gates:
+        return "data gates: not run"
+    at = "" if moment is None else f" at {moment.isoformat()}"
+    return f"data gates{at}: " + "; ".join(gate_line(g) for g in gates)
+
+
+def unchecked_gate(database: str, problem: str) -> DrillGate:
+    """The data check itself could not run: a failed gate (the copy was not proven)."""
+    return DrillGate(
+        name="data_gates",
+        status=GateStatus.FAIL,
+        database=database,
+        detail=f"the data gates could not run: {problem}"[:500],
+    )
+
+
+def drill_alerts(drill: DrillRecord) -> list[AlertChange]:
+    """A drill whose restored data fails a gate raises the drill alert (each such drill
+    updates it); one whose data passes resolves it; a failed restore judged no data and
+    changes nothing."""
+    if drill.verdict is DrillVerdict.DATA_GATES_FAILED:
+        failed = [g for g in drill.gates if g.status is GateStatus.FAIL]
+        problem = "; ".join(gate_line(g) for g in failed)
+        return [
+            AlertSpec(
+                source=AlertSource.BACKUP,
+                kind="backup_drill_data_gates_failed",
+                dedup_key=DRILL_GATES_ALERT_KEY,
+                severity=Severity.HIGH,
+                title=f"Backups: the data restored by drill {drill.drill_id} fails {problem}",
+                evidence={
+                    "check": "drill:data_gates",
+                    "problem": f"drill:data_gates: {problem}",
+                    "drillId": drill.drill_id,
+                    "source": drill.source,
+                    "dataMoment": None
+                    if drill.data_moment is None
+                    else iso_micro(drill.data_moment),
+                    "failed": [g.model_dump(mode="json", by_alias=True) for g in failed],
+                },
+            )
+        ]
+    if drill.verdict is DrillVerdict.PASSED:
+        return [
+            AlertResolve(
+                DRILL_GATES_ALERT_KEY,
+                f"drill {drill.drill_id}: the restored data passes the data gates",
+            )
+        ]
+    return []
 
 
 def describe_error(exc: BaseException) -> str:

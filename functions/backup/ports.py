@@ -29,7 +29,7 @@ from shared.thresholds import BACKUP_PART_MAX_DOCS_COUNT, BACKUP_READ_PAGE_DOCS_
 if TYPE_CHECKING:
     from shared.alerts.policy import AlertChange
     from shared.audit import Change
-    from shared.models.backup import BackupStatus, DrillRecord, VerificationReport
+    from shared.models.backup import BackupStatus, DrillGate, DrillRecord, VerificationReport
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,28 @@ class ExportPort(Protocol):
         ...
 
 
+class DataGateCheck(Protocol):
+    """The pre-deploy gates' data checks on a restored copy
+    (:class:`functions.deploy_guard.api.RestoredDataGates`): ``database`` is the database
+    id the drill restored into, ``moment`` the time the data is from (the rates' windows
+    end there). Never raises: a read that fails is a failed gate."""
+
+    def __call__(self, database: str, moment: datetime) -> list[DrillGate]: ...
+
+
 @dataclass(frozen=True)
 class DrillOutcome:
     target: str
     ok: bool
+    """Restored and counted as expected (the data gates are judged apart: ``gates``)."""
     documents: int
     duration_sec: float
     cleaned_up: bool
     detail: str
+    data_moment: datetime | None = None
+    """The moment the restored data is from (None: nothing was restored)."""
+    gates: list[DrillGate] = field(default_factory=list)
+    """The data gates on the restored copy, run before the cleanup (empty: not run)."""
 
 
 class BackupStore(Protocol):
@@ -128,9 +142,15 @@ class BackupStore(Protocol):
     def pitr_state(self) -> PitrState: ...
 
     def drill(
-        self, record: BackupRecord | None, point_in_time: datetime | None, region: str, tag: str
+        self,
+        record: BackupRecord | None,
+        point_in_time: datetime | None,
+        region: str,
+        tag: str,
+        check: DataGateCheck | None = None,
     ) -> DrillOutcome:
-        """Restore into a scratch target, check it, time it, and clean up."""
+        """Restore into a scratch target, check it, time it, and clean up. ``check``
+        runs on the restored database, once restored and counted, before the cleanup."""
         ...
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from functions.backup import policy
 from functions.backup.drills import Drills
 from functions.backup.policy import describe_error, mark
-from functions.backup.ports import BackupStore, Catalog, ExportPort
+from functions.backup.ports import BackupStore, Catalog, DataGateCheck, ExportPort
 from functions.backup.verification import Verification, read_problem
 from shared.audit import Change
 from shared.errors import DependencyUnavailable
@@ -44,11 +44,15 @@ class PollReport:
 
 
 class BackupService:
-    def __init__(self, store: BackupStore, catalog: Catalog) -> None:
+    def __init__(
+        self, store: BackupStore, catalog: Catalog, data_gates: DataGateCheck | None = None
+    ) -> None:
+        """``data_gates``: the pre-deploy gates' data checks each drill runs on its
+        restored copy (:class:`functions.backup.drills.Drills`)."""
         self._store = store
         self._catalog = catalog
         self._verification = Verification(store, catalog, self.housekeeping)
-        self._drills = Drills(store, catalog)
+        self._drills = Drills(store, catalog, data_gates)
 
     # ---------------------------------------------------------------- backup
 

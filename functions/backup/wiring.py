@@ -20,6 +20,7 @@ from functions.backup.pitr import PitrInspector
 from functions.backup.ports import BackupStore
 from functions.backup.service import BackupService
 from functions.backup.store import BackupCatalog
+from functions.deploy_guard.api import RestoredDataGates
 from shared.config import (
     BACKUP_BACKEND,
     BACKUP_BUCKETS,
@@ -133,9 +134,21 @@ def configured_store(project: str) -> BackupStore:
     )
 
 
+def data_gates(project: str) -> RestoredDataGates:
+    """The pre-deploy gates' data checks a drill runs on its restored copy: counts in
+    that database, its indexes through the Admin API (none under the emulator, which
+    needs no index: the index gate is skipped there)."""
+    return RestoredDataGates(
+        project,
+        get_db,
+        None if is_emulated() else admin_client(),
+        SOURCE_DIR / "firestore.indexes.json",
+    )
+
+
 @wired(redis=False)
 def _service_for(project: str) -> BackupService:
-    return BackupService(configured_store(project), BackupCatalog(get_db()))
+    return BackupService(configured_store(project), BackupCatalog(get_db()), data_gates(project))
 
 
 def backup_service() -> BackupService:

@@ -18,9 +18,11 @@ from functions.deploy_guard.policy.judge import fast_breaches, judge
 from functions.deploy_guard.policy.phases import (
     begin,
     holds_environment,
+    judged,
     next_tick,
     on_check,
     rollback,
+    step_points,
     with_event,
 )
 from functions.deploy_guard.ports import DeployPorts
@@ -28,7 +30,7 @@ from functions.deploy_guard.traffic import PLATFORM_ERRORS, TrafficWriter
 from shared import thresholds as t
 from shared.clock import minute_of
 from shared.errors import DependencyUnavailable
-from shared.models.deploy import Analysis, DeploymentDoc, Phase, RevisionWindow
+from shared.models.deploy import Analysis, DeploymentDoc, Phase, PlatformContext, RevisionWindow
 
 log = logging.getLogger("pack391.deploy")
 
@@ -101,7 +103,7 @@ class CanaryMonitor:
             return dep  # a newer decision is still being applied: judge nothing on it
         if dep.phase in (Phase.PENDING, Phase.VALIDATING):
             return self._begin(dep, now)
-        if dep.phase in (Phase.PROGRESSING, Phase.PROMOTING):
+        if judged(dep):
             return self._check(dep, now)
         return dep
 
@@ -158,11 +160,25 @@ class CanaryMonitor:
         return _sum(canary), _sum(stable)
 
     def _analyse(
-        self, dep: DeploymentDoc, start: datetime, end: datetime, now: datetime
+        self, dep: DeploymentDoc, start: datetime, end: datetime, now: datetime, minute: bool
     ) -> Analysis:
-        """The judge's verdict on [start, end), with what it judged."""
+        """The judge's verdict on [start, end), with what it judged: against the step's
+        earlier minutes, and (``minute``: the minute monitor's) what the platform did."""
         canary, stable = self._windows(dep, start, end)
-        verdict, checks = judge(canary, stable, dep.baseline_p95_ms)
+        platform: PlatformContext | None = None
+        if minute:
+            platform = (
+                self.p.platform.context(start, end)
+                if self.p.platform is not None
+                else PlatformContext(window_start=start, window_end=end)
+            )
+        verdict, checks = judge(
+            canary,
+            stable,
+            dep.baseline_p95_ms,
+            points=step_points(dep, start),
+            platform=platform,
+        )
         return Analysis(
             at=now,
             window_start=start,
@@ -172,6 +188,7 @@ class CanaryMonitor:
             checks=checks,
             canary=canary,
             stable=stable,
+            platform=platform,
         )
 
     def _check(self, dep: DeploymentDoc, now: datetime) -> DeploymentDoc:
@@ -179,16 +196,16 @@ class CanaryMonitor:
         if dep.last_checked_minute is not None and dep.last_checked_minute >= window:
             return dep
         end = window + timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        analysis = self._analyse(dep, window, end, now)
+        analysis = self._analyse(dep, window, end, now, minute=True)
 
-        def judged(d: DeploymentDoc) -> DeploymentDoc | None:
-            if d.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
+        def decide(d: DeploymentDoc) -> DeploymentDoc | None:
+            if not judged(d) or d.step != dep.step:
                 return None
             if d.last_checked_minute is not None and d.last_checked_minute >= window:
                 return None  # another run judged this minute
             return on_check(d, analysis, now)
 
-        changed = self.p.store.update(dep.deployment_id, judged, None)
+        changed = self.p.store.update(dep.deployment_id, decide, None)
         if changed is None:
             return self.p.store.get(dep.deployment_id) or dep
         return self._traffic.apply(changed[1], now)
@@ -209,18 +226,18 @@ class CanaryMonitor:
         minute to ``now`` and roll back on a conclusive breach only (no step, no failure
         count: those stay the minute monitor's). A pending split is applied first."""
         dep = self.p.store.get(deployment_id)
-        if dep is None or dep.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
+        if dep is None or not judged(dep):
             return dep
         if dep.applied_percent != dep.traffic_percent:
             return self.step(deployment_id, now)
         start = minute_of(now) - timedelta(seconds=t.CANARY_CHECK_INTERVAL_SEC)
-        analysis = self._analyse(dep, start, now, now)
+        analysis = self._analyse(dep, start, now, now, minute=False)
         breached = fast_breaches(analysis.checks)
         if not breached:
             return dep
 
         def roll(d: DeploymentDoc) -> DeploymentDoc | None:
-            if d.phase not in (Phase.PROGRESSING, Phase.PROMOTING) or d.step != dep.step:
+            if not judged(d) or d.step != dep.step:
                 return None
             kept = [*d.analyses, analysis][-t.CANARY_ANALYSES_KEPT_COUNT :]
             return rollback(

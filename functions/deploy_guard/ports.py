@@ -15,8 +15,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from shared.models.deploy import DeploymentDoc, RevisionWindow, TrafficSnapshot, ValidationReport
+from shared.models.deploy import (
+    DeploymentDoc,
+    PlatformContext,
+    RevisionWindow,
+    TrafficSnapshot,
+    ValidationReport,
+)
 from shared.models.scaling import ServiceDoc
+from shared.models.slo import ActionsSnapshot, SloAction
 
 if TYPE_CHECKING:  # the Firestore client behind them
     from shared.alerts.policy import AlertChange
@@ -109,8 +116,11 @@ class GateEvidence(Protocol):
     def wallet_mismatches(self, sample: int) -> tuple[int, list[dict[str, int | str]]]:
         """(wallets checked, the ones whose balance is not the sum of their transactions)."""
 
-    def missing_indexes(self, project: str, wanted: list[dict[str, Any]]) -> list[str] | None:
-        """Declared indexes not READY (None: the emulator, which needs none)."""
+    def missing_indexes(
+        self, project: str, database: str, wanted: list[dict[str, Any]]
+    ) -> list[str] | None:
+        """Declared indexes not READY in ``database`` (None: the emulator, which needs
+        none)."""
 
 
 class Deployments(Protocol):
@@ -151,6 +161,26 @@ class Deployments(Protocol):
     ) -> DeploymentDoc | None: ...
 
 
+class PlatformSignals(Protocol):
+    """What the platform did during judged minutes (DDoS mode and detections, scale and
+    isolation changes, dependency stalls), read from what the bundle records."""
+
+    def context(self, start: datetime, end: datetime) -> PlatformContext:
+        """The platform signals of ``[start, end)``."""
+
+
+class ErrorBudgets(Protocol):
+    """The error budgets' decisions as ``pack391_evaluateSlos`` last recorded them (the
+    durable copy: Firestore, :mod:`functions.deploy_guard.budget_gate`), for the error
+    budget gate."""
+
+    def actions(self) -> ActionsSnapshot | None:
+        """The last recorded actions (None: none recorded)."""
+
+    def count_shadow(self, action: SloAction, now: datetime) -> None:
+        """One event a shadowed action would have acted on (best effort)."""
+
+
 @dataclass(frozen=True)
 class DeployPorts:
     store: Deployments
@@ -166,3 +196,9 @@ class DeployPorts:
     chain: JudgeChain | None = None
     """The fast judge's schedule (a Cloud Tasks chain deployed, timers locally); None:
     only the minute monitor judges."""
+    platform: PlatformSignals | None = None
+    """What the platform did in the judged minutes; None: judged without (no pause for
+    the platform)."""
+    budgets: ErrorBudgets | None = None
+    """The error budgets' recorded actions (the error budget gate); None: not read (the
+    gate says no SLO state)."""

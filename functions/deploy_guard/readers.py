@@ -110,12 +110,16 @@ class GateReader:
                 bad.append({"wallet": snap.id, "balance": balance, "ledgerSum": total})
         return checked, bad
 
-    def missing_indexes(self, project: str, wanted: list[dict[str, Any]]) -> list[str] | None:
-        """Indexes of ``firestore.indexes.json`` not READY in the database (None: the
-        emulator, which needs none)."""
+    def missing_indexes(
+        self, project: str, database: str, wanted: list[dict[str, Any]]
+    ) -> list[str] | None:
+        """Indexes of ``firestore.indexes.json`` not READY in ``database`` (None: the
+        emulator, which needs none). Indexes belong to one database: the Admin API lists
+        them under ``projects/{p}/databases/{d}/collectionGroups/{c}`` (``-``: every
+        collection group; https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases.collectionGroups.indexes/list)."""
         if self._indexes is None:
             return None
-        parent = f"projects/{project}/databases/(default)/collectionGroups/-"
+        parent = f"projects/{project}/databases/{database}/collectionGroups/-"
         ready: set[str] = set()
         for index in self._indexes.list_indexes(parent=parent):
             if index.state.name != "READY":

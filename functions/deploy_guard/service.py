@@ -30,9 +30,11 @@ from functions.deploy_guard.policy.gates import (
     auth_gate,
     auth_window_start,
     endpoint_gate,
+    error_budget_gate,
     gates_passed,
     index_gate,
     payment_gate,
+    release_scopes,
     report_usable,
     services_to_probe,
     stuck_payout_cutoff,
@@ -58,6 +60,7 @@ from shared import thresholds as t
 from shared.audit import Change
 from shared.clock import new_id
 from shared.errors import DependencyUnavailable, FailedPrecondition, InvalidInput, NotFound
+from shared.firestore import DEFAULT_DATABASE
 from shared.gcp.cloudrun import each_in_parallel
 from shared.gcp.probe import probe
 from shared.models.deploy import (
@@ -66,6 +69,7 @@ from shared.models.deploy import (
     DeploymentDoc,
     DeploymentList,
     DeploymentStatus,
+    GateResult,
     Phase,
     PinnedService,
     PinTrafficRequest,
@@ -80,6 +84,8 @@ from shared.models.deploy import (
     ValidateRequest,
     ValidationReport,
 )
+from shared.models.scaling import ServiceDoc
+from shared.models.slo import SloAction
 
 log = logging.getLogger("pack391.deploy")
 
@@ -103,8 +109,8 @@ class DeployGuard:
     # ------------------------------------------------------------ gates
 
     def validate(self, req: ValidateRequest, change: Change) -> ValidationReport:
-        """Read what the six gates judge (registry, health probes, payouts, wallets, auth
-        events, indexes, endpoints); the verdicts are the policy's."""
+        """Read what the seven gates judge (registry, probes, payouts, wallets, auth events,
+        indexes, endpoints, the budgets' deploy freeze); the verdicts are the policy's."""
         now = change.now
         services = self.p.gates.services()
         healthy = {
@@ -115,7 +121,7 @@ class DeployGuard:
         checked, mismatches = self.p.gates.wallet_mismatches(t.DEPLOY_WALLET_SAMPLE_COUNT)
         auth = self.p.business.counts(None, auth_window_start(now), now)["auth_failure"]
         wanted = load_index_specs(self.p.index_file)
-        missing = self.p.gates.missing_indexes(self.p.project, wanted)
+        missing = self.p.gates.missing_indexes(self.p.project, DEFAULT_DATABASE, wanted)
         endpoints = {url: probe(url, t.DEPLOY_PROBE_TIMEOUT_SEC) for url in self.p.probe_urls}
         gates = [
             system_health_gate(services, healthy),
@@ -124,6 +130,7 @@ class DeployGuard:
             auth_gate(*auth),
             index_gate(len(wanted), missing),
             endpoint_gate(endpoints),
+            _error_budget(self.p, req.services or list(self.p.default_services), services, now),
         ]
         report = ValidationReport(
             report_id=new_id(now),
@@ -339,6 +346,19 @@ class DeployGuard:
     def fast_check(self, deployment_id: str, now: datetime) -> DeploymentDoc | None:
         """The fast judge's breach check (:meth:`CanaryMonitor.fast_check`)."""
         return self._canary.fast_check(deployment_id, now)
+
+
+def _error_budget(
+    ports: DeployPorts, release: list[str], registry: list[ServiceDoc], now: datetime
+) -> GateResult:
+    """The error budget gate on the recorded actions (one Firestore read); a freeze it
+    passes in shadow mode is counted where the evaluator reports it, and logged."""
+    snapshot = ports.budgets.actions() if ports.budgets is not None else None
+    gate = error_budget_gate(snapshot, release, release_scopes(release, registry), now)
+    if gate.evidence.get("wouldRefuse") and ports.budgets is not None:
+        log.info("slo shadow: deploy_freeze %s", gate.evidence["detail"])
+        ports.budgets.count_shadow(SloAction.DEPLOY_FREEZE, now)
+    return gate
 
 
 def _status(dep: DeploymentDoc) -> DeploymentStatus:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from google.cloud.firestore_admin_v1 import FirestoreAdminClient
 
+from functions.deploy_guard.budget_gate import FirestoreErrorBudgets
 from functions.deploy_guard.gcp import (
     CloudRunTraffic,
     MonitoringRevisionMetrics,
@@ -16,6 +17,7 @@ from functions.deploy_guard.local import LocalJudgeChain, LocalTraffic, PushedRe
 from functions.deploy_guard.ports import DeployPorts, JudgeChain, RevisionMetrics, TrafficSplitter
 from functions.deploy_guard.readers import BusinessMetrics, GateReader
 from functions.deploy_guard.service import DeployGuard
+from functions.deploy_guard.signals import PlatformReader
 from functions.deploy_guard.store import DeployStore
 from functions.scaling.api import PushedMetricsStore
 from shared.config import (
@@ -70,6 +72,8 @@ def _guard_for(
         probe_urls=urls,
         index_file=INDEX_FILE,
         chain=chain,
+        platform=PlatformReader(db, get_redis()),
+        budgets=FirestoreErrorBudgets(db, get_redis()),
     )
     return DeployGuard(ports)
 

@@ -47,8 +47,12 @@ TASK_TIMEOUT_SEC = 1800
 
 @callable_function(role=Role.ADMIN, request=RunLoadTestRequest)
 def pack391_runLoadTest(ctx: CallContext, req: RunLoadTestRequest) -> RunLoadTestResult:
-    """Validate (allowlist, global RPS cap), record the run (audited), dispatch its shards."""
-    change = ctx.change("loadtest.run", req.scenario_id)
+    """Validate (allowlist, global RPS cap), record the run (audited), dispatch its shards.
+    ``scenarioId`` runs a spec scenario; ``fromMetrics`` a recorded window's per-minute
+    rates and mixes, scaled (load shaped like production, :mod:`functions.load.recorded`)."""
+    fm = req.from_metrics
+    target = req.scenario_id if fm is None else f"fromMetrics:{fm.start}/{fm.end}x{fm.scale}"
+    change = ctx.change("loadtest.run", target)
     return load_service().start(req, change)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from functions.load.http_client import SHED, HttpClient
 from functions.load.results import Seconds, SecondStats, breached, percentiles
-from functions.load.scenarios import ENDPOINTS, Plan, arrival_offsets, pick_endpoint
+from functions.load.scenarios import ENDPOINTS, Plan, plan_starts
 from shared import thresholds as t
 
 try:  # the event loop: uvloop's when installed (requirements.txt pins it)
@@ -223,13 +223,11 @@ class ShardRunner:
         assert http is not None
         busy = http.busy
         max_in_flight = plan.max_in_flight
-        mix = plan.mix
-        payloads = {name: ENDPOINTS[name].payload for name, _ in mix}
+        payloads = {name: ENDPOINTS[name].payload for name, _ in plan.mix}
         rng, run_id = self._rng, self.run_id
         dumps = json.JSONEncoder(separators=(",", ":")).encode
-        offsets: Iterator[tuple[int, float]] = arrival_offsets(
-            plan.shape, plan.rps, plan.duration_sec, self.shard, plan.shards
-        )
+        # the shape's schedule and mix, or a recorded plan's minutes (scenarios.plan_starts)
+        offsets: Iterator[tuple[int, float, str]] = plan_starts(plan, self.shard)
         done: asyncio.Future[None] = loop.create_future()
         upcoming = next(offsets, None)
         stats: SecondStats | None = None
@@ -242,7 +240,7 @@ class ShardRunner:
                 return
             now = _now()
             while upcoming is not None:
-                index, offset = upcoming
+                index, offset, name = upcoming
                 due = t0 + offset
                 if due > now:
                     # whole milliseconds, rounded up (as asyncio's selector does): the
@@ -265,7 +263,6 @@ class ShardRunner:
                         progress.late += 1
                     stats.sent += 1
                     progress.sent += 1
-                    name = pick_endpoint(mix, index)
                     body = payloads[name](rng, run_id, index)
                     body["loadRunId"] = run_id
                     http.start(name, sec, due, dumps(body).encode())

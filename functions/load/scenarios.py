@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from functions.load.profile import RecordedProfile, recorded_starts
 from shared import thresholds as t
 
 RUN_HEADER = "X-Pack391-Load-Run"
@@ -36,6 +37,9 @@ class ScenarioType(enum.StrEnum):
     """A base rate with a sudden jump to the peak in the middle."""
     SCALABILITY = "scalability"
     """Steps up to the peak (watch the scaler follow)."""
+    RECORDED = "recorded"
+    """Production-shaped: the recorded per-minute rates and mixes of a past window
+    (``--from-metrics``, :mod:`functions.load.recorded`)."""
 
 
 class Shape(enum.StrEnum):
@@ -43,6 +47,9 @@ class Shape(enum.StrEnum):
     RAMP = "ramp"
     STEP = "step"
     SPIKE = "spike"
+    RECORDED = "recorded"
+    """A :class:`functions.load.profile.RecordedProfile`'s per-minute rates (the plan
+    carries the profile)."""
 
 
 SHAPE_OF_TYPE: dict[ScenarioType, Shape] = {
@@ -51,11 +58,15 @@ SHAPE_OF_TYPE: dict[ScenarioType, Shape] = {
     ScenarioType.ENDURANCE: Shape.CONSTANT,
     ScenarioType.SPIKE: Shape.SPIKE,
     ScenarioType.SCALABILITY: Shape.STEP,
+    ScenarioType.RECORDED: Shape.RECORDED,
 }
 
 
 def rate_share(shape: Shape, offset_sec: float, duration_sec: float) -> float:
-    """The share of the peak rate wanted ``offset_sec`` into a run of ``duration_sec``."""
+    """The share of the peak rate wanted ``offset_sec`` into a run of ``duration_sec``.
+    A recorded shape has no formula: its rate is its profile's (:func:`plan_starts`)."""
+    if shape is Shape.RECORDED:
+        raise ValueError("a recorded plan's rate is its profile's (RecordedProfile.rate_at)")
     if offset_sec < 0 or offset_sec >= duration_sec:
         return 0.0
     x = offset_sec / duration_sec
@@ -253,9 +264,16 @@ class Plan:
     timeout_sec: float = t.LOAD_TEST_REQUEST_TIMEOUT_SEC
     max_in_flight: int = t.LOAD_TEST_MAX_IN_FLIGHT_PER_SHARD
     abort_on_fail: bool = False
+    profile: RecordedProfile | None = None
+    """The recorded minutes a ``recorded`` plan plays (None for the other shapes)."""
+
+    def __post_init__(self) -> None:
+        if (self.shape is Shape.RECORDED) != (self.profile is not None):
+            raise ValueError("a plan has a profile exactly when its shape is recorded")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        profile = {} if self.profile is None else {"profile": self.profile.to_json()}
+        return profile | {
             "scenarioId": self.scenario_id,
             "type": self.type.value,
             "shape": self.shape.value,
@@ -294,7 +312,22 @@ class Plan:
             timeout_sec=float(raw["timeoutSec"]),
             max_in_flight=int(raw["maxInFlight"]),
             abort_on_fail=bool(raw["abortOnFail"]),
+            profile=RecordedProfile.from_json(raw["profile"]) if raw.get("profile") else None,
         )
+
+
+def plan_starts(plan: Plan, shard: int = 0) -> Iterator[tuple[int, float, str]]:
+    """Shard ``shard``'s starts as ``(index, offset_sec, endpoint)``: the shape's
+    arrival schedule and the mix's walk, or a recorded plan's profile."""
+    if plan.profile is not None:
+        return recorded_starts(plan.profile, shard, plan.shards)
+    mix = plan.mix
+    return (
+        (index, offset, pick_endpoint(mix, index))
+        for index, offset in arrival_offsets(
+            plan.shape, plan.rps, plan.duration_sec, shard, plan.shards
+        )
+    )
 
 
 def shards_for(rps: float) -> int:

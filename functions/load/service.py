@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -10,9 +11,10 @@ from typing import Any
 
 from functions.load.engine import Progress, ShardRunner, progress_doc
 from functions.load.policy import Admission, target_problem
-from functions.load.ports import Dispatcher
+from functions.load.ports import Dispatcher, MinuteSource
+from functions.load.recorded import RecordedPlan, Window, check_window, parse_instant, recorded_plan
 from functions.load.results import Seconds, crash_map, heatmap, merge, summarize, timeline
-from functions.load.scenarios import Plan, build_plan, new_run_id
+from functions.load.scenarios import Plan, Thresholds, build_plan, new_run_id
 from functions.load.store import (
     AbortFlags,
     FailoverLog,
@@ -55,9 +57,13 @@ class LoadPorts:
     allowlist: list[str]
     local_mode: bool
     default_target: str
+    minutes: MinuteSource
 
 
 def plan_for(req: RunLoadTestRequest, default_target: str) -> Plan:
+    """A spec scenario's plan with the request's overrides."""
+    if req.scenario_id is None:
+        raise InvalidInput("scenarioId", "give scenarioId or fromMetrics")
     o = req.overrides
     if o is None:
         return build_plan(req.scenario_id, default_target)
@@ -74,6 +80,45 @@ def plan_for(req: RunLoadTestRequest, default_target: str) -> Plan:
     )
 
 
+def recorded_plan_for(
+    req: RunLoadTestRequest, default_target: str, minutes: MinuteSource, now: datetime
+) -> RecordedPlan:
+    """A ``fromMetrics`` request's plan: the window's recorded minutes, read through the
+    port, handed to the pure builder (:mod:`functions.load.recorded`)."""
+    fm = req.from_metrics
+    assert fm is not None
+    if req.scenario_id is not None:
+        raise InvalidInput("fromMetrics", "give scenarioId or fromMetrics, not both")
+    o = req.overrides
+    for name, value in (("rps", o and o.rps), ("durationSec", o and o.duration_sec)):
+        if value is not None:
+            raise InvalidInput(
+                f"overrides.{name}",
+                "not with fromMetrics: the window sets the rates and the duration "
+                "(fromMetrics.scale multiplies the rates, fromMetrics.minuteSec compresses time)",
+            )
+    window = Window(
+        parse_instant(fm.start, "fromMetrics.start"), parse_instant(fm.end, "fromMetrics.end")
+    )
+    check_window(window, now)
+    th = Thresholds()
+    if o is not None and o.thresholds is not None:
+        th = dataclasses.replace(th, **o.thresholds.changes())
+    return recorded_plan(
+        minutes.minutes(window.start, window.end),
+        window,
+        (o.target if o else None) or default_target,
+        scale=float(fm.scale),
+        minute_sec=fm.minute_sec,
+        mapping=fm.map,
+        shards=o.shards if o else None,
+        thresholds=th,
+        timeout_sec=float(o.timeout_sec) if o and o.timeout_sec is not None else None,
+        max_in_flight=o.max_in_flight if o else None,
+        abort_on_fail=bool(o and o.abort_on_fail),
+    )
+
+
 class LoadService:
     def __init__(self, ports: LoadPorts) -> None:
         self._p = ports
@@ -81,17 +126,23 @@ class LoadService:
     # ------------------------------------------------------------------ start
 
     def start(self, req: RunLoadTestRequest, change: Change) -> RunLoadTestResult:
-        plan = plan_for(req, self._p.default_target)
+        now = change.now
+        report: dict[str, Any] | None = None
+        if req.from_metrics is not None:
+            built = recorded_plan_for(req, self._p.default_target, self._p.minutes, now)
+            plan, report = built.plan, built.report
+        else:
+            plan = plan_for(req, self._p.default_target)
         problem = target_problem(plan.target, self._p.allowlist, self._p.local_mode)
         if problem is not None:
             raise InvalidInput("overrides.target", problem)
-        now = change.now
+        plan_json = plan.to_json() | ({"fromMetrics": report} if report is not None else {})
         run_id = new_run_id(now)
         start_at = now + timedelta(seconds=START_DELAY_SEC)
         doc = LoadRunDoc(
             run_id=run_id,
             scenario_id=plan.scenario_id,
-            plan=plan.to_json(),
+            plan=plan_json,
             status="queued",
             peak_rps=plan.rps,
             shards=plan.shards,
@@ -103,7 +154,7 @@ class LoadService:
         deadline = start_at + timedelta(seconds=plan.duration_sec + t.LOAD_TEST_REAP_GRACE_SEC)
 
         record = self._p.runs.recorder(
-            doc, change, {"scenarioId": plan.scenario_id, "plan": plan.to_json()}
+            doc, change, {"scenarioId": plan.scenario_id, "plan": plan_json}
         )
 
         # the cap is checked and the run recorded in one transaction: concurrent starts
@@ -116,7 +167,9 @@ class LoadService:
         if not verdict.admitted:
             raise FailedPrecondition(verdict.problem or "over the global load-test cap")
         self._p.dispatcher.dispatch(run_id, plan.shards, start_at.timestamp())
-        return RunLoadTestResult(run_id=run_id, shards=plan.shards, start_at=start_at)
+        return RunLoadTestResult(
+            run_id=run_id, shards=plan.shards, start_at=start_at, from_metrics=report
+        )
 
     # ------------------------------------------------------------------ shard
 

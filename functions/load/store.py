@@ -19,6 +19,7 @@ from shared import collections
 from shared.audit import Change, write_audit
 from shared.firestore import delete_matching, transact
 from shared.models.load import LoadRunDoc
+from shared.models.slo import SliMinuteDoc
 from shared.ratelimit import keys as ratelimit_keys
 
 log = logging.getLogger("pack391.load")
@@ -311,6 +312,24 @@ class SyntheticData:
         if keys:
             self._redis.delete(*keys)
         return docs, len(keys)
+
+
+class SliMinuteReader:
+    """The SLI recorder's minutes (``pack391_sli_minutes``, written by the minute roll-up):
+    the source of production-shaped runs (the :class:`functions.load.ports.MinuteSource`
+    port). One range query on ``at`` (a single-field index, no composite one)."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self._db = db
+
+    def minutes(self, start: datetime, end: datetime) -> list[SliMinuteDoc]:
+        query = (
+            self._db.collection(collections.SLI_MINUTES)
+            .where(filter=firestore.FieldFilter("at", ">=", start))
+            .where(filter=firestore.FieldFilter("at", "<", end))
+            .order_by("at")
+        )
+        return [SliMinuteDoc.model_validate(s.to_dict() or {}) for s in query.stream()]
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:

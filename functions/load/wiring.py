@@ -15,6 +15,7 @@ from functions.load.store import (
     FailoverLog,
     LoadAdmissions,
     LoadRunRepository,
+    SliMinuteReader,
     SyntheticData,
 )
 from shared.config import FUNCTIONS_REGION, LOAD_DISPATCHER, LOAD_TARGET_ALLOWLIST, is_emulated
@@ -50,6 +51,7 @@ def _service_for(dispatcher: str, allowlist: str) -> LoadService:
             allowlist=parse_allowlist(allowlist),
             local_mode=is_emulated(),
             default_target=DEFAULT_LOCAL_TARGET,
+            minutes=SliMinuteReader(db),
         )
     )
 

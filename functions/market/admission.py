@@ -5,6 +5,7 @@ same ports."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import redis
@@ -14,6 +15,7 @@ from functions.market.policy import (
     Applicant,
     MarketState,
     admitted_elsewhere,
+    budget_pause,
     decide_activation,
     decide_signup,
     features_enabled,
@@ -39,6 +41,9 @@ from shared.models.market import (
     MarketAccess,
     MarketDoc,
 )
+from shared.models.slo import SloAction
+
+log = logging.getLogger("pack391.market")
 
 _ADMIT_ATTEMPTS = 5
 """Re-decisions allowed when the config changes between read and admission."""
@@ -94,7 +99,13 @@ class MarketAdmission:
             country = signup_country(country, front_door_country)
         for _ in range(_ADMIT_ATTEMPTS):
             market, switch, snap = self._enforcement_state(country, applicant.uid)
-            state = MarketState(market, switch.all_paused, snap.is_member, snap.member_count)
+            state = MarketState(
+                market,
+                switch.all_paused,
+                snap.is_member,
+                snap.member_count,
+                budget_pause(snap.slo_actions),
+            )
             if rule is None:
                 return _access(state, False, AdmissionReason.NOT_REQUESTED)
             decision = decide_signup(state, applicant, rule)
@@ -134,6 +145,13 @@ class MarketAdmission:
                 # Firestore already records this user (Redis had lost them): the set now
                 # holds them again, and their admission is kept as it was.
                 return _access(counted, True, AdmissionReason.ALREADY_ADMITTED)
+            if decision.budget_shadowed:
+                log.info(
+                    "slo shadow: admissions_pause would have refused %s's signup in %s",
+                    applicant.uid,
+                    country,
+                )
+                self._store.count_slo_shadow(SloAction.ADMISSIONS_PAUSE, now)
             return _access(
                 counted, True, AdmissionReason.ADMITTED, pending_until=admission.pending_until
             )

@@ -16,6 +16,7 @@ from shared.models.market import (
     MarketConfig,
     MarketDoc,
 )
+from shared.models.slo import ActionsSnapshot, SloAction
 from shared.thresholds import MARKET_ADMISSION_PENDING_SEC
 
 SIGNUP_IDENTITY_PARAM = "PACK391_MARKET_SIGNUP_IDENTITY"
@@ -85,6 +86,27 @@ def identity_allows(rule: SignupIdentity, applicant: Applicant) -> bool:
     return rule is SignupIdentity.SIGNED_IN or applicant.verified
 
 
+class BudgetPause(enum.Enum):
+    """What the error budgets' ``admissions_pause`` action does to soft-launch signups."""
+
+    NONE = "none"
+    SHADOW = "shadow"
+    """Wanted in shadow mode: admit as usual, count each admission it would have refused."""
+    ENFORCE = "enforce"
+    """Refuse new soft-launch admissions (:attr:`AdmissionReason.PAUSED_BUDGET`)."""
+
+
+def budget_pause(snapshot: ActionsSnapshot | None) -> BudgetPause:
+    """The ``admissions_pause`` action as the snapshot says (none: no pause)."""
+    if snapshot is None:
+        return BudgetPause.NONE
+    if snapshot.enforced(SloAction.ADMISSIONS_PAUSE) is not None:
+        return BudgetPause.ENFORCE
+    if snapshot.shadowed(SloAction.ADMISSIONS_PAUSE) is not None:
+        return BudgetPause.SHADOW
+    return BudgetPause.NONE
+
+
 @dataclass(frozen=True)
 class MarketState:
     """What enforcement reads, in one round trip, before deciding."""
@@ -93,6 +115,8 @@ class MarketState:
     all_paused: bool
     already_admitted: bool
     current_users: int
+    budget_pause: BudgetPause = BudgetPause.NONE
+    """The error budgets' admissions pause (:func:`budget_pause`)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,9 @@ class AdmissionDecision:
     admit: bool
     reason: AdmissionReason
     capacity: int | None = None
+    budget_shadowed: bool = False
+    """A soft-launch admission the error budgets' pause would have refused (shadow mode):
+    counted once it is made."""
 
 
 def closed_reason(market: MarketDoc, all_paused: bool) -> AdmissionReason | None:
@@ -129,8 +156,9 @@ def decide_signup(
     already admitted stays admitted (never counted twice); ``influencer_only``
     admits influencers; in ``influencer_only`` and ``soft_launch`` (the stages with
     limited places) the account must also pass the identity ``rule``, influencers
-    included; ``soft_launch`` admits while under ``trafficLimit``; ``public`` admits
-    everyone (there is no place to squat).
+    included; ``soft_launch`` admits while under ``trafficLimit`` and the error budgets'
+    admissions pause is not enforced (in shadow mode the admission is marked
+    ``budget_shadowed``); ``public`` admits everyone (there is no place to squat).
     """
     closed = closed_reason(state.market, state.all_paused)
     if closed is not None:
@@ -149,12 +177,17 @@ def decide_signup(
     if status is LaunchStatus.INFLUENCER_ONLY:
         return AdmissionDecision(True, AdmissionReason.ADMITTED)
     if status is LaunchStatus.SOFT_LAUNCH:
+        if state.budget_pause is BudgetPause.ENFORCE:
+            return AdmissionDecision(False, AdmissionReason.PAUSED_BUDGET)
         limit = state.market.traffic_limit
         if limit is None:  # apply_patch forbids it; an old document may still hold it
             return AdmissionDecision(False, AdmissionReason.TRAFFIC_LIMIT_REACHED)
         if state.current_users >= limit:
             return AdmissionDecision(False, AdmissionReason.TRAFFIC_LIMIT_REACHED)
-        return AdmissionDecision(True, AdmissionReason.ADMITTED, capacity=limit)
+        shadowed = state.budget_pause is BudgetPause.SHADOW
+        return AdmissionDecision(
+            True, AdmissionReason.ADMITTED, capacity=limit, budget_shadowed=shadowed
+        )
     return AdmissionDecision(True, AdmissionReason.ADMITTED)
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.models.market import AdmissionDoc, GlobalMarketsDoc, MarketDoc
+from shared.models.slo import ActionsSnapshot, SloAction
 
 if TYPE_CHECKING:
     from shared.audit import Change
@@ -52,6 +53,9 @@ class EnforcementSnapshot:
     global_switch: GlobalMarketsDoc | None
     is_member: bool
     member_count: int
+    slo_actions: ActionsSnapshot | None = None
+    """The error budgets' actions (:mod:`shared.slo.actions`), read in the same round
+    trip; None: no snapshot (no action)."""
 
 
 class AdmitOutcome:
@@ -147,3 +151,7 @@ class MarketEnforcement(Protocol):
     def remove_member(self, country: str, uid: str) -> None: ...
 
     def remove_members(self, country: str, uids: Iterable[str]) -> int: ...
+
+    def count_slo_shadow(self, action: SloAction, now: datetime) -> None:
+        """One event a budget action in shadow mode would have acted on (best effort)."""
+        ...

@@ -7,12 +7,15 @@ so the admission script also runs on Redis Cluster (the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import redis
 
 from functions.market.ports import EnforcementSnapshot
 from shared.models.market import GlobalMarketsDoc, MarketDoc
+from shared.models.slo import SloAction
 from shared.redis import LUA_DIR, lua_script
+from shared.slo.actions import ACTIONS_KEY, count_shadow, parse_actions
 
 _ADMIT = LUA_DIR / "admit_member.lua"
 _MIRROR = LUA_DIR / "mirror_versioned.lua"
@@ -43,7 +46,10 @@ class MarketEnforcementStore:
         pipe.hget(self._global_key, "doc")
         pipe.sismember(self._members_key(country), uid)
         pipe.scard(self._members_key(country))
-        market_json, global_json, is_member, count = pipe.execute()
+        # the budgets' actions, in the same round trip (another slot: on a cluster the
+        # pipeline sends to both shards at once)
+        pipe.get(ACTIONS_KEY)
+        market_json, global_json, is_member, count, actions = pipe.execute()
         return EnforcementSnapshot(
             market=MarketDoc.model_validate_json(market_json) if market_json else None,
             global_switch=(
@@ -51,6 +57,7 @@ class MarketEnforcementStore:
             ),
             is_member=bool(is_member),
             member_count=int(count),
+            slo_actions=parse_actions(actions),
         )
 
     def mirror_market(self, doc: MarketDoc) -> bool:
@@ -101,6 +108,9 @@ class MarketEnforcementStore:
 
     def remove_member(self, country: str, uid: str) -> None:
         self._redis.srem(self._members_key(country), uid)
+
+    def count_slo_shadow(self, action: SloAction, now: datetime) -> None:
+        count_shadow(self._redis, action, now)
 
     def remove_members(self, country: str, uids: Iterable[str]) -> int:
         """Take ``uids`` out of the market's set; returns how many were in it."""

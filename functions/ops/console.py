@@ -28,6 +28,7 @@ from shared.models.ops import (
     AlertView,
     AllowlistView,
     OpsLiveDDoS,
+    OpsLiveSlo,
     OpsLiveView,
     OpsTimelineView,
     ServiceView,
@@ -37,7 +38,7 @@ from shared.stale import LastKnown
 LIVE_KEY = "live"
 """The one key of the live console's last-known copy (its reads take no argument)."""
 
-LIVE_PARTS = {"alerts", "ddos", "deployments", "services", "activity"}
+LIVE_PARTS = {"alerts", "ddos", "deployments", "services", "activity", "slo"}
 """The parts of :class:`OpsLiveView` the etag covers (what the page shows)."""
 
 
@@ -50,6 +51,7 @@ class LiveReads:
     allowlist: list[AllowlistEntryDoc]
     deployments: list[dict[str, Any]]
     services: list[ServiceView]
+    slo: OpsLiveSlo | None
     newest_activity: str
     """The activity's version (:meth:`ConsoleRecords.activity_version`): the etag's
     stand-in for its 25 entries."""
@@ -101,6 +103,7 @@ class ConsoleService:
             deployments=reads.deployments,
             services=reads.services,
             activity=None,
+            slo=reads.slo,
             **answer.marks(),
         )
         parts = view.model_dump(mode="json", by_alias=True, include=LIVE_PARTS - {"activity"})
@@ -150,6 +153,7 @@ class ConsoleService:
                 panel.items if panel.available else [], thresholds.LIVE_DEPLOYMENTS_ITEMS
             ),
             services=service_views(self._repo),
+            slo=self._records.slo(),
             newest_activity=self._records.activity_version(
                 now - timedelta(minutes=thresholds.LIVE_ACTIVITY_VERSION_WINDOW_MIN)
             ),

@@ -15,11 +15,12 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from functions.ddos import api as ddos
 from functions.deploy_guard import api as deploy_guard
 from functions.scaling import api as scaling
+from functions.slo import api as slo
 from shared import collections
 from shared.firestore import aggregate, newest
 from shared.models.ddos import AllowlistEntryDoc, BlockDoc, DetectionDoc
 from shared.models.deploy import DeploymentHistory
-from shared.models.ops import ActivityEntry
+from shared.models.ops import ActivityEntry, OpsLiveSlo
 from shared.models.scaling import DecisionDoc, ScalingEventDoc
 
 ACTIVITY_FIELDS = ["at", "actorUid", "actorEmail", "action", "target", "reason", "requestId"]
@@ -57,6 +58,9 @@ class ConsoleRepository:
         )
         recent = int(aggregate(query, n=("count", None))["n"] or 0)
         return f"{found[0].id if found else ''}:{recent}"
+
+    def slo(self) -> OpsLiveSlo | None:
+        return slo.budgets(self._db)
 
     # --- the timeline
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ActivityEntry,
         HistoryPointDoc,
         LiveSnapshotDoc,
+        OpsLiveSlo,
         Panel,
         SourceMetrics,
     )
@@ -124,6 +125,11 @@ class ConsoleRecords(Protocol):
         the newest entry's id and how many were written at or after ``since`` (a late
         commit with an earlier ``at`` changes the count): one document and one
         aggregation read."""
+        ...
+
+    def slo(self) -> OpsLiveSlo | None:
+        """The error budgets and their actions (one document); None before the SLO
+        evaluator's first run."""
         ...
 
     def activity_since(self, since: datetime, limit: int) -> list[ActivityEntry]: ...

@@ -68,6 +68,13 @@ export const ACTIONS = {
     effect: () => "100 % of traffic goes back to the stable revisions now, and an alert is raised.",
     call: (d, reason) => ["pack391_rollbackController", { deploymentId: d.id, reason }],
   },
+  "slo-lift": {
+    title: (d) => `Lift ${d.action.replace("_", " ")}`,
+    input: { name: "Minutes", type: "number", initial: () => 30 },
+    effect: (d) => `The automatic ${d.action.replace("_", " ")} stops for the minutes below, ` +
+      "whatever the error budgets say; it takes effect at once and ends by itself.",
+    call: (d, reason, value) => ["pack391_liftSloAction", { action: d.action, minutes: Number(value), reason }],
+  },
   "market-pause": {
     title: (d) => `Pause market ${d.country}`,
     effect: (d) => `New users in ${d.country} are refused from the next access check until it is resumed.`,

@@ -135,6 +135,7 @@ export function renderLive(live, statuses) {
       (s ? button("scale", "Scale…", { service: name, instances: s.instances ?? "" }) : "") + "</td></tr>";
   }), "no services registered");
   renderDdos(live.ddos);
+  renderSlo(live.slo);
   renderDeployments(live.deployments);
   table("activity", ["when", "who", "action", "target", "reason"], live.activity.map((e) =>
     `<tr data-activity="${esc(e.id)}" data-action-name="${esc(e.action)}"><td>${esc(hhmmss(e.at))}</td>` +
@@ -158,6 +159,31 @@ function renderDdos(ddos) {
     `<h3>Blocks (${blocks.length})</h3>${blocks.length ? `<ul id="blocks">${blocks.join("")}</ul>` : '<div class="muted">none</div>'}` +
     `<h3>Allowlist (${allow.length}) ${button("allow-add", "Add…", {})}</h3>` +
     (allow.length ? `<ul id="allowlist">${allow.join("")}</ul>` : '<div class="muted">empty</div>');
+}
+
+// The error budgets: a row per scope (burn over 1 h and 5 min, what is left of the 30-day
+// budget), and each automatic action with its mode; an action in force can be lifted.
+function renderSlo(slo) {
+  if (!slo) {
+    $("sloMinute").textContent = "";
+    table("slo", ["scope", "level", "burn 1h / 5m", "budget left"], [], "no SLO evaluation yet");
+    $("sloActions").innerHTML = '<span class="muted">none</span>';
+    return;
+  }
+  $("sloMinute").textContent = `(minute ${hhmm(slo.minute)})`;
+  const sev = { page: "sev-critical", ticket: "sev-warning", none: "" };
+  table("slo", ["scope", "level", "burn 1h / 5m", "budget left"], slo.scopes.map((s) =>
+    `<tr data-slo-scope="${esc(s.scope)}"><td>${esc(s.scope)}</td>` +
+    `<td class="${sev[s.level] ?? ""}" data-slo-level="${esc(s.level)}" title="${esc(s.why)}">${esc(s.level)}</td>` +
+    `<td>${num(s.burn1h, 1)}x / ${num(s.burn5m, 1)}x</td>` +
+    `<td>${num(s.availabilityBudgetLeftPct, 1)} %</td></tr>`), "no traffic recorded yet");
+  $("sloActions").innerHTML = slo.actions.map((a) => {
+    const state = a.enforced ? "in force" : a.wanted ? (a.liftedUntil ? `lifted until ${hhmm(a.liftedUntil)}` : `would act (${a.mode})`) : "off";
+    const what = a.classes.length ? ` · shedding ${a.classes.join(", ")}` : a.scopes.length ? ` · ${a.scopes.join(", ")}` : "";
+    return `<div data-slo-action="${esc(a.action)}" data-enforced="${a.enforced ? "1" : "0"}">` +
+      `<b>${esc(a.action.replace("_", " "))}</b> · ${esc(state)}${esc(what)} ` +
+      (a.enforced ? button("slo-lift", "Lift…", { action: a.action }) : "") + "</div>";
+  }).join("");
 }
 
 const STEERABLE = new Set(["pending", "validating", "progressing", "paused", "promoting"]);

@@ -7,7 +7,7 @@ Spec numbers are not settings: they live in :mod:`shared.thresholds`.
 
 One module per area (:mod:`~shared.config.backup`, :mod:`~shared.config.ddos`,
 :mod:`~shared.config.scaling`, :mod:`~shared.config.deploy`, :mod:`~shared.config.ops`,
-:mod:`~shared.config.load`, :mod:`~shared.config.market`) and
+:mod:`~shared.config.load`, :mod:`~shared.config.market`, :mod:`~shared.config.slo`) and
 :mod:`~shared.config.common` for what they share; every name is re-exported here
 (``from shared.config import X``).
 
@@ -27,5 +27,6 @@ from shared.config.deploy import *  # noqa: F403
 from shared.config.ops import *  # noqa: F403
 from shared.config.load import *  # noqa: F403
 from shared.config.market import *  # noqa: F403
+from shared.config.slo import *  # noqa: F403
 
 # isort: on

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, StrictStr
 
 from shared.models import DocId, RequestModel, WireModel
+from shared.models.deploy import GateStatus
 from shared.thresholds import BACKUP_REASON_MAX_CHARS, BACKUP_REGIONS
 
 
@@ -93,6 +94,39 @@ class VerificationReport(WireModel):
     """Backups retention deleted during this run."""
 
 
+class DrillVerdict(enum.StrEnum):
+    """What a drill proved."""
+
+    PASSED = "passed"
+    """Restored, counted as the backup says, and the restored data passes the data gates."""
+    RESTORE_FAILED = "restore_failed"
+    """The restore (or its count) failed: the data gates did not run."""
+    DATA_GATES_FAILED = "data_gates_failed"
+    """Restored and counted, but the restored data fails a gate a release must pass."""
+
+
+class DrillGate(WireModel):
+    """One pre-deploy data gate, judged on a drill's restored copy by the deploy guard's
+    own decision (:func:`functions.deploy_guard.policy.gates.data_gates`)."""
+
+    name: str
+    """``payout_anomalies``, ``token_mismatches``, ``auth_system``, ``database_indexes``
+    (the gates' names), or ``data_gates`` when the check itself could not run."""
+    status: GateStatus
+    value: float | None = None
+    """The rate in percent, or the number of declared indexes not READY."""
+    threshold: float | None = None
+    """The gate's limit, in the unit of ``value``."""
+    unit: str = ""
+    """``%`` (a rate) or ``indexes``."""
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    """A rate's window ``[start, end)``: it ends at the restored data's moment."""
+    database: str
+    """The database id judged: the drill's restored copy."""
+    detail: str = ""
+
+
 class DrillRecord(WireModel):
     """``pack391_backup_drills/{id}``: one restore drill and its measured RTO."""
 
@@ -104,6 +138,7 @@ class DrillRecord(WireModel):
     """The backup id, or ``pitr:<time>`` for a point-in-time clone."""
     target: str
     ok: bool
+    """Restored, counted, and the data gates passed (:attr:`verdict` says which failed)."""
     documents: int
     """Counted in the restored target (or the clone) after the restore, not copied."""
     duration_sec: float
@@ -116,6 +151,13 @@ class DrillRecord(WireModel):
     cleanup, which runs whatever happened; False is also written in ``detail``."""
     detail: str
     requested_by: str
+    verdict: DrillVerdict | None = None
+    """None: a drill recorded before the data gates."""
+    data_moment: datetime | None = None
+    """The moment the restored data is from: the backup's snapshot time, or the point
+    in time cloned (what the gates' windows end at)."""
+    gates: list[DrillGate] = Field(default_factory=list)
+    """The data gates on the restored copy (empty: the restore failed first)."""
 
 
 class RegionLatest(WireModel):

@@ -23,7 +23,9 @@ class Phase(enum.StrEnum):
     PROGRESSING = "progressing"
     """A canary step is live and judged every minute."""
     PAUSED = "paused"
-    """Held by a human, or after too many inconclusive checks; traffic stays as it is."""
+    """Held by a human, after too many inconclusive checks, or while the platform explains
+    a breach (``platformHold`` set: judged every minute, rolled back on the canary's own
+    breach, resumed by itself once the platform is clear); traffic stays as it is."""
     PROMOTING = "promoting"
     """The last step passed (or a human promoted): moving 100 % to the new revision."""
     SUCCEEDED = "succeeded"
@@ -59,7 +61,12 @@ class Verdict(enum.StrEnum):
     BREACH = "breach"
     """Conclusively over a threshold: rollback now."""
     INCONCLUSIVE = "inconclusive"
-    """Too little canary traffic to judge: counts against the inconclusive limit."""
+    """Too little canary traffic to judge, or over a threshold while stable is degraded
+    alike and nothing on the platform says why: counts against the inconclusive limit."""
+    EXPLAINED = "explained"
+    """Over a threshold while the platform explains it (a platform signal in the judged
+    minutes and stable degraded alike): the deployment pauses, neither steps nor rolls
+    back."""
 
 
 class ControlAction(enum.StrEnum):
@@ -115,6 +122,62 @@ class MetricCheck(WireModel):
     detail: str = ""
 
 
+class PlatformSignalKind(enum.StrEnum):
+    """What the platform was doing during judged minutes. Closed."""
+
+    DDOS_MODE = "ddos_mode"
+    """DDoS mode on (the detector's mitigation: lower limits for everyone)."""
+    DDOS_DETECTION = "ddos_detection"
+    """An attack detected in the minute (high or critical, or mitigated)."""
+    SCALE = "scale"
+    """A service scaled up or down (acted, not a dry run), in or just before the minute."""
+    ISOLATION = "isolation"
+    """A service isolated, half-open, re-isolated or recovered (its circuit)."""
+    DEPENDENCY_STALL = "dependency_stall"
+    """Calls a dependency (Firestore, Cloud Run ...) did not answer within their budget."""
+
+
+class PlatformSignal(WireModel):
+    kind: PlatformSignalKind
+    at: datetime
+    """When it was recorded: the detection's or the stall's minute, the scale decision or
+    isolation change, DDoS mode's latest start or extension."""
+    detail: str
+    minutes: list[datetime]
+    """The judged minutes it covers."""
+
+
+class PlatformContext(WireModel):
+    """What the platform did during ``[window_start, window_end)``: pure data, built by
+    :func:`functions.deploy_guard.policy.platform.platform_context`."""
+
+    window_start: datetime
+    window_end: datetime
+    signals: list[PlatformSignal] = Field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.signals)
+
+    def kinds(self) -> list[str]:
+        return sorted({s.kind.value for s in self.signals})
+
+    def minutes(self) -> list[datetime]:
+        return sorted({m for s in self.signals for m in s.minutes})
+
+
+class PlatformHold(WireModel):
+    """Why a deployment is paused for the platform (``DeploymentDoc.platform_hold``)."""
+
+    since: datetime
+    checks: list[str]
+    """The metrics the platform explained when it paused."""
+    kinds: list[str]
+    """The platform signals seen while paused."""
+    minutes: list[datetime] = Field(default_factory=list)
+    """The judged minutes the platform explained (the most recent ones)."""
+
+
 class Analysis(WireModel):
     at: datetime
     window_start: datetime
@@ -124,6 +187,8 @@ class Analysis(WireModel):
     checks: list[MetricCheck]
     canary: RevisionWindow
     stable: RevisionWindow
+    platform: PlatformContext | None = None
+    """What the platform did in the judged window (None: not read, the fast judge)."""
 
 
 class ServiceTarget(WireModel):
@@ -181,6 +246,8 @@ class DeploymentDoc(WireModel):
     forced: bool = False
     promoted_by_hand: bool = False
     """A human promoted: succeed as soon as the platform serves 100 %."""
+    platform_hold: PlatformHold | None = None
+    """Set while the deployment is paused because the platform explains its breach."""
     reason: str | None = None
     created_by: str
     created_at: datetime
@@ -212,6 +279,9 @@ DeploymentId = Annotated[DocId, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 class ValidateRequest(RequestModel):
     version: Name
     environment: Name
+    services: Annotated[list[Service], Field(min_length=1, max_length=50)] | None = None
+    """The services the release moves (default: ``PACK391_DEPLOY_SERVICES``): the error
+    budget gate refuses it while one of them, or the platform, is under a deploy freeze."""
 
 
 class StartRequest(RequestModel):
@@ -265,6 +335,7 @@ class DeploymentStatus(WireModel):
     inconclusive: int
     analyses: list[Analysis]
     history: list[HistoryEntry]
+    platform_hold: PlatformHold | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -52,8 +52,36 @@ class Overrides(RequestModel):
     thresholds: ThresholdOverrides | None = None
 
 
+IsoMinute = Annotated[StrictStr, Field(min_length=10, max_length=40)]
+"""An ISO 8601 instant with its zone (``2026-12-05T18:00Z``), parsed and checked (a whole
+minute, in the past) by :mod:`functions.load.recorded`."""
+EndpointName = Annotated[StrictStr, Field(min_length=1, max_length=100)]
+
+
+class FromMetrics(RequestModel):
+    """A production-shaped run: the recorded per-minute rates and mixes of the window
+    ``[start, end)`` (``pack391_sli_minutes``), multiplied by ``scale``."""
+
+    start: IsoMinute
+    end: IsoMinute
+    scale: Annotated[
+        StrictFloat | StrictInt, Field(gt=0, le=t.LOAD_TEST_FROM_METRICS_MAX_SCALE)
+    ] = 1.0
+    minute_sec: Annotated[StrictInt, Field(ge=1, le=t.LOAD_TEST_FROM_METRICS_MINUTE_SEC)] = (
+        t.LOAD_TEST_FROM_METRICS_MINUTE_SEC
+    )
+    """Seconds each recorded minute plays for: 60 is real time, less compresses time
+    (each minute keeps its rate): for rehearsals and tests, and for windows over 25
+    minutes."""
+    map: Annotated[dict[EndpointName, EndpointName], Field(max_length=200)] | None = None
+    """Recorded name -> load endpoint, for names that are not load endpoints."""
+
+
 class RunLoadTestRequest(RequestModel):
-    scenario_id: ScenarioId
+    """One of ``scenarioId`` (a spec scenario) and ``fromMetrics`` (a recorded window)."""
+
+    scenario_id: ScenarioId | None = None
+    from_metrics: FromMetrics | None = None
     overrides: Overrides | None = None
 
 
@@ -61,6 +89,9 @@ class RunLoadTestResult(WireModel):
     run_id: str
     shards: int
     start_at: datetime
+    from_metrics: dict[str, Any] | None = None
+    """A ``fromMetrics`` run: what was built from the window (minutes, missing minutes,
+    names not replayed, recorded and planned requests per endpoint)."""
 
 
 class ExecuteShardRequest(RequestModel):

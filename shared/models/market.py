@@ -62,6 +62,10 @@ class AdmissionReason(enum.StrEnum):
     verified email nor a phone number. Nothing was counted; sign in properly and retry."""
     ACTIVATED = "activated"
     """Answer to ``activate: true``: the user's admission is active and never expires."""
+    PAUSED_BUDGET = "paused_budget"
+    """Soft-launch admissions are paused while the platform's error budget burns (the
+    ``admissions_pause`` action of ``pack391_evaluateSlos``, enforced). Nothing was
+    counted; users already admitted keep their place; retry later."""
 
 
 def _normalise_country(value: Any) -> Any:

@@ -354,6 +354,39 @@ class OpsLiveDDoS(WireModel):
     allowlist: list[AllowlistView]
 
 
+class SloScopeView(WireModel):
+    """One scope's budget as the console shows it."""
+
+    scope: str
+    level: str
+    why: str
+    burn_1h: float | None = Field(alias="burn1h")
+    burn_5m: float | None = Field(alias="burn5m")
+    availability_budget_left_pct: float
+    latency_budget_left_pct: float
+
+
+class SloActionView(WireModel):
+    action: str
+    mode: str
+    wanted: bool
+    enforced: bool
+    reason: str
+    scopes: list[str]
+    classes: list[str]
+    lifted_until: datetime | None
+    lifted_by: str | None
+
+
+class OpsLiveSlo(WireModel):
+    """The error budgets: the evaluated minute, every scope burning or with a budget
+    (platform and classes first), and the automatic actions."""
+
+    minute: datetime
+    scopes: list[SloScopeView]
+    actions: list[SloActionView]
+
+
 class ActivityEntry(WireModel):
     """One audit-log entry as the console lists it (its ``before``/``after`` left out)."""
 
@@ -370,7 +403,8 @@ class ActivityEntry(WireModel):
 class OpsLiveView(WireModel):
     etag: str
     """sha256 (first 32 hex digits) of the canonical JSON of ``alerts``, ``ddos``,
-    ``deployments``, ``services`` and ``activity``: it changes exactly when they do."""
+    ``deployments``, ``services``, ``activity`` and ``slo``: it changes exactly when they
+    do."""
     not_modified: bool
     """The request's ``etag`` is this one: every part below is null (keep what you have)."""
     generated_at: datetime
@@ -379,6 +413,9 @@ class OpsLiveView(WireModel):
     deployments: list[dict[str, Any]] | None
     services: list[ServiceView] | None
     activity: list[ActivityEntry] | None
+    slo: OpsLiveSlo | None = None
+    """The error budgets (``pack391_slo/current``); None before the evaluator's first run,
+    and with ``notModified``."""
     stale: bool = False
     """True: Firestore did not answer within a short wait and the Firestore parts are the
     instance's last-known copy (DDoS mode, from Redis, is read now); not in the etag."""

@@ -22,16 +22,19 @@ from typing import Any, cast
 
 import redis
 
+from shared.models.slo import ActionsSnapshot
 from shared.ratelimit import keys
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.counters import CounterBuffer, FlushResult
 from shared.ratelimit.policy import Reason
+from shared.slo.actions import ACTIONS_KEY, parse_actions
 from shared.thresholds import (
     DDOS_BLOCK_LIST_REFRESH_SEC,
     PREAUTH_FLEET_PER_MIN,
     PREAUTH_MAX_TRACKED_COUNT,
     PREAUTH_PER_MIN,
     RATE_LIMIT_PERIOD_SEC,
+    SLO_ACTIONS_TTL_SEC,
 )
 
 log = logging.getLogger("pack391.ratelimit")
@@ -107,11 +110,12 @@ class PreauthBuckets:
 
 class BlockedAddresses:
     """This instance's copy of the global protection state: the addresses under a DDoS
-    block or refused without a token, the lockdown and DDoS mode, re-read from Redis at
-    most every ``refresh_sec`` by the request that finds it stale (one pipelined round
-    trip). The front door checks the lists before token verification with no round trip
-    of its own (the decision's scripts stay the exact check of a block), and every
-    decision takes DDoS mode from here: the global keys never enter a decision's scripts,
+    block or refused without a token, the lockdown, DDoS mode and the error budgets'
+    actions (:mod:`shared.slo.actions`), re-read from Redis at most every ``refresh_sec``
+    by the request that finds it stale (one pipelined round trip). The front door checks
+    the lists before token verification with no round trip of its own (the decision's
+    scripts stay the exact check of a block), and every decision takes DDoS mode and the
+    budgets' shedding from here: the global keys never enter a decision's scripts,
     so those stay within one hash slot each (:mod:`shared.ratelimit.keys`). When Redis
     cannot be read the last copy stays."""
 
@@ -129,6 +133,8 @@ class BlockedAddresses:
         self._anon_until_ms: dict[str, int] = {}
         self._lockdown = False
         self._ddos = False
+        self._slo: ActionsSnapshot | None = None
+        self._slo_raw: Any = None
         self._loaded_at: float | None = None
 
     def until_ms(self, ip: str, now_ms: int) -> int:
@@ -153,6 +159,17 @@ class BlockedAddresses:
         self._refresh_if_stale(now_ms)
         return self._lockdown
 
+    def slo_actions(self, now_ms: int) -> ActionsSnapshot | None:
+        """The budgets' actions (``pack391_evaluateSlos``'s snapshot), as of this
+        instance's last read; None when there is none, or when the copy is older than the
+        snapshot's TTL (a Redis that stopped answering never keeps an action in force)."""
+        self._refresh_if_stale(now_ms)
+        snapshot = self._slo
+        if snapshot is None:
+            return None
+        age_ms = now_ms - snapshot.at.timestamp() * 1000
+        return snapshot if age_ms <= SLO_ACTIONS_TTL_SEC * 1000 else None
+
     def invalidate(self) -> None:
         with self._lock:
             self._loaded_at = None
@@ -171,11 +188,14 @@ class BlockedAddresses:
             pipe.zrangebyscore(keys.ANON_REFUSED_ADDRESSES, now_ms, "+inf", withscores=True)
             pipe.pttl(keys.ANON_LOCKDOWN)
             pipe.pttl(keys.DDOS_MODE)
-            blocked, anon, lockdown_ms, ddos_ms = pipe.execute()
+            pipe.get(ACTIONS_KEY)
+            blocked, anon, lockdown_ms, ddos_ms, slo = pipe.execute()
             self._until_ms = _scored(blocked)
             self._anon_until_ms = _scored(anon)
             self._lockdown = int(lockdown_ms) > 0 or int(lockdown_ms) == -1
             self._ddos = int(ddos_ms) > 0 or int(ddos_ms) == -1
+            if slo != self._slo_raw:  # parsed only when it changed (once a minute)
+                self._slo, self._slo_raw = parse_actions(slo), slo
         except redis.RedisError as exc:
             log.warning("blocked addresses not refreshed, keeping the last copy: %r", exc)
         finally:

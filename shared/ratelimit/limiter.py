@@ -8,7 +8,9 @@ user's, the address's, the country's), sent in one pipeline: one round trip on o
 and on a Redis Cluster one per shard involved, sent before any answer is read. No script
 touches two slots, so the same code runs on both (``REDIS_URL``: ``redis://`` or
 ``redis+cluster://``, :mod:`shared.redis`). DDoS mode is read from the instance's copy of
-the global state, refreshed about once a second with the block lists."""
+the global state, refreshed about once a second with the block lists, and so are the error
+budgets' actions: a request of a class the ``shed`` action sheds is refused before any
+script runs (no round trip), one it would shed in shadow mode is counted (batched)."""
 
 from __future__ import annotations
 
@@ -21,10 +23,11 @@ from datetime import datetime
 import redis
 
 from shared.errors import BackendUnavailable
+from shared.models.slo import SloAction
 from shared.ratelimit import keys
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.counters import CounterBuffer, FlushResult
-from shared.ratelimit.door import Credential, Door, DoorVerdict
+from shared.ratelimit.door import BlockedAddresses, Credential, Door, DoorVerdict
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.policy import (
     ClassPolicy,
@@ -32,10 +35,12 @@ from shared.ratelimit.policy import (
     FailMode,
     Limits,
     Reason,
+    ShedVerdict,
     class_policy,
     limits_for,
     near_limit,
     over_ddos_limit,
+    shed_verdict,
 )
 from shared.ratelimit.slots import (
     US_PER_SEC,
@@ -49,11 +54,13 @@ from shared.ratelimit.slots import (
     sections,
 )
 from shared.redis import LUA_DIR, is_cluster, lua_script, run_scripts
+from shared.slo.actions import ShadowTally
 from shared.thresholds import (
     ADDRESS_QUOTA_BASE_USERS,
     ADDRESS_QUOTA_MAX_USERS,
     RATE_LIMIT_KEY_GRACE_SEC,
     RATE_LIMIT_UNAVAILABLE_RETRY_SEC,
+    SLO_SHED_RETRY_SEC,
 )
 
 __all__ = [
@@ -71,6 +78,40 @@ log = logging.getLogger("pack391.ratelimit")
 _DECIDE = LUA_DIR / "rate_slot.lua"
 _REFUND = LUA_DIR / "rate_refund.lua"
 _LOG_EVERY_SEC = 10.0
+
+
+class Shedding:
+    """The error budgets' ``shed`` action in the limiter: from the instance's copy of the
+    snapshot (:meth:`shared.ratelimit.door.BlockedAddresses.slo_actions`, no round trip),
+    a request of a shed class is refused before any script runs; one it would shed in
+    shadow mode is counted once in :attr:`shadow` (flushed with the traffic counters)."""
+
+    def __init__(self, blocked: BlockedAddresses, geo: GeoRules) -> None:
+        self._blocked = blocked
+        self._geo = geo
+        self.shadow = ShadowTally(SloAction.SHED)
+
+    def check(
+        self, endpoint_class: EndpointClass, country: str | None, now: datetime, principal: bool
+    ) -> RateDecision | None:
+        """The refusal when ``shed`` is enforced for the class (``principal``: staff or a
+        trusted service, never shed); None otherwise (counted when shadowed)."""
+        snapshot = self._blocked.slo_actions(int(now.timestamp() * 1000))
+        verdict = shed_verdict(snapshot, endpoint_class, principal)
+        if verdict is ShedVerdict.SHADOW:
+            self.shadow.add(now)
+        if verdict is not ShedVerdict.ENFORCE:
+            return None
+        limits = limits_for(class_policy(endpoint_class), self._geo.get(country))
+        return RateDecision(
+            allowed=False,
+            remaining=0,
+            retry_after_sec=SLO_SHED_RETRY_SEC,
+            reset_sec=0.0,
+            reason=Reason.SHED,
+            limit=limits.limit,
+            endpoint_class=endpoint_class,
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +157,8 @@ class RateLimiter:
         """This instance's copy of the block lists (the front door's)."""
         self.preauth = self._door.preauth
         """The pre-auth buckets of this process (the front door's)."""
+        self.shedding = Shedding(self.blocked, geo)
+        """The budgets' ``shed`` action (its shadow counts flush with the counters)."""
         self._established: dict[str, dict[int, int]] = {}
         """Address -> {minute: established users seen behind it then, fleet-wide}, as the
         counters' flushes read them back (the two newest minutes)."""
@@ -155,7 +198,13 @@ class RateLimiter:
         ``staff``: an ops or admin caller of an ops or admin function, decided in the
         ``staff`` class's own per-user bucket, exempt from IP blocks and DDoS mode.
         ``service``: a trusted service's own call, in the ``service`` class's bucket of
-        its principal, the same way (never its egress address's)."""
+        its principal, the same way (never its egress address's). Neither is ever shed;
+        another request of a class the budgets shed is refused first (:class:`Shedding`)."""
+        shed = self.shedding.check(endpoint_class, subject.client.country, now, staff or service)
+        if shed is not None:
+            self._count(shed, subject, now)
+            self.flush_counters(only_if_due=True)
+            return shed
         policy, limits, plan = self._prepare(endpoint_class, subject, now, staff, service)
         endpoint_class = policy.endpoint_class
         try:
@@ -258,6 +307,7 @@ class RateLimiter:
         A Redis failure keeps them buffered for the next try."""
         if only_if_due and not self._counters.due():
             return
+        self.shedding.shadow.flush(self._redis)  # where the evaluator reads them; never raises
         try:
             result = self._counters.flush(self._telemetry, self._redis)
         except redis.RedisError as exc:

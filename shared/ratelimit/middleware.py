@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -40,8 +41,10 @@ from shared.ratelimit.client import ClientInfo, FrontDoorConfig, client_info, fr
 from shared.ratelimit.door import Credential, DoorVerdict
 from shared.ratelimit.geo import GeoRules
 from shared.ratelimit.limiter import RateDecision, RateLimiter, Subject
-from shared.ratelimit.policy import EndpointClass
+from shared.ratelimit.policy import EndpointClass, Reason
 from shared.redis import get_redis, get_telemetry_redis
+from shared.slo.objectives import callable_scope, class_scope
+from shared.slo.recorder import default_recorder, is_bad_code
 
 __all__ = [
     "EndpointClass",
@@ -221,8 +224,15 @@ def enforce(
         endpoint_class, subject_of(request, uid, claims, now), now, staff=staff, service=service
     )
     if not decision.allowed:
+        retry = f"retry in {decision.retry_after_sec:g}s"
+        message = (
+            f"{endpoint_class.value} requests are shed while the platform recovers its error "
+            f"budget; {retry}"
+            if decision.reason is Reason.SHED
+            else f"too many {endpoint_class.value} requests; {retry}"
+        )
         raise RateLimited(
-            f"too many {endpoint_class.value} requests; retry in {decision.retry_after_sec:g}s",
+            message,
             retry_after_sec=decision.retry_after_sec,
             limit=decision.limit,
             endpointClass=decision.endpoint_class.value,
@@ -263,8 +273,21 @@ def rate_limited(
                 )
             except Exception as exc:
                 raise to_https_error(exc, uuid.uuid4().hex) from exc
-            return handler(req)
+            started, status = time.perf_counter(), None
+            try:
+                return handler(req)
+            except https_fn.HttpsError as exc:
+                status = exc.code.value
+                raise
+            except Exception:
+                status = "internal"  # what the SDK answers for any other exception
+                raise
+            finally:
+                default_recorder().record(
+                    utc_now(), scopes, is_bad_code(status), (time.perf_counter() - started) * 1000
+                )
 
+        scopes = (callable_scope(handler.__name__), class_scope(cls.value))
         return wrapper
 
     return decorator

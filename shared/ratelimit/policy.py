@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from shared import thresholds
 from shared.models.ddos import EndpointClass as EndpointClass
+from shared.models.slo import ActionsSnapshot, SloAction
 
 
 class FailMode(enum.StrEnum):
@@ -48,6 +49,9 @@ class Reason(enum.StrEnum):
     ANON_REFUSED = "anon_refused"
     """The address is refused for traffic without a valid token (a held block's narrow
     action)."""
+    SHED = "shed"
+    """The class is shed: the platform's error budget burns at the page rate and the
+    ``shed`` action is enforced for it (:func:`shed_verdict`). Refused before any bucket."""
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,32 @@ def near_limit(remaining: int, limit: int) -> bool:
     """True when this request used more than the near-limit share of the limit."""
     used = limit - remaining
     return used * 100 >= limit * thresholds.RATE_LIMIT_NEAR_LIMIT_PCT
+
+
+class ShedVerdict(enum.Enum):
+    """What the ``shed`` action does to one request."""
+
+    NONE = "none"
+    """Decided as usual."""
+    SHADOW = "shadow"
+    """Shedding is wanted for its class in shadow mode: decided as usual, counted."""
+    ENFORCE = "enforce"
+    """Refused with :attr:`Reason.SHED`, before any bucket is read."""
+
+
+def shed_verdict(
+    snapshot: ActionsSnapshot | None, endpoint_class: EndpointClass, principal: bool
+) -> ShedVerdict:
+    """Whether the budgets' ``shed`` action takes this request: its class is among the
+    action's ``classes`` and the action is enforced (or wanted in shadow mode). A trusted
+    principal's call (``principal``: staff, a trusted service) is never shed, nor is
+    anything when there is no current snapshot."""
+    if snapshot is None or principal:
+        return ShedVerdict.NONE
+    state = snapshot.enforced(SloAction.SHED)
+    if state is not None and endpoint_class.value in state.classes:
+        return ShedVerdict.ENFORCE
+    state = snapshot.shadowed(SloAction.SHED)
+    if state is not None and endpoint_class.value in state.classes:
+        return ShedVerdict.SHADOW
+    return ShedVerdict.NONE

@@ -26,3 +26,4 @@ from shared.thresholds.load import *  # noqa: F403
 from shared.thresholds.market import *  # noqa: F403
 from shared.thresholds.ops import *  # noqa: F403
 from shared.thresholds.scaling import *  # noqa: F403
+from shared.thresholds.slo import *  # noqa: F403

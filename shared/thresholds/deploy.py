@@ -20,12 +20,17 @@ __all__ = [
     "CANARY_MIN_BAD_EVENTS_COUNT",
     "CANARY_MIN_REQUESTS_PER_CHECK",
     "CANARY_MIN_REQUESTS_PER_STEP",
+    "CANARY_MWU_FAIL_P",
+    "CANARY_MWU_MIN_POINTS_COUNT",
+    "CANARY_PLATFORM_HOLD_MINUTES_KEPT_COUNT",
+    "CANARY_PLATFORM_SETTLE_SEC",
     "CANARY_ROLLBACK_AUTH_FAILURE_RATE_PCT",
     "CANARY_ROLLBACK_ERROR_RATE_PCT",
     "CANARY_ROLLBACK_LATENCY_INCREASE_PCT",
     "CANARY_ROLLBACK_PAYOUT_ANOMALY_RATE_PCT",
     "CANARY_ROLLBACK_TOKEN_MISMATCH_RATE_PCT",
     "CANARY_STEPS_PCT",
+    "DEPENDENCY_STALL_MARK_TTL_SEC",
     "DEPLOY_AUTH_FAILURE_RATE_PCT",
     "DEPLOY_AUTH_WINDOW_SEC",
     "DEPLOY_CALL_TIMEOUT_SEC",
@@ -91,6 +96,30 @@ anomalous payout out of one is a ratio of 100 % but no evidence."""
 
 CANARY_LATENCY_FLOOR_MS: Final[float] = 25.0
 """Latency breaches smaller than this in absolute terms are noise, not a regression."""
+
+CANARY_MWU_MIN_POINTS_COUNT: Final[int] = 5
+"""Minutes of the step (each with both revisions measured) before the judge tests canary
+against stable with a one-sided Mann-Whitney U test, as Kayenta does; fewer: the Wilson
+bounds of the judged minute, relative to stable. Three per side can never reach
+:data:`CANARY_MWU_FAIL_P` (smallest p 0.040), four only when every canary minute is worse
+(0.015); five can with one or two minutes that are not (0.011, 0.018), and are what a
+step of the default bake (300 s) has."""
+
+CANARY_MWU_FAIL_P: Final[float] = 0.025
+"""A Mann-Whitney p-value under this (canary worse than stable by more than the rule's
+threshold over the step's minutes) fails the check (counts toward the failure limit):
+Kayenta's 95 % confidence, one side."""
+
+CANARY_PLATFORM_SETTLE_SEC: Final[int] = 120
+"""A scale or isolation change explains the minutes up to this long after it (instances
+starting, callers failing over), besides the minute it happened in."""
+
+CANARY_PLATFORM_HOLD_MINUTES_KEPT_COUNT: Final[int] = 30
+"""Judged minutes a platform pause records on the deployment (the most recent)."""
+
+DEPENDENCY_STALL_MARK_TTL_SEC: Final[int] = 2 * 3600
+"""How long the per-minute mark of calls that a dependency did not answer within their
+budget is kept in Redis (the canary judge reads the minutes it judges)."""
 
 CANARY_ANALYSES_KEPT_COUNT: Final[int] = 20
 """Most recent analyses kept on the deployment document."""

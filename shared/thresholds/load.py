@@ -14,6 +14,9 @@ __all__ = [
     "LOAD_TEST_DROPPED_PCT",
     "LOAD_TEST_DROP_AFTER_MS",
     "LOAD_TEST_ERROR_RATE_PCT",
+    "LOAD_TEST_FROM_METRICS_MAX_SCALE",
+    "LOAD_TEST_FROM_METRICS_MAX_WINDOW_MIN",
+    "LOAD_TEST_FROM_METRICS_MINUTE_SEC",
     "LOAD_TEST_GLOBAL_RPS_CAP",
     "LOAD_TEST_HEATMAP_BUCKETS_MS",
     "LOAD_TEST_HISTOGRAM_MAX_US",
@@ -138,3 +141,16 @@ LOAD_TEST_RETENTION_DAYS: Final[int] = 30
 LOAD_TEST_SHED_PCT: Final[float] = 1.0
 """Pass threshold: share of requests shed by the target (503 with ``Retry-After``,
 counted apart from errors)."""
+
+LOAD_TEST_FROM_METRICS_MAX_WINDOW_MIN: Final[int] = 1440
+"""Longest recorded window ``--from-metrics`` replays (24 hours of minutes). A window
+must still play within ``LOAD_TEST_MAX_DURATION_SEC``: past 25 minutes, only
+time-compressed (``minuteSec`` under 60)."""
+
+LOAD_TEST_FROM_METRICS_MINUTE_SEC: Final[int] = 60
+"""Seconds a recorded minute plays for by default (real time). ``minuteSec`` 1-59
+compresses time (a rehearsal or a test): each minute keeps its rate for fewer seconds."""
+
+LOAD_TEST_FROM_METRICS_MAX_SCALE: Final[float] = 100.0
+"""Largest factor recorded rates may be multiplied by (the scaled peak must also fit
+under ``LOAD_TEST_GLOBAL_RPS_CAP``)."""

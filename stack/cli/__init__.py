@@ -6,7 +6,9 @@
                                         or --project PROJECT), audited; --revoke undoes it
     pack391 call NAME '{"json": 1}'     call a callable, print its result
     pack391 trigger NAME                run a scheduled function now
-    pack391 backup | verify | restore   logical backups of the local stack's Firestore
+    pack391 backup | verify | restore | drill
+                                        logical backups of the local stack's Firestore;
+                                        drill: RTO and the data gates on the restored copy
     pack391 deploy validate|pin-traffic|start|status|wait|rollback|control|token|local-revision
                    |env|secrets   (env: .env.<project> for firebase deploy; secrets: check them)
                                         the deploy guard (local stack, or a deployed
@@ -20,7 +22,7 @@
 
 Environment: PACK391_PORT (5001), GCLOUD_PROJECT (demo-avalo), PACK391_REGION
 (us-central1), FIRESTORE_EMULATOR_HOST and REDIS_URL (reuse running servers),
-FIRESTORE_EMULATOR_JAR (where the emulator jar is). backup, verify and restore need
+FIRESTORE_EMULATOR_JAR (where the emulator jar is). backup, verify, restore and drill need
 FIRESTORE_EMULATOR_HOST and read the PACK391_BACKUP_* settings the functions use.
 """
 
@@ -49,7 +51,7 @@ COMMAND_GROUPS: dict[str, tuple[str, ...]] = {
     "stack.cli.call": ("token", "call"),
     "stack.cli.grant": ("grant",),  # a staff role (custom claim) for a user, audited
     "stack.cli.trigger": ("trigger",),
-    "stack.cli.backup": ("backup", "verify", "restore"),
+    "stack.cli.backup": ("backup", "verify", "restore", "drill"),
     "stack.cli.deploy": ("deploy",),  # the deploy guard; deploy env/secrets: stack.cli.release
     "stack.cli.ops": ("seed-ops",),
     "stack.cli.loadtest": ("loadtest",),

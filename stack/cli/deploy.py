@@ -42,6 +42,7 @@ def add_parser(sub: Any) -> None:
     validate = dsub.add_parser("validate", help="run the pre-deploy gates (exit 1 if one fails)")
     validate.add_argument("--version", required=True)
     env_arg(validate)
+    services_arg(validate)
     pin = dsub.add_parser("pin-traffic", help="pin traffic to the serving revisions")
     env_arg(pin)
     services_arg(pin)
@@ -172,7 +173,11 @@ def _print(result: Any) -> None:
 def _deploy_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     services = {"services": args.services} if getattr(args, "services", None) else {}
     if args.deploy_command == "validate":
-        return "pack391_preDeployValidator", {"version": args.version, "environment": args.env}
+        return "pack391_preDeployValidator", {
+            "version": args.version,
+            "environment": args.env,
+            **services,
+        }
     if args.deploy_command == "pin-traffic":
         return "pack391_pinTraffic", {"environment": args.env, **services}
     if args.deploy_command == "start":

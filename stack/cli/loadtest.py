@@ -1,4 +1,7 @@
 """``pack391 loadtest SCENARIO``: run a scenario from this machine, in worker processes.
+``pack391 loadtest --from-metrics WINDOW [--scale F]``: load shaped like production, the
+recorded per-minute rates and mixes of a past window (START/END, START/PT1H or last:90m),
+read from ``pack391_sli_minutes`` (the emulator when FIRESTORE_EMULATOR_HOST is set).
 
 Each worker runs one shard (the same engine as ``pack391_executeLoadTest``) and sends
 its per-second histograms back over a queue; this process merges them exactly, shows
@@ -34,7 +37,28 @@ def add_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("scenario", choices=sorted(t.LOAD_TEST_SCENARIOS))
+    p.add_argument("scenario", nargs="?", choices=sorted(t.LOAD_TEST_SCENARIOS))
+    p.add_argument(
+        "--from-metrics",
+        metavar="WINDOW",
+        help="replay a recorded window instead of a scenario: 2026-12-05T18:00Z/2026-12-05T19:00Z,"
+        " 2026-12-05T18:00Z/PT1H or last:90m",
+    )
+    p.add_argument("--scale", type=float, default=1.0, help="--from-metrics: multiply the rates")
+    p.add_argument(
+        "--minute-sec",
+        type=int,
+        default=t.LOAD_TEST_FROM_METRICS_MINUTE_SEC,
+        help="--from-metrics: seconds each recorded minute plays (60 real time; less compresses"
+        " time, keeping each minute's rate: rehearsals, tests, windows over 25 minutes)",
+    )
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="NAME=ENDPOINT",
+        help="--from-metrics: play a recorded name that is not a load endpoint as this endpoint",
+    )
     p.add_argument("--target", default=DEFAULT_TARGET, help=f"base URL (default {DEFAULT_TARGET})")
     p.add_argument("--rps", type=float, help="peak requests per second (default: the spec's)")
     p.add_argument("--duration", type=int, help="seconds (default: the spec's)")
@@ -49,6 +73,71 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_loadtest)
 
 
+CLI_FIELDS = {
+    "fromMetrics.scale": "--scale",
+    "fromMetrics.minuteSec": "--minute-sec",
+    "fromMetrics.map": "--map",
+    "fromMetrics": "--from-metrics",
+}
+"""The request fields :mod:`functions.load.recorded` names, as this command's options."""
+
+
+def _cli_problem(field: str, problem: str) -> str:
+    option = next((o for f, o in CLI_FIELDS.items() if field.startswith(f)), field)
+    return f"{option}: {problem}"
+
+
+def _recorded(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The --from-metrics plan and its report; ValueError with the message to print."""
+    from functions.load.recorded import parse_window, recorded_plan
+    from functions.load.scenarios import Thresholds
+    from shared.clock import utc_now
+    from shared.errors import InvalidInput
+    from stack.loadtest import read_minutes
+
+    if args.rps is not None or args.duration is not None:
+        raise ValueError("--rps and --duration do not go with --from-metrics (use --scale)")
+    mapping: dict[str, str] = {}
+    for item in args.map:
+        name, sep, endpoint = item.partition("=")
+        if not sep or not name or not endpoint:
+            raise ValueError(f"--map: {item!r} is not NAME=ENDPOINT")
+        mapping[name] = endpoint
+    th = {k: v for k, v in (("p95_ms", args.p95_ms), ("p99_ms", args.p99_ms)) if v is not None}
+    try:
+        window = parse_window(args.from_metrics, utc_now())
+        docs = read_minutes(window.start.timestamp(), window.end.timestamp())
+        built = recorded_plan(
+            docs, window, args.target, scale=args.scale, minute_sec=args.minute_sec,
+            mapping=mapping, shards=args.workers, thresholds=Thresholds(**th),
+            timeout_sec=args.timeout, abort_on_fail=args.abort_on_fail,
+        )  # fmt: skip
+    except InvalidInput as exc:
+        raise ValueError(_cli_problem(exc.field, str(exc).removeprefix(f"{exc.field}: "))) from None
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from None
+    return built.plan, built.report
+
+
+def _show_report(report: dict[str, Any]) -> None:
+    window = report["window"]
+    print(
+        f"from metrics {window['start']}/{window['end']}: {report['recordedMinutes']} of "
+        f"{window['minutes']} minutes recorded ({report['missingMinutes']} missing: played at "
+        f"zero rate), {report['recordedRequests']} requests recorded, "
+        f"{report['plannedRequests']} planned at scale {report['scale']:g}, "
+        f"{report['minuteSec']} s per minute",
+        file=sys.stderr,
+    )
+    if report["unmapped"]:
+        names = ", ".join(f"{n} ({c})" for n, c in report["unmapped"].items())
+        print(
+            f"not replayed ({report['unmappedPct']:g} % of requests; --map NAME=ENDPOINT to "
+            f"replay them): {names}",
+            file=sys.stderr,
+        )
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
     # the engine (functions.load, its HTTP client) only when a scenario runs
     from functions.load.policy import cap_problem, parse_allowlist, target_problem
@@ -57,18 +146,31 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     from shared.clock import utc_now
     from stack.loadtest import run_local
 
-    plan = build_plan(
-        args.scenario,
-        args.target,
-        rps=args.rps,
-        duration_sec=args.duration,
-        shards=args.workers,
-        timeout_sec=args.timeout,
-        abort_on_fail=args.abort_on_fail,
-        thresholds={
-            k: v for k, v in (("p95_ms", args.p95_ms), ("p99_ms", args.p99_ms)) if v is not None
-        },
-    )
+    if (args.scenario is None) == (args.from_metrics is None):
+        print("pack391 loadtest: give a SCENARIO or --from-metrics WINDOW", file=sys.stderr)
+        return 2
+    report: dict[str, Any] | None = None
+    if args.from_metrics is not None:
+        try:
+            plan, report = _recorded(args)
+        except ValueError as exc:
+            print(f"pack391 loadtest: {exc}", file=sys.stderr)
+            return 2
+        if not args.quiet:
+            _show_report(report)
+    else:
+        plan = build_plan(
+            args.scenario,
+            args.target,
+            rps=args.rps,
+            duration_sec=args.duration,
+            shards=args.workers,
+            timeout_sec=args.timeout,
+            abort_on_fail=args.abort_on_fail,
+            thresholds={
+                k: v for k, v in (("p95_ms", args.p95_ms), ("p99_ms", args.p99_ms)) if v is not None
+            },
+        )
     allowlist = parse_allowlist(os.environ.get("PACK391_LOAD_TARGET_ALLOWLIST", ""))
     problem = target_problem(plan.target, allowlist, local_mode=True) or cap_problem(
         plan.rps, [], t.LOAD_TEST_GLOBAL_RPS_CAP
@@ -108,6 +210,9 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         "thresholds": s["thresholds"],
         "verdict": s["verdict"],
     }
+    if report is not None:
+        brief["fromMetrics"] = report
+        result["plan"] = result["plan"] | {"fromMetrics": report}
     print(json.dumps(brief, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result | {"brief": brief}, indent=2))

@@ -7,7 +7,7 @@ run).
     pack391 rehearse --claims scale_up,rate_limits,brute_force --short
 
 Reports: ``DIR/rehearsal.json`` and ``DIR/rehearsal.html`` (``--out``, default
-``.local/rehearse``). The full run takes about 16 minutes, ``--short`` about 3.
+``.local/rehearse``). The full run takes about 18 minutes, ``--short`` about 3.
 """
 
 from __future__ import annotations

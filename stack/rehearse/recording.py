@@ -10,13 +10,14 @@ One time axis (unix seconds) for everything:
   ``util_pct.<service>`` (the sandbox's slots in use, percent), ``isolated.<service>``
   (1 open, 0.5 half-open, 0 none), ``canary.<label>`` (the deployment's
   ``appliedPercent``), ``ddos.mode`` (0/1), ``alerts.open`` (open alerts),
-  ``attack.rps`` (the scripted attack's offered rate).
+  ``attack.rps`` (the scripted attack's offered rate), ``slo.deploy_freeze`` (1
+  enforced, 0.5 wanted but lifted, 0 none).
 - ``acts``: what the script did and when (``name``, ``startedAt``, ``endedAt``,
   ``detail``).
 - ``docs``: the evidence read back from the stack (documents, answers), keyed by what
   they are (``scalingDecisions``, ``scalingAlerts``, ``deployments``, ``detections``,
   ``alerts``, ``gates``, ``rateLimits``, ``bruteForce``, ``history``, ``market``,
-  ``backup``, ``drill``); times in them are unix seconds too.
+  ``backup``, ``drill``, ``budgets``); times in them are unix seconds too.
 """
 
 from __future__ import annotations

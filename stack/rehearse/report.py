@@ -24,7 +24,11 @@ PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("errors", "load errors per second", ("load.errors", "load.shed", "load.dropped")),
     ("instances", "instances", ("applied.", "instances.")),
     ("canary", "canary traffic, %", ("canary.",)),
-    ("alerts", "alerts, DDoS mode, isolation", ("alerts.open", "ddos.mode", "isolated.")),
+    (
+        "alerts",
+        "alerts, DDoS mode, isolation, deploy freeze",
+        ("alerts.open", "ddos.mode", "isolated.", "slo."),
+    ),
 )
 """(id, y-axis label, series names or name prefixes ending in a dot)."""
 

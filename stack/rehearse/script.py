@@ -1,5 +1,5 @@
 """The acts of launch day, in order, with their timings (the full run ends within
-about 16 minutes; ``--short`` within about 3).
+about 18 minutes; ``--short`` within about 3).
 
 Tracks run side by side, each a thread playing its acts in order (offsets from the start):
 
@@ -22,19 +22,32 @@ Tracks run side by side, each a thread playing its acts in order (offsets from t
   version refused), ``canary_bad`` (chat-service revision debiting a wrong token amount,
   canaried: rolled back by the judge), ``canary_good`` (a clean revision, 5 -> 25 ->
   100 %), with ``bakeSec`` and ``minRequestsPerStep`` shortened (documented
-  ``pack391_startDeployment`` parameters), under chat_monetization load;
+  ``pack391_startDeployment`` parameters), under chat_monetization load; then, once the
+  attacks track has begun its first flood (``attacks_started``),
+  ``canary_attack_bad`` and ``canary_attack_good`` (the same two revisions, each
+  validated for chat-service and canaried in an environment of its own while the
+  attacks are live: the judge must not be fooled by the platform);
 - **isolation** (after the push): notification-service gets a revision answering
   ``isolation_error_pct`` % 500s at 100 % (a deploy that skipped the canary) under a
-  small load until the guard isolates it, then its good revision back;
-- **attacks**: ``attack_single`` (one address, ``single_rps``) and
+  small load until the guard isolates it, then its good revision back; when a later
+  act needs a healthy platform (an isolated service fails every release's
+  ``system_health`` gate), ``recover``: the good revision under ``recovery_rps`` until
+  the guard's circuit closes (open 2 minutes, then 3 minutes under the threshold); then
+  ``budget_freeze``: once ``pack391_getSloStatus`` shows the service's budget burning
+  (the deploy freeze enforced for it), a release of it is validated (refused by the
+  ``error_budget`` gate), the freeze lifted, the same release validated again (passes),
+  the lift removed;
+- **attacks** (after the deploy track's own canaries, and, for the canaries judged
+  during an attack, once the isolated service recovered): ``attack_single`` (one
+  address, ``single_rps``) and
   ``attack_distributed`` (``distributed_addresses`` addresses, ``distributed_rps`` in
   all), unauthenticated callable requests from distinct 127.x.y.z addresses, each
   started at second ``attack_second`` of a minute (recorded with the result);
 - **backup** (the end): a backup (``pack391_backupFirestore`` as Cloud Scheduler runs
   it) and a restore drill of it.
 
-The scheduler, the scaling guard, the canary judge and the DDoS detector run as in
-production, on their real minutes: nothing here triggers them.
+The scheduler, the scaling guard, the canary judge, the DDoS detector and the SLO
+evaluator run as in production, on their real minutes: nothing here triggers them.
 """
 
 from __future__ import annotations
@@ -59,7 +72,13 @@ from stack.rehearse.calls import Stack
 from stack.rehearse.load import LoadPool
 from stack.rehearse.platform import LocalPlatform
 from stack.rehearse.recording import Act, Recording
-from stack.rehearse.settings import DEPLOY_CLAIMS, SCALING_CLAIMS, Settings
+from stack.rehearse.settings import (
+    ATTACK_CANARY_CLAIMS,
+    BUDGET_CLAIMS,
+    DEPLOY_CLAIMS,
+    SCALING_CLAIMS,
+    Settings,
+)
 from stack.rehearse.timeline import Recorder
 
 log = logging.getLogger("pack391.rehearse")
@@ -90,6 +109,10 @@ class Rehearsal:
         self.canary_done = threading.Event()
         self.pushed = threading.Event()
         self.attacks_done = threading.Event()
+        self.attacks_started = threading.Event()
+        """Set when the attacks track begins its first flood (or will not run)."""
+        self.recovered = threading.Event()
+        """Set when the isolated service is healthy again (or is not isolated at all)."""
 
     def addr(self, c: int, d: int) -> str:
         return f"127.{self.octet}.{c}.{d}"
@@ -128,13 +151,18 @@ class Rehearsal:
             tracks = [self._track("probes", Probes(self).probes)]
             if self.s.wants(*SCALING_CLAIMS):
                 tracks.append(self._track("scaling", Scaling(self).scaling))
-            if self.s.wants(*DEPLOY_CLAIMS):
+            else:
+                self.pushed.set()  # nothing to wait for
+            if self.s.wants(*DEPLOY_CLAIMS, *ATTACK_CANARY_CLAIMS):
                 tracks.append(self._track("deploy", Deploys(self).deploys))
-            if self.s.wants("isolation"):
+            if self.s.wants("isolation", *BUDGET_CLAIMS):
                 tracks.append(self._track("isolation", Isolation(self).isolation))
-            if self.s.wants("ddos_detection"):
+            else:
+                self.recovered.set()
+            if self.s.wants("ddos_detection", *ATTACK_CANARY_CLAIMS):
                 tracks.append(self._track("attacks", Attacks(self).attacks))
             else:
+                self.attacks_started.set()
                 self.attacks_done.set()
             for thread in tracks:
                 thread.join()

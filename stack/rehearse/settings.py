@@ -46,12 +46,25 @@ class Settings:
     isolation_error_pct: float = 30.0
     isolation_rps: float = 3.0
     isolation_max_sec: float = 200.0
+    recovery_rps: float = 0.6
+    """The isolated service's good load while its circuit recovers: 36 requests a minute,
+    over the guard's 20 (a minute with fewer is not judged, and the circuit stays
+    half-open), and few enough that the burn the errors left stays over the ticket rate
+    (6x) in the 30-minute window for the budgets act."""
+    recovery_max_sec: float = 600.0
     single_rps: float = 25.0
     attack_sec: float = 65.0
     distributed_addresses: int = 300
     distributed_rps: float = 90.0
     attack_second: float = 15.0
     canary_max_sec: float = 480.0
+    """How long a canary is watched (a pause for the platform keeps it waiting)."""
+    budget_wait_sec: float = 420.0
+    """How long the budgets act waits, from the isolation's end, for the SLO evaluator to
+    show the isolated service burning (it judges the minute that ended two minutes ago,
+    from the scale guard's metrics of that minute)."""
+    budget_lift_min: int = 10
+    """``minutes`` of the budgets act's ``pack391_liftSloAction`` (removed at once after)."""
     market_limit: int = 5
     market_signups: int = 8
 
@@ -62,3 +75,10 @@ class Settings:
 SCALING_CLAIMS = ("scale_up", "scale_down", "no_degradation")
 
 DEPLOY_CLAIMS = ("canary_steps", "auto_rollback", "pre_deploy_gates", "rollback_within")
+
+ATTACK_CANARY_CLAIMS = ("canary_not_fooled",)
+"""Canaries judged while an attack is live: the deploy track plays them after its own,
+once the attacks track has begun its first flood."""
+
+BUDGET_CLAIMS = ("budgets_act",)
+"""The error budgets' deploy freeze: played by the isolation track after its act."""

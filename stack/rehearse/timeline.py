@@ -11,7 +11,9 @@ must not add traffic the detector would count):
 - each deployment the script started (``pack391_deployments/{id}``): ``appliedPercent``
   (``canary.<label>``);
 - DDoS mode (the Redis flag the rate limiter reads) and the open alerts of
-  ``pack391_alerts`` (``ddos.mode``, ``alerts.open``).
+  ``pack391_alerts`` (``ddos.mode``, ``alerts.open``);
+- the error budgets' deploy freeze as ``pack391_evaluateSlos`` last recorded it
+  (``pack391_slo/current``: ``slo.deploy_freeze``).
 
 :meth:`Recorder.collect` reads the documents the claims judge (scaling decisions and
 alerts, deployments, DDoS detections, alerts, blocks, metric history points) written
@@ -43,6 +45,9 @@ DDOS_MODE_KEY = keys.DDOS_MODE
 """The Redis flag of DDoS mode."""
 
 ISOLATION_LEVEL = {"none": 0.0, "half_open": 0.5, "open": 1.0}
+
+FREEZE_LEVEL = {(True, True): 1.0, (True, False): 0.5, (False, False): 0.0, (False, True): 0.0}
+"""``slo.deploy_freeze``: 1 enforced, 0.5 wanted but not enforced (lifted, or shadow)."""
 
 
 def epoch(value: Any) -> float | None:
@@ -142,6 +147,13 @@ class Recorder:
             if pct is not None:
                 self.add(f"canary.{label}", at, float(pct))
         self.add("ddos.mode", at, 1.0 if self.redis.exists(DDOS_MODE_KEY) else 0.0)
+        slo = self.db.collection(c.SLO_STATE).document(c.SLO_STATE_DOC).get(field_paths=["actions"])
+        freeze = ((slo.to_dict() or {}).get("actions") or {}).get("deploy_freeze") or {}
+        self.add(
+            "slo.deploy_freeze",
+            at,
+            FREEZE_LEVEL[(bool(freeze.get("wanted")), bool(freeze.get("enforced")))],
+        )
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = self.db.collection(c.ALERTS).where(filter=FieldFilter("status", "==", "open"))
@@ -190,12 +202,8 @@ class Recorder:
                 "phase": d.get("phase"),
                 "reason": d.get("reason"),
                 "startedAt": epoch(d.get("createdAt")),
-                "history": [
-                    {"at": epoch(h.get("at")), "event": h.get("event"), "phase": h.get("phase"),
-                     "trafficPercent": h.get("trafficPercent"),
-                     "manual": bool((h.get("detail") or {}).get("manual"))}
-                    for h in d.get("history", [])
-                ],
+                "history": [history_entry(h) for h in d.get("history", [])],
+                "judged": [judged_minute(a) for a in d.get("analyses", [])],
                 "analyses": d.get("analyses", [])[-5:],
             }  # fmt: skip
         docs["deployments"] = deployments
@@ -236,6 +244,40 @@ class Recorder:
             for s in self.db.collection(c.BLOCKS).stream()
             if (d := s.to_dict() or {}).get("subject") in subjects
         ]  # fmt: skip
+
+
+def history_entry(h: dict[str, Any]) -> dict[str, Any]:
+    """A deployment's history event as the claims read it: with why it happened and the
+    platform signals it names (a pause's, a resumption's or a rollback's)."""
+    detail = h.get("detail") or {}
+    signals = {str(p.get("kind")) for p in detail.get("platform") or [] if isinstance(p, dict)}
+    signals |= {str(k) for k in detail.get("kinds") or []}
+    return {
+        "at": epoch(h.get("at")), "event": h.get("event"), "phase": h.get("phase"),
+        "trafficPercent": h.get("trafficPercent"), "manual": bool(detail.get("manual")),
+        "why": detail.get("why") or detail.get("reason"), "signals": sorted(signals),
+    }  # fmt: skip
+
+
+def judged_minute(a: dict[str, Any]) -> dict[str, Any]:
+    """One analysis of a deployment: its window, verdict, the platform signals the judge
+    saw in it (None: the fast judge, which reads none) and the checks not passed."""
+    platform = a.get("platform")
+    return {
+        "windowStart": epoch(a.get("windowStart")),
+        "verdict": a.get("verdict"),
+        "step": a.get("step"),
+        "signals": None if platform is None else sorted(
+            {str(sig.get("kind")) for sig in platform.get("signals") or []}
+        ),
+        "checks": {
+            str(c.get("metric")): {"verdict": c.get("verdict"), "canary": c.get("canary"),
+                                   "stable": c.get("stable")}
+            for c in a.get("checks") or [] if c.get("verdict") != "pass"
+        },
+        "requests": [(a.get("canary") or {}).get("requests"),
+                     (a.get("stable") or {}).get("requests")],
+    }  # fmt: skip
 
 
 def _per_instance() -> float:

@@ -44,6 +44,7 @@ from stack.sandbox.endpoints import SERVICE_OF, SWIPES, Endpoints, Handler
 from stack.sandbox.faults import InjectedErrors
 from stack.sandbox.reporting import Reporter, push_service_samples
 from stack.sandbox.routing import RevisionReporter, RevisionRouter, Served
+from stack.sandbox.sli import SandboxSli
 from stack.sandbox.workers import WorkerSlot
 from stack.sdk_private import credentials_of
 
@@ -123,6 +124,7 @@ class Sandbox:
         self.injected = InjectedErrors(self._rng)
         self.cloud_run = CloudRunStall()  # the cloudrun-slow fault: resizes held
         self.endpoints = Endpoints(self.redis, self._write, self._rng)
+        self.sli = SandboxSli()  # the answers for the error budgets (reporting loop)
         self.control = ControlPlane(self, worker) if worker is not None else None
 
     def pool_size(self) -> int:
@@ -155,7 +157,7 @@ class Sandbox:
         app = web.Application()
         handlers = self.endpoints.handlers()
         for path, handler in handlers.items():
-            app.router.add_post(path, self._served(path, handler))
+            app.router.add_post(path, self.sli.recorded(path, self._served(path, handler)))
         if self.control is not None:
             self.control.add_routes(app)  # answering for every worker
         else:
@@ -300,6 +302,7 @@ class Sandbox:
             while True:
                 await asyncio.sleep(self.interval_sec)
                 await self.report_once()
+                await self.sli.flush(self.redis)
 
         app[REPORTING] = asyncio.create_task(loop())
 

@@ -35,6 +35,33 @@ SERVICE_OF: dict[str, str] = {
 }
 """Endpoint path -> the registry service that serves it."""
 
+CLASS_OF: dict[str, str] = {
+    "/swipe": "swipe",
+    "/discovery/feed": "swipe",
+    "/chat/message": "general",
+    "/wallet/balance": "wallet",
+    "/payout/request": "payment",
+    "/call/start": "general",
+    "/call/heartbeat": "general",
+    "/event/purchase": "payment",
+    "/ai/message": "ai",
+    "/notification/send": "general",
+}
+"""Endpoint path -> the endpoint class the app's real callable is rate-limited as (what
+the SLI recorder counts it under, as ``@rate_limited(CLASS)`` records the real one)."""
+
+
+def sli_scopes(path: str) -> tuple[str, str]:
+    """The SLO scopes a sandbox answer counts in besides the platform: the endpoint, by
+    the load engine's name for it (what ``loadtest --from-metrics`` plays), and its
+    class."""
+    from functions.load.scenarios import ENDPOINTS
+
+    names = {e.path: e.name for e in ENDPOINTS.values()}
+    name = names.get(path, path.strip("/").replace("/", "_"))
+    return (f"callable:{name}", f"class:{CLASS_OF[path]}")
+
+
 Handler = Callable[[str, dict[str, Any]], Awaitable[web.Response]]
 """An endpoint: the request's ``loadRunId`` and JSON body -> the answer."""
 Writer = Callable[[str, dict[str, Any]], Awaitable[None]]

@@ -171,7 +171,7 @@ def test_bad_input_names_the_field(
 # ------------------------------------------------------------------- gates
 
 
-def test_validator_reports_six_gates_and_stores_the_report(
+def test_validator_reports_seven_gates_and_stores_the_report(
     caller: Caller, backends: Backends
 ) -> None:
     db = get_db()
@@ -191,8 +191,10 @@ def test_validator_reports_six_gates_and_stores_the_report(
         "auth_system",
         "database_indexes",
         "api_endpoints",
+        "error_budget",
     ]
     assert report["passed"] is True
+    assert gates["error_budget"]["status"] == "skipped"  # no SLO state yet: no freeze
     assert gates["token_system"]["status"] == "pass"
     assert gates["token_system"]["evidence"]["walletsChecked"] == 1
     assert gates["database_indexes"]["status"] == "skipped"

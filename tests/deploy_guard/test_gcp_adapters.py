@@ -187,14 +187,14 @@ def test_index_gate_compares_indexes_json_with_the_admin_api(backends: Backends)
             transport="rest",
             client_options={"api_endpoint": api.url},
         )
-        missing = GateReader(get_db(), client).missing_indexes(PROJECT, specs)
+        missing = GateReader(get_db(), client).missing_indexes(PROJECT, "(default)", specs)
     first = specs[0]
     assert missing == [
         f"{first['collectionGroup']}("
         + ",".join(f"{f['fieldPath']} {f['order']}" for f in first["fields"])
         + ")"
     ]
-    assert GateReader(get_db(), None).missing_indexes(PROJECT, specs) is None
+    assert GateReader(get_db(), None).missing_indexes(PROJECT, "(default)", specs) is None
 
 
 def test_a_firebase_deploy_lands_at_100_and_the_canary_takes_it_back_from_the_snapshot(

@@ -24,6 +24,17 @@ writes its files into the Cloud Storage fake (``storage``) in the layout of a re
 export: ``<prefix>/<last segment>.overall_export_metadata`` and
 ``<prefix>/all_namespaces/all_kinds/`` (``all_namespaces_all_kinds.export_metadata``,
 ``output-0``). Clones finish at once unless a test holds them back (``clone_pending``).
+
+Indexes belong to one database, as in the API: ``projects.databases.collectionGroups.indexes.list``
+lists the composite indexes under ``parent`` "of the form
+``projects/{projectId}/databases/{databaseId}/collectionGroups/{collectionId}``"
+(https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases.collectionGroups.indexes/list;
+``-`` as the collection id: every group, as the deploy guard asks). A database starts with
+none (:meth:`FakeFirestoreAdmin.declare_indexes` deploys them). A clone takes its source's:
+``databases:clone`` creates a database "with the database type, index configuration, and
+documents from an existing database"
+(https://cloud.google.com/firestore/docs/reference/rest/v1/projects.databases/clone); a
+deleted database's indexes go with it.
 """
 
 from __future__ import annotations
@@ -72,7 +83,7 @@ class FakeFirestoreAdmin:
     """Clones never finish (the database exists, its operation stays ``done: false``)."""
     errors: dict[str, int] = field(default_factory=dict)
     """Call kind (``export``, ``get_operation``, ``list_operations``, ``get_database``,
-    ``clone``, ``delete_database``) -> HTTP status to answer with instead."""
+    ``clone``, ``delete_database``, ``list_indexes``) -> HTTP status to answer with instead."""
     on_clone: Callable[[str], None] | None = None
     """Called with the new database id when a clone is created."""
     on_delete: Callable[[str], None] | None = None
@@ -80,6 +91,8 @@ class FakeFirestoreAdmin:
     requests: list[Recorded] = field(default_factory=list)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     databases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    indexes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Database id -> its composite indexes (``Index`` resources, names in that database)."""
     exports_running: dict[str, int] = field(default_factory=dict)
     """Export operation name -> reads left before it is done."""
     url: str = ""
@@ -101,6 +114,46 @@ class FakeFirestoreAdmin:
             "versionRetentionPeriod": "604800s" if self.pitr_enabled else "3600s",
             "earliestVersionTime": "2026-01-01T00:00:00Z",
         }
+
+    def create_database(self, db: str) -> None:
+        """A database created apart (``databases.create``), with no index: the logical
+        backend's drill database."""
+        self.databases.setdefault(db, self._database(db))
+
+    def declare_indexes(
+        self, db: str, specs: list[dict[str, Any]], state: str = "READY"
+    ) -> list[dict[str, Any]]:
+        """Deploy ``specs`` (``firestore.indexes.json`` entries) to database ``db`` as
+        ``Index`` resources in ``state``, as ``firebase deploy --only firestore:indexes``
+        would; the ``__name__`` field is appended as the API does."""
+        made = []
+        for spec in specs:
+            group = spec["collectionGroup"]
+            fields = [dict(f) for f in spec["fields"]]
+            if fields[-1]["fieldPath"] != "__name__":
+                fields.append(
+                    {"fieldPath": "__name__", "order": fields[-1].get("order", "ASCENDING")}
+                )
+            made.append(
+                {
+                    "name": f"projects/{self.project}/databases/{db}/collectionGroups/{group}"
+                    f"/indexes/{uuid.uuid4().hex[:12]}",
+                    "queryScope": spec.get("queryScope", "COLLECTION"),
+                    "fields": fields,
+                    "state": state,
+                }
+            )
+        self.indexes.setdefault(db, []).extend(made)
+        return made
+
+    def _list_indexes(self, db: str, group: str) -> dict[str, Any]:
+        """``indexes.list`` of one database (one page): one collection group, or ``-``."""
+        listed = [
+            index
+            for index in self.indexes.get(db, [])
+            if group == "-" or f"/collectionGroups/{group}/" in index["name"]
+        ]
+        return {"indexes": listed}
 
     def _operation(
         self, db: str, metadata: dict[str, Any], response: dict[str, Any] | None
@@ -167,11 +220,15 @@ class FakeFirestoreAdmin:
             return {"error": {"code": 404, "message": db, "status": "NOT_FOUND"}}, 404
         if method == "GET" and not tail:
             return self.databases[db], 200
+        group, _, leaf = tail.removeprefix("collectionGroups/").partition("/")
+        if method == "GET" and tail.startswith("collectionGroups/") and leaf == "indexes":
+            return self._error("list_indexes") or (self._list_indexes(db, group), 200)
         if method == "DELETE" and not tail:
             refused = self._error("delete_database")
             if refused is not None:
                 return refused
             gone = self.databases.pop(db)
+            self.indexes.pop(db, None)
             if self.on_delete is not None:
                 self.on_delete(db)
             return self._operation(
@@ -254,6 +311,12 @@ class FakeFirestoreAdmin:
     def _clone(self, body: dict[str, Any]) -> dict[str, Any]:
         target = body["databaseId"]
         self.databases[target] = self._database(target)
+        source = str((body.get("pitrSnapshot") or {}).get("database", "")).rsplit("/", 1)[-1]
+        own = f"projects/{self.project}/databases/"
+        self.indexes[target] = [
+            {**index, "name": index["name"].replace(own + source + "/", own + target + "/", 1)}
+            for index in self.indexes.get(source, [])
+        ]
         if self.on_clone is not None:
             self.on_clone(target)
         metadata = {

@@ -13,6 +13,7 @@ from functions.load.scenarios import build_plan
 from functions.scaling.api import PushedMetricsStore
 from shared.firestore import get_db
 from shared.redis import get_redis
+from shared.slo.recorder import read_minutes
 from stack.aioserve import served_aiohttp
 from stack.platform.tokens import role_token
 from stack.sandbox import Sandbox, functions_reporter
@@ -42,6 +43,20 @@ def test_sandbox_pushes_metrics_and_honours_the_resize_hook(
         assert store.hook_url("ai-companion") == hook[0]
         pushed = redis.Redis.from_url(backends.redis_url).keys("*:m:ai-companion:*")
         assert pushed, "no metrics sample reached the scaling push path"
+        # every answer is an SLI event under the load engine's endpoint names (what
+        # loadtest --from-metrics plays) and the class the app's callable is limited as
+        now_minute = int(time.time()) // 60
+        minutes = read_minutes(get_redis(), range(now_minute - 2, now_minute + 1)).values()
+        total = {
+            scope: sum(m.get(scope, {}).get("n", 0) for m in minutes)
+            for scope in ("platform", "callable:ai_message", "callable:wallet_balance", "class:ai")
+        }
+        answered = total["callable:ai_message"] + total["callable:wallet_balance"]
+        assert answered == outcome.progress.completed > 0, total
+        # the platform holds them and the functions' own calls (the pushes, initScaling)
+        assert total["platform"] > answered
+        assert total["class:ai"] == total["callable:ai_message"] > 0
+        assert sum(m.get("platform", {}).get("bad", 0) for m in minutes) == 0
         # the local scaler's path: a manual scale posts to the registered hook
         res = caller.call(
             "pack391_manualScale",

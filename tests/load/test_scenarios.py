@@ -49,7 +49,7 @@ def test_constant_schedule_is_exact() -> None:
     assert offsets[-1] == pytest.approx(1.99)
 
 
-@pytest.mark.parametrize("shape", list(Shape))
+@pytest.mark.parametrize("shape", [s for s in Shape if s is not Shape.RECORDED])
 def test_shards_split_the_schedule_exactly(shape: Shape) -> None:
     whole = list(arrival_offsets(shape, 333.0, 3.0))
     parts = [list(arrival_offsets(shape, 333.0, 3.0, shard, 3)) for shard in range(3)]

@@ -23,10 +23,14 @@ from playwright.sync_api import Browser, Page
 
 from functions.ddos.wiring import protection_service
 from functions.ops.wiring import ops_service
+from functions.slo import policy as slo_policy
+from functions.slo.wiring import slo_service
 from shared import collections
 from shared.firestore import get_db
 from shared.ratelimit.client import ClientInfo
 from shared.ratelimit.limiter import Subject
+from shared.redis import get_redis
+from shared.slo.recorder import SliRecorder
 from stack.ops_seed import SeedSpec, seed
 from tests.conftest import ROOT, AuthEmulator, Backends, Caller
 from tests.ddos.test_ddos_functions import crowd, drive, minute_start
@@ -78,6 +82,21 @@ def scaled_services(caller: Caller, hook: FakeHttpApi) -> None:
             {"serviceId": service, "cpuPct": 35, "resizeHookUrl": f"{hook.url}/resize"},
             role="ops",
         )
+
+
+def burning_budget() -> None:
+    """An hour in which one call in five failed (20x a 99 % objective: a page), recorded
+    as the edges record calls, then the SLO evaluator's run as the scheduled run does it:
+    the deploy freeze is in force."""
+    now = datetime.now(UTC)
+    minute = slo_policy.evaluated_minute(now)
+    recorder = SliRecorder(get_redis, dict, flush_every_sec=3600)
+    for back in range(60):
+        at = slo_policy.minute_start(minute - back) + timedelta(seconds=5)
+        for i in range(20):
+            recorder.record(at, ("class:ai",), i < 4, 20.0)
+    recorder.flush()
+    slo_service().evaluate(now)
 
 
 def audit_entries(reason: str) -> list[dict[str, Any]]:
@@ -159,11 +178,16 @@ def test_an_admin_acts_on_an_attack_from_the_page(
         "pack391_updateMarketControl",
         {"country": "PL", "config": {"launchStatus": "soft_launch", "trafficLimit": 500}},
     )
+    burning_budget()
     service.update(datetime.now(UTC), "run0")
     watched = signed_in(browser, live_server, proxied_auth_emulator, backends, "admin")
     page = watched.page
     email = "admin@example.com"
     assert page.get_attribute("[data-ddos-mode]", "data-ddos-mode") == "on"
+    assert (
+        page.get_attribute("[data-slo-scope='platform'] [data-slo-level]", "data-slo-level")
+        == "page"
+    )
     assert page.query_selector(f"[data-block='ip:{ATTACKER}']") is not None
     assert len(page.query_selector_all("tr[data-alert]")) >= 2
     assert page.query_selector_all("#timeline [data-lane='mitigation']") != []
@@ -226,6 +250,17 @@ def test_an_admin_acts_on_an_attack_from_the_page(
     market = caller.call("pack391_getMarketControls", {"country": "PL"}, role="ops").result
     assert market["markets"][0]["emergencyPaused"] is False
     assert_audited(page, "incident closed", email, "market")
+
+    # lift the deploy freeze the burning budget put in force
+    freeze = "[data-slo-action='deploy_freeze']"
+    assert page.get_attribute(freeze, "data-enforced") == "1"
+    assert act(page, f"{freeze} button", "hotfix for the burn", "20") == "ok"
+    state = caller.call("pack391_getSloStatus", {}, role="ops").result["state"]
+    assert state["actions"]["deploy_freeze"]["enforced"] is False
+    assert state["lifts"]["deploy_freeze"]["by"] == email
+    assert page.get_attribute(freeze, "data-enforced") == "0"
+    assert "lifted until" in page.inner_text(freeze)
+    assert_audited(page, "hotfix for the burn", email, "slo.deploy_freeze.lifted")
 
     # every action is on the timeline's staff lane
     page.click("#refresh")

@@ -79,6 +79,7 @@ PAGE_CALLS = {
     "pack391_controlDeployment",
     "pack391_rollbackController",
     "pack391_emergencyPauseMarkets",
+    "pack391_liftSloAction",
 }
 """What the console reads (the first four) and the actions it offers."""
 

@@ -34,6 +34,7 @@ CORE = [
     "shared.models.market",
     "shared.models.ops",
     "shared.models.scaling",
+    "shared.models.slo",
     "shared.thresholds",
 ]
 
@@ -85,5 +86,5 @@ def test_the_thresholds_load_only_the_standard_library() -> None:
     ours = {m for m in json.loads(done.stdout) if m.split(".")[0] not in sys.stdlib_module_names}
     assert ours == {"shared", "shared.thresholds"} | {
         f"shared.thresholds.{m}"
-        for m in ("backup", "common", "ddos", "deploy", "load", "market", "ops", "scaling")
+        for m in ("backup", "common", "ddos", "deploy", "load", "market", "ops", "scaling", "slo")
     }

@@ -55,7 +55,7 @@ def _defined() -> dict[str, list[str]]:
 
 def test_the_package_has_the_area_modules() -> None:
     assert set(AREA_MODULES) == {
-        "backup", "common", "ddos", "deploy", "load", "market", "ops", "scaling",
+        "backup", "common", "ddos", "deploy", "load", "market", "ops", "scaling", "slo",
     }  # fmt: skip
 
 

@@ -245,6 +245,238 @@ def test_pre_deploy_gates(gates: dict[str, Any], passed: bool, why_has: str) -> 
     assert result.passed is passed and why_has in result.why
 
 
+# ------------------------------------------------------------------ the judge during an attack
+
+ATTACKS = [act("attack_single", 300, 365), act("attack_distributed", 450, 515)]
+PAUSE_WHY = "the platform explains the breach"
+
+
+def ev(at: float, event: str, phase: str, pct: int = 5, **more: Any) -> dict[str, Any]:
+    return {"at": T0 + at, "event": event, "phase": phase, "trafficPercent": pct,
+            "manual": False, "why": None, "signals": [], **more}  # fmt: skip
+
+
+def minute(at: float, *signals: str, verdict: str = "pass") -> dict[str, Any]:
+    return {"windowStart": T0 + at, "verdict": verdict, "signals": list(signals)}
+
+
+GOOD_CLEAN = {
+    "deploymentId": "g1", "phase": "succeeded",
+    "history": [ev(320, "step", "progressing"), ev(400, "step", "progressing", 25),
+                ev(470, "step", "promoting", 100), ev(540, "succeeded", "succeeded", 100)],
+    "judged": [minute(300, "ddos_detection"), minute(360), minute(420),
+               minute(480, "ddos_detection"), minute(540)],
+}  # fmt: skip
+GOOD_PAUSED = {
+    "deploymentId": "g1", "phase": "succeeded",
+    "history": [ev(320, "step", "progressing"),
+                ev(370, "paused", "paused", why=PAUSE_WHY, signals=["ddos_detection"]),
+                ev(490, "resumed", "progressing", why="the platform is clear",
+                   signals=["ddos_detection", "ddos_mode"]),
+                ev(560, "step", "progressing", 25), ev(640, "step", "promoting", 100),
+                ev(700, "succeeded", "succeeded", 100)],
+    "judged": [minute(300, "ddos_detection", verdict="explained"), minute(360, "ddos_mode")],
+}  # fmt: skip
+BAD_ROLLED = {
+    "deploymentId": "b1", "phase": "rolled_back", "reason": "canary breached token_mismatch_rate",
+    "history": [ev(305, "step", "progressing"),
+                ev(318, "rollback", "rolling_back", 0, why="canary breached token_mismatch_rate"),
+                ev(320, "confirmed", "rolled_back", 0)],
+}  # fmt: skip
+DURING = [*ATTACKS, act("canary_attack_bad", 300, 330), act("canary_attack_good", 332, 720)]
+
+
+def with_history(dep: dict[str, Any], *history: dict[str, Any], phase: str) -> dict[str, Any]:
+    return {**dep, "phase": phase, "history": list(history)}
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "acts", "passed", "figure", "why_has"),
+    [
+        # clean: never paused, the judge saw the detections; bad rolled back
+        (GOOD_CLEAN, BAD_ROLLED, DURING, True, 0.0,
+         "never paused (the judge saw ddos_detection, a DDoS signal in 2 of its 5 judged "
+         "minutes"),
+        # paused for the platform 2 minutes, resumed, promoted
+        (GOOD_PAUSED, BAD_ROLLED, DURING, True, 2.0,
+         "paused for the platform 2.0 min (ddos_detection, ddos_mode), then promoted"),
+        # the clean canary rolled back by a fooled judge
+        (with_history(GOOD_CLEAN, ev(320, "step", "progressing"),
+                      ev(380, "rollback", "rolling_back", 0, why="canary breached error_rate"),
+                      phase="rolled_back"),
+         BAD_ROLLED, DURING, False, 0.0,
+         "rolled back during the attack: canary breached error_rate"),
+        # paused for the platform and never resumed
+        (with_history(GOOD_CLEAN, ev(370, "paused", "paused", why=PAUSE_WHY), phase="paused"),
+         BAD_ROLLED, DURING, False, 0.0, "paused for the platform, never resumed"),
+        # a pause that is not the platform's (a human's to lift)
+        (with_history(GOOD_CLEAN, ev(370, "paused", "paused", why="too many inconclusive checks"),
+                      ev(500, "resumed", "progressing"), ev(600, "succeeded", "succeeded", 100),
+                      phase="succeeded"),
+         BAD_ROLLED, DURING, False, 0.0, "paused: too many inconclusive checks"),
+        # the bad canary promoted during the attack
+        (GOOD_CLEAN, with_history(BAD_ROLLED, ev(305, "step", "progressing"),
+                                  ev(600, "succeeded", "succeeded", 100), phase="succeeded"),
+         DURING, False, 0.0, "the bad canary ended succeeded during the attack"),
+        # both canaries ran, but before any attack
+        (GOOD_CLEAN, BAD_ROLLED,
+         [*ATTACKS, act("canary_attack_bad", 100, 130), act("canary_attack_good", 132, 290)],
+         False, 0.0, "canary_attack_bad ran while no attack did"),
+    ],
+)  # fmt: skip
+def test_canary_not_fooled(
+    good: dict[str, Any], bad: dict[str, Any], acts: list[Act], passed: bool, figure: float,
+    why_has: str,
+) -> None:  # fmt: skip
+    r = rec(acts=acts, docs={"deployments": {"attack_good": good, "attack_bad": bad}})
+    result = c.canary_not_fooled(r)
+    assert (result.passed, result.figure) == (passed, figure), result.why
+    assert why_has in result.why
+
+
+def test_canary_not_fooled_says_whether_ddos_mode_was_on() -> None:
+    docs = {"deployments": {"attack_good": GOOD_CLEAN, "attack_bad": BAD_ROLLED}}
+    off = c.canary_not_fooled(rec({"ddos.mode": [(0, 0), (400, 0)]}, DURING, docs))
+    on = c.canary_not_fooled(rec({"ddos.mode": [(0, 0), (400, 1)]}, DURING, docs))
+    assert "DDoS mode never on during the clean canary" in off.why
+    assert "DDoS mode on during the clean canary" in on.why
+    assert (off.detail["ddosModeOn"], on.detail["ddosModeOn"]) == (False, True)
+
+
+def test_canary_not_fooled_not_run_or_refused_by_the_gates() -> None:
+    result = c.canary_not_fooled(rec())
+    assert not result.passed and "did not run" in result.why
+    assert result.evidence == "act canary_attack_bad"
+    validation = {"reportId": "r9", "passed": False, "failed": ["error_budget"]}
+    refused = act("canary_attack_bad", 300, 301, validation=validation)
+    result = c.canary_not_fooled(rec(acts=[*ATTACKS, refused]))
+    assert not result.passed and result.evidence == "act canary_attack_bad"
+    assert "not started: the pre-deploy gates refused it (error_budget)" in result.why
+
+
+def test_the_recorder_keeps_why_a_deployment_paused_and_what_the_judge_saw() -> None:
+    from datetime import UTC, datetime
+
+    from stack.rehearse.timeline import history_entry, judged_minute
+
+    at = datetime(2027, 1, 15, 8, 3, tzinfo=UTC)
+    paused = history_entry({
+        "at": at, "event": "paused", "phase": "paused", "trafficPercent": 5,
+        "detail": {"why": PAUSE_WHY, "checks": ["error_rate"],
+                   "platform": [{"kind": "ddos_detection", "detail": "x", "minutes": []},
+                                {"kind": "scale", "detail": "y", "minutes": []}]},
+    })  # fmt: skip
+    assert paused == {
+        "at": at.timestamp(), "event": "paused", "phase": "paused", "trafficPercent": 5,
+        "manual": False, "why": PAUSE_WHY, "signals": ["ddos_detection", "scale"],
+    }  # fmt: skip
+    resumed = history_entry(
+        {
+            "at": at,
+            "event": "resumed",
+            "phase": "progressing",
+            "detail": {"why": "the platform is clear", "kinds": ["ddos_mode"]},
+        }
+    )
+    assert (resumed["why"], resumed["signals"]) == ("the platform is clear", ["ddos_mode"])
+    rollback = history_entry(
+        {
+            "at": at,
+            "event": "rollback",
+            "phase": "rolling_back",
+            "detail": {"reason": "canary breached token_mismatch_rate"},
+        }
+    )
+    assert rollback["why"] == "canary breached token_mismatch_rate" and rollback["signals"] == []
+    minute_doc = {
+        "windowStart": at, "verdict": "explained", "step": 0,
+        "checks": [{"metric": "error_rate", "verdict": "explained", "canary": 4.0, "stable": 3.9},
+                   {"metric": "p95_latency_ms", "verdict": "pass"}],
+        "canary": {"requests": 80}, "stable": {"requests": 1500},
+        "platform": {"signals": [{"kind": "ddos_detection"}, {"kind": "ddos_detection"}]},
+    }  # fmt: skip
+    assert judged_minute(minute_doc) == {
+        "windowStart": at.timestamp(), "verdict": "explained", "step": 0,
+        "signals": ["ddos_detection"],
+        "checks": {"error_rate": {"verdict": "explained", "canary": 4.0, "stable": 3.9}},
+        "requests": [80, 1500],
+    }  # fmt: skip
+    fast = judged_minute({**minute_doc, "platform": None, "verdict": "breach"})
+    assert fast["signals"] is None  # the fast judge reads no platform
+
+
+# ------------------------------------------------------------------ budgets act
+
+ISOLATE = act("isolate", 200, 265, service="notification-service")
+BURNING = {"minute": "2027-01-15T08:03:00Z", "level": "page", "why": "availability: ...",
+           "requests": {"5m": 190},
+           "freeze": {"wanted": True, "enforced": True,
+                      "scopes": ["service:notification-service"]}}  # fmt: skip
+
+
+def validated(at: float, passed: bool, budget: str, **gates: str) -> dict[str, Any]:
+    return {"at": T0 + at, "status": "OK", "message": "", "passed": passed,
+            "gates": {"system_health": "pass", **gates, "error_budget": budget},
+            "budgetGate": {"status": budget, "frozenBy": ["service:notification-service"]
+                           if budget == "fail" else None}}  # fmt: skip
+
+
+BUDGETS = {
+    "scope": "service:notification-service", "waitedSec": 420.0, "burnSeenAt": T0 + 350,
+    "status": BURNING, "refused": validated(352, False, "fail"),
+    "lift": {"at": T0 + 353, "status": "OK", "message": "", "until": "..."},
+    "afterLift": validated(355, True, "pass"), "unlift": {"at": T0 + 356, "status": "OK"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "passed", "figure", "why_has"),
+    [
+        ({}, True, 150.0,
+         "deploys of service:notification-service frozen 150s after its errors began; at "
+         "+352s (page: ...) its release refused by error_budget (service:notification-service);"
+         " lifted, the same release passed at +355s; lift removed"),
+        # the evaluator never showed the burn
+        ({"burnSeenAt": None, "status": {**BURNING, "level": "none",
+                                         "freeze": {"wanted": False, "enforced": False}}},
+         False, None, "was not frozen within 420s of the isolation: level none"),
+        # the release went through while burning (the gate saw no freeze)
+        ({"refused": validated(352, True, "pass")}, False, 150.0,
+         "its release was not refused by error_budget: passed True, error_budget pass"),
+        # refused, but by another gate only
+        ({"refused": validated(352, False, "pass", payment_system="fail")}, False, 150.0,
+         "error_budget pass"),
+        # lifted, still refused by the budget gate
+        ({"afterLift": validated(355, False, "fail")}, False, 150.0,
+         "lifted, the same release was still refused: error_budget fail"),
+        # lifted, refused by another gate
+        ({"afterLift": validated(355, False, "pass", system_health="fail")}, False, 150.0,
+         "failed gates system_health"),
+        ({"lift": {"at": T0 + 353, "status": "PERMISSION_DENIED", "message": "ops only"}},
+         False, 150.0, "the lift was refused: PERMISSION_DENIED ops only"),
+    ],
+)  # fmt: skip
+def test_budgets_act(
+    changes: dict[str, Any], passed: bool, figure: float | None, why_has: str
+) -> None:
+    result = c.budgets_act(rec(acts=[ISOLATE], docs={"budgets": {**BUDGETS, **changes}}))
+    assert (result.passed, result.figure) == (passed, figure), result.why
+    assert why_has in result.why
+
+
+def test_budgets_act_counts_from_the_first_sample_of_the_freeze() -> None:
+    # the act looked only after the circuit closed (+350); the freeze was on from +290
+    freeze = {"slo.deploy_freeze": [(100.0, 1.0), (200.0, 0.0), (290.0, 1.0), (300.0, 1.0)]}
+    result = c.budgets_act(rec(freeze, [ISOLATE], {"budgets": BUDGETS}))
+    assert result.passed and result.figure == 90.0
+    assert "frozen 90s after its errors began" in result.why
+
+
+def test_budgets_act_not_run() -> None:
+    result = c.budgets_act(rec())
+    assert not result.passed and result.evidence == "act budget_freeze"
+
+
 # ------------------------------------------------------------------ protection
 
 
@@ -538,4 +770,4 @@ def test_judge_runs_the_claims_asked_for_in_their_order() -> None:
     results = c.judge(rec(), ["brute_force", "scale_up"])
     assert [r.claim for r in results] == ["scale_up", "brute_force"]
     assert all(not r.passed and "did not run" in r.why for r in results)
-    assert len(c.judge(rec())) == 15
+    assert len(c.judge(rec())) == 17

@@ -1,20 +1,23 @@
 """The pre-deploy gates, pure: each a verdict on what the service read (registry, probes,
 counts), and whether a report lets a deployment start.
 
-The six gates: :func:`system_health_gate`, :func:`payment_gate`, :func:`token_gate`,
-:func:`auth_gate`, :func:`index_gate`, :func:`endpoint_gate` (the service reads and
-probes, these decide); :func:`gates_passed`, :func:`report_usable`.
+The seven gates: :func:`system_health_gate`, :func:`payment_gate`, :func:`token_gate`,
+:func:`auth_gate`, :func:`index_gate`, :func:`endpoint_gate`, :func:`error_budget_gate`
+(the service reads and probes, these decide); :func:`gates_passed`, :func:`report_usable`.
+The data gates a restore drill runs on the restored copy (:func:`data_gates`, over
+:func:`data_window`): the same :func:`rate_gate` and :func:`index_gate`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared import thresholds as t
 from shared.models.deploy import GateResult, GateStatus, ValidationReport
 from shared.models.scaling import IsolationState, ServiceDoc
+from shared.models.slo import ActionMode, ActionsSnapshot, SloAction
 
 
 def gates_passed(gates: list[GateResult]) -> bool:
@@ -136,24 +139,86 @@ def token_gate(checked: int, mismatches: Sequence[Mapping[str, int | str]]) -> G
     )
 
 
-def auth_gate(failed: int, total: int) -> GateResult:
-    """The auth failure rate of the window at most ``DEPLOY_AUTH_FAILURE_RATE_PCT``."""
+def rate_gate(name: str, bad: int, total: int, threshold_pct: float, none: str) -> GateResult:
+    """The share of bad events among ``total`` at most ``threshold_pct`` (``none``: why
+    there is nothing to judge when there are no events). The one rate decision of the
+    gates: the auth gate, and the payout and token gates a drill runs on restored data."""
     if total == 0:
         return GateResult(
-            name="auth_system",
+            name=name,
             status=GateStatus.SKIPPED,
-            evidence={"why": "no auth events in the window"},
+            evidence={"why": none, "thresholdPct": threshold_pct, "events": 0},
         )
-    rate = 100.0 * failed / total
+    rate = 100.0 * bad / total
     return GateResult(
-        name="auth_system",
-        status=GateStatus.FAIL if rate > t.DEPLOY_AUTH_FAILURE_RATE_PCT else GateStatus.PASS,
+        name=name,
+        status=GateStatus.FAIL if rate > threshold_pct else GateStatus.PASS,
         evidence={
             "failureRatePct": round(rate, 3),
-            "thresholdPct": t.DEPLOY_AUTH_FAILURE_RATE_PCT,
+            "thresholdPct": threshold_pct,
             "events": total,
+            "bad": bad,
         },
     )
+
+
+def auth_gate(failed: int, total: int) -> GateResult:
+    """The auth failure rate of the window at most ``DEPLOY_AUTH_FAILURE_RATE_PCT``."""
+    return rate_gate(
+        "auth_system", failed, total, t.DEPLOY_AUTH_FAILURE_RATE_PCT, "no auth events in the window"
+    )
+
+
+def payout_anomaly_gate(anomalies: int, payouts: int) -> GateResult:
+    """The payout anomaly rate of the window at most the canary's rollback limit
+    (``CANARY_ROLLBACK_PAYOUT_ANOMALY_RATE_PCT``)."""
+    return rate_gate(
+        "payout_anomalies",
+        anomalies,
+        payouts,
+        t.CANARY_ROLLBACK_PAYOUT_ANOMALY_RATE_PCT,
+        "no payouts in the window",
+    )
+
+
+def token_mismatch_gate(mismatches: int, writes: int) -> GateResult:
+    """The token mismatch rate of the window at most the canary's rollback limit
+    (``CANARY_ROLLBACK_TOKEN_MISMATCH_RATE_PCT``)."""
+    return rate_gate(
+        "token_mismatches",
+        mismatches,
+        writes,
+        t.CANARY_ROLLBACK_TOKEN_MISMATCH_RATE_PCT,
+        "no token transactions in the window",
+    )
+
+
+def data_window(end: datetime) -> tuple[datetime, datetime]:
+    """The window ``[start, end)`` of the data gates' rates: the auth gate's window
+    (``DEPLOY_AUTH_WINDOW_SEC``), ending at ``end`` (now for a release; the restored
+    data's moment for a drill, whose copy holds nothing later)."""
+    return auth_window_start(end), end
+
+
+DATA_RATE_GATES: tuple[tuple[str, str, Callable[[int, int], GateResult]], ...] = (
+    ("payout_anomaly", "payout_anomalies", payout_anomaly_gate),
+    ("token_mismatch", "token_mismatches", token_mismatch_gate),
+    ("auth_failure", "auth_system", auth_gate),
+)
+"""(business rate of :data:`shared.collections.BUSINESS_RATES`, the gate's name, the gate
+judging it)."""
+
+
+def data_gates(
+    counts: Mapping[str, tuple[int, int]], declared: int, missing: Sequence[str] | None
+) -> list[GateResult]:
+    """The gates on the data alone (no service, no probe): the payout anomaly, token
+    mismatch and auth failure rates (``counts``: rate name -> (bad, all) in the window)
+    and the indexes. A rate whose counts are absent (could not be read) is not judged
+    here: the caller reports it."""
+    gates = [gate(*counts[rate]) for rate, _name, gate in DATA_RATE_GATES if rate in counts]
+    gates.append(index_gate(declared, missing))
+    return gates
 
 
 def index_gate(declared: int, missing: Sequence[str] | None) -> GateResult:
@@ -190,3 +255,74 @@ def endpoint_gate(probes: Mapping[str, ProbeOutcome]) -> GateResult:
         status=GateStatus.FAIL if failed else GateStatus.PASS,
         evidence={"probes": evidence},
     )
+
+
+# ------------------------------------------------------------ the error budget gate
+
+PLATFORM_SCOPE = "platform"
+"""The SLO scope of the whole platform: a freeze on it holds every release."""
+
+
+def release_scopes(names: Sequence[str], registry: Sequence[ServiceDoc]) -> list[str]:
+    """The SLO scopes a release of the Cloud Run services ``names`` touches: each
+    service's own (``service:{name}``) and, for a service the scaling registry knows, its
+    registry id's (``service:{serviceId}``, the scope its SLIs are recorded under)."""
+    ids = {d.config.cloud_run_service: d.config.service_id for d in registry}
+    scopes = {f"service:{name}" for name in names}
+    scopes |= {f"service:{ids[name]}" for name in names if name in ids}
+    return sorted(scopes)
+
+
+def error_budget_gate(
+    snapshot: ActionsSnapshot | None, services: Sequence[str], scopes: Sequence[str], now: datetime
+) -> GateResult:
+    """The ``deploy_freeze`` action of the error budgets (``pack391_evaluateSlos``'s last
+    state, ``snapshot``) for a release of ``services`` (touching the SLO ``scopes``,
+    :func:`release_scopes`): FAIL while it is enforced and a burning scope is the
+    platform's or one of the release's; in shadow mode PASS, saying it would have refused
+    (``wouldRefuse``). No state, or one older than the snapshot's TTL (the evaluator
+    stopped), is no freeze (SKIPPED): a stopped evaluator never holds deploys."""
+    if snapshot is None:
+        return GateResult(
+            name="error_budget",
+            status=GateStatus.SKIPPED,
+            evidence={"why": "no SLO state recorded (pack391_evaluateSlos has not run)"},
+        )
+    age = (now - snapshot.at).total_seconds()
+    if age > t.SLO_ACTIONS_TTL_SEC:
+        return GateResult(
+            name="error_budget",
+            status=GateStatus.SKIPPED,
+            evidence={
+                "why": f"the SLO state is {int(age)} s old (max {t.SLO_ACTIONS_TTL_SEC}): "
+                "the evaluator is not running, so no freeze holds",
+                "stateAt": snapshot.at.isoformat(),
+            },
+        )
+    state = snapshot.actions.get(SloAction.DEPLOY_FREEZE)
+    release = {PLATFORM_SCOPE, *scopes}
+    burning = sorted(s for s in (state.scopes if state else []) if s in release)
+    evidence: dict[str, Any] = {
+        "action": SloAction.DEPLOY_FREEZE.value,
+        "mode": state.mode.value if state else ActionMode.OFF.value,
+        "wanted": bool(state and state.wanted),
+        "enforced": bool(state and state.enforced),
+        "burningScopes": list(state.scopes) if state else [],
+        "releaseScopes": sorted(release),
+        "services": list(services),
+        "stateAt": snapshot.at.isoformat(),
+    }
+    if state is not None:
+        evidence["reason"] = state.reason
+        if state.lifted_until is not None:
+            evidence["liftedUntil"] = state.lifted_until.isoformat()
+    if burning and snapshot.enforced(SloAction.DEPLOY_FREEZE) is not None:
+        evidence["frozenBy"] = burning
+        return GateResult(name="error_budget", status=GateStatus.FAIL, evidence=evidence)
+    if burning and snapshot.shadowed(SloAction.DEPLOY_FREEZE) is not None:
+        evidence["wouldRefuse"] = True
+        evidence["detail"] = (
+            f"would have refused (deploy freeze in shadow mode): {', '.join(burning)} "
+            "burning its error budget"
+        )
+    return GateResult(name="error_budget", status=GateStatus.PASS, evidence=evidence)

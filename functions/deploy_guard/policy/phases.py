@@ -1,7 +1,8 @@
 """The deployment's state machine, pure: the deployment after a check, a human's control,
 the platform's confirmation, and the fast judge's ticks.
 
-- :func:`begin`, :func:`on_check` (advance, hold, pause, roll back), :func:`on_control`,
+- :func:`begin`, :func:`on_check` (advance, hold, pause, roll back; a pause the platform
+  explains and its resumption), :func:`judged`, :func:`step_points`, :func:`on_control`,
   :func:`rollback`, :func:`split`;
 - :func:`settled`, :func:`needs_confirmation`, :func:`confirmed`: a final split stays
   asserted until the platform is seen serving it;
@@ -21,6 +22,8 @@ from shared.models.deploy import (
     DeploymentDoc,
     HistoryEntry,
     Phase,
+    PlatformHold,
+    RevisionWindow,
     ServiceTarget,
     TrafficSnapshot,
     Verdict,
@@ -59,7 +62,12 @@ def _to_step(dep: DeploymentDoc, step: int, now: datetime) -> DeploymentDoc:
 def rollback(dep: DeploymentDoc, now: datetime, reason: str, **detail: object) -> DeploymentDoc:
     """Send everything back to stable: ``rolling_back`` with 0 % on the new revision."""
     moved = dep.model_copy(
-        update={"phase": Phase.ROLLING_BACK, "traffic_percent": 0, "reason": reason}
+        update={
+            "phase": Phase.ROLLING_BACK,
+            "traffic_percent": 0,
+            "reason": reason,
+            "platform_hold": None,
+        }
     )
     return with_event(moved, now, "rollback", reason=reason, **detail)
 
@@ -72,12 +80,107 @@ def begin(dep: DeploymentDoc, canary_share_now: int, now: datetime) -> Deploymen
     return _to_step(checked, 0, now)
 
 
+def judged(dep: DeploymentDoc) -> bool:
+    """Judged every minute: a live step, or a pause the platform explains (a human's
+    pause, or one after too many inconclusive checks, waits for a human)."""
+    held = dep.phase == Phase.PAUSED and dep.platform_hold is not None
+    return dep.phase in (Phase.PROGRESSING, Phase.PROMOTING) or held
+
+
+def step_points(
+    dep: DeploymentDoc, before: datetime
+) -> list[tuple[RevisionWindow, RevisionWindow]]:
+    """(canary, stable) of the minutes of the current step judged before ``before``: the
+    judge's points for its test over minutes (the same minutes on both sides)."""
+    return [
+        (a.canary, a.stable)
+        for a in dep.analyses
+        if a.step == dep.step and a.window_start < before and a.platform is not None
+    ]
+
+
+def _platform_detail(analysis: Analysis) -> dict[str, object]:
+    platform = analysis.platform
+    if platform is None or not platform.active:
+        return {}
+    return {
+        "platform": [
+            {
+                "kind": s.kind.value,
+                "detail": s.detail,
+                "minutes": [m.isoformat() for m in s.minutes],
+            }
+            for s in platform.signals
+        ]
+    }
+
+
+def _hold(dep: DeploymentDoc, analysis: Analysis, now: datetime) -> DeploymentDoc:
+    """Pause: the platform explains the breach (``explained``)."""
+    explained = [c.metric for c in analysis.checks if c.verdict == Verdict.EXPLAINED]
+    platform = analysis.platform
+    kinds = platform.kinds() if platform is not None else []
+    hold = PlatformHold(since=now, checks=explained, kinds=kinds, minutes=[analysis.window_start])
+    paused = dep.model_copy(update={"phase": Phase.PAUSED, "platform_hold": hold})
+    return with_event(
+        paused,
+        now,
+        "paused",
+        why="the platform explains the breach",
+        checks=explained,
+        minutes=[analysis.window_start.isoformat()],
+        **_platform_detail(analysis),
+    )
+
+
+def _while_held(dep: DeploymentDoc, analysis: Analysis, now: datetime) -> DeploymentDoc:
+    """A minute judged while paused for the platform: a failed check still counts toward
+    the failure limit; the pause goes on while the platform has a signal, and the
+    deployment resumes (its bake starting again) once it has none."""
+    hold = dep.platform_hold
+    assert hold is not None
+    failing = [c.metric for c in analysis.checks if c.verdict == Verdict.FAIL]
+    if analysis.verdict == Verdict.FAIL:
+        dep = dep.model_copy(update={"failures": dep.failures + 1})
+        if dep.failures >= t.CANARY_FAILURE_LIMIT:
+            return rollback(dep, now, f"failure limit reached ({', '.join(failing)})")
+    platform = analysis.platform
+    if platform is not None and platform.active:
+        minutes = [*hold.minutes, analysis.window_start][
+            -t.CANARY_PLATFORM_HOLD_MINUTES_KEPT_COUNT :
+        ]
+        kinds = sorted({*hold.kinds, *platform.kinds()})
+        held = hold.model_copy(update={"minutes": minutes, "kinds": kinds})
+        return dep.model_copy(update={"platform_hold": held})
+    pct = dep.steps_pct[dep.step]
+    resumed = dep.model_copy(
+        update={
+            "phase": Phase.PROMOTING if pct >= 100 else Phase.PROGRESSING,
+            "platform_hold": None,
+            "inconclusive": 0,
+            "step_started_at": now,
+        }
+    )
+    return with_event(
+        resumed,
+        now,
+        "resumed",
+        why="the platform is clear",
+        heldSince=hold.since.isoformat(),
+        heldMinutes=[m.isoformat() for m in hold.minutes],
+        kinds=hold.kinds,
+    )
+
+
 def on_check(dep: DeploymentDoc, analysis: Analysis, now: datetime) -> DeploymentDoc:
-    """The deployment after one minute's analysis (``progressing`` or ``promoting`` only)."""
+    """The deployment after one minute's analysis (``progressing``, ``promoting``, or
+    paused for the platform: :func:`judged`)."""
     kept = [*dep.analyses, analysis][-t.CANARY_ANALYSES_KEPT_COUNT :]
     baseline = dep.baseline_p95_ms
+    calm = analysis.platform is None or not analysis.platform.active
     if (
-        analysis.stable.p95_latency_ms is not None
+        calm  # a platform event's latency is no baseline
+        and analysis.stable.p95_latency_ms is not None
         and analysis.stable.requests >= t.CANARY_MIN_REQUESTS_PER_CHECK
     ):
         baseline = analysis.stable.p95_latency_ms
@@ -91,7 +194,17 @@ def on_check(dep: DeploymentDoc, analysis: Analysis, now: datetime) -> Deploymen
     )
     failing = [c.metric for c in analysis.checks if c.verdict in (Verdict.BREACH, Verdict.FAIL)]
     if analysis.verdict == Verdict.BREACH:
-        return rollback(cur, now, f"canary breached {', '.join(failing)}", checks=failing)
+        return rollback(
+            cur,
+            now,
+            f"canary breached {', '.join(failing)}",
+            checks=failing,
+            **_platform_detail(analysis),
+        )
+    if cur.phase == Phase.PAUSED:
+        return _while_held(cur, analysis, now)
+    if analysis.verdict == Verdict.EXPLAINED:
+        return _hold(cur, analysis, now)
     if analysis.verdict == Verdict.INCONCLUSIVE:
         cur = cur.model_copy(update={"inconclusive": cur.inconclusive + 1})
         if cur.inconclusive >= t.CANARY_INCONCLUSIVE_LIMIT:
@@ -123,9 +236,12 @@ def on_control(
     if action == ControlAction.ABORT:
         return rollback(dep, now, reason, manual=True)
     if action == ControlAction.PAUSE:
-        if dep.phase not in (Phase.PROGRESSING, Phase.PROMOTING):
+        # a pause for the platform becomes a human's: it no longer resumes by itself
+        held = dep.phase == Phase.PAUSED and dep.platform_hold is not None
+        if dep.phase not in (Phase.PROGRESSING, Phase.PROMOTING) and not held:
             raise ValueError(f"cannot pause a deployment that is {dep.phase.value}")
-        return with_event(dep.model_copy(update={"phase": Phase.PAUSED}), now, "paused", why=reason)
+        paused = dep.model_copy(update={"phase": Phase.PAUSED, "platform_hold": None})
+        return with_event(paused, now, "paused", why=reason)
     if action == ControlAction.RESUME:
         if dep.phase != Phase.PAUSED:
             raise ValueError(f"cannot resume a deployment that is {dep.phase.value}")
@@ -135,6 +251,7 @@ def on_control(
                 "phase": Phase.PROMOTING if pct >= 100 else Phase.PROGRESSING,
                 "inconclusive": 0,
                 "step_started_at": now,
+                "platform_hold": None,
             }
         )
         return with_event(resumed, now, "resumed", why=reason)
@@ -143,6 +260,7 @@ def on_control(
     promoting = dep.model_copy(
         update={
             "phase": Phase.PROMOTING,
+            "platform_hold": None,
             "step": len(dep.steps_pct) - 1,
             "traffic_percent": 100,
             "promoted_by_hand": True,

@@ -12,6 +12,7 @@ import aiohttp
 
 from stack.rehearse.acts.track import Track
 from stack.rehearse.settings import (
+    ATTACK_CANARY_CLAIMS,
     DEPLOY_CLAIMS,
 )
 
@@ -25,17 +26,22 @@ class Attacks(Track):
         try:
             self._attacks()
         finally:
+            self.attacks_started.set()
             self.attacks_done.set()
 
     def _attacks(self) -> None:
         if self.s.wants(*DEPLOY_CLAIMS):
-            self.canary_done.wait(timeout=900)
+            self.canary_done.wait(timeout=900)  # the deploy track's own canaries
+        if self.s.wants(*ATTACK_CANARY_CLAIMS):
+            # the canaries that follow need a passing system_health gate: no service isolated
+            self.recovered.wait(timeout=900)
         self._at_second(self.s.attack_second)
         single = self.addr(200, 9)
         self.rec.add("attack.rps", time.time(), 0.0)
         with self.act("attack_single", kind="single_source_flood", address=single,
                       rps=self.s.single_rps):  # fmt: skip
             self.rec.add("attack.rps", time.time(), self.s.single_rps)
+            self.attacks_started.set()  # the canaries judged during an attack begin
             asyncio.run(self._flood([single], self.s.single_rps, self.s.attack_sec))
             self.rec.add("attack.rps", time.time(), 0.0)
         time.sleep(20)

@@ -27,3 +27,5 @@ class Track:
         self.canary_done = rehearsal.canary_done
         self.pushed = rehearsal.pushed
         self.attacks_done = rehearsal.attacks_done
+        self.attacks_started = rehearsal.attacks_started
+        self.recovered = rehearsal.recovered

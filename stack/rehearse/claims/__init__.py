@@ -7,15 +7,18 @@ document id). Nothing here reads the stack or the clock.
 Budgets are the spec's numbers (:mod:`shared.thresholds`, :mod:`stack.constants`) where it
 has them; the few that are the rehearsal's own sit with their claims, each derived from the
 spec's intervals. One module per area (:mod:`.scaling`, :mod:`.deploys`, :mod:`.protection`,
-:mod:`.operations`), the shared record in :mod:`.result`, and the one table of claims here.
+:mod:`.operations`, :mod:`.budgets`), the shared record in :mod:`.result`, and the one
+table of claims here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from stack.rehearse.claims.budgets import budgets_act
 from stack.rehearse.claims.deploys import (
     auto_rollback,
+    canary_not_fooled,
     canary_steps,
     pre_deploy_gates,
     rollback_within,
@@ -59,6 +62,7 @@ CLAIMS: dict[str, Callable[[Recording], ClaimResult]] = {
     "auto_rollback": auto_rollback,
     "pre_deploy_gates": pre_deploy_gates,
     "rollback_within": rollback_within,
+    "canary_not_fooled": canary_not_fooled,
     "ddos_detection": ddos_detection,
     "rate_limits": rate_limits,
     "brute_force": brute_force,
@@ -66,9 +70,11 @@ CLAIMS: dict[str, Callable[[Recording], ClaimResult]] = {
     "metrics_history": metrics_history,
     "market_rollout": market_rollout,
     "restore_drill": restore_drill,
+    "budgets_act": budgets_act,
 }
-"""The twelve claims of the spec, then the launch-day population, the market
-rollout and the restore drill."""
+"""The twelve claims of the spec (with, beside the deploy claims, the canary judge
+during an attack), then the launch-day population, the market rollout, the restore drill
+and the error budgets' deploy freeze."""
 
 
 def judge(rec: Recording, names: Sequence[str] | None = None) -> list[ClaimResult]:
@@ -90,6 +96,8 @@ __all__ = [
     "auto_rollback",
     "breach_at",
     "brute_force",
+    "budgets_act",
+    "canary_not_fooled",
     "canary_steps",
     "class_enforced",
     "ddos_detection",

@@ -143,3 +143,139 @@ def rollback_within(rec: Recording) -> ClaimResult:
     return ClaimResult(
         "rollback_within", title, ok, rounded(took), "s", why, "series canary.bad", detail
     )
+
+
+# ------------------------------------------------------------------ during an attack
+
+PLATFORM_PAUSE_WHY = "the platform explains the breach"
+"""The ``why`` of a pause the judge's platform context explains (policy.phases)."""
+
+DDOS_SIGNALS = frozenset({"ddos_mode", "ddos_detection"})
+
+
+def _overlap_sec(rec: Recording, name: str) -> float:
+    """Seconds the act ``name`` ran while an attack act ran."""
+    act = rec.act(name)
+    if act is None:
+        return 0.0
+    end = act.ended_at or rec.ended_at
+    return sum(
+        max(0.0, min(end, a.ended_at or rec.ended_at) - max(act.started_at, a.started_at))
+        for a in rec.acts
+        if a.name.startswith("attack_")
+    )
+
+
+def _platform_pauses(dep: dict[str, Any]) -> tuple[float, list[str], list[str]]:
+    """(seconds held for the platform, the signals named, what is wrong with the pauses):
+    every ``paused`` must be the platform's and followed by a ``resumed``."""
+    held, kinds, wrong = 0.0, set[str](), list[str]()
+    history = dep.get("history", [])
+    for i, h in enumerate(history):
+        if h.get("event") != "paused":
+            continue
+        if h.get("why") != PLATFORM_PAUSE_WHY:
+            wrong.append(f"paused: {h.get('why')}")
+            continue
+        kinds.update(h.get("signals") or [])
+        resumed = next((r for r in history[i + 1 :] if r.get("event") == "resumed"), None)
+        if resumed is None:
+            wrong.append("paused for the platform, never resumed")
+            continue
+        kinds.update(resumed.get("signals") or [])
+        held += float(resumed["at"]) - float(h["at"])
+    return held, sorted(kinds), wrong
+
+
+def _seen(dep: dict[str, Any]) -> tuple[int, int, list[str]]:
+    """(judged minutes with a DDoS signal, judged minutes, every signal kind seen) of the
+    minute monitor's analyses (the fast judge's read no platform)."""
+    minutes = [j for j in dep.get("judged", []) if j.get("signals") is not None]
+    ddos = sum(1 for j in minutes if DDOS_SIGNALS & set(j["signals"]))
+    kinds = sorted({k for j in minutes for k in j["signals"]})
+    return ddos, len(minutes), kinds
+
+
+def canary_not_fooled(rec: Recording) -> ClaimResult:
+    """During an attack, a clean canary is promoted (a pause only the platform's, then
+    resumed) and a bad one rolled back by the judge."""
+    claim, title = "canary_not_fooled", "the canary judge is not fooled by the platform"
+    good, bad = _deployment(rec, "attack_good"), _deployment(rec, "attack_bad")
+    for label, dep in (("attack_bad", bad), ("attack_good", good)):
+        act = rec.act(f"canary_{label}")
+        refused = act is not None and act.detail.get("validation", {}).get("passed") is False
+        if dep is None and refused:
+            assert act is not None
+            failed = ", ".join(act.detail["validation"].get("failed") or []) or "report not passed"
+            return ClaimResult(
+                claim, title, False, None, "min paused",
+                f"canary_{label} was not started: the pre-deploy gates refused it ({failed})",
+                f"act canary_{label}", {"validation": act.detail["validation"]},
+            )  # fmt: skip
+        if dep is None:
+            return not_run(claim, title, f"canary_{label}")
+    assert good is not None and bad is not None
+    ref = f"doc pack391_deployments/{good.get('deploymentId')}"
+    overlap = {n: round(_overlap_sec(rec, f"canary_{n}"), 1) for n in ("attack_bad", "attack_good")}
+    held, kinds, wrong = _platform_pauses(good)
+    ddos_minutes, judged, seen = _seen(good)
+    rolled = [h for h in good.get("history", []) if h.get("event") == "rollback"]
+    auto = [
+        h for h in bad.get("history", [])
+        if h.get("phase") in ("rolling_back", "rolled_back") and not h.get("manual")
+    ]  # fmt: skip
+    detail = {
+        "good": {"deploymentId": good.get("deploymentId"), "phase": good.get("phase"),
+                 "heldSec": round(held, 1), "pauseSignals": kinds, "judgedMinutes": judged,
+                 "ddosMinutes": ddos_minutes, "signalsSeen": seen},
+        "bad": {"deploymentId": bad.get("deploymentId"), "phase": bad.get("phase"),
+                "reason": bad.get("reason")},
+        "attackOverlapSec": overlap,
+    }  # fmt: skip
+    figure = round(held / 60, 1)
+
+    def fails(why: str, evidence: str = ref) -> ClaimResult:
+        return ClaimResult(claim, title, False, figure, "min paused", why, evidence, detail)
+
+    idle = [n for n, sec in overlap.items() if sec <= 0]
+    if idle:
+        return fails(
+            f"canary_{idle[0]} ran while no attack did: nothing was judged during an attack "
+            "(acts attack_single, attack_distributed)",
+            f"act canary_{idle[0]}",
+        )
+    if rolled or good.get("phase") in ("rolling_back", "rolled_back"):
+        why = rolled[-1].get("why") if rolled else good.get("reason")
+        return fails(f"the clean canary was rolled back during the attack: {why} ({ref} judged)")
+    if wrong:
+        return fails(f"the clean canary {wrong[0]} ({ref} history)")
+    if good.get("phase") != "succeeded":
+        return fails(f"the clean canary ended {good.get('phase')}, not promoted ({ref} history)")
+    bad_ref = f"doc pack391_deployments/{bad.get('deploymentId')}"
+    if bad.get("phase") != "rolled_back" or not auto:
+        return fails(
+            f"the bad canary ended {bad.get('phase')} during the attack, not rolled back by "
+            f"the judge ({bad_ref} history)",
+            bad_ref,
+        )
+    saw = (
+        f"the judge saw {', '.join(seen)}, a DDoS signal in {ddos_minutes} of its {judged} "
+        "judged minutes"
+        if seen
+        else f"no platform signal in its {judged} judged minutes"
+    )
+    good_act = rec.act("canary_attack_good")
+    mode_on = good_act is not None and any(
+        v > 0 for _, v in rec.points("ddos.mode", good_act.started_at, good_act.ended_at)
+    )
+    detail["ddosModeOn"] = mode_on
+    clean = (
+        f"paused for the platform {held / 60:.1f} min ({', '.join(kinds)}), then promoted"
+        if held
+        else f"never paused ({saw}; no minute's breach was the platform's), promoted"
+    )
+    return ClaimResult(
+        claim, title, True, figure, "min paused",
+        f"clean canary {clean}; bad canary rolled back: {bad.get('reason')}; DDoS mode "
+        f"{'on' if mode_on else 'never on'} during the clean canary"[:400], ref, detail,
+    )  # fmt: skip
