@@ -17,10 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
 from functions.deploy_guard.local import LocalTraffic
+from shared.models.slo import ActionMode
 from shared.redis import get_redis
 from stack import cli
 from stack.platform.tokens import role_token
 from tests.conftest import ROOT, Backends
+from tests.deploy_guard.test_error_budget_gate import freeze_state, write_state
 from tests.fakes.http_api import FakeHttpApi, Recorded
 
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
@@ -193,3 +195,24 @@ def test_the_workflow_is_valid_and_runs_the_pipeline_in_order() -> None:
     # PyYAML (YAML 1.1) reads the `on:` key as True
     assert workflow[True]["workflow_dispatch"]["inputs"]["environment"]["required"] is True
     assert workflow[True]["workflow_dispatch"]["inputs"]["bootstrap"]["type"] == "boolean"
+
+
+def test_validate_names_the_release_services_the_budget_gate_checks(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--services`` reaches the validator: a freeze of ``service:api`` refuses a release
+    of api and not one of chat."""
+    write_state(freeze_state(ActionMode.ENFORCE, ("service:api",)))
+
+    def budget(*services: str) -> tuple[int, dict[str, Any]]:
+        code, out = run(
+            capsys, "deploy", "validate", "--version", "v3", "--env", "prod",
+            "--services", *services,
+        )  # fmt: skip
+        report = json.loads(out)
+        return code, next(g for g in report["gates"] if g["name"] == "error_budget")
+
+    code, gate = budget("api")
+    assert (code, gate["status"], gate["evidence"]["frozenBy"]) == (1, "fail", ["service:api"])
+    code, gate = budget("chat")
+    assert (code, gate["status"]) == (0, "pass")
