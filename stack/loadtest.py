@@ -63,6 +63,8 @@ def _worker(
 def _read_minutes(start: float, end: float, out: Any) -> None:
     from datetime import UTC, datetime
 
+    from google.auth.exceptions import DefaultCredentialsError
+
     from functions.load.store import SliMinuteReader
     from shared.firestore import get_db
 
@@ -71,10 +73,20 @@ def _read_minutes(start: float, end: float, out: Any) -> None:
             datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
         )
         out.send(("ok", [doc.model_dump(mode="json", by_alias=True) for doc in docs]))
+    except DefaultCredentialsError:
+        out.send(("error", NO_FIRESTORE))
     except Exception as exc:  # the parent prints it: the command's one error line
         out.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         out.close()
+
+
+NO_FIRESTORE = (
+    "no Firestore to read: give --firestore HOST:PORT (the local stack's emulator, printed by"
+    " `make run` as 'Firestore emulator'), or set up Application Default Credentials for the"
+    " project (gcloud auth application-default login)"
+)
+"""What ``--from-metrics`` says when neither an emulator nor Google credentials are there."""
 
 
 def read_minutes(start: float, end: float, timeout_sec: float = 120.0) -> list[SliMinuteDoc]:

@@ -59,6 +59,13 @@ def add_parser(sub: Any) -> None:
         metavar="NAME=ENDPOINT",
         help="--from-metrics: play a recorded name that is not a load endpoint as this endpoint",
     )
+    p.add_argument(
+        "--firestore",
+        metavar="HOST:PORT",
+        help="--from-metrics: the Firestore emulator to read (default $FIRESTORE_EMULATOR_HOST;"
+        " the local stack's is printed by `make run`; none: the project's Firestore with"
+        " Application Default Credentials)",
+    )
     p.add_argument("--target", default=DEFAULT_TARGET, help=f"base URL (default {DEFAULT_TARGET})")
     p.add_argument("--rps", type=float, help="peak requests per second (default: the spec's)")
     p.add_argument("--duration", type=int, help="seconds (default: the spec's)")
@@ -104,6 +111,8 @@ def _recorded(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             raise ValueError(f"--map: {item!r} is not NAME=ENDPOINT")
         mapping[name] = endpoint
     th = {k: v for k, v in (("p95_ms", args.p95_ms), ("p99_ms", args.p99_ms)) if v is not None}
+    if args.firestore:
+        os.environ["FIRESTORE_EMULATOR_HOST"] = args.firestore
     try:
         window = parse_window(args.from_metrics, utc_now())
         docs = read_minutes(window.start.timestamp(), window.end.timestamp())

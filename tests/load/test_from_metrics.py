@@ -178,8 +178,13 @@ def test_scenario_and_from_metrics_together_or_neither_are_refused(caller: Calle
     assert (denied.status, denied.error["status"]) == (403, "PERMISSION_DENIED")
 
 
-def cli(backends: Backends, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, FIRESTORE_EMULATOR_HOST=backends.firestore_host)
+def cli(backends: Backends | None, *args: str, **env_over: str) -> subprocess.CompletedProcess[str]:
+    """``pack391 loadtest ARGS`` on the test's emulator (``backends`` None: no
+    FIRESTORE_EMULATOR_HOST in its environment)."""
+    env = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    if backends is not None:
+        env["FIRESTORE_EMULATOR_HOST"] = backends.firestore_host
+    env.update(env_over)
     return subprocess.run(
         [sys.executable, "-m", "stack.cli", "loadtest", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
@@ -219,3 +224,22 @@ def test_the_cli_refuses_a_window_without_traffic(backends: Backends) -> None:
     )
     both = cli(backends, "swipe_load", "--from-metrics", "last:5m")
     assert both.returncode == 2 and "give a SCENARIO or --from-metrics" in both.stderr
+
+
+def test_the_cli_says_which_firestore_it_needs(backends: Backends, tmp_path: Path) -> None:
+    """A shell beside ``make run`` has no FIRESTORE_EMULATOR_HOST: without Google
+    credentials either, the command says what to give; ``--firestore`` gives the emulator."""
+    nowhere = {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"),
+        "CLOUDSDK_CONFIG": str(tmp_path),  # no gcloud application-default login here
+        "NO_GCE_CHECK": "True",  # not on Google Cloud: no metadata server to ask
+    }
+    lost = cli(None, "--from-metrics", "2026-12-05T18:00Z/PT3M", "--quiet", **nowhere)
+    assert lost.returncode == 2
+    assert "no Firestore to read: give --firestore HOST:PORT" in lost.stderr, lost.stderr
+    given = cli(
+        None, "--from-metrics", "2026-12-05T18:00Z/PT3M", "--quiet",
+        "--firestore", backends.firestore_host, **nowhere,
+    )  # fmt: skip
+    assert given.returncode == 2
+    assert "--from-metrics: no recorded traffic in 2026-12-05T18:00Z" in given.stderr
