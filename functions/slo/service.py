@@ -38,7 +38,6 @@ from shared.models.slo import (
     ActionLift,
     ActionMode,
     ActionsSnapshot,
-    ActionState,
     SliCounts,
     SliMinuteDoc,
     SloAction,
@@ -170,8 +169,7 @@ class SloService:
             if current is not None:
                 self._publish(current, now)
             return EvaluateReport(start, False, {}, {})
-        prev = {k: v for k, v in previous_scopes.items()}
-        changes = policy.alert_changes(after.scopes, prev)
+        changes = policy.alert_changes(after.scopes, previous_scopes)
         if changes:
             self._alerts.apply(changes, now)
         self._publish(after, now)
@@ -234,7 +232,3 @@ class SloService:
         assert after is not None
         self._publish(after, now)
         return after
-
-
-def actions_of(state: SloStateDoc | None) -> Mapping[SloAction, ActionState]:
-    return state.actions if state else {}

@@ -22,8 +22,6 @@ from shared import thresholds as t
 PLATFORM = "platform"
 """The scope of every recorded call together."""
 
-SCOPE_KINDS = ("class", "service", "callable")
-
 _SCOPE = re.compile(r"^(platform|(class|service|callable):[A-Za-z0-9_.-]{1,100})$")
 
 
